@@ -1,0 +1,40 @@
+//! The runtime's one error type. Every failure that input data can cause
+//! (files, prompts, parameters) is a variant here, never a panic.
+
+use std::path::PathBuf;
+
+use crate::gguf::GgufError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid GGUF file: {0}")]
+    Gguf(#[from] GgufError),
+    #[error("unsupported tensor type {ty} for {what}")]
+    UnsupportedType { ty: String, what: String },
+    #[error("unknown architecture '{0}' (supported: llama)")]
+    UnknownArchitecture(String),
+    #[error("missing tensor '{0}'")]
+    MissingTensor(String),
+    #[error("tensor '{name}' has shape {got:?}, expected {expected:?}")]
+    TensorShape { name: String, got: Vec<u64>, expected: Vec<u64> },
+    #[error("model: {0}")]
+    Model(String),
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+    #[error("token id {id} is out of the vocabulary (size {n_vocab})")]
+    TokenOutOfVocab { id: u32, n_vocab: usize },
+    #[error("context is full: {needed} tokens needed, context size is {n_ctx}")]
+    ContextFull { needed: usize, n_ctx: usize },
+    #[error("invalid parameter: {0}")]
+    InvalidParam(String),
+    #[error("cancelled")]
+    Cancelled,
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
