@@ -4,8 +4,14 @@
 //! [`tokenizer`] turns text into ids, [`model`] runs the forward pass on a
 //! backend, [`sampling`] picks the next id. See `docs/ARCHITECTURE.md`.
 
+pub mod backend;
 pub mod error;
 pub mod gguf;
+pub mod kv_cache;
+pub mod model;
+pub mod ops;
 pub mod quant;
+pub mod sampling;
+pub mod stop;
 
 pub use error::{Error, Result};

@@ -1,0 +1,83 @@
+//! Causal multi-head attention over the KV cache, as llama.cpp computes it
+//! without flash attention: K and V live in f16, Q is rounded to f16 before
+//! `q·k`, the softmax probabilities are rounded to f16 before weighting V.
+//! Rounding like llama.cpp keeps our logits within its own noise.
+
+use half::f16;
+use rayon::prelude::*;
+
+use super::SharedMut;
+use crate::ops::softmax::softmax;
+
+/// Geometry of one attention call.
+#[derive(Debug, Clone, Copy)]
+pub struct AttnShape {
+    pub n_head: usize,
+    pub n_head_kv: usize,
+    pub head_dim_k: usize,
+    pub head_dim_v: usize,
+    /// Position of the first query token.
+    pub pos0: usize,
+    /// `softmax(kq_scale · q·k)`.
+    pub kq_scale: f32,
+    /// Sliding window: key `j` is masked for query `p` when `p - j >= window`.
+    pub window: Option<usize>,
+    /// Logit soft-capping `cap·tanh(x/cap)` (gemma2-style), if any.
+    pub softcap: Option<f32>,
+}
+
+/// `q`: `n_tok × n_head·head_dim_k`; `k_cache`/`v_cache`: this layer's cache,
+/// row `j` = position `j`, `n_head_kv·head_dim` wide, filled up to
+/// `pos0 + n_tok`; `out`: `n_tok × n_head·head_dim_v`.
+pub fn attention(s: &AttnShape, q: &[f32], k_cache: &[f16], v_cache: &[f16], out: &mut [f32]) {
+    let q_dim = s.n_head * s.head_dim_k;
+    let o_dim = s.n_head * s.head_dim_v;
+    let k_row = s.n_head_kv * s.head_dim_k;
+    let v_row = s.n_head_kv * s.head_dim_v;
+    let n_tok = q.len() / q_dim;
+    let group = s.n_head / s.n_head_kv;
+    let op = SharedMut(out.as_mut_ptr());
+
+    (0..n_tok * s.n_head).into_par_iter().for_each_init(
+        || (Vec::<f32>::new(), Vec::<f16>::new(), Vec::<f32>::new()),
+        |(scores, qh16, acc), task| {
+            let op = op;
+            let (t, h) = (task / s.n_head, task % s.n_head);
+            let p = s.pos0 + t;
+            let hk = h / group;
+            let first = match s.window {
+                Some(w) => (p + 1).saturating_sub(w),
+                None => 0,
+            };
+            qh16.clear();
+            qh16.extend(q[t * q_dim + h * s.head_dim_k..][..s.head_dim_k].iter().map(|&v| f16::from_f32(v)));
+            scores.clear();
+            scores.resize(p + 1, f32::NEG_INFINITY);
+            for j in first..=p {
+                let kj = &k_cache[j * k_row + hk * s.head_dim_k..][..s.head_dim_k];
+                let mut d = 0f32;
+                for (a, b) in qh16.iter().zip(kj) {
+                    d += a.to_f32() * b.to_f32();
+                }
+                let mut x = d * s.kq_scale;
+                if let Some(cap) = s.softcap {
+                    x = cap * (x / cap).tanh();
+                }
+                scores[j] = x;
+            }
+            softmax(&mut scores[..]);
+            acc.clear();
+            acc.resize(s.head_dim_v, 0.0);
+            for j in first..=p {
+                let pj = f16::from_f32(scores[j]).to_f32();
+                let vj = &v_cache[j * v_row + hk * s.head_dim_v..][..s.head_dim_v];
+                for (a, b) in acc.iter_mut().zip(vj) {
+                    *a += pj * b.to_f32();
+                }
+            }
+            // SAFETY: each (t, h) task writes its own head slice of out.
+            let dst = unsafe { std::slice::from_raw_parts_mut(op.0.add(t * o_dim + h * s.head_dim_v), s.head_dim_v) };
+            dst.copy_from_slice(acc);
+        },
+    );
+}

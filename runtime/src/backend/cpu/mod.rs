@@ -1,0 +1,48 @@
+//! The CPU backend: a persistent thread pool and kernels that split their
+//! work by rows over it.
+
+mod attention;
+mod matmul;
+
+pub use attention::{attention, AttnShape};
+pub use matmul::{matmul, MatmulScratch};
+
+use crate::{Error, Result};
+
+/// Threads for the CPU kernels. Created once per engine; `install` runs a
+/// whole forward pass inside the pool so nested `par_iter`s use its threads.
+pub struct CpuBackend {
+    pool: rayon::ThreadPool,
+    n_threads: usize,
+}
+
+impl CpuBackend {
+    pub fn new(n_threads: usize) -> Result<CpuBackend> {
+        let n_threads = if n_threads == 0 { default_threads() } else { n_threads };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(n_threads)
+            .thread_name(|i| format!("ember-cpu-{i}"))
+            .build()
+            .map_err(|e| Error::InvalidParam(format!("cannot start {n_threads} threads: {e}")))?;
+        Ok(CpuBackend { pool, n_threads })
+    }
+
+    pub fn n_threads(&self) -> usize {
+        self.n_threads
+    }
+
+    pub fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        self.pool.install(f)
+    }
+}
+
+/// The number of physical-ish cores to use by default.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 16)
+}
+
+/// A raw pointer that may be shared by threads writing disjoint elements.
+#[derive(Clone, Copy)]
+pub(crate) struct SharedMut<T>(pub *mut T);
+unsafe impl<T> Send for SharedMut<T> {}
+unsafe impl<T> Sync for SharedMut<T> {}
