@@ -44,8 +44,11 @@ pub fn seed_files() -> Vec<(&'static str, Vec<u8>)> {
         .tensor("q4", GgmlType::Q4_0, &[64, 2], vec![0x11; 4 * 18])
         .tensor("q8", GgmlType::Q8_0, &[32], vec![0x22; 34])
         .tensor_f32("empty", &[0, 4], &[]);
+    let mut only_empty = GgufWriter::new();
+    only_empty.kv("general.architecture", Value::Str("x".into())).tensor_f32("only_empty", &[0], &[]);
     vec![
         ("small", small_file()),
+        ("only_empty_tensor", only_empty.to_bytes()),
         ("every_type", every_type.to_bytes()),
         ("v2", v2.to_bytes()),
         ("align64", aligned.to_bytes()),
@@ -95,11 +98,14 @@ pub fn ramp(n: usize) -> Vec<f32> {
 
 // ---- byte patching -------------------------------------------------------
 
+/// The offset of `needle`, which must occur exactly once (so a name found by
+/// it is never a prefix or piece of another string in the file).
 pub fn find(bytes: &[u8], needle: &[u8]) -> usize {
-    bytes
-        .windows(needle.len())
-        .position(|w| w == needle)
-        .unwrap_or_else(|| panic!("{:?} not in file", String::from_utf8_lossy(needle)))
+    let mut hits = bytes.windows(needle.len()).enumerate().filter(|(_, w)| *w == needle);
+    let name = String::from_utf8_lossy(needle);
+    let (at, _) = hits.next().unwrap_or_else(|| panic!("{name:?} not in file"));
+    assert!(hits.next().is_none(), "{name:?} occurs more than once in the file");
+    at
 }
 
 /// Little-endian overwrites in place (a method, so that the offset argument
