@@ -474,7 +474,18 @@ fn too_many_dims() {
 
 #[test]
 fn dims_overflow() {
-    for ne in [&[u64::MAX / 2, 4][..], &[i64::MAX as u64 + 1], &[1, u64::MAX], &[1 << 32, 1 << 32], &[1 << 31, 1 << 31]] {
+    let cases: [&[u64]; 7] = [
+        &[u64::MAX / 2, 4],
+        &[i64::MAX as u64 + 1],
+        &[1, u64::MAX],
+        &[1 << 32, 1 << 32],
+        &[1 << 31, 1 << 31],
+        // A zero dim makes the tensor empty but must not hide the overflow
+        // of the others (found by cargo-fuzz: `n_rows` overflowed).
+        &[0, 1 << 40, 1 << 40],
+        &[1 << 40, 0, 1 << 40],
+    ];
+    for ne in cases {
         let e = one_tensor_err(GgmlType::F32 as u32, ne, vec![]);
         assert!(matches!(e, GgufError::DimsOverflow { .. }), "{ne:?}: {e:?}");
     }

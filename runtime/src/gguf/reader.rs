@@ -446,17 +446,20 @@ fn check_count(
 
 fn tensor_size(name: &str, ne: &[u64], ty: GgmlType) -> Result<u64, GgufError> {
     let overflow = || GgufError::DimsOverflow { tensor: name.into(), dims: ne.to_vec() };
-    // ggml stores ne as int64: every dim and the element count must fit.
-    let mut n: u64 = 1;
+    // ggml stores ne as int64: every dim and every product of dims must fit
+    // (`n_rows` multiplies all but the first), so a zero dim must not hide an
+    // overflow of the others: bound the product of the non-zero dims.
+    let mut nonzero: u64 = 1;
     for &d in ne {
         if d > i64::MAX as u64 {
             return Err(overflow());
         }
-        n = n.checked_mul(d).ok_or_else(overflow)?;
+        nonzero = nonzero.checked_mul(d.max(1)).ok_or_else(overflow)?;
     }
-    if n > i64::MAX as u64 {
+    if nonzero > i64::MAX as u64 {
         return Err(overflow());
     }
+    let n = if ne.contains(&0) { 0 } else { nonzero };
     let ne0 = ne.first().copied().unwrap_or(1);
     let bs = ty.block_size() as u64;
     if ne0 % bs != 0 {
