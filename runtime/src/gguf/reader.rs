@@ -153,8 +153,8 @@ impl GgufFile {
         let n_kv = c.u64("metadata key/value count")?;
         // Each kv takes at least 8 (key len) + 4 (type) + 1 bytes; each tensor
         // info at least 8 + 4 + 4 + 8 bytes.
-        check_count("metadata key/value count", n_kv, limits.max_kv, c.left() / 13, n_kv_off)?;
-        check_count("tensor count", n_tensors, limits.max_tensors, c.left() / 24, n_tensors_off)?;
+        check_count("metadata key/value count", n_kv, limits.max_kv, 13, &c, n_kv_off)?;
+        check_count("tensor count", n_tensors, limits.max_tensors, 24, &c, n_tensors_off)?;
 
         let mut kv = Vec::with_capacity(n_kv as usize);
         let mut kv_index = HashMap::with_capacity(n_kv as usize);
@@ -216,17 +216,19 @@ impl GgufFile {
         }
 
         let data_offset = align_up(c.pos as u64, alignment);
-        let data_len = (bytes.len() as u64).saturating_sub(data_offset);
+        // `None` when the file ends before the (aligned) data section starts:
+        // then no tensor, not even an empty one, has its data in the file.
+        let data_len = (bytes.len() as u64).checked_sub(data_offset);
         for t in &tensors {
             let end = t.offset.checked_add(t.size);
-            match end {
-                Some(end) if end <= data_len => {}
+            match (end, data_len) {
+                (Some(end), Some(len)) if end <= len => {}
                 _ => {
                     return Err(GgufError::TensorOutOfBounds {
                         tensor: t.name.clone(),
                         start: t.offset,
                         end: end.unwrap_or(u64::MAX),
-                        len: data_len,
+                        len: data_len.unwrap_or(0),
                     })
                 }
             }
@@ -416,27 +418,48 @@ pub(crate) fn align_up(o: u64, a: u64) -> u64 {
     o + (a - o % a) % a
 }
 
-fn check_count(what: &str, n: u64, limit: u64, fits: usize, offset: usize) -> Result<(), GgufError> {
-    let limit = limit.min(fits as u64);
+/// Checks a count read at `offset`: above `limit` it is `TooLarge`; if its
+/// items (at least `min_size` bytes each) cannot fit in the bytes left after
+/// the cursor, the file is `Truncated`. Either way nothing is allocated.
+fn check_count(
+    what: &str,
+    n: u64,
+    limit: u64,
+    min_size: usize,
+    c: &Cursor<'_>,
+    offset: usize,
+) -> Result<(), GgufError> {
     if n > limit {
         return Err(GgufError::TooLarge { what: what.into(), value: n, limit, offset: offset as u64 });
+    }
+    let need = n.saturating_mul(min_size as u64);
+    if need > c.left() as u64 {
+        return Err(GgufError::Truncated {
+            what: format!("{n} items of {what}"),
+            offset: c.pos as u64,
+            need,
+            left: c.left() as u64,
+        });
     }
     Ok(())
 }
 
 fn tensor_size(name: &str, ne: &[u64], ty: GgmlType) -> Result<u64, GgufError> {
     let overflow = || GgufError::DimsOverflow { tensor: name.into(), dims: ne.to_vec() };
-    // ggml stores ne as int64: every dim and the element count must fit.
-    let mut n: u64 = 1;
+    // ggml stores ne as int64: every dim and every product of dims must fit
+    // (`n_rows` multiplies all but the first), so a zero dim must not hide an
+    // overflow of the others: bound the product of the non-zero dims.
+    let mut nonzero: u64 = 1;
     for &d in ne {
         if d > i64::MAX as u64 {
             return Err(overflow());
         }
-        n = n.checked_mul(d).ok_or_else(overflow)?;
+        nonzero = nonzero.checked_mul(d.max(1)).ok_or_else(overflow)?;
     }
-    if n > i64::MAX as u64 {
+    if nonzero > i64::MAX as u64 {
         return Err(overflow());
     }
+    let n = if ne.contains(&0) { 0 } else { nonzero };
     let ne0 = ne.first().copied().unwrap_or(1);
     let bs = ty.block_size() as u64;
     if ne0 % bs != 0 {
@@ -537,8 +560,8 @@ impl<'a> Cursor<'a> {
                     .ok_or_else(|| GgufError::UnknownValueType { key: key.into(), ty: et, offset: ty_off as u64 })?;
                 let n_off = self.pos;
                 let n = self.u64(key)?;
-                let fits = self.left() / et.min_encoded_size();
-                check_count(&format!("array length of '{key}'"), n, limits.max_array_len, fits, n_off)?;
+                let what = format!("array length of '{key}'");
+                check_count(&what, n, limits.max_array_len, et.min_encoded_size(), self, n_off)?;
                 let mut v = Vec::with_capacity(n as usize);
                 for _ in 0..n {
                     v.push(self.value(et, key, limits, depth + 1)?);
