@@ -1,0 +1,1 @@
+//! Cross-format tests: block sizes, hand-built blocks, integer-dot parity.
