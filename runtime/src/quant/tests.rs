@@ -398,3 +398,20 @@ fn activation_quantization_round_trips_within_half_step() {
     quantize_row_act(GgmlType::Q8_K, &[0f32; 256], &mut a);
     assert!(a.iter().all(|&b| b == 0));
 }
+
+#[test]
+fn float_dots_handle_any_length() {
+    let mut rng = Rng(7);
+    for ty in [GgmlType::F32, GgmlType::F16, GgmlType::BF16] {
+        for n in [1usize, 7, 37, 100] {
+            let w = random_row(ty, n, &mut rng);
+            let x: Vec<f32> = (0..n).map(|_| rng.f32()).collect();
+            let mut act = vec![0u8; ty.row_size(n).unwrap()];
+            quantize_row_act(ty, &x, &mut act);
+            let (wf, xq) = (dequant(ty, &w, n), dequant(ty, &act, n));
+            let want: f32 = wf.iter().zip(&xq).map(|(a, b)| a * b).sum();
+            let got = vec_dot(ty, n, &w, &act);
+            assert!((got - want).abs() <= 1e-5 * n as f32, "{ty} n={n}: {got} vs {want}");
+        }
+    }
+}
