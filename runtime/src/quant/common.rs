@@ -78,8 +78,7 @@ pub fn q3k_scales(q: &[u8; 12]) -> [i8; 16] {
 #[inline(always)]
 pub fn kquant_lanes(q8: &[i8; 256], a: &[i8; 256], scales: &[i32; 16]) -> [i32; 8] {
     let mut aux32 = [0i32; 8];
-    for j in 0..16 {
-        let s = scales[j];
+    for (j, &s) in scales.iter().enumerate() {
         for half in 0..2 {
             let o = 16 * j + 8 * half;
             for l in 0..8 {

@@ -77,8 +77,35 @@ pub fn quantize_row_bf16(x: &[f32], dst: &mut [u8]) {
 pub fn vec_dot_f32(n: usize, w: &[u8], act: &[u8]) -> f32 {
     dot(n, w, act, f32_of)
 }
+/// F16 conversion goes through half's slice converter (F16C/NEON when the
+/// CPU has it, detected at run time) on 32-element stack chunks.
 pub fn vec_dot_f16(n: usize, w: &[u8], act: &[u8]) -> f32 {
-    dot(n, w, act, f16_to_f32)
+    debug_assert!(w.len() == 2 * n && act.len() == 2 * n);
+    const C: usize = 32;
+    let (wc, ac) = (w.chunks_exact(2 * C), act.chunks_exact(2 * C));
+    let tail = dot(wc.remainder().len() / 2, wc.remainder(), ac.remainder(), f16_to_f32);
+    let mut acc = [0f32; 8];
+    let (mut xf, mut yf) = ([0f32; C], [0f32; C]);
+    for (wc, ac) in wc.zip(ac) {
+        f16_chunk_to_f32(wc, &mut xf);
+        f16_chunk_to_f32(ac, &mut yf);
+        for (x, y) in xf.chunks_exact(8).zip(yf.chunks_exact(8)) {
+            for l in 0..8 {
+                acc[l] += x[l] * y[l];
+            }
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+#[inline(always)]
+fn f16_chunk_to_f32<const C: usize>(src: &[u8], dst: &mut [f32; C]) {
+    use half::slice::HalfFloatSliceExt;
+    let mut h = [half::f16::ZERO; C];
+    for (h, b) in h.iter_mut().zip(src.chunks_exact(2)) {
+        *h = half::f16::from_bits(u16::from_le_bytes([b[0], b[1]]));
+    }
+    h.convert_to_f32_slice(dst);
 }
 pub fn vec_dot_bf16(n: usize, w: &[u8], act: &[u8]) -> f32 {
     dot(n, w, act, bf16_of)

@@ -39,7 +39,10 @@ fn unpack(b: &BlockQ2K) -> [i8; QK_K] {
 }
 
 pub fn dequantize_row(src: &[u8], dst: &mut [f32]) {
-    for (b, y) in blocks::<BlockQ2K>(src).iter().zip(dst.chunks_exact_mut(QK_K)) {
+    for (b, y) in blocks::<BlockQ2K>(src)
+        .iter()
+        .zip(dst.chunks_exact_mut(QK_K))
+    {
         let (d, dmin) = (f16_to_f32(b.d), f16_to_f32(b.dmin));
         let a = unpack(b);
         for (j, (y, a)) in y.chunks_exact_mut(16).zip(a.chunks_exact(16)).enumerate() {
@@ -58,12 +61,8 @@ pub fn vec_dot(n: usize, w: &[u8], act: &[u8]) -> f32 {
     debug_assert!(x.len() == n / QK_K && y.len() == x.len());
     let mut sumf = 0f32;
     for (x, y) in x.iter().zip(y) {
-        let mut summs = 0i32;
-        let mut sc = [0i32; 16];
-        for j in 0..16 {
-            summs += y.bsum(j) * (x.scales[j] >> 4) as i32;
-            sc[j] = (x.scales[j] & 0xF) as i32;
-        }
+        let summs: i32 = (0..16).map(|j| y.bsum(j) * (x.scales[j] >> 4) as i32).sum();
+        let sc = x.scales.map(|s| (s & 0xF) as i32);
         let dall = y.d() * f16_to_f32(x.d);
         let dmin = y.d() * f16_to_f32(x.dmin);
         let isum: i32 = kquant_lanes(&y.qs, &unpack(x), &sc).iter().sum();

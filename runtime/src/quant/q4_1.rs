@@ -23,7 +23,10 @@ pub struct BlockQ4_1 {
 const _: () = assert!(std::mem::size_of::<BlockQ4_1>() == 20);
 
 pub fn dequantize_row(src: &[u8], dst: &mut [f32]) {
-    for (b, y) in blocks::<BlockQ4_1>(src).iter().zip(dst.chunks_exact_mut(QK4_1)) {
+    for (b, y) in blocks::<BlockQ4_1>(src)
+        .iter()
+        .zip(dst.chunks_exact_mut(QK4_1))
+    {
         let (d, m) = (f16_to_f32(b.d), f16_to_f32(b.m));
         let (lo, hi) = y.split_at_mut(QK4_1 / 2);
         for j in 0..QK4_1 / 2 {

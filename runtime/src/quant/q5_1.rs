@@ -26,7 +26,10 @@ pub struct BlockQ5_1 {
 const _: () = assert!(std::mem::size_of::<BlockQ5_1>() == 24);
 
 pub fn dequantize_row(src: &[u8], dst: &mut [f32]) {
-    for (b, y) in blocks::<BlockQ5_1>(src).iter().zip(dst.chunks_exact_mut(QK5_1)) {
+    for (b, y) in blocks::<BlockQ5_1>(src)
+        .iter()
+        .zip(dst.chunks_exact_mut(QK5_1))
+    {
         let (d, m) = (f16_to_f32(b.d), f16_to_f32(b.m));
         let qh = u32::from_le_bytes(b.qh);
         let (lo, hi) = y.split_at_mut(QK5_1 / 2);
