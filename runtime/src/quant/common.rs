@@ -5,9 +5,22 @@
 /// alignment 1 and can be viewed in place at any byte offset of a row.
 pub type F16 = [u8; 2];
 
+/// Exact fp16 → f32 conversion, inlined into the dot loops (the `half`
+/// crate's run-time dispatched call costs more than the conversion itself).
+/// The exponent/mantissa are shifted into f32 position and rescaled by
+/// 2^112, which also turns fp16 subnormals into the right f32 normals.
 #[inline(always)]
 pub fn f16_to_f32(h: F16) -> f32 {
-    half::f16::from_bits(u16::from_le_bytes(h)).to_f32()
+    let h = u16::from_le_bytes(h) as u32;
+    let sign = (h & 0x8000) << 16;
+    let em = h & 0x7fff;
+    let bits = if em >= 0x7c00 {
+        // inf / NaN: all-ones exponent, mantissa kept.
+        0x7f80_0000 | ((em & 0x03ff) << 13)
+    } else {
+        (f32::from_bits(em << 13) * f32::from_bits(0x7780_0000)).to_bits()
+    };
+    f32::from_bits(sign | bits)
 }
 
 /// Round to nearest even, like `GGML_FP32_TO_FP16`.
@@ -88,4 +101,16 @@ pub fn kquant_lanes(q8: &[i8; 256], a: &[i8; 256], scales: &[i32; 16]) -> [i32; 
         }
     }
     aux32
+}
+
+#[cfg(test)]
+mod f16_tests {
+    #[test]
+    fn f16_to_f32_is_exact_for_every_value() {
+        for bits in 0..=u16::MAX {
+            let want = half::f16::from_bits(bits).to_f32();
+            let got = super::f16_to_f32(bits.to_le_bytes());
+            assert!(got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()), "{bits:#06x}: {got} vs {want}");
+        }
+    }
 }
