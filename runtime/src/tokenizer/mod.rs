@@ -221,21 +221,26 @@ impl Tokenizer {
         let mark_control = |toks: &mut Vec<TokenData>, id: u32| {
             toks[id as usize].attr |= attr::CONTROL;
         };
+        // (only texts starting with one of these bytes can be on the lists)
+        let candidate = |t: &str| matches!(t.as_bytes().first(), Some(b'<' | b'[' | b'_'));
         for id in 0..n as u32 {
-            let t = toks[id as usize].text.clone();
-            let t = t.as_str();
-            for (slot, texts) in [
-                (&mut eot, EOT_TEXTS),
-                (&mut eom, &["<|eom_id|>"][..]),
-                (&mut fim_pad, FIM_PAD_TEXTS),
-                (&mut fim_rep, FIM_REP_TEXTS),
-                (&mut fim_sep, FIM_SEP_TEXTS),
-            ] {
-                if slot.is_none() && texts.contains(&t) {
-                    *slot = Some(id);
-                    mark_control(&mut toks, id);
-                    break;
-                }
+            let t = toks[id as usize].text.as_str();
+            if !candidate(t) {
+                continue;
+            }
+            let lists: [&[&str]; 5] = [EOT_TEXTS, &["<|eom_id|>"], FIM_PAD_TEXTS, FIM_REP_TEXTS, FIM_SEP_TEXTS];
+            let hit = lists.iter().position(|l| l.contains(&t));
+            let slot = match hit {
+                Some(0) => &mut eot,
+                Some(1) => &mut eom,
+                Some(2) => &mut fim_pad,
+                Some(3) => &mut fim_rep,
+                Some(4) => &mut fim_sep,
+                _ => continue,
+            };
+            if slot.is_none() {
+                *slot = Some(id);
+                mark_control(&mut toks, id);
             }
         }
         for td in toks.iter_mut() {
@@ -251,7 +256,8 @@ impl Tokenizer {
             }
         }
         for id in 0..n as u32 {
-            if EOG_TEXTS.contains(&toks[id as usize].text.as_str()) {
+            let t = toks[id as usize].text.as_str();
+            if candidate(t) && EOG_TEXTS.contains(&t) {
                 eog.insert(id);
                 mark_control(&mut toks, id);
             }

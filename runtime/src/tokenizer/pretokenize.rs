@@ -57,7 +57,8 @@ pub fn pre_info(name: &str) -> PreInfo {
             p.no_bos = true;
         }
         "falcon" => p.kind = PreKind::Falcon,
-        "gpt-2" | "phi-2" | "jina-es" | "jina-de" | "gigachat" | "jina-v2-es" | "jina-v2-de" | "a.x-4.0" | "mellum"
+        // ("gpt2" is not a llama.cpp name -- it rejects it -- accepted here as an alias)
+        "gpt-2" | "gpt2" | "phi-2" | "jina-es" | "jina-de" | "gigachat" | "jina-v2-es" | "jina-v2-de" | "a.x-4.0" | "mellum"
         | "modern-bert" | "jina-v1-en" | "jina-v2-code" | "roberta-bpe" | "mpt" | "olmo" | "jais" | "exaone4" => {
             p.kind = PreKind::Gpt2
         }
