@@ -52,7 +52,6 @@ enum Model {
     Bpe,
 }
 
-#[derive(Debug)]
 struct TokenData {
     text: String,
     score: f32,
@@ -60,7 +59,6 @@ struct TokenData {
 }
 
 /// A vocabulary plus the algorithm llama.cpp would use for it.
-#[derive(Debug)]
 pub struct Tokenizer {
     model: Model,
     model_name: String,
@@ -87,6 +85,23 @@ pub struct Tokenizer {
     byte_to_char: [char; 256],
     char_to_byte: Vec<Option<u8>>,
     chat_template: Option<String>,
+}
+
+impl std::fmt::Debug for Tokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokenizer")
+            .field("model", &self.model_name)
+            .field("pre", &self.pre)
+            .field("n_vocab", &self.tokens.len())
+            .field("n_merges", &self.merges.len())
+            .field("bos", &self.bos)
+            .field("eos", &self.eos)
+            .field("eot", &self.eot)
+            .field("add_bos", &self.add_bos)
+            .field("add_eos", &self.add_eos)
+            .field("add_space_prefix", &self.add_space_prefix)
+            .finish_non_exhaustive()
+    }
 }
 
 const EOG_TEXTS: &[&str] = &[

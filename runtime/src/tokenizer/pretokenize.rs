@@ -86,7 +86,7 @@ pub fn pre_info(name: &str) -> PreInfo {
 }
 
 /// Split `text` into pre-tokenizer pieces (substrings, in order, covering the text).
-pub fn split<'a>(kind: PreKind, text: &'a str) -> Vec<&'a str> {
+pub fn split(kind: PreKind, text: &str) -> Vec<&str> {
     if text.is_empty() {
         return Vec::new();
     }
