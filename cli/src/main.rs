@@ -1,3 +1,74 @@
-fn main() {
-    println!("ember");
+//! `ember`: run, inspect and measure GGUF models from the command line.
+//! Results go to stdout, everything else (progress, stats, errors) to stderr.
+
+mod catalog;
+mod commands;
+
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "ember", version, about = "Ember: run small GGUF language models on any device, offline")]
+struct Cli {
+    /// More logging on stderr (-v info, -vv debug).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+/// Options shared by every command that evaluates a model.
+#[derive(Args, Clone, Debug)]
+pub struct EvalOpts {
+    /// Model: a GGUF path or a known name (see `ember pull --list`); default smollm2-135m.
+    #[arg(short = 'm', long = "model")]
+    pub model: Option<String>,
+    /// CPU threads (default: all cores).
+    #[arg(short = 't', long = "threads", default_value_t = 0)]
+    pub threads: usize,
+    /// Backend: auto, cpu.
+    #[arg(long, default_value = "auto")]
+    pub backend: String,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Generate text from a prompt (only the generated text goes to stdout).
+    Run(commands::run::RunArgs),
+    /// Print the token ids of a text as a JSON array.
+    Tokenize(commands::tokenize::TokenizeArgs),
+    /// Perplexity of a text file, in consecutive windows of --ctx tokens.
+    Perplexity(commands::perplexity::PerplexityArgs),
+    /// Logits at every position of a prompt, one JSON line per position.
+    Logits(commands::logits::LogitsArgs),
+    /// Architecture, hyper-parameters, tokenizer and tensors of a GGUF file.
+    Inspect(commands::inspect::InspectArgs),
+    /// Fetch a known model into the cache.
+    Pull(commands::pull::PullArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = match cli.verbose {
+        0 => log::LevelFilter::Warn,
+        1 => log::LevelFilter::Info,
+        _ => log::LevelFilter::Debug,
+    };
+    env_logger::Builder::new().filter_level(level).parse_env("EMBER_LOG").init();
+    let result = match cli.command {
+        Cmd::Run(a) => commands::run::run(a),
+        Cmd::Tokenize(a) => commands::tokenize::run(a),
+        Cmd::Perplexity(a) => commands::perplexity::run(a),
+        Cmd::Logits(a) => commands::logits::run(a),
+        Cmd::Inspect(a) => commands::inspect::run(a),
+        Cmd::Pull(a) => commands::pull::run(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ember: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

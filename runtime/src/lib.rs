@@ -2,9 +2,12 @@
 //!
 //! Data flow: [`gguf`] maps a model file, [`quant`] knows its block formats,
 //! [`tokenizer`] turns text into ids, [`model`] runs the forward pass on a
-//! backend, [`sampling`] picks the next id. See `docs/ARCHITECTURE.md`.
+//! backend, [`sampling`] picks the next id; [`engine::Engine`] and
+//! [`session::Session`] tie them together. See `docs/ARCHITECTURE.md`.
 
 pub mod backend;
+pub mod config;
+pub mod engine;
 pub mod error;
 pub mod gguf;
 pub mod kv_cache;
@@ -12,6 +15,11 @@ pub mod model;
 pub mod ops;
 pub mod quant;
 pub mod sampling;
+pub mod session;
 pub mod stop;
+pub mod tokenizer;
 
+pub use config::{BackendKind, EngineConfig};
+pub use engine::Engine;
 pub use error::{Error, Result};
+pub use session::{GenerateParams, GenerationStats, Session, StopReason};

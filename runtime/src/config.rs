@@ -1,0 +1,50 @@
+//! Every knob of the engine, passed at construction (no global switches).
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::Error;
+
+/// Where the forward pass runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BackendKind {
+    /// The best backend available: a real GPU when the GPU backend exists and finds one, else the CPU.
+    #[default]
+    Auto,
+    Cpu,
+}
+
+impl FromStr for BackendKind {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        match s {
+            "auto" => Ok(BackendKind::Auto),
+            "cpu" => Ok(BackendKind::Cpu),
+            "wgpu" | "gpu" => Err(Error::InvalidParam(
+                "backend 'wgpu' is not available in this build yet (use 'cpu' or 'auto')".into(),
+            )),
+            other => Err(Error::InvalidParam(format!("unknown backend '{other}' (expected auto or cpu)"))),
+        }
+    }
+}
+
+impl fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            BackendKind::Auto => "auto",
+            BackendKind::Cpu => "cpu",
+        })
+    }
+}
+
+/// The default cap on a session's context when none is asked for.
+pub const DEFAULT_MAX_CTX: usize = 4096;
+
+#[derive(Debug, Clone, Default)]
+pub struct EngineConfig {
+    pub backend: BackendKind,
+    /// CPU threads; 0 = one per available core.
+    pub n_threads: usize,
+    /// Context size of each session; `None` = the model's training context, capped at 4096.
+    pub n_ctx: Option<usize>,
+}

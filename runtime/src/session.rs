@@ -1,0 +1,244 @@
+//! `Session`: one conversation on an [`Engine`]: its KV cache, the tokens it
+//! holds, and generation (prompt → sampled tokens → streamed text).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::engine::Engine;
+use crate::kv_cache::KvCache;
+use crate::model::{LogitsWanted, Scratch};
+use crate::sampling::{Sampler, SamplingParams};
+use crate::stop::StopMatcher;
+use crate::tokenizer::StreamDecoder;
+use crate::{Error, Result};
+
+/// Tokens evaluated per forward pass while processing a prompt.
+pub const PROMPT_BATCH: usize = 512;
+
+#[derive(Debug, Clone)]
+pub struct GenerateParams {
+    pub sampling: SamplingParams,
+    /// Most tokens to generate.
+    pub max_tokens: usize,
+    /// Generation stops when the text contains one of these (not emitted).
+    pub stop: Vec<String>,
+}
+
+impl Default for GenerateParams {
+    fn default() -> Self {
+        GenerateParams { sampling: SamplingParams::default(), max_tokens: 256, stop: Vec::new() }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// An end-of-generation token (EOS, EOT …).
+    Eog,
+    /// `max_tokens` reached.
+    Length,
+    /// A stop string matched.
+    StopString,
+    /// The caller's callback asked to stop, or `cancel()` was called.
+    Cancelled,
+    /// The session's context is full.
+    ContextFull,
+}
+
+impl StopReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StopReason::Eog => "eog",
+            StopReason::Length => "length",
+            StopReason::StopString => "stop",
+            StopReason::Cancelled => "cancelled",
+            StopReason::ContextFull => "context_full",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct GenerationStats {
+    pub prompt_tokens: usize,
+    pub generated_tokens: usize,
+    pub prompt_ms: f64,
+    pub generation_ms: f64,
+    pub stop_reason: StopReason,
+}
+
+impl GenerationStats {
+    pub fn prompt_tps(&self) -> f64 {
+        tps(self.prompt_tokens, self.prompt_ms)
+    }
+    pub fn generation_tps(&self) -> f64 {
+        tps(self.generated_tokens, self.generation_ms)
+    }
+}
+
+fn tps(n: usize, ms: f64) -> f64 {
+    if ms > 0.0 {
+        n as f64 * 1000.0 / ms
+    } else {
+        0.0
+    }
+}
+
+pub struct Session {
+    engine: Arc<Engine>,
+    cache: KvCache,
+    scratch: Scratch,
+    /// Tokens whose K/V are in the cache, in order.
+    tokens: Vec<u32>,
+    logits: Vec<f32>,
+    cancel: Arc<AtomicBool>,
+}
+
+impl Session {
+    pub(crate) fn new(engine: Arc<Engine>, n_ctx: usize) -> Session {
+        let cache = engine.model().new_cache(n_ctx);
+        Session {
+            engine,
+            cache,
+            scratch: Scratch::default(),
+            tokens: Vec::new(),
+            logits: Vec::new(),
+            cancel: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    pub fn n_ctx(&self) -> usize {
+        self.cache.n_ctx
+    }
+
+    /// Tokens currently in the context.
+    pub fn tokens(&self) -> &[u32] {
+        &self.tokens
+    }
+
+    /// Forgets the conversation (the cache is reused, not reallocated).
+    pub fn reset(&mut self) {
+        self.tokens.clear();
+    }
+
+    /// Drops tokens after the first `n` (e.g. to rewind to a common prefix).
+    pub fn truncate(&mut self, n: usize) {
+        self.tokens.truncate(n);
+    }
+
+    /// A flag that, once set, stops the current generation within one token.
+    /// Cleared at the start of each `generate`.
+    pub fn cancel_handle(&self) -> Arc<AtomicBool> {
+        self.cancel.clone()
+    }
+
+    /// Appends `ids` to the context and evaluates them, in batches of
+    /// [`PROMPT_BATCH`]. Returns the logits: the last token's row, or one row
+    /// per id in `ids` for [`LogitsWanted::All`].
+    pub fn eval(&mut self, ids: &[u32], wanted: LogitsWanted) -> Result<&[f32]> {
+        let n_vocab = self.engine.info().n_vocab;
+        if self.tokens.len() + ids.len() > self.cache.n_ctx {
+            return Err(Error::ContextFull { needed: self.tokens.len() + ids.len(), n_ctx: self.cache.n_ctx });
+        }
+        let mut all = Vec::new();
+        let mut batch_logits = std::mem::take(&mut self.logits);
+        for chunk in ids.chunks(PROMPT_BATCH) {
+            let is_last = chunk.as_ptr_range().end == ids.as_ptr_range().end;
+            let w = if wanted == LogitsWanted::All { LogitsWanted::All } else { LogitsWanted::Last };
+            self.engine.model().forward(
+                self.engine.cpu(),
+                &mut self.cache,
+                &mut self.scratch,
+                chunk,
+                self.tokens.len(),
+                w,
+                &mut batch_logits,
+            )?;
+            self.tokens.extend_from_slice(chunk);
+            if wanted == LogitsWanted::All && !is_last {
+                all.extend_from_slice(&batch_logits);
+            }
+        }
+        if wanted == LogitsWanted::All && !all.is_empty() {
+            all.extend_from_slice(&batch_logits);
+            batch_logits = all;
+        }
+        self.logits = batch_logits;
+        debug_assert!(self.logits.len() % n_vocab.max(1) == 0);
+        Ok(&self.logits)
+    }
+
+    /// Evaluates `prompt` (appended to the context) and generates up to
+    /// `params.max_tokens` tokens, calling `on_text` with each newly complete
+    /// piece of UTF-8 text; `on_text` returns `false` to stop.
+    pub fn generate(
+        &mut self,
+        prompt: &[u32],
+        params: &GenerateParams,
+        on_text: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<GenerationStats> {
+        self.cancel.store(false, Ordering::Relaxed);
+        let mut sampler = Sampler::new(params.sampling.clone())?;
+        if prompt.is_empty() && self.tokens.is_empty() {
+            return Err(Error::InvalidParam("the prompt is empty".into()));
+        }
+        let t0 = Instant::now();
+        if !prompt.is_empty() {
+            self.eval(prompt, LogitsWanted::Last)?;
+        }
+        let prompt_ms = t0.elapsed().as_secs_f64() * 1e3;
+        let t1 = Instant::now();
+
+        let engine = self.engine.clone();
+        let tok = engine.tokenizer();
+        let mut decoder = StreamDecoder::new();
+        let mut stops = StopMatcher::new(params.stop.clone());
+        let mut generated = 0usize;
+        let mut logits = Vec::new();
+        let reason = loop {
+            if generated >= params.max_tokens {
+                break StopReason::Length;
+            }
+            if self.cancel.load(Ordering::Relaxed) {
+                break StopReason::Cancelled;
+            }
+            logits.clear();
+            logits.extend_from_slice(&self.logits);
+            let id = sampler.sample(&mut logits, &self.tokens);
+            if tok.is_eog(id) {
+                break StopReason::Eog;
+            }
+            generated += 1;
+            let piece = decoder.push(tok, id)?;
+            let (emit, stopped) = stops.push(&piece);
+            if !emit.is_empty() && !on_text(&emit) {
+                break StopReason::Cancelled;
+            }
+            if stopped {
+                break StopReason::StopString;
+            }
+            if self.tokens.len() >= self.cache.n_ctx {
+                break StopReason::ContextFull;
+            }
+            self.eval(&[id], LogitsWanted::Last)?;
+        };
+        if reason != StopReason::StopString {
+            let mut rest = decoder.flush();
+            let (emit, _) = stops.push(&rest);
+            rest = emit + &stops.flush();
+            if !rest.is_empty() && reason != StopReason::Cancelled {
+                on_text(&rest);
+            }
+        }
+        Ok(GenerationStats {
+            prompt_tokens: prompt.len(),
+            generated_tokens: generated,
+            prompt_ms,
+            generation_ms: t1.elapsed().as_secs_f64() * 1e3,
+            stop_reason: reason,
+        })
+    }
+}
