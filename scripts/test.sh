@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The whole test suite on a fresh machine: fetch the models the tests need (cached after the
+# first run), then run every Rust test of the workspace.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/fetch-models.sh
+cargo test --workspace --release --no-fail-fast "$@"
