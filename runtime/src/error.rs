@@ -17,8 +17,8 @@ pub enum Error {
     Gguf(#[from] GgufError),
     #[error("unsupported tensor type {ty} for {what}")]
     UnsupportedType { ty: String, what: String },
-    #[error("unknown architecture '{0}' (supported: llama)")]
-    UnknownArchitecture(String),
+    #[error("unknown architecture '{arch}' (supported: {supported})")]
+    UnknownArchitecture { arch: String, supported: String },
     #[error("missing tensor '{0}'")]
     MissingTensor(String),
     #[error("tensor '{name}' has shape {got:?}, expected {expected:?}")]

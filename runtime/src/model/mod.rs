@@ -2,8 +2,15 @@
 //! from a [`GgufFile`] (`from_gguf`), keeps only offsets into the memory map
 //! for its weights, and runs a forward pass over a batch of tokens.
 
-mod loader;
+pub mod blocks;
+pub mod gemma3;
 pub mod llama;
+mod loader;
+pub mod minicpm;
+pub mod minicpm3;
+pub mod phi3;
+pub mod qwen2;
+pub mod qwen3;
 
 use std::sync::Arc;
 
@@ -24,33 +31,57 @@ pub enum LogitsWanted {
 }
 
 /// Architecture names Ember can run.
-pub const SUPPORTED_ARCHS: &[&str] = &["llama"];
+pub const SUPPORTED_ARCHS: &[&str] = &["llama", "minicpm", "minicpm3", "qwen2", "qwen3", "gemma3", "phi3"];
 
 /// A loaded model of any supported architecture.
 pub enum Model {
     Llama(llama::Llama),
+    MiniCpm(minicpm::MiniCpm),
+    MiniCpm3(minicpm3::MiniCpm3),
+    Qwen2(qwen2::Qwen2),
+    Qwen3(qwen3::Qwen3),
+    Gemma3(gemma3::Gemma3),
+    Phi3(phi3::Phi3),
+}
+
+/// `$body` with `$m` bound to the architecture's model.
+macro_rules! each_arch {
+    ($self:expr, $m:ident => $body:expr) => {
+        match $self {
+            Model::Llama($m) => $body,
+            Model::MiniCpm($m) => $body,
+            Model::MiniCpm3($m) => $body,
+            Model::Qwen2($m) => $body,
+            Model::Qwen3($m) => $body,
+            Model::Gemma3($m) => $body,
+            Model::Phi3($m) => $body,
+        }
+    };
 }
 
 impl Model {
     pub fn from_gguf(file: Arc<GgufFile>) -> Result<Model> {
         let arch = file.architecture()?.to_string();
-        match arch.as_str() {
-            "llama" => Ok(Model::Llama(llama::Llama::from_gguf(file)?)),
-            _ => Err(Error::UnknownArchitecture(arch)),
-        }
+        Ok(match arch.as_str() {
+            "llama" => Model::Llama(llama::Llama::from_gguf(file)?),
+            "minicpm" => Model::MiniCpm(minicpm::MiniCpm::from_gguf(file)?),
+            "minicpm3" => Model::MiniCpm3(minicpm3::MiniCpm3::from_gguf(file)?),
+            "qwen2" => Model::Qwen2(qwen2::Qwen2::from_gguf(file)?),
+            "qwen3" => Model::Qwen3(qwen3::Qwen3::from_gguf(file)?),
+            "gemma3" => Model::Gemma3(gemma3::Gemma3::from_gguf(file)?),
+            "phi3" => Model::Phi3(phi3::Phi3::from_gguf(file)?),
+            _ => return Err(Error::UnknownArchitecture { arch, supported: SUPPORTED_ARCHS.join(", ") }),
+        })
     }
 
     pub fn info(&self) -> &ModelInfo {
-        match self {
-            Model::Llama(m) => &m.info,
-        }
+        each_arch!(self, m => &m.info)
     }
 
-    /// A KV cache sized for `n_ctx` positions.
+    /// A KV cache sized for `n_ctx` positions. The cache carries n_ctx into
+    /// `forward`, where it picks per-session settings (LongRoPE factors).
     pub fn new_cache(&self, n_ctx: usize) -> KvCache {
-        match self {
-            Model::Llama(m) => m.new_cache(n_ctx),
-        }
+        each_arch!(self, m => m.new_cache(n_ctx))
     }
 
     /// Runs `ids` at positions `pos0..`, writing K/V into `cache` and the
@@ -78,9 +109,7 @@ impl Model {
             logits.clear();
             return Ok(());
         }
-        be.install(|| match self {
-            Model::Llama(m) => m.forward(cache, scratch, ids, pos0, wanted, logits),
-        })
+        be.install(|| each_arch!(self, m => m.forward(cache, scratch, ids, pos0, wanted, logits)))
     }
 }
 
@@ -110,15 +139,20 @@ pub struct ModelInfo {
 /// Activation buffers reused across forward passes (no allocation once warm).
 #[derive(Default)]
 pub struct Scratch {
+    /// The residual stream `[n, n_embd]`.
     pub x: Vec<f32>,
+    /// A block's normed input `[n, n_embd]`.
+    pub h: Vec<f32>,
+    /// A block's output `[n, n_embd]`.
     pub cur: Vec<f32>,
-    pub q: Vec<f32>,
-    pub k: Vec<f32>,
-    pub v: Vec<f32>,
-    pub attn: Vec<f32>,
     pub gate: Vec<f32>,
     pub up: Vec<f32>,
     pub rope: Vec<(f32, f32)>,
+    /// Second RoPE table (gemma3's sliding-window layers).
+    pub rope_swa: Vec<(f32, f32)>,
+    pub attn: blocks::AttnBufs,
+    /// MLA (minicpm3) buffers.
+    pub mla: minicpm3::MlaBufs,
     pub mm: crate::backend::cpu::MatmulScratch,
 }
 

@@ -28,6 +28,25 @@ pub fn geglu(gate: &mut [f32], up: &[f32]) {
     }
 }
 
+/// GeGLU as ggml's CPU backend computes it (`ggml_vec_geglu_f32`): the gate is
+/// rounded to f16 and GELU is read from a table of f16 results; |x| ≥ 10 is
+/// passed through (x ≥ 10) or zeroed (x ≤ −10). Matching this rounding keeps
+/// gemma's logits inside llama.cpp's own noise.
+pub fn geglu_ggml(gate: &mut [f32], up: &[f32]) {
+    use half::f16;
+    for (g, &u) in gate.iter_mut().zip(up) {
+        let x = *g;
+        let a = if x <= -10.0 {
+            0.0
+        } else if x >= 10.0 {
+            x
+        } else {
+            f16::from_f32(gelu(f16::from_f32(x).to_f32())).to_f32()
+        };
+        *g = a * u;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

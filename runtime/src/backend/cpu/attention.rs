@@ -30,10 +30,24 @@ pub struct AttnShape {
 /// row `j` = position `j`, `n_head_kv·head_dim` wide, filled up to
 /// `pos0 + n_tok`; `out`: `n_tok × n_head·head_dim_v`.
 pub fn attention(s: &AttnShape, q: &[f32], k_cache: &[f16], v_cache: &[f16], out: &mut [f32]) {
+    attention_strided(s, q, k_cache, s.n_head_kv * s.head_dim_k, v_cache, s.n_head_kv * s.head_dim_v, out)
+}
+
+/// [`attention`] with explicit cache row strides: K of kv-head `hk` at
+/// position `j` starts at `j·k_row + hk·head_dim_k`, V at `j·v_row + hk·head_dim_v`.
+/// With `v_cache == k_cache` and `v_row == k_row`, V is the first `head_dim_v`
+/// values of each K row: MLA's absorbed form (K = [latent | k_pe], V = latent).
+pub fn attention_strided(
+    s: &AttnShape,
+    q: &[f32],
+    k_cache: &[f16],
+    k_row: usize,
+    v_cache: &[f16],
+    v_row: usize,
+    out: &mut [f32],
+) {
     let q_dim = s.n_head * s.head_dim_k;
     let o_dim = s.n_head * s.head_dim_v;
-    let k_row = s.n_head_kv * s.head_dim_k;
-    let v_row = s.n_head_kv * s.head_dim_v;
     let n_tok = q.len() / q_dim;
     let group = s.n_head / s.n_head_kv;
     let op = SharedMut(out.as_mut_ptr());

@@ -4,7 +4,7 @@
 mod attention;
 mod matmul;
 
-pub use attention::{attention, AttnShape};
+pub use attention::{attention, attention_strided, AttnShape};
 pub use matmul::{matmul, MatmulScratch};
 
 use crate::{Error, Result};
