@@ -20,6 +20,9 @@ pub struct LogitsArgs {
     /// Print only the K highest logits per position (default: all logits).
     #[arg(long = "top")]
     top: Option<usize>,
+    /// Print only the last position's row (one line; `pos` is the last position).
+    #[arg(long = "last")]
+    last: bool,
     /// Session context size (default: the model's, capped at 4096).
     #[arg(long = "ctx")]
     ctx: Option<usize>,
@@ -45,9 +48,11 @@ pub fn run(a: LogitsArgs) -> Result<()> {
     }
     let n_vocab = engine.info().n_vocab;
     let mut session = engine.new_session();
-    let logits = session.eval(&ids, LogitsWanted::All)?;
+    let (wanted, first) = if a.last { (LogitsWanted::Last, ids.len() - 1) } else { (LogitsWanted::All, 0) };
+    let logits = session.eval(&ids, wanted)?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    for (pos, row) in logits.chunks(n_vocab).enumerate() {
+    for (i, row) in logits.chunks(n_vocab).enumerate() {
+        let pos = first + i;
         let line = match a.top {
             Some(k) => {
                 let mut order: Vec<u32> = (0..n_vocab as u32).collect();
