@@ -191,7 +191,7 @@ fn minicpm_nokeys_follows_minicpm_not_llama_cpp() {
 }
 
 #[test]
-fn unknown_architecture_and_missing_tensor_are_named() {
+fn unknown_architecture_missing_tensor_and_missing_key_are_named() {
     use ember::gguf::GgufFile;
     let dir = fixture_dir();
     // Rewrite general.architecture's value in place: "qwen2" → "qwenX" (same length).
@@ -211,6 +211,14 @@ fn unknown_architecture_and_missing_tensor_are_named() {
     bytes[at + name.len() - 1] = b'X';
     let err = Model::from_gguf(Arc::new(GgufFile::from_bytes(bytes).unwrap())).err().expect("missing tensor must fail");
     assert!(err.to_string().contains("blk.1.attn_q.bias"), "{err}");
+
+    // Rename a required key: "gemma3.attention.sliding_window" → "…sliding_windoX".
+    let mut bytes = std::fs::read(dir.join("gemma3.gguf")).unwrap();
+    let key = b"gemma3.attention.sliding_window";
+    let at = bytes.windows(key.len()).position(|w| w == key).unwrap();
+    bytes[at + key.len() - 1] = b'X';
+    let err = Model::from_gguf(Arc::new(GgufFile::from_bytes(bytes).unwrap())).err().expect("missing key must fail");
+    assert!(err.to_string().contains("gemma3.attention.sliding_window"), "{err}");
 }
 
 /// KV bytes per token as each cache stores it (f16): standard K+V rows, and

