@@ -443,6 +443,7 @@ impl FfnLayer {
 }
 
 /// `out [n, n_embd] = down(act(gate(cur)) · up(cur))`.
+#[allow(clippy::too_many_arguments)]
 pub fn ffn(
     f: &GgufFile,
     l: &FfnLayer,

@@ -90,7 +90,6 @@ impl Gemma3 {
         }
         let output_norm = w.vector("output_norm.weight", b.n_embd)?;
         let info = blocks::model_info(&file, &w, "gemma3", b, tied, b.n_layer * (b.k_dim() + b.v_dim()));
-        drop(w);
         Ok(Gemma3 { hp, info, file, tok_embd, output_norm, output, layers })
     }
 

@@ -66,7 +66,6 @@ impl Llama {
         let output_norm = w.vector("output_norm.weight", b.n_embd)?;
         let rope_factors = RopeFactors::load(&w, b.n_rot, b.rope.n_ctx_orig)?;
         let info = blocks::model_info(&file, &w, "llama", b, tied, b.n_layer * (b.k_dim() + b.v_dim()));
-        drop(w);
         Ok(Llama { hp, info, file, tok_embd, output_norm, output, rope_factors, layers })
     }
 

@@ -119,7 +119,6 @@ impl MiniCpm3 {
         let output_norm = w.vector("output_norm.weight", b.n_embd)?;
         let rope_factors = RopeFactors::load(&w, b.n_rot, b.rope.n_ctx_orig)?;
         let info = blocks::model_info(&file, &w, "minicpm3", b, tied, b.n_layer * hp.cache_row());
-        drop(w);
         Ok(MiniCpm3 { hp, info, file, tok_embd, output_norm, output, rope_factors, layers })
     }
 

@@ -58,7 +58,6 @@ impl Qwen2 {
         let output_norm = w.vector("output_norm.weight", b.n_embd)?;
         let rope_factors = RopeFactors::load(&w, b.n_rot, b.rope.n_ctx_orig)?;
         let info = blocks::model_info(&file, &w, "qwen2", b, tied, b.n_layer * (b.k_dim() + b.v_dim()));
-        drop(w);
         Ok(Qwen2 { hp, info, file, tok_embd, output_norm, output, rope_factors, layers })
     }
 
