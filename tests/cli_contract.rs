@@ -155,3 +155,14 @@ fn errors_are_clear_and_nonzero() {
     let e = stderr_of(&["run", "-m", &tiny(), "-p", "hi", "--top-p", "7"]);
     assert!(e.contains("top_p") || e.contains("top-p"), "{e}");
 }
+
+#[test]
+fn logits_last_prints_only_the_last_row() {
+    let all = run_ok(&["logits", "-m", &tiny(), "--ids", "1,20,30,40", "-t", "1"]);
+    let last = run_ok(&["logits", "-m", &tiny(), "--ids", "1,20,30,40", "--last", "-t", "1"]);
+    assert_eq!(last.lines().count(), 1);
+    let a: serde_json::Value = serde_json::from_str(all.lines().last().unwrap()).unwrap();
+    let b: serde_json::Value = serde_json::from_str(last.trim()).unwrap();
+    assert_eq!(b["pos"], 3);
+    assert_eq!(a, b, "--last is the last row of the full output");
+}
