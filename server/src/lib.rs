@@ -266,14 +266,22 @@ fn sse_response(
         }
         let tx2 = tx.clone();
         let cancel2 = cancel.clone();
-        let r = generate(&st, job, cancel, move |piece| {
+        let cancel3 = cancel.clone();
+        let generation = generate(&st, job, cancel, move |piece| {
             let ok = tx2.blocking_send(Ok(Event::default().data(chunk(piece).to_string()))).is_ok();
             if !ok {
                 cancel2.store(true, Ordering::Relaxed);
             }
             ok
-        })
-        .await;
+        });
+        // The client going away drops the stream (and `rx`): cancel at once, even while queued.
+        let r = tokio::select! {
+            r = generation => r,
+            _ = tx.closed() => {
+                cancel3.store(true, Ordering::Relaxed);
+                return;
+            }
+        };
         match r {
             Ok(done) => {
                 for v in last(&done) {
