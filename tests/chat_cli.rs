@@ -83,3 +83,36 @@ fn chat_template_helper_prints_the_rendered_prompt() {
     ]);
     assert_eq!(chatml, "<|im_start|>user\nx<|im_end|>\n<|im_start|>assistant\n");
 }
+
+/// Ctrl-C (SIGINT) during an answer stops that answer, not the program.
+#[cfg(unix)]
+#[test]
+fn ctrl_c_stops_the_answer_not_the_program() {
+    use std::io::Read;
+    let smol = smollm2();
+    let mut child = ember()
+        .args(["chat", "-m", smol.to_str().unwrap(), "--temp", "0", "-n", "2000"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"Write a very long story about a dragon and a knight.\n").unwrap();
+    stdin.flush().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut buf = [0u8; 64];
+    assert!(stdout.read(&mut buf).unwrap() > 0, "the answer starts streaming");
+    let st = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(st.success());
+    // The program goes on: a second question is answered.
+    stdin.write_all(b"/reset\nHi\n").unwrap();
+    drop(stdin);
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("stop: cancelled"), "{stderr}");
+    assert_eq!(prompt_stats(&stderr).len(), 2, "{stderr}");
+}
