@@ -78,3 +78,16 @@ fn same_prompt_again_reevaluates_one_token() {
     assert_eq!(a, b);
     assert!(s.generate_from(&[], &greedy(1), &mut |_| true).is_err());
 }
+
+#[test]
+fn encode_prompt_adds_bos_once() {
+    let engine = tiny();
+    let tok = engine.tokenizer();
+    let bos = tok.bos().unwrap();
+    assert!(tok.add_bos());
+    let plain = ember::chat::encode_prompt(tok, "hello world").unwrap();
+    assert_eq!(plain[0], bos);
+    let bos_text = tok.token_text(bos).unwrap().to_owned();
+    let with = ember::chat::encode_prompt(tok, &format!("{bos_text}hello world")).unwrap();
+    assert_eq!(with, plain, "a template that writes BOS does not get a second one");
+}

@@ -96,6 +96,11 @@ fn builtin_templates_by_name() {
         g.render(&[ChatMessage::user(" a "), ChatMessage::assistant("b")], false).unwrap(),
         "<bos><start_of_turn>user\na<end_of_turn>\n<start_of_turn>model\nb<end_of_turn>\n"
     );
+    assert_eq!(
+        g.render(&[ChatMessage::system("S "), ChatMessage::user("a")], true).unwrap(),
+        "<bos><start_of_turn>user\nS\n\na<end_of_turn>\n<start_of_turn>model\n",
+        "the system message joins the first user turn"
+    );
     let err = ChatTemplate::builtin("nope", "", "").unwrap_err().to_string();
     assert!(err.contains("chatml"), "{err}");
 }
