@@ -3,6 +3,7 @@
 import concurrent.futures
 import json
 import subprocess
+import time
 
 import openai
 import pytest
@@ -125,13 +126,33 @@ def test_concurrent_clients(server, model_id):
     assert server.alive()
 
 
+def wait_idle(server, seconds=15):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if requests.get(server.url + "/health", timeout=5).json()["busy"] == 0:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+LONG = [{"role": "user", "content": "Write a very long story about a dragon and a knight."}]
+
+
 def test_client_disconnect_cancels(server, model_id):
+    # A stream closed after its first event: the generation (256 tokens) stops early.
     s = requests.post(server.base + "/chat/completions", stream=True, timeout=30,
-                      json={"model": model_id, "messages": MSGS, "max_tokens": 200, "stream": True, "temperature": 1})
+                      json={"model": model_id, "messages": LONG, "max_tokens": 256, "stream": True, "temperature": 0})
     it = s.iter_lines()
     assert next(it).startswith(b"data: ")
+    t0 = time.time()
     s.close()
-    # The server is still up and serves the next request promptly.
+    assert wait_idle(server), "the slot is freed when the client goes away"
+    # A non-streaming client that gives up (timeout) cancels too.
+    with pytest.raises(requests.exceptions.ReadTimeout):
+        requests.post(server.base + "/chat/completions", timeout=1,
+                      json={"model": model_id, "messages": LONG, "max_tokens": 256, "temperature": 0})
+    assert wait_idle(server)
+    # The server is still up and serves the next request.
     r = client(server).chat.completions.create(model=model_id, messages=MSGS, max_tokens=2, temperature=0)
     assert r.choices[0].message.content is not None
     assert server.alive()
