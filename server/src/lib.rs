@@ -228,6 +228,17 @@ async fn generate(
             on_text(piece)
         });
         drop(lease);
+        if let Ok(s) = &stats {
+            log::info!(
+                "prompt {} tokens ({} reused) {:.0} ms | generated {} tokens {:.1} tok/s | stop: {}",
+                job.ids.len(),
+                job.ids.len() - s.prompt_tokens,
+                s.prompt_ms,
+                s.generated_tokens,
+                s.generation_tps(),
+                s.stop_reason.as_str()
+            );
+        }
         stats.map(|s| Done { text, prompt_tokens: job.ids.len(), completion_tokens: s.generated_tokens, reason: s.stop_reason })
     });
     match task.await {
