@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine: fetch the models the tests need (cached after the
-# first run), then run every Rust test of the workspace.
+# first run), then run every Rust test of the workspace, then the server's end-to-end tests
+# (Python, the official openai client against the real `ember serve`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/fetch-models.sh
 cargo test --workspace --release --no-fail-fast "$@"
+scripts/test-server.sh

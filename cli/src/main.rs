@@ -36,6 +36,13 @@ pub struct EvalOpts {
 enum Cmd {
     /// Generate text from a prompt (only the generated text goes to stdout).
     Run(commands::run::RunArgs),
+    /// Chat interactively (streaming; the conversation stays in the KV cache).
+    Chat(commands::chat::ChatArgs),
+    /// Serve an OpenAI-compatible HTTP API (see docs/SERVER.md).
+    Serve(commands::serve::ServeArgs),
+    /// Print the prompt a conversation renders to with the model's chat template.
+    #[command(hide = true)]
+    ChatTemplate(commands::chat::ChatTemplateArgs),
     /// Print the token ids of a text as a JSON array.
     Tokenize(commands::tokenize::TokenizeArgs),
     /// Perplexity of a text file, in consecutive windows of --ctx tokens.
@@ -58,6 +65,9 @@ fn main() -> ExitCode {
     env_logger::Builder::new().filter_level(level).parse_env("EMBER_LOG").init();
     let result = match cli.command {
         Cmd::Run(a) => commands::run::run(a),
+        Cmd::Chat(a) => commands::chat::run(a),
+        Cmd::Serve(a) => commands::serve::run(a),
+        Cmd::ChatTemplate(a) => commands::chat::run_template(a),
         Cmd::Tokenize(a) => commands::tokenize::run(a),
         Cmd::Perplexity(a) => commands::perplexity::run(a),
         Cmd::Logits(a) => commands::logits::run(a),

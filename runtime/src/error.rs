@@ -33,6 +33,8 @@ pub enum Error {
     ContextFull { needed: usize, n_ctx: usize },
     #[error("invalid parameter: {0}")]
     InvalidParam(String),
+    #[error("chat template: {0}")]
+    ChatTemplate(String),
     #[error("cancelled")]
     Cancelled,
 }

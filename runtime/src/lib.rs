@@ -6,6 +6,7 @@
 //! [`session::Session`] tie them together. See `docs/ARCHITECTURE.md`.
 
 pub mod backend;
+pub mod chat;
 pub mod config;
 pub mod engine;
 pub mod error;

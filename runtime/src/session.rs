@@ -75,6 +75,11 @@ impl GenerationStats {
     }
 }
 
+/// Length of the longest common prefix of two token sequences.
+pub fn common_prefix_len(a: &[u32], b: &[u32]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
 fn tps(n: usize, ms: f64) -> f64 {
     if ms > 0.0 {
         n as f64 * 1000.0 / ms
@@ -169,6 +174,33 @@ impl Session {
         self.logits = batch_logits;
         debug_assert!(self.logits.len() % n_vocab.max(1) == 0);
         Ok(&self.logits)
+    }
+
+    /// Makes the context hold `prompt` as a prefix, reusing the KV cache: keeps
+    /// the longest common prefix of [`Session::tokens`] and `prompt` (at least one
+    /// prompt token is left to evaluate, so fresh logits exist) and returns how
+    /// many tokens of `prompt` are already in the cache.
+    pub fn reuse_prefix(&mut self, prompt: &[u32]) -> usize {
+        let n = common_prefix_len(&self.tokens, prompt).min(prompt.len().saturating_sub(1));
+        self.tokens.truncate(n);
+        n
+    }
+
+    /// Like [`Session::generate`], but `prompt` is the whole context wanted (e.g.
+    /// the rendered conversation so far), not a suffix: only the part not already
+    /// in the cache is evaluated (see [`Session::reuse_prefix`]). The stats'
+    /// `prompt_tokens` counts the tokens evaluated.
+    pub fn generate_from(
+        &mut self,
+        prompt: &[u32],
+        params: &GenerateParams,
+        on_text: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<GenerationStats> {
+        if prompt.is_empty() {
+            return Err(Error::InvalidParam("the prompt is empty".into()));
+        }
+        let n = self.reuse_prefix(prompt);
+        self.generate(&prompt[n..], params, on_text)
     }
 
     /// Evaluates `prompt` (appended to the context) and generates up to

@@ -1,10 +1,12 @@
 //! One module per subcommand, plus the loading they share.
 
+pub mod chat;
 pub mod inspect;
 pub mod logits;
 pub mod perplexity;
 pub mod pull;
 pub mod run;
+pub mod serve;
 pub mod tokenize;
 
 use std::sync::Arc;

@@ -1,0 +1,72 @@
+//! `ember serve`: the OpenAI-compatible HTTP server (see docs/SERVER.md).
+
+use anyhow::{bail, Result};
+use clap::Args;
+use ember::chat::ChatTemplate;
+use ember_server::api::Limits;
+use ember_server::{AppState, ServerConfig};
+
+use super::load_engine;
+use crate::EvalOpts;
+
+#[derive(Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    opts: EvalOpts,
+    /// Address to listen on (loopback by default; use --api-key on any other).
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Port (0 = any free port; the address is printed on stderr).
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// Require `Authorization: Bearer KEY` on every route but /health.
+    #[arg(long = "api-key")]
+    api_key: Option<String>,
+    /// Requests generating at once (one session each); more wait in a queue.
+    #[arg(long, default_value_t = 1)]
+    parallel: usize,
+    /// Context size of each session (default: the model's, capped at 4096).
+    #[arg(long = "ctx")]
+    ctx: Option<usize>,
+    /// Largest max_tokens a request may ask for (and the default).
+    #[arg(long = "max-tokens", default_value_t = 2048)]
+    max_tokens: usize,
+    /// Most prompt tokens a request may have (default: the context size - 1).
+    #[arg(long = "max-prompt-tokens")]
+    max_prompt_tokens: Option<usize>,
+    /// Largest request body in bytes.
+    #[arg(long = "max-body-bytes", default_value_t = 1 << 20)]
+    max_body_bytes: usize,
+    /// Chat template: the model's own (default) or a built-in one (chatml, gemma).
+    #[arg(long = "chat-template")]
+    chat_template: Option<String>,
+}
+
+pub fn run(a: ServeArgs) -> Result<()> {
+    if a.parallel == 0 || a.parallel > 64 {
+        bail!("--parallel must be between 1 and 64");
+    }
+    if a.max_tokens == 0 {
+        bail!("--max-tokens must be at least 1");
+    }
+    let engine = load_engine(&a.opts, a.ctx)?;
+    let n_ctx = engine.n_ctx();
+    let path = crate::catalog::resolve(a.opts.model.as_deref())?;
+    let model_id = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
+    let model_aliases = vec![a.opts.model.clone().unwrap_or_else(|| crate::catalog::DEFAULT_MODEL.to_owned())];
+    let template = ChatTemplate::for_tokenizer(engine.tokenizer(), a.chat_template.as_deref());
+    if let Err(e) = &template {
+        if a.chat_template.is_some() {
+            bail!("{e}");
+        }
+        log::warn!("{e}; /v1/chat/completions will answer 400");
+    }
+    let limits = Limits {
+        max_body_bytes: a.max_body_bytes,
+        max_prompt_tokens: a.max_prompt_tokens.unwrap_or(n_ctx - 1).min(n_ctx.saturating_sub(1)),
+        max_tokens: a.max_tokens,
+        n_ctx,
+    };
+    let config = ServerConfig { host: a.host, port: a.port, api_key: a.api_key, parallel: a.parallel, model_id, model_aliases, limits };
+    ember_server::serve_blocking(AppState::new(engine, template, config))
+}

@@ -1,0 +1,93 @@
+//! Multi-turn reuse of a session's KV cache: `generate_from` evaluates only the
+//! part of the prompt not already in the cache, and answers as a fresh session would.
+
+use std::path::PathBuf;
+
+use ember::sampling::SamplingParams;
+use ember::session::{common_prefix_len, GenerateParams};
+use ember::{Engine, EngineConfig};
+
+fn tiny() -> std::sync::Arc<Engine> {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/arch/llama.gguf");
+    Engine::load(p, EngineConfig { n_threads: 2, n_ctx: Some(128), ..Default::default() }).unwrap()
+}
+
+fn greedy(n: usize) -> GenerateParams {
+    GenerateParams { sampling: SamplingParams::greedy(), max_tokens: n, stop: vec![] }
+}
+
+fn gen(s: &mut ember::Session, prompt: &[u32], n: usize, from: bool) -> (String, ember::GenerationStats) {
+    let mut out = String::new();
+    let mut cb = |t: &str| {
+        out.push_str(t);
+        true
+    };
+    let st = if from { s.generate_from(prompt, &greedy(n), &mut cb) } else { s.generate(prompt, &greedy(n), &mut cb) };
+    (out, st.unwrap())
+}
+
+#[test]
+fn common_prefix() {
+    assert_eq!(common_prefix_len(&[1, 2, 3], &[1, 2, 4]), 2);
+    assert_eq!(common_prefix_len(&[], &[1]), 0);
+    assert_eq!(common_prefix_len(&[1, 2], &[1, 2, 3]), 2);
+}
+
+#[test]
+fn second_turn_evaluates_only_the_new_suffix_and_matches_a_fresh_session() {
+    let engine = tiny();
+    let turn1: Vec<u32> = vec![1, 20, 30, 40, 50, 60];
+    let mut s = engine.new_session();
+    let (_, st1) = gen(&mut s, &turn1, 6, true);
+    assert_eq!(st1.prompt_tokens, turn1.len());
+    let in_cache = s.tokens().to_vec();
+    assert!(in_cache.starts_with(&turn1));
+
+    // The next turn: everything so far plus new tokens.
+    let mut turn2 = in_cache.clone();
+    turn2.extend_from_slice(&[70, 80, 90]);
+    let (text2, st2) = gen(&mut s, &turn2, 6, true);
+    assert_eq!(st2.prompt_tokens, turn2.len() - in_cache.len(), "only the new tokens are evaluated");
+
+    let mut fresh = engine.new_session();
+    let (want, st) = gen(&mut fresh, &turn2, 6, false);
+    assert_eq!(st.prompt_tokens, turn2.len());
+    assert_eq!(text2, want);
+}
+
+#[test]
+fn diverging_prompt_rewinds_to_the_common_prefix() {
+    let engine = tiny();
+    let mut s = engine.new_session();
+    gen(&mut s, &[1, 20, 30, 40, 50], 4, true);
+    let other = vec![1, 20, 30, 99, 98, 97];
+    let (text, st) = gen(&mut s, &other, 5, true);
+    assert_eq!(st.prompt_tokens, 3, "tokens after the common prefix [1, 20, 30]");
+    let (want, _) = gen(&mut engine.new_session(), &other, 5, false);
+    assert_eq!(text, want);
+}
+
+#[test]
+fn same_prompt_again_reevaluates_one_token() {
+    let engine = tiny();
+    let mut s = engine.new_session();
+    let p = vec![1, 20, 30, 40];
+    let (a, _) = gen(&mut s, &p, 5, true);
+    let (b, st) = gen(&mut s, &p, 5, true);
+    assert_eq!(st.prompt_tokens, 1, "the last prompt token is evaluated again for fresh logits");
+    assert_eq!(a, b);
+    assert!(s.generate_from(&[], &greedy(1), &mut |_| true).is_err());
+}
+
+#[test]
+fn encode_prompt_adds_bos_once() {
+    let engine = tiny();
+    let tok = engine.tokenizer();
+    let bos = tok.bos().unwrap();
+    assert!(tok.add_bos());
+    let plain = ember::chat::encode_prompt(tok, "hello world").unwrap();
+    assert_eq!(plain[0], bos);
+    let bos_text = tok.token_text(bos).unwrap().to_owned();
+    let with = ember::chat::encode_prompt(tok, &format!("{bos_text}hello world")).unwrap();
+    assert_eq!(with, plain, "a template that writes BOS does not get a second one");
+}

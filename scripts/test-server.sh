@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The server's end-to-end tests: the real `ember serve` driven by the official `openai` Python
+# client (pytest). Creates (once) a venv under ~/.cache/ember/venv-test, builds the release binary,
+# runs tests/server/. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+home="${EMBER_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/ember}"
+venv="$home/venv-test"
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import openai, pytest, requests' 2>/dev/null; then
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check openai pytest requests
+fi
+cargo build --release -p ember-cli
+target="${CARGO_TARGET_DIR:-target}"
+export EMBER_BIN="$(cd "$target/release" && pwd)/ember"
+start=$(date +%s)
+"$venv/bin/python" -m pytest -q tests/server "$@"
+echo "server tests took $(( $(date +%s) - start ))s"

@@ -1,0 +1,421 @@
+//! `ember-server`: an OpenAI-compatible HTTP server over an [`ember::Engine`]
+//! (axum + tokio), used by `ember serve`.
+//!
+//! Routes: `POST /v1/chat/completions`, `POST /v1/completions` (both streamed
+//! as server-sent events with `"stream": true`), `GET /v1/models`, `GET /health`.
+//! Generation runs on blocking threads; text flows to the client through a
+//! channel, and a client that goes away cancels its generation.
+
+pub mod api;
+pub mod error;
+pub mod pool;
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use ember::chat::{encode_prompt, ChatTemplate};
+use ember::session::{GenerateParams, StopReason};
+use ember::Engine;
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::api::{Limits, PromptIn};
+use crate::error::ApiError;
+use crate::pool::SessionPool;
+
+/// Everything `ember serve` decides.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub host: String,
+    pub port: u16,
+    /// When set, every route but `/health` needs `Authorization: Bearer KEY`.
+    pub api_key: Option<String>,
+    /// Requests generating at once; more wait in a queue.
+    pub parallel: usize,
+    /// The id `/v1/models` lists; requests naming another model get 404.
+    pub model_id: String,
+    /// Other names accepted for the model (e.g. what `-m` was given).
+    pub model_aliases: Vec<String>,
+    pub limits: Limits,
+}
+
+pub struct AppState {
+    engine: Arc<Engine>,
+    template: Option<ChatTemplate>,
+    template_error: Option<String>,
+    pool: Arc<SessionPool>,
+    config: ServerConfig,
+    created: u64,
+    next_id: AtomicU64,
+}
+
+impl AppState {
+    /// `template`: the chat template (`None` when the model has none: chat requests then get a 400).
+    pub fn new(engine: Arc<Engine>, template: ember::Result<ChatTemplate>, config: ServerConfig) -> Arc<AppState> {
+        let pool = SessionPool::new(engine.clone(), config.parallel, config.limits.n_ctx);
+        let (template, template_error) = match template {
+            Ok(t) => (Some(t), None),
+            Err(e) => (None, Some(e.to_string())),
+        };
+        Arc::new(AppState { engine, template, template_error, pool, config, created: now(), next_id: AtomicU64::new(1) })
+    }
+
+    fn id(&self, prefix: &str) -> String {
+        format!("{prefix}-{:x}{:06x}", self.created, self.next_id.fetch_add(1, Ordering::Relaxed))
+    }
+
+    fn check_model(&self, model: &Option<String>) -> Result<(), ApiError> {
+        match model {
+            Some(m) if !m.is_empty() && *m != self.config.model_id && !self.config.model_aliases.contains(m) => {
+                Err(ApiError::model_not_found(m))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// The routes, with auth, body limit and JSON fallbacks.
+pub fn router(state: Arc<AppState>) -> Router {
+    let api = Router::new()
+        .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/completions", post(completions))
+        .route("/v1/models", get(models))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth));
+    Router::new()
+        .route("/health", get(health))
+        .merge(api)
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found_error", "no such route").into_response() })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "invalid_request_error", "method not allowed").into_response()
+        })
+        .layer(DefaultBodyLimit::max(state.config.limits.max_body_bytes))
+        .with_state(state)
+}
+
+/// Binds and serves until Ctrl-C. Prints the address it listens on to stderr.
+pub async fn serve(state: Arc<AppState>) -> anyhow::Result<()> {
+    let cfg = &state.config;
+    let listener = tokio::net::TcpListener::bind((cfg.host.as_str(), cfg.port)).await?;
+    let addr = listener.local_addr()?;
+    eprintln!("ember: serving {} on http://{addr} (parallel {})", cfg.model_id, cfg.parallel);
+    if !addr.ip().is_loopback() && cfg.api_key.is_none() {
+        log::warn!("listening on a non-loopback address without --api-key");
+    }
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn auth(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    if let Some(key) = &st.config.api_key {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), key.as_bytes())) {
+            return ApiError::unauthorized().into_response();
+        }
+    }
+    next.run(req).await
+}
+
+async fn health(State(st): State<Arc<AppState>>) -> Json<Value> {
+    Json(json!({ "status": "ok", "model": st.config.model_id, "slots": st.pool.size(), "busy": st.pool.busy() }))
+}
+
+async fn models(State(st): State<Arc<AppState>>) -> Json<Value> {
+    let info = st.engine.info();
+    Json(json!({
+        "object": "list",
+        "data": [{
+            "id": st.config.model_id,
+            "object": "model",
+            "created": st.created,
+            "owned_by": "ember",
+            "meta": { "arch": info.arch, "n_params": info.n_params, "n_ctx": st.config.limits.n_ctx }
+        }]
+    }))
+}
+
+fn body_bytes(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Bytes, ApiError> {
+    body.map_err(|r| {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "invalid_request_error", format!("the request body is larger than {limit} bytes"))
+                .with_code("request_too_large")
+        } else {
+            ApiError::invalid(format!("cannot read the request body: {r}"))
+        }
+    })
+}
+
+fn finish_reason(r: StopReason) -> &'static str {
+    match r {
+        StopReason::Length | StopReason::ContextFull => "length",
+        _ => "stop",
+    }
+}
+
+/// What one request generates, prepared and validated.
+struct Job {
+    ids: Vec<u32>,
+    params: GenerateParams,
+}
+
+/// Sets the flag when the request's future is dropped before finishing (the client went away).
+struct CancelOnDrop(Arc<AtomicBool>, bool);
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if !self.1 {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+struct Done {
+    text: String,
+    prompt_tokens: usize,
+    completion_tokens: usize,
+    reason: StopReason,
+}
+
+/// Runs `job` on a pooled session on a blocking thread; `on_text` gets each
+/// piece and returns false to stop.
+async fn generate(
+    st: &Arc<AppState>,
+    job: Job,
+    cancel: Arc<AtomicBool>,
+    mut on_text: impl FnMut(&str) -> bool + Send + 'static,
+) -> Result<Done, ApiError> {
+    let mut lease = st.pool.acquire(&job.ids).await.map_err(|e| ApiError::internal(e.to_string()))?;
+    if cancel.load(Ordering::Relaxed) {
+        return Err(ApiError::internal("cancelled"));
+    }
+    let task = tokio::task::spawn_blocking(move || {
+        let session = lease.session();
+        let session_cancel = session.cancel_handle();
+        let mut text = String::new();
+        let stats = session.generate_from(&job.ids, &job.params, &mut |piece| {
+            if cancel.load(Ordering::Relaxed) {
+                session_cancel.store(true, Ordering::Relaxed);
+                return false;
+            }
+            text.push_str(piece);
+            on_text(piece)
+        });
+        drop(lease);
+        if let Ok(s) = &stats {
+            log::info!(
+                "prompt {} tokens ({} reused) {:.0} ms | generated {} tokens {:.1} tok/s | stop: {}",
+                job.ids.len(),
+                job.ids.len() - s.prompt_tokens,
+                s.prompt_ms,
+                s.generated_tokens,
+                s.generation_tps(),
+                s.stop_reason.as_str()
+            );
+        }
+        stats.map(|s| Done { text, prompt_tokens: job.ids.len(), completion_tokens: s.generated_tokens, reason: s.stop_reason })
+    });
+    match task.await {
+        Ok(r) => r.map_err(ApiError::from),
+        Err(e) => Err(ApiError::internal(format!("generation failed: {e}"))),
+    }
+}
+
+fn usage(d: &Done) -> Value {
+    json!({ "prompt_tokens": d.prompt_tokens, "completion_tokens": d.completion_tokens, "total_tokens": d.prompt_tokens + d.completion_tokens })
+}
+
+fn prepare(st: &AppState, ids: Vec<u32>, f: &api::SamplingFields) -> Result<Job, ApiError> {
+    let n_vocab = st.engine.info().n_vocab;
+    if let Some(bad) = ids.iter().find(|&&i| i as usize >= n_vocab) {
+        return Err(ApiError::param("prompt", format!("token id {bad} is out of the vocabulary ({n_vocab})")));
+    }
+    let params = api::generate_params(f, ids.len(), &st.config.limits)?;
+    Ok(Job { ids, params })
+}
+
+/// Streams a generation as SSE: `first` (if any), one `chunk` per piece of text,
+/// the `last` events, then `[DONE]`; an error becomes an error event.
+fn sse_response(
+    st: Arc<AppState>,
+    job: Job,
+    first: Option<Value>,
+    chunk: impl Fn(&str) -> Value + Send + Sync + 'static,
+    last: impl FnOnce(&Done) -> Vec<Value> + Send + 'static,
+) -> Response {
+    let (tx, rx) = mpsc::channel::<Result<Event, Infallible>>(64);
+    let cancel = Arc::new(AtomicBool::new(false));
+    tokio::spawn(async move {
+        if let Some(v) = first {
+            let _ = tx.send(Ok(Event::default().data(v.to_string()))).await;
+        }
+        let tx2 = tx.clone();
+        let cancel2 = cancel.clone();
+        let cancel3 = cancel.clone();
+        let generation = generate(&st, job, cancel, move |piece| {
+            let ok = tx2.blocking_send(Ok(Event::default().data(chunk(piece).to_string()))).is_ok();
+            if !ok {
+                cancel2.store(true, Ordering::Relaxed);
+            }
+            ok
+        });
+        // The client going away drops the stream (and `rx`): cancel at once, even while queued.
+        let r = tokio::select! {
+            r = generation => r,
+            _ = tx.closed() => {
+                cancel3.store(true, Ordering::Relaxed);
+                return;
+            }
+        };
+        match r {
+            Ok(done) => {
+                for v in last(&done) {
+                    let _ = tx.send(Ok(Event::default().data(v.to_string()))).await;
+                }
+                let _ = tx.send(Ok(Event::default().data("[DONE]"))).await;
+            }
+            Err(e) => {
+                let _ = tx.send(Ok(Event::default().data(e.body().to_string()))).await;
+            }
+        }
+    });
+    Sse::new(ReceiverStream::new(rx)).keep_alive(KeepAlive::default()).into_response()
+}
+
+async fn chat_completions(State(st): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Response {
+    match chat_inner(st, body).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn chat_inner(st: Arc<AppState>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+    let bytes = body_bytes(body, st.config.limits.max_body_bytes)?;
+    let req: api::ChatRequest = api::parse_body(&bytes)?;
+    st.check_model(&req.model)?;
+    let messages = api::chat_messages(&req)?;
+    let Some(template) = &st.template else {
+        return Err(ApiError::invalid(st.template_error.clone().unwrap_or_default()).with_code("no_chat_template"));
+    };
+    let text = template.render(&messages, true)?;
+    let ids = encode_prompt(st.engine.tokenizer(), &text)?;
+    let job = prepare(&st, ids, &req.sampling)?;
+    let id = st.id("chatcmpl");
+    let model = st.config.model_id.clone();
+    let created = now();
+    if req.stream {
+        let include_usage = req.stream_options.as_ref().is_some_and(|o| o.include_usage);
+        let head = move |delta: Value, finish: Value, id: &str, model: &str| {
+            json!({ "id": id, "object": "chat.completion.chunk", "created": created, "model": model,
+                    "choices": [{ "index": 0, "delta": delta, "logprobs": null, "finish_reason": finish }] })
+        };
+        let (id2, model2) = (id.clone(), model.clone());
+        let first = head(json!({ "role": "assistant", "content": "" }), Value::Null, &id, &model);
+        return Ok(sse_response(
+            st.clone(),
+            job,
+            Some(first),
+            move |piece| head(json!({ "content": piece }), Value::Null, &id, &model),
+            move |done| {
+                let mut v = vec![head(json!({}), json!(finish_reason(done.reason)), &id2, &model2)];
+                if include_usage {
+                    v.push(json!({ "id": id2, "object": "chat.completion.chunk", "created": created, "model": model2,
+                                   "choices": [], "usage": usage(done) }));
+                }
+                v
+            },
+        ));
+    }
+    let cancel = Arc::new(AtomicBool::new(false));
+    let mut guard = CancelOnDrop(cancel.clone(), false);
+    let done = generate(&st, job, cancel, |_| true).await?;
+    guard.1 = true;
+    Ok(Json(json!({
+        "id": id, "object": "chat.completion", "created": created, "model": model,
+        "choices": [{ "index": 0, "message": { "role": "assistant", "content": done.text },
+                      "logprobs": null, "finish_reason": finish_reason(done.reason) }],
+        "usage": usage(&done),
+    }))
+    .into_response())
+}
+
+async fn completions(State(st): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Response {
+    match completions_inner(st, body).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn completions_inner(st: Arc<AppState>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+    let bytes = body_bytes(body, st.config.limits.max_body_bytes)?;
+    let req: api::CompletionRequest = api::parse_body(&bytes)?;
+    st.check_model(&req.model)?;
+    let ids = match api::completion_prompt(&req.prompt)? {
+        PromptIn::Text(t) => st.engine.tokenizer().encode(&t, true, true)?,
+        PromptIn::Ids(ids) => ids,
+    };
+    let job = prepare(&st, ids, &req.sampling)?;
+    let id = st.id("cmpl");
+    let model = st.config.model_id.clone();
+    let created = now();
+    let chunk = move |text: &str, finish: Value, id: &str, model: &str| {
+        json!({ "id": id, "object": "text_completion", "created": created, "model": model,
+                "choices": [{ "index": 0, "text": text, "logprobs": null, "finish_reason": finish }] })
+    };
+    if req.stream {
+        let include_usage = req.stream_options.as_ref().is_some_and(|o| o.include_usage);
+        let (id2, model2) = (id.clone(), model.clone());
+        return Ok(sse_response(
+            st.clone(),
+            job,
+            None,
+            move |piece| chunk(piece, Value::Null, &id, &model),
+            move |done| {
+                let mut last = chunk("", json!(finish_reason(done.reason)), &id2, &model2);
+                if include_usage {
+                    last["usage"] = usage(done);
+                }
+                vec![last]
+            },
+        ));
+    }
+    let cancel = Arc::new(AtomicBool::new(false));
+    let mut guard = CancelOnDrop(cancel.clone(), false);
+    let done = generate(&st, job, cancel, |_| true).await?;
+    guard.1 = true;
+    let mut v = chunk(&done.text, json!(finish_reason(done.reason)), &id, &model);
+    v["usage"] = usage(&done);
+    Ok(Json(v).into_response())
+}
+
+/// Serves on a fresh multi-threaded tokio runtime until Ctrl-C (for callers without one).
+pub fn serve_blocking(state: Arc<AppState>) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    rt.block_on(serve(state))
+}

@@ -1,0 +1,118 @@
+//! `ember chat` end to end: piped stdin, two turns, `/reset`; the KV cache is
+//! reused between turns (turn 2 evaluates fewer tokens than the conversation holds).
+//! Also the hidden `ember chat-template` helper.
+
+mod common;
+
+use std::io::Write;
+use std::process::Stdio;
+
+use common::*;
+
+/// (total, new, reused) of each `[prompt …]` stats line.
+fn prompt_stats(stderr: &str) -> Vec<(usize, usize, usize)> {
+    stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("[prompt "))
+        .map(|l| {
+            let nums: Vec<usize> = l
+                .split(|c: char| !c.is_ascii_digit())
+                .filter(|s| !s.is_empty())
+                .take(3)
+                .map(|s| s.parse().unwrap())
+                .collect();
+            (nums[0], nums[1], nums[2])
+        })
+        .collect()
+}
+
+#[test]
+fn chat_two_turns_reuse_the_cache_and_reset_forgets() {
+    let smol = smollm2();
+    let mut child = ember()
+        .args(["chat", "-m", smol.to_str().unwrap(), "--temp", "0", "-n", "12"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"What is 2+2?\nAnd 3+3?\n/reset\nWhat is 2+2?\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let answers: Vec<&str> = stdout.lines().collect();
+    assert_eq!(answers.len(), 3, "one line per answer: {stdout:?}");
+    assert_eq!(answers[0], answers[2], "after /reset the same question gets the same greedy answer");
+    let stats = prompt_stats(&stderr);
+    assert_eq!(stats.len(), 3, "{stderr}");
+    let (t1, n1, r1) = stats[0];
+    assert_eq!((n1, r1), (t1, 0), "turn 1 evaluates everything");
+    let (t2, n2, r2) = stats[1];
+    assert!(t2 > t1, "turn 2 holds the whole conversation");
+    assert!(n2 < t2 && r2 > t1 - 1, "turn 2 reuses the cached conversation: {stats:?}");
+    assert_eq!(stats[2], stats[0], "after /reset nothing is reused");
+    assert!(stderr.contains("tok/s"));
+    assert!(stderr.contains("[conversation reset]"));
+}
+
+#[test]
+fn chat_template_helper_prints_the_rendered_prompt() {
+    let smol = smollm2();
+    let out = run_ok(&[
+        "chat-template",
+        "-m",
+        smol.to_str().unwrap(),
+        "--messages",
+        r#"[{"role":"system","content":"Be brief."},{"role":"user","content":"Hi"}]"#,
+    ]);
+    assert_eq!(out, "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
+    let tiny = fixtures().join("arch/llama.gguf");
+    let err = run(&["chat-template", "-m", tiny.to_str().unwrap(), "--messages", "[]"]);
+    if !err.status.success() {
+        assert!(String::from_utf8_lossy(&err.stderr).contains("chat template"));
+    }
+    let chatml = run_ok(&[
+        "chat-template",
+        "-m",
+        tiny.to_str().unwrap(),
+        "--chat-template",
+        "chatml",
+        "--messages",
+        r#"[{"role":"user","content":"x"}]"#,
+    ]);
+    assert_eq!(chatml, "<|im_start|>user\nx<|im_end|>\n<|im_start|>assistant\n");
+}
+
+/// Ctrl-C (SIGINT) during an answer stops that answer, not the program.
+#[cfg(unix)]
+#[test]
+fn ctrl_c_stops_the_answer_not_the_program() {
+    use std::io::Read;
+    let smol = smollm2();
+    let mut child = ember()
+        .args(["chat", "-m", smol.to_str().unwrap(), "--temp", "0", "-n", "2000"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"Write a very long story about a dragon and a knight.\n").unwrap();
+    stdin.flush().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut buf = [0u8; 64];
+    assert!(stdout.read(&mut buf).unwrap() > 0, "the answer starts streaming");
+    let st = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(st.success());
+    // The program goes on: a second question is answered.
+    stdin.write_all(b"/reset\nHi\n").unwrap();
+    drop(stdin);
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("stop: cancelled"), "{stderr}");
+    assert_eq!(prompt_stats(&stderr).len(), 2, "{stderr}");
+}
