@@ -5,3 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/fetch-models.sh
 cargo test --workspace --release --no-fail-fast "$@"
+# App SDKs: Python + Kotlin (JVM) suites against the real library; Android/iOS type-check.
+scripts/test-bindings.sh
