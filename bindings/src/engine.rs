@@ -19,12 +19,17 @@ const MIB: u64 = 1024 * 1024;
 const MIN_BUDGET_CTX: u64 = 256;
 
 impl Engine {
-    fn from_gguf(file: ember::gguf::GgufFile, config: &EngineConfig) -> Result<Arc<Engine>, EmberError> {
-        let rt = ember::EngineConfig {
+    /// The runtime's config (checked before any file is touched).
+    fn runtime_config(config: &EngineConfig) -> Result<ember::EngineConfig, EmberError> {
+        Ok(ember::EngineConfig {
             backend: config.backend.parse().map_err(EmberError::from)?,
             n_threads: config.threads as usize,
             n_ctx: (config.context_size > 0).then_some(config.context_size as usize),
-        };
+        })
+    }
+
+    fn from_gguf(file: ember::gguf::GgufFile, config: &EngineConfig) -> Result<Arc<Engine>, EmberError> {
+        let rt = Self::runtime_config(config)?;
         let inner = ember::Engine::from_file(Arc::new(file), rt)?;
         let n_ctx = budget_ctx(&inner, config)?;
         Ok(Arc::new(Engine { inner, n_ctx }))
@@ -63,6 +68,7 @@ impl Engine {
     #[uniffi::constructor]
     pub fn load(path: String, config: EngineConfig) -> Result<Arc<Engine>, EmberError> {
         guard("Engine.load", || {
+            Self::runtime_config(&config)?;
             let file = ember::gguf::GgufFile::open(&path).map_err(EmberError::from)?;
             Engine::from_gguf(file, &config)
         })
@@ -76,6 +82,7 @@ impl Engine {
     #[uniffi::constructor]
     pub fn load_from_fd(fd: i32, offset: u64, length: u64, config: EngineConfig) -> Result<Arc<Engine>, EmberError> {
         guard("Engine.load_from_fd", || {
+            Self::runtime_config(&config)?;
             let file = dup_fd(fd)?;
             let what = format!("fd {fd} [{offset}+{length}]");
             let g = ember::gguf::GgufFile::open_file_range(&file, offset, length, &what)?;
