@@ -95,15 +95,24 @@ class EmberSdkTest {
     }
 
     @Test fun chatAndChatFlow() = runBlocking {
+        // The GGUF's template (SmolLM2: ChatML) rendered by chat() == the same prompt written by hand.
+        val system = "You are a helpful assistant."
+        val msgs = listOf(systemMessage(system), userMessage("What is 2+2?"))
+        val byHand = "<|im_start|>system\n$system<|im_end|>\n<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n"
         engine.newSession().use { s ->
             val sink = Collect()
-            val msgs = listOf(ChatMessage(role = "user", content = "What is the capital of France?"))
+            val ref = Collect()
             val stats = s.chat(msgs, greedy(24), sink)
-            assertTrue(sink.text.contains("Paris"), sink.text)
+            val refStats = engine.newSession().use { it.generate(byHand, greedy(24), ref) }
+            assertEquals(ref.text, sink.text)
+            assertTrue(sink.text.isNotBlank())
+            assertEquals(refStats.promptTokens, stats.promptTokens)
             assertTrue(stats.stopReason == "eog" || stats.stopReason == "length")
-            val again = s.chatFlow(msgs + assistantMessage(sink.text) + userMessage("And of Germany?"), greedy(24))
+            var stats2: GenerationStats? = null
+            val again = s.chatFlow(msgs + assistantMessage(sink.text) + userMessage("And 3+3?"), greedy(24)) { stats2 = it }
                 .toList().joinToString("")
             assertTrue(again.isNotBlank())
+            assertTrue(stats2!!.promptTokens < stats.promptTokens) // previous turns' KV reused
         }
     }
 
