@@ -32,7 +32,7 @@ echo "mvn: $((SECONDS - t))s"
 
 step "type-check for mobile targets"
 t=$SECONDS
-rustup target add aarch64-linux-android aarch64-apple-ios >/dev/null
+rustup target add aarch64-linux-android aarch64-apple-ios >/dev/null 2>&1
 for target in aarch64-linux-android aarch64-apple-ios; do
   cargo check -q -p ember-ffi --target "$target"
 done
