@@ -7,3 +7,5 @@ cd "$(dirname "$0")/.."
 scripts/fetch-models.sh
 cargo test --workspace --release --no-fail-fast "$@"
 scripts/test-server.sh
+# App SDKs: Python + Kotlin (JVM) suites against the real library; Android/iOS type-check.
+scripts/test-bindings.sh

@@ -119,6 +119,25 @@ impl GgufFile {
         Ok(Self::parse(Backing::Mmap(map), &Limits::default())?)
     }
 
+    /// Memory-maps and parses `len` bytes of an open file starting at byte
+    /// `offset` (a GGUF stored inside a larger file: an uncompressed Android
+    /// asset, a content-URI descriptor). `len == 0` means "to the end of the
+    /// file". `what` names the source in error messages.
+    pub fn open_file_range(file: &File, offset: u64, len: u64, what: &str) -> Result<GgufFile> {
+        let io = |source| Error::Io { path: what.into(), source };
+        let size = file.metadata().map_err(io)?.len();
+        let len = if len == 0 { size.saturating_sub(offset) } else { len };
+        if offset.checked_add(len).map_or(true, |end| end > size) || len == 0 {
+            let msg = format!("range {offset}+{len} lies outside the file ({size} bytes)");
+            return Err(io(std::io::Error::new(std::io::ErrorKind::InvalidInput, msg)));
+        }
+        let len = usize::try_from(len)
+            .map_err(|_| io(std::io::Error::new(std::io::ErrorKind::InvalidInput, "range too large")))?;
+        // SAFETY: as in `open`. memmap2 aligns the offset to a page internally.
+        let map = unsafe { memmap2::MmapOptions::new().offset(offset).len(len).map(file) }.map_err(io)?;
+        Ok(Self::parse(Backing::Mmap(map), &Limits::default())?)
+    }
+
     /// Parses a file already in memory (tests, fuzzing, embedded assets).
     pub fn from_bytes(bytes: Vec<u8>) -> Result<GgufFile, GgufError> {
         Self::parse(Backing::Owned(bytes), &Limits::default())

@@ -1,0 +1,139 @@
+//! `Engine`: one loaded model, shared (weights memory-mapped once) by every
+//! `Session` created from it, from any thread.
+
+use std::sync::Arc;
+
+use crate::error::{guard, EmberError};
+use crate::records::{EngineConfig, ModelInfo};
+use crate::session::Session;
+
+#[derive(uniffi::Object)]
+pub struct Engine {
+    pub(crate) inner: Arc<ember::Engine>,
+    /// Context size of new sessions (after `context_size` and `memory_budget_mb`).
+    n_ctx: usize,
+}
+
+const MIB: u64 = 1024 * 1024;
+/// Smallest context the memory budget may shrink a session to.
+const MIN_BUDGET_CTX: u64 = 256;
+
+impl Engine {
+    /// The runtime's config (checked before any file is touched).
+    fn runtime_config(config: &EngineConfig) -> Result<ember::EngineConfig, EmberError> {
+        Ok(ember::EngineConfig {
+            backend: config.backend.parse().map_err(EmberError::from)?,
+            n_threads: config.threads as usize,
+            n_ctx: (config.context_size > 0).then_some(config.context_size as usize),
+        })
+    }
+
+    fn from_gguf(file: ember::gguf::GgufFile, config: &EngineConfig) -> Result<Arc<Engine>, EmberError> {
+        let rt = Self::runtime_config(config)?;
+        let inner = ember::Engine::from_file(Arc::new(file), rt)?;
+        let n_ctx = budget_ctx(&inner, config)?;
+        Ok(Arc::new(Engine { inner, n_ctx }))
+    }
+}
+
+/// The session context under the memory budget: weights + KV(n_ctx) ≤ budget.
+fn budget_ctx(e: &ember::Engine, config: &EngineConfig) -> Result<usize, EmberError> {
+    let n_ctx = e.n_ctx() as u64;
+    if config.memory_budget_mb == 0 {
+        return Ok(n_ctx as usize);
+    }
+    let budget = config.memory_budget_mb.saturating_mul(MIB);
+    let info = e.info();
+    let kv = info.kv_bytes_per_token.max(1);
+    let need = info.weight_bytes.saturating_add(kv.saturating_mul(n_ctx));
+    if need <= budget {
+        return Ok(n_ctx as usize);
+    }
+    let fits = budget.saturating_sub(info.weight_bytes) / kv;
+    if config.context_size == 0 && fits >= MIN_BUDGET_CTX.min(n_ctx) {
+        return Ok(fits as usize);
+    }
+    Err(EmberError::InvalidParams(format!(
+        "memory_budget_mb = {} is too small: weights take {} MiB and a {}-token context {} MiB",
+        config.memory_budget_mb,
+        info.weight_bytes.div_ceil(MIB),
+        n_ctx,
+        (kv * n_ctx).div_ceil(MIB)
+    )))
+}
+
+#[uniffi::export]
+impl Engine {
+    /// Loads (memory-maps) a GGUF model file.
+    #[uniffi::constructor]
+    pub fn load(path: String, config: EngineConfig) -> Result<Arc<Engine>, EmberError> {
+        guard("Engine.load", || {
+            Self::runtime_config(&config)?;
+            let file = ember::gguf::GgufFile::open(&path).map_err(EmberError::from)?;
+            Engine::from_gguf(file, &config)
+        })
+    }
+
+    /// Loads a model stored at `offset`..`offset + length` of an open file
+    /// descriptor (Android: an uncompressed asset's `AssetFileDescriptor`, or a
+    /// content URI's `ParcelFileDescriptor`). `length` 0 = to the end of the
+    /// file. The descriptor is duplicated: the caller keeps ownership of `fd`
+    /// and may close it once this returns.
+    #[uniffi::constructor]
+    pub fn load_from_fd(fd: i32, offset: u64, length: u64, config: EngineConfig) -> Result<Arc<Engine>, EmberError> {
+        guard("Engine.load_from_fd", || {
+            Self::runtime_config(&config)?;
+            let file = dup_fd(fd)?;
+            let what = format!("fd {fd} [{offset}+{length}]");
+            let g = ember::gguf::GgufFile::open_file_range(&file, offset, length, &what)?;
+            Engine::from_gguf(g, &config)
+        })
+    }
+
+    /// What the model is.
+    pub fn info(&self) -> ModelInfo {
+        let i = self.inner.info();
+        ModelInfo {
+            arch: i.arch.clone(),
+            name: i.name.clone(),
+            params: i.n_params,
+            quant: i.quant.clone(),
+            context: i.n_ctx_train as u32,
+            session_context: self.n_ctx as u32,
+            has_chat_template: self.inner.tokenizer().chat_template().is_some(),
+            vocab_size: i.n_vocab as u32,
+            layers: i.n_layer as u32,
+            embedding_size: i.n_embd as u32,
+            weight_bytes: i.weight_bytes,
+            kv_bytes_per_token: i.kv_bytes_per_token,
+        }
+    }
+
+    /// A new conversation with its own KV cache, sharing this engine's weights.
+    pub fn new_session(self: Arc<Self>) -> Result<Arc<Session>, EmberError> {
+        guard("Engine.new_session", || {
+            let s = self.inner.new_session_with_ctx(self.n_ctx)?;
+            Ok(Arc::new(Session::new(self.clone(), s)))
+        })
+    }
+}
+
+#[cfg(unix)]
+fn dup_fd(fd: i32) -> Result<std::fs::File, EmberError> {
+    use std::os::fd::BorrowedFd;
+    if fd < 0 {
+        return Err(EmberError::InvalidParams(format!("invalid file descriptor {fd}")));
+    }
+    // SAFETY: the caller guarantees `fd` is open for the duration of this call;
+    // we only borrow it to duplicate it and never close it.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    let owned = borrowed
+        .try_clone_to_owned()
+        .map_err(|e| EmberError::Io(format!("cannot duplicate file descriptor {fd}: {e}")))?;
+    Ok(std::fs::File::from(owned))
+}
+
+#[cfg(not(unix))]
+fn dup_fd(fd: i32) -> Result<std::fs::File, EmberError> {
+    Err(EmberError::InvalidParams(format!("loading from a file descriptor ({fd}) needs a unix platform")))
+}

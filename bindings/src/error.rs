@@ -1,0 +1,62 @@
+//! The one error type apps see (an exception per variant, each with a message).
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+#[derive(Debug, thiserror::Error, uniffi::Error)]
+#[uniffi(flat_error)]
+pub enum EmberError {
+    /// The file could not be opened, mapped or read.
+    #[error("{0}")]
+    Io(String),
+    /// The file is not a valid GGUF model (corrupt, truncated, missing tensors or keys).
+    #[error("{0}")]
+    InvalidModel(String),
+    /// A valid GGUF of an architecture or tensor type Ember cannot run.
+    #[error("{0}")]
+    UnsupportedModel(String),
+    /// A parameter or config field is out of range.
+    #[error("{0}")]
+    InvalidParams(String),
+    /// The prompt does not fit in the session's context.
+    #[error("{0}")]
+    ContextFull(String),
+    /// The operation was cancelled.
+    #[error("{0}")]
+    Cancelled(String),
+    /// A bug in Ember (a caught panic) or in a callback; the message says which.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<ember::Error> for EmberError {
+    fn from(e: ember::Error) -> Self {
+        use ember::Error as E;
+        let msg = e.to_string();
+        match e {
+            E::Io { .. } => EmberError::Io(msg),
+            E::Gguf(_) | E::MissingTensor(_) | E::TensorShape { .. } | E::Model(_) | E::Tokenizer(_) => {
+                EmberError::InvalidModel(msg)
+            }
+            E::UnsupportedType { .. } | E::UnknownArchitecture { .. } => EmberError::UnsupportedModel(msg),
+            E::TokenOutOfVocab { .. } | E::InvalidParam(_) | E::ChatTemplate(_) => EmberError::InvalidParams(msg),
+            E::ContextFull { .. } => EmberError::ContextFull(msg),
+            E::Cancelled => EmberError::Cancelled(msg),
+        }
+    }
+}
+
+/// Runs `f`, turning a panic into `EmberError::Internal` so that none crosses
+/// the FFI boundary.
+pub(crate) fn guard<T>(what: &str, f: impl FnOnce() -> Result<T, EmberError>) -> Result<T, EmberError> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(payload) => {
+            let detail = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(EmberError::Internal(format!("internal error in {what}: {detail}")))
+        }
+    }
+}

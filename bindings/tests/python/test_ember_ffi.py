@@ -1,0 +1,262 @@
+"""The Python SDK against the real SmolLM2 model through the real libember_ffi.so."""
+import os
+import threading
+import time
+
+import pytest
+
+from ember_ffi import (
+    ChatMessage,
+    EmberError,
+    Engine,
+    EngineConfig,
+    GenerateParams,
+    GenerationStats,
+    TokenSink,
+)
+
+FRANCE = "The capital of France is"
+
+
+class Collect(TokenSink):
+    """Collects pieces; optionally stops after `stop_after` pieces or calls `hook` per piece."""
+
+    def __init__(self, stop_after=None, hook=None):
+        self.pieces = []
+        self.done = None
+        self.stop_after = stop_after
+        self.hook = hook
+
+    def on_token(self, text: str) -> bool:
+        self.pieces.append(text)
+        if self.hook:
+            self.hook(self)
+        return self.stop_after is None or len(self.pieces) < self.stop_after
+
+    def on_done(self, stats: GenerationStats) -> None:
+        self.done = stats
+
+    @property
+    def text(self) -> str:
+        return "".join(self.pieces)
+
+
+def greedy(n=16, **kw):
+    return GenerateParams(max_tokens=n, temperature=0.0, **kw)
+
+
+def test_defaults():
+    c = EngineConfig()
+    assert c.backend == "auto" and c.threads == 0 and c.context_size == 0 and c.memory_budget_mb == 0
+    p = GenerateParams()
+    assert p.max_tokens > 0 and p.temperature > 0 and p.top_k == 40 and p.stop == []
+    assert 0 < p.top_p <= 1 and 0 <= p.min_p < 1 and p.repeat_penalty == 1.0
+
+
+def test_load_and_info(engine):
+    info = engine.info()
+    assert info.arch == "llama"
+    assert 100_000_000 < info.params < 200_000_000
+    assert info.quant == "Q4_1"
+    assert info.context == 8192
+    assert info.has_chat_template is True
+    assert info.name and "smollm" in info.name.lower()
+
+
+def test_streaming_generate_matches_llama_cpp(engine, reference):
+    want = reference[FRANCE]["stable_text"]
+    assert want.startswith(" Paris.\n\nThe")
+    s = engine.new_session()
+    sink = Collect()
+    stats = s.generate(FRANCE, greedy(16), sink)
+    assert sink.text.startswith(want), repr(sink.text)
+    assert len(sink.pieces) > 3  # streamed, not one blob
+    assert sink.done == stats
+    assert stats.prompt_tokens == len(reference[FRANCE]["ids"])
+    assert stats.generated_tokens == 16 and stats.stop_reason == "length"
+    assert stats.tokens_per_second > 0 and stats.prompt_tokens_per_second > 0
+
+
+def test_raw_chatml_prompt_matches_llama_cpp(engine, reference):
+    prompt = "<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n"
+    sink = Collect()
+    engine.new_session().generate(prompt, greedy(8), sink)
+    assert sink.text.startswith(reference[prompt]["stable_text"]), repr(sink.text)
+
+
+def test_chat_and_multi_turn(engine):
+    # The GGUF's template (SmolLM2: ChatML) rendered by chat() == the same prompt written by hand.
+    system = "You are a helpful assistant."
+    msgs = [ChatMessage(role="system", content=system), ChatMessage(role="user", content="What is 2+2?")]
+    by_hand = f"<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n"
+    s = engine.new_session()
+    sink, ref = Collect(), Collect()
+    stats = s.chat(msgs, greedy(24), sink)
+    ref_stats = engine.new_session().generate(by_hand, greedy(24), ref)
+    assert sink.text == ref.text and sink.text.strip(), repr(sink.text)
+    assert stats.prompt_tokens == ref_stats.prompt_tokens
+    assert stats.stop_reason in ("eog", "length")
+    first_prompt = stats.prompt_tokens
+    msgs += [ChatMessage(role="assistant", content=sink.text), ChatMessage(role="user", content="And 3+3?")]
+    sink2 = Collect()
+    stats2 = s.chat(msgs, greedy(24), sink2)
+    assert sink2.text.strip()
+    # The previous turns' KV is reused: only the new tail is evaluated.
+    assert stats2.prompt_tokens < first_prompt
+
+
+def test_on_token_false_stops_early(engine):
+    sink = Collect(stop_after=3)
+    stats = engine.new_session().generate(FRANCE, greedy(64), sink)
+    assert len(sink.pieces) == 3
+    assert stats.stop_reason == "cancelled"
+    assert stats.generated_tokens <= 4
+
+
+def test_cancel_from_another_thread(engine):
+    s = engine.new_session()
+    first = threading.Event()
+    at_cancel = []
+
+    def hook(sink):
+        if len(sink.pieces) == 1:
+            first.set()
+            time.sleep(0.2)  # let the other thread's cancel() land before the next token
+
+    sink = Collect(hook=hook)
+
+    def canceller():
+        assert first.wait(30)
+        at_cancel.append(len(sink.pieces))
+        s.cancel()  # must not block on the running generation
+
+    t = threading.Thread(target=canceller)
+    t.start()
+    stats = s.generate("Once upon a time, in a small village,", GenerateParams(max_tokens=200, temperature=0.0), sink)
+    t.join()
+    assert stats.stop_reason == "cancelled"
+    assert len(sink.pieces) <= at_cancel[0] + 1  # within one token
+    assert stats.generated_tokens < 200
+
+
+def test_two_sessions_two_threads(engine, reference):
+    want = reference[FRANCE]["stable_text"]
+    results, errors = {}, []
+
+    def worker(i):
+        try:
+            sink = Collect()
+            engine.new_session().generate(FRANCE, greedy(12), sink)
+            results[i] = sink.text
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert results[0] == results[1] and results[0].startswith(want)
+
+
+def test_reset(engine):
+    s = engine.new_session()
+    a, b = Collect(), Collect()
+    s.generate(FRANCE, greedy(6), a)
+    assert s.context_tokens() > 0
+    s.reset()
+    assert s.context_tokens() == 0
+    s.generate(FRANCE, greedy(6), b)
+    assert a.text == b.text
+
+
+def test_bad_model_path():
+    with pytest.raises(EmberError) as e:
+        Engine.load("/nonexistent/dir/model.gguf", EngineConfig())
+    assert isinstance(e.value, EmberError.Io)
+    assert "model.gguf" in str(e.value)
+
+
+def test_corrupt_file(tmp_path, model_path):
+    bad = tmp_path / "garbage.gguf"
+    bad.write_bytes(b"this is not a gguf file at all" * 100)
+    with pytest.raises(EmberError.InvalidModel) as e:
+        Engine.load(str(bad), EngineConfig())
+    assert "magic" in str(e.value)
+    # A real model truncated in its tensor data.
+    trunc = tmp_path / "truncated.gguf"
+    with open(model_path, "rb") as f:
+        trunc.write_bytes(f.read(2_000_000))
+    with pytest.raises(EmberError.InvalidModel) as e:
+        Engine.load(str(trunc), EngineConfig())
+    assert str(e.value)
+
+
+def test_invalid_params(engine):
+    with pytest.raises(EmberError.InvalidParams):
+        engine.new_session().generate(FRANCE, GenerateParams(top_p=2.0), Collect())
+    with pytest.raises(EmberError.InvalidParams):
+        Engine.load("/x.gguf", EngineConfig(backend="tpu"))
+
+
+def test_context_full(model_path):
+    e = Engine.load(model_path, EngineConfig(context_size=4))
+    with pytest.raises(EmberError.ContextFull):
+        e.new_session().generate("one two three four five six seven", greedy(4), Collect())
+
+
+def test_load_from_fd(model_path, reference, tmp_path):
+    # The model embedded at an odd offset inside a bigger file (like an Android asset).
+    data = open(model_path, "rb").read()
+    packed = tmp_path / "packed.bin"
+    offset = 12345
+    packed.write_bytes(b"\0" * offset + data + b"trailer")
+    fd = os.open(packed, os.O_RDONLY)
+    try:
+        e = Engine.load_from_fd(fd, offset, len(data), EngineConfig())
+    finally:
+        os.close(fd)  # the engine holds its own mapping
+    sink = Collect()
+    e.new_session().generate(FRANCE, greedy(8), sink)
+    assert sink.text.startswith(reference[FRANCE]["stable_text"])
+    with pytest.raises(EmberError):
+        Engine.load_from_fd(-1, 0, 0, EngineConfig())
+
+
+def test_memory_budget(model_path):
+    e = Engine.load(model_path, EngineConfig(memory_budget_mb=120))
+    info = e.info()
+    assert info.session_context < 8192
+    assert info.weight_bytes + info.kv_bytes_per_token * info.session_context <= 120 * 1024 * 1024
+    with pytest.raises(EmberError.InvalidParams):
+        Engine.load(model_path, EngineConfig(memory_budget_mb=10))
+
+
+def test_callback_exception_is_an_error_not_a_crash(engine):
+    class Boom(TokenSink):
+        def on_token(self, text):
+            raise RuntimeError("boom")
+
+        def on_done(self, stats):
+            pass
+
+    with pytest.raises(Exception):
+        engine.new_session().generate(FRANCE, greedy(4), Boom())
+    # The engine still works afterwards.
+    sink = Collect()
+    engine.new_session().generate(FRANCE, greedy(4), sink)
+    assert sink.text
+
+
+def test_async_generate(engine, reference):
+    import asyncio
+
+    async def main():
+        sink = Collect()
+        stats = await engine.new_session().generate_async(FRANCE, greedy(8), sink)
+        return sink, stats
+
+    sink, stats = asyncio.run(main())
+    assert sink.text.startswith(reference[FRANCE]["stable_text"])
+    assert stats.generated_tokens == 8

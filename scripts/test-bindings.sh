@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# App SDK tests: builds libember_ffi (release), generates the Python/Kotlin/Swift
+# sources from it, runs the Python suite (pytest) and the Kotlin suite on the JVM
+# (Maven, JNA) against the real SmolLM2 model, and type-checks the library for
+# Android and iOS (no NDK/Xcode needed for `cargo check`).
+# Needs: python3 with venv, mvn + a JDK >= 17, rustup. Models: scripts/fetch-models.sh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT="$PWD"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+EMBER_HOME="${EMBER_HOME:-$HOME/.cache/ember}"
+VENV="$EMBER_HOME/venv-bindings"
+t0=$SECONDS
+step() { echo "== bindings: $1 ($((SECONDS - t0))s)"; }
+
+step "build + generate"
+scripts/gen-bindings.sh
+
+step "python (pytest)"
+if [ ! -x "$VENV/bin/pytest" ]; then
+  python3 -m venv "$VENV"
+  "$VENV/bin/python" -m pip install -q "pytest>=8,<10"
+fi
+t=$SECONDS
+"$VENV/bin/pytest" -q bindings/tests/python
+echo "pytest: $((SECONDS - t))s"
+
+step "kotlin on the JVM (mvn)"
+t=$SECONDS
+(cd bindings/tests/kotlin && mvn -q -B test -Dember.target="$CARGO_TARGET_DIR")
+echo "mvn: $((SECONDS - t))s"
+
+step "type-check for mobile targets"
+t=$SECONDS
+rustup target add aarch64-linux-android aarch64-apple-ios >/dev/null 2>&1
+for target in aarch64-linux-android aarch64-apple-ios; do
+  cargo check -q -p ember-ffi --target "$target"
+done
+echo "cargo check (android + ios): $((SECONDS - t))s"
+
+step "done"
