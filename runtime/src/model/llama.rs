@@ -235,7 +235,7 @@ impl Llama {
             // attn [n, n_head·hd]
             let attn = buf(attn, n * q_dim);
             let (kc, vc) = cache.layer(il);
-            attention(&shape, q, kc, vc, attn);
+            attention(mm.kernels, &shape, q, kc, vc, attn);
             // x += Wo · attn
             l.wo.matmul(f, attn, cur, mm);
             x.iter_mut().zip(cur.iter()).for_each(|(a, b)| *a += b);

@@ -78,6 +78,7 @@ impl Model {
             logits.clear();
             return Ok(());
         }
+        scratch.mm.kernels = be.kernels();
         be.install(|| match self {
             Model::Llama(m) => m.forward(cache, scratch, ids, pos0, wanted, logits),
         })

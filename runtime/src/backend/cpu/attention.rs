@@ -6,6 +6,7 @@
 use half::f16;
 use rayon::prelude::*;
 
+use super::simd::CpuKernels;
 use super::SharedMut;
 use crate::ops::softmax::softmax;
 
@@ -29,7 +30,7 @@ pub struct AttnShape {
 /// `q`: `n_tok × n_head·head_dim_k`; `k_cache`/`v_cache`: this layer's cache,
 /// row `j` = position `j`, `n_head_kv·head_dim` wide, filled up to
 /// `pos0 + n_tok`; `out`: `n_tok × n_head·head_dim_v`.
-pub fn attention(s: &AttnShape, q: &[f32], k_cache: &[f16], v_cache: &[f16], out: &mut [f32]) {
+pub fn attention(kern: &CpuKernels, s: &AttnShape, q: &[f32], k_cache: &[f16], v_cache: &[f16], out: &mut [f32]) {
     let q_dim = s.n_head * s.head_dim_k;
     let o_dim = s.n_head * s.head_dim_v;
     let k_row = s.n_head_kv * s.head_dim_k;
@@ -55,10 +56,7 @@ pub fn attention(s: &AttnShape, q: &[f32], k_cache: &[f16], v_cache: &[f16], out
             scores.resize(p + 1, f32::NEG_INFINITY);
             for j in first..=p {
                 let kj = &k_cache[j * k_row + hk * s.head_dim_k..][..s.head_dim_k];
-                let mut d = 0f32;
-                for (a, b) in qh16.iter().zip(kj) {
-                    d += a.to_f32() * b.to_f32();
-                }
+                let d = (kern.dot_f16)(qh16, kj);
                 let mut x = d * s.kq_scale;
                 if let Some(cap) = s.softcap {
                     x = cap * (x / cap).tanh();
@@ -71,9 +69,7 @@ pub fn attention(s: &AttnShape, q: &[f32], k_cache: &[f16], v_cache: &[f16], out
             for j in first..=p {
                 let pj = f16::from_f32(scores[j]).to_f32();
                 let vj = &v_cache[j * v_row + hk * s.head_dim_v..][..s.head_dim_v];
-                for (a, b) in acc.iter_mut().zip(vj) {
-                    *a += pj * b.to_f32();
-                }
+                (kern.axpy_f16)(pj, vj, acc);
             }
             // SAFETY: each (t, h) task writes its own head slice of out.
             let dst = unsafe { std::slice::from_raw_parts_mut(op.0.add(t * o_dim + h * s.head_dim_v), s.head_dim_v) };
