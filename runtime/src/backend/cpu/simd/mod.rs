@@ -27,6 +27,9 @@ mod tests;
 /// `vec_dot` of one weight row (n elements) with one activation row in its `vec_dot_type`.
 pub type VecDotFn = fn(usize, &[u8], &[u8]) -> f32;
 
+/// `vec_dot` of one weight row with 4 activation rows (4 tokens).
+pub type VecDot4Fn = fn(usize, &[u8], [&[u8]; 4]) -> [f32; 4];
+
 /// The kernels of one instruction set. Formats without a SIMD kernel point
 /// at the scalar reference.
 pub struct CpuKernels {
@@ -48,6 +51,12 @@ pub struct CpuKernels {
     pub dot_f16: fn(&[f16], &[f16]) -> f32,
     /// Attention's `acc += p · v` over an f16 row.
     pub axpy_f16: fn(f32, &[f16], &mut [f32]),
+    /// 4-token variants for prompt processing (weight block decoded once,
+    /// used for 4 tokens); `None`: the matmul calls the 1-token kernel 4 times.
+    pub q4_0_x4: Option<VecDot4Fn>,
+    pub q4_1_x4: Option<VecDot4Fn>,
+    pub q8_0_x4: Option<VecDot4Fn>,
+    pub q4_k_x4: Option<VecDot4Fn>,
 }
 
 /// The portable path: the scalar references of `quant/`.
@@ -67,6 +76,10 @@ pub static SCALAR: CpuKernels = CpuKernels {
     f32: quant::float::vec_dot_f32,
     dot_f16: dot_f16_scalar,
     axpy_f16: axpy_f16_scalar,
+    q4_0_x4: None,
+    q4_1_x4: None,
+    q8_0_x4: None,
+    q4_k_x4: None,
 };
 
 impl CpuKernels {
@@ -118,6 +131,20 @@ impl CpuKernels {
             _ => return quant::vec_dot(ty, n, w, act),
         };
         f(n, w, act)
+    }
+}
+
+impl CpuKernels {
+    /// The 4-token kernel for `ty`, if this table has one.
+    #[inline]
+    pub fn vec_dot_x4(&self, ty: GgmlType) -> Option<VecDot4Fn> {
+        match ty {
+            GgmlType::Q4_0 => self.q4_0_x4,
+            GgmlType::Q4_1 => self.q4_1_x4,
+            GgmlType::Q8_0 => self.q8_0_x4,
+            GgmlType::Q4_K => self.q4_k_x4,
+            _ => None,
+        }
     }
 }
 

@@ -193,3 +193,25 @@ fn detect_respects_force_scalar() {
     let best = CpuKernels::detect(false);
     assert!(CpuKernels::available().iter().any(|k| std::ptr::eq(*k, best)));
 }
+
+/// The 4-token kernels run the 1-token kernel's instructions per token: equal bit for bit.
+#[test]
+fn simd_x4_kernels_match_single_token_kernels() {
+    let mut rng = Rng(7);
+    for k in CpuKernels::available() {
+        for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::Q4_K] {
+            let Some(f) = k.vec_dot_x4(ty) else { continue };
+            for n in [QK_K, 9 * QK_K] {
+                for unit in [true, false] {
+                    let w = weight_row(&mut rng, ty, n, unit);
+                    let a: Vec<Vec<u8>> = (0..4).map(|_| act_row(&mut rng, ty, n, unit)).collect();
+                    let got = f(n, &w, [&a[0], &a[1], &a[2], &a[3]]);
+                    for t in 0..4 {
+                        let want = k.vec_dot(ty, n, &w, &a[t]);
+                        assert_eq!(got[t].to_bits(), want.to_bits(), "{} {ty} x4 token {t}: {} vs {want}", k.isa, got[t]);
+                    }
+                }
+            }
+        }
+    }
+}

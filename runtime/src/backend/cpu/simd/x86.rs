@@ -35,6 +35,10 @@ static AVX2: CpuKernels = CpuKernels {
     f32: |n, w, a| unsafe { vec_dot_f32(n, w, a) },
     dot_f16: |a, b| unsafe { dot_f16(a, b) },
     axpy_f16: |p, v, acc| unsafe { axpy_f16(p, v, acc) },
+    q4_0_x4: Some(|n, w, a| unsafe { vec_dot_q4_0_x4(n, w, a) }),
+    q4_1_x4: Some(|n, w, a| unsafe { vec_dot_q4_1_x4(n, w, a) }),
+    q8_0_x4: Some(|n, w, a| unsafe { vec_dot_q8_0_x4(n, w, a) }),
+    q4_k_x4: Some(|n, w, a| unsafe { vec_dot_q4_k_x4(n, w, a) }),
 };
 
 fn has_avx2() -> bool {
@@ -49,9 +53,12 @@ pub(super) fn available() -> Vec<&'static CpuKernels> {
     detect().into_iter().collect()
 }
 
-#[inline(always)]
-fn fp16(h: [u8; 2]) -> f32 {
-    quant::f16_to_f32(h)
+/// One fp16 → f32 with F16C's `vcvtph2ps` (ggml's `_cvtsh_ss`), exact like
+/// the scalar conversion.
+#[inline]
+#[target_feature(enable = "f16c")]
+unsafe fn fp16(h: [u8; 2]) -> f32 {
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(u16::from_le_bytes(h) as i32)))
 }
 
 // ---------------------------------------------------------------- helpers
@@ -139,6 +146,109 @@ unsafe fn vec_dot_q8_0(_n: usize, w: &[u8], act: &[u8]) -> f32 {
         acc = _mm256_fmadd_ps(d, q, acc);
     }
     hsum_f32_8(acc)
+}
+
+// ------------------------------------------- 4 tokens per weight row
+//
+// Prompt processing dots each weight row with many tokens. These variants
+// decode a weight block once (nibbles, scales) and use it for 4 tokens; per
+// token they run exactly the instructions of the 1-token kernels above, so
+// their results are bit-identical to them (tested).
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn vec_dot_q4_0_x4(_n: usize, w: &[u8], act: [&[u8]; 4]) -> [f32; 4] {
+    let x: &[BlockQ4_0] = bytemuck::cast_slice(w);
+    let y: [&[BlockQ8_0]; 4] = act.map(|a| bytemuck::cast_slice(a));
+    let mut acc = [_mm256_setzero_ps(); 4];
+    for (i, x) in x.iter().enumerate() {
+        let dx = fp16(x.d);
+        let qx = _mm256_sub_epi8(bytes_from_nibbles_32(x.qs.as_ptr()), _mm256_set1_epi8(8));
+        let ax = _mm256_sign_epi8(qx, qx);
+        for t in 0..4 {
+            let y = &y[t][i];
+            let d = _mm256_set1_ps(dx * fp16(y.d));
+            let qy = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
+            let q = _mm256_cvtepi32_ps(sum_us8(ax, _mm256_sign_epi8(qy, qx)));
+            acc[t] = _mm256_fmadd_ps(d, q, acc[t]);
+        }
+    }
+    acc.map(|a| hsum_f32_8(a))
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn vec_dot_q4_1_x4(_n: usize, w: &[u8], act: [&[u8]; 4]) -> [f32; 4] {
+    let x: &[BlockQ4_1] = bytemuck::cast_slice(w);
+    let y: [&[BlockQ8_1]; 4] = act.map(|a| bytemuck::cast_slice(a));
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let mut summs = [0f32; 4];
+    for (i, x) in x.iter().enumerate() {
+        let (dx, mx) = (fp16(x.d), fp16(x.m));
+        let qx = bytes_from_nibbles_32(x.qs.as_ptr());
+        for t in 0..4 {
+            let y = &y[t][i];
+            summs[t] += mx * fp16(y.s);
+            let d = _mm256_set1_ps(dx * fp16(y.d));
+            let qy = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
+            let q = _mm256_cvtepi32_ps(sum_us8(qx, qy));
+            acc[t] = _mm256_fmadd_ps(d, q, acc[t]);
+        }
+    }
+    [0, 1, 2, 3].map(|t| hsum_f32_8(acc[t]) + summs[t])
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn vec_dot_q8_0_x4(_n: usize, w: &[u8], act: [&[u8]; 4]) -> [f32; 4] {
+    let x: &[BlockQ8_0] = bytemuck::cast_slice(w);
+    let y: [&[BlockQ8_0]; 4] = act.map(|a| bytemuck::cast_slice(a));
+    let mut acc = [_mm256_setzero_ps(); 4];
+    for (i, x) in x.iter().enumerate() {
+        let dx = fp16(x.d);
+        let qx = _mm256_loadu_si256(x.qs.as_ptr() as *const __m256i);
+        let ax = _mm256_sign_epi8(qx, qx);
+        for t in 0..4 {
+            let y = &y[t][i];
+            let d = _mm256_set1_ps(dx * fp16(y.d));
+            let qy = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
+            let q = _mm256_cvtepi32_ps(sum_us8(ax, _mm256_sign_epi8(qy, qx)));
+            acc[t] = _mm256_fmadd_ps(d, q, acc[t]);
+        }
+    }
+    acc.map(|a| hsum_f32_8(a))
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn vec_dot_q4_k_x4(_n: usize, w: &[u8], act: [&[u8]; 4]) -> [f32; 4] {
+    let x: &[BlockQ4K] = bytemuck::cast_slice(w);
+    let y: [&[BlockQ8K]; 4] = act.map(|a| bytemuck::cast_slice(a));
+    let m4 = _mm256_set1_epi8(0xF);
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let mut acc_m = [0f32; 4];
+    for (i, x) in x.iter().enumerate() {
+        let (sc, mn) = quant::scale_min_k4(&x.scales);
+        let (dx, dmin) = (fp16(x.d), fp16(x.dmin));
+        let mut sumi = [_mm256_setzero_si256(); 4];
+        for j in 0..QK_K / 64 {
+            let q4bits = _mm256_loadu_si256(x.qs.as_ptr().add(32 * j) as *const __m256i);
+            let q4l = _mm256_and_si256(q4bits, m4);
+            let q4h = _mm256_and_si256(_mm256_srli_epi16(q4bits, 4), m4);
+            let (sl, sh) = (_mm256_set1_epi16(sc[2 * j] as i16), _mm256_set1_epi16(sc[2 * j + 1] as i16));
+            for t in 0..4 {
+                let q8 = y[t][i].qs.as_ptr();
+                let q8l = _mm256_loadu_si256(q8.add(64 * j) as *const __m256i);
+                let q8h = _mm256_loadu_si256(q8.add(64 * j + 32) as *const __m256i);
+                let pl = _mm256_madd_epi16(sl, _mm256_maddubs_epi16(q4l, q8l));
+                let ph = _mm256_madd_epi16(sh, _mm256_maddubs_epi16(q4h, q8h));
+                sumi[t] = _mm256_add_epi32(sumi[t], _mm256_add_epi32(pl, ph));
+            }
+        }
+        for t in 0..4 {
+            let y = &y[t][i];
+            acc_m[t] += dmin * y.d() * kmin_sum(y, &mn) as f32;
+            let d = _mm256_set1_ps(dx * y.d());
+            acc[t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+        }
+    }
+    [0, 1, 2, 3].map(|t| hsum_f32_8(acc[t]) - acc_m[t])
 }
 
 // ---------------------------------------------------------------- K-quants
