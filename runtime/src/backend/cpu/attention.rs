@@ -3,6 +3,8 @@
 //! `q·k`, the softmax probabilities are rounded to f16 before weighting V.
 //! Rounding like llama.cpp keeps our logits within its own noise.
 
+use std::cell::RefCell;
+
 use half::f16;
 use rayon::prelude::*;
 
@@ -39,9 +41,8 @@ pub fn attention(kern: &CpuKernels, s: &AttnShape, q: &[f32], k_cache: &[f16], v
     let group = s.n_head / s.n_head_kv;
     let op = SharedMut(out.as_mut_ptr());
 
-    (0..n_tok * s.n_head).into_par_iter().for_each_init(
-        || (Vec::<f32>::new(), Vec::<f16>::new(), Vec::<f32>::new()),
-        |(scores, qh16, acc), task| {
+    (0..n_tok * s.n_head).into_par_iter().for_each(|task| {
+        BUFS.with_borrow_mut(|(scores, qh16, acc)| {
             let op = op;
             let (t, h) = (task / s.n_head, task % s.n_head);
             let p = s.pos0 + t;
@@ -74,6 +75,12 @@ pub fn attention(kern: &CpuKernels, s: &AttnShape, q: &[f32], k_cache: &[f16], v
             // SAFETY: each (t, h) task writes its own head slice of out.
             let dst = unsafe { std::slice::from_raw_parts_mut(op.0.add(t * o_dim + h * s.head_dim_v), s.head_dim_v) };
             dst.copy_from_slice(acc);
-        },
-    );
+        })
+    });
+}
+
+thread_local! {
+    /// Per-thread scores, f16 query and accumulator, grown once and reused
+    /// by every call (the pool's threads persist): no allocation per token.
+    static BUFS: RefCell<(Vec<f32>, Vec<f16>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
 }
