@@ -12,6 +12,8 @@ use super::CpuKernels;
 use crate::quant::q4_0::BlockQ4_0;
 use crate::quant::q4_1::BlockQ4_1;
 use crate::quant::q4_k::BlockQ4K;
+use crate::quant::q5_0::BlockQ5_0;
+use crate::quant::q5_1::BlockQ5_1;
 use crate::quant::q5_k::BlockQ5K;
 use crate::quant::q6_k::BlockQ6K;
 use crate::quant::q8_0::BlockQ8_0;
@@ -23,8 +25,8 @@ static AVX2: CpuKernels = CpuKernels {
     isa: "avx2+fma+f16c",
     q4_0: |n, w, a| unsafe { vec_dot_q4_0(n, w, a) },
     q4_1: |n, w, a| unsafe { vec_dot_q4_1(n, w, a) },
-    q5_0: quant::q5_0::vec_dot,
-    q5_1: quant::q5_1::vec_dot,
+    q5_0: |n, w, a| unsafe { vec_dot_q5_0(n, w, a) },
+    q5_1: |n, w, a| unsafe { vec_dot_q5_1(n, w, a) },
     q8_0: |n, w, a| unsafe { vec_dot_q8_0(n, w, a) },
     q2_k: quant::q2_k::vec_dot,
     q3_k: quant::q3_k::vec_dot,
@@ -130,6 +132,47 @@ unsafe fn vec_dot_q4_1(_n: usize, w: &[u8], act: &[u8]) -> f32 {
         let qy = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
         let q = _mm256_cvtepi32_ps(sum_us8(qx, qy));
         acc = _mm256_fmadd_ps(d, q, acc);
+    }
+    hsum_f32_8(acc) + summs
+}
+
+/// 32 bits → 32 bytes, 0xFF where the bit is set (byte i ↔ bit i).
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn bytes_from_bits_32(x: [u8; 4]) -> __m256i {
+    let shuf = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0);
+    let bytes = _mm256_shuffle_epi8(_mm256_set1_epi32(i32::from_le_bytes(x)), shuf);
+    let bytes = _mm256_or_si256(bytes, _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe));
+    _mm256_cmpeq_epi8(bytes, _mm256_set1_epi64x(-1))
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn vec_dot_q5_0(_n: usize, w: &[u8], act: &[u8]) -> f32 {
+    let (x, y): (&[BlockQ5_0], &[BlockQ8_0]) = (bytemuck::cast_slice(w), bytemuck::cast_slice(act));
+    let mut acc = _mm256_setzero_ps();
+    for (x, y) in x.iter().zip(y) {
+        let d = _mm256_set1_ps(fp16(x.d) * fp16(y.d));
+        // q - 16: OR 0xF0 (i.e. -16) into the bytes whose fifth bit is clear.
+        let hi = _mm256_andnot_si256(bytes_from_bits_32(x.qh), _mm256_set1_epi8(0xF0u8 as i8));
+        let qx = _mm256_or_si256(bytes_from_nibbles_32(x.qs.as_ptr()), hi);
+        let qy = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
+        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sum_i8(qx, qy)), acc);
+    }
+    hsum_f32_8(acc)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn vec_dot_q5_1(_n: usize, w: &[u8], act: &[u8]) -> f32 {
+    let (x, y): (&[BlockQ5_1], &[BlockQ8_1]) = (bytemuck::cast_slice(w), bytemuck::cast_slice(act));
+    let mut acc = _mm256_setzero_ps();
+    let mut summs = 0f32;
+    for (x, y) in x.iter().zip(y) {
+        summs += fp16(x.m) * fp16(y.s);
+        let d = _mm256_set1_ps(fp16(x.d) * fp16(y.d));
+        let hi = _mm256_and_si256(bytes_from_bits_32(x.qh), _mm256_set1_epi8(0x10));
+        let qx = _mm256_or_si256(bytes_from_nibbles_32(x.qs.as_ptr()), hi);
+        let qy = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
+        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sum_us8(qx, qy)), acc);
     }
     hsum_f32_8(acc) + summs
 }
