@@ -21,20 +21,38 @@ use crate::quant::q8_1::BlockQ8_1;
 use crate::quant::q8_k::BlockQ8K;
 use crate::quant::{self, QK_K};
 
+// Each table gets a module of `#[target_feature]` entry points; the kernels
+// below are `#[inline(always)]` generics, so they are compiled inside those
+// entry points with the table's features (and `sdot` inlines into them).
 macro_rules! table {
-    ($name:ident, $isa:literal, $d:ty) => {
+    ($m:ident, $name:ident, $isa:literal, $feat:literal, $d:ty) => {
+        mod $m {
+            use super::*;
+            #[target_feature(enable = $feat)]
+            pub unsafe fn q4_0(n: usize, w: &[u8], a: &[u8]) -> f32 { vec_dot_q4_0::<$d>(n, w, a) }
+            #[target_feature(enable = $feat)]
+            pub unsafe fn q4_1(n: usize, w: &[u8], a: &[u8]) -> f32 { vec_dot_q4_1::<$d>(n, w, a) }
+            #[target_feature(enable = $feat)]
+            pub unsafe fn q8_0(n: usize, w: &[u8], a: &[u8]) -> f32 { vec_dot_q8_0::<$d>(n, w, a) }
+            #[target_feature(enable = $feat)]
+            pub unsafe fn q4_k(n: usize, w: &[u8], a: &[u8]) -> f32 { vec_dot_q4_k::<$d>(n, w, a) }
+            #[target_feature(enable = $feat)]
+            pub unsafe fn q5_k(n: usize, w: &[u8], a: &[u8]) -> f32 { vec_dot_q5_k::<$d>(n, w, a) }
+            #[target_feature(enable = $feat)]
+            pub unsafe fn q6_k(n: usize, w: &[u8], a: &[u8]) -> f32 { vec_dot_q6_k::<$d>(n, w, a) }
+        }
         static $name: CpuKernels = CpuKernels {
             isa: $isa,
-            q4_0: |n, w, a| unsafe { entry::<$d>(n, w, a, vec_dot_q4_0::<$d>) },
-            q4_1: |n, w, a| unsafe { entry::<$d>(n, w, a, vec_dot_q4_1::<$d>) },
+            q4_0: |n, w, a| unsafe { $m::q4_0(n, w, a) },
+            q4_1: |n, w, a| unsafe { $m::q4_1(n, w, a) },
             q5_0: quant::q5_0::vec_dot,
             q5_1: quant::q5_1::vec_dot,
-            q8_0: |n, w, a| unsafe { entry::<$d>(n, w, a, vec_dot_q8_0::<$d>) },
+            q8_0: |n, w, a| unsafe { $m::q8_0(n, w, a) },
             q2_k: quant::q2_k::vec_dot,
             q3_k: quant::q3_k::vec_dot,
-            q4_k: |n, w, a| unsafe { entry::<$d>(n, w, a, vec_dot_q4_k::<$d>) },
-            q5_k: |n, w, a| unsafe { entry::<$d>(n, w, a, vec_dot_q5_k::<$d>) },
-            q6_k: |n, w, a| unsafe { entry::<$d>(n, w, a, vec_dot_q6_k::<$d>) },
+            q4_k: |n, w, a| unsafe { $m::q4_k(n, w, a) },
+            q5_k: |n, w, a| unsafe { $m::q5_k(n, w, a) },
+            q6_k: |n, w, a| unsafe { $m::q6_k(n, w, a) },
             // f16 needs the unstable float16x4_t; the scalar path converts
             // through `half` (which uses NEON's fcvt itself).
             f16: quant::float::vec_dot_f16,
@@ -49,14 +67,8 @@ macro_rules! table {
     };
 }
 
-table!(NEON, "neon", Mull);
-table!(NEON_DOTPROD, "neon+dotprod", Sdot);
-
-/// Runs a kernel inside a function compiled with the strategy's features.
-#[inline(always)]
-unsafe fn entry<D: Dot>(n: usize, w: &[u8], a: &[u8], f: unsafe fn(usize, &[u8], &[u8]) -> f32) -> f32 {
-    D::run(n, w, a, f)
-}
+table!(neon_plain, NEON, "neon", "neon", Mull);
+table!(neon_dotprod, NEON_DOTPROD, "neon+dotprod", "neon,dotprod", Sdot);
 
 pub(super) fn detect() -> Option<&'static CpuKernels> {
     if std::arch::is_aarch64_feature_detected!("dotprod") {
@@ -82,7 +94,6 @@ pub(super) fn available() -> Vec<&'static CpuKernels> {
 /// `acc + Σ a·b` over 16 i8 pairs, into 4 i32 lanes.
 pub(super) trait Dot {
     unsafe fn dot(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t;
-    unsafe fn run(n: usize, w: &[u8], a: &[u8], f: unsafe fn(usize, &[u8], &[u8]) -> f32) -> f32;
 }
 
 pub(super) struct Sdot;
@@ -92,10 +103,6 @@ impl Dot for Sdot {
     #[inline(always)]
     unsafe fn dot(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
         sdot(acc, a, b)
-    }
-    #[target_feature(enable = "neon,dotprod")]
-    unsafe fn run(n: usize, w: &[u8], a: &[u8], f: unsafe fn(usize, &[u8], &[u8]) -> f32) -> f32 {
-        f(n, w, a)
     }
 }
 
@@ -119,10 +126,6 @@ impl Dot for Mull {
         let p1 = vmull_s8(vget_high_s8(a), vget_high_s8(b));
         vaddq_s32(acc, vaddq_s32(vpaddlq_s16(p0), vpaddlq_s16(p1)))
     }
-    #[target_feature(enable = "neon")]
-    unsafe fn run(n: usize, w: &[u8], a: &[u8], f: unsafe fn(usize, &[u8], &[u8]) -> f32) -> f32 {
-        f(n, w, a)
-    }
 }
 
 #[inline(always)]
@@ -132,6 +135,7 @@ fn fp16(h: [u8; 2]) -> f32 {
 
 // ---------------------------------------------------------------- 32-blocks
 
+#[inline(always)]
 unsafe fn vec_dot_q4_0<D: Dot>(_n: usize, w: &[u8], act: &[u8]) -> f32 {
     let (x, y): (&[BlockQ4_0], &[BlockQ8_0]) = (bytemuck::cast_slice(w), bytemuck::cast_slice(act));
     let m4 = vdupq_n_u8(0xF);
@@ -148,6 +152,7 @@ unsafe fn vec_dot_q4_0<D: Dot>(_n: usize, w: &[u8], act: &[u8]) -> f32 {
     vaddvq_f32(sumv)
 }
 
+#[inline(always)]
 unsafe fn vec_dot_q4_1<D: Dot>(_n: usize, w: &[u8], act: &[u8]) -> f32 {
     let (x, y): (&[BlockQ4_1], &[BlockQ8_1]) = (bytemuck::cast_slice(w), bytemuck::cast_slice(act));
     let m4 = vdupq_n_u8(0xF);
@@ -166,6 +171,7 @@ unsafe fn vec_dot_q4_1<D: Dot>(_n: usize, w: &[u8], act: &[u8]) -> f32 {
     vaddvq_f32(sumv) + summs
 }
 
+#[inline(always)]
 unsafe fn vec_dot_q8_0<D: Dot>(_n: usize, w: &[u8], act: &[u8]) -> f32 {
     let (x, y): (&[BlockQ8_0], &[BlockQ8_0]) = (bytemuck::cast_slice(w), bytemuck::cast_slice(act));
     let mut sumv = vdupq_n_f32(0.0);
@@ -192,6 +198,7 @@ unsafe fn dot32<D: Dot>(q0: int8x16_t, q1: int8x16_t, y: *const i8) -> i32 {
     vaddvq_s32(D::dot(D::dot(vdupq_n_s32(0), q0, vld1q_s8(y)), q1, vld1q_s8(y.add(16))))
 }
 
+#[inline(always)]
 unsafe fn vec_dot_q4_k<D: Dot>(_n: usize, w: &[u8], act: &[u8]) -> f32 {
     let (x, y): (&[BlockQ4K], &[BlockQ8K]) = (bytemuck::cast_slice(w), bytemuck::cast_slice(act));
     let m4 = vdupq_n_u8(0xF);
@@ -213,6 +220,7 @@ unsafe fn vec_dot_q4_k<D: Dot>(_n: usize, w: &[u8], act: &[u8]) -> f32 {
     sumf
 }
 
+#[inline(always)]
 unsafe fn vec_dot_q5_k<D: Dot>(_n: usize, w: &[u8], act: &[u8]) -> f32 {
     let (x, y): (&[BlockQ5K], &[BlockQ8K]) = (bytemuck::cast_slice(w), bytemuck::cast_slice(act));
     let m4 = vdupq_n_u8(0xF);
@@ -241,6 +249,7 @@ unsafe fn vec_dot_q5_k<D: Dot>(_n: usize, w: &[u8], act: &[u8]) -> f32 {
     sumf
 }
 
+#[inline(always)]
 unsafe fn vec_dot_q6_k<D: Dot>(_n: usize, w: &[u8], act: &[u8]) -> f32 {
     let (x, y): (&[BlockQ6K], &[BlockQ8K]) = (bytemuck::cast_slice(w), bytemuck::cast_slice(act));
     let m4 = vdupq_n_u8(0xF);
