@@ -25,6 +25,7 @@ impl Engine {
             backend: config.backend.parse().map_err(EmberError::from)?,
             n_threads: config.threads as usize,
             n_ctx: (config.context_size > 0).then_some(config.context_size as usize),
+            ..Default::default()
         })
     }
 

@@ -30,6 +30,9 @@ pub struct EvalOpts {
     /// Backend: auto, cpu.
     #[arg(long, default_value = "auto")]
     pub backend: String,
+    /// Use the portable scalar CPU kernels instead of the SIMD ones chosen at run time.
+    #[arg(long)]
+    pub scalar: bool,
 }
 
 #[derive(Subcommand)]
@@ -53,6 +56,8 @@ enum Cmd {
     Inspect(commands::inspect::InspectArgs),
     /// Fetch a known model into the cache.
     Pull(commands::pull::PullArgs),
+    /// Prompt processing and generation speed (llama-bench style), peak RSS, load time.
+    Bench(commands::bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -73,6 +78,7 @@ fn main() -> ExitCode {
         Cmd::Logits(a) => commands::logits::run(a),
         Cmd::Inspect(a) => commands::inspect::run(a),
         Cmd::Pull(a) => commands::pull::run(a),
+        Cmd::Bench(a) => commands::bench::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -45,6 +45,9 @@ pub struct EngineConfig {
     pub backend: BackendKind,
     /// CPU threads; 0 = one per available core.
     pub n_threads: usize,
+    /// Use the portable scalar CPU kernels even where SIMD ones exist
+    /// (debugging, parity checks); SIMD is chosen at run time otherwise.
+    pub force_scalar: bool,
     /// Context size of each session; `None` = the model's training context, capped at 4096.
     pub n_ctx: Option<usize>,
 }

@@ -41,7 +41,7 @@ impl Engine {
             );
         }
         let cpu = match config.backend {
-            BackendKind::Auto | BackendKind::Cpu => CpuBackend::new(config.n_threads)?,
+            BackendKind::Auto | BackendKind::Cpu => CpuBackend::with_kernels(config.n_threads, config.force_scalar)?,
         };
         log::info!(
             "loaded {} ({}, {} params, {}) on cpu with {} threads",

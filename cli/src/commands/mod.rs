@@ -1,5 +1,6 @@
 //! One module per subcommand, plus the loading they share.
 
+pub mod bench;
 pub mod chat;
 pub mod inspect;
 pub mod logits;
@@ -22,6 +23,6 @@ use crate::EvalOpts;
 pub fn load_engine(opts: &EvalOpts, n_ctx: Option<usize>) -> Result<Arc<Engine>> {
     let backend: BackendKind = opts.backend.parse()?;
     let path = catalog::resolve(opts.model.as_deref())?;
-    let config = EngineConfig { backend, n_threads: opts.threads, n_ctx };
+    let config = EngineConfig { backend, n_threads: opts.threads, n_ctx, force_scalar: opts.scalar };
     Engine::load(&path, config).with_context(|| format!("cannot load {}", path.display()))
 }

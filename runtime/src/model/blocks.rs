@@ -405,7 +405,7 @@ pub fn self_attention(
         softcap: c.softcap,
     };
     let (kc, vc) = cache.layer(il);
-    attention(&shape, q, kc, vc, attn);
+    attention(mm.kernels, &shape, q, kc, vc, attn);
     l.wo.matmul(f, attn, out, mm);
 }
 

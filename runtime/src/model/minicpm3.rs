@@ -248,7 +248,7 @@ impl MiniCpm3 {
             softcap: None,
         };
         let (kc, _) = cache.layer(il);
-        attention_strided(&shape, qabs, kc, row, kc, row, olat);
+        attention_strided(mm.kernels, &shape, qabs, kc, row, kc, row, olat);
 
         // attn[t, h] = W_vb[h] · olat[t, h]      [n, n_head·hd_v]
         let attn = buf(&mut b.attn, n * n_head * hdv);

@@ -109,6 +109,7 @@ impl Model {
             logits.clear();
             return Ok(());
         }
+        scratch.mm.kernels = be.kernels();
         be.install(|| each_arch!(self, m => m.forward(cache, scratch, ids, pos0, wanted, logits)))
     }
 }

@@ -28,6 +28,7 @@ mod types;
 #[cfg(test)]
 mod tests;
 
+pub use common::{f16_to_f32, scale_min_k4};
 pub use types::{GgmlType, QK_K};
 
 use crate::{Error, Result};

@@ -51,3 +51,27 @@ pub fn vec_dot(n: usize, w: &[u8], act: &[u8]) -> f32 {
     }
     sumf
 }
+
+/// Weight-side quantizer (ggml `quantize_row_q4_0_ref`): d = max/-8 with
+/// `max` the element of largest magnitude (its sign kept), q = min(15,
+/// trunc(x/d + 8.5)). Used to write synthetic benchmark models.
+pub fn quantize_row(x: &[f32], dst: &mut [u8]) {
+    use super::common::{blocks_mut, f32_to_f16};
+    for (x, b) in x.chunks_exact(QK4_0).zip(blocks_mut::<BlockQ4_0>(dst)) {
+        let (mut amax, mut max) = (0f32, 0f32);
+        for &v in x {
+            if v.abs() > amax {
+                amax = v.abs();
+                max = v;
+            }
+        }
+        let d = max / -8.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        b.d = f32_to_f16(d);
+        for j in 0..QK4_0 / 2 {
+            let x0 = ((x[j] * id + 8.5) as i32).min(15) as u8;
+            let x1 = ((x[j + QK4_0 / 2] * id + 8.5) as i32).min(15) as u8;
+            b.qs[j] = x0 | (x1 << 4);
+        }
+    }
+}

@@ -110,3 +110,62 @@ pub fn vec_dot(n: usize, w: &[u8], act: &[u8]) -> f32 {
     }
     sums.iter().fold(sumf, |s, v| s + v)
 }
+
+/// A simple weight-side Q4_K quantizer for synthetic benchmark models (not
+/// ggml's iterative `make_qkx2_quants` search): per sub-block of 32, min =
+/// min(x, 0) and scale = (max - min)/15; the 8 scales and 8 mins are then
+/// quantized to 6 bits against the super-block's `d` and `dmin`, and the
+/// quants rounded against the quantized scale/min. Packing is ggml's.
+pub fn quantize_row(x: &[f32], dst: &mut [u8]) {
+    use super::common::{blocks_mut, f32_to_f16, nearest_int};
+    for (x, b) in x.chunks_exact(QK_K).zip(blocks_mut::<BlockQ4K>(dst)) {
+        let mut scale = [0f32; 8];
+        let mut min = [0f32; 8];
+        for (j, s) in x.chunks_exact(32).enumerate() {
+            let mn = s.iter().fold(0f32, |m, &v| m.min(v));
+            let mx = s.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+            scale[j] = (mx - mn) / 15.0;
+            min[j] = -mn;
+        }
+        let max_scale = scale.iter().fold(0f32, |m, &v| m.max(v));
+        let max_min = min.iter().fold(0f32, |m, &v| m.max(v));
+        let d = max_scale / 63.0;
+        let dmin = max_min / 63.0;
+        b.d = f32_to_f16(d);
+        b.dmin = f32_to_f16(dmin);
+        // Quantize against the fp16-rounded super-block scales, as dequant sees them.
+        let (d, dmin) = (f16_to_f32(b.d), f16_to_f32(b.dmin));
+        let mut ls = [0u8; 8];
+        let mut lm = [0u8; 8];
+        for j in 0..8 {
+            ls[j] = if d > 0.0 { nearest_int(scale[j] / d).clamp(0, 63) as u8 } else { 0 };
+            lm[j] = if dmin > 0.0 { nearest_int(min[j] / dmin).clamp(0, 63) as u8 } else { 0 };
+        }
+        // Inverse of get_scale_min_k4.
+        b.scales = [0; 12];
+        for j in 0..8 {
+            if j < 4 {
+                b.scales[j] = ls[j];
+                b.scales[j + 4] = lm[j];
+            } else {
+                b.scales[j + 4] = (ls[j] & 0xF) | ((lm[j] & 0xF) << 4);
+                b.scales[j - 4] |= (ls[j] >> 4) << 6;
+                b.scales[j] |= (lm[j] >> 4) << 6;
+            }
+        }
+        let mut q = [0u8; QK_K];
+        for j in 0..8 {
+            let sc = d * ls[j] as f32;
+            let m = dmin * lm[j] as f32;
+            for l in 0..32 {
+                let v = x[32 * j + l];
+                q[32 * j + l] = if sc > 0.0 { nearest_int((v + m) / sc).clamp(0, 15) as u8 } else { 0 };
+            }
+        }
+        for c in 0..4 {
+            for l in 0..32 {
+                b.qs[32 * c + l] = q[64 * c + l] | (q[64 * c + 32 + l] << 4);
+            }
+        }
+    }
+}

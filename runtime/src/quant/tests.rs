@@ -415,3 +415,39 @@ fn float_dots_handle_any_length() {
         }
     }
 }
+
+/// Weight quantizers (for synthetic models): dequantize(quantize(x)) is
+/// within the format's step of x.
+#[test]
+fn weight_quantizers_round_trip() {
+    let mut s = 0x1234_5678u64;
+    let mut rnd = || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        (s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+    };
+    let n = 8 * QK_K;
+    let x: Vec<f32> = (0..n).map(|_| rnd() * 0.05).collect();
+    for (ty, quantize) in [
+        (GgmlType::Q4_0, super::q4_0::quantize_row as fn(&[f32], &mut [u8])),
+        (GgmlType::Q4_K, super::q4_k::quantize_row),
+    ] {
+        let mut q = vec![0u8; ty.row_size(n).unwrap()];
+        quantize(&x, &mut q);
+        let mut y = vec![0f32; n];
+        dequantize_row(ty, &q, &mut y).unwrap();
+        let bs = ty.block_size().min(32);
+        for (i, (xc, yc)) in x.chunks(bs).zip(y.chunks(bs)).enumerate() {
+            let range = xc.iter().fold(0f32, |m, v| m.max(v.abs())) * 2.0;
+            // Q4_0: d = amax/8 and the side opposite max clamps at 7d, so up to d = range/16;
+            // Q4_K: half a step of (range/15) plus the 6-bit scale/min rounding.
+            let tol = range / 15.0 * if ty == GgmlType::Q4_K { 1.2 } else { 1.0 } + 1e-6;
+            for (a, b) in xc.iter().zip(yc) {
+                assert!((a - b).abs() <= tol, "{ty} block {i}: {a} vs {b} (tol {tol})");
+            }
+        }
+        let rmse = (x.iter().zip(&y).map(|(a, b)| (a - b).powi(2)).sum::<f32>() / n as f32).sqrt();
+        assert!(rmse < 0.05 * 0.1, "{ty} rmse {rmse}");
+    }
+}

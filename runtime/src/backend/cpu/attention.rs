@@ -3,9 +3,12 @@
 //! `q·k`, the softmax probabilities are rounded to f16 before weighting V.
 //! Rounding like llama.cpp keeps our logits within its own noise.
 
+use std::cell::RefCell;
+
 use half::f16;
 use rayon::prelude::*;
 
+use super::simd::CpuKernels;
 use super::SharedMut;
 use crate::ops::softmax::softmax;
 
@@ -29,15 +32,17 @@ pub struct AttnShape {
 /// `q`: `n_tok × n_head·head_dim_k`; `k_cache`/`v_cache`: this layer's cache,
 /// row `j` = position `j`, `n_head_kv·head_dim` wide, filled up to
 /// `pos0 + n_tok`; `out`: `n_tok × n_head·head_dim_v`.
-pub fn attention(s: &AttnShape, q: &[f32], k_cache: &[f16], v_cache: &[f16], out: &mut [f32]) {
-    attention_strided(s, q, k_cache, s.n_head_kv * s.head_dim_k, v_cache, s.n_head_kv * s.head_dim_v, out)
+pub fn attention(kern: &CpuKernels, s: &AttnShape, q: &[f32], k_cache: &[f16], v_cache: &[f16], out: &mut [f32]) {
+    attention_strided(kern, s, q, k_cache, s.n_head_kv * s.head_dim_k, v_cache, s.n_head_kv * s.head_dim_v, out)
 }
 
 /// [`attention`] with explicit cache row strides: K of kv-head `hk` at
 /// position `j` starts at `j·k_row + hk·head_dim_k`, V at `j·v_row + hk·head_dim_v`.
 /// With `v_cache == k_cache` and `v_row == k_row`, V is the first `head_dim_v`
 /// values of each K row: MLA's absorbed form (K = [latent | k_pe], V = latent).
+#[allow(clippy::too_many_arguments)]
 pub fn attention_strided(
+    kern: &CpuKernels,
     s: &AttnShape,
     q: &[f32],
     k_cache: &[f16],
@@ -52,9 +57,8 @@ pub fn attention_strided(
     let group = s.n_head / s.n_head_kv;
     let op = SharedMut(out.as_mut_ptr());
 
-    (0..n_tok * s.n_head).into_par_iter().for_each_init(
-        || (Vec::<f32>::new(), Vec::<f16>::new(), Vec::<f32>::new()),
-        |(scores, qh16, acc), task| {
+    (0..n_tok * s.n_head).into_par_iter().for_each(|task| {
+        BUFS.with_borrow_mut(|(scores, qh16, acc)| {
             let op = op;
             let (t, h) = (task / s.n_head, task % s.n_head);
             let p = s.pos0 + t;
@@ -69,10 +73,7 @@ pub fn attention_strided(
             scores.resize(p + 1, f32::NEG_INFINITY);
             for j in first..=p {
                 let kj = &k_cache[j * k_row + hk * s.head_dim_k..][..s.head_dim_k];
-                let mut d = 0f32;
-                for (a, b) in qh16.iter().zip(kj) {
-                    d += a.to_f32() * b.to_f32();
-                }
+                let d = (kern.dot_f16)(qh16, kj);
                 let mut x = d * s.kq_scale;
                 if let Some(cap) = s.softcap {
                     x = cap * (x / cap).tanh();
@@ -85,13 +86,17 @@ pub fn attention_strided(
             for j in first..=p {
                 let pj = f16::from_f32(scores[j]).to_f32();
                 let vj = &v_cache[j * v_row + hk * s.head_dim_v..][..s.head_dim_v];
-                for (a, b) in acc.iter_mut().zip(vj) {
-                    *a += pj * b.to_f32();
-                }
+                (kern.axpy_f16)(pj, vj, acc);
             }
             // SAFETY: each (t, h) task writes its own head slice of out.
             let dst = unsafe { std::slice::from_raw_parts_mut(op.0.add(t * o_dim + h * s.head_dim_v), s.head_dim_v) };
             dst.copy_from_slice(acc);
-        },
-    );
+        })
+    });
+}
+
+thread_local! {
+    /// Per-thread scores, f16 query and accumulator, grown once and reused
+    /// by every call (the pool's threads persist): no allocation per token.
+    static BUFS: RefCell<(Vec<f32>, Vec<f16>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
 }

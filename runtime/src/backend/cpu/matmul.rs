@@ -6,14 +6,27 @@
 
 use rayon::prelude::*;
 
+use super::simd::{CpuKernels, SCALAR};
 use super::SharedMut;
 use crate::quant::{self, GgmlType};
 
-/// Reused buffer for quantized activations (no allocation once warm).
-#[derive(Default)]
+/// Reused buffer for quantized activations (no allocation once warm), and
+/// the kernel table of the backend running the forward pass.
 pub struct MatmulScratch {
     act: Vec<u8>,
+    pub kernels: &'static CpuKernels,
 }
+
+impl Default for MatmulScratch {
+    fn default() -> Self {
+        MatmulScratch { act: Vec::new(), kernels: &SCALAR }
+    }
+}
+
+/// Tokens per tile in prompt processing: a tile's quantized activations
+/// (16 × ~1-3 KiB) stay in L1 while a task's weight rows stream through it,
+/// so each weight block loaded is reused by 16 tokens before it is evicted.
+const TOK_TILE: usize = 16;
 
 /// `y[t][o] = Σ_i W[o][i] · x[t][i]`.
 ///
@@ -42,6 +55,7 @@ pub fn matmul(
         .zip(x.par_chunks(n_in))
         .for_each(|(dst, src)| quant::quantize_row_act(act_ty, src, dst));
     let act = &*act;
+    let k = scratch.kernels;
 
     // Rows per task: enough tasks to balance, few enough to keep overhead low.
     let n_threads = rayon::current_num_threads().max(1);
@@ -51,13 +65,28 @@ pub fn matmul(
         let yp = yp;
         let r0 = task * rows_per_task;
         let r1 = (r0 + rows_per_task).min(n_out);
-        for o in r0..r1 {
-            let wr = &w[o * w_row..(o + 1) * w_row];
-            for t in 0..n_tok {
-                let v = quant::vec_dot(ty, n_in, wr, &act[t * act_row..(t + 1) * act_row]);
-                // SAFETY: each (t, o) is written by exactly one task (o is in
-                // this task's disjoint row range) and y outlives the scope.
-                unsafe { *yp.0.add(t * n_out + o) = v };
+        for t0 in (0..n_tok).step_by(TOK_TILE) {
+            let t1 = (t0 + TOK_TILE).min(n_tok);
+            for o in r0..r1 {
+                let wr = &w[o * w_row..(o + 1) * w_row];
+                let mut t = t0;
+                if let Some(f4) = k.vec_dot_x4(ty) {
+                    while t + 4 <= t1 {
+                        let a = |i: usize| &act[(t + i) * act_row..(t + i + 1) * act_row];
+                        let v = f4(n_in, wr, [a(0), a(1), a(2), a(3)]);
+                        for (i, v) in v.into_iter().enumerate() {
+                            // SAFETY: as below.
+                            unsafe { *yp.0.add((t + i) * n_out + o) = v };
+                        }
+                        t += 4;
+                    }
+                }
+                for t in t..t1 {
+                    let v = k.vec_dot(ty, n_in, wr, &act[t * act_row..(t + 1) * act_row]);
+                    // SAFETY: each (t, o) is written by exactly one task (o is in
+                    // this task's disjoint row range) and y outlives the scope.
+                    unsafe { *yp.0.add(t * n_out + o) = v };
+                }
             }
         }
     });

@@ -3,9 +3,11 @@
 
 mod attention;
 mod matmul;
+pub mod simd;
 
 pub use attention::{attention, attention_strided, AttnShape};
 pub use matmul::{matmul, MatmulScratch};
+pub use simd::CpuKernels;
 
 use crate::{Error, Result};
 
@@ -14,21 +16,34 @@ use crate::{Error, Result};
 pub struct CpuBackend {
     pool: rayon::ThreadPool,
     n_threads: usize,
+    kernels: &'static CpuKernels,
 }
 
 impl CpuBackend {
     pub fn new(n_threads: usize) -> Result<CpuBackend> {
+        Self::with_kernels(n_threads, false)
+    }
+
+    /// `force_scalar`: use the portable scalar kernels even where SIMD ones exist.
+    pub fn with_kernels(n_threads: usize, force_scalar: bool) -> Result<CpuBackend> {
+        let kernels = CpuKernels::detect(force_scalar);
+        log::info!("cpu kernels: {}{}", kernels.isa, if force_scalar { " (forced)" } else { "" });
         let n_threads = if n_threads == 0 { default_threads() } else { n_threads };
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(n_threads)
             .thread_name(|i| format!("ember-cpu-{i}"))
             .build()
             .map_err(|e| Error::InvalidParam(format!("cannot start {n_threads} threads: {e}")))?;
-        Ok(CpuBackend { pool, n_threads })
+        Ok(CpuBackend { pool, n_threads, kernels })
     }
 
     pub fn n_threads(&self) -> usize {
         self.n_threads
+    }
+
+    /// The kernel table chosen at construction.
+    pub fn kernels(&self) -> &'static CpuKernels {
+        self.kernels
     }
 
     pub fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {

@@ -1,0 +1,207 @@
+//! `ember bench`: prompt processing (pp) and generation (tg) speed, like
+//! llama-bench: random token ids, one warm-up run, then the median over
+//! `-r` repetitions; plus model load time and peak RSS. `--membw` adds a
+//! streaming-read memory bandwidth measurement and, with a model, the
+//! fraction of it that generation reaches (bytes per token × tok/s ÷ bandwidth).
+
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+use clap::Args;
+use ember::model::LogitsWanted;
+use rayon::prelude::*;
+
+use super::load_engine;
+use crate::EvalOpts;
+
+#[derive(Args)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    opts: EvalOpts,
+    /// Prompt tokens per pp run (0 = skip pp).
+    #[arg(short = 'p', long = "n-prompt", default_value_t = 512)]
+    n_prompt: usize,
+    /// Generated tokens per tg run (0 = skip tg).
+    #[arg(short = 'n', long = "n-gen", default_value_t = 128)]
+    n_gen: usize,
+    /// Repetitions (after one warm-up); the median is reported.
+    #[arg(short = 'r', long = "reps", default_value_t = 5)]
+    reps: usize,
+    /// One JSON object on stdout instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Also measure streaming-read memory bandwidth (alone when no model is given with -m).
+    #[arg(long)]
+    membw: bool,
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n == 0 {
+        return 0.0;
+    }
+    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+}
+
+/// Peak resident set size in MiB (VmHWM), 0 where /proc is not there.
+pub fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// Streaming-read bandwidth in GB/s (10^9 bytes/s): `threads` threads sum
+/// 1 GiB of u64s, best of 5 passes (the buffer is written first so every
+/// page is really mapped).
+pub fn membw_gbs(threads: usize) -> Result<f64> {
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads.max(1)).build()?;
+    let n = (1usize << 30) / 8;
+    let buf: Vec<u64> = pool.install(|| (0..n as u64).into_par_iter().collect());
+    let mut best = 0f64;
+    for _ in 0..5 {
+        let t = Instant::now();
+        let s: u64 = pool.install(|| {
+            buf.par_chunks(1 << 16)
+                .map(|c| {
+                    // 4 independent accumulators so the adds are not the bottleneck.
+                    let mut a = [0u64; 4];
+                    for q in c.chunks_exact(4) {
+                        for i in 0..4 {
+                            a[i] = a[i].wrapping_add(q[i]);
+                        }
+                    }
+                    a.iter().fold(0u64, |x, y| x.wrapping_add(*y))
+                })
+                .reduce(|| 0, |a, b| a.wrapping_add(b))
+        });
+        std::hint::black_box(s);
+        best = best.max((n * 8) as f64 / t.elapsed().as_secs_f64() / 1e9);
+    }
+    Ok(best)
+}
+
+pub fn run(a: BenchArgs) -> Result<()> {
+    if a.reps == 0 {
+        bail!("-r must be at least 1");
+    }
+    let threads = if a.opts.threads == 0 { ember::backend::cpu::default_threads() } else { a.opts.threads };
+    if a.membw && a.opts.model.is_none() {
+        let bw = membw_gbs(threads)?;
+        if a.json {
+            println!("{}", serde_json::json!({ "membw_gbs": bw, "threads": threads }));
+        } else {
+            println!("memory bandwidth (streaming read, {threads} threads): {bw:.2} GB/s");
+        }
+        return Ok(());
+    }
+
+    let n_ctx = (a.n_prompt + a.n_gen).max(1);
+    let t_load = Instant::now();
+    let engine = load_engine(&a.opts, Some(n_ctx))?;
+    let load_ms = t_load.elapsed().as_secs_f64() * 1e3;
+    let info = engine.info().clone();
+    let isa = engine.cpu().kernels().isa;
+
+    // Random ids like llama-bench (seeded LCG; the bench feeds ids, not text).
+    let mut state = 0x853c_49e6_748f_ea9bu64;
+    let mut next_id = move || {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((state >> 33) % info.n_vocab as u64) as u32
+    };
+    let prompt: Vec<u32> = (0..a.n_prompt).map(|_| next_id()).collect();
+    let gen_ids: Vec<u32> = (0..a.n_gen).map(|_| next_id()).collect();
+
+    let mut session = engine.new_session_with_ctx(n_ctx)?;
+    let mut pp = Vec::new();
+    let mut tg = Vec::new();
+    // Run 0 is the warm-up (page faults, pool start, scratch growth).
+    for rep in 0..=a.reps {
+        if a.n_prompt > 0 {
+            session.reset();
+            let t = Instant::now();
+            session.eval(&prompt, LogitsWanted::Last)?;
+            let s = t.elapsed().as_secs_f64();
+            if rep > 0 {
+                pp.push(a.n_prompt as f64 / s);
+            }
+        }
+        if a.n_gen > 0 {
+            session.reset();
+            let t = Instant::now();
+            for &id in &gen_ids {
+                session.eval(&[id], LogitsWanted::Last)?;
+            }
+            let s = t.elapsed().as_secs_f64();
+            if rep > 0 {
+                tg.push(a.n_gen as f64 / s);
+            }
+        }
+    }
+    let (pp_tps, tg_tps) = (median(&mut pp), median(&mut tg));
+    let rss = peak_rss_mb();
+    let model_name = a.opts.model.clone().unwrap_or_default();
+    let bw = if a.membw { Some(membw_gbs(threads)?) } else { None };
+    let bw_frac = bw.map(|bw| info.bytes_per_token as f64 * tg_tps / (bw * 1e9));
+
+    if a.json {
+        let mut j = serde_json::json!({
+            "model": model_name,
+            "arch": info.arch,
+            "quant": info.quant,
+            "n_params": info.n_params,
+            "weight_bytes": info.weight_bytes,
+            "bytes_per_token": info.bytes_per_token,
+            "backend": "cpu",
+            "kernels": isa,
+            "threads": threads,
+            "n_prompt": a.n_prompt,
+            "n_gen": a.n_gen,
+            "reps": a.reps,
+            "pp_tps": pp_tps,
+            "tg_tps": tg_tps,
+            "pp_tps_all": pp,
+            "tg_tps_all": tg,
+            "load_ms": load_ms,
+            "peak_rss_mb": rss,
+        });
+        if let (Some(bw), Some(f)) = (bw, bw_frac) {
+            j["membw_gbs"] = bw.into();
+            j["tg_membw_fraction"] = f.into();
+        }
+        println!("{j}");
+    } else {
+        let size_mib = info.weight_bytes as f64 / (1024.0 * 1024.0);
+        println!("| model | quant | size | params | backend | threads | test | t/s |");
+        println!("| --- | --- | ---: | ---: | --- | ---: | --- | ---: |");
+        let row = |test: String, tps: f64| {
+            println!(
+                "| {} | {} | {:.1} MiB | {:.1} M | cpu ({isa}) | {threads} | {test} | {tps:.2} |",
+                info.arch,
+                info.quant,
+                size_mib,
+                info.n_params as f64 / 1e6
+            )
+        };
+        if a.n_prompt > 0 {
+            row(format!("pp{}", a.n_prompt), pp_tps);
+        }
+        if a.n_gen > 0 {
+            row(format!("tg{}", a.n_gen), tg_tps);
+        }
+        println!("load {load_ms:.0} ms, peak RSS {rss:.1} MiB, median of {} run(s) after a warm-up", a.reps);
+        if let (Some(bw), Some(f)) = (bw, bw_frac) {
+            println!(
+                "memory bandwidth {bw:.2} GB/s; generation reads {:.1} MB/token → {:.0}% of it",
+                info.bytes_per_token as f64 / 1e6,
+                f * 100.0
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,321 @@
+//! aarch64 kernels: NEON, and the dot-product extension (`sdot`) where the
+//! CPU has it (ggml's `__ARM_NEON` / `__ARM_FEATURE_DOTPROD` paths).
+//!
+//! Each kernel is written once over a [`Dot`] strategy: `Sdot` (one `sdot`
+//! per 16 byte pairs) or `Mull` (`smull` + pairwise adds, plain NEON). Both
+//! give the same integer sums; the lanes they land in differ, so the kernels
+//! only ever use the horizontal sum of a block's lanes. `vdotq_s32` is still
+//! unstable in Rust, so `sdot` is one line of inline asm in a function that
+//! enables `dotprod`.
+
+use std::arch::aarch64::*;
+
+use super::CpuKernels;
+use crate::quant::q4_0::BlockQ4_0;
+use crate::quant::q4_1::BlockQ4_1;
+use crate::quant::q4_k::BlockQ4K;
+use crate::quant::q5_k::BlockQ5K;
+use crate::quant::q6_k::BlockQ6K;
+use crate::quant::q8_0::BlockQ8_0;
+use crate::quant::q8_1::BlockQ8_1;
+use crate::quant::q8_k::BlockQ8K;
+use crate::quant::{self, QK_K};
+
+// Each table gets a module of `#[target_feature]` entry points; the kernels
+// below are `#[inline(always)]` generics, so they are compiled inside those
+// entry points with the table's features (and `sdot` inlines into them).
+macro_rules! table {
+    ($m:ident, $name:ident, $isa:literal, $feat:literal, $d:ty) => {
+        mod $m {
+            use super::*;
+            #[target_feature(enable = $feat)]
+            pub unsafe fn q4_0(n: usize, w: &[u8], a: &[u8]) -> f32 { vec_dot_q4_0::<$d>(n, w, a) }
+            #[target_feature(enable = $feat)]
+            pub unsafe fn q4_1(n: usize, w: &[u8], a: &[u8]) -> f32 { vec_dot_q4_1::<$d>(n, w, a) }
+            #[target_feature(enable = $feat)]
+            pub unsafe fn q8_0(n: usize, w: &[u8], a: &[u8]) -> f32 { vec_dot_q8_0::<$d>(n, w, a) }
+            #[target_feature(enable = $feat)]
+            pub unsafe fn q4_k(n: usize, w: &[u8], a: &[u8]) -> f32 { vec_dot_q4_k::<$d>(n, w, a) }
+            #[target_feature(enable = $feat)]
+            pub unsafe fn q5_k(n: usize, w: &[u8], a: &[u8]) -> f32 { vec_dot_q5_k::<$d>(n, w, a) }
+            #[target_feature(enable = $feat)]
+            pub unsafe fn q6_k(n: usize, w: &[u8], a: &[u8]) -> f32 { vec_dot_q6_k::<$d>(n, w, a) }
+        }
+        static $name: CpuKernels = CpuKernels {
+            isa: $isa,
+            q4_0: |n, w, a| unsafe { $m::q4_0(n, w, a) },
+            q4_1: |n, w, a| unsafe { $m::q4_1(n, w, a) },
+            q5_0: quant::q5_0::vec_dot,
+            q5_1: quant::q5_1::vec_dot,
+            q8_0: |n, w, a| unsafe { $m::q8_0(n, w, a) },
+            q2_k: quant::q2_k::vec_dot,
+            q3_k: quant::q3_k::vec_dot,
+            q4_k: |n, w, a| unsafe { $m::q4_k(n, w, a) },
+            q5_k: |n, w, a| unsafe { $m::q5_k(n, w, a) },
+            q6_k: |n, w, a| unsafe { $m::q6_k(n, w, a) },
+            // f16 needs the unstable float16x4_t; the scalar path converts
+            // through `half` (which uses NEON's fcvt itself).
+            f16: quant::float::vec_dot_f16,
+            f32: |n, w, a| unsafe { vec_dot_f32(n, w, a) },
+            dot_f16: super::SCALAR.dot_f16,
+            axpy_f16: super::SCALAR.axpy_f16,
+            q4_0_x4: None,
+            q4_1_x4: None,
+            q8_0_x4: None,
+            q4_k_x4: None,
+        };
+    };
+}
+
+table!(neon_plain, NEON, "neon", "neon", Mull);
+table!(neon_dotprod, NEON_DOTPROD, "neon+dotprod", "neon,dotprod", Sdot);
+
+pub(super) fn detect() -> Option<&'static CpuKernels> {
+    if std::arch::is_aarch64_feature_detected!("dotprod") {
+        Some(&NEON_DOTPROD)
+    } else if std::arch::is_aarch64_feature_detected!("neon") {
+        Some(&NEON)
+    } else {
+        None
+    }
+}
+
+pub(super) fn available() -> Vec<&'static CpuKernels> {
+    let mut v = Vec::new();
+    if std::arch::is_aarch64_feature_detected!("neon") {
+        v.push(&NEON);
+    }
+    if std::arch::is_aarch64_feature_detected!("dotprod") {
+        v.push(&NEON_DOTPROD);
+    }
+    v
+}
+
+/// `acc + Σ a·b` over 16 i8 pairs, into 4 i32 lanes.
+pub(super) trait Dot {
+    unsafe fn dot(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t;
+}
+
+pub(super) struct Sdot;
+pub(super) struct Mull;
+
+impl Dot for Sdot {
+    #[inline(always)]
+    unsafe fn dot(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+        sdot(acc, a, b)
+    }
+}
+
+#[inline]
+#[target_feature(enable = "neon,dotprod")]
+unsafe fn sdot(mut acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+    std::arch::asm!(
+        "sdot {acc:v}.4s, {a:v}.16b, {b:v}.16b",
+        acc = inout(vreg) acc,
+        a = in(vreg) a,
+        b = in(vreg) b,
+        options(pure, nomem, nostack, preserves_flags)
+    );
+    acc
+}
+
+impl Dot for Mull {
+    #[inline(always)]
+    unsafe fn dot(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+        let p0 = vmull_s8(vget_low_s8(a), vget_low_s8(b));
+        let p1 = vmull_s8(vget_high_s8(a), vget_high_s8(b));
+        vaddq_s32(acc, vaddq_s32(vpaddlq_s16(p0), vpaddlq_s16(p1)))
+    }
+}
+
+#[inline(always)]
+fn fp16(h: [u8; 2]) -> f32 {
+    quant::f16_to_f32(h)
+}
+
+// ---------------------------------------------------------------- 32-blocks
+
+#[inline(always)]
+unsafe fn vec_dot_q4_0<D: Dot>(_n: usize, w: &[u8], act: &[u8]) -> f32 {
+    let (x, y): (&[BlockQ4_0], &[BlockQ8_0]) = (bytemuck::cast_slice(w), bytemuck::cast_slice(act));
+    let m4 = vdupq_n_u8(0xF);
+    let s8 = vdupq_n_s8(8);
+    let mut sumv = vdupq_n_f32(0.0);
+    for (x, y) in x.iter().zip(y) {
+        let v0 = vld1q_u8(x.qs.as_ptr());
+        let lo = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(v0, m4)), s8);
+        let hi = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(v0, 4)), s8);
+        let (y0, y1) = (vld1q_s8(y.qs.as_ptr()), vld1q_s8(y.qs.as_ptr().add(16)));
+        let p = D::dot(D::dot(vdupq_n_s32(0), lo, y0), hi, y1);
+        sumv = vmlaq_n_f32(sumv, vcvtq_f32_s32(p), fp16(x.d) * fp16(y.d));
+    }
+    vaddvq_f32(sumv)
+}
+
+#[inline(always)]
+unsafe fn vec_dot_q4_1<D: Dot>(_n: usize, w: &[u8], act: &[u8]) -> f32 {
+    let (x, y): (&[BlockQ4_1], &[BlockQ8_1]) = (bytemuck::cast_slice(w), bytemuck::cast_slice(act));
+    let m4 = vdupq_n_u8(0xF);
+    let mut sumv = vdupq_n_f32(0.0);
+    let mut summs = 0f32;
+    for (x, y) in x.iter().zip(y) {
+        // The min term m·Σy uses s = d·Σq from the activation quantizer.
+        summs += fp16(x.m) * fp16(y.s);
+        let v0 = vld1q_u8(x.qs.as_ptr());
+        let lo = vreinterpretq_s8_u8(vandq_u8(v0, m4));
+        let hi = vreinterpretq_s8_u8(vshrq_n_u8(v0, 4));
+        let (y0, y1) = (vld1q_s8(y.qs.as_ptr()), vld1q_s8(y.qs.as_ptr().add(16)));
+        let p = D::dot(D::dot(vdupq_n_s32(0), lo, y0), hi, y1);
+        sumv = vmlaq_n_f32(sumv, vcvtq_f32_s32(p), fp16(x.d) * fp16(y.d));
+    }
+    vaddvq_f32(sumv) + summs
+}
+
+#[inline(always)]
+unsafe fn vec_dot_q8_0<D: Dot>(_n: usize, w: &[u8], act: &[u8]) -> f32 {
+    let (x, y): (&[BlockQ8_0], &[BlockQ8_0]) = (bytemuck::cast_slice(w), bytemuck::cast_slice(act));
+    let mut sumv = vdupq_n_f32(0.0);
+    for (x, y) in x.iter().zip(y) {
+        let (x0, x1) = (vld1q_s8(x.qs.as_ptr()), vld1q_s8(x.qs.as_ptr().add(16)));
+        let (y0, y1) = (vld1q_s8(y.qs.as_ptr()), vld1q_s8(y.qs.as_ptr().add(16)));
+        let p = D::dot(D::dot(vdupq_n_s32(0), x0, y0), x1, y1);
+        sumv = vmlaq_n_f32(sumv, vcvtq_f32_s32(p), fp16(x.d) * fp16(y.d));
+    }
+    vaddvq_f32(sumv)
+}
+
+// ---------------------------------------------------------------- K-quants
+
+/// Σ_j bsum_j · min_{j/2}: the K-quant min term, in integers.
+#[inline(always)]
+fn kmin_sum(y: &BlockQ8K, mn: &[u8; 8]) -> i32 {
+    (0..16).map(|j| y.bsum(j) * mn[j / 2] as i32).sum()
+}
+
+/// Σ over 32 elements of q·y (two 16-byte halves).
+#[inline(always)]
+unsafe fn dot32<D: Dot>(q0: int8x16_t, q1: int8x16_t, y: *const i8) -> i32 {
+    vaddvq_s32(D::dot(D::dot(vdupq_n_s32(0), q0, vld1q_s8(y)), q1, vld1q_s8(y.add(16))))
+}
+
+#[inline(always)]
+unsafe fn vec_dot_q4_k<D: Dot>(_n: usize, w: &[u8], act: &[u8]) -> f32 {
+    let (x, y): (&[BlockQ4K], &[BlockQ8K]) = (bytemuck::cast_slice(w), bytemuck::cast_slice(act));
+    let m4 = vdupq_n_u8(0xF);
+    let mut sumf = 0f32;
+    for (x, y) in x.iter().zip(y) {
+        let (sc, mn) = quant::scale_min_k4(&x.scales);
+        sumf -= fp16(x.dmin) * y.d() * kmin_sum(y, &mn) as f32;
+        let mut sumi = 0i32;
+        for j in 0..QK_K / 64 {
+            let q4 = x.qs.as_ptr().add(32 * j);
+            let (b0, b1) = (vld1q_u8(q4), vld1q_u8(q4.add(16)));
+            let q8 = y.qs.as_ptr().add(64 * j);
+            let lo = dot32::<D>(vreinterpretq_s8_u8(vandq_u8(b0, m4)), vreinterpretq_s8_u8(vandq_u8(b1, m4)), q8);
+            let hi = dot32::<D>(vreinterpretq_s8_u8(vshrq_n_u8(b0, 4)), vreinterpretq_s8_u8(vshrq_n_u8(b1, 4)), q8.add(32));
+            sumi += lo * sc[2 * j] as i32 + hi * sc[2 * j + 1] as i32;
+        }
+        sumf += fp16(x.d) * y.d() * sumi as f32;
+    }
+    sumf
+}
+
+#[inline(always)]
+unsafe fn vec_dot_q5_k<D: Dot>(_n: usize, w: &[u8], act: &[u8]) -> f32 {
+    let (x, y): (&[BlockQ5K], &[BlockQ8K]) = (bytemuck::cast_slice(w), bytemuck::cast_slice(act));
+    let m4 = vdupq_n_u8(0xF);
+    let m16 = vdupq_n_u8(16);
+    let mut sumf = 0f32;
+    for (x, y) in x.iter().zip(y) {
+        let (sc, mn) = quant::scale_min_k4(&x.scales);
+        sumf -= fp16(x.dmin) * y.d() * kmin_sum(y, &mn) as f32;
+        let (qh0, qh1) = (vld1q_u8(x.qh.as_ptr()), vld1q_u8(x.qh.as_ptr().add(16)));
+        let mut sumi = 0i32;
+        for j in 0..QK_K / 64 {
+            let q5 = x.qs.as_ptr().add(32 * j);
+            let (b0, b1) = (vld1q_u8(q5), vld1q_u8(q5.add(16)));
+            // Fifth bit (+16): bit 2j of qh[l] for the low nibbles, 2j+1 for the high.
+            let (u1, u2) = (vdupq_n_u8(1 << (2 * j)), vdupq_n_u8(2 << (2 * j)));
+            let h = |qh: uint8x16_t, u: uint8x16_t| vandq_u8(vtstq_u8(qh, u), m16);
+            let l0 = vreinterpretq_s8_u8(vorrq_u8(vandq_u8(b0, m4), h(qh0, u1)));
+            let l1 = vreinterpretq_s8_u8(vorrq_u8(vandq_u8(b1, m4), h(qh1, u1)));
+            let h0 = vreinterpretq_s8_u8(vorrq_u8(vshrq_n_u8(b0, 4), h(qh0, u2)));
+            let h1 = vreinterpretq_s8_u8(vorrq_u8(vshrq_n_u8(b1, 4), h(qh1, u2)));
+            let q8 = y.qs.as_ptr().add(64 * j);
+            sumi += dot32::<D>(l0, l1, q8) * sc[2 * j] as i32 + dot32::<D>(h0, h1, q8.add(32)) * sc[2 * j + 1] as i32;
+        }
+        sumf += fp16(x.d) * y.d() * sumi as f32;
+    }
+    sumf
+}
+
+#[inline(always)]
+unsafe fn vec_dot_q6_k<D: Dot>(_n: usize, w: &[u8], act: &[u8]) -> f32 {
+    let (x, y): (&[BlockQ6K], &[BlockQ8K]) = (bytemuck::cast_slice(w), bytemuck::cast_slice(act));
+    let m4 = vdupq_n_u8(0xF);
+    let m3 = vdupq_n_u8(3);
+    let s32 = vdupq_n_s8(32);
+    let mut sumf = 0f32;
+    for (x, y) in x.iter().zip(y) {
+        let mut sumi = 0i32;
+        for h in 0..QK_K / 128 {
+            let ql = x.ql.as_ptr().add(64 * h);
+            let qh = x.qh.as_ptr().add(32 * h);
+            let (l0, l1, l2, l3) = (vld1q_u8(ql), vld1q_u8(ql.add(16)), vld1q_u8(ql.add(32)), vld1q_u8(ql.add(48)));
+            let (h0, h1) = (vld1q_u8(qh), vld1q_u8(qh.add(16)));
+            let hb = |v: uint8x16_t, s: i32| -> uint8x16_t {
+                let v = match s {
+                    0 => v,
+                    2 => vshrq_n_u8(v, 2),
+                    4 => vshrq_n_u8(v, 4),
+                    _ => vshrq_n_u8(v, 6),
+                };
+                vshlq_n_u8(vandq_u8(v, m3), 4)
+            };
+            // The 8 groups of 16 elements of this half, as signed -32..32.
+            let q = [
+                vorrq_u8(vandq_u8(l0, m4), hb(h0, 0)),
+                vorrq_u8(vandq_u8(l1, m4), hb(h1, 0)),
+                vorrq_u8(vandq_u8(l2, m4), hb(h0, 2)),
+                vorrq_u8(vandq_u8(l3, m4), hb(h1, 2)),
+                vorrq_u8(vshrq_n_u8(l0, 4), hb(h0, 4)),
+                vorrq_u8(vshrq_n_u8(l1, 4), hb(h1, 4)),
+                vorrq_u8(vshrq_n_u8(l2, 4), hb(h0, 6)),
+                vorrq_u8(vshrq_n_u8(l3, 4), hb(h1, 6)),
+            ];
+            let q8 = y.qs.as_ptr().add(128 * h);
+            for (g, q) in q.into_iter().enumerate() {
+                let q = vsubq_s8(vreinterpretq_s8_u8(q), s32);
+                let p = vaddvq_s32(D::dot(vdupq_n_s32(0), q, vld1q_s8(q8.add(16 * g))));
+                sumi += p * x.scales[8 * h + g] as i32;
+            }
+        }
+        sumf += fp16(x.d) * y.d() * sumi as f32;
+    }
+    sumf
+}
+
+// ---------------------------------------------------------------- floats
+
+#[target_feature(enable = "neon")]
+unsafe fn vec_dot_f32(n: usize, w: &[u8], act: &[u8]) -> f32 {
+    // Byte slices at any offset: vld1q_f32 only needs element alignment on
+    // aarch64 for performance, not correctness, but read via u8 to be safe.
+    let (x, y) = (w.as_ptr(), act.as_ptr());
+    let mut acc = vdupq_n_f32(0.0);
+    let mut i = 0;
+    while i + 4 <= n {
+        let a = vreinterpretq_f32_u8(vld1q_u8(x.add(4 * i)));
+        let b = vreinterpretq_f32_u8(vld1q_u8(y.add(4 * i)));
+        acc = vfmaq_f32(acc, a, b);
+        i += 4;
+    }
+    let mut s = vaddvq_f32(acc);
+    while i < n {
+        let a = (x.add(4 * i) as *const f32).read_unaligned();
+        let b = (y.add(4 * i) as *const f32).read_unaligned();
+        s += a * b;
+        i += 1;
+    }
+    s
+}

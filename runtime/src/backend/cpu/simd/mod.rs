@@ -1,0 +1,169 @@
+//! SIMD dot kernels, chosen once at run time.
+//!
+//! [`CpuKernels`] is a table of function pointers: the scalar references from
+//! `quant/` (always correct, always available) or, when the CPU has them,
+//! AVX2+FMA+F16C kernels on x86-64 and NEON (+dotprod) kernels on aarch64.
+//! [`CpuKernels::detect`] picks one table when the backend is built and logs
+//! it; the kernels never test CPU features again in the hot loop.
+//!
+//! Every SIMD kernel computes the same integer block sums as its scalar twin
+//! (the `maddubs`/`sdot` products here cannot saturate for the value ranges
+//! of the formats and of our activation quantizers); only the order of the
+//! final f32 accumulation differs, as it does between ggml's own kernels.
+//! The parity tests in `tests.rs` hold every kernel to its scalar twin.
+
+use half::f16;
+
+use crate::quant::{self, GgmlType};
+
+#[cfg(target_arch = "aarch64")]
+mod aarch64;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+#[cfg(test)]
+mod tests;
+
+/// `vec_dot` of one weight row (n elements) with one activation row in its `vec_dot_type`.
+pub type VecDotFn = fn(usize, &[u8], &[u8]) -> f32;
+
+/// `vec_dot` of one weight row with 4 activation rows (4 tokens).
+pub type VecDot4Fn = fn(usize, &[u8], [&[u8]; 4]) -> [f32; 4];
+
+/// The kernels of one instruction set. Formats without a SIMD kernel point
+/// at the scalar reference.
+pub struct CpuKernels {
+    /// What was chosen, for the log and `ember bench` ("avx2+fma+f16c", "neon+dotprod", "scalar").
+    pub isa: &'static str,
+    pub q4_0: VecDotFn,
+    pub q4_1: VecDotFn,
+    pub q5_0: VecDotFn,
+    pub q5_1: VecDotFn,
+    pub q8_0: VecDotFn,
+    pub q2_k: VecDotFn,
+    pub q3_k: VecDotFn,
+    pub q4_k: VecDotFn,
+    pub q5_k: VecDotFn,
+    pub q6_k: VecDotFn,
+    pub f16: VecDotFn,
+    pub f32: VecDotFn,
+    /// Attention's `q·k` over f16 rows (q already rounded to f16), summed in f32.
+    pub dot_f16: fn(&[f16], &[f16]) -> f32,
+    /// Attention's `acc += p · v` over an f16 row.
+    pub axpy_f16: fn(f32, &[f16], &mut [f32]),
+    /// 4-token variants for prompt processing (weight block decoded once,
+    /// used for 4 tokens); `None`: the matmul calls the 1-token kernel 4 times.
+    pub q4_0_x4: Option<VecDot4Fn>,
+    pub q4_1_x4: Option<VecDot4Fn>,
+    pub q8_0_x4: Option<VecDot4Fn>,
+    pub q4_k_x4: Option<VecDot4Fn>,
+}
+
+/// The portable path: the scalar references of `quant/`.
+pub static SCALAR: CpuKernels = CpuKernels {
+    isa: "scalar",
+    q4_0: quant::q4_0::vec_dot,
+    q4_1: quant::q4_1::vec_dot,
+    q5_0: quant::q5_0::vec_dot,
+    q5_1: quant::q5_1::vec_dot,
+    q8_0: quant::q8_0::vec_dot,
+    q2_k: quant::q2_k::vec_dot,
+    q3_k: quant::q3_k::vec_dot,
+    q4_k: quant::q4_k::vec_dot,
+    q5_k: quant::q5_k::vec_dot,
+    q6_k: quant::q6_k::vec_dot,
+    f16: quant::float::vec_dot_f16,
+    f32: quant::float::vec_dot_f32,
+    dot_f16: dot_f16_scalar,
+    axpy_f16: axpy_f16_scalar,
+    q4_0_x4: None,
+    q4_1_x4: None,
+    q8_0_x4: None,
+    q4_k_x4: None,
+};
+
+impl CpuKernels {
+    /// The best table this CPU runs, or [`SCALAR`] when `force_scalar`.
+    pub fn detect(force_scalar: bool) -> &'static CpuKernels {
+        if force_scalar {
+            return &SCALAR;
+        }
+        #[cfg(target_arch = "x86_64")]
+        if let Some(k) = x86::detect() {
+            return k;
+        }
+        #[cfg(target_arch = "aarch64")]
+        if let Some(k) = aarch64::detect() {
+            return k;
+        }
+        &SCALAR
+    }
+
+    /// Every table this CPU can run (scalar first); for parity tests and benchmarks.
+    pub fn available() -> Vec<&'static CpuKernels> {
+        let mut v = vec![&SCALAR];
+        #[cfg(target_arch = "x86_64")]
+        v.extend(x86::available());
+        #[cfg(target_arch = "aarch64")]
+        v.extend(aarch64::available());
+        v
+    }
+
+    /// Dot of a weight row with an activation row already in `vec_dot_type(ty)`.
+    #[inline]
+    pub fn vec_dot(&self, ty: GgmlType, n: usize, w: &[u8], act: &[u8]) -> f32 {
+        use GgmlType::*;
+        debug_assert_eq!(ty.row_size(n), Some(w.len()));
+        debug_assert_eq!(quant::vec_dot_type(ty).row_size(n), Some(act.len()));
+        let f = match ty {
+            Q4_0 => self.q4_0,
+            Q4_1 => self.q4_1,
+            Q5_0 => self.q5_0,
+            Q5_1 => self.q5_1,
+            Q8_0 => self.q8_0,
+            Q2_K => self.q2_k,
+            Q3_K => self.q3_k,
+            Q4_K => self.q4_k,
+            Q5_K => self.q5_k,
+            Q6_K => self.q6_k,
+            F16 => self.f16,
+            F32 => self.f32,
+            _ => return quant::vec_dot(ty, n, w, act),
+        };
+        f(n, w, act)
+    }
+}
+
+impl CpuKernels {
+    /// The 4-token kernel for `ty`, if this table has one.
+    #[inline]
+    pub fn vec_dot_x4(&self, ty: GgmlType) -> Option<VecDot4Fn> {
+        match ty {
+            GgmlType::Q4_0 => self.q4_0_x4,
+            GgmlType::Q4_1 => self.q4_1_x4,
+            GgmlType::Q8_0 => self.q8_0_x4,
+            GgmlType::Q4_K => self.q4_k_x4,
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Debug for CpuKernels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.isa)
+    }
+}
+
+fn dot_f16_scalar(a: &[f16], b: &[f16]) -> f32 {
+    let mut d = 0f32;
+    for (a, b) in a.iter().zip(b) {
+        d += a.to_f32() * b.to_f32();
+    }
+    d
+}
+
+fn axpy_f16_scalar(p: f32, v: &[f16], acc: &mut [f32]) {
+    for (a, b) in acc.iter_mut().zip(v) {
+        *a += p * b.to_f32();
+    }
+}

@@ -1,0 +1,217 @@
+//! Parity of every SIMD kernel with its scalar twin, for each table this CPU
+//! runs (`CpuKernels::available`), on seeded random data.
+//!
+//! Two checks per format:
+//! - **exact**: all block scales 1.0 (weights and activations), so each
+//!   kernel's result is a sum of integers below 2^24, exact in f32 in any
+//!   order: the SIMD and scalar integer block sums must agree bit for bit;
+//! - **random scales**: real activations from the scalar quantizers and
+//!   random fp16 scales; only the f32 accumulation order differs, so the
+//!   tolerance is 1e-5 × Σ|wᵢ·aᵢ| (+ the min terms), i.e. a few ulps of the
+//!   magnitudes summed.
+
+use half::f16;
+
+use super::{CpuKernels, SCALAR};
+use crate::quant::{self, GgmlType, QK_K};
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        // xorshift64*
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn byte(&mut self) -> u8 {
+        (self.next() >> 56) as u8
+    }
+    fn f(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+    }
+    /// i8 in -127..=127 (what our activation quantizers produce).
+    fn q8(&mut self) -> u8 {
+        ((self.byte() % 255) as i32 - 127) as i8 as u8
+    }
+}
+
+const TYPES: [GgmlType; 12] = [
+    GgmlType::Q4_0,
+    GgmlType::Q4_1,
+    GgmlType::Q5_0,
+    GgmlType::Q5_1,
+    GgmlType::Q8_0,
+    GgmlType::Q2_K,
+    GgmlType::Q3_K,
+    GgmlType::Q4_K,
+    GgmlType::Q5_K,
+    GgmlType::Q6_K,
+    GgmlType::F16,
+    GgmlType::F32,
+];
+
+/// Byte offsets of the fp16 scale fields inside one block of `ty`.
+fn f16_fields(ty: GgmlType) -> &'static [usize] {
+    use GgmlType::*;
+    match ty {
+        Q4_0 | Q5_0 | Q8_0 => &[0],
+        Q4_1 | Q5_1 => &[0, 2],
+        Q4_K | Q5_K => &[0, 2],
+        Q2_K => &[80, 82],
+        Q3_K => &[108],
+        Q6_K => &[208],
+        _ => &[],
+    }
+}
+
+/// A random weight row; `unit` puts 1.0 in every fp16 scale.
+fn weight_row(rng: &mut Rng, ty: GgmlType, n: usize, unit: bool) -> Vec<u8> {
+    match ty {
+        GgmlType::F32 => {
+            return (0..n).flat_map(|_| rng.f().to_le_bytes()).collect();
+        }
+        GgmlType::F16 => {
+            return (0..n).flat_map(|_| f16::from_f32(rng.f()).to_bits().to_le_bytes()).collect();
+        }
+        _ => {}
+    }
+    let mut w: Vec<u8> = (0..ty.row_size(n).unwrap()).map(|_| rng.byte()).collect();
+    for b in w.chunks_exact_mut(ty.type_size()) {
+        for &o in f16_fields(ty) {
+            let v = if unit { 1.0 } else { rng.f() * 0.01 };
+            b[o..o + 2].copy_from_slice(&f16::from_f32(v).to_bits().to_le_bytes());
+        }
+    }
+    w
+}
+
+/// Activations in `vec_dot_type(ty)`: from the scalar quantizer, or built
+/// by hand with d = 1 for the exact check.
+fn act_row(rng: &mut Rng, ty: GgmlType, n: usize, unit: bool) -> Vec<u8> {
+    let at = quant::vec_dot_type(ty);
+    if !unit || matches!(at, GgmlType::F16 | GgmlType::F32) {
+        let x: Vec<f32> = (0..n).map(|_| rng.f()).collect();
+        let mut a = vec![0u8; at.row_size(n).unwrap()];
+        quant::quantize_row_act(at, &x, &mut a);
+        return a;
+    }
+    let one = f16::from_f32(1.0).to_bits().to_le_bytes();
+    let mut a = Vec::new();
+    for _ in 0..n / at.block_size() {
+        let qs: Vec<u8> = (0..at.block_size()).map(|_| rng.q8()).collect();
+        let sum: i32 = qs.iter().map(|&q| q as i8 as i32).sum();
+        match at {
+            GgmlType::Q8_0 => a.extend(one),
+            GgmlType::Q8_1 => {
+                a.extend(one);
+                a.extend(f16::from_f32(sum as f32).to_bits().to_le_bytes());
+            }
+            GgmlType::Q8_K => a.extend(1f32.to_le_bytes()),
+            _ => unreachable!(),
+        }
+        a.extend(&qs);
+        if at == GgmlType::Q8_K {
+            for c in qs.chunks(16) {
+                let s: i32 = c.iter().map(|&q| q as i8 as i32).sum();
+                a.extend((s as i16).to_le_bytes());
+            }
+        }
+    }
+    a
+}
+
+/// Σ|wᵢ·aᵢ| + Σ|aᵢ|·max|wᵢ|: the magnitude the f32 sums run through.
+fn magnitude(ty: GgmlType, w: &[u8], a: &[u8], n: usize) -> f32 {
+    let (mut wf, mut af) = (vec![0f32; n], vec![0f32; n]);
+    quant::dequantize_row(ty, w, &mut wf).unwrap();
+    quant::dequantize_row(quant::vec_dot_type(ty), a, &mut af).unwrap();
+    let wmax = wf.iter().fold(0f32, |m, v| m.max(v.abs()));
+    wf.iter().zip(&af).map(|(w, a)| (w * a).abs() + a.abs() * wmax).sum()
+}
+
+fn check(k: &CpuKernels, unit: bool) {
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    for ty in TYPES {
+        for n in [QK_K, 4 * QK_K, 11 * QK_K] {
+            for rep in 0..20 {
+                let w = weight_row(&mut rng, ty, n, unit);
+                let a = act_row(&mut rng, ty, n, unit);
+                let want = SCALAR.vec_dot(ty, n, &w, &a);
+                let got = k.vec_dot(ty, n, &w, &a);
+                if unit && !matches!(ty, GgmlType::F16 | GgmlType::F32) {
+                    assert_eq!(got, want, "{} {ty} n={n} rep={rep}: integer sums differ", k.isa);
+                } else {
+                    let tol = 1e-5 * magnitude(ty, &w, &a, n) + 1e-6;
+                    assert!((got - want).abs() <= tol, "{} {ty} n={n} rep={rep}: {got} vs {want} (tol {tol})", k.isa);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn simd_vec_dot_matches_scalar_exact_integer_sums() {
+    for k in CpuKernels::available() {
+        eprintln!("checking {}", k.isa);
+        check(k, true);
+    }
+}
+
+#[test]
+fn simd_vec_dot_matches_scalar_random_scales() {
+    for k in CpuKernels::available() {
+        check(k, false);
+    }
+}
+
+#[test]
+fn simd_attention_f16_kernels_match_scalar() {
+    let mut rng = Rng(42);
+    for k in CpuKernels::available() {
+        for n in [1, 7, 16, 64, 80, 128, 131] {
+            let a: Vec<f16> = (0..n).map(|_| f16::from_f32(rng.f())).collect();
+            let b: Vec<f16> = (0..n).map(|_| f16::from_f32(rng.f())).collect();
+            let mag: f32 = a.iter().zip(&b).map(|(a, b)| (a.to_f32() * b.to_f32()).abs()).sum();
+            let (got, want) = ((k.dot_f16)(&a, &b), (SCALAR.dot_f16)(&a, &b));
+            assert!((got - want).abs() <= 1e-5 * mag + 1e-7, "{} dot_f16 n={n}: {got} vs {want}", k.isa);
+            let mut acc1: Vec<f32> = (0..n).map(|_| rng.f()).collect();
+            let mut acc2 = acc1.clone();
+            (k.axpy_f16)(0.37, &a, &mut acc1);
+            (SCALAR.axpy_f16)(0.37, &a, &mut acc2);
+            for (x, y) in acc1.iter().zip(&acc2) {
+                // FMA rounds once where the scalar `a += p*v` rounds twice.
+                assert!((x - y).abs() <= 1e-6 * (1.0 + y.abs()), "{} axpy_f16 n={n}: {x} vs {y}", k.isa);
+            }
+        }
+    }
+}
+
+#[test]
+fn detect_respects_force_scalar() {
+    assert_eq!(CpuKernels::detect(true).isa, "scalar");
+    let best = CpuKernels::detect(false);
+    assert!(CpuKernels::available().iter().any(|k| std::ptr::eq(*k, best)));
+}
+
+/// The 4-token kernels run the 1-token kernel's instructions per token: equal bit for bit.
+#[test]
+fn simd_x4_kernels_match_single_token_kernels() {
+    let mut rng = Rng(7);
+    for k in CpuKernels::available() {
+        for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::Q4_K] {
+            let Some(f) = k.vec_dot_x4(ty) else { continue };
+            for n in [QK_K, 9 * QK_K] {
+                for unit in [true, false] {
+                    let w = weight_row(&mut rng, ty, n, unit);
+                    let a: Vec<Vec<u8>> = (0..4).map(|_| act_row(&mut rng, ty, n, unit)).collect();
+                    let got = f(n, &w, [&a[0], &a[1], &a[2], &a[3]]);
+                    for t in 0..4 {
+                        let want = k.vec_dot(ty, n, &w, &a[t]);
+                        assert_eq!(got[t].to_bits(), want.to_bits(), "{} {ty} x4 token {t}: {} vs {want}", k.isa, got[t]);
+                    }
+                }
+            }
+        }
+    }
+}

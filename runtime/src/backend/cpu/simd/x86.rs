@@ -1,0 +1,479 @@
+//! x86-64 kernels: AVX2 + FMA + F16C (ggml's `__AVX2__` paths).
+//!
+//! The `unsafe fn`s carry `#[target_feature]`; the safe wrappers in the
+//! table are sound because [`detect`] only hands the table out after
+//! `is_x86_feature_detected!` saw every feature it needs.
+
+use std::arch::x86_64::*;
+
+use half::f16;
+
+use super::CpuKernels;
+use crate::quant::q4_0::BlockQ4_0;
+use crate::quant::q4_1::BlockQ4_1;
+use crate::quant::q4_k::BlockQ4K;
+use crate::quant::q5_0::BlockQ5_0;
+use crate::quant::q5_1::BlockQ5_1;
+use crate::quant::q5_k::BlockQ5K;
+use crate::quant::q6_k::BlockQ6K;
+use crate::quant::q8_0::BlockQ8_0;
+use crate::quant::q8_1::BlockQ8_1;
+use crate::quant::q8_k::BlockQ8K;
+use crate::quant::{self, QK_K};
+
+static AVX2: CpuKernels = CpuKernels {
+    isa: "avx2+fma+f16c",
+    q4_0: |n, w, a| unsafe { vec_dot_q4_0(n, w, a) },
+    q4_1: |n, w, a| unsafe { vec_dot_q4_1(n, w, a) },
+    q5_0: |n, w, a| unsafe { vec_dot_q5_0(n, w, a) },
+    q5_1: |n, w, a| unsafe { vec_dot_q5_1(n, w, a) },
+    q8_0: |n, w, a| unsafe { vec_dot_q8_0(n, w, a) },
+    q2_k: quant::q2_k::vec_dot,
+    q3_k: quant::q3_k::vec_dot,
+    q4_k: |n, w, a| unsafe { vec_dot_q4_k(n, w, a) },
+    q5_k: |n, w, a| unsafe { vec_dot_q5_k(n, w, a) },
+    q6_k: |n, w, a| unsafe { vec_dot_q6_k(n, w, a) },
+    f16: |n, w, a| unsafe { dot_f16_raw(w.as_ptr() as *const u16, a.as_ptr() as *const u16, n) },
+    f32: |n, w, a| unsafe { vec_dot_f32(n, w, a) },
+    dot_f16: |a, b| unsafe { dot_f16(a, b) },
+    axpy_f16: |p, v, acc| unsafe { axpy_f16(p, v, acc) },
+    q4_0_x4: Some(|n, w, a| unsafe { vec_dot_q4_0_x4(n, w, a) }),
+    q4_1_x4: Some(|n, w, a| unsafe { vec_dot_q4_1_x4(n, w, a) }),
+    q8_0_x4: Some(|n, w, a| unsafe { vec_dot_q8_0_x4(n, w, a) }),
+    q4_k_x4: Some(|n, w, a| unsafe { vec_dot_q4_k_x4(n, w, a) }),
+};
+
+fn has_avx2() -> bool {
+    is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c")
+}
+
+pub(super) fn detect() -> Option<&'static CpuKernels> {
+    has_avx2().then_some(&AVX2)
+}
+
+pub(super) fn available() -> Vec<&'static CpuKernels> {
+    detect().into_iter().collect()
+}
+
+/// One fp16 → f32 with F16C's `vcvtph2ps` (ggml's `_cvtsh_ss`), exact like
+/// the scalar conversion.
+#[inline]
+#[target_feature(enable = "f16c")]
+unsafe fn fp16(h: [u8; 2]) -> f32 {
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(u16::from_le_bytes(h) as i32)))
+}
+
+// ---------------------------------------------------------------- helpers
+
+/// Sum of the 8 f32 lanes.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn hsum_f32_8(x: __m256) -> f32 {
+    let res = _mm_add_ps(_mm256_extractf128_ps(x, 1), _mm256_castps256_ps128(x));
+    let res = _mm_add_ps(res, _mm_movehl_ps(res, res));
+    let res = _mm_add_ss(res, _mm_movehdup_ps(res));
+    _mm_cvtss_f32(res)
+}
+
+/// 16 bytes of packed nibbles → 32 bytes: low nibbles in lanes 0..16 (elements
+/// j), high nibbles in lanes 16..32 (elements j+16), the Q4_0/Q4_1 order.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn bytes_from_nibbles_32(p: *const u8) -> __m256i {
+    let tmp = _mm_loadu_si128(p as *const __m128i);
+    let bytes = _mm256_insertf128_si256(_mm256_castsi128_si256(tmp), _mm_srli_epi16(tmp, 4), 1);
+    _mm256_and_si256(_mm256_set1_epi8(0xF), bytes)
+}
+
+/// Σ pairs of u8·i8 → 8 i32 lanes.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn sum_us8(ax: __m256i, sy: __m256i) -> __m256i {
+    let dot = _mm256_maddubs_epi16(ax, sy);
+    _mm256_madd_epi16(_mm256_set1_epi16(1), dot)
+}
+
+/// Σ pairs of i8·i8 → 8 i32 lanes (maddubs wants unsigned × signed: move
+/// x's sign onto y). |x| ≤ 128, |y| ≤ 127 keeps the i16 pair sums exact.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn sum_i8(x: __m256i, y: __m256i) -> __m256i {
+    let ax = _mm256_sign_epi8(x, x);
+    let sy = _mm256_sign_epi8(y, x);
+    sum_us8(ax, sy)
+}
+
+// ---------------------------------------------------------------- 32-blocks
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn vec_dot_q4_0(_n: usize, w: &[u8], act: &[u8]) -> f32 {
+    let (x, y): (&[BlockQ4_0], &[BlockQ8_0]) = (bytemuck::cast_slice(w), bytemuck::cast_slice(act));
+    let mut acc = _mm256_setzero_ps();
+    for (x, y) in x.iter().zip(y) {
+        let d = _mm256_set1_ps(fp16(x.d) * fp16(y.d));
+        let qx = _mm256_sub_epi8(bytes_from_nibbles_32(x.qs.as_ptr()), _mm256_set1_epi8(8));
+        let qy = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
+        let q = _mm256_cvtepi32_ps(sum_i8(qx, qy));
+        acc = _mm256_fmadd_ps(d, q, acc);
+    }
+    hsum_f32_8(acc)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn vec_dot_q4_1(_n: usize, w: &[u8], act: &[u8]) -> f32 {
+    let (x, y): (&[BlockQ4_1], &[BlockQ8_1]) = (bytemuck::cast_slice(w), bytemuck::cast_slice(act));
+    let mut acc = _mm256_setzero_ps();
+    let mut summs = 0f32;
+    for (x, y) in x.iter().zip(y) {
+        // The min term: m·Σy = m·s, with s precomputed by the activation quantizer.
+        summs += fp16(x.m) * fp16(y.s);
+        let d = _mm256_set1_ps(fp16(x.d) * fp16(y.d));
+        let qx = bytes_from_nibbles_32(x.qs.as_ptr());
+        let qy = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
+        let q = _mm256_cvtepi32_ps(sum_us8(qx, qy));
+        acc = _mm256_fmadd_ps(d, q, acc);
+    }
+    hsum_f32_8(acc) + summs
+}
+
+/// 32 bits → 32 bytes, 0xFF where the bit is set (byte i ↔ bit i).
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn bytes_from_bits_32(x: [u8; 4]) -> __m256i {
+    let shuf = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0);
+    let bytes = _mm256_shuffle_epi8(_mm256_set1_epi32(i32::from_le_bytes(x)), shuf);
+    let bytes = _mm256_or_si256(bytes, _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe));
+    _mm256_cmpeq_epi8(bytes, _mm256_set1_epi64x(-1))
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn vec_dot_q5_0(_n: usize, w: &[u8], act: &[u8]) -> f32 {
+    let (x, y): (&[BlockQ5_0], &[BlockQ8_0]) = (bytemuck::cast_slice(w), bytemuck::cast_slice(act));
+    let mut acc = _mm256_setzero_ps();
+    for (x, y) in x.iter().zip(y) {
+        let d = _mm256_set1_ps(fp16(x.d) * fp16(y.d));
+        // q - 16: OR 0xF0 (i.e. -16) into the bytes whose fifth bit is clear.
+        let hi = _mm256_andnot_si256(bytes_from_bits_32(x.qh), _mm256_set1_epi8(0xF0u8 as i8));
+        let qx = _mm256_or_si256(bytes_from_nibbles_32(x.qs.as_ptr()), hi);
+        let qy = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
+        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sum_i8(qx, qy)), acc);
+    }
+    hsum_f32_8(acc)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn vec_dot_q5_1(_n: usize, w: &[u8], act: &[u8]) -> f32 {
+    let (x, y): (&[BlockQ5_1], &[BlockQ8_1]) = (bytemuck::cast_slice(w), bytemuck::cast_slice(act));
+    let mut acc = _mm256_setzero_ps();
+    let mut summs = 0f32;
+    for (x, y) in x.iter().zip(y) {
+        summs += fp16(x.m) * fp16(y.s);
+        let d = _mm256_set1_ps(fp16(x.d) * fp16(y.d));
+        let hi = _mm256_and_si256(bytes_from_bits_32(x.qh), _mm256_set1_epi8(0x10));
+        let qx = _mm256_or_si256(bytes_from_nibbles_32(x.qs.as_ptr()), hi);
+        let qy = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
+        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sum_us8(qx, qy)), acc);
+    }
+    hsum_f32_8(acc) + summs
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn vec_dot_q8_0(_n: usize, w: &[u8], act: &[u8]) -> f32 {
+    let (x, y): (&[BlockQ8_0], &[BlockQ8_0]) = (bytemuck::cast_slice(w), bytemuck::cast_slice(act));
+    let mut acc = _mm256_setzero_ps();
+    for (x, y) in x.iter().zip(y) {
+        let d = _mm256_set1_ps(fp16(x.d) * fp16(y.d));
+        let qx = _mm256_loadu_si256(x.qs.as_ptr() as *const __m256i);
+        let qy = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
+        let q = _mm256_cvtepi32_ps(sum_i8(qx, qy));
+        acc = _mm256_fmadd_ps(d, q, acc);
+    }
+    hsum_f32_8(acc)
+}
+
+// ------------------------------------------- 4 tokens per weight row
+//
+// Prompt processing dots each weight row with many tokens. These variants
+// decode a weight block once (nibbles, scales) and use it for 4 tokens; per
+// token they run exactly the instructions of the 1-token kernels above, so
+// their results are bit-identical to them (tested).
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn vec_dot_q4_0_x4(_n: usize, w: &[u8], act: [&[u8]; 4]) -> [f32; 4] {
+    let x: &[BlockQ4_0] = bytemuck::cast_slice(w);
+    let y: [&[BlockQ8_0]; 4] = act.map(|a| bytemuck::cast_slice(a));
+    let mut acc = [_mm256_setzero_ps(); 4];
+    for (i, x) in x.iter().enumerate() {
+        let dx = fp16(x.d);
+        let qx = _mm256_sub_epi8(bytes_from_nibbles_32(x.qs.as_ptr()), _mm256_set1_epi8(8));
+        let ax = _mm256_sign_epi8(qx, qx);
+        for t in 0..4 {
+            let y = &y[t][i];
+            let d = _mm256_set1_ps(dx * fp16(y.d));
+            let qy = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
+            let q = _mm256_cvtepi32_ps(sum_us8(ax, _mm256_sign_epi8(qy, qx)));
+            acc[t] = _mm256_fmadd_ps(d, q, acc[t]);
+        }
+    }
+    acc.map(|a| hsum_f32_8(a))
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn vec_dot_q4_1_x4(_n: usize, w: &[u8], act: [&[u8]; 4]) -> [f32; 4] {
+    let x: &[BlockQ4_1] = bytemuck::cast_slice(w);
+    let y: [&[BlockQ8_1]; 4] = act.map(|a| bytemuck::cast_slice(a));
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let mut summs = [0f32; 4];
+    for (i, x) in x.iter().enumerate() {
+        let (dx, mx) = (fp16(x.d), fp16(x.m));
+        let qx = bytes_from_nibbles_32(x.qs.as_ptr());
+        for t in 0..4 {
+            let y = &y[t][i];
+            summs[t] += mx * fp16(y.s);
+            let d = _mm256_set1_ps(dx * fp16(y.d));
+            let qy = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
+            let q = _mm256_cvtepi32_ps(sum_us8(qx, qy));
+            acc[t] = _mm256_fmadd_ps(d, q, acc[t]);
+        }
+    }
+    [0, 1, 2, 3].map(|t| hsum_f32_8(acc[t]) + summs[t])
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn vec_dot_q8_0_x4(_n: usize, w: &[u8], act: [&[u8]; 4]) -> [f32; 4] {
+    let x: &[BlockQ8_0] = bytemuck::cast_slice(w);
+    let y: [&[BlockQ8_0]; 4] = act.map(|a| bytemuck::cast_slice(a));
+    let mut acc = [_mm256_setzero_ps(); 4];
+    for (i, x) in x.iter().enumerate() {
+        let dx = fp16(x.d);
+        let qx = _mm256_loadu_si256(x.qs.as_ptr() as *const __m256i);
+        let ax = _mm256_sign_epi8(qx, qx);
+        for t in 0..4 {
+            let y = &y[t][i];
+            let d = _mm256_set1_ps(dx * fp16(y.d));
+            let qy = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
+            let q = _mm256_cvtepi32_ps(sum_us8(ax, _mm256_sign_epi8(qy, qx)));
+            acc[t] = _mm256_fmadd_ps(d, q, acc[t]);
+        }
+    }
+    acc.map(|a| hsum_f32_8(a))
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn vec_dot_q4_k_x4(_n: usize, w: &[u8], act: [&[u8]; 4]) -> [f32; 4] {
+    let x: &[BlockQ4K] = bytemuck::cast_slice(w);
+    let y: [&[BlockQ8K]; 4] = act.map(|a| bytemuck::cast_slice(a));
+    let m4 = _mm256_set1_epi8(0xF);
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let mut acc_m = [0f32; 4];
+    for (i, x) in x.iter().enumerate() {
+        let (sc, mn) = quant::scale_min_k4(&x.scales);
+        let (dx, dmin) = (fp16(x.d), fp16(x.dmin));
+        let mut sumi = [_mm256_setzero_si256(); 4];
+        for j in 0..QK_K / 64 {
+            let q4bits = _mm256_loadu_si256(x.qs.as_ptr().add(32 * j) as *const __m256i);
+            let q4l = _mm256_and_si256(q4bits, m4);
+            let q4h = _mm256_and_si256(_mm256_srli_epi16(q4bits, 4), m4);
+            let (sl, sh) = (_mm256_set1_epi16(sc[2 * j] as i16), _mm256_set1_epi16(sc[2 * j + 1] as i16));
+            for t in 0..4 {
+                let q8 = y[t][i].qs.as_ptr();
+                let q8l = _mm256_loadu_si256(q8.add(64 * j) as *const __m256i);
+                let q8h = _mm256_loadu_si256(q8.add(64 * j + 32) as *const __m256i);
+                let pl = _mm256_madd_epi16(sl, _mm256_maddubs_epi16(q4l, q8l));
+                let ph = _mm256_madd_epi16(sh, _mm256_maddubs_epi16(q4h, q8h));
+                sumi[t] = _mm256_add_epi32(sumi[t], _mm256_add_epi32(pl, ph));
+            }
+        }
+        for t in 0..4 {
+            let y = &y[t][i];
+            acc_m[t] += dmin * y.d() * kmin_sum(y, &mn) as f32;
+            let d = _mm256_set1_ps(dx * y.d());
+            acc[t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+        }
+    }
+    [0, 1, 2, 3].map(|t| hsum_f32_8(acc[t]) - acc_m[t])
+}
+
+// ---------------------------------------------------------------- K-quants
+
+/// Σ_j bsum_j · min_{j/2}: the K-quant min term, in integers.
+#[inline(always)]
+fn kmin_sum(y: &BlockQ8K, mn: &[u8; 8]) -> i32 {
+    (0..16).map(|j| y.bsum(j) * mn[j / 2] as i32).sum()
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn vec_dot_q4_k(_n: usize, w: &[u8], act: &[u8]) -> f32 {
+    let (x, y): (&[BlockQ4K], &[BlockQ8K]) = (bytemuck::cast_slice(w), bytemuck::cast_slice(act));
+    let m4 = _mm256_set1_epi8(0xF);
+    let mut acc = _mm256_setzero_ps();
+    let mut acc_m = 0f32;
+    for (x, y) in x.iter().zip(y) {
+        let (sc, mn) = quant::scale_min_k4(&x.scales);
+        acc_m += fp16(x.dmin) * y.d() * kmin_sum(y, &mn) as f32;
+        let mut sumi = _mm256_setzero_si256();
+        let (q4, q8) = (x.qs.as_ptr(), y.qs.as_ptr());
+        for j in 0..QK_K / 64 {
+            // 64 elements: 32 low nibbles (sub-block 2j), 32 high (2j+1).
+            let q4bits = _mm256_loadu_si256(q4.add(32 * j) as *const __m256i);
+            let q4l = _mm256_and_si256(q4bits, m4);
+            let q4h = _mm256_and_si256(_mm256_srli_epi16(q4bits, 4), m4);
+            let q8l = _mm256_loadu_si256(q8.add(64 * j) as *const __m256i);
+            let q8h = _mm256_loadu_si256(q8.add(64 * j + 32) as *const __m256i);
+            let pl = _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * j] as i16), _mm256_maddubs_epi16(q4l, q8l));
+            let ph = _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * j + 1] as i16), _mm256_maddubs_epi16(q4h, q8h));
+            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
+        }
+        let d = _mm256_set1_ps(fp16(x.d) * y.d());
+        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc);
+    }
+    hsum_f32_8(acc) - acc_m
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn vec_dot_q5_k(_n: usize, w: &[u8], act: &[u8]) -> f32 {
+    let (x, y): (&[BlockQ5K], &[BlockQ8K]) = (bytemuck::cast_slice(w), bytemuck::cast_slice(act));
+    let m4 = _mm256_set1_epi8(0xF);
+    let mut acc = _mm256_setzero_ps();
+    let mut acc_m = 0f32;
+    for (x, y) in x.iter().zip(y) {
+        let (sc, mn) = quant::scale_min_k4(&x.scales);
+        acc_m += fp16(x.dmin) * y.d() * kmin_sum(y, &mn) as f32;
+        let mut sumi = _mm256_setzero_si256();
+        let (q5, q8) = (x.qs.as_ptr(), y.qs.as_ptr());
+        let hbits = _mm256_loadu_si256(x.qh.as_ptr() as *const __m256i);
+        for j in 0..QK_K / 64 {
+            let q5bits = _mm256_loadu_si256(q5.add(32 * j) as *const __m256i);
+            // Fifth bits: bit 2j of qh[l] for the low nibbles, bit 2j+1 for
+            // the high ones, moved to bit 4 (+16).
+            let b0 = _mm256_and_si256(hbits, _mm256_set1_epi8(1 << (2 * j)));
+            let b1 = _mm256_and_si256(hbits, _mm256_set1_epi8(1 << (2 * j + 1)));
+            let h0 = _mm256_slli_epi16(_mm256_srl_epi16(b0, _mm_cvtsi32_si128(2 * j as i32)), 4);
+            let h1 = _mm256_slli_epi16(_mm256_srl_epi16(b1, _mm_cvtsi32_si128(2 * j as i32 + 1)), 4);
+            let q5l = _mm256_add_epi8(_mm256_and_si256(q5bits, m4), h0);
+            let q5h = _mm256_add_epi8(_mm256_and_si256(_mm256_srli_epi16(q5bits, 4), m4), h1);
+            let q8l = _mm256_loadu_si256(q8.add(64 * j) as *const __m256i);
+            let q8h = _mm256_loadu_si256(q8.add(64 * j + 32) as *const __m256i);
+            let pl = _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * j] as i16), _mm256_maddubs_epi16(q5l, q8l));
+            let ph = _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * j + 1] as i16), _mm256_maddubs_epi16(q5h, q8h));
+            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
+        }
+        let d = _mm256_set1_ps(fp16(x.d) * y.d());
+        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc);
+    }
+    hsum_f32_8(acc) - acc_m
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn vec_dot_q6_k(_n: usize, w: &[u8], act: &[u8]) -> f32 {
+    let (x, y): (&[BlockQ6K], &[BlockQ8K]) = (bytemuck::cast_slice(w), bytemuck::cast_slice(act));
+    let m4 = _mm256_set1_epi8(0xF);
+    let m2 = _mm256_set1_epi8(3);
+    let m32s = _mm256_set1_epi8(32);
+    let mut acc = _mm256_setzero_ps();
+    for (x, y) in x.iter().zip(y) {
+        let sc = &x.scales;
+        // Scales for 32 elements: 16 × sc[k] then 16 × sc[k+1].
+        let scale2 = |k: usize| {
+            _mm256_set_m128i(_mm_set1_epi16(sc[k + 1] as i16), _mm_set1_epi16(sc[k] as i16))
+        };
+        let mut sumi = _mm256_setzero_si256();
+        for h in 0..QK_K / 128 {
+            let ql = x.ql.as_ptr().add(64 * h);
+            let qh = x.qh.as_ptr().add(32 * h);
+            let q8 = y.qs.as_ptr().add(128 * h);
+            let bits1 = _mm256_loadu_si256(ql as *const __m256i);
+            let bits2 = _mm256_loadu_si256(ql.add(32) as *const __m256i);
+            let bitsh = _mm256_loadu_si256(qh as *const __m256i);
+            let hi = |s: i32| {
+                let v = _mm256_and_si256(_mm256_srl_epi16(bitsh, _mm_cvtsi32_si128(s)), m2);
+                _mm256_slli_epi16(v, 4)
+            };
+            // Unsigned 6-bit quants 0..64; the -32 offset is applied as
+            // maddubs(q, y) - maddubs(32, y), both exact in i16.
+            let q = [
+                _mm256_or_si256(_mm256_and_si256(bits1, m4), hi(0)),
+                _mm256_or_si256(_mm256_and_si256(bits2, m4), hi(2)),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bits1, 4), m4), hi(4)),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bits2, 4), m4), hi(6)),
+            ];
+            for (k, q) in q.into_iter().enumerate() {
+                let q8k = _mm256_loadu_si256(q8.add(32 * k) as *const __m256i);
+                let p = _mm256_sub_epi16(_mm256_maddubs_epi16(q, q8k), _mm256_maddubs_epi16(m32s, q8k));
+                let p = _mm256_madd_epi16(scale2(8 * h + 2 * k), p);
+                sumi = _mm256_add_epi32(sumi, p);
+            }
+        }
+        let d = _mm256_set1_ps(fp16(x.d) * y.d());
+        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc);
+    }
+    hsum_f32_8(acc)
+}
+
+// ---------------------------------------------------------------- floats
+
+/// f16 dot over raw (possibly unaligned) pointers: weight rows sit at any
+/// byte offset of the map and activation rows in a `Vec<u8>`.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_f16_raw(pa: *const u16, pb: *const u16, n: usize) -> f32 {
+    let mut acc0 = _mm256_setzero_ps();
+    let mut acc1 = _mm256_setzero_ps();
+    let mut i = 0;
+    while i + 16 <= n {
+        let a0 = _mm256_cvtph_ps(_mm_loadu_si128(pa.add(i) as *const __m128i));
+        let b0 = _mm256_cvtph_ps(_mm_loadu_si128(pb.add(i) as *const __m128i));
+        let a1 = _mm256_cvtph_ps(_mm_loadu_si128(pa.add(i + 8) as *const __m128i));
+        let b1 = _mm256_cvtph_ps(_mm_loadu_si128(pb.add(i + 8) as *const __m128i));
+        acc0 = _mm256_fmadd_ps(a0, b0, acc0);
+        acc1 = _mm256_fmadd_ps(a1, b1, acc1);
+        i += 16;
+    }
+    let mut s = hsum_f32_8(_mm256_add_ps(acc0, acc1));
+    while i < n {
+        let a = f16::from_bits(pa.add(i).read_unaligned()).to_f32();
+        let b = f16::from_bits(pb.add(i).read_unaligned()).to_f32();
+        s += a * b;
+        i += 1;
+    }
+    s
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_f16(a: &[f16], b: &[f16]) -> f32 {
+    dot_f16_raw(a.as_ptr() as *const u16, b.as_ptr() as *const u16, a.len().min(b.len()))
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn axpy_f16(p: f32, v: &[f16], acc: &mut [f32]) {
+    let n = v.len().min(acc.len());
+    let pv = _mm256_set1_ps(p);
+    let (src, dst) = (v.as_ptr() as *const u16, acc.as_mut_ptr());
+    let mut i = 0;
+    while i + 8 <= n {
+        let x = _mm256_cvtph_ps(_mm_loadu_si128(src.add(i) as *const __m128i));
+        _mm256_storeu_ps(dst.add(i), _mm256_fmadd_ps(pv, x, _mm256_loadu_ps(dst.add(i))));
+        i += 8;
+    }
+    while i < n {
+        acc[i] += p * v[i].to_f32();
+        i += 1;
+    }
+}
+
+#[target_feature(enable = "avx2,fma")]
+unsafe fn vec_dot_f32(n: usize, w: &[u8], act: &[u8]) -> f32 {
+    // Unaligned loads: the rows are byte slices at any offset.
+    let (x, y) = (w.as_ptr() as *const f32, act.as_ptr() as *const f32);
+    let mut acc = _mm256_setzero_ps();
+    let mut i = 0;
+    while i + 8 <= n {
+        acc = _mm256_fmadd_ps(_mm256_loadu_ps(x.add(i)), _mm256_loadu_ps(y.add(i)), acc);
+        i += 8;
+    }
+    let mut s = hsum_f32_8(acc);
+    while i < n {
+        s += x.add(i).read_unaligned() * y.add(i).read_unaligned();
+        i += 1;
+    }
+    s
+}
