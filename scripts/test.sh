@@ -7,5 +7,7 @@ cd "$(dirname "$0")/.."
 scripts/fetch-models.sh
 cargo test --workspace --release --no-fail-fast "$@"
 scripts/test-server.sh
+# CPU kernels for phones: the runtime's parity tests built for aarch64, run under qemu.
+scripts/test-aarch64.sh
 # App SDKs: Python + Kotlin (JVM) suites against the real library; Android/iOS type-check.
 scripts/test-bindings.sh
