@@ -33,6 +33,8 @@ pub enum Error {
     ContextFull { needed: usize, n_ctx: usize },
     #[error("invalid parameter: {0}")]
     InvalidParam(String),
+    #[error("gpu backend: {0}")]
+    Backend(String),
     #[error("cancelled")]
     Cancelled,
 }

@@ -84,3 +84,19 @@ pub fn read_f32(path: &Path) -> Vec<f32> {
         .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
         .collect()
 }
+
+/// Whether `ember --backend wgpu` finds an adapter. Without one, fails when
+/// `CI` is set or `EMBER_REQUIRE_GPU=1` (a GPU test must not pass silently
+/// there) and prints a skip message otherwise.
+pub fn wgpu_available() -> bool {
+    let out = run(&["run", "-m", smollm2().to_str().unwrap(), "-p", "a", "-n", "1", "--backend", "wgpu"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    if out.status.success() {
+        return true;
+    }
+    let required = std::env::var_os("CI").is_some() || std::env::var("EMBER_REQUIRE_GPU").as_deref() == Ok("1");
+    assert!(!required, "wgpu backend unavailable and CI / EMBER_REQUIRE_GPU=1 requires it: {err}");
+    assert!(err.contains("no wgpu adapter"), "ember --backend wgpu failed: {err}");
+    eprintln!("SKIPPED: no wgpu adapter (install mesa-vulkan-drivers for lavapipe; EMBER_REQUIRE_GPU=1 makes this fail)");
+    false
+}

@@ -98,28 +98,28 @@ fn uniform(g: &GgufFile, key: &str, n_layer: usize) -> Result<usize> {
     Ok(v[0] as usize)
 }
 
-struct Layer {
-    attn_norm: Vec<f32>,
-    wq: Weight,
-    wk: Weight,
-    wv: Weight,
-    wo: Weight,
-    ffn_norm: Vec<f32>,
-    ffn_gate: Weight,
-    ffn_up: Weight,
-    ffn_down: Weight,
+pub(crate) struct Layer {
+    pub(crate) attn_norm: Vec<f32>,
+    pub(crate) wq: Weight,
+    pub(crate) wk: Weight,
+    pub(crate) wv: Weight,
+    pub(crate) wo: Weight,
+    pub(crate) ffn_norm: Vec<f32>,
+    pub(crate) ffn_gate: Weight,
+    pub(crate) ffn_up: Weight,
+    pub(crate) ffn_down: Weight,
 }
 
 pub struct Llama {
     pub hp: Hparams,
     pub info: ModelInfo,
-    file: Arc<GgufFile>,
-    tok_embd: Weight,
-    output_norm: Vec<f32>,
+    pub(crate) file: Arc<GgufFile>,
+    pub(crate) tok_embd: Weight,
+    pub(crate) output_norm: Vec<f32>,
     /// `output.weight`, or `token_embd.weight` when tied.
-    output: Weight,
-    rope_freqs: Option<Vec<f32>>,
-    layers: Vec<Layer>,
+    pub(crate) output: Weight,
+    pub(crate) rope_freqs: Option<Vec<f32>>,
+    pub(crate) layers: Vec<Layer>,
 }
 
 impl Llama {
