@@ -147,7 +147,8 @@ fn repack_round_trip_equals_scalar_dequant() {
         for r in 0..n_out {
             quant::dequantize_row(ty, &w[r * rb..(r + 1) * rb], &mut a).unwrap();
             rp.dequantize_row(r, &mut b);
-            assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()), "{ty} ({:?}) row {r} differs", rp.layout);
+            // Equal values (a product with a zero quant may be -0.0 on one side, +0.0 on the other).
+            assert!(a.iter().zip(&b).all(|(x, y)| x == y), "{ty} ({:?}) row {r} differs", rp.layout);
         }
     }
 }

@@ -67,7 +67,7 @@ impl LlamaGpu {
         let per_layer: usize = self
             .layers
             .iter()
-            .map(|l| 9 + parts(&l.wq) + parts(&l.wk) + parts(&l.wv) + parts(&l.wo) + parts(&l.ffn_gate) + parts(&l.ffn_up) + parts(&l.ffn_down))
+            .map(|l| 12 + parts(&l.wq) + parts(&l.wk) + parts(&l.wv) + parts(&l.wo) + parts(&l.ffn_gate) + parts(&l.ffn_up) + parts(&l.ffn_down))
             .sum();
         per_layer + 2 * self.tok_embd.parts.len() + self.output.as_ref().map_or(0, |o| o.parts.len()) + 8
     }
