@@ -162,9 +162,11 @@ fn matmul_case(ctx: &GpuContext, ty: GgmlType, n_in: usize, n_out: usize, n_tok:
     let gm = GpuMatrix::upload(ctx, "w", ty, &w, n_in, n_out).unwrap();
     let mut run = Run::new(ctx);
     let xb = GBuf::from_f32(ctx, "x", &x);
-    let yb = run.zeros(n_tok * n_out);
-    run.go(|r| ops::matmul(r, &gm, &xb, n_in, 0, n_tok, &yb, n_out).unwrap());
-    compare(&format!("mul_mat {ty} {n_in}x{n_out} n_tok={n_tok}{label}"), &run.read(&yb, n_tok * n_out), &want, 1e-6);
+    for kind in [ops::MatmulKind::Reduce, ops::MatmulKind::Rows] {
+        let yb = run.zeros(n_tok * n_out);
+        run.go(|r| ops::matmul_with(r, kind, &gm, &xb, n_in, 0, n_tok, &yb, n_out).unwrap());
+        compare(&format!("mul_mat {kind:?} {ty} {n_in}x{n_out} n_tok={n_tok}{label}"), &run.read(&yb, n_tok * n_out), &want, 1e-6);
+    }
 
     // Embedding lookup of a few rows from the same upload.
     let ids: Vec<u32> = vec![0, (n_out - 1) as u32, (n_out / 2) as u32, 3];

@@ -7,6 +7,7 @@ use super::repack::Layout;
 
 const DEQUANT: &str = include_str!("shaders/dequant.wgsl");
 const MATMUL: &str = include_str!("shaders/matmul.wgsl");
+const MATMUL_ROWS: &str = include_str!("shaders/matmul_rows.wgsl");
 const GET_ROWS: &str = include_str!("shaders/get_rows.wgsl");
 const RMS_NORM: &str = include_str!("shaders/rms_norm.wgsl");
 const ROPE: &str = include_str!("shaders/rope.wgsl");
@@ -19,7 +20,10 @@ const ARGMAX: &str = include_str!("shaders/argmax.wgsl");
 /// A shader and its variant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ShaderKey {
+    /// Lanes + workgroup reduction (GPU decode).
     Matmul(Layout),
+    /// One invocation per (row, 4 tokens), no barriers (software adapters, prompts).
+    MatmulRows(Layout),
     GetRows(Layout),
     RmsNorm,
     Rope,
@@ -52,6 +56,7 @@ impl ShaderKey {
     pub fn label(&self) -> String {
         match self {
             ShaderKey::Matmul(l) => format!("matmul_{}", l.name()),
+            ShaderKey::MatmulRows(l) => format!("matmul_rows_{}", l.name()),
             ShaderKey::GetRows(l) => format!("get_rows_{}", l.name()),
             other => format!("{other:?}").to_lowercase(),
         }
@@ -62,6 +67,7 @@ impl ShaderKey {
         match self {
             // The binding declarations come first in the body; dequant_unit uses them.
             ShaderKey::Matmul(l) => format!("{}{}\n{}", layout_consts(*l), MATMUL, DEQUANT),
+            ShaderKey::MatmulRows(l) => format!("{}{}", layout_consts(*l), MATMUL_ROWS),
             ShaderKey::GetRows(l) => format!("{}{}\n{}", layout_consts(*l), GET_ROWS, DEQUANT),
             ShaderKey::RmsNorm => RMS_NORM.into(),
             ShaderKey::Rope => ROPE.into(),
@@ -76,7 +82,7 @@ impl ShaderKey {
     pub fn signature(&self) -> Signature {
         let s = |n_read, n_rw| Signature { n_read, n_rw };
         match self {
-            ShaderKey::Matmul(_) | ShaderKey::GetRows(_) => s(3, 1),
+            ShaderKey::Matmul(_) | ShaderKey::MatmulRows(_) | ShaderKey::GetRows(_) => s(3, 1),
             ShaderKey::RmsNorm => s(2, 1),
             ShaderKey::Rope | ShaderKey::KvStore | ShaderKey::Swiglu | ShaderKey::Add | ShaderKey::Argmax => s(1, 1),
             ShaderKey::Attention => s(3, 1),
@@ -91,6 +97,7 @@ pub fn all_variants() -> Vec<ShaderKey> {
     let mut v = Vec::new();
     for l in ALL_LAYOUTS {
         v.push(ShaderKey::Matmul(l));
+        v.push(ShaderKey::MatmulRows(l));
         v.push(ShaderKey::GetRows(l));
     }
     v.extend([

@@ -15,9 +15,46 @@ fn split(n: u32) -> [u32; 2] {
     }
 }
 
-/// `y[t][y_off..] = W · x[t][x_off..]` over every row part of `w`.
+/// Which matrix kernel to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MatmulKind {
+    /// matmul.wgsl: 16 lanes per row and a workgroup reduction, 8 tokens per tile.
+    Reduce,
+    /// matmul_rows.wgsl: one invocation per (row, 4 tokens), no barriers.
+    Rows,
+}
+
+/// `y[t][y_off..] = W · x[t][x_off..]` over every row part of `w`, with the
+/// kernel the device profile prefers: `Rows` on software adapters (barriers
+/// are expensive there) and for batches of ≥ 4 tokens, `Reduce` for decode on GPUs.
 #[allow(clippy::too_many_arguments)]
 pub fn matmul(rec: &mut Recorder, w: &GpuMatrix, x: &GBuf, x_stride: usize, x_off: usize, n_tok: usize, y: &GBuf, y_stride: usize) -> Result<()> {
+    let aligned = x_stride % 4 == 0 && x_off % 4 == 0;
+    let kind = if aligned && (rec.ctx.profile.software || n_tok >= 4) { MatmulKind::Rows } else { MatmulKind::Reduce };
+    matmul_with(rec, kind, w, x, x_stride, x_off, n_tok, y, y_stride)
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_with(
+    rec: &mut Recorder,
+    kind: MatmulKind,
+    w: &GpuMatrix,
+    x: &GBuf,
+    x_stride: usize,
+    x_off: usize,
+    n_tok: usize,
+    y: &GBuf,
+    y_stride: usize,
+) -> Result<()> {
+    if kind == MatmulKind::Rows {
+        for part in &w.parts {
+            let groups = (part.n_rows as u32).div_ceil(64);
+            let (gx, gz) = if groups <= 65535 { (groups, 1) } else { (65535, groups.div_ceil(65535)) };
+            let p = [w.n_in as u32, part.n_rows as u32, n_tok as u32, x_stride as u32, x_off as u32, y_stride as u32, part.r0 as u32, 0];
+            rec.dispatch(ShaderKey::MatmulRows(w.layout), &[x, &part.wa, &part.wb, y], &p, [gx, (n_tok as u32).div_ceil(4), gz])?;
+        }
+        return Ok(());
+    }
     for part in &w.parts {
         let groups = (part.n_rows as u32).div_ceil(4);
         let (gx, gy) = if groups <= 8192 { (groups, 1) } else { (8192, groups.div_ceil(8192)) };
