@@ -58,7 +58,7 @@ impl LlamaGpu {
         }
         let output_norm = GBuf::from_f32(ctx, "output_norm", &m.output_norm);
         ctx.queue.submit(None);
-        ctx.device.poll(wgpu::PollType::Wait).map_err(|e| Error::Backend(format!("upload: {e}")))?;
+        super::kernels::wait(ctx)?;
         Ok(LlamaGpu { hp: m.hp.clone(), rope_freqs: m.rope_freqs.clone(), tok_embd, output, output_norm, layers })
     }
 
@@ -114,7 +114,11 @@ impl GpuSession {
         }
         let max = ctx.profile.max_binding() as usize;
         let widest = hp.n_vocab.max(hp.n_ff).max(q_dim).max(hp.n_embd) * 4;
-        let ubatch = (max / widest).clamp(1, 512);
+        // Tokens per submit: a software adapter gets small micro-batches so one
+        // submit stays short (wgpu's wait gives up after 60 s; lavapipe on a
+        // busy CPU does a few tokens per second); a GPU gets up to 512.
+        let cap = if ctx.profile.software { 64 } else { 512 };
+        let ubatch = (max / widest).clamp(1, cap);
         if max / widest == 0 {
             return Err(Error::Backend(format!("one row of {widest} bytes exceeds the binding limit {max}")));
         }

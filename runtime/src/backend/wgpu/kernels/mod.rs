@@ -273,7 +273,7 @@ impl Readback {
         slice.map_async(wgpu::MapMode::Read, move |r| {
             let _ = tx.send(r);
         });
-        ctx.device.poll(wgpu::PollType::Wait).map_err(|e| Error::Backend(format!("poll: {e}")))?;
+        wait(ctx)?;
         rx.recv()
             .map_err(|_| Error::Backend("map callback dropped".into()))?
             .map_err(|e| Error::Backend(format!("map: {e}")))?;
@@ -281,5 +281,17 @@ impl Readback {
         out.extend_from_slice(&slice.get_mapped_range());
         self.staging.unmap();
         Ok(())
+    }
+}
+
+/// Blocks until the queue is idle. wgpu gives up waiting after 60 s; a big
+/// micro-batch on a software adapter under load can take longer, so keep waiting.
+pub fn wait(ctx: &GpuContext) -> Result<()> {
+    loop {
+        // PollError has one variant, Timeout.
+        if ctx.device.poll(wgpu::PollType::Wait).is_ok() {
+            return Ok(());
+        }
+        log::warn!("wgpu: still waiting for the GPU after 60 s");
     }
 }
