@@ -316,3 +316,22 @@ fn attention_matches_cpu_reference_with_gqa_and_window() {
         compare("kv_store f16", &kc_got, &k16.iter().map(|h| h.to_f32()).collect::<Vec<_>>(), 0.0);
     }
 }
+
+#[test]
+fn act_quant_matches_cpu_activation_quantization() {
+    let Some(ctx) = gpu() else { return };
+    let mut rng = Rng(13);
+    let mut run = Run::new(&ctx);
+    let n = 4 * 512;
+    let x: Vec<f32> = rng.vec(n).iter().map(|v| v * 3.0).collect();
+    let xb = GBuf::from_f32(&ctx, "x", &x);
+    for (mode, act) in [(0u32, GgmlType::Q8_0), (0, GgmlType::Q8_1), (1, GgmlType::Q8_K), (2, GgmlType::F16)] {
+        let ob = run.zeros(n);
+        run.go(|r| ops::act_quant(r, &xb, &ob, n, mode).unwrap());
+        let mut q = vec![0u8; act.row_size(n).unwrap()];
+        quant::quantize_row_act(act, &x, &mut q);
+        let mut want = vec![0f32; n];
+        quant::dequantize_row(act, &q, &mut want).unwrap();
+        compare(&format!("act_quant {act}"), &run.read(&ob, n), &want, 1e-12);
+    }
+}

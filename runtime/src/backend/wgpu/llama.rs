@@ -67,7 +67,7 @@ impl LlamaGpu {
         let per_layer: usize = self
             .layers
             .iter()
-            .map(|l| 12 + parts(&l.wq) + parts(&l.wk) + parts(&l.wv) + parts(&l.wo) + parts(&l.ffn_gate) + parts(&l.ffn_up) + parts(&l.ffn_down))
+            .map(|l| 20 + parts(&l.wq) + parts(&l.wk) + parts(&l.wv) + parts(&l.wo) + parts(&l.ffn_gate) + parts(&l.ffn_up) + parts(&l.ffn_down))
             .sum();
         per_layer + 2 * self.tok_embd.parts.len() + self.output.as_ref().map_or(0, |o| o.parts.len()) + 8
     }
@@ -99,6 +99,8 @@ pub struct GpuSession {
     up: GBuf,
     logits: GBuf,
     out_id: GBuf,
+    /// Activations rounded like llama.cpp's quantized products (act_quant).
+    xq: GBuf,
     params: GBuf,
     bind_groups: HashMap<(ShaderKey, Vec<u64>), wgpu::BindGroup>,
     readback: Readback,
@@ -155,6 +157,7 @@ impl GpuSession {
             up: buf("up", ubatch * hp.n_ff),
             logits: buf("logits", ubatch * hp.n_vocab),
             out_id: buf("argmax", 4),
+            xq: buf("xq", ubatch * hp.n_ff.max(q_dim).max(hp.n_embd)),
             params: params_buffer(ctx, m.dispatches_per_ubatch()),
             bind_groups: HashMap::new(),
             readback: Readback::new(ctx, (ubatch * hp.n_vocab * 4) as u64),
@@ -223,6 +226,18 @@ impl GpuSession {
         Ok(result)
     }
 
+    /// `y = W · x` for `n` rows of width `w.n_in`, with x first rounded like
+    /// llama.cpp's CPU product rounds it for this weight type.
+    fn mm(&self, r: &mut Recorder, w: &GpuMatrix, x: &GBuf, x_off: usize, n: usize, y: &GBuf, y_stride: usize) -> Result<()> {
+        match ops::act_mode(w.ty) {
+            Some(mode) if x_off == 0 && w.n_in % (if mode == 1 { 256 } else { 32 }) == 0 => {
+                ops::act_quant(r, x, &self.xq, n * w.n_in, mode)?;
+                ops::matmul(r, w, &self.xq, w.n_in, 0, n, y, y_stride)
+            }
+            _ => ops::matmul(r, w, x, w.n_in, x_off, n, y, y_stride),
+        }
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn record<'a>(
         &'a self,
@@ -259,23 +274,23 @@ impl GpuSession {
         for (il, l) in m.layers.iter().enumerate() {
             // cur = rms_norm(x) · attn_norm; q, k, v; RoPE; K/V into the cache at pos0
             ops::rms_norm(&mut r, &self.x, 0, &l.attn_norm, &self.cur, 0, n_embd, n, hp.rms_eps)?;
-            ops::matmul(&mut r, &l.wq, &self.cur, n_embd, 0, n, &self.q, q_dim)?;
-            ops::matmul(&mut r, &l.wk, &self.cur, n_embd, 0, n, &self.k, kv_dim)?;
-            ops::matmul(&mut r, &l.wv, &self.cur, n_embd, 0, n, &self.v, kv_dim)?;
+            self.mm(&mut r, &l.wq, &self.cur, 0, n, &self.q, q_dim)?;
+            self.mm(&mut r, &l.wk, &self.cur, 0, n, &self.k, kv_dim)?;
+            self.mm(&mut r, &l.wv, &self.cur, 0, n, &self.v, kv_dim)?;
             ops::rope(&mut r, &self.rope_table, &self.q, &rope_q)?;
             ops::rope(&mut r, &self.rope_table, &self.k, &rope_k)?;
             ops::kv_store(&mut r, &self.k, &self.kc[il], n, kv_dim, pos0)?;
             ops::kv_store(&mut r, &self.v, &self.vc[il], n, kv_dim, pos0)?;
             // attn [n, q_dim]; x += Wo · attn
             ops::attention(&mut r, &self.q, &self.kc[il], &self.vc[il], &self.attn, &attn)?;
-            ops::matmul(&mut r, &l.wo, &self.attn, q_dim, 0, n, &self.cur, n_embd)?;
+            self.mm(&mut r, &l.wo, &self.attn, 0, n, &self.cur, n_embd)?;
             ops::add(&mut r, &self.cur, &self.x, n * n_embd)?;
             // FFN: x += down(silu(gate(h)) · up(h)), h = rms_norm(x) · ffn_norm
             ops::rms_norm(&mut r, &self.x, 0, &l.ffn_norm, &self.cur, 0, n_embd, n, hp.rms_eps)?;
-            ops::matmul(&mut r, &l.ffn_gate, &self.cur, n_embd, 0, n, &self.gate, hp.n_ff)?;
-            ops::matmul(&mut r, &l.ffn_up, &self.cur, n_embd, 0, n, &self.up, hp.n_ff)?;
+            self.mm(&mut r, &l.ffn_gate, &self.cur, 0, n, &self.gate, hp.n_ff)?;
+            self.mm(&mut r, &l.ffn_up, &self.cur, 0, n, &self.up, hp.n_ff)?;
             ops::glu(&mut r, &self.up, &self.gate, n * hp.n_ff, false)?;
-            ops::matmul(&mut r, &l.ffn_down, &self.gate, hp.n_ff, 0, n, &self.cur, n_embd)?;
+            self.mm(&mut r, &l.ffn_down, &self.gate, 0, n, &self.cur, n_embd)?;
             ops::add(&mut r, &self.cur, &self.x, n * n_embd)?;
         }
         let output = m.output.as_ref().unwrap_or(&m.tok_embd);
@@ -285,7 +300,7 @@ impl GpuSession {
             Head::Last | Head::Argmax => (n - 1, 1),
         };
         ops::rms_norm(&mut r, &self.x, row0 * n_embd, &m.output_norm, &self.cur, 0, n_embd, rows, hp.rms_eps)?;
-        ops::matmul(&mut r, output, &self.cur, n_embd, 0, rows, &self.logits, hp.n_vocab)?;
+        self.mm(&mut r, output, &self.cur, 0, rows, &self.logits, hp.n_vocab)?;
         if head == Head::Argmax {
             ops::argmax(&mut r, &self.logits, 0, hp.n_vocab, &self.out_id)?;
         }

@@ -16,6 +16,7 @@ const ATTENTION: &str = include_str!("shaders/attention.wgsl");
 const SWIGLU: &str = include_str!("shaders/swiglu.wgsl");
 const ADD: &str = include_str!("shaders/add.wgsl");
 const ARGMAX: &str = include_str!("shaders/argmax.wgsl");
+const ACT_QUANT: &str = include_str!("shaders/act_quant.wgsl");
 
 /// A shader and its variant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -32,6 +33,7 @@ pub enum ShaderKey {
     Swiglu,
     Add,
     Argmax,
+    ActQuant,
 }
 
 /// Binding signature: binding 0 is the params uniform (dynamic offset), then
@@ -76,6 +78,7 @@ impl ShaderKey {
             ShaderKey::Swiglu => SWIGLU.into(),
             ShaderKey::Add => ADD.into(),
             ShaderKey::Argmax => ARGMAX.into(),
+            ShaderKey::ActQuant => ACT_QUANT.into(),
         }
     }
 
@@ -84,7 +87,7 @@ impl ShaderKey {
         match self {
             ShaderKey::Matmul(_) | ShaderKey::MatmulRows(_) | ShaderKey::GetRows(_) => s(3, 1),
             ShaderKey::RmsNorm => s(2, 1),
-            ShaderKey::Rope | ShaderKey::KvStore | ShaderKey::Swiglu | ShaderKey::Add | ShaderKey::Argmax => s(1, 1),
+            ShaderKey::Rope | ShaderKey::KvStore | ShaderKey::Swiglu | ShaderKey::Add | ShaderKey::Argmax | ShaderKey::ActQuant => s(1, 1),
             ShaderKey::Attention => s(3, 1),
         }
     }
@@ -108,6 +111,7 @@ pub fn all_variants() -> Vec<ShaderKey> {
         ShaderKey::Swiglu,
         ShaderKey::Add,
         ShaderKey::Argmax,
+        ShaderKey::ActQuant,
     ]);
     v
 }

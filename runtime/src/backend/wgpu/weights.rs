@@ -18,6 +18,8 @@ pub struct Part {
 
 pub struct GpuMatrix {
     pub name: String,
+    /// The ggml type it came from.
+    pub ty: GgmlType,
     pub layout: Layout,
     pub n_in: usize,
     pub n_out: usize,
@@ -65,6 +67,6 @@ impl GpuMatrix {
         if parts.len() > 1 {
             log::info!("wgpu: {name} split into {} parts of ≤ {rows_per_part} rows (binding limit {} MiB)", parts.len(), max >> 20);
         }
-        Ok(GpuMatrix { name: name.into(), layout, n_in, n_out, parts })
+        Ok(GpuMatrix { name: name.into(), ty, layout, n_in, n_out, parts })
     }
 }

@@ -145,3 +145,22 @@ pub fn add(rec: &mut Recorder, y: &GBuf, x: &GBuf, n: usize) -> Result<()> {
 pub fn argmax(rec: &mut Recorder, v: &GBuf, off: usize, n: usize, out: &GBuf) -> Result<()> {
     rec.dispatch(ShaderKey::Argmax, &[v, out], &[n as u32, off as u32, 0, 0], [1, 1, 1])
 }
+
+/// The activation rounding llama.cpp's CPU product applies for weights of
+/// type `ty` (its `vec_dot_type`): Some(mode) for act_quant.wgsl, None = none.
+pub fn act_mode(ty: crate::quant::GgmlType) -> Option<u32> {
+    use crate::quant::GgmlType::*;
+    match crate::quant::vec_dot_type(ty) {
+        Q8_0 | Q8_1 => Some(0),
+        Q8_K => Some(1),
+        F16 => Some(2),
+        _ => None,
+    }
+}
+
+/// `out = dequant(quant(x))` over `n` values (rows of a multiple of 256 for mode 1, of 32 otherwise).
+pub fn act_quant(rec: &mut Recorder, x: &GBuf, out: &GBuf, n: usize, mode: u32) -> Result<()> {
+    let bs = if mode == 1 { 256 } else { 32 };
+    let [gx, gy] = split((n.div_ceil(bs) as u32).div_ceil(64));
+    rec.dispatch(ShaderKey::ActQuant, &[x, out], &[n as u32, mode, 0, 0], [gx, gy, 1])
+}
