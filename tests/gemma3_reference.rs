@@ -7,7 +7,7 @@ mod common;
 use common::*;
 
 fn reference() -> Reference {
-    Reference { dir: "gemma3", model: gemma3(), centred_tol: 0.25 }
+    Reference { dir: "gemma3", model: gemma3(), centred_tol: 0.25, backend: "cpu" }
 }
 
 #[test]

@@ -23,6 +23,10 @@ pub enum EmberError {
     /// The operation was cancelled.
     #[error("{0}")]
     Cancelled(String),
+    /// The compute backend asked for is unavailable or failed (no GPU adapter,
+    /// an architecture not yet on the GPU, a device error).
+    #[error("{0}")]
+    Backend(String),
     /// A bug in Ember (a caught panic) or in a callback; the message says which.
     #[error("{0}")]
     Internal(String),
@@ -41,6 +45,7 @@ impl From<ember::Error> for EmberError {
             E::TokenOutOfVocab { .. } | E::InvalidParam(_) | E::ChatTemplate(_) => EmberError::InvalidParams(msg),
             E::ContextFull { .. } => EmberError::ContextFull(msg),
             E::Cancelled => EmberError::Cancelled(msg),
+            E::Backend(_) => EmberError::Backend(msg),
         }
     }
 }

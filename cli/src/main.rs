@@ -27,7 +27,7 @@ pub struct EvalOpts {
     /// CPU threads (default: all cores).
     #[arg(short = 't', long = "threads", default_value_t = 0)]
     pub threads: usize,
-    /// Backend: auto, cpu.
+    /// Backend: auto (a real GPU when there is one, else the CPU), cpu, wgpu (any adapter, software included).
     #[arg(long, default_value = "auto")]
     pub backend: String,
     /// Use the portable scalar CPU kernels instead of the SIMD ones chosen at run time.

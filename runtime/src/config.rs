@@ -8,10 +8,12 @@ use crate::Error;
 /// Where the forward pass runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum BackendKind {
-    /// The best backend available: a real GPU when the GPU backend exists and finds one, else the CPU.
+    /// A real GPU adapter when there is one (and the architecture runs on wgpu), else the CPU.
     #[default]
     Auto,
     Cpu,
+    /// wgpu on the best adapter there is, software ones (lavapipe) included; an error when none.
+    Wgpu,
 }
 
 impl FromStr for BackendKind {
@@ -20,10 +22,8 @@ impl FromStr for BackendKind {
         match s {
             "auto" => Ok(BackendKind::Auto),
             "cpu" => Ok(BackendKind::Cpu),
-            "wgpu" | "gpu" => Err(Error::InvalidParam(
-                "backend 'wgpu' is not available in this build yet (use 'cpu' or 'auto')".into(),
-            )),
-            other => Err(Error::InvalidParam(format!("unknown backend '{other}' (expected auto or cpu)"))),
+            "wgpu" | "gpu" => Ok(BackendKind::Wgpu),
+            other => Err(Error::InvalidParam(format!("unknown backend '{other}' (expected auto, cpu or wgpu)"))),
         }
     }
 }
@@ -33,6 +33,7 @@ impl fmt::Display for BackendKind {
         f.write_str(match self {
             BackendKind::Auto => "auto",
             BackendKind::Cpu => "cpu",
+            BackendKind::Wgpu => "wgpu",
         })
     }
 }

@@ -5,6 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::backend::cpu::CpuBackend;
+use crate::backend::wgpu::{AdapterPolicy, GpuContext, WgpuBackend};
 use crate::config::{BackendKind, EngineConfig, DEFAULT_MAX_CTX};
 use crate::gguf::GgufFile;
 use crate::model::{Model, ModelInfo};
@@ -17,6 +18,8 @@ pub struct Engine {
     model: Model,
     tokenizer: Tokenizer,
     cpu: CpuBackend,
+    /// The GPU backend with the model's weights, when the forward pass runs on wgpu.
+    gpu: Option<WgpuBackend>,
     config: EngineConfig,
 }
 
@@ -40,18 +43,41 @@ impl Engine {
                 model.info().n_vocab
             );
         }
-        let cpu = match config.backend {
-            BackendKind::Auto | BackendKind::Cpu => CpuBackend::with_kernels(config.n_threads, config.force_scalar)?,
+        let cpu = CpuBackend::with_kernels(config.n_threads, config.force_scalar)?;
+        let gpu = match config.backend {
+            BackendKind::Cpu => None,
+            BackendKind::Wgpu => {
+                let ctx = GpuContext::new(AdapterPolicy::AllowSoftware)?
+                    .ok_or_else(|| Error::Backend("no wgpu adapter found (for software Vulkan install mesa-vulkan-drivers)".into()))?;
+                Some(WgpuBackend::new(ctx, &model)?)
+            }
+            BackendKind::Auto => match GpuContext::new(AdapterPolicy::HardwareOnly) {
+                Ok(Some(ctx)) => match WgpuBackend::new(ctx, &model) {
+                    Ok(g) => Some(g),
+                    Err(e) => {
+                        log::info!("auto backend: {e}; using the CPU");
+                        None
+                    }
+                },
+                Ok(None) => None,
+                Err(e) => {
+                    log::info!("auto backend: {e}; using the CPU");
+                    None
+                }
+            },
+        };
+        let on = match &gpu {
+            Some(g) => format!("wgpu ({})", g.ctx.profile.adapter_name),
+            None => format!("cpu with {} threads", cpu.n_threads()),
         };
         log::info!(
-            "loaded {} ({}, {} params, {}) on cpu with {} threads",
+            "loaded {} ({}, {} params, {}) on {on}",
             model.info().name.as_deref().unwrap_or("model"),
             model.info().arch,
             model.info().n_params,
             model.info().quant,
-            cpu.n_threads()
         );
-        Ok(Arc::new(Engine { file, model, tokenizer, cpu, config }))
+        Ok(Arc::new(Engine { file, model, tokenizer, cpu, gpu, config }))
     }
 
     pub fn info(&self) -> &ModelInfo {
@@ -72,6 +98,20 @@ impl Engine {
 
     pub fn cpu(&self) -> &CpuBackend {
         &self.cpu
+    }
+
+    /// The GPU backend, when the forward pass runs on wgpu.
+    pub fn gpu(&self) -> Option<&WgpuBackend> {
+        self.gpu.as_ref()
+    }
+
+    /// "cpu" or "wgpu": where the forward pass runs.
+    pub fn backend_name(&self) -> &'static str {
+        if self.gpu.is_some() {
+            "wgpu"
+        } else {
+            "cpu"
+        }
     }
 
     pub fn config(&self) -> &EngineConfig {

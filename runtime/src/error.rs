@@ -35,6 +35,8 @@ pub enum Error {
     InvalidParam(String),
     #[error("chat template: {0}")]
     ChatTemplate(String),
+    #[error("gpu backend: {0}")]
+    Backend(String),
     #[error("cancelled")]
     Cancelled,
 }

@@ -5,6 +5,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::backend::wgpu::llama::Want;
+use crate::backend::wgpu::GpuSession;
 use crate::engine::Engine;
 use crate::kv_cache::KvCache;
 use crate::model::{LogitsWanted, Scratch};
@@ -96,11 +98,14 @@ pub struct Session {
     tokens: Vec<u32>,
     logits: Vec<f32>,
     cancel: Arc<AtomicBool>,
+    /// GPU state (KV cache, activations) when the engine runs on wgpu; made at the first eval.
+    gpu: Option<GpuSession>,
 }
 
 impl Session {
     pub(crate) fn new(engine: Arc<Engine>, n_ctx: usize) -> Session {
-        let cache = engine.model().new_cache(n_ctx);
+        // On wgpu the KV cache lives on the GPU; the CPU one only keeps n_ctx.
+        let cache = if engine.gpu().is_some() { KvCache::new(n_ctx, Vec::new()) } else { engine.model().new_cache(n_ctx) };
         Session {
             engine,
             cache,
@@ -108,6 +113,7 @@ impl Session {
             tokens: Vec::new(),
             logits: Vec::new(),
             cancel: Arc::new(AtomicBool::new(false)),
+            gpu: None,
         }
     }
 
@@ -153,15 +159,20 @@ impl Session {
         for chunk in ids.chunks(PROMPT_BATCH) {
             let is_last = chunk.as_ptr_range().end == ids.as_ptr_range().end;
             let w = if wanted == LogitsWanted::All { LogitsWanted::All } else { LogitsWanted::Last };
-            self.engine.model().forward(
-                self.engine.cpu(),
-                &mut self.cache,
-                &mut self.scratch,
-                chunk,
-                self.tokens.len(),
-                w,
-                &mut batch_logits,
-            )?;
+            if self.engine.gpu().is_some() {
+                let want = if w == LogitsWanted::All { Want::All } else { Want::Last };
+                self.forward_gpu(chunk, want, &mut batch_logits)?;
+            } else {
+                self.engine.model().forward(
+                    self.engine.cpu(),
+                    &mut self.cache,
+                    &mut self.scratch,
+                    chunk,
+                    self.tokens.len(),
+                    w,
+                    &mut batch_logits,
+                )?;
+            }
             self.tokens.extend_from_slice(chunk);
             if wanted == LogitsWanted::All && !is_last {
                 all.extend_from_slice(&batch_logits);
@@ -203,6 +214,48 @@ impl Session {
         self.generate(&prompt[n..], params, on_text)
     }
 
+    /// The wgpu forward pass over `ids` at the end of the context.
+    fn forward_gpu(&mut self, ids: &[u32], want: Want, logits: &mut Vec<f32>) -> Result<Option<u32>> {
+        let engine = self.engine.clone();
+        let (Some(gpu), n_vocab) = (engine.gpu(), engine.info().n_vocab) else {
+            return Err(Error::Backend("the engine has no GPU backend".into()));
+        };
+        if let Some(&id) = ids.iter().find(|&&id| id as usize >= n_vocab) {
+            return Err(Error::TokenOutOfVocab { id, n_vocab });
+        }
+        if self.gpu.is_none() {
+            self.gpu = Some(gpu.new_session(self.cache.n_ctx)?);
+        }
+        let s = self.gpu.as_mut().ok_or_else(|| Error::Backend("no GPU session".into()))?;
+        s.forward(gpu, ids, self.tokens.len(), want, logits)
+    }
+
+    /// Evaluates `ids` and returns the next id when it can be picked on the
+    /// GPU (pure greedy sampling on wgpu: only the id is read back); else
+    /// evaluates them for the last row's logits and returns `None`.
+    fn eval_next(&mut self, ids: &[u32], sampling: &crate::sampling::SamplingParams) -> Result<Option<u32>> {
+        let p = sampling;
+        let greedy = p.temperature <= 0.0
+            && (p.repeat_penalty == 1.0 || p.repeat_last_n == 0)
+            && p.frequency_penalty == 0.0
+            && p.presence_penalty == 0.0;
+        if !greedy || self.engine.gpu().is_none() || ids.is_empty() {
+            self.eval(ids, LogitsWanted::Last)?;
+            return Ok(None);
+        }
+        if self.tokens.len() + ids.len() > self.cache.n_ctx {
+            return Err(Error::ContextFull { needed: self.tokens.len() + ids.len(), n_ctx: self.cache.n_ctx });
+        }
+        let mut logits = std::mem::take(&mut self.logits);
+        let mut id = None;
+        for chunk in ids.chunks(PROMPT_BATCH) {
+            id = self.forward_gpu(chunk, Want::Argmax, &mut logits)?;
+            self.tokens.extend_from_slice(chunk);
+        }
+        self.logits = logits;
+        Ok(id)
+    }
+
     /// Evaluates `prompt` (appended to the context) and generates up to
     /// `params.max_tokens` tokens, calling `on_text` with each newly complete
     /// piece of UTF-8 text; `on_text` returns `false` to stop.
@@ -218,8 +271,9 @@ impl Session {
             return Err(Error::InvalidParam("the prompt is empty".into()));
         }
         let t0 = Instant::now();
+        let mut next = None;
         if !prompt.is_empty() {
-            self.eval(prompt, LogitsWanted::Last)?;
+            next = self.eval_next(prompt, &params.sampling)?;
         }
         let prompt_ms = t0.elapsed().as_secs_f64() * 1e3;
         let t1 = Instant::now();
@@ -237,9 +291,14 @@ impl Session {
             if self.cancel.load(Ordering::Relaxed) {
                 break StopReason::Cancelled;
             }
-            logits.clear();
-            logits.extend_from_slice(&self.logits);
-            let id = sampler.sample(&mut logits, &self.tokens);
+            let id = match next.take() {
+                Some(id) => id,
+                None => {
+                    logits.clear();
+                    logits.extend_from_slice(&self.logits);
+                    sampler.sample(&mut logits, &self.tokens)
+                }
+            };
             if tok.is_eog(id) {
                 break StopReason::Eog;
             }
@@ -255,7 +314,7 @@ impl Session {
             if self.tokens.len() >= self.cache.n_ctx {
                 break StopReason::ContextFull;
             }
-            self.eval(&[id], LogitsWanted::Last)?;
+            next = self.eval_next(&[id], &params.sampling)?;
         };
         if reason != StopReason::StopString {
             let mut rest = decoder.flush();

@@ -97,6 +97,8 @@ pub struct Reference {
     /// std ~7.6, measured 0.08–0.12); 0.25 for Gemma-3-270M (std ~5, measured 0.12–0.19
     /// with KL < 0.01 nats and top-1 equal on all 228 confident positions).
     pub centred_tol: f64,
+    /// The `--backend` every command runs with ("cpu", "wgpu").
+    pub backend: &'static str,
 }
 
 impl Reference {
@@ -112,7 +114,7 @@ impl Reference {
         let want: serde_json::Value =
             serde_json::from_slice(&std::fs::read(fixtures().join(self.dir).join("perplexity.json")).unwrap()).unwrap();
         let text = fixtures().join("ppl_public.txt");
-        let out = run_ok(&["perplexity", "-m", &self.model_arg(), "-f", text.to_str().unwrap(), "--ctx", "512", "-t", "2"]);
+        let out = run_ok(&["perplexity", "-m", &self.model_arg(), "-f", text.to_str().unwrap(), "--ctx", "512", "-t", "2", "--backend", self.backend]);
         let last = out.lines().last().expect("perplexity prints a JSON line");
         let got: serde_json::Value = serde_json::from_str(last).unwrap();
         assert_eq!(got["tokens"], want["n_tokens"], "token count differs from llama.cpp");
@@ -140,7 +142,7 @@ impl Reference {
             let mut ids = ids_of(&row["ids"]);
             ids.extend(ids_of(&row["greedy"]));
             let ids_arg: Vec<String> = ids.iter().map(u32::to_string).collect();
-            let out = run_ok(&["logits", "-m", &self.model_arg(), "--ids", &ids_arg.join(","), "--top", "10", "-t", "2"]);
+            let out = run_ok(&["logits", "-m", &self.model_arg(), "--ids", &ids_arg.join(","), "--top", "10", "-t", "2", "--backend", self.backend]);
             let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
             let want = row["top"].as_array().unwrap();
             assert_eq!(lines.len(), want.len(), "one line per position");
@@ -183,7 +185,7 @@ impl Reference {
             let want = read_f32(&fixtures().join(self.dir).join(format!("last_logits_{i}.f32")));
             let ids: Vec<String> = ids_of(&row["ids"]).iter().map(u32::to_string).collect();
             // Only the last position's row (--last): a full row per position is huge for big vocabularies.
-            let out = run_ok(&["logits", "-m", &self.model_arg(), "--ids", &ids.join(","), "--last", "-t", "2"]);
+            let out = run_ok(&["logits", "-m", &self.model_arg(), "--ids", &ids.join(","), "--last", "-t", "2", "--backend", self.backend]);
             let last: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
             let got: Vec<f64> = last["logits"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
             let want: Vec<f64> = want.iter().map(|&v| v as f64).collect();
@@ -216,7 +218,7 @@ impl Reference {
             let prompt = row["prompt"].as_str().unwrap();
             let stable_text = row["stable_text"].as_str().unwrap();
             let n_stable = row["stable"].as_array().unwrap().len();
-            let out = run_ok(&["run", "-m", &self.model_arg(), "-p", prompt, "--temp", "0", "-n", "16", "-t", "2"]);
+            let out = run_ok(&["run", "-m", &self.model_arg(), "-p", prompt, "--temp", "0", "-n", "16", "-t", "2", "--backend", self.backend]);
             // `run` ends its output with one newline of its own.
             let text = out.strip_suffix('\n').unwrap_or(&out);
             let pass = if n_stable <= 16 { text.starts_with(stable_text) } else { stable_text.starts_with(text) && !text.is_empty() };
@@ -227,4 +229,20 @@ impl Reference {
         assert!(ok >= 5, "greedy matched on {ok}/{} prompts:\n{}", rows.len(), report.join("\n"));
     }
 
+}
+
+/// Whether `ember --backend wgpu` finds an adapter. Without one, fails when
+/// `CI` is set or `EMBER_REQUIRE_GPU=1` (a GPU test must not pass silently
+/// there) and prints a skip message otherwise.
+pub fn wgpu_available() -> bool {
+    let out = run(&["run", "-m", smollm2().to_str().unwrap(), "-p", "a", "-n", "1", "--backend", "wgpu"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    if out.status.success() {
+        return true;
+    }
+    let required = std::env::var_os("CI").is_some() || std::env::var("EMBER_REQUIRE_GPU").as_deref() == Ok("1");
+    assert!(!required, "wgpu backend unavailable and CI / EMBER_REQUIRE_GPU=1 requires it: {err}");
+    assert!(err.contains("no wgpu adapter"), "ember --backend wgpu failed: {err}");
+    eprintln!("SKIPPED: no wgpu adapter (install mesa-vulkan-drivers for lavapipe; EMBER_REQUIRE_GPU=1 makes this fail)");
+    false
 }

@@ -1,4 +1,5 @@
-//! Compute backends. The CPU backend always exists; the wgpu backend comes
-//! with the GPU issue. Which one runs is decided once, from [`crate::config::BackendKind`].
+//! Compute backends. The CPU backend always exists; the wgpu backend runs the
+//! graph on a GPU. Which one runs is decided once, from [`crate::config::BackendKind`].
 
 pub mod cpu;
+pub mod wgpu;

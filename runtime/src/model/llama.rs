@@ -27,23 +27,23 @@ impl Hparams {
     }
 }
 
-struct Layer {
-    attn_norm: Vec<f32>,
-    attn: AttnLayer,
-    ffn_norm: Vec<f32>,
-    ffn: FfnLayer,
+pub(crate) struct Layer {
+    pub(crate) attn_norm: Vec<f32>,
+    pub(crate) attn: AttnLayer,
+    pub(crate) ffn_norm: Vec<f32>,
+    pub(crate) ffn: FfnLayer,
 }
 
 pub struct Llama {
     pub hp: Hparams,
     pub info: ModelInfo,
-    file: Arc<GgufFile>,
-    tok_embd: Weight,
-    output_norm: Vec<f32>,
+    pub(crate) file: Arc<GgufFile>,
+    pub(crate) tok_embd: Weight,
+    pub(crate) output_norm: Vec<f32>,
     /// `output.weight`, or `token_embd.weight` when tied.
-    output: Weight,
-    rope_factors: RopeFactors,
-    layers: Vec<Layer>,
+    pub(crate) output: Weight,
+    pub(crate) rope_factors: RopeFactors,
+    pub(crate) layers: Vec<Layer>,
 }
 
 impl Llama {

@@ -9,7 +9,7 @@
 //! every block struct has alignment 1, so rows are read in place from any
 //! byte offset of a mapped file.
 
-mod common;
+pub(crate) mod common;
 pub mod float;
 pub mod q2_k;
 pub mod q3_k;

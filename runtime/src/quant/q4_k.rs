@@ -27,7 +27,7 @@ const _: () = assert!(std::mem::size_of::<BlockQ4K>() == 144);
 
 /// The 256 quants (0..16) in element order.
 #[inline(always)]
-fn unpack(b: &BlockQ4K) -> [i8; QK_K] {
+pub(crate) fn unpack(b: &BlockQ4K) -> [i8; QK_K] {
     let mut a = [0i8; QK_K];
     for c in 0..4 {
         for l in 0..32 {

@@ -29,7 +29,7 @@ const _: () = assert!(std::mem::size_of::<BlockQ5K>() == 176);
 
 /// The 256 quants (0..32) in element order.
 #[inline(always)]
-fn unpack(b: &BlockQ5K) -> [i8; QK_K] {
+pub(crate) fn unpack(b: &BlockQ5K) -> [i8; QK_K] {
     let mut a = [0i8; QK_K];
     for c in 0..4 {
         let (u1, u2) = (1u8 << (2 * c), 2u8 << (2 * c));

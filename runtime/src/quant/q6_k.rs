@@ -29,7 +29,7 @@ const _: () = assert!(std::mem::size_of::<BlockQ6K>() == 210);
 
 /// The 256 signed quants (-32..32) in element order.
 #[inline(always)]
-fn unpack(b: &BlockQ6K) -> [i8; QK_K] {
+pub(crate) fn unpack(b: &BlockQ6K) -> [i8; QK_K] {
     let mut a = [0i8; QK_K];
     for h in 0..2 {
         let (ql, qh) = (&b.ql[64 * h..64 * h + 64], &b.qh[32 * h..32 * h + 32]);

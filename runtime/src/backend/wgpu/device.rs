@@ -1,0 +1,143 @@
+//! Instance, adapter and device, and the [`DeviceProfile`] decided once from
+//! the adapter's real limits and features.
+
+use crate::{Error, Result};
+
+/// Which adapters may be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdapterPolicy {
+    /// Only a real GPU (integrated, discrete or virtual); `None` when there is none.
+    HardwareOnly,
+    /// The best adapter there is, software rasterizers (lavapipe) included.
+    AllowSoftware,
+}
+
+/// What the device can do, decided once at engine start. Kernels pick their
+/// tier from it; the baseline f32 tier needs nothing optional.
+#[derive(Debug, Clone)]
+pub struct DeviceProfile {
+    pub adapter_name: String,
+    pub backend: String,
+    pub device_type: String,
+    pub software: bool,
+    /// `SHADER_F16` is available (and enabled).
+    pub f16: bool,
+    /// Subgroup operations are available (and enabled).
+    pub subgroups: bool,
+    pub max_storage_buffer_binding_size: u64,
+    pub max_buffer_size: u64,
+    pub max_compute_workgroups_per_dimension: u32,
+    pub min_uniform_buffer_offset_alignment: u32,
+}
+
+impl DeviceProfile {
+    /// The largest storage binding weights and activations may use; tensors
+    /// above it are split by rows.
+    pub fn max_binding(&self) -> u64 {
+        self.max_storage_buffer_binding_size.min(self.max_buffer_size)
+    }
+}
+
+/// A device ready for compute.
+pub struct GpuContext {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub profile: DeviceProfile,
+}
+
+fn type_name(t: wgpu::DeviceType) -> &'static str {
+    match t {
+        wgpu::DeviceType::DiscreteGpu => "discrete",
+        wgpu::DeviceType::IntegratedGpu => "integrated",
+        wgpu::DeviceType::VirtualGpu => "virtual",
+        wgpu::DeviceType::Cpu => "cpu (software)",
+        wgpu::DeviceType::Other => "other",
+    }
+}
+
+impl GpuContext {
+    /// The best adapter under `policy` (discrete > integrated > virtual > other
+    /// > software), or `Ok(None)` when there is none.
+    pub fn new(policy: AdapterPolicy) -> Result<Option<GpuContext>> {
+        Self::with_binding_limit(policy, None)
+    }
+
+    /// Like [`GpuContext::new`], with the storage binding limit lowered to
+    /// `limit` (tests use this to exercise tensor splitting).
+    pub fn with_binding_limit(policy: AdapterPolicy, limit: Option<u64>) -> Result<Option<GpuContext>> {
+        let instance = wgpu::Instance::new(&wgpu::InstanceDescriptor {
+            backends: wgpu::Backends::PRIMARY,
+            ..Default::default()
+        });
+        let rank = |t: wgpu::DeviceType| match t {
+            wgpu::DeviceType::DiscreteGpu => 0,
+            wgpu::DeviceType::IntegratedGpu => 1,
+            wgpu::DeviceType::VirtualGpu => 2,
+            wgpu::DeviceType::Other => 3,
+            wgpu::DeviceType::Cpu => 4,
+        };
+        let mut adapters: Vec<wgpu::Adapter> = instance
+            .enumerate_adapters(wgpu::Backends::PRIMARY)
+            .into_iter()
+            .filter(|a| policy == AdapterPolicy::AllowSoftware || a.get_info().device_type != wgpu::DeviceType::Cpu)
+            .collect();
+        for a in &adapters {
+            let i = a.get_info();
+            log::debug!("wgpu adapter: {} ({:?}, {})", i.name, i.backend, type_name(i.device_type));
+        }
+        adapters.sort_by_key(|a| rank(a.get_info().device_type));
+        let Some(adapter) = adapters.into_iter().next() else { return Ok(None) };
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        let features = adapter.features();
+        let f16 = features.contains(wgpu::Features::SHADER_F16);
+        let subgroups = features.contains(wgpu::Features::SUBGROUP);
+        let mut wanted = wgpu::Features::empty();
+        if f16 {
+            wanted |= wgpu::Features::SHADER_F16;
+        }
+        if subgroups {
+            wanted |= wgpu::Features::SUBGROUP;
+        }
+        // Ask for the adapter's real limits, not WebGPU's defaults (128 MiB bindings).
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("ember"),
+            required_features: wanted,
+            required_limits: limits.clone(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        }))
+        .map_err(|e| Error::Backend(format!("cannot open {}: {e}", info.name)))?;
+        let mut max_binding = limits.max_storage_buffer_binding_size as u64;
+        if let Some(l) = limit {
+            max_binding = max_binding.min(l);
+        }
+        let profile = DeviceProfile {
+            adapter_name: info.name.clone(),
+            backend: format!("{:?}", info.backend),
+            device_type: type_name(info.device_type).into(),
+            software: info.device_type == wgpu::DeviceType::Cpu,
+            f16,
+            subgroups,
+            max_storage_buffer_binding_size: max_binding,
+            max_buffer_size: limits.max_buffer_size,
+            max_compute_workgroups_per_dimension: limits.max_compute_workgroups_per_dimension,
+            min_uniform_buffer_offset_alignment: limits.min_uniform_buffer_offset_alignment,
+        };
+        log::info!(
+            "wgpu: {} ({}, {}, driver {} {}); max binding {} MiB, max buffer {} MiB, workgroups/dim {}; f16 {}, subgroups {} (kernels: baseline f32 tier)",
+            profile.adapter_name,
+            profile.backend,
+            profile.device_type,
+            info.driver,
+            info.driver_info,
+            profile.max_storage_buffer_binding_size >> 20,
+            profile.max_buffer_size >> 20,
+            profile.max_compute_workgroups_per_dimension,
+            f16,
+            subgroups
+        );
+        device.on_uncaptured_error(Box::new(|e| log::error!("wgpu: {e}")));
+        Ok(Some(GpuContext { device, queue, profile }))
+    }
+}

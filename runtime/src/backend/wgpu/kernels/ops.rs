@@ -1,0 +1,166 @@
+//! One function per kernel: its bindings, parameters and dispatch geometry.
+//! Shapes are in elements; activations are row-major f32 `[n_tok, width]`.
+
+use super::{GBuf, Recorder};
+use crate::backend::wgpu::shaders::ShaderKey;
+use crate::backend::wgpu::weights::GpuMatrix;
+use crate::Result;
+
+fn split(n: u32) -> [u32; 2] {
+    // Flatten a large 1-D count over x and y (x ≤ 65535 everywhere).
+    if n <= 65535 {
+        [n, 1]
+    } else {
+        [65535, n.div_ceil(65535)]
+    }
+}
+
+/// Which matrix kernel to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MatmulKind {
+    /// matmul.wgsl: 16 lanes per row and a workgroup reduction, 8 tokens per tile.
+    Reduce,
+    /// matmul_rows.wgsl: one invocation per (row, 4 tokens), no barriers.
+    Rows,
+}
+
+/// `y[t][y_off..] = W · x[t][x_off..]` over every row part of `w`, with the
+/// kernel the device profile prefers: `Rows` on software adapters (barriers
+/// are expensive there) and for batches of ≥ 4 tokens, `Reduce` for decode on GPUs.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul(rec: &mut Recorder, w: &GpuMatrix, x: &GBuf, x_stride: usize, x_off: usize, n_tok: usize, y: &GBuf, y_stride: usize) -> Result<()> {
+    let aligned = x_stride % 4 == 0 && x_off % 4 == 0;
+    let kind = if aligned && (rec.ctx.profile.software || n_tok >= 4) { MatmulKind::Rows } else { MatmulKind::Reduce };
+    matmul_with(rec, kind, w, x, x_stride, x_off, n_tok, y, y_stride)
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_with(
+    rec: &mut Recorder,
+    kind: MatmulKind,
+    w: &GpuMatrix,
+    x: &GBuf,
+    x_stride: usize,
+    x_off: usize,
+    n_tok: usize,
+    y: &GBuf,
+    y_stride: usize,
+) -> Result<()> {
+    if kind == MatmulKind::Rows {
+        for part in &w.parts {
+            let groups = (part.n_rows as u32).div_ceil(64);
+            let (gx, gz) = if groups <= 65535 { (groups, 1) } else { (65535, groups.div_ceil(65535)) };
+            let p = [w.n_in as u32, part.n_rows as u32, n_tok as u32, x_stride as u32, x_off as u32, y_stride as u32, part.r0 as u32, 0];
+            rec.dispatch(ShaderKey::MatmulRows(w.layout), &[x, &part.wa, &part.wb, y], &p, [gx, (n_tok as u32).div_ceil(4), gz])?;
+        }
+        return Ok(());
+    }
+    for part in &w.parts {
+        let groups = (part.n_rows as u32).div_ceil(4);
+        let (gx, gy) = if groups <= 8192 { (groups, 1) } else { (8192, groups.div_ceil(8192)) };
+        let p = [w.n_in as u32, part.n_rows as u32, n_tok as u32, x_stride as u32, x_off as u32, y_stride as u32, part.r0 as u32, 0];
+        rec.dispatch(ShaderKey::Matmul(w.layout), &[x, &part.wa, &part.wb, y], &p, [gx, gy, (n_tok as u32).div_ceil(8)])?;
+    }
+    Ok(())
+}
+
+/// `out[t] = W[ids[t]]` (embedding lookup, dequantized).
+pub fn get_rows(rec: &mut Recorder, w: &GpuMatrix, ids: &GBuf, n_tok: usize, out: &GBuf) -> Result<()> {
+    let upr = (w.n_in / 32) as u32;
+    for part in &w.parts {
+        let p = [w.n_in as u32, part.r0 as u32, part.n_rows as u32, n_tok as u32];
+        rec.dispatch(ShaderKey::GetRows(w.layout), &[ids, &part.wa, &part.wb, out], &p, [upr.div_ceil(64), n_tok as u32, 1])?;
+    }
+    Ok(())
+}
+
+/// RMSNorm of `n_rows` rows of width `n`.
+#[allow(clippy::too_many_arguments)]
+pub fn rms_norm(rec: &mut Recorder, x: &GBuf, x_off: usize, w: &GBuf, out: &GBuf, out_off: usize, n: usize, n_rows: usize, eps: f32) -> Result<()> {
+    let p = [n as u32, eps.to_bits(), x_off as u32, out_off as u32];
+    rec.dispatch(ShaderKey::RmsNorm, &[x, w, out], &p, [n_rows as u32, 1, 1])
+}
+
+pub struct RopeArgs {
+    pub n_tok: usize,
+    pub n_head: usize,
+    pub head_dim: usize,
+    pub n_rot: usize,
+    /// 0 = NORM, 1 = NEOX.
+    pub mode: u32,
+    pub pos0: usize,
+    pub row_stride: usize,
+}
+
+pub fn rope(rec: &mut Recorder, table: &GBuf, x: &GBuf, a: &RopeArgs) -> Result<()> {
+    let p = [a.n_tok, a.n_head, a.head_dim, a.n_rot, a.mode as usize, a.pos0, a.row_stride, 0].map(|v| v as u32);
+    let threads = (a.n_head * a.n_rot / 2) as u32;
+    rec.dispatch(ShaderKey::Rope, &[table, x], &p, [threads.div_ceil(64), a.n_tok as u32, 1])
+}
+
+/// Writes `n_tok` rows of `width` f32 into the f16 cache at `pos0`.
+pub fn kv_store(rec: &mut Recorder, src: &GBuf, cache: &GBuf, n_tok: usize, width: usize, pos0: usize) -> Result<()> {
+    let p = [n_tok as u32, width as u32, pos0 as u32, 0];
+    rec.dispatch(ShaderKey::KvStore, &[src, cache], &p, [(width as u32 / 2).div_ceil(64), n_tok as u32, 1])
+}
+
+pub struct AttnArgs {
+    pub n_tok: usize,
+    pub n_head: usize,
+    pub n_head_kv: usize,
+    pub head_dim: usize,
+    pub pos0: usize,
+    pub kq_scale: f32,
+    pub window: Option<usize>,
+}
+
+pub fn attention(rec: &mut Recorder, q: &GBuf, kc: &GBuf, vc: &GBuf, out: &GBuf, a: &AttnArgs) -> Result<()> {
+    let qd = (a.n_head * a.head_dim) as u32;
+    let p = [
+        a.n_head as u32,
+        a.n_head_kv as u32,
+        a.head_dim as u32,
+        a.pos0 as u32,
+        a.kq_scale.to_bits(),
+        a.window.unwrap_or(0) as u32,
+        qd,
+        qd,
+    ];
+    rec.dispatch(ShaderKey::Attention, &[q, kc, vc, out], &p, [a.n_head as u32, a.n_tok as u32, 1])
+}
+
+/// `gate = silu(gate) · up` (`gelu` = false) or `gelu(gate) · up`.
+pub fn glu(rec: &mut Recorder, up: &GBuf, gate: &GBuf, n: usize, gelu: bool) -> Result<()> {
+    let [x, y] = split((n as u32).div_ceil(64));
+    rec.dispatch(ShaderKey::Swiglu, &[up, gate], &[n as u32, gelu as u32, 0, 0], [x, y, 1])
+}
+
+/// `x += y` over `n` elements.
+pub fn add(rec: &mut Recorder, y: &GBuf, x: &GBuf, n: usize) -> Result<()> {
+    let [gx, gy] = split((n as u32).div_ceil(64));
+    rec.dispatch(ShaderKey::Add, &[y, x], &[n as u32, 0, 0, 0], [gx, gy, 1])
+}
+
+/// `out[0] = argmax(v[off..off + n])`.
+pub fn argmax(rec: &mut Recorder, v: &GBuf, off: usize, n: usize, out: &GBuf) -> Result<()> {
+    rec.dispatch(ShaderKey::Argmax, &[v, out], &[n as u32, off as u32, 0, 0], [1, 1, 1])
+}
+
+/// The activation rounding llama.cpp's CPU product applies for weights of
+/// type `ty` (its `vec_dot_type`): Some(mode) for act_quant.wgsl, None = none.
+pub fn act_mode(ty: crate::quant::GgmlType) -> Option<u32> {
+    use crate::quant::GgmlType::*;
+    match crate::quant::vec_dot_type(ty) {
+        Q8_0 | Q8_1 => Some(0),
+        Q8_K => Some(1),
+        F16 => Some(2),
+        _ => None,
+    }
+}
+
+/// `out = dequant(quant(x))` over `n` values (rows of a multiple of 256 for mode 1, of 32 otherwise).
+pub fn act_quant(rec: &mut Recorder, x: &GBuf, out: &GBuf, n: usize, mode: u32) -> Result<()> {
+    let bs = if mode == 1 { 256 } else { 32 };
+    let [gx, gy] = split((n.div_ceil(bs) as u32).div_ceil(64));
+    rec.dispatch(ShaderKey::ActQuant, &[x, out], &[n as u32, mode, 0, 0], [gx, gy, 1])
+}

@@ -1,0 +1,67 @@
+//! The GPU backend on wgpu (Vulkan, Metal, DX12): see docs/GPU.md.
+//!
+//! `device` decides the [`DeviceProfile`] once; `repack` rewrites quant blocks
+//! into aligned GPU layouts; `weights` uploads them split over binding limits;
+//! `shaders` lists every WGSL variant; `kernels` caches pipelines and bind
+//! groups and records one command encoder per micro-batch; `llama` is the
+//! llama graph.
+
+pub mod device;
+pub mod kernels;
+pub mod llama;
+pub mod repack;
+pub mod shaders;
+pub mod weights;
+
+pub use device::{AdapterPolicy, DeviceProfile, GpuContext};
+
+use crate::model::Model;
+use crate::{Error, Result};
+
+/// A model's weights on a device, and the device's pipelines.
+pub struct WgpuBackend {
+    pub ctx: GpuContext,
+    pub kernels: kernels::Kernels,
+    pub model: GpuModel,
+}
+
+/// Per-architecture GPU graphs.
+pub enum GpuModel {
+    Llama(llama::LlamaGpu),
+}
+
+impl WgpuBackend {
+    /// Uploads `model` to `ctx`; an architecture without a wgpu graph is an error.
+    pub fn new(ctx: GpuContext, model: &Model) -> Result<WgpuBackend> {
+        let gm = match model {
+            Model::Llama(m) => GpuModel::Llama(llama::LlamaGpu::upload(&ctx, m)?),
+            #[allow(unreachable_patterns)]
+            _ => {
+                return Err(Error::Backend(format!(
+                    "architecture '{}' is not yet supported on wgpu (use --backend cpu)",
+                    model.info().arch
+                )))
+            }
+        };
+        Ok(WgpuBackend { ctx, kernels: kernels::Kernels::default(), model: gm })
+    }
+
+    pub fn new_session(&self, n_ctx: usize) -> Result<GpuSession> {
+        match &self.model {
+            GpuModel::Llama(m) => Ok(GpuSession::Llama(llama::GpuSession::new(&self.ctx, m, n_ctx)?)),
+        }
+    }
+}
+
+/// Per-session GPU state.
+pub enum GpuSession {
+    Llama(llama::GpuSession),
+}
+
+impl GpuSession {
+    pub fn forward(&mut self, be: &WgpuBackend, ids: &[u32], pos0: usize, want: llama::Want, logits: &mut Vec<f32>) -> Result<Option<u32>> {
+        match (self, &be.model) {
+            (GpuSession::Llama(s), GpuModel::Llama(m)) => s.forward(&be.ctx, &be.kernels, m, ids, pos0, want, logits),
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! Every WGSL shader variant Ember builds: plain `.wgsl` files embedded with
+//! `include_str!`, variants made by prepending a few `const` lines (the tiny
+//! preprocessor), cached by [`ShaderKey`]. `all_variants` is what the CPU-only
+//! naga test validates.
+
+use super::repack::Layout;
+
+const DEQUANT: &str = include_str!("shaders/dequant.wgsl");
+const MATMUL: &str = include_str!("shaders/matmul.wgsl");
+const MATMUL_ROWS: &str = include_str!("shaders/matmul_rows.wgsl");
+const GET_ROWS: &str = include_str!("shaders/get_rows.wgsl");
+const RMS_NORM: &str = include_str!("shaders/rms_norm.wgsl");
+const ROPE: &str = include_str!("shaders/rope.wgsl");
+const KV_STORE: &str = include_str!("shaders/kv_store.wgsl");
+const ATTENTION: &str = include_str!("shaders/attention.wgsl");
+const SWIGLU: &str = include_str!("shaders/swiglu.wgsl");
+const ADD: &str = include_str!("shaders/add.wgsl");
+const ARGMAX: &str = include_str!("shaders/argmax.wgsl");
+const ACT_QUANT: &str = include_str!("shaders/act_quant.wgsl");
+
+/// A shader and its variant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ShaderKey {
+    /// Lanes + workgroup reduction (GPU decode).
+    Matmul(Layout),
+    /// One invocation per (row, 4 tokens), no barriers (software adapters, prompts).
+    MatmulRows(Layout),
+    GetRows(Layout),
+    RmsNorm,
+    Rope,
+    KvStore,
+    Attention,
+    Swiglu,
+    Add,
+    Argmax,
+    ActQuant,
+}
+
+/// Binding signature: binding 0 is the params uniform (dynamic offset), then
+/// `n_read` read-only storage buffers, then `n_rw` read-write ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Signature {
+    pub n_read: u32,
+    pub n_rw: u32,
+}
+
+fn layout_consts(l: Layout) -> String {
+    let (id, sub) = match l {
+        Layout::F32 => (0, 1),
+        Layout::F16 => (1, 1),
+        Layout::Qa4 => (2, 1),
+        Layout::Qa8 { sub } => (3, sub),
+    };
+    format!("const LAYOUT: u32 = {id}u;\nconst SUB: u32 = {sub}u;\n")
+}
+
+impl ShaderKey {
+    pub fn label(&self) -> String {
+        match self {
+            ShaderKey::Matmul(l) => format!("matmul_{}", l.name()),
+            ShaderKey::MatmulRows(l) => format!("matmul_rows_{}", l.name()),
+            ShaderKey::GetRows(l) => format!("get_rows_{}", l.name()),
+            other => format!("{other:?}").to_lowercase(),
+        }
+    }
+
+    /// The full WGSL source of this variant.
+    pub fn source(&self) -> String {
+        match self {
+            // The binding declarations come first in the body; dequant_unit uses them.
+            ShaderKey::Matmul(l) => format!("{}{}\n{}", layout_consts(*l), MATMUL, DEQUANT),
+            ShaderKey::MatmulRows(l) => format!("{}{}", layout_consts(*l), MATMUL_ROWS),
+            ShaderKey::GetRows(l) => format!("{}{}\n{}", layout_consts(*l), GET_ROWS, DEQUANT),
+            ShaderKey::RmsNorm => RMS_NORM.into(),
+            ShaderKey::Rope => ROPE.into(),
+            ShaderKey::KvStore => KV_STORE.into(),
+            ShaderKey::Attention => ATTENTION.into(),
+            ShaderKey::Swiglu => SWIGLU.into(),
+            ShaderKey::Add => ADD.into(),
+            ShaderKey::Argmax => ARGMAX.into(),
+            ShaderKey::ActQuant => ACT_QUANT.into(),
+        }
+    }
+
+    pub fn signature(&self) -> Signature {
+        let s = |n_read, n_rw| Signature { n_read, n_rw };
+        match self {
+            ShaderKey::Matmul(_) | ShaderKey::MatmulRows(_) | ShaderKey::GetRows(_) => s(3, 1),
+            ShaderKey::RmsNorm => s(2, 1),
+            ShaderKey::Rope | ShaderKey::KvStore | ShaderKey::Swiglu | ShaderKey::Add | ShaderKey::Argmax | ShaderKey::ActQuant => s(1, 1),
+            ShaderKey::Attention => s(3, 1),
+        }
+    }
+}
+
+pub const ALL_LAYOUTS: [Layout; 5] = [Layout::F32, Layout::F16, Layout::Qa4, Layout::Qa8 { sub: 1 }, Layout::Qa8 { sub: 2 }];
+
+/// Every variant that can be built.
+pub fn all_variants() -> Vec<ShaderKey> {
+    let mut v = Vec::new();
+    for l in ALL_LAYOUTS {
+        v.push(ShaderKey::Matmul(l));
+        v.push(ShaderKey::MatmulRows(l));
+        v.push(ShaderKey::GetRows(l));
+    }
+    v.extend([
+        ShaderKey::RmsNorm,
+        ShaderKey::Rope,
+        ShaderKey::KvStore,
+        ShaderKey::Attention,
+        ShaderKey::Swiglu,
+        ShaderKey::Add,
+        ShaderKey::Argmax,
+        ShaderKey::ActQuant,
+    ]);
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Parses and validates every variant with naga: WGSL errors fail CI without a GPU.
+    #[test]
+    fn every_shader_variant_validates_with_naga() {
+        for key in all_variants() {
+            let src = key.source();
+            let module = naga::front::wgsl::parse_str(&src)
+                .unwrap_or_else(|e| panic!("{}: {}", key.label(), e.emit_to_string(&src)));
+            let mut v = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::empty());
+            v.validate(&module).unwrap_or_else(|e| panic!("{}: {}", key.label(), e.emit_to_string(&src)));
+            // The binding signature the host declares matches the shader's globals.
+            let sig = key.signature();
+            let n_bindings = module.global_variables.iter().filter(|(_, g)| g.binding.is_some()).count() as u32;
+            assert_eq!(n_bindings, 1 + sig.n_read + sig.n_rw, "{}: binding count", key.label());
+        }
+    }
+}

@@ -1,0 +1,123 @@
+// Causal attention with GQA and an optional sliding window over the f16 KV
+// cache, rounding like backend/cpu/attention.rs (llama.cpp without flash
+// attention): q rounded to f16, probabilities rounded to f16 before weighting V.
+// One workgroup per (head, token). Pass 1: scores with an online max/sum per
+// thread, combined in workgroup memory. Pass 2: tiles of 64 keys, each thread
+// one key's probability, then each thread accumulates its output dims.
+// Bindings: 0 params, 1 q (f32), 2 k cache, 3 v cache (u32 = 2 x f16), 4 out.
+
+struct Params {
+    n_head: u32,
+    n_head_kv: u32,
+    head_dim: u32,
+    pos0: u32,
+    kq_scale: f32,
+    window: u32, // 0 = none; else key j is masked for query p when p - j >= window
+    q_stride: u32,
+    out_stride: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> q: array<f32>;
+@group(0) @binding(2) var<storage, read> kc: array<u32>;
+@group(0) @binding(3) var<storage, read> vc: array<u32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+
+const MAX_HD: u32 = 256u;
+var<workgroup> qs: array<f32, 256>;
+var<workgroup> red_m: array<f32, 64>;
+var<workgroup> red_l: array<f32, 64>;
+var<workgroup> probs: array<f32, 64>;
+
+fn f16r(v: f32) -> f32 {
+    return unpack2x16float(pack2x16float(vec2<f32>(v, 0.0))).x;
+}
+
+fn score(j: u32, hk: u32) -> f32 {
+    let hd2 = p.head_dim / 2u;
+    let base = j * p.n_head_kv * hd2 + hk * hd2;
+    var s = 0.0;
+    for (var i = 0u; i < hd2; i++) {
+        let k = unpack2x16float(kc[base + i]);
+        s += qs[2u * i] * k.x + qs[2u * i + 1u] * k.y;
+    }
+    return s * p.kq_scale;
+}
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let h = wid.x;
+    let t = wid.y;
+    let hk = h / (p.n_head / p.n_head_kv);
+    let pos = p.pos0 + t;
+    var first = 0u;
+    if p.window > 0u && pos + 1u > p.window {
+        first = pos + 1u - p.window;
+    }
+    for (var i = lid; i < p.head_dim; i += 64u) {
+        qs[i] = f16r(q[t * p.q_stride + h * p.head_dim + i]);
+    }
+    workgroupBarrier();
+
+    // Pass 1: max and sum of exp over this thread's keys.
+    var m = -3.0e38;
+    var l = 0.0;
+    for (var j = first + lid; j <= pos; j += 64u) {
+        let s = score(j, hk);
+        if s > m {
+            l = l * exp(m - s) + 1.0;
+            m = s;
+        } else {
+            l += exp(s - m);
+        }
+    }
+    red_m[lid] = m;
+    red_l[lid] = l;
+    workgroupBarrier();
+    for (var k = 32u; k > 0u; k >>= 1u) {
+        if lid < k {
+            let m2 = red_m[lid + k];
+            let l2 = red_l[lid + k];
+            let m1 = red_m[lid];
+            let l1 = red_l[lid];
+            let mm = max(m1, m2);
+            red_m[lid] = mm;
+            red_l[lid] = l1 * exp(m1 - mm) + l2 * exp(m2 - mm);
+        }
+        workgroupBarrier();
+    }
+    let gmax = red_m[0];
+    let inv = 1.0 / red_l[0];
+
+    // Pass 2: out = sum_j f16(p_j) * v_j.
+    var acc: array<f32, 4>; // dims lid, lid + 64, ... (head_dim <= 256)
+    let hd2 = p.head_dim / 2u;
+    for (var base = first; base <= pos; base += 64u) {
+        let j = base + lid;
+        var pj = 0.0;
+        if j <= pos {
+            pj = f16r(exp(score(j, hk) - gmax) * inv);
+        }
+        probs[lid] = pj;
+        workgroupBarrier();
+        let n = min(64u, pos + 1u - base);
+        for (var c = 0u; c < 4u; c++) {
+            let d = lid + 64u * c;
+            if d < p.head_dim {
+                var a = 0.0;
+                for (var k = 0u; k < n; k++) {
+                    let vv = unpack2x16float(vc[(base + k) * p.n_head_kv * hd2 + hk * hd2 + d / 2u]);
+                    a += probs[k] * select(vv.x, vv.y, (d & 1u) == 1u);
+                }
+                acc[c] += a;
+            }
+        }
+        workgroupBarrier();
+    }
+    for (var c = 0u; c < 4u; c++) {
+        let d = lid + 64u * c;
+        if d < p.head_dim {
+            out[t * p.out_stride + h * p.head_dim + d] = acc[c];
+        }
+    }
+}

@@ -1,0 +1,40 @@
+// RMSNorm (ops/rms_norm.rs): out[r][i] = x[r][i] / sqrt(mean(x[r]^2) + eps) * w[i].
+// One workgroup per row; rows start at x_off / out_off (in f32), stride n.
+// Bindings: 0 params, 1 x, 2 w, 3 out.
+
+struct Params {
+    n: u32,
+    eps: f32,
+    x_off: u32,
+    out_off: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> w: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+
+var<workgroup> red: array<f32, 64>;
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let xb = p.x_off + wid.x * p.n;
+    let ob = p.out_off + wid.x * p.n;
+    var s = 0.0;
+    for (var i = lid; i < p.n; i += 64u) {
+        let v = x[xb + i];
+        s += v * v;
+    }
+    red[lid] = s;
+    workgroupBarrier();
+    for (var k = 32u; k > 0u; k >>= 1u) {
+        if lid < k {
+            red[lid] += red[lid + k];
+        }
+        workgroupBarrier();
+    }
+    let scale = 1.0 / sqrt(red[0] / f32(p.n) + p.eps);
+    for (var i = lid; i < p.n; i += 64u) {
+        out[ob + i] = x[xb + i] * scale * w[i];
+    }
+}

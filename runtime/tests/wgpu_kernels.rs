@@ -1,0 +1,337 @@
+//! Parity of every wgpu kernel with its scalar reference (ops/, quant/,
+//! backend/cpu attention), reported as NMSE and max-abs like llama.cpp's
+//! test-backend-ops; plus the repack round trip (CPU only) and a forced 1 MiB
+//! binding limit that splits weights into row parts.
+//!
+//! Runs on a real wgpu adapter (lavapipe in CI). With no adapter the GPU tests
+//! fail when `CI` is set or `EMBER_REQUIRE_GPU=1`, and print a skip otherwise.
+
+use std::collections::HashMap;
+
+use ember::backend::cpu::{attention, AttnShape};
+use ember::backend::wgpu::kernels::{ops, params_buffer, GBuf, Kernels, Readback, Recorder};
+use ember::backend::wgpu::repack::repack;
+use ember::backend::wgpu::weights::GpuMatrix;
+use ember::backend::wgpu::{AdapterPolicy, GpuContext};
+use ember::ops::rope::{self, RopeMode, RopeParams};
+use ember::quant::{self, GgmlType};
+use half::f16;
+
+fn gpu_with(limit: Option<u64>) -> Option<GpuContext> {
+    let ctx = GpuContext::with_binding_limit(AdapterPolicy::AllowSoftware, limit).expect("wgpu device");
+    if ctx.is_none() {
+        let required = std::env::var_os("CI").is_some() || std::env::var("EMBER_REQUIRE_GPU").as_deref() == Ok("1");
+        assert!(!required, "no wgpu adapter found, and CI / EMBER_REQUIRE_GPU=1 requires one (install mesa-vulkan-drivers)");
+        eprintln!("SKIPPED: no wgpu adapter found (install mesa-vulkan-drivers for lavapipe); set EMBER_REQUIRE_GPU=1 to make this fail");
+    }
+    ctx
+}
+
+fn gpu() -> Option<GpuContext> {
+    gpu_with(None)
+}
+
+/// Deterministic pseudo-random numbers in [-1, 1).
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> f32 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+    fn vec(&mut self, n: usize) -> Vec<f32> {
+        (0..n).map(|_| self.next()).collect()
+    }
+    fn byte(&mut self) -> u8 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (self.0 >> 56) as u8
+    }
+}
+
+/// Random rows of `ty` with sane scales (random quant bytes, f16 scale fields patched).
+fn random_weights(ty: GgmlType, n_in: usize, n_out: usize, rng: &mut Rng) -> Vec<u8> {
+    let f16b = |v: f32| f16::from_f32(v).to_bits().to_le_bytes();
+    match ty {
+        GgmlType::F32 => return rng.vec(n_in * n_out).iter().flat_map(|v| v.to_le_bytes()).collect(),
+        GgmlType::F16 => return rng.vec(n_in * n_out).iter().flat_map(|&v| f16b(v)).collect(),
+        _ => {}
+    }
+    let bs = ty.type_size();
+    let n = ty.row_size(n_in).unwrap() * n_out;
+    let mut w: Vec<u8> = (0..n).map(|_| rng.byte()).collect();
+    // Byte offsets of the f16 scale fields in each block.
+    let fields: &[usize] = match ty {
+        GgmlType::Q4_0 | GgmlType::Q8_0 | GgmlType::Q5_0 => &[0],
+        GgmlType::Q4_1 | GgmlType::Q5_1 | GgmlType::Q4_K | GgmlType::Q5_K => &[0, 2],
+        GgmlType::Q6_K => &[208],
+        GgmlType::Q2_K => &[80, 82],
+        GgmlType::Q3_K => &[108],
+        _ => panic!("no generator for {ty}"),
+    };
+    for b in w.chunks_exact_mut(bs) {
+        for &o in fields {
+            let v = 0.002 + 0.02 * rng.next().abs();
+            b[o..o + 2].copy_from_slice(&f16b(v));
+        }
+    }
+    w
+}
+
+/// NMSE and max-abs of `got` against `want`, printed like test-backend-ops.
+fn compare(name: &str, got: &[f32], want: &[f32], max_nmse: f64) {
+    assert_eq!(got.len(), want.len(), "{name}: length");
+    let (mut err, mut norm, mut max_abs) = (0f64, 0f64, 0f64);
+    for (&g, &w) in got.iter().zip(want) {
+        let d = g as f64 - w as f64;
+        err += d * d;
+        norm += (w as f64) * (w as f64);
+        max_abs = max_abs.max(d.abs());
+        assert!(g.is_finite(), "{name}: non-finite output");
+    }
+    let nmse = if norm > 0.0 { err / norm } else { err };
+    eprintln!("  {name:<40} NMSE = {nmse:.3e}  max-abs = {max_abs:.3e}  {}", if nmse <= max_nmse { "OK" } else { "FAIL" });
+    assert!(nmse <= max_nmse, "{name}: NMSE {nmse} > {max_nmse}");
+}
+
+struct Run<'a> {
+    ctx: &'a GpuContext,
+    kernels: Kernels,
+    params: GBuf,
+    bgs: HashMap<(ember::backend::wgpu::shaders::ShaderKey, Vec<u64>), wgpu::BindGroup>,
+}
+
+impl<'a> Run<'a> {
+    fn new(ctx: &'a GpuContext) -> Self {
+        Run { ctx, kernels: Kernels::default(), params: params_buffer(ctx, 256), bgs: HashMap::new() }
+    }
+    fn go(&mut self, f: impl FnOnce(&mut Recorder)) {
+        let mut rec = Recorder::new(self.ctx, &self.kernels, &self.params, &mut self.bgs);
+        f(&mut rec);
+        rec.submit(|_| {});
+    }
+    fn read(&self, b: &GBuf, n: usize) -> Vec<f32> {
+        let rb = Readback::new(self.ctx, (n * 4) as u64);
+        let mut enc = self.ctx.device.create_command_encoder(&Default::default());
+        rb.copy(&mut enc, b, 0, (n * 4) as u64);
+        self.ctx.queue.submit(Some(enc.finish()));
+        let mut bytes = Vec::new();
+        rb.read(self.ctx, (n * 4) as u64, &mut bytes).unwrap();
+        bytemuck::cast_slice(&bytes).to_vec()
+    }
+    fn zeros(&self, n: usize) -> GBuf {
+        GBuf::from_f32(self.ctx, "out", &vec![0f32; n])
+    }
+}
+
+const TYPES: [GgmlType; 10] = [
+    GgmlType::F32,
+    GgmlType::F16,
+    GgmlType::Q4_0,
+    GgmlType::Q4_1,
+    GgmlType::Q5_0,
+    GgmlType::Q8_0,
+    GgmlType::Q4_K,
+    GgmlType::Q5_K,
+    GgmlType::Q6_K,
+    GgmlType::Q3_K,
+];
+
+#[test]
+fn repack_round_trip_equals_scalar_dequant() {
+    let mut rng = Rng(7);
+    let (n_in, n_out) = (512, 5);
+    for ty in TYPES {
+        let w = random_weights(ty, n_in, n_out, &mut rng);
+        let rp = repack(ty, &w, n_in, n_out).unwrap();
+        let rb = ty.row_size(n_in).unwrap();
+        let (mut a, mut b) = (vec![0f32; n_in], vec![0f32; n_in]);
+        for r in 0..n_out {
+            quant::dequantize_row(ty, &w[r * rb..(r + 1) * rb], &mut a).unwrap();
+            rp.dequantize_row(r, &mut b);
+            // Equal values (a product with a zero quant may be -0.0 on one side, +0.0 on the other).
+            assert!(a.iter().zip(&b).all(|(x, y)| x == y), "{ty} ({:?}) row {r} differs", rp.layout);
+        }
+    }
+}
+
+fn matmul_case(ctx: &GpuContext, ty: GgmlType, n_in: usize, n_out: usize, n_tok: usize, label: &str) -> usize {
+    let mut rng = Rng(ty as u64 * 31 + n_tok as u64);
+    let w = random_weights(ty, n_in, n_out, &mut rng);
+    let x = rng.vec(n_tok * n_in);
+    let mut want = vec![0f32; n_tok * n_out];
+    ember::ops::matmul::matmul_ref(ty, &w, n_in, n_out, &x, &mut want).unwrap();
+    let gm = GpuMatrix::upload(ctx, "w", ty, &w, n_in, n_out).unwrap();
+    let mut run = Run::new(ctx);
+    let xb = GBuf::from_f32(ctx, "x", &x);
+    for kind in [ops::MatmulKind::Reduce, ops::MatmulKind::Rows] {
+        let yb = run.zeros(n_tok * n_out);
+        run.go(|r| ops::matmul_with(r, kind, &gm, &xb, n_in, 0, n_tok, &yb, n_out).unwrap());
+        compare(&format!("mul_mat {kind:?} {ty} {n_in}x{n_out} n_tok={n_tok}{label}"), &run.read(&yb, n_tok * n_out), &want, 1e-6);
+    }
+
+    // Embedding lookup of a few rows from the same upload.
+    let ids: Vec<u32> = vec![0, (n_out - 1) as u32, (n_out / 2) as u32, 3];
+    let idb = GBuf::from_u32(ctx, "ids", &ids);
+    let ob = run.zeros(ids.len() * n_in);
+    run.go(|r| ops::get_rows(r, &gm, &idb, ids.len(), &ob).unwrap());
+    let rb = ty.row_size(n_in).unwrap();
+    let mut want = vec![0f32; ids.len() * n_in];
+    for (t, &id) in ids.iter().enumerate() {
+        quant::dequantize_row(ty, &w[id as usize * rb..(id as usize + 1) * rb], &mut want[t * n_in..(t + 1) * n_in]).unwrap();
+    }
+    compare(&format!("get_rows {ty}{label}"), &run.read(&ob, ids.len() * n_in), &want, 0.0);
+    gm.parts.len()
+}
+
+#[test]
+fn matmul_and_get_rows_match_reference_for_every_type() {
+    let Some(ctx) = gpu() else { return };
+    eprintln!("adapter: {} ({})", ctx.profile.adapter_name, ctx.profile.device_type);
+    for ty in TYPES {
+        for n_tok in [1, 11] {
+            matmul_case(&ctx, ty, 768, 67, n_tok, "");
+        }
+    }
+}
+
+#[test]
+fn weights_split_by_rows_under_a_1_mib_binding_limit() {
+    let Some(ctx) = gpu_with(Some(1 << 20)) else { return };
+    assert_eq!(ctx.profile.max_storage_buffer_binding_size, 1 << 20);
+    // Q4_1 2048 wide: 1 KiB of quants per row -> 1024 rows per part -> 3 parts.
+    let parts = matmul_case(&ctx, GgmlType::Q4_1, 2048, 2500, 3, " (1 MiB limit)");
+    assert_eq!(parts, 3, "expected the tensor to be split into 3 parts");
+    let parts = matmul_case(&ctx, GgmlType::F32, 1024, 600, 2, " (1 MiB limit)");
+    assert_eq!(parts, 3);
+}
+
+#[test]
+fn rms_norm_silu_gelu_add_argmax_match_reference() {
+    let Some(ctx) = gpu() else { return };
+    let mut rng = Rng(3);
+    let mut run = Run::new(&ctx);
+    let (n, rows, eps) = (576, 5, 1e-5f32);
+    let x = rng.vec(n * rows);
+    let w = rng.vec(n);
+    let (xb, wb, ob) = (GBuf::from_f32(&ctx, "x", &x), GBuf::from_f32(&ctx, "w", &w), run.zeros(n * rows));
+    run.go(|r| ops::rms_norm(r, &xb, 0, &wb, &ob, 0, n, rows, eps).unwrap());
+    let mut want = x.clone();
+    want.chunks_mut(n).for_each(|r| ember::ops::rms_norm::rms_norm(r, &w, eps));
+    compare("rms_norm 576x5", &run.read(&ob, n * rows), &want, 1e-10);
+
+    for gelu in [false, true] {
+        let g: Vec<f32> = rng.vec(5000).iter().map(|v| v * 6.0).collect();
+        let u = rng.vec(5000);
+        let (gb, ub) = (GBuf::from_f32(&ctx, "g", &g), GBuf::from_f32(&ctx, "u", &u));
+        run.go(|r| ops::glu(r, &ub, &gb, 5000, gelu).unwrap());
+        let mut want = g.clone();
+        if gelu {
+            ember::ops::activation::geglu(&mut want, &u);
+        } else {
+            ember::ops::activation::swiglu(&mut want, &u);
+        }
+        compare(if gelu { "geglu 5000" } else { "swiglu 5000" }, &run.read(&gb, 5000), &want, 1e-10);
+    }
+
+    let a = rng.vec(1000);
+    let b = rng.vec(1000);
+    let (ab, bb) = (GBuf::from_f32(&ctx, "a", &a), GBuf::from_f32(&ctx, "b", &b));
+    run.go(|r| ops::add(r, &bb, &ab, 1000).unwrap());
+    let want: Vec<f32> = a.iter().zip(&b).map(|(x, y)| x + y).collect();
+    compare("add 1000", &run.read(&ab, 1000), &want, 0.0);
+
+    for (n, tie) in [(49152usize, false), (1000, true), (7, false)] {
+        let mut v = rng.vec(n);
+        if tie {
+            v[700] = 5.0;
+            v[300] = 5.0;
+        }
+        let vb = GBuf::from_f32(&ctx, "v", &v);
+        let out = GBuf::from_u32(&ctx, "id", &[0]);
+        run.go(|r| ops::argmax(r, &vb, 0, n, &out).unwrap());
+        let got = run.read(&out, 1)[0].to_bits();
+        assert_eq!(got, ember::sampling::argmax(&v), "argmax n={n}");
+        eprintln!("  argmax n={n}{}  OK", if tie { " (tie)" } else { "" });
+    }
+}
+
+#[test]
+fn rope_norm_and_neox_match_reference() {
+    let Some(ctx) = gpu() else { return };
+    let mut rng = Rng(5);
+    let mut run = Run::new(&ctx);
+    let (n_head, hd, n_tok, pos0, n_ctx) = (3, 64, 4, 37, 64);
+    for (mode, ff) in [(RopeMode::Norm, false), (RopeMode::Neox, false), (RopeMode::Neox, true)] {
+        let mut p = RopeParams::plain(hd, mode, 10000.0);
+        p.n_ctx_orig = 4096;
+        let freqs: Vec<f32> = (0..hd / 2).map(|i| 1.0 + i as f32 * 0.1).collect();
+        let ffo = ff.then_some(&freqs[..]);
+        let mut table = vec![(0f32, 0f32); n_ctx * hd / 2];
+        for (pos, c) in table.chunks_mut(hd / 2).enumerate() {
+            p.cache(pos, ffo, c);
+        }
+        let flat: Vec<f32> = table.iter().flat_map(|&(c, s)| [c, s]).collect();
+        let tb = GBuf::from_f32(&ctx, "table", &flat);
+        let x = rng.vec(n_tok * n_head * hd);
+        let xb = GBuf::from_f32(&ctx, "x", &x);
+        let args = ops::RopeArgs { n_tok, n_head, head_dim: hd, n_rot: hd, mode: (mode == RopeMode::Neox) as u32, pos0, row_stride: n_head * hd };
+        run.go(|r| ops::rope(r, &tb, &xb, &args).unwrap());
+        let mut want = x.clone();
+        for t in 0..n_tok {
+            let c = &table[(pos0 + t) * hd / 2..(pos0 + t + 1) * hd / 2];
+            want[t * n_head * hd..(t + 1) * n_head * hd].chunks_mut(hd).for_each(|h| rope::apply(h, c, mode));
+        }
+        compare(&format!("rope {mode:?}{}", if ff { " freq_factors" } else { "" }), &run.read(&xb, x.len()), &want, 1e-12);
+    }
+}
+
+#[test]
+fn attention_matches_cpu_reference_with_gqa_and_window() {
+    let Some(ctx) = gpu() else { return };
+    let mut rng = Rng(11);
+    let mut run = Run::new(&ctx);
+    for (hd, window) in [(64usize, None), (64, Some(4usize)), (128, None)] {
+        let (n_head, n_head_kv, n_tok, pos0, n_ctx) = (4, 2, 7, 70, 96);
+        let kv_dim = n_head_kv * hd;
+        let q = rng.vec(n_tok * n_head * hd);
+        let k = rng.vec((pos0 + n_tok) * kv_dim);
+        let v = rng.vec((pos0 + n_tok) * kv_dim);
+        let (kc, vc) = (GBuf::new(&ctx, "kc", (n_ctx * kv_dim * 2) as u64, wgpu::BufferUsages::empty()), GBuf::new(&ctx, "vc", (n_ctx * kv_dim * 2) as u64, wgpu::BufferUsages::empty()));
+        let (kb, vb, qb) = (GBuf::from_f32(&ctx, "k", &k), GBuf::from_f32(&ctx, "v", &v), GBuf::from_f32(&ctx, "q", &q));
+        let ob = run.zeros(n_tok * n_head * hd);
+        let args = ops::AttnArgs { n_tok, n_head, n_head_kv, head_dim: hd, pos0, kq_scale: 1.0 / (hd as f32).sqrt(), window };
+        run.go(|r| {
+            ops::kv_store(r, &kb, &kc, pos0 + n_tok, kv_dim, 0).unwrap();
+            ops::kv_store(r, &vb, &vc, pos0 + n_tok, kv_dim, 0).unwrap();
+            ops::attention(r, &qb, &kc, &vc, &ob, &args).unwrap();
+        });
+        let k16: Vec<f16> = k.iter().map(|&x| f16::from_f32(x)).collect();
+        let v16: Vec<f16> = v.iter().map(|&x| f16::from_f32(x)).collect();
+        let shape = AttnShape { n_head, n_head_kv, head_dim_k: hd, head_dim_v: hd, pos0, kq_scale: args.kq_scale, window, softcap: None };
+        let mut want = vec![0f32; q.len()];
+        attention(&shape, &q, &k16, &v16, &mut want);
+        compare(&format!("attention hd={hd} gqa=2 window={window:?}"), &run.read(&ob, q.len()), &want, 1e-6);
+        // The cache holds K exactly as f16.
+        let kc_got = run.read(&kc, (pos0 + n_tok) * kv_dim / 2);
+        let kc_got: Vec<f32> = bytemuck::cast_slice::<f32, u16>(&kc_got).iter().map(|&h| f16::from_bits(h).to_f32()).collect();
+        compare("kv_store f16", &kc_got, &k16.iter().map(|h| h.to_f32()).collect::<Vec<_>>(), 0.0);
+    }
+}
+
+#[test]
+fn act_quant_matches_cpu_activation_quantization() {
+    let Some(ctx) = gpu() else { return };
+    let mut rng = Rng(13);
+    let mut run = Run::new(&ctx);
+    let n = 4 * 512;
+    let x: Vec<f32> = rng.vec(n).iter().map(|v| v * 3.0).collect();
+    let xb = GBuf::from_f32(&ctx, "x", &x);
+    for (mode, act) in [(0u32, GgmlType::Q8_0), (0, GgmlType::Q8_1), (1, GgmlType::Q8_K), (2, GgmlType::F16)] {
+        let ob = run.zeros(n);
+        run.go(|r| ops::act_quant(r, &xb, &ob, n, mode).unwrap());
+        let mut q = vec![0u8; act.row_size(n).unwrap()];
+        quant::quantize_row_act(act, &x, &mut q);
+        let mut want = vec![0f32; n];
+        quant::dequantize_row(act, &q, &mut want).unwrap();
+        compare(&format!("act_quant {act}"), &run.read(&ob, n), &want, 1e-12);
+    }
+}
