@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 
+use ember::backend::cpu::simd::SCALAR;
 use ember::backend::cpu::{attention, AttnShape};
 use ember::backend::wgpu::kernels::{ops, params_buffer, GBuf, Kernels, Readback, Recorder};
 use ember::backend::wgpu::repack::repack;
@@ -308,7 +309,7 @@ fn attention_matches_cpu_reference_with_gqa_and_window() {
         let v16: Vec<f16> = v.iter().map(|&x| f16::from_f32(x)).collect();
         let shape = AttnShape { n_head, n_head_kv, head_dim_k: hd, head_dim_v: hd, pos0, kq_scale: args.kq_scale, window, softcap: None };
         let mut want = vec![0f32; q.len()];
-        attention(&shape, &q, &k16, &v16, &mut want);
+        attention(&SCALAR, &shape, &q, &k16, &v16, &mut want);
         compare(&format!("attention hd={hd} gqa=2 window={window:?}"), &run.read(&ob, q.len()), &want, 1e-6);
         // The cache holds K exactly as f16.
         let kc_got = run.read(&kc, (pos0 + n_tok) * kv_dim / 2);
