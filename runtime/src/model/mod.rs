@@ -3,6 +3,7 @@
 //! for its weights, and runs a forward pass over a batch of tokens.
 
 pub mod blocks;
+pub mod decoder;
 pub mod gemma3;
 pub mod llama;
 mod loader;
@@ -35,13 +36,13 @@ pub const SUPPORTED_ARCHS: &[&str] = &["llama", "minicpm", "minicpm3", "qwen2", 
 
 /// A loaded model of any supported architecture.
 pub enum Model {
-    Llama(llama::Llama),
+    Llama(decoder::Decoder),
     MiniCpm(minicpm::MiniCpm),
     MiniCpm3(minicpm3::MiniCpm3),
-    Qwen2(qwen2::Qwen2),
-    Qwen3(qwen3::Qwen3),
+    Qwen2(decoder::Decoder),
+    Qwen3(decoder::Decoder),
     Gemma3(gemma3::Gemma3),
-    Phi3(phi3::Phi3),
+    Phi3(decoder::Decoder),
 }
 
 /// `$body` with `$m` bound to the architecture's model.
@@ -63,13 +64,13 @@ impl Model {
     pub fn from_gguf(file: Arc<GgufFile>) -> Result<Model> {
         let arch = file.architecture()?.to_string();
         Ok(match arch.as_str() {
-            "llama" => Model::Llama(llama::Llama::from_gguf(file)?),
+            "llama" => Model::Llama(llama::from_gguf(file)?),
             "minicpm" => Model::MiniCpm(minicpm::MiniCpm::from_gguf(file)?),
             "minicpm3" => Model::MiniCpm3(minicpm3::MiniCpm3::from_gguf(file)?),
-            "qwen2" => Model::Qwen2(qwen2::Qwen2::from_gguf(file)?),
-            "qwen3" => Model::Qwen3(qwen3::Qwen3::from_gguf(file)?),
+            "qwen2" => Model::Qwen2(qwen2::from_gguf(file)?),
+            "qwen3" => Model::Qwen3(qwen3::from_gguf(file)?),
             "gemma3" => Model::Gemma3(gemma3::Gemma3::from_gguf(file)?),
-            "phi3" => Model::Phi3(phi3::Phi3::from_gguf(file)?),
+            "phi3" => Model::Phi3(phi3::from_gguf(file)?),
             _ => return Err(Error::UnknownArchitecture { arch, supported: SUPPORTED_ARCHS.join(", ") }),
         })
     }

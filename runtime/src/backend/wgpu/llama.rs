@@ -44,7 +44,7 @@ struct Hparams {
 
 impl Hparams {
     fn of(m: &Llama) -> Result<Hparams> {
-        let b = &m.hp.base;
+        let b = &m.hp;
         if b.head_dim_k != b.head_dim_v || b.n_rot != b.head_dim_k {
             return Err(Error::Backend("llama on wgpu needs head_dim_k = head_dim_v = n_rot".into()));
         }
@@ -58,7 +58,7 @@ impl Hparams {
             head_dim: b.head_dim_k,
             rms_eps: b.rms_eps,
             rope: b.rope,
-            kq_scale: m.hp.kq_scale,
+            kq_scale: m.spec.call.kq_scale,
         })
     }
 }
