@@ -1,8 +1,9 @@
-//! The standard pre-norm decoder that `llama`, `qwen2`, `qwen3` and `phi3`
-//! share: x += attn(rms_norm(x)); x += ffn(rms_norm(x)); final norm; head.
-//! The architectures differ only in what [`DecoderSpec`] and [`AttnCall`]
-//! say (RoPE pairing, biases, q/k norms, fused weights, attention scaling),
-//! so each of their files is its hyper-parameters and a spec.
+//! The standard pre-norm decoder that `llama`, `qwen2`, `qwen3`, `phi3` and
+//! `minicpm` share: x += attn(rms_norm(x)); x += ffn(rms_norm(x)); final norm;
+//! head. The architectures differ only in what [`DecoderSpec`] and
+//! [`AttnCall`] say (RoPE pairing, biases, q/k norms, fused weights, attention
+//! scaling, MiniCPM's μP scales), so each of their files is its
+//! hyper-parameters and a spec.
 
 use std::sync::Arc;
 
@@ -22,6 +23,19 @@ pub struct DecoderSpec {
     pub fused_gate_up: bool,
     /// RoPE pairing and attention scaling, the same for every layer.
     pub call: AttnCall,
+    /// The embeddings are multiplied by this (minicpm; 1 elsewhere).
+    pub embedding_scale: f32,
+    /// Each branch is multiplied by this before it joins the residual stream.
+    pub residual_scale: f32,
+    /// The logits are multiplied by this.
+    pub logit_mul: f32,
+}
+
+impl DecoderSpec {
+    /// A spec without scales (all 1).
+    pub fn new(arch: &'static str, attn: AttnOpts, fused_gate_up: bool, call: AttnCall) -> DecoderSpec {
+        DecoderSpec { arch, attn, fused_gate_up, call, embedding_scale: 1.0, residual_scale: 1.0, logit_mul: 1.0 }
+    }
 }
 
 pub(crate) struct Layer {
@@ -90,23 +104,28 @@ impl Decoder {
         let x = buf(x, n * n_embd);
         let h = buf(h, n * n_embd);
         let cur = buf(cur, n * n_embd);
-        blocks::embed(f, &self.tok_embd, ids, x, 1.0)?;
-        // rope: [n, n_rot/2] (cos, sin)
+        let sp = &self.spec;
+        blocks::embed(f, &self.tok_embd, ids, x, sp.embedding_scale)?;
+        // rope: [n, n_rot/2] (cos, sin); LongRoPE factors follow the session's n_ctx.
         blocks::rope_table(&hp.rope, self.rope_factors.for_ctx(cache.n_ctx), pos0, n, rope);
 
         for (il, l) in self.layers.iter().enumerate() {
-            // x += attn(rms_norm(x) · attn_norm)
+            // x += residual_scale · attn(rms_norm(x) · attn_norm)
             h.copy_from_slice(x);
             blocks::norm_rows(h, &l.attn_norm, hp.rms_eps);
-            blocks::self_attention(f, &l.attn, hp, &self.spec.call, rope, cache, il, pos0, h, cur, attn, mm);
-            blocks::add_scaled(x, cur, 1.0);
-            // x += down(silu(gate(h)) · up(h)),  h = rms_norm(x) · ffn_norm
+            blocks::self_attention(f, &l.attn, hp, &sp.call, rope, cache, il, pos0, h, cur, attn, mm);
+            blocks::add_scaled(x, cur, sp.residual_scale);
+            // x += residual_scale · down(silu(gate(h)) · up(h)),  h = rms_norm(x) · ffn_norm
             h.copy_from_slice(x);
             blocks::norm_rows(h, &l.ffn_norm, hp.rms_eps);
             blocks::ffn(f, &l.ffn, Act::Silu, h, cur, gate, up, mm);
-            blocks::add_scaled(x, cur, 1.0);
+            blocks::add_scaled(x, cur, sp.residual_scale);
         }
+        // logits = logit_mul · output(rms_norm(x) · output_norm)     [rows, n_vocab]
         blocks::output_head(f, x, &self.output_norm, hp.rms_eps, &self.output, wanted, logits, mm);
+        if sp.logit_mul != 1.0 {
+            logits.iter_mut().for_each(|v| *v *= sp.logit_mul);
+        }
         Ok(())
     }
 }

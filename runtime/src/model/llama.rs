@@ -18,5 +18,5 @@ pub fn from_gguf(file: Arc<GgufFile>) -> Result<Llama> {
     // `attention.scale` overrides the usual 1/√head_dim.
     let kq_scale = file.f32_opt("llama.attention.scale")?.unwrap_or(1.0 / (hp.head_dim_k as f32).sqrt());
     let call = AttnCall { mode: RopeMode::Norm, q_scale: 1.0, kq_scale, window: None, softcap: None };
-    Decoder::load(file, hp, DecoderSpec { arch: "llama", attn: AttnOpts::default(), fused_gate_up: false, call })
+    Decoder::load(file, hp, DecoderSpec::new("llama", AttnOpts::default(), false, call))
 }

@@ -11,10 +11,9 @@
 
 use std::sync::Arc;
 
-use super::blocks::{self, Act, AttnCall, AttnLayer, AttnOpts, BaseHparams, FfnLayer, RopeFactors};
-use super::{buf, LogitsWanted, ModelInfo, Scratch, Weight, WeightLoader};
+use super::blocks::{AttnCall, AttnOpts, BaseHparams};
+use super::decoder::{Decoder, DecoderSpec};
 use crate::gguf::GgufFile;
-use crate::kv_cache::KvCache;
 use crate::ops::rope::RopeMode;
 use crate::Result;
 
@@ -56,99 +55,16 @@ impl Hparams {
     }
 }
 
-struct Layer {
-    attn_norm: Vec<f32>,
-    attn: AttnLayer,
-    ffn_norm: Vec<f32>,
-    ffn: FfnLayer,
-}
-
-pub struct MiniCpm {
-    pub hp: Hparams,
-    pub info: ModelInfo,
-    file: Arc<GgufFile>,
-    tok_embd: Weight,
-    output_norm: Vec<f32>,
-    /// `output.weight`, or `token_embd.weight` when tied.
-    output: Weight,
-    rope_factors: RopeFactors,
-    layers: Vec<Layer>,
-}
-
-impl MiniCpm {
-    pub fn from_gguf(file: Arc<GgufFile>) -> Result<MiniCpm> {
-        let hp = Hparams::from_gguf(&file)?;
-        let b = &hp.base;
-        let w = WeightLoader::new(&file);
-        let tok_embd = w.matrix("token_embd.weight", b.n_embd, b.n_vocab)?;
-        let (output, tied) = blocks::output_weight(&w, &tok_embd, b.n_embd, b.n_vocab)?;
-        let mut layers = Vec::with_capacity(b.n_layer);
-        for il in 0..b.n_layer {
-            let n = |s: &str| format!("blk.{il}.{s}.weight");
-            layers.push(Layer {
-                attn_norm: w.vector(&n("attn_norm"), b.n_embd)?,
-                attn: AttnLayer::load(&w, il, b, AttnOpts::default())?,
-                ffn_norm: w.vector(&n("ffn_norm"), b.n_embd)?,
-                ffn: FfnLayer::load(&w, il, b.n_embd, b.n_ff, false)?,
-            });
-        }
-        let output_norm = w.vector("output_norm.weight", b.n_embd)?;
-        let rope_factors = RopeFactors::load(&w, b.n_rot, b.rope.n_ctx_orig)?;
-        let info = blocks::model_info(&file, &w, "minicpm", b, tied, b.n_layer * (b.k_dim() + b.v_dim()));
-        Ok(MiniCpm { hp, info, file, tok_embd, output_norm, output, rope_factors, layers })
-    }
-
-    pub fn new_cache(&self, n_ctx: usize) -> KvCache {
-        let b = &self.hp.base;
-        KvCache::new(n_ctx, vec![(b.k_dim(), b.v_dim()); b.n_layer])
-    }
-
-    pub fn forward(
-        &self,
-        cache: &mut KvCache,
-        s: &mut Scratch,
-        ids: &[u32],
-        pos0: usize,
-        wanted: LogitsWanted,
-        logits: &mut Vec<f32>,
-    ) -> Result<()> {
-        let hp = &self.hp.base;
-        let f = &*self.file;
-        let n = ids.len();
-        let n_embd = hp.n_embd;
-        let rs = self.hp.residual_scale;
-        let Scratch { x, h, cur, gate, up, rope, attn, mm, .. } = s;
-
-        // x = embedding_scale · token_embd[ids]       [n, n_embd]
-        let x = buf(x, n * n_embd);
-        let h = buf(h, n * n_embd);
-        let cur = buf(cur, n * n_embd);
-        blocks::embed(f, &self.tok_embd, ids, x, self.hp.embedding_scale)?;
-        // LongRoPE factors follow the session's n_ctx (the cache's).
-        blocks::rope_table(&hp.rope, self.rope_factors.for_ctx(cache.n_ctx), pos0, n, rope);
-        let call = AttnCall {
-            mode: RopeMode::Norm,
-            q_scale: 1.0,
-            kq_scale: 1.0 / (hp.head_dim_k as f32).sqrt(),
-            window: None,
-            softcap: None,
-        };
-
-        for (il, l) in self.layers.iter().enumerate() {
-            // x += residual_scale · attn(rms_norm(x) · attn_norm)
-            h.copy_from_slice(x);
-            blocks::norm_rows(h, &l.attn_norm, hp.rms_eps);
-            blocks::self_attention(f, &l.attn, hp, &call, rope, cache, il, pos0, h, cur, attn, mm);
-            blocks::add_scaled(x, cur, rs);
-            // x += residual_scale · ffn(rms_norm(x) · ffn_norm)
-            h.copy_from_slice(x);
-            blocks::norm_rows(h, &l.ffn_norm, hp.rms_eps);
-            blocks::ffn(f, &l.ffn, Act::Silu, h, cur, gate, up, mm);
-            blocks::add_scaled(x, cur, rs);
-        }
-        // logits = logit_mul · output(rms_norm(x) · output_norm)     [rows, n_vocab]
-        blocks::output_head(f, x, &self.output_norm, hp.rms_eps, &self.output, wanted, logits, mm);
-        logits.iter_mut().for_each(|v| *v *= self.hp.logit_mul);
-        Ok(())
-    }
+/// The standard decoder with MiniCPM's scales.
+pub fn from_gguf(file: Arc<GgufFile>) -> Result<Decoder> {
+    let hp = Hparams::from_gguf(&file)?;
+    let kq_scale = 1.0 / (hp.base.head_dim_k as f32).sqrt();
+    let call = AttnCall { mode: RopeMode::Norm, q_scale: 1.0, kq_scale, window: None, softcap: None };
+    let spec = DecoderSpec {
+        embedding_scale: hp.embedding_scale,
+        residual_scale: hp.residual_scale,
+        logit_mul: hp.logit_mul,
+        ..DecoderSpec::new("minicpm", AttnOpts::default(), false, call)
+    };
+    Decoder::load(file, hp.base, spec)
 }

@@ -37,7 +37,7 @@ pub const SUPPORTED_ARCHS: &[&str] = &["llama", "minicpm", "minicpm3", "qwen2", 
 /// A loaded model of any supported architecture.
 pub enum Model {
     Llama(decoder::Decoder),
-    MiniCpm(minicpm::MiniCpm),
+    MiniCpm(decoder::Decoder),
     MiniCpm3(minicpm3::MiniCpm3),
     Qwen2(decoder::Decoder),
     Qwen3(decoder::Decoder),
@@ -65,7 +65,7 @@ impl Model {
         let arch = file.architecture()?.to_string();
         Ok(match arch.as_str() {
             "llama" => Model::Llama(llama::from_gguf(file)?),
-            "minicpm" => Model::MiniCpm(minicpm::MiniCpm::from_gguf(file)?),
+            "minicpm" => Model::MiniCpm(minicpm::from_gguf(file)?),
             "minicpm3" => Model::MiniCpm3(minicpm3::MiniCpm3::from_gguf(file)?),
             "qwen2" => Model::Qwen2(qwen2::from_gguf(file)?),
             "qwen3" => Model::Qwen3(qwen3::from_gguf(file)?),

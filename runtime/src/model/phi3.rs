@@ -18,5 +18,5 @@ pub fn from_gguf(file: Arc<GgufFile>) -> Result<Decoder> {
     let q_scale = 1.0 / (hp.head_dim_k as f32).sqrt();
     let call = AttnCall { mode: RopeMode::Neox, q_scale, kq_scale: 1.0, window: None, softcap: None };
     let attn = AttnOpts { fused_qkv: true, ..Default::default() };
-    Decoder::load(file, hp, DecoderSpec { arch: "phi3", attn, fused_gate_up: true, call })
+    Decoder::load(file, hp, DecoderSpec::new("phi3", attn, true, call))
 }

@@ -13,5 +13,5 @@ pub fn from_gguf(file: Arc<GgufFile>) -> Result<Decoder> {
     let kq_scale = 1.0 / (hp.head_dim_k as f32).sqrt();
     let call = AttnCall { mode: RopeMode::Neox, q_scale: 1.0, kq_scale, window: None, softcap: None };
     let attn = AttnOpts { bias: true, ..Default::default() };
-    Decoder::load(file, hp, DecoderSpec { arch: "qwen2", attn, fused_gate_up: false, call })
+    Decoder::load(file, hp, DecoderSpec::new("qwen2", attn, false, call))
 }

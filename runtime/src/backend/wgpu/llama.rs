@@ -45,6 +45,10 @@ struct Hparams {
 impl Hparams {
     fn of(m: &Llama) -> Result<Hparams> {
         let b = &m.hp;
+        let sp = &m.spec;
+        if sp.embedding_scale != 1.0 || sp.residual_scale != 1.0 || sp.logit_mul != 1.0 || sp.call.q_scale != 1.0 {
+            return Err(Error::Backend(format!("the scaled {} graph is not yet supported on wgpu", sp.arch)));
+        }
         if b.head_dim_k != b.head_dim_v || b.n_rot != b.head_dim_k {
             return Err(Error::Backend("llama on wgpu needs head_dim_k = head_dim_v = n_rot".into()));
         }
