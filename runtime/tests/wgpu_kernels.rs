@@ -274,7 +274,7 @@ fn rope_norm_and_neox_match_reference() {
         let tb = GBuf::from_f32(&ctx, "table", &flat);
         let x = rng.vec(n_tok * n_head * hd);
         let xb = GBuf::from_f32(&ctx, "x", &x);
-        let args = ops::RopeArgs { n_tok, n_head, head_dim: hd, n_rot: hd, mode: (mode == RopeMode::Neox) as u32, pos0, row_stride: n_head * hd };
+        let args = ops::RopeArgs { n_tok, n_head, head_dim: hd, n_rot: hd, mode: (mode == RopeMode::Neox) as u32, pos0, row_stride: n_head * hd, off: 0 };
         run.go(|r| ops::rope(r, &tb, &xb, &args).unwrap());
         let mut want = x.clone();
         for t in 0..n_tok {
@@ -299,7 +299,7 @@ fn attention_matches_cpu_reference_with_gqa_and_window() {
         let (kc, vc) = (GBuf::new(&ctx, "kc", (n_ctx * kv_dim * 2) as u64, wgpu::BufferUsages::empty()), GBuf::new(&ctx, "vc", (n_ctx * kv_dim * 2) as u64, wgpu::BufferUsages::empty()));
         let (kb, vb, qb) = (GBuf::from_f32(&ctx, "k", &k), GBuf::from_f32(&ctx, "v", &v), GBuf::from_f32(&ctx, "q", &q));
         let ob = run.zeros(n_tok * n_head * hd);
-        let args = ops::AttnArgs { n_tok, n_head, n_head_kv, head_dim: hd, pos0, kq_scale: 1.0 / (hd as f32).sqrt(), window };
+        let args = ops::AttnArgs { window, ..ops::AttnArgs::standard(n_tok, n_head, n_head_kv, hd, hd, pos0, 1.0 / (hd as f32).sqrt()) };
         run.go(|r| {
             ops::kv_store(r, &kb, &kc, pos0 + n_tok, kv_dim, 0).unwrap();
             ops::kv_store(r, &vb, &vc, pos0 + n_tok, kv_dim, 0).unwrap();
@@ -335,4 +335,133 @@ fn act_quant_matches_cpu_activation_quantization() {
         quant::dequantize_row(act, &q, &mut want).unwrap();
         compare(&format!("act_quant {act}"), &run.read(&ob, n), &want, 1e-12);
     }
+}
+
+#[test]
+fn scale_softcap_add_scaled_bias_and_strided_norm_match_reference() {
+    let Some(ctx) = gpu() else { return };
+    let mut rng = Rng(17);
+    let mut run = Run::new(&ctx);
+    let n = 3000;
+    let x: Vec<f32> = rng.vec(n).iter().map(|v| v * 40.0).collect();
+    // scale at an offset: only x[100..100 + 2000] changes.
+    let xb = GBuf::from_f32(&ctx, "x", &x);
+    run.go(|r| ops::scale(r, &xb, 100, 2000, 0.125).unwrap());
+    let want: Vec<f32> = x.iter().enumerate().map(|(i, &v)| if (100..2100).contains(&i) { v * 0.125 } else { v }).collect();
+    compare("scale 2000 @100", &run.read(&xb, n), &want, 0.0);
+    // soft-capping (values up to ±40 against cap 10).
+    let xb = GBuf::from_f32(&ctx, "x", &x);
+    run.go(|r| ops::softcap(r, &xb, 0, n, 10.0).unwrap());
+    let want: Vec<f32> = x.iter().map(|&v| 10.0 * (v / 10.0).tanh()).collect();
+    compare("softcap 3000 cap=10", &run.read(&xb, n), &want, 1e-10);
+    // x += s·y, MiniCPM's residual scale.
+    let y = rng.vec(n);
+    let (xb, yb) = (GBuf::from_f32(&ctx, "x", &x), GBuf::from_f32(&ctx, "y", &y));
+    run.go(|r| ops::add_scaled(r, &yb, &xb, n, 0.221).unwrap());
+    let want: Vec<f32> = x.iter().zip(&y).map(|(a, b)| a + 0.221 * b).collect();
+    compare("add_scaled 3000 s=0.221", &run.read(&xb, n), &want, 1e-14);
+    // bias over 5 rows of stride 600 at offset 64, width 512.
+    let (rows, stride, off, width) = (5, 600, 64, 512);
+    let xs = rng.vec(rows * stride);
+    let b = rng.vec(width);
+    let (xb, bb) = (GBuf::from_f32(&ctx, "x", &xs), GBuf::from_f32(&ctx, "b", &b));
+    run.go(|r| ops::add_bias(r, &bb, &xb, rows, width, stride, off).unwrap());
+    let mut want = xs.clone();
+    for t in 0..rows {
+        want[t * stride + off..][..width].iter_mut().zip(&b).for_each(|(a, b)| *a += b);
+    }
+    compare("add_bias 5x512 stride 600 @64", &run.read(&xb, xs.len()), &want, 0.0);
+    // Per-head norm (rows of 64 inside rows of 256) and a strided latent norm
+    // (first 96 of every 128-wide row, written to a packed buffer).
+    let (hd, n_rows) = (64, 4 * 7);
+    let q = rng.vec(n_rows * hd);
+    let w = rng.vec(hd);
+    let (qb, wb, ob) = (GBuf::from_f32(&ctx, "q", &q), GBuf::from_f32(&ctx, "w", &w), run.zeros(q.len()));
+    run.go(|r| ops::rms_norm(r, &qb, 0, &wb, &ob, 0, hd, n_rows, 1e-6).unwrap());
+    let mut want = q.clone();
+    want.chunks_mut(hd).for_each(|r| ember::ops::rms_norm::rms_norm(r, &w, 1e-6));
+    compare("rms_norm per head 64 x 28", &run.read(&ob, q.len()), &want, 1e-10);
+    let (row, lat, n_tok) = (128, 96, 6);
+    let kva = rng.vec(n_tok * row);
+    let w = rng.vec(lat);
+    let (kb, wb, ob) = (GBuf::from_f32(&ctx, "kva", &kva), GBuf::from_f32(&ctx, "w", &w), run.zeros(n_tok * lat));
+    run.go(|r| ops::rms_norm_strided(r, &kb, 0, row, &wb, &ob, 0, lat, lat, n_tok, 1e-6).unwrap());
+    let mut want = Vec::new();
+    for t in 0..n_tok {
+        let mut v = kva[t * row..][..lat].to_vec();
+        ember::ops::rms_norm::rms_norm(&mut v, &w, 1e-6);
+        want.extend(v);
+    }
+    compare("rms_norm strided 96 of 128 x 6", &run.read(&ob, n_tok * lat), &want, 1e-10);
+}
+
+#[test]
+fn rope_at_an_offset_inside_each_row() {
+    // MLA: heads of 96 = [64 nope | 32 rope]; only the rope part turns.
+    let Some(ctx) = gpu() else { return };
+    let mut rng = Rng(19);
+    let mut run = Run::new(&ctx);
+    let (n_head, hd, nope, n_rot, n_tok, pos0, n_ctx) = (2, 96, 64, 32, 3, 5, 16);
+    let p = RopeParams::plain(n_rot, RopeMode::Neox, 10000.0);
+    let mut table = vec![(0f32, 0f32); n_ctx * n_rot / 2];
+    for (pos, c) in table.chunks_mut(n_rot / 2).enumerate() {
+        p.cache(pos, None, c);
+    }
+    let flat: Vec<f32> = table.iter().flat_map(|&(c, s)| [c, s]).collect();
+    let tb = GBuf::from_f32(&ctx, "table", &flat);
+    let x = rng.vec(n_tok * n_head * hd);
+    let xb = GBuf::from_f32(&ctx, "x", &x);
+    let args = ops::RopeArgs { n_tok, n_head, head_dim: hd, n_rot, mode: 1, pos0, row_stride: n_head * hd, off: nope };
+    run.go(|r| ops::rope(r, &tb, &xb, &args).unwrap());
+    let mut want = x.clone();
+    for t in 0..n_tok {
+        let c = &table[(pos0 + t) * n_rot / 2..(pos0 + t + 1) * n_rot / 2];
+        want[t * n_head * hd..(t + 1) * n_head * hd].chunks_mut(hd).for_each(|h| rope::apply(&mut h[nope..], c, RopeMode::Neox));
+    }
+    compare("rope neox on [64..96) of 96-wide heads", &run.read(&xb, x.len()), &want, 1e-12);
+}
+
+#[test]
+fn attention_with_distinct_k_v_heads_softcap_and_mla_rows() {
+    let Some(ctx) = gpu() else { return };
+    let mut rng = Rng(23);
+    let mut run = Run::new(&ctx);
+    let store = |run: &mut Run, data: &[f32], width: usize, n: usize| {
+        let c = GBuf::new(&ctx, "cache", (n * width * 2) as u64, wgpu::BufferUsages::empty());
+        let src = GBuf::from_f32(&ctx, "src", data);
+        run.go(|r| ops::kv_store(r, &src, &c, n, width, 0).unwrap());
+        c
+    };
+    let f16s = |v: &[f32]| v.iter().map(|&x| f16::from_f32(x)).collect::<Vec<f16>>();
+    // hd_k 96 / hd_v 64 (expanded MLA), GQA 4:2, soft-capped scores.
+    let (n_head, n_head_kv, hdk, hdv, n_tok, pos0) = (4, 2, 96, 64, 5, 40);
+    let n = pos0 + n_tok;
+    let q = rng.vec(n_tok * n_head * hdk);
+    let k: Vec<f32> = rng.vec(n * n_head_kv * hdk).iter().map(|v| v * 4.0).collect();
+    let v = rng.vec(n * n_head_kv * hdv);
+    let (kc, vc) = (store(&mut run, &k, n_head_kv * hdk, n), store(&mut run, &v, n_head_kv * hdv, n));
+    let qb = GBuf::from_f32(&ctx, "q", &q);
+    let ob = run.zeros(n_tok * n_head * hdv);
+    let args = ops::AttnArgs { softcap: Some(2.0), ..ops::AttnArgs::standard(n_tok, n_head, n_head_kv, hdk, hdv, pos0, 0.3) };
+    run.go(|r| ops::attention(r, &qb, &kc, &vc, &ob, &args).unwrap());
+    let shape = AttnShape { n_head, n_head_kv, head_dim_k: hdk, head_dim_v: hdv, pos0, kq_scale: 0.3, window: None, softcap: Some(2.0) };
+    let mut want = vec![0f32; n_tok * n_head * hdv];
+    attention(&SCALAR, &shape, &q, &f16s(&k), &f16s(&v), &mut want);
+    compare("attention hd_k=96 hd_v=64 softcap=2", &run.read(&ob, want.len()), &want, 1e-6);
+
+    // Absorbed MLA: one KV head of rows [latent 256 | k_pe 32], V = the latent (same buffer).
+    let (n_head, lat, row, n_tok, pos0) = (3, 256, 288, 4, 20);
+    let n = pos0 + n_tok;
+    let q = rng.vec(n_tok * n_head * row);
+    let kv = rng.vec(n * row);
+    let kc = store(&mut run, &kv, row, n);
+    let qb = GBuf::from_f32(&ctx, "q", &q);
+    let ob = run.zeros(n_tok * n_head * lat);
+    let args = ops::AttnArgs { k_row: row, v_row: row, ..ops::AttnArgs::standard(n_tok, n_head, 1, row, lat, pos0, 0.1) };
+    run.go(|r| ops::attention(r, &qb, &kc, &kc, &ob, &args).unwrap());
+    let shape = AttnShape { n_head, n_head_kv: 1, head_dim_k: row, head_dim_v: lat, pos0, kq_scale: 0.1, window: None, softcap: None };
+    let mut want = vec![0f32; n_tok * n_head * lat];
+    let kv16 = f16s(&kv);
+    ember::backend::cpu::attention_strided(&SCALAR, &shape, &q, &kv16, row, &kv16, row, &mut want);
+    compare("attention MLA rows 288, V = latent 256", &run.read(&ob, want.len()), &want, 1e-6);
 }

@@ -305,17 +305,9 @@ impl GpuSession {
             RopeMode::Norm => 0,
             RopeMode::Neox => 1,
         };
-        let rope_q = ops::RopeArgs { n_tok: n, n_head: hp.n_head, head_dim: hd, n_rot: hp.rope.n_rot, mode, pos0, row_stride: q_dim };
+        let rope_q = ops::RopeArgs { n_tok: n, n_head: hp.n_head, head_dim: hd, n_rot: hp.rope.n_rot, mode, pos0, row_stride: q_dim, off: 0 };
         let rope_k = ops::RopeArgs { n_head: hp.n_head_kv, row_stride: kv_dim, ..rope_q };
-        let attn = ops::AttnArgs {
-            n_tok: n,
-            n_head: hp.n_head,
-            n_head_kv: hp.n_head_kv,
-            head_dim: hd,
-            pos0,
-            kq_scale: hp.kq_scale,
-            window: None,
-        };
+        let attn = ops::AttnArgs::standard(n, hp.n_head, hp.n_head_kv, hd, hd, pos0, hp.kq_scale);
 
         // x: [n, n_embd]
         ops::get_rows(&mut r, &m.tok_embd, &self.ids, n, &self.x)?;

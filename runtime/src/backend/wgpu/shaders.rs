@@ -15,6 +15,8 @@ const KV_STORE: &str = include_str!("shaders/kv_store.wgsl");
 const ATTENTION: &str = include_str!("shaders/attention.wgsl");
 const SWIGLU: &str = include_str!("shaders/swiglu.wgsl");
 const ADD: &str = include_str!("shaders/add.wgsl");
+const SCALE: &str = include_str!("shaders/scale.wgsl");
+const ADD_BIAS: &str = include_str!("shaders/add_bias.wgsl");
 const ARGMAX: &str = include_str!("shaders/argmax.wgsl");
 const ACT_QUANT: &str = include_str!("shaders/act_quant.wgsl");
 
@@ -32,6 +34,8 @@ pub enum ShaderKey {
     Attention,
     Swiglu,
     Add,
+    Scale,
+    AddBias,
     Argmax,
     ActQuant,
 }
@@ -77,6 +81,8 @@ impl ShaderKey {
             ShaderKey::Attention => ATTENTION.into(),
             ShaderKey::Swiglu => SWIGLU.into(),
             ShaderKey::Add => ADD.into(),
+            ShaderKey::Scale => SCALE.into(),
+            ShaderKey::AddBias => ADD_BIAS.into(),
             ShaderKey::Argmax => ARGMAX.into(),
             ShaderKey::ActQuant => ACT_QUANT.into(),
         }
@@ -87,7 +93,8 @@ impl ShaderKey {
         match self {
             ShaderKey::Matmul(_) | ShaderKey::MatmulRows(_) | ShaderKey::GetRows(_) => s(3, 1),
             ShaderKey::RmsNorm => s(2, 1),
-            ShaderKey::Rope | ShaderKey::KvStore | ShaderKey::Swiglu | ShaderKey::Add | ShaderKey::Argmax | ShaderKey::ActQuant => s(1, 1),
+            ShaderKey::Rope | ShaderKey::KvStore | ShaderKey::Swiglu | ShaderKey::Add | ShaderKey::AddBias | ShaderKey::Argmax | ShaderKey::ActQuant => s(1, 1),
+            ShaderKey::Scale => s(0, 1),
             ShaderKey::Attention => s(3, 1),
         }
     }
@@ -110,6 +117,8 @@ pub fn all_variants() -> Vec<ShaderKey> {
         ShaderKey::Attention,
         ShaderKey::Swiglu,
         ShaderKey::Add,
+        ShaderKey::Scale,
+        ShaderKey::AddBias,
         ShaderKey::Argmax,
         ShaderKey::ActQuant,
     ]);

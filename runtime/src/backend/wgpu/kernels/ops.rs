@@ -74,11 +74,31 @@ pub fn get_rows(rec: &mut Recorder, w: &GpuMatrix, ids: &GBuf, n_tok: usize, out
     Ok(())
 }
 
-/// RMSNorm of `n_rows` rows of width `n`.
+/// RMSNorm of `n_rows` contiguous rows of width `n`.
 #[allow(clippy::too_many_arguments)]
 pub fn rms_norm(rec: &mut Recorder, x: &GBuf, x_off: usize, w: &GBuf, out: &GBuf, out_off: usize, n: usize, n_rows: usize, eps: f32) -> Result<()> {
-    let p = [n as u32, eps.to_bits(), x_off as u32, out_off as u32];
-    rec.dispatch(ShaderKey::RmsNorm, &[x, w, out], &p, [n_rows as u32, 1, 1])
+    rms_norm_strided(rec, x, x_off, n, w, out, out_off, n, n, n_rows, eps)
+}
+
+/// RMSNorm of `n_rows` rows of width `n`; row `r` is read at `x_off + r·x_stride`
+/// and written at `out_off + r·out_stride` (per-head q/k norms, MLA's latent).
+#[allow(clippy::too_many_arguments)]
+pub fn rms_norm_strided(
+    rec: &mut Recorder,
+    x: &GBuf,
+    x_off: usize,
+    x_stride: usize,
+    w: &GBuf,
+    out: &GBuf,
+    out_off: usize,
+    out_stride: usize,
+    n: usize,
+    n_rows: usize,
+    eps: f32,
+) -> Result<()> {
+    let p = [n as u32, eps.to_bits(), x_off as u32, out_off as u32, x_stride as u32, out_stride as u32, n_rows as u32, 0];
+    let [gx, gy] = split(n_rows as u32);
+    rec.dispatch(ShaderKey::RmsNorm, &[x, w, out], &p, [gx, gy, 1])
 }
 
 pub struct RopeArgs {
@@ -90,10 +110,12 @@ pub struct RopeArgs {
     pub mode: u32,
     pub pos0: usize,
     pub row_stride: usize,
+    /// Where head 0 starts within a row (MLA: the rope part follows the nope part).
+    pub off: usize,
 }
 
 pub fn rope(rec: &mut Recorder, table: &GBuf, x: &GBuf, a: &RopeArgs) -> Result<()> {
-    let p = [a.n_tok, a.n_head, a.head_dim, a.n_rot, a.mode as usize, a.pos0, a.row_stride, 0].map(|v| v as u32);
+    let p = [a.n_tok, a.n_head, a.head_dim, a.n_rot, a.mode as usize, a.pos0, a.row_stride, a.off].map(|v| v as u32);
     let threads = (a.n_head * a.n_rot / 2) as u32;
     rec.dispatch(ShaderKey::Rope, &[table, x], &p, [threads.div_ceil(64), a.n_tok as u32, 1])
 }
@@ -104,27 +126,68 @@ pub fn kv_store(rec: &mut Recorder, src: &GBuf, cache: &GBuf, n_tok: usize, widt
     rec.dispatch(ShaderKey::KvStore, &[src, cache], &p, [(width as u32 / 2).div_ceil(64), n_tok as u32, 1])
 }
 
+/// Attention over the f16 cache for `n_tok` queries at `pos0..`.
+#[derive(Debug, Clone, Copy)]
 pub struct AttnArgs {
     pub n_tok: usize,
     pub n_head: usize,
     pub n_head_kv: usize,
-    pub head_dim: usize,
+    pub head_dim_k: usize,
+    pub head_dim_v: usize,
     pub pos0: usize,
     pub kq_scale: f32,
     pub window: Option<usize>,
+    pub softcap: Option<f32>,
+    /// f16 values per cache row of K and of V.
+    pub k_row: usize,
+    pub v_row: usize,
 }
 
+impl AttnArgs {
+    /// Standard attention: K and V rows hold `n_head_kv` heads each.
+    pub fn standard(n_tok: usize, n_head: usize, n_head_kv: usize, head_dim_k: usize, head_dim_v: usize, pos0: usize, kq_scale: f32) -> AttnArgs {
+        AttnArgs {
+            n_tok,
+            n_head,
+            n_head_kv,
+            head_dim_k,
+            head_dim_v,
+            pos0,
+            kq_scale,
+            window: None,
+            softcap: None,
+            k_row: n_head_kv * head_dim_k,
+            v_row: n_head_kv * head_dim_v,
+        }
+    }
+}
+
+/// Largest K head (f32 values in workgroup memory) and V head (8 per thread × 64) attention.wgsl takes.
+pub const ATTN_MAX_HDK: usize = 576;
+pub const ATTN_MAX_HDV: usize = 512;
+
+/// `out [n_tok, n_head·head_dim_v] = softmax(kq_scale · q·Kᵀ) · V`, q `[n_tok, n_head·head_dim_k]`.
 pub fn attention(rec: &mut Recorder, q: &GBuf, kc: &GBuf, vc: &GBuf, out: &GBuf, a: &AttnArgs) -> Result<()> {
-    let qd = (a.n_head * a.head_dim) as u32;
+    let even = [a.head_dim_k, a.head_dim_v, a.k_row, a.v_row].iter().all(|v| v % 2 == 0);
+    if !even || a.head_dim_k > ATTN_MAX_HDK || a.head_dim_v > ATTN_MAX_HDV || a.n_head % a.n_head_kv != 0 {
+        return Err(crate::Error::Backend(format!(
+            "attention with K head {} / V head {} / {} heads over {} KV heads is not supported on wgpu",
+            a.head_dim_k, a.head_dim_v, a.n_head, a.n_head_kv
+        )));
+    }
     let p = [
         a.n_head as u32,
         a.n_head_kv as u32,
-        a.head_dim as u32,
+        a.head_dim_k as u32,
+        a.head_dim_v as u32,
         a.pos0 as u32,
         a.kq_scale.to_bits(),
         a.window.unwrap_or(0) as u32,
-        qd,
-        qd,
+        a.softcap.unwrap_or(0.0).to_bits(),
+        (a.n_head * a.head_dim_k) as u32,
+        (a.n_head * a.head_dim_v) as u32,
+        a.k_row as u32,
+        a.v_row as u32,
     ];
     rec.dispatch(ShaderKey::Attention, &[q, kc, vc, out], &p, [a.n_head as u32, a.n_tok as u32, 1])
 }
@@ -137,8 +200,31 @@ pub fn glu(rec: &mut Recorder, up: &GBuf, gate: &GBuf, n: usize, gelu: bool) -> 
 
 /// `x += y` over `n` elements.
 pub fn add(rec: &mut Recorder, y: &GBuf, x: &GBuf, n: usize) -> Result<()> {
+    add_scaled(rec, y, x, n, 1.0)
+}
+
+/// `x += s · y` over `n` elements (a residual branch with MiniCPM's scale).
+pub fn add_scaled(rec: &mut Recorder, y: &GBuf, x: &GBuf, n: usize, s: f32) -> Result<()> {
     let [gx, gy] = split((n as u32).div_ceil(64));
-    rec.dispatch(ShaderKey::Add, &[y, x], &[n as u32, 0, 0, 0], [gx, gy, 1])
+    rec.dispatch(ShaderKey::Add, &[y, x], &[n as u32, s.to_bits(), 0, 0], [gx, gy, 1])
+}
+
+/// `x[off..off + n] *= s`.
+pub fn scale(rec: &mut Recorder, x: &GBuf, off: usize, n: usize, s: f32) -> Result<()> {
+    let [gx, gy] = split((n as u32).div_ceil(64));
+    rec.dispatch(ShaderKey::Scale, &[x], &[n as u32, off as u32, 0, s.to_bits()], [gx, gy, 1])
+}
+
+/// `x[off..off + n] = cap · tanh(x / cap)` (final logit soft-capping).
+pub fn softcap(rec: &mut Recorder, x: &GBuf, off: usize, n: usize, cap: f32) -> Result<()> {
+    let [gx, gy] = split((n as u32).div_ceil(64));
+    rec.dispatch(ShaderKey::Scale, &[x], &[n as u32, off as u32, 1, cap.to_bits()], [gx, gy, 1])
+}
+
+/// `x[t·stride + off + i] += b[i]` for `i < width`, `t < n_tok` (q/k/v biases).
+pub fn add_bias(rec: &mut Recorder, b: &GBuf, x: &GBuf, n_tok: usize, width: usize, stride: usize, off: usize) -> Result<()> {
+    let p = [n_tok as u32, width as u32, stride as u32, off as u32];
+    rec.dispatch(ShaderKey::AddBias, &[b, x], &p, [(width as u32).div_ceil(64), n_tok as u32, 1])
 }
 
 /// `out[0] = argmax(v[off..off + n])`.

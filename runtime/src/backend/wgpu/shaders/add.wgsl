@@ -1,8 +1,9 @@
-// Residual add: x[i] += y[i]. Bindings: 0 params, 1 y, 2 x.
+// Residual add with a branch scale: x[i] += s * y[i] (s = 1 for llama;
+// MiniCPM's residual scale otherwise). Bindings: 0 params, 1 y, 2 x.
 
 struct Params {
     n: u32,
-    _p0: u32,
+    s: f32,
     _p1: u32,
     _p2: u32,
 }
@@ -15,6 +16,6 @@ struct Params {
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let i = gid.x + gid.y * 65535u * 64u;
     if i < p.n {
-        x[i] += y[i];
+        x[i] += p.s * y[i];
     }
 }

@@ -1,6 +1,9 @@
-// Causal attention with GQA and an optional sliding window over the f16 KV
-// cache, rounding like backend/cpu/attention.rs (llama.cpp without flash
-// attention): q rounded to f16, probabilities rounded to f16 before weighting V.
+// Causal attention with GQA, an optional sliding window and optional score
+// soft-capping over the f16 KV cache, rounding like backend/cpu/attention.rs
+// (llama.cpp without flash attention): q rounded to f16, probabilities
+// rounded to f16 before weighting V. K and V heads may differ in width, and
+// cache rows have their own strides, so MLA's latent rows work too (V = the
+// first head_dim_v values of the K row: same buffer, v_row = k_row).
 // One workgroup per (head, token). Pass 1: scores with an online max/sum per
 // thread, combined in workgroup memory. Pass 2: tiles of 64 keys, each thread
 // one key's probability, then each thread accumulates its output dims.
@@ -9,12 +12,16 @@
 struct Params {
     n_head: u32,
     n_head_kv: u32,
-    head_dim: u32,
+    head_dim_k: u32, // ≤ MAX_HDK, even
+    head_dim_v: u32, // ≤ 64 * ACC, even
     pos0: u32,
     kq_scale: f32,
     window: u32, // 0 = none; else key j is masked for query p when p - j >= window
-    q_stride: u32,
-    out_stride: u32,
+    softcap: f32, // 0 = none; else score = softcap * tanh(score / softcap)
+    q_stride: u32, // f32 per query row
+    out_stride: u32, // f32 per output row
+    k_row: u32, // f16 per cache row of K (even)
+    v_row: u32, // f16 per cache row of V (even)
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -23,8 +30,9 @@ struct Params {
 @group(0) @binding(3) var<storage, read> vc: array<u32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
-const MAX_HD: u32 = 256u;
-var<workgroup> qs: array<f32, 256>;
+const MAX_HDK: u32 = 576u;
+const ACC: u32 = 8u;
+var<workgroup> qs: array<f32, 576>;
 var<workgroup> red_m: array<f32, 64>;
 var<workgroup> red_l: array<f32, 64>;
 var<workgroup> probs: array<f32, 64>;
@@ -34,14 +42,18 @@ fn f16r(v: f32) -> f32 {
 }
 
 fn score(j: u32, hk: u32) -> f32 {
-    let hd2 = p.head_dim / 2u;
-    let base = j * p.n_head_kv * hd2 + hk * hd2;
+    let hd2 = p.head_dim_k / 2u;
+    let base = j * (p.k_row / 2u) + hk * hd2;
     var s = 0.0;
     for (var i = 0u; i < hd2; i++) {
         let k = unpack2x16float(kc[base + i]);
         s += qs[2u * i] * k.x + qs[2u * i + 1u] * k.y;
     }
-    return s * p.kq_scale;
+    s *= p.kq_scale;
+    if p.softcap > 0.0 {
+        s = p.softcap * tanh(clamp(s / p.softcap, -15.0, 15.0));
+    }
+    return s;
 }
 
 @compute @workgroup_size(64)
@@ -54,8 +66,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     if p.window > 0u && pos + 1u > p.window {
         first = pos + 1u - p.window;
     }
-    for (var i = lid; i < p.head_dim; i += 64u) {
-        qs[i] = f16r(q[t * p.q_stride + h * p.head_dim + i]);
+    for (var i = lid; i < p.head_dim_k; i += 64u) {
+        qs[i] = f16r(q[t * p.q_stride + h * p.head_dim_k + i]);
     }
     workgroupBarrier();
 
@@ -90,8 +102,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let inv = 1.0 / red_l[0];
 
     // Pass 2: out = sum_j f16(p_j) * v_j.
-    var acc: array<f32, 4>; // dims lid, lid + 64, ... (head_dim <= 256)
-    let hd2 = p.head_dim / 2u;
+    var acc: array<f32, 8>; // dims lid, lid + 64, ... (head_dim_v <= 64 * ACC)
+    let vbase = hk * (p.head_dim_v / 2u);
     for (var base = first; base <= pos; base += 64u) {
         let j = base + lid;
         var pj = 0.0;
@@ -101,12 +113,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         probs[lid] = pj;
         workgroupBarrier();
         let n = min(64u, pos + 1u - base);
-        for (var c = 0u; c < 4u; c++) {
+        for (var c = 0u; c < ACC; c++) {
             let d = lid + 64u * c;
-            if d < p.head_dim {
+            if d < p.head_dim_v {
                 var a = 0.0;
                 for (var k = 0u; k < n; k++) {
-                    let vv = unpack2x16float(vc[(base + k) * p.n_head_kv * hd2 + hk * hd2 + d / 2u]);
+                    let vv = unpack2x16float(vc[(base + k) * (p.v_row / 2u) + vbase + d / 2u]);
                     a += probs[k] * select(vv.x, vv.y, (d & 1u) == 1u);
                 }
                 acc[c] += a;
@@ -114,10 +126,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         }
         workgroupBarrier();
     }
-    for (var c = 0u; c < 4u; c++) {
+    for (var c = 0u; c < ACC; c++) {
         let d = lid + 64u * c;
-        if d < p.head_dim {
-            out[t * p.out_stride + h * p.head_dim + d] = acc[c];
+        if d < p.head_dim_v {
+            out[t * p.out_stride + h * p.head_dim_v + d] = acc[c];
         }
     }
 }

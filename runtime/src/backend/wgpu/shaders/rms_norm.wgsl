@@ -1,5 +1,7 @@
 // RMSNorm (ops/rms_norm.rs): out[r][i] = x[r][i] / sqrt(mean(x[r]^2) + eps) * w[i].
-// One workgroup per row; rows start at x_off / out_off (in f32), stride n.
+// One workgroup per row; row r starts at x_off + r * x_stride (in f32) and is
+// written at out_off + r * out_stride, so the same kernel norms whole rows,
+// per-head slices (q/k norms) and the latent part of MLA rows.
 // Bindings: 0 params, 1 x, 2 w, 3 out.
 
 struct Params {
@@ -7,6 +9,10 @@ struct Params {
     eps: f32,
     x_off: u32,
     out_off: u32,
+    x_stride: u32,
+    out_stride: u32,
+    n_rows: u32,
+    _p1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -18,8 +24,12 @@ var<workgroup> red: array<f32, 64>;
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let xb = p.x_off + wid.x * p.n;
-    let ob = p.out_off + wid.x * p.n;
+    let r = wid.x + wid.y * 65535u;
+    if r >= p.n_rows {
+        return; // workgroup-uniform: the barriers below stay uniform
+    }
+    let xb = p.x_off + r * p.x_stride;
+    let ob = p.out_off + r * p.out_stride;
     var s = 0.0;
     for (var i = lid; i < p.n; i += 64u) {
         let v = x[xb + i];

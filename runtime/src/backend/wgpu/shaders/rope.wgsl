@@ -3,7 +3,8 @@
 // included, and exact: GPU sin/cos are too coarse at large angles).
 // table[pos * n_rot/2 + i] = (cos, sin). mode 0 = NORM (pairs 2i, 2i+1),
 // 1 = NEOX (pairs i, i + n_rot/2). One thread per (pair, head, token).
-// Bindings: 0 params, 1 table (vec2<f32>), 2 x (f32, rows of row_stride).
+// Heads start at `off` within each row (MLA ropes only the trailing q_pe /
+// k_pe part). Bindings: 0 params, 1 table (vec2<f32>), 2 x (f32, rows of row_stride).
 
 struct Params {
     n_tok: u32,
@@ -13,7 +14,7 @@ struct Params {
     mode: u32,
     pos0: u32,
     row_stride: u32,
-    _pad: u32,
+    off: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -30,7 +31,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         return;
     }
     let cs = table[(p.pos0 + t) * half + i];
-    let base = t * p.row_stride + h * p.head_dim;
+    let base = t * p.row_stride + p.off + h * p.head_dim;
     var a = base + 2u * i;
     var b = a + 1u;
     if p.mode == 1u {
