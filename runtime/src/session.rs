@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::backend::wgpu::llama::Want;
+use crate::backend::wgpu::Want;
 use crate::backend::wgpu::GpuSession;
 use crate::engine::Engine;
 use crate::kv_cache::KvCache;

@@ -3,17 +3,22 @@
 //! `device` decides the [`DeviceProfile`] once; `repack` rewrites quant blocks
 //! into aligned GPU layouts; `weights` uploads them split over binding limits;
 //! `shaders` lists every WGSL variant; `kernels` caches pipelines and bind
-//! groups and records one command encoder per micro-batch; `llama` is the
-//! llama graph.
+//! groups and records one command encoder per micro-batch; `session` is what
+//! every graph shares (KV caches, the micro-batch loop, the output head);
+//! `blocks` are the standard attention and FFN layers; `decoder` is the graph
+//! of the standard decoder archs (llama, qwen2, qwen3, phi3, minicpm).
 
+pub mod blocks;
+pub mod decoder;
 pub mod device;
 pub mod kernels;
-pub mod llama;
 pub mod repack;
+pub mod session;
 pub mod shaders;
 pub mod weights;
 
 pub use device::{AdapterPolicy, DeviceProfile, GpuContext};
+pub use session::Want;
 
 use crate::model::Model;
 use crate::{Error, Result};
@@ -27,14 +32,16 @@ pub struct WgpuBackend {
 
 /// Per-architecture GPU graphs.
 pub enum GpuModel {
-    Llama(llama::LlamaGpu),
+    Decoder(decoder::DecoderGpu),
 }
 
 impl WgpuBackend {
     /// Uploads `model` to `ctx`; an architecture without a wgpu graph is an error.
     pub fn new(ctx: GpuContext, model: &Model) -> Result<WgpuBackend> {
         let gm = match model {
-            Model::Llama(m) => GpuModel::Llama(llama::LlamaGpu::upload(&ctx, m)?),
+            Model::Llama(m) | Model::MiniCpm(m) | Model::Qwen2(m) | Model::Qwen3(m) | Model::Phi3(m) => {
+                GpuModel::Decoder(decoder::DecoderGpu::upload(&ctx, m)?)
+            }
             #[allow(unreachable_patterns)]
             _ => {
                 return Err(Error::Backend(format!(
@@ -48,20 +55,20 @@ impl WgpuBackend {
 
     pub fn new_session(&self, n_ctx: usize) -> Result<GpuSession> {
         match &self.model {
-            GpuModel::Llama(m) => Ok(GpuSession::Llama(llama::GpuSession::new(&self.ctx, m, n_ctx)?)),
+            GpuModel::Decoder(m) => Ok(GpuSession::Decoder(decoder::DecoderSession::new(&self.ctx, m, n_ctx)?)),
         }
     }
 }
 
 /// Per-session GPU state.
 pub enum GpuSession {
-    Llama(llama::GpuSession),
+    Decoder(decoder::DecoderSession),
 }
 
 impl GpuSession {
-    pub fn forward(&mut self, be: &WgpuBackend, ids: &[u32], pos0: usize, want: llama::Want, logits: &mut Vec<f32>) -> Result<Option<u32>> {
+    pub fn forward(&mut self, be: &WgpuBackend, ids: &[u32], pos0: usize, want: Want, logits: &mut Vec<f32>) -> Result<Option<u32>> {
         match (self, &be.model) {
-            (GpuSession::Llama(s), GpuModel::Llama(m)) => s.forward(&be.ctx, &be.kernels, m, ids, pos0, want, logits),
+            (GpuSession::Decoder(s), GpuModel::Decoder(m)) => s.forward(&be.ctx, &be.kernels, m, ids, pos0, want, logits),
         }
     }
 }
