@@ -14,22 +14,6 @@ fn reference(backend: &'static str) -> Reference {
     Reference { dir: "smollm2", model: smollm2(), centred_tol: 0.15, backend }
 }
 
-/// One test per backend for a `Reference` check.
-macro_rules! on_every_backend {
-    ($check:ident: $cpu:ident, $wgpu:ident) => {
-        #[test]
-        fn $cpu() {
-            reference("cpu").$check();
-        }
-        #[test]
-        fn $wgpu() {
-            if wgpu_available() {
-                reference("wgpu").$check();
-            }
-        }
-    };
-}
-
 on_every_backend!(perplexity_within_one_percent: perplexity_within_one_percent_of_llama_cpp, wgpu_perplexity_within_one_percent_of_llama_cpp);
 // Along prompt + greedy continuation fed as one batch, our top-1 equals
 // llama.cpp's at ≥ 99% of the positions where its top-1/top-2 margin ≥ 0.3.

@@ -246,3 +246,22 @@ pub fn wgpu_available() -> bool {
     eprintln!("SKIPPED: no wgpu adapter (install mesa-vulkan-drivers for lavapipe; EMBER_REQUIRE_GPU=1 makes this fail)");
     false
 }
+
+/// One test per backend for a `Reference` check: `$cpu` runs
+/// `reference("cpu").$check()`, `$wgpu` the same on `wgpu` when an adapter
+/// exists (see [`wgpu_available`]). The test file defines `fn reference(backend)`.
+#[macro_export]
+macro_rules! on_every_backend {
+    ($check:ident: $cpu:ident, $wgpu:ident) => {
+        #[test]
+        fn $cpu() {
+            reference("cpu").$check();
+        }
+        #[test]
+        fn $wgpu() {
+            if wgpu_available() {
+                reference("wgpu").$check();
+            }
+        }
+    };
+}

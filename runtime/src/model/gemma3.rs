@@ -43,30 +43,38 @@ impl Hparams {
         Ok(Hparams { base, n_swa, swa_pattern, rope_swa, final_softcap })
     }
 
+    /// The attention of global and of sliding-window layers: q × 1/√head_dim
+    /// after RoPE, then kq_scale 1.
+    pub fn attn_calls(&self) -> (AttnCall, AttnCall) {
+        let q_scale = 1.0 / (self.base.head_dim_k as f32).sqrt();
+        let global = AttnCall { mode: RopeMode::Neox, q_scale, kq_scale: 1.0, window: None, softcap: None };
+        (global, AttnCall { window: Some(self.n_swa), ..global })
+    }
+
     /// Whether layer `il` uses the sliding window (llama.cpp's `set_swa_pattern`).
     pub fn is_swa(&self, il: usize) -> bool {
         il % self.swa_pattern < self.swa_pattern - 1
     }
 }
 
-struct Layer {
-    attn_norm: Vec<f32>,
-    attn: AttnLayer,
-    post_attention_norm: Vec<f32>,
-    ffn_norm: Vec<f32>,
-    ffn: FfnLayer,
-    post_ffw_norm: Vec<f32>,
+pub(crate) struct Layer {
+    pub(crate) attn_norm: Vec<f32>,
+    pub(crate) attn: AttnLayer,
+    pub(crate) post_attention_norm: Vec<f32>,
+    pub(crate) ffn_norm: Vec<f32>,
+    pub(crate) ffn: FfnLayer,
+    pub(crate) post_ffw_norm: Vec<f32>,
 }
 
 pub struct Gemma3 {
     pub hp: Hparams,
     pub info: ModelInfo,
-    file: Arc<GgufFile>,
-    tok_embd: Weight,
-    output_norm: Vec<f32>,
+    pub(crate) file: Arc<GgufFile>,
+    pub(crate) tok_embd: Weight,
+    pub(crate) output_norm: Vec<f32>,
     /// `output.weight`, or `token_embd.weight` when tied (released Gemma 3).
-    output: Weight,
-    layers: Vec<Layer>,
+    pub(crate) output: Weight,
+    pub(crate) layers: Vec<Layer>,
 }
 
 impl Gemma3 {
@@ -121,9 +129,7 @@ impl Gemma3 {
         // Two RoPE tables: global layers and sliding-window layers.
         blocks::rope_table(&hp.rope, None, pos0, n, rope);
         blocks::rope_table(&self.hp.rope_swa, None, pos0, n, rope_swa);
-        let q_scale = 1.0 / (hp.head_dim_k as f32).sqrt();
-        let global = AttnCall { mode: RopeMode::Neox, q_scale, kq_scale: 1.0, window: None, softcap: None };
-        let swa = AttnCall { window: Some(self.hp.n_swa), ..global };
+        let (global, swa) = self.hp.attn_calls();
 
         for (il, l) in self.layers.iter().enumerate() {
             let (call, rc) = if self.hp.is_swa(il) { (&swa, &rope_swa[..]) } else { (&global, &rope[..]) };

@@ -125,7 +125,7 @@ impl GpuContext {
             min_uniform_buffer_offset_alignment: limits.min_uniform_buffer_offset_alignment,
         };
         log::info!(
-            "wgpu: {} ({}, {}, driver {} {}); max binding {} MiB, max buffer {} MiB, workgroups/dim {}; f16 {}, subgroups {} (kernels: baseline f32 tier)",
+            "wgpu: {} ({}, {}, driver {} {}); max binding {} MiB, max buffer {} MiB, workgroups/dim {}; f16 {}, subgroups {} (decode products: {} tier)",
             profile.adapter_name,
             profile.backend,
             profile.device_type,
@@ -135,7 +135,8 @@ impl GpuContext {
             profile.max_buffer_size >> 20,
             profile.max_compute_workgroups_per_dimension,
             f16,
-            subgroups
+            subgroups,
+            if subgroups { "subgroup" } else { "baseline f32" }
         );
         device.on_uncaptured_error(Box::new(|e| log::error!("wgpu: {e}")));
         Ok(Some(GpuContext { device, queue, profile }))

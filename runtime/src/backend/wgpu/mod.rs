@@ -6,11 +6,13 @@
 //! groups and records one command encoder per micro-batch; `session` is what
 //! every graph shares (KV caches, the micro-batch loop, the output head);
 //! `blocks` are the standard attention and FFN layers; `decoder` is the graph
-//! of the standard decoder archs (llama, qwen2, qwen3, phi3, minicpm).
+//! of the standard decoder archs (llama, qwen2, qwen3, phi3, minicpm); `gemma3`
+//! has its own.
 
 pub mod blocks;
 pub mod decoder;
 pub mod device;
+pub mod gemma3;
 pub mod kernels;
 pub mod repack;
 pub mod session;
@@ -33,6 +35,7 @@ pub struct WgpuBackend {
 /// Per-architecture GPU graphs.
 pub enum GpuModel {
     Decoder(decoder::DecoderGpu),
+    Gemma3(gemma3::Gemma3Gpu),
 }
 
 impl WgpuBackend {
@@ -42,6 +45,7 @@ impl WgpuBackend {
             Model::Llama(m) | Model::MiniCpm(m) | Model::Qwen2(m) | Model::Qwen3(m) | Model::Phi3(m) => {
                 GpuModel::Decoder(decoder::DecoderGpu::upload(&ctx, m)?)
             }
+            Model::Gemma3(m) => GpuModel::Gemma3(gemma3::Gemma3Gpu::upload(&ctx, m)?),
             #[allow(unreachable_patterns)]
             _ => {
                 return Err(Error::Backend(format!(
@@ -56,6 +60,7 @@ impl WgpuBackend {
     pub fn new_session(&self, n_ctx: usize) -> Result<GpuSession> {
         match &self.model {
             GpuModel::Decoder(m) => Ok(GpuSession::Decoder(decoder::DecoderSession::new(&self.ctx, m, n_ctx)?)),
+            GpuModel::Gemma3(m) => Ok(GpuSession::Gemma3(gemma3::Gemma3Session::new(&self.ctx, m, n_ctx)?)),
         }
     }
 }
@@ -63,12 +68,15 @@ impl WgpuBackend {
 /// Per-session GPU state.
 pub enum GpuSession {
     Decoder(decoder::DecoderSession),
+    Gemma3(gemma3::Gemma3Session),
 }
 
 impl GpuSession {
     pub fn forward(&mut self, be: &WgpuBackend, ids: &[u32], pos0: usize, want: Want, logits: &mut Vec<f32>) -> Result<Option<u32>> {
         match (self, &be.model) {
             (GpuSession::Decoder(s), GpuModel::Decoder(m)) => s.forward(&be.ctx, &be.kernels, m, ids, pos0, want, logits),
+            (GpuSession::Gemma3(s), GpuModel::Gemma3(m)) => s.forward(&be.ctx, &be.kernels, m, ids, pos0, want, logits),
+            _ => Err(Error::Backend("GPU session does not belong to this model".into())),
         }
     }
 }

@@ -7,6 +7,8 @@ use super::repack::Layout;
 
 const DEQUANT: &str = include_str!("shaders/dequant.wgsl");
 const MATMUL: &str = include_str!("shaders/matmul.wgsl");
+const MATMUL_WG: &str = include_str!("shaders/matmul_wg.wgsl");
+const MATMUL_SG: &str = include_str!("shaders/matmul_sg.wgsl");
 const MATMUL_ROWS: &str = include_str!("shaders/matmul_rows.wgsl");
 const GET_ROWS: &str = include_str!("shaders/get_rows.wgsl");
 const RMS_NORM: &str = include_str!("shaders/rms_norm.wgsl");
@@ -23,8 +25,10 @@ const ACT_QUANT: &str = include_str!("shaders/act_quant.wgsl");
 /// A shader and its variant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ShaderKey {
-    /// Lanes + workgroup reduction (GPU decode).
+    /// Lanes + workgroup reduction (GPU decode), baseline tier.
     Matmul(Layout),
+    /// Lanes + subgroup-shuffle reduction (GPU decode) on adapters with subgroups.
+    MatmulSg(Layout),
     /// One invocation per (row, 4 tokens), no barriers (software adapters, prompts).
     MatmulRows(Layout),
     GetRows(Layout),
@@ -62,6 +66,7 @@ impl ShaderKey {
     pub fn label(&self) -> String {
         match self {
             ShaderKey::Matmul(l) => format!("matmul_{}", l.name()),
+            ShaderKey::MatmulSg(l) => format!("matmul_sg_{}", l.name()),
             ShaderKey::MatmulRows(l) => format!("matmul_rows_{}", l.name()),
             ShaderKey::GetRows(l) => format!("get_rows_{}", l.name()),
             other => format!("{other:?}").to_lowercase(),
@@ -72,7 +77,8 @@ impl ShaderKey {
     pub fn source(&self) -> String {
         match self {
             // The binding declarations come first in the body; dequant_unit uses them.
-            ShaderKey::Matmul(l) => format!("{}{}\n{}", layout_consts(*l), MATMUL, DEQUANT),
+            ShaderKey::Matmul(l) => format!("{}{}\n{}\n{}", layout_consts(*l), MATMUL, MATMUL_WG, DEQUANT),
+            ShaderKey::MatmulSg(l) => format!("{}{}\n{}\n{}", layout_consts(*l), MATMUL, MATMUL_SG, DEQUANT),
             ShaderKey::MatmulRows(l) => format!("{}{}", layout_consts(*l), MATMUL_ROWS),
             ShaderKey::GetRows(l) => format!("{}{}\n{}", layout_consts(*l), GET_ROWS, DEQUANT),
             ShaderKey::RmsNorm => RMS_NORM.into(),
@@ -91,7 +97,7 @@ impl ShaderKey {
     pub fn signature(&self) -> Signature {
         let s = |n_read, n_rw| Signature { n_read, n_rw };
         match self {
-            ShaderKey::Matmul(_) | ShaderKey::MatmulRows(_) | ShaderKey::GetRows(_) => s(3, 1),
+            ShaderKey::Matmul(_) | ShaderKey::MatmulSg(_) | ShaderKey::MatmulRows(_) | ShaderKey::GetRows(_) => s(3, 1),
             ShaderKey::RmsNorm => s(2, 1),
             ShaderKey::Rope | ShaderKey::KvStore | ShaderKey::Swiglu | ShaderKey::Add | ShaderKey::AddBias | ShaderKey::Argmax | ShaderKey::ActQuant => s(1, 1),
             ShaderKey::Scale => s(0, 1),
@@ -107,6 +113,7 @@ pub fn all_variants() -> Vec<ShaderKey> {
     let mut v = Vec::new();
     for l in ALL_LAYOUTS {
         v.push(ShaderKey::Matmul(l));
+        v.push(ShaderKey::MatmulSg(l));
         v.push(ShaderKey::MatmulRows(l));
         v.push(ShaderKey::GetRows(l));
     }
@@ -136,7 +143,13 @@ mod tests {
             let src = key.source();
             let module = naga::front::wgsl::parse_str(&src)
                 .unwrap_or_else(|e| panic!("{}: {}", key.label(), e.emit_to_string(&src)));
-            let mut v = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::empty());
+            // The baseline tier needs no capability; the subgroup tier only SUBGROUP.
+            let caps = match key {
+                ShaderKey::MatmulSg(_) => naga::valid::Capabilities::SUBGROUP,
+                _ => naga::valid::Capabilities::empty(),
+            };
+            let mut v = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps);
+            v.subgroup_stages(naga::valid::ShaderStages::COMPUTE).subgroup_operations(naga::valid::SubgroupOperationSet::all());
             v.validate(&module).unwrap_or_else(|e| panic!("{}: {}", key.label(), e.emit_to_string(&src)));
             // The binding signature the host declares matches the shader's globals.
             let sig = key.signature();

@@ -18,19 +18,29 @@ fn split(n: u32) -> [u32; 2] {
 /// Which matrix kernel to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MatmulKind {
-    /// matmul.wgsl: 16 lanes per row and a workgroup reduction, 8 tokens per tile.
+    /// matmul.wgsl + matmul_wg.wgsl: 16 lanes per row and a workgroup-memory
+    /// reduction, 8 tokens per tile (baseline tier).
     Reduce,
+    /// matmul.wgsl + matmul_sg.wgsl: the same with subgroup shuffles (subgroup tier).
+    ReduceSg,
     /// matmul_rows.wgsl: one invocation per (row, 4 tokens), no barriers.
     Rows,
 }
 
 /// `y[t][y_off..] = W · x[t][x_off..]` over every row part of `w`, with the
 /// kernel the device profile prefers: `Rows` on software adapters (barriers
-/// are expensive there) and for batches of ≥ 4 tokens, `Reduce` for decode on GPUs.
+/// are expensive there) and for batches of ≥ 4 tokens; for decode on GPUs,
+/// `ReduceSg` where subgroups exist, else `Reduce`.
 #[allow(clippy::too_many_arguments)]
 pub fn matmul(rec: &mut Recorder, w: &GpuMatrix, x: &GBuf, x_stride: usize, x_off: usize, n_tok: usize, y: &GBuf, y_stride: usize) -> Result<()> {
     let aligned = x_stride % 4 == 0 && x_off % 4 == 0;
-    let kind = if aligned && (rec.ctx.profile.software || n_tok >= 4) { MatmulKind::Rows } else { MatmulKind::Reduce };
+    let kind = if aligned && (rec.ctx.profile.software || n_tok >= 4) {
+        MatmulKind::Rows
+    } else if rec.ctx.profile.subgroups {
+        MatmulKind::ReduceSg
+    } else {
+        MatmulKind::Reduce
+    };
     matmul_with(rec, kind, w, x, x_stride, x_off, n_tok, y, y_stride)
 }
 
@@ -55,11 +65,12 @@ pub fn matmul_with(
         }
         return Ok(());
     }
+    let key = if kind == MatmulKind::ReduceSg { ShaderKey::MatmulSg(w.layout) } else { ShaderKey::Matmul(w.layout) };
     for part in &w.parts {
         let groups = (part.n_rows as u32).div_ceil(4);
         let (gx, gy) = if groups <= 8192 { (groups, 1) } else { (8192, groups.div_ceil(8192)) };
         let p = [w.n_in as u32, part.n_rows as u32, n_tok as u32, x_stride as u32, x_off as u32, y_stride as u32, part.r0 as u32, 0];
-        rec.dispatch(ShaderKey::Matmul(w.layout), &[x, &part.wa, &part.wb, y], &p, [gx, gy, (n_tok as u32).div_ceil(8)])?;
+        rec.dispatch(key, &[x, &part.wa, &part.wb, y], &p, [gx, gy, (n_tok as u32).div_ceil(8)])?;
     }
     Ok(())
 }

@@ -3,6 +3,9 @@
 // Baseline f32 tier: ROWS rows per workgroup, LANES threads per row striding
 // over 32-element units; each dequantized unit is reused for TT tokens, so
 // decode is a mat-vec and prompts a batched mat-vec (weights read n_tok/TT times).
+// This file holds what both tiers share (`partial`: one lane's sums over its
+// units for TT tokens); the tier's `main` follows it: matmul_wg.wgsl (baseline,
+// workgroup-memory tree reduction) or matmul_sg.wgsl (subgroup shuffles).
 // Bindings: 0 params, 1 x (f32), 2 wa, 3 wb (layout arrays, dequant.wgsl), 4 y.
 
 struct Params {
@@ -25,15 +28,9 @@ struct Params {
 const ROWS: u32 = 4u;
 const LANES: u32 = 16u;
 const TT: u32 = 8u;
-var<workgroup> red: array<f32, 512>; // [ROWS][TT][LANES]
 
-@compute @workgroup_size(64)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let rl = lid / LANES;
-    let lane = lid % LANES;
-    let row = (wid.x + wid.y * 8192u) * ROWS + rl;
-    let t0 = wid.z * TT;
-    let nt = min(TT, p.n_tok - t0);
+// Lane `lane`'s partial sums of row `row` for tokens t0..t0+nt.
+fn partial(row: u32, lane: u32, t0: u32, nt: u32) -> array<f32, 8> {
     let upr = p.n_in / 32u;
     var acc: array<f32, 8>;
     var w: array<f32, 32>;
@@ -50,20 +47,5 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             }
         }
     }
-    for (var t = 0u; t < TT; t++) {
-        red[(rl * TT + t) * LANES + lane] = acc[t];
-    }
-    workgroupBarrier();
-    for (var s = LANES / 2u; s > 0u; s >>= 1u) {
-        if lane < s {
-            for (var t = 0u; t < TT; t++) {
-                let i = (rl * TT + t) * LANES + lane;
-                red[i] += red[i + s];
-            }
-        }
-        workgroupBarrier();
-    }
-    if row < p.n_rows && lane < nt {
-        y[(t0 + lane) * p.y_stride + p.y_off + row] = red[(rl * TT + lane) * LANES];
-    }
+    return acc;
 }
