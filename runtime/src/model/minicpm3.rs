@@ -56,17 +56,17 @@ impl Hparams {
     }
 }
 
-struct Layer {
-    attn_norm: Vec<f32>,
-    q_a: Weight,
-    q_a_norm: Vec<f32>,
-    q_b: Weight,
-    kv_a_mqa: Weight,
-    kv_a_norm: Vec<f32>,
-    kv_b: Weight,
-    wo: Weight,
-    ffn_norm: Vec<f32>,
-    ffn: FfnLayer,
+pub(crate) struct Layer {
+    pub(crate) attn_norm: Vec<f32>,
+    pub(crate) q_a: Weight,
+    pub(crate) q_a_norm: Vec<f32>,
+    pub(crate) q_b: Weight,
+    pub(crate) kv_a_mqa: Weight,
+    pub(crate) kv_a_norm: Vec<f32>,
+    pub(crate) kv_b: Weight,
+    pub(crate) wo: Weight,
+    pub(crate) ffn_norm: Vec<f32>,
+    pub(crate) ffn: FfnLayer,
 }
 
 /// Buffers of the MLA block.
@@ -85,12 +85,12 @@ pub struct MlaBufs {
 pub struct MiniCpm3 {
     pub hp: Hparams,
     pub info: ModelInfo,
-    file: Arc<GgufFile>,
-    tok_embd: Weight,
-    output_norm: Vec<f32>,
-    output: Weight,
-    rope_factors: RopeFactors,
-    layers: Vec<Layer>,
+    pub(crate) file: Arc<GgufFile>,
+    pub(crate) tok_embd: Weight,
+    pub(crate) output_norm: Vec<f32>,
+    pub(crate) output: Weight,
+    pub(crate) rope_factors: RopeFactors,
+    pub(crate) layers: Vec<Layer>,
 }
 
 impl MiniCpm3 {

@@ -6,12 +6,14 @@
 //! groups and records one command encoder per micro-batch; `session` is what
 //! every graph shares (KV caches, the micro-batch loop, the output head);
 //! `blocks` are the standard attention and FFN layers; `decoder` is the graph
-//! of the standard decoder archs (llama, qwen2, qwen3, phi3, minicpm).
+//! of the standard decoder archs (llama, qwen2, qwen3, phi3, minicpm);
+//! `minicpm3` is MiniCPM3's multi-head latent attention over a latent cache.
 
 pub mod blocks;
 pub mod decoder;
 pub mod device;
 pub mod kernels;
+pub mod minicpm3;
 pub mod repack;
 pub mod session;
 pub mod shaders;
@@ -33,6 +35,7 @@ pub struct WgpuBackend {
 /// Per-architecture GPU graphs.
 pub enum GpuModel {
     Decoder(decoder::DecoderGpu),
+    MiniCpm3(minicpm3::MiniCpm3Gpu),
 }
 
 impl WgpuBackend {
@@ -42,6 +45,7 @@ impl WgpuBackend {
             Model::Llama(m) | Model::MiniCpm(m) | Model::Qwen2(m) | Model::Qwen3(m) | Model::Phi3(m) => {
                 GpuModel::Decoder(decoder::DecoderGpu::upload(&ctx, m)?)
             }
+            Model::MiniCpm3(m) => GpuModel::MiniCpm3(minicpm3::MiniCpm3Gpu::upload(&ctx, m)?),
             #[allow(unreachable_patterns)]
             _ => {
                 return Err(Error::Backend(format!(
@@ -56,6 +60,7 @@ impl WgpuBackend {
     pub fn new_session(&self, n_ctx: usize) -> Result<GpuSession> {
         match &self.model {
             GpuModel::Decoder(m) => Ok(GpuSession::Decoder(decoder::DecoderSession::new(&self.ctx, m, n_ctx)?)),
+            GpuModel::MiniCpm3(m) => Ok(GpuSession::MiniCpm3(minicpm3::MiniCpm3Session::new(&self.ctx, m, n_ctx)?)),
         }
     }
 }
@@ -63,12 +68,15 @@ impl WgpuBackend {
 /// Per-session GPU state.
 pub enum GpuSession {
     Decoder(decoder::DecoderSession),
+    MiniCpm3(minicpm3::MiniCpm3Session),
 }
 
 impl GpuSession {
     pub fn forward(&mut self, be: &WgpuBackend, ids: &[u32], pos0: usize, want: Want, logits: &mut Vec<f32>) -> Result<Option<u32>> {
         match (self, &be.model) {
             (GpuSession::Decoder(s), GpuModel::Decoder(m)) => s.forward(&be.ctx, &be.kernels, m, ids, pos0, want, logits),
+            (GpuSession::MiniCpm3(s), GpuModel::MiniCpm3(m)) => s.forward(&be.ctx, &be.kernels, m, ids, pos0, want, logits),
+            _ => Err(Error::Backend("a wgpu session used with another model's backend".into())),
         }
     }
 }
