@@ -69,6 +69,17 @@ pub(crate) struct Layer {
     pub(crate) ffn: FfnLayer,
 }
 
+impl Layer {
+    /// kv_b dequantized into `dst` (`n_head·(qk_nope + hd_v)` rows of
+    /// kv_lora_rank): the absorbed maps W_kb and W_vb, per head.
+    pub(crate) fn kv_b_f32(&self, f: &GgufFile, dst: &mut [f32]) -> Result<()> {
+        for (r, row) in dst.chunks_mut(self.kv_b.n_in).enumerate() {
+            self.kv_b.dequantize_row(f, r, row)?;
+        }
+        Ok(())
+    }
+}
+
 /// Buffers of the MLA block.
 #[derive(Default)]
 pub struct MlaBufs {
@@ -215,9 +226,7 @@ impl MiniCpm3 {
         // W_kv = kv_b as f32: per head `nope` rows of W_kb then `hdv` rows of W_vb, each `lat` wide.
         let per_head = nope + hdv;
         let wkv = buf(&mut b.wkv, n_head * per_head * lat);
-        for (r, dst) in wkv.chunks_mut(lat).enumerate() {
-            l.kv_b.dequantize_row(f, r, dst)?;
-        }
+        l.kv_b_f32(f, wkv)?;
         let wkv = &*wkv;
 
         // Absorbed q per head: [W_kbᵀ q_nope (lat) | q_pe (rope)]    [n, n_head·row]

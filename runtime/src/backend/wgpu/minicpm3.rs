@@ -64,9 +64,7 @@ impl MiniCpm3Gpu {
         let mut layers = Vec::with_capacity(m.layers.len());
         for l in &m.layers {
             let mut wkv = vec![0f32; l.kv_b.n_out * lat];
-            for (r, dst) in wkv.chunks_mut(lat).enumerate() {
-                l.kv_b.dequantize_row(f, r, dst)?;
-            }
+            l.kv_b_f32(f, &mut wkv)?;
             layers.push(LayerGpu {
                 attn_norm: vec("attn_norm", &l.attn_norm),
                 q_a: upload(ctx, f, &l.q_a)?,
