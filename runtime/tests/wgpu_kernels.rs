@@ -474,3 +474,106 @@ fn attention_with_distinct_k_v_heads_softcap_and_mla_rows() {
     ember::backend::cpu::attention_strided(&SCALAR, &shape, &q, &kv16, row, &kv16, row, &mut want);
     compare("attention MLA rows 288, V = latent 256", &run.read(&ob, want.len()), &want, 1e-6);
 }
+
+#[test]
+fn strided_copy_and_mla_head_products_match_reference() {
+    let Some(ctx) = gpu() else { return };
+    let mut rng = Rng(29);
+    let mut run = Run::new(&ctx);
+    // MLA shapes like the minicpm3 fixture (none a multiple of 32 except lat):
+    // heads of [nope 16 | rope 8], latent 32, value heads 32, cache rows 40.
+    let (n_tok, n_head, nope, nrot, lat, hdv) = (5, 4, 16, 8, 32, 32);
+    let (hdk, row, per_head) = (nope + nrot, lat + nrot, nope + hdv);
+    let q = rng.vec(n_tok * n_head * hdk);
+    // kv_b as the CPU dequantizes it: per head `nope` rows of W_kb then `hdv` rows of W_vb, `lat` wide.
+    let wkv = rng.vec(n_head * per_head * lat);
+    let (qb, wb) = (GBuf::from_f32(&ctx, "q", &q), GBuf::from_f32(&ctx, "wkv", &wkv));
+
+    // qabs[t, h] = [W_kbᵀ q_nope (lat) | q_pe (rope)]: head_matmul, then copy the rope part.
+    let qabs = run.zeros(n_tok * n_head * row);
+    let absorb = ops::HeadMatmulArgs {
+        n_tok,
+        n_head,
+        n_out: lat,
+        n_in: nope,
+        x_stride: n_head * hdk,
+        x_head: hdk,
+        y_stride: n_head * row,
+        y_head: row,
+        w_off: 0,
+        w_head: per_head * lat,
+        w_o: 1,
+        w_i: lat,
+    };
+    run.go(|r| {
+        ops::head_matmul(r, &qb, &wb, &qabs, &absorb).unwrap();
+        ops::copy_rows(r, &qb, nope, hdk, &qabs, lat, row, nrot, n_tok * n_head).unwrap();
+    });
+    let mut want = vec![0f32; n_tok * n_head * row];
+    for (th, dst) in want.chunks_mut(row).enumerate() {
+        let (h, qh) = (th % n_head, &q[th * hdk..(th + 1) * hdk]);
+        for (d, &qd) in qh[..nope].iter().enumerate() {
+            let wr = &wkv[(h * per_head + d) * lat..][..lat];
+            dst[..lat].iter_mut().zip(wr).for_each(|(a, &w)| *a += qd * w);
+        }
+        dst[lat..].copy_from_slice(&qh[nope..]);
+    }
+    compare("mla absorb (head_matmul + copy_rows)", &run.read(&qabs, want.len()), &want, 1e-12);
+
+    // attn[t, h] = W_vb[h] · olat[t, h].
+    let olat = rng.vec(n_tok * n_head * lat);
+    let ob = GBuf::from_f32(&ctx, "olat", &olat);
+    let attn = run.zeros(n_tok * n_head * hdv);
+    let unabsorb = ops::HeadMatmulArgs {
+        n_out: hdv,
+        n_in: lat,
+        x_stride: n_head * lat,
+        x_head: lat,
+        y_stride: n_head * hdv,
+        y_head: hdv,
+        w_off: nope * lat,
+        w_o: lat,
+        w_i: 1,
+        ..absorb
+    };
+    run.go(|r| ops::head_matmul(r, &ob, &wb, &attn, &unabsorb).unwrap());
+    let mut want = vec![0f32; n_tok * n_head * hdv];
+    for (th, dst) in want.chunks_mut(hdv).enumerate() {
+        let (h, o) = (th % n_head, &olat[th * lat..(th + 1) * lat]);
+        for (e, d) in dst.iter_mut().enumerate() {
+            *d = wkv[(h * per_head + nope + e) * lat..][..lat].iter().zip(o).map(|(a, b)| a * b).sum();
+        }
+    }
+    compare("mla unabsorb (head_matmul)", &run.read(&attn, want.len()), &want, 1e-12);
+
+    // A strided copy leaves everything else in place: k_pe (8 at 32 of 40) into a row buffer.
+    let (src, dst) = (rng.vec(n_tok * row), rng.vec(n_tok * row));
+    let (sb, db) = (GBuf::from_f32(&ctx, "src", &src), GBuf::from_f32(&ctx, "dst", &dst));
+    run.go(|r| ops::copy_rows(r, &sb, lat, row, &db, lat, row, nrot, n_tok).unwrap());
+    let want: Vec<f32> = (0..n_tok * row).map(|i| if i % row >= lat { src[i] } else { dst[i] }).collect();
+    compare("copy_rows 8 of 40 x 5", &run.read(&db, want.len()), &want, 0.0);
+}
+
+#[test]
+fn padded_rows_multiply_like_the_unpadded_weight() {
+    // q_b with q_lora_rank 48: rows padded to 64, activations at stride 64 with a zero tail.
+    let Some(ctx) = gpu() else { return };
+    let mut rng = Rng(31);
+    let mut run = Run::new(&ctx);
+    let (n_in, n_out, n_tok, pad) = (48, 96, 6, 64);
+    for ty in [GgmlType::F32, GgmlType::F16] {
+        let w = random_weights(ty, n_in, n_out, &mut rng);
+        let x = rng.vec(n_tok * n_in);
+        let mut want = vec![0f32; n_tok * n_out];
+        ember::ops::matmul::matmul_ref(ty, &w, n_in, n_out, &x, &mut want).unwrap();
+        let gm = GpuMatrix::upload_padded(&ctx, "w", ty, &w, n_in, n_out).unwrap();
+        assert_eq!(gm.n_in, pad);
+        let xp: Vec<f32> = x.chunks(n_in).flat_map(|r| r.iter().copied().chain(std::iter::repeat_n(0.0, pad - n_in))).collect();
+        let xb = GBuf::from_f32(&ctx, "x", &xp);
+        for kind in [ops::MatmulKind::Reduce, ops::MatmulKind::Rows] {
+            let yb = run.zeros(n_tok * n_out);
+            run.go(|r| ops::matmul_with(r, kind, &gm, &xb, pad, 0, n_tok, &yb, n_out).unwrap());
+            compare(&format!("mul_mat {kind:?} {ty} padded 48→64 x {n_out}"), &run.read(&yb, want.len()), &want, 1e-6);
+        }
+    }
+}

@@ -56,17 +56,28 @@ impl Hparams {
     }
 }
 
-struct Layer {
-    attn_norm: Vec<f32>,
-    q_a: Weight,
-    q_a_norm: Vec<f32>,
-    q_b: Weight,
-    kv_a_mqa: Weight,
-    kv_a_norm: Vec<f32>,
-    kv_b: Weight,
-    wo: Weight,
-    ffn_norm: Vec<f32>,
-    ffn: FfnLayer,
+pub(crate) struct Layer {
+    pub(crate) attn_norm: Vec<f32>,
+    pub(crate) q_a: Weight,
+    pub(crate) q_a_norm: Vec<f32>,
+    pub(crate) q_b: Weight,
+    pub(crate) kv_a_mqa: Weight,
+    pub(crate) kv_a_norm: Vec<f32>,
+    pub(crate) kv_b: Weight,
+    pub(crate) wo: Weight,
+    pub(crate) ffn_norm: Vec<f32>,
+    pub(crate) ffn: FfnLayer,
+}
+
+impl Layer {
+    /// kv_b dequantized into `dst` (`n_head·(qk_nope + hd_v)` rows of
+    /// kv_lora_rank): the absorbed maps W_kb and W_vb, per head.
+    pub(crate) fn kv_b_f32(&self, f: &GgufFile, dst: &mut [f32]) -> Result<()> {
+        for (r, row) in dst.chunks_mut(self.kv_b.n_in).enumerate() {
+            self.kv_b.dequantize_row(f, r, row)?;
+        }
+        Ok(())
+    }
 }
 
 /// Buffers of the MLA block.
@@ -85,12 +96,12 @@ pub struct MlaBufs {
 pub struct MiniCpm3 {
     pub hp: Hparams,
     pub info: ModelInfo,
-    file: Arc<GgufFile>,
-    tok_embd: Weight,
-    output_norm: Vec<f32>,
-    output: Weight,
-    rope_factors: RopeFactors,
-    layers: Vec<Layer>,
+    pub(crate) file: Arc<GgufFile>,
+    pub(crate) tok_embd: Weight,
+    pub(crate) output_norm: Vec<f32>,
+    pub(crate) output: Weight,
+    pub(crate) rope_factors: RopeFactors,
+    pub(crate) layers: Vec<Layer>,
 }
 
 impl MiniCpm3 {
@@ -215,9 +226,7 @@ impl MiniCpm3 {
         // W_kv = kv_b as f32: per head `nope` rows of W_kb then `hdv` rows of W_vb, each `lat` wide.
         let per_head = nope + hdv;
         let wkv = buf(&mut b.wkv, n_head * per_head * lat);
-        for (r, dst) in wkv.chunks_mut(lat).enumerate() {
-            l.kv_b.dequantize_row(f, r, dst)?;
-        }
+        l.kv_b_f32(f, wkv)?;
         let wkv = &*wkv;
 
         // Absorbed q per head: [W_kbᵀ q_nope (lat) | q_pe (rope)]    [n, n_head·row]

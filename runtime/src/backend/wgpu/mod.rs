@@ -7,13 +7,15 @@
 //! every graph shares (KV caches, the micro-batch loop, the output head);
 //! `blocks` are the standard attention and FFN layers; `decoder` is the graph
 //! of the standard decoder archs (llama, qwen2, qwen3, phi3, minicpm); `gemma3`
-//! has its own.
+//! has its own; `minicpm3` is MiniCPM3's multi-head latent attention over a
+//! latent cache. Every architecture the CPU runs has a wgpu graph.
 
 pub mod blocks;
 pub mod decoder;
 pub mod device;
 pub mod gemma3;
 pub mod kernels;
+pub mod minicpm3;
 pub mod repack;
 pub mod session;
 pub mod shaders;
@@ -36,23 +38,18 @@ pub struct WgpuBackend {
 pub enum GpuModel {
     Decoder(decoder::DecoderGpu),
     Gemma3(gemma3::Gemma3Gpu),
+    MiniCpm3(minicpm3::MiniCpm3Gpu),
 }
 
 impl WgpuBackend {
-    /// Uploads `model` to `ctx`; an architecture without a wgpu graph is an error.
+    /// Uploads `model` to `ctx`.
     pub fn new(ctx: GpuContext, model: &Model) -> Result<WgpuBackend> {
         let gm = match model {
             Model::Llama(m) | Model::MiniCpm(m) | Model::Qwen2(m) | Model::Qwen3(m) | Model::Phi3(m) => {
                 GpuModel::Decoder(decoder::DecoderGpu::upload(&ctx, m)?)
             }
             Model::Gemma3(m) => GpuModel::Gemma3(gemma3::Gemma3Gpu::upload(&ctx, m)?),
-            #[allow(unreachable_patterns)]
-            _ => {
-                return Err(Error::Backend(format!(
-                    "architecture '{}' is not yet supported on wgpu (use --backend cpu)",
-                    model.info().arch
-                )))
-            }
+            Model::MiniCpm3(m) => GpuModel::MiniCpm3(minicpm3::MiniCpm3Gpu::upload(&ctx, m)?),
         };
         Ok(WgpuBackend { ctx, kernels: kernels::Kernels::default(), model: gm })
     }
@@ -61,6 +58,7 @@ impl WgpuBackend {
         match &self.model {
             GpuModel::Decoder(m) => Ok(GpuSession::Decoder(decoder::DecoderSession::new(&self.ctx, m, n_ctx)?)),
             GpuModel::Gemma3(m) => Ok(GpuSession::Gemma3(gemma3::Gemma3Session::new(&self.ctx, m, n_ctx)?)),
+            GpuModel::MiniCpm3(m) => Ok(GpuSession::MiniCpm3(minicpm3::MiniCpm3Session::new(&self.ctx, m, n_ctx)?)),
         }
     }
 }
@@ -69,6 +67,7 @@ impl WgpuBackend {
 pub enum GpuSession {
     Decoder(decoder::DecoderSession),
     Gemma3(gemma3::Gemma3Session),
+    MiniCpm3(minicpm3::MiniCpm3Session),
 }
 
 impl GpuSession {
@@ -76,7 +75,8 @@ impl GpuSession {
         match (self, &be.model) {
             (GpuSession::Decoder(s), GpuModel::Decoder(m)) => s.forward(&be.ctx, &be.kernels, m, ids, pos0, want, logits),
             (GpuSession::Gemma3(s), GpuModel::Gemma3(m)) => s.forward(&be.ctx, &be.kernels, m, ids, pos0, want, logits),
-            _ => Err(Error::Backend("GPU session does not belong to this model".into())),
+            (GpuSession::MiniCpm3(s), GpuModel::MiniCpm3(m)) => s.forward(&be.ctx, &be.kernels, m, ids, pos0, want, logits),
+            _ => Err(Error::Backend("a wgpu session used with another model's backend".into())),
         }
     }
 }

@@ -52,6 +52,12 @@ pub fn upload_rows(ctx: &GpuContext, f: &GgufFile, w: &Weight, r0: usize, n: usi
     GpuMatrix::upload(ctx, &w.name, w.ty, data, w.n_in, n)
 }
 
+/// Uploads a weight with its rows zero-padded to a multiple of 32 elements
+/// (see [`GpuMatrix::upload_padded`]).
+pub fn upload_padded(ctx: &GpuContext, f: &GgufFile, w: &Weight) -> Result<GpuMatrix> {
+    GpuMatrix::upload_padded(ctx, &w.name, w.ty, w.data(f), w.n_in, w.n_out)
+}
+
 /// The output head's weights and the transforms after the product.
 pub struct HeadWeights<'a> {
     pub norm: &'a GBuf,

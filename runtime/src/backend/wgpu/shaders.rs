@@ -21,6 +21,8 @@ const SCALE: &str = include_str!("shaders/scale.wgsl");
 const ADD_BIAS: &str = include_str!("shaders/add_bias.wgsl");
 const ARGMAX: &str = include_str!("shaders/argmax.wgsl");
 const ACT_QUANT: &str = include_str!("shaders/act_quant.wgsl");
+const COPY: &str = include_str!("shaders/copy.wgsl");
+const HEAD_MATMUL: &str = include_str!("shaders/head_matmul.wgsl");
 
 /// A shader and its variant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -42,6 +44,10 @@ pub enum ShaderKey {
     AddBias,
     Argmax,
     ActQuant,
+    /// Strided row copy (MLA's rope parts).
+    Copy,
+    /// Per-head products with a plain f32 weight (MLA's absorbed maps).
+    HeadMatmul,
 }
 
 /// Binding signature: binding 0 is the params uniform (dynamic offset), then
@@ -91,6 +97,8 @@ impl ShaderKey {
             ShaderKey::AddBias => ADD_BIAS.into(),
             ShaderKey::Argmax => ARGMAX.into(),
             ShaderKey::ActQuant => ACT_QUANT.into(),
+            ShaderKey::Copy => COPY.into(),
+            ShaderKey::HeadMatmul => HEAD_MATMUL.into(),
         }
     }
 
@@ -99,9 +107,10 @@ impl ShaderKey {
         match self {
             ShaderKey::Matmul(_) | ShaderKey::MatmulSg(_) | ShaderKey::MatmulRows(_) | ShaderKey::GetRows(_) => s(3, 1),
             ShaderKey::RmsNorm => s(2, 1),
-            ShaderKey::Rope | ShaderKey::KvStore | ShaderKey::Swiglu | ShaderKey::Add | ShaderKey::AddBias | ShaderKey::Argmax | ShaderKey::ActQuant => s(1, 1),
+            ShaderKey::Rope | ShaderKey::KvStore | ShaderKey::Swiglu | ShaderKey::Add | ShaderKey::AddBias | ShaderKey::Argmax | ShaderKey::ActQuant | ShaderKey::Copy => s(1, 1),
             ShaderKey::Scale => s(0, 1),
             ShaderKey::Attention => s(3, 1),
+            ShaderKey::HeadMatmul => s(2, 1),
         }
     }
 }
@@ -128,6 +137,8 @@ pub fn all_variants() -> Vec<ShaderKey> {
         ShaderKey::AddBias,
         ShaderKey::Argmax,
         ShaderKey::ActQuant,
+        ShaderKey::Copy,
+        ShaderKey::HeadMatmul,
     ]);
     v
 }

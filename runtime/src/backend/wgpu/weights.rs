@@ -30,6 +30,32 @@ pub struct GpuMatrix {
 const CHUNK: usize = 8 << 20;
 
 impl GpuMatrix {
+    /// Uploads with each row zero-padded to a multiple of 32 elements (a
+    /// layout's unit), for input widths the layouts can't take as they are
+    /// (MiniCPM3's q_lora_rank is 48 in the fixtures): `n_in` becomes
+    /// `n_in.next_multiple_of(32)`, so products read activation rows of that
+    /// stride, which the caller fills with zeros past the real width. Only
+    /// plain element types (F32, F16, BF16: blocks of 1) can have such widths;
+    /// zero bytes are 0.0 in each.
+    pub fn upload_padded(ctx: &GpuContext, name: &str, ty: GgmlType, data: &[u8], n_in: usize, n_out: usize) -> Result<GpuMatrix> {
+        let n_pad = n_in.next_multiple_of(32);
+        if n_pad == n_in {
+            return GpuMatrix::upload(ctx, name, ty, data, n_in, n_out);
+        }
+        if ty.block_size() != 1 {
+            return Err(Error::Backend(format!("{name}: rows of {n_in} {} elements are not supported on wgpu", ty.name())));
+        }
+        let (rb, pb) = (n_in * ty.type_size(), n_pad * ty.type_size());
+        if data.len() != rb * n_out {
+            return Err(Error::InvalidParam(format!("{name}: {} bytes for {n_out} rows of {rb}", data.len())));
+        }
+        let mut padded = vec![0u8; pb * n_out];
+        for (dst, src) in padded.chunks_exact_mut(pb).zip(data.chunks_exact(rb)) {
+            dst[..rb].copy_from_slice(src);
+        }
+        GpuMatrix::upload(ctx, name, ty, &padded, n_pad, n_out)
+    }
+
     /// Uploads `n_out` rows of `n_in` elements of `ty` from `data` (the
     /// tensor's bytes in the map).
     pub fn upload(ctx: &GpuContext, name: &str, ty: GgmlType, data: &[u8], n_in: usize, n_out: usize) -> Result<GpuMatrix> {

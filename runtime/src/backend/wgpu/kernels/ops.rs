@@ -261,3 +261,46 @@ pub fn act_quant(rec: &mut Recorder, x: &GBuf, out: &GBuf, n: usize, mode: u32) 
     let [gx, gy] = split((n.div_ceil(bs) as u32).div_ceil(64));
     rec.dispatch(ShaderKey::ActQuant, &[x, out], &[n as u32, mode, 0, 0], [gx, gy, 1])
 }
+
+/// `out[dst_off + r·dst_stride + i] = x[src_off + r·src_stride + i]` for
+/// `i < width`, `r < n_rows` (`x` and `out` distinct buffers).
+#[allow(clippy::too_many_arguments)]
+pub fn copy_rows(
+    rec: &mut Recorder,
+    x: &GBuf,
+    src_off: usize,
+    src_stride: usize,
+    out: &GBuf,
+    dst_off: usize,
+    dst_stride: usize,
+    width: usize,
+    n_rows: usize,
+) -> Result<()> {
+    let p = [width, n_rows, src_off, src_stride, dst_off, dst_stride, 0, 0].map(|v| v as u32);
+    let [gy, gz] = split(n_rows as u32);
+    rec.dispatch(ShaderKey::Copy, &[x, out], &p, [(width as u32).div_ceil(64), gy, gz])
+}
+
+/// Shape of a per-head product (head_matmul.wgsl): for token `t`, head `h`,
+/// output `o`: `y[t·y_stride + h·y_head + o] = Σ_i w[w_off + h·w_head + o·w_o + i·w_i] · x[t·x_stride + h·x_head + i]`.
+#[derive(Debug, Clone, Copy)]
+pub struct HeadMatmulArgs {
+    pub n_tok: usize,
+    pub n_head: usize,
+    pub n_out: usize,
+    pub n_in: usize,
+    pub x_stride: usize,
+    pub x_head: usize,
+    pub y_stride: usize,
+    pub y_head: usize,
+    pub w_off: usize,
+    pub w_head: usize,
+    pub w_o: usize,
+    pub w_i: usize,
+}
+
+/// Per-head products with a plain f32 weight `w` (see [`HeadMatmulArgs`]).
+pub fn head_matmul(rec: &mut Recorder, x: &GBuf, w: &GBuf, y: &GBuf, a: &HeadMatmulArgs) -> Result<()> {
+    let p = [a.n_tok, a.n_head, a.n_out, a.n_in, a.x_stride, a.x_head, a.y_stride, a.y_head, a.w_off, a.w_head, a.w_o, a.w_i].map(|v| v as u32);
+    rec.dispatch(ShaderKey::HeadMatmul, &[x, w, y], &p, [(a.n_out as u32).div_ceil(64), a.n_head as u32, a.n_tok as u32])
+}
