@@ -107,6 +107,12 @@ pub fn run(a: BenchArgs) -> Result<()> {
     let load_ms = t_load.elapsed().as_secs_f64() * 1e3;
     let info = engine.info().clone();
     let isa = engine.cpu().kernels().isa;
+    // Where the forward pass runs and with what: the CPU kernel table, or the GPU adapter.
+    let backend = engine.backend_name();
+    let kernels = match engine.gpu() {
+        Some(g) => g.ctx.profile.adapter_name.clone(),
+        None => isa.to_string(),
+    };
 
     // Random ids like llama-bench (seeded LCG; the bench feeds ids, not text).
     let mut state = 0x853c_49e6_748f_ea9bu64;
@@ -157,8 +163,8 @@ pub fn run(a: BenchArgs) -> Result<()> {
             "n_params": info.n_params,
             "weight_bytes": info.weight_bytes,
             "bytes_per_token": info.bytes_per_token,
-            "backend": "cpu",
-            "kernels": isa,
+            "backend": backend,
+            "kernels": kernels,
             "threads": threads,
             "n_prompt": a.n_prompt,
             "n_gen": a.n_gen,
@@ -181,7 +187,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         println!("| --- | --- | ---: | ---: | --- | ---: | --- | ---: |");
         let row = |test: String, tps: f64| {
             println!(
-                "| {} | {} | {:.1} MiB | {:.1} M | cpu ({isa}) | {threads} | {test} | {tps:.2} |",
+                "| {} | {} | {:.1} MiB | {:.1} M | {backend} ({kernels}) | {threads} | {test} | {tps:.2} |",
                 info.arch,
                 info.quant,
                 size_mib,
