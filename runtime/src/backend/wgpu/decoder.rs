@@ -7,9 +7,8 @@
 
 use super::blocks::{self, AttnGpu, FfnGpu, LayerBufs};
 use super::device::GpuContext;
-use super::kernels::{ops, GBuf, Kernels, Recorder};
-use super::session::{rope_table_for, upload, CoreDims, HeadWeights, SessionCore, Want};
-use super::weights::GpuMatrix;
+use super::kernels::{ops, GBuf, Recorder};
+use super::session::{rope_table_for, CoreDims, Graph, GraphSession, HeadWeights, Io, SessionCore};
 use crate::model::blocks::{BaseHparams, RopeFactors};
 use crate::model::decoder::{Decoder, DecoderSpec};
 use crate::Result;
@@ -25,10 +24,7 @@ pub struct DecoderGpu {
     hp: BaseHparams,
     spec: DecoderSpec,
     rope_factors: RopeFactors,
-    tok_embd: GpuMatrix,
-    /// `None` when tied to `tok_embd`.
-    output: Option<GpuMatrix>,
-    output_norm: GBuf,
+    io: Io,
     layers: Vec<LayerGpu>,
 }
 
@@ -36,8 +32,7 @@ impl DecoderGpu {
     pub fn upload(ctx: &GpuContext, m: &Decoder) -> Result<DecoderGpu> {
         let f = &*m.file;
         let hp = m.hp.clone();
-        let tok_embd = upload(ctx, f, &m.tok_embd)?;
-        let output = if m.output.name == m.tok_embd.name { None } else { Some(upload(ctx, f, &m.output)?) };
+        let io = Io::upload(ctx, f, &m.tok_embd, &m.output, &m.output_norm)?;
         let mut layers = Vec::with_capacity(m.layers.len());
         for l in &m.layers {
             layers.push(LayerGpu {
@@ -47,45 +42,37 @@ impl DecoderGpu {
                 ffn: FfnGpu::upload(ctx, f, &l.ffn, hp.n_ff)?,
             });
         }
-        let output_norm = GBuf::from_f32(ctx, "output_norm", &m.output_norm);
         ctx.queue.submit(None);
         super::kernels::wait(ctx)?;
-        Ok(DecoderGpu { hp, spec: m.spec, rope_factors: m.rope_factors.clone(), tok_embd, output, output_norm, layers })
+        Ok(DecoderGpu { hp, spec: m.spec, rope_factors: m.rope_factors.clone(), io, layers })
     }
+}
+
+impl Graph for DecoderGpu {
+    type Bufs = DecoderBufs;
 
     fn dims(&self) -> CoreDims {
         let hp = &self.hp;
         let per_layer: usize = self.layers.iter().map(|l| 6 + l.attn.dispatches() + l.ffn.dispatches()).sum();
-        let head = 2 * self.output.as_ref().unwrap_or(&self.tok_embd).parts.len();
-        CoreDims {
-            n_vocab: hp.n_vocab,
-            n_embd: hp.n_embd,
-            widest_in: LayerBufs::widest(hp),
-            widest: LayerBufs::widest(hp),
-            kv: vec![(hp.k_dim(), hp.v_dim()); hp.n_layer],
-            dispatches: per_layer + 2 * self.tok_embd.parts.len() + head + 8,
-        }
+        CoreDims::standard(hp, per_layer + self.io.dispatches())
     }
 
     fn head(&self) -> HeadWeights<'_> {
-        HeadWeights {
-            norm: &self.output_norm,
-            output: self.output.as_ref().unwrap_or(&self.tok_embd),
-            rms_eps: self.hp.rms_eps,
-            logit_mul: self.spec.logit_mul,
-            softcap: None,
-        }
+        self.io.head(self.hp.rms_eps, self.spec.logit_mul, None)
     }
 
-    /// Embedding and every layer: the final hidden state ends in `core.x`.
+    fn new_bufs(&self, ctx: &GpuContext, core: &SessionCore, n_ctx: usize) -> Result<DecoderBufs> {
+        Ok(DecoderBufs {
+            layer: LayerBufs::new(ctx, core, &self.hp),
+            rope_table: rope_table_for(ctx, &self.hp.rope, &self.rope_factors, n_ctx),
+        })
+    }
+
     fn record(&self, r: &mut Recorder, core: &SessionCore, s: &DecoderBufs, n: usize, pos0: usize) -> Result<()> {
         let (hp, sp, b) = (&self.hp, &self.spec, &s.layer);
         let n_embd = hp.n_embd;
         // x = embedding_scale · token_embd[ids]      [n, n_embd]
-        ops::get_rows(r, &self.tok_embd, &core.ids, n, &core.x)?;
-        if sp.embedding_scale != 1.0 {
-            ops::scale(r, &core.x, 0, n * n_embd, sp.embedding_scale)?;
-        }
+        self.io.embed(r, core, n, sp.embedding_scale)?;
         for (il, l) in self.layers.iter().enumerate() {
             // x += residual_scale · attn(rms_norm(x) · attn_norm)
             ops::rms_norm(r, &core.x, 0, &l.attn_norm, &b.cur, 0, n_embd, n, hp.rms_eps)?;
@@ -100,39 +87,9 @@ impl DecoderGpu {
     }
 }
 
-struct DecoderBufs {
+pub struct DecoderBufs {
     layer: LayerBufs,
     rope_table: GBuf,
 }
 
-pub struct DecoderSession {
-    core: SessionCore,
-    bufs: DecoderBufs,
-}
-
-impl DecoderSession {
-    pub fn new(ctx: &GpuContext, m: &DecoderGpu, n_ctx: usize) -> Result<DecoderSession> {
-        let core = SessionCore::new(ctx, &m.dims(), n_ctx)?;
-        let bufs = DecoderBufs {
-            layer: LayerBufs::new(ctx, &core, &m.hp),
-            rope_table: rope_table_for(ctx, &m.hp.rope, &m.rope_factors, n_ctx),
-        };
-        Ok(DecoderSession { core, bufs })
-    }
-
-    /// Runs `ids` at `pos0..`. Fills `logits` for `Last`/`All`; returns the id for `Argmax`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn forward(
-        &mut self,
-        ctx: &GpuContext,
-        kernels: &Kernels,
-        m: &DecoderGpu,
-        ids: &[u32],
-        pos0: usize,
-        want: Want,
-        logits: &mut Vec<f32>,
-    ) -> Result<Option<u32>> {
-        let bufs = &self.bufs;
-        self.core.forward(ctx, kernels, &m.head(), ids, pos0, want, logits, |r, core, n, pos0| m.record(r, core, bufs, n, pos0))
-    }
-}
+pub type DecoderSession = GraphSession<DecoderGpu>;

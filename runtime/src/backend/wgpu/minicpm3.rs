@@ -10,8 +10,8 @@
 
 use super::blocks::{self, FfnGpu, LayerBufs};
 use super::device::GpuContext;
-use super::kernels::{ops, GBuf, Kernels, Recorder};
-use super::session::{rope_mode, rope_table_for, upload, upload_padded, CoreDims, HeadWeights, SessionCore, Want};
+use super::kernels::{ops, GBuf, Recorder};
+use super::session::{rope_mode, rope_table_for, upload, upload_padded, CoreDims, Graph, GraphSession, HeadWeights, Io, SessionCore};
 use super::weights::GpuMatrix;
 use crate::model::blocks::RopeFactors;
 use crate::model::minicpm3::{Hparams, MiniCpm3};
@@ -37,10 +37,7 @@ struct LayerGpu {
 pub struct MiniCpm3Gpu {
     hp: Hparams,
     rope_factors: RopeFactors,
-    tok_embd: GpuMatrix,
-    /// `None` when tied to `tok_embd`.
-    output: Option<GpuMatrix>,
-    output_norm: GBuf,
+    io: Io,
     layers: Vec<LayerGpu>,
 }
 
@@ -58,8 +55,7 @@ impl MiniCpm3Gpu {
                 ops::ATTN_MAX_HDK
             )));
         }
-        let tok_embd = upload(ctx, f, &m.tok_embd)?;
-        let output = if m.output.name == m.tok_embd.name { None } else { Some(upload(ctx, f, &m.output)?) };
+        let io = Io::upload(ctx, f, &m.tok_embd, &m.output, &m.output_norm)?;
         let vec = |label: &str, v: &[f32]| GBuf::from_f32(ctx, label, v);
         let mut layers = Vec::with_capacity(m.layers.len());
         for l in &m.layers {
@@ -78,10 +74,9 @@ impl MiniCpm3Gpu {
                 ffn: FfnGpu::upload(ctx, f, &l.ffn, b.n_ff)?,
             });
         }
-        let output_norm = vec("output_norm", &m.output_norm);
         ctx.queue.submit(None);
         super::kernels::wait(ctx)?;
-        Ok(MiniCpm3Gpu { hp, rope_factors: m.rope_factors.clone(), tok_embd, output, output_norm, layers })
+        Ok(MiniCpm3Gpu { hp, rope_factors: m.rope_factors.clone(), io, layers })
     }
 
     /// Width of the normed q_a rows q_b reads (q_lora_rank padded to 32).
@@ -89,54 +84,6 @@ impl MiniCpm3Gpu {
         self.layers.first().map_or(self.hp.q_lora_rank, |l| l.q_b.n_in)
     }
 
-    fn dims(&self) -> CoreDims {
-        let (hp, b) = (&self.hp, &self.hp.base);
-        let p = |w: &GpuMatrix| 2 * w.parts.len();
-        let per_layer: usize = self.layers.iter().map(|l| 20 + p(&l.q_a) + p(&l.q_b) + p(&l.kv_a_mqa) + p(&l.wo) + l.ffn.dispatches()).sum();
-        let head = p(self.output.as_ref().unwrap_or(&self.tok_embd));
-        let n_attn = b.n_head * b.head_dim_v;
-        let widest_in = b.n_embd.max(self.qa_width()).max(n_attn).max(b.n_ff);
-        CoreDims {
-            n_vocab: b.n_vocab,
-            n_embd: b.n_embd,
-            widest_in,
-            widest: widest_in.max(b.q_dim()).max(b.n_head * hp.cache_row()),
-            kv: vec![(hp.cache_row(), 0); b.n_layer],
-            dispatches: per_layer + p(&self.tok_embd) + head + 8,
-        }
-    }
-
-    fn head(&self) -> HeadWeights<'_> {
-        HeadWeights {
-            norm: &self.output_norm,
-            output: self.output.as_ref().unwrap_or(&self.tok_embd),
-            rms_eps: self.hp.base.rms_eps,
-            // llama.cpp's minicpm3 graph scales the final norm's output by 256/n_embd.
-            logit_mul: 256.0 / self.hp.base.n_embd as f32,
-            softcap: None,
-        }
-    }
-
-    /// Embedding and every layer: the final hidden state ends in `core.x`.
-    fn record(&self, r: &mut Recorder, core: &SessionCore, s: &MlaBufs, n: usize, pos0: usize) -> Result<()> {
-        let hp = &self.hp.base;
-        let n_embd = hp.n_embd;
-        let rs = 1.4 / (hp.n_layer as f32).sqrt();
-        // x = 12 · token_embd[ids]      [n, n_embd]
-        ops::get_rows(r, &self.tok_embd, &core.ids, n, &core.x)?;
-        ops::scale(r, &core.x, 0, n * n_embd, 12.0)?;
-        for (il, l) in self.layers.iter().enumerate() {
-            // x += rs · mla(rms_norm(x) · attn_norm)
-            ops::rms_norm(r, &core.x, 0, &l.attn_norm, &s.layer.cur, 0, n_embd, n, hp.rms_eps)?;
-            self.mla(r, core, s, l, il, n, pos0)?;
-            ops::add_scaled(r, &s.layer.cur, &core.x, n * n_embd, rs)?;
-            // x += rs · down(silu(gate(h)) · up(h)),  h = rms_norm(x) · ffn_norm
-            ops::rms_norm(r, &core.x, 0, &l.ffn_norm, &s.layer.cur, 0, n_embd, n, hp.rms_eps)?;
-            blocks::ffn(r, core, &s.layer, &l.ffn, hp.n_ff, n_embd, false, n)?;
-            ops::add_scaled(r, &s.layer.cur, &core.x, n * n_embd, rs)?;
-        }
-        Ok(())
-    }
 
     /// `cur = wo · mla(cur)` for `cur` holding the normed input `[n, n_embd]`;
     /// writes `[normed latent | roped k_pe]` into layer `il`'s cache at `pos0`.
@@ -204,27 +151,32 @@ impl MiniCpm3Gpu {
     }
 }
 
-/// A session's activations `[ubatch, width]` and RoPE table.
-struct MlaBufs {
-    /// The FFN's buffers and, for MLA: `tmp` = q_a's output, `k` =
-    /// kv_a_mqa's `[latent | k_pe]`, `v` = the cache row being built.
-    layer: LayerBufs,
-    /// Normed q_a rows at q_b's padded stride.
-    qa: GBuf,
-    qabs: GBuf,
-    olat: GBuf,
-    rope_table: GBuf,
-}
+impl Graph for MiniCpm3Gpu {
+    type Bufs = MlaBufs;
 
-pub struct MiniCpm3Session {
-    core: SessionCore,
-    bufs: MlaBufs,
-}
+    fn dims(&self) -> CoreDims {
+        let (hp, b) = (&self.hp, &self.hp.base);
+        let p = |w: &GpuMatrix| 2 * w.parts.len();
+        let per_layer: usize = self.layers.iter().map(|l| 20 + p(&l.q_a) + p(&l.q_b) + p(&l.kv_a_mqa) + p(&l.wo) + l.ffn.dispatches()).sum();
+        let n_attn = b.n_head * b.head_dim_v;
+        let widest_in = b.n_embd.max(self.qa_width()).max(n_attn).max(b.n_ff);
+        CoreDims {
+            n_vocab: b.n_vocab,
+            n_embd: b.n_embd,
+            widest_in,
+            widest: widest_in.max(b.q_dim()).max(b.n_head * hp.cache_row()),
+            kv: vec![(hp.cache_row(), 0); b.n_layer],
+            dispatches: per_layer + self.io.dispatches(),
+        }
+    }
 
-impl MiniCpm3Session {
-    pub fn new(ctx: &GpuContext, m: &MiniCpm3Gpu, n_ctx: usize) -> Result<MiniCpm3Session> {
-        let core = SessionCore::new(ctx, &m.dims(), n_ctx)?;
-        let (hp, b) = (&m.hp, &m.hp.base);
+    fn head(&self) -> HeadWeights<'_> {
+        // llama.cpp's minicpm3 graph scales the final norm's output by 256/n_embd.
+        self.io.head(self.hp.base.rms_eps, 256.0 / self.hp.base.n_embd as f32, None)
+    }
+
+    fn new_bufs(&self, ctx: &GpuContext, core: &SessionCore, n_ctx: usize) -> Result<MlaBufs> {
+        let (hp, b) = (&self.hp, &self.hp.base);
         let a = |label: &str, n: usize| core.act(ctx, label, n);
         let layer = LayerBufs {
             cur: a("cur", b.n_embd),
@@ -236,29 +188,46 @@ impl MiniCpm3Session {
             gate: a("gate", b.n_ff),
             up: a("up", b.n_ff),
         };
-        let bufs = MlaBufs {
+        Ok(MlaBufs {
             layer,
-            qa: a("qa", m.qa_width()),
+            qa: a("qa", self.qa_width()),
             qabs: a("qabs", b.n_head * hp.cache_row()),
             olat: a("olat", b.n_head * hp.kv_lora_rank),
-            rope_table: rope_table_for(ctx, &b.rope, &m.rope_factors, n_ctx),
-        };
-        Ok(MiniCpm3Session { core, bufs })
+            rope_table: rope_table_for(ctx, &b.rope, &self.rope_factors, n_ctx),
+        })
     }
 
-    /// Runs `ids` at `pos0..`. Fills `logits` for `Last`/`All`; returns the id for `Argmax`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn forward(
-        &mut self,
-        ctx: &GpuContext,
-        kernels: &Kernels,
-        m: &MiniCpm3Gpu,
-        ids: &[u32],
-        pos0: usize,
-        want: Want,
-        logits: &mut Vec<f32>,
-    ) -> Result<Option<u32>> {
-        let bufs = &self.bufs;
-        self.core.forward(ctx, kernels, &m.head(), ids, pos0, want, logits, |r, core, n, pos0| m.record(r, core, bufs, n, pos0))
+    /// Embedding and every layer: the final hidden state ends in `core.x`.
+    fn record(&self, r: &mut Recorder, core: &SessionCore, s: &MlaBufs, n: usize, pos0: usize) -> Result<()> {
+        let hp = &self.hp.base;
+        let n_embd = hp.n_embd;
+        let rs = 1.4 / (hp.n_layer as f32).sqrt();
+        // x = 12 · token_embd[ids]      [n, n_embd]
+        self.io.embed(r, core, n, 12.0)?;
+        for (il, l) in self.layers.iter().enumerate() {
+            // x += rs · mla(rms_norm(x) · attn_norm)
+            ops::rms_norm(r, &core.x, 0, &l.attn_norm, &s.layer.cur, 0, n_embd, n, hp.rms_eps)?;
+            self.mla(r, core, s, l, il, n, pos0)?;
+            ops::add_scaled(r, &s.layer.cur, &core.x, n * n_embd, rs)?;
+            // x += rs · down(silu(gate(h)) · up(h)),  h = rms_norm(x) · ffn_norm
+            ops::rms_norm(r, &core.x, 0, &l.ffn_norm, &s.layer.cur, 0, n_embd, n, hp.rms_eps)?;
+            blocks::ffn(r, core, &s.layer, &l.ffn, hp.n_ff, n_embd, false, n)?;
+            ops::add_scaled(r, &s.layer.cur, &core.x, n * n_embd, rs)?;
+        }
+        Ok(())
     }
 }
+
+/// A session's activations `[ubatch, width]` and RoPE table.
+pub struct MlaBufs {
+    /// The FFN's buffers and, for MLA: `tmp` = q_a's output, `k` =
+    /// kv_a_mqa's `[latent | k_pe]`, `v` = the cache row being built.
+    layer: LayerBufs,
+    /// Normed q_a rows at q_b's padded stride.
+    qa: GBuf,
+    qabs: GBuf,
+    olat: GBuf,
+    rope_table: GBuf,
+}
+
+pub type MiniCpm3Session = GraphSession<MiniCpm3Gpu>;

@@ -13,7 +13,7 @@ use super::kernels::{ops, params_buffer, GBuf, Kernels, Readback, Recorder};
 use super::shaders::ShaderKey;
 use super::weights::GpuMatrix;
 use crate::gguf::GgufFile;
-use crate::model::blocks::RopeFactors;
+use crate::model::blocks::{BaseHparams, RopeFactors};
 use crate::model::Weight;
 use crate::ops::rope::{RopeMode, RopeParams};
 use crate::{Error, Result};
@@ -69,6 +69,86 @@ pub struct HeadWeights<'a> {
     pub softcap: Option<f32>,
 }
 
+/// The embedding table, final norm and output head every graph has.
+pub struct Io {
+    pub tok_embd: GpuMatrix,
+    /// `None` when tied to `tok_embd`.
+    pub output: Option<GpuMatrix>,
+    pub output_norm: GBuf,
+}
+
+impl Io {
+    pub fn upload(ctx: &GpuContext, f: &GgufFile, tok_embd: &Weight, output: &Weight, output_norm: &[f32]) -> Result<Io> {
+        let tied = output.name == tok_embd.name;
+        Ok(Io {
+            tok_embd: upload(ctx, f, tok_embd)?,
+            output: if tied { None } else { Some(upload(ctx, f, output)?) },
+            output_norm: GBuf::from_f32(ctx, "output_norm", output_norm),
+        })
+    }
+
+    /// The head's weights with the model's logit transforms.
+    pub fn head(&self, rms_eps: f32, logit_mul: f32, softcap: Option<f32>) -> HeadWeights<'_> {
+        HeadWeights { norm: &self.output_norm, output: self.output.as_ref().unwrap_or(&self.tok_embd), rms_eps, logit_mul, softcap }
+    }
+
+    /// Dispatches of the embedding lookup and the head.
+    pub fn dispatches(&self) -> usize {
+        self.tok_embd.parts.len() + 2 * self.output.as_ref().unwrap_or(&self.tok_embd).parts.len() + 8
+    }
+
+    /// `core.x = scale · token_embd[ids]`      [n, n_embd]
+    pub fn embed(&self, r: &mut Recorder, core: &SessionCore, n: usize, scale: f32) -> Result<()> {
+        ops::get_rows(r, &self.tok_embd, &core.ids, n, &core.x)?;
+        if scale != 1.0 {
+            ops::scale(r, &core.x, 0, n * self.tok_embd.n_in, scale)?;
+        }
+        Ok(())
+    }
+}
+
+/// One architecture's GPU graph: its session buffers and how it records a
+/// micro-batch up to the final hidden state; [`GraphSession`] does the rest.
+pub trait Graph {
+    /// The per-session activations and tables beyond [`SessionCore`]'s.
+    type Bufs;
+    fn dims(&self) -> CoreDims;
+    fn head(&self) -> HeadWeights<'_>;
+    fn new_bufs(&self, ctx: &GpuContext, core: &SessionCore, n_ctx: usize) -> Result<Self::Bufs>;
+    /// Embedding and every layer for `n` tokens at `pos0`: the final hidden state ends in `core.x`.
+    fn record(&self, r: &mut Recorder, core: &SessionCore, b: &Self::Bufs, n: usize, pos0: usize) -> Result<()>;
+}
+
+/// A session of graph `G`: the shared core and `G`'s buffers.
+pub struct GraphSession<G: Graph> {
+    core: SessionCore,
+    bufs: G::Bufs,
+}
+
+impl<G: Graph> GraphSession<G> {
+    pub fn new(ctx: &GpuContext, m: &G, n_ctx: usize) -> Result<GraphSession<G>> {
+        let core = SessionCore::new(ctx, &m.dims(), n_ctx)?;
+        let bufs = m.new_bufs(ctx, &core, n_ctx)?;
+        Ok(GraphSession { core, bufs })
+    }
+
+    /// Runs `ids` at `pos0..`. Fills `logits` for `Last`/`All`; returns the id for `Argmax`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward(
+        &mut self,
+        ctx: &GpuContext,
+        kernels: &Kernels,
+        m: &G,
+        ids: &[u32],
+        pos0: usize,
+        want: Want,
+        logits: &mut Vec<f32>,
+    ) -> Result<Option<u32>> {
+        let bufs = &self.bufs;
+        self.core.forward(ctx, kernels, &m.head(), ids, pos0, want, logits, |r, core, n, pos0| m.record(r, core, bufs, n, pos0))
+    }
+}
+
 /// Sizes a session's shared buffers are made for.
 pub struct CoreDims {
     pub n_vocab: usize,
@@ -81,6 +161,21 @@ pub struct CoreDims {
     pub kv: Vec<(usize, usize)>,
     /// Dispatches one micro-batch records at most.
     pub dispatches: usize,
+}
+
+impl CoreDims {
+    /// A graph over [`LayerBufs`](super::blocks::LayerBufs) with a K and a V cache on every layer.
+    pub fn standard(hp: &BaseHparams, dispatches: usize) -> CoreDims {
+        let widest = super::blocks::LayerBufs::widest(hp);
+        CoreDims {
+            n_vocab: hp.n_vocab,
+            n_embd: hp.n_embd,
+            widest_in: widest,
+            widest,
+            kv: vec![(hp.k_dim(), hp.v_dim()); hp.n_layer],
+            dispatches,
+        }
+    }
 }
 
 pub struct SessionCore {
