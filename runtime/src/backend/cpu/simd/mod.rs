@@ -21,6 +21,8 @@ mod aarch64;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
+#[cfg(all(test, target_os = "linux"))]
+mod bench;
 #[cfg(test)]
 mod tests;
 

@@ -15,9 +15,9 @@ use half::f16;
 use super::{CpuKernels, SCALAR};
 use crate::quant::{self, GgmlType, QK_K};
 
-struct Rng(u64);
+pub(super) struct Rng(pub(super) u64);
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(super) fn next(&mut self) -> u64 {
         // xorshift64*
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
@@ -27,7 +27,7 @@ impl Rng {
     fn byte(&mut self) -> u8 {
         (self.next() >> 56) as u8
     }
-    fn f(&mut self) -> f32 {
+    pub(super) fn f(&mut self) -> f32 {
         (self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
     }
     /// i8 in -127..=127 (what our activation quantizers produce).
@@ -66,7 +66,7 @@ fn f16_fields(ty: GgmlType) -> &'static [usize] {
 }
 
 /// A random weight row; `unit` puts 1.0 in every fp16 scale.
-fn weight_row(rng: &mut Rng, ty: GgmlType, n: usize, unit: bool) -> Vec<u8> {
+pub(super) fn weight_row(rng: &mut Rng, ty: GgmlType, n: usize, unit: bool) -> Vec<u8> {
     match ty {
         GgmlType::F32 => {
             return (0..n).flat_map(|_| rng.f().to_le_bytes()).collect();
@@ -88,7 +88,7 @@ fn weight_row(rng: &mut Rng, ty: GgmlType, n: usize, unit: bool) -> Vec<u8> {
 
 /// Activations in `vec_dot_type(ty)`: from the scalar quantizer, or built
 /// by hand with d = 1 for the exact check.
-fn act_row(rng: &mut Rng, ty: GgmlType, n: usize, unit: bool) -> Vec<u8> {
+pub(super) fn act_row(rng: &mut Rng, ty: GgmlType, n: usize, unit: bool) -> Vec<u8> {
     let at = quant::vec_dot_type(ty);
     if !unit || matches!(at, GgmlType::F16 | GgmlType::F32) {
         let x: Vec<f32> = (0..n).map(|_| rng.f()).collect();
