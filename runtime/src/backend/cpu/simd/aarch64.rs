@@ -63,6 +63,8 @@ macro_rules! table {
             q4_1_x4: None,
             q8_0_x4: None,
             q4_k_x4: None,
+            q4_0_tile: None,
+            q4_k_tile: None,
         };
     };
 }

@@ -23,6 +23,7 @@ mod x86;
 
 #[cfg(all(test, target_os = "linux"))]
 mod bench;
+pub mod tile;
 #[cfg(test)]
 mod tests;
 
@@ -59,6 +60,10 @@ pub struct CpuKernels {
     pub q4_1_x4: Option<VecDot4Fn>,
     pub q8_0_x4: Option<VecDot4Fn>,
     pub q4_k_x4: Option<VecDot4Fn>,
+    /// Strip kernels for prompt processing (see [`tile`]); `None`: the
+    /// matmul uses the row kernels above.
+    pub q4_0_tile: Option<tile::TileDotFn>,
+    pub q4_k_tile: Option<tile::TileDotFn>,
 }
 
 /// The portable path: the scalar references of `quant/`.
@@ -82,6 +87,8 @@ pub static SCALAR: CpuKernels = CpuKernels {
     q4_1_x4: None,
     q8_0_x4: None,
     q4_k_x4: None,
+    q4_0_tile: None,
+    q4_k_tile: None,
 };
 
 impl CpuKernels {
@@ -147,6 +154,19 @@ impl CpuKernels {
             GgmlType::Q4_K => self.q4_k_x4,
             _ => None,
         }
+    }
+}
+
+impl CpuKernels {
+    /// The strip layout and kernel for `ty`, if this table has one.
+    #[inline]
+    pub fn tile(&self, ty: GgmlType) -> Option<(&'static tile::TileFormat, tile::TileDotFn)> {
+        let f = match ty {
+            GgmlType::Q4_0 => self.q4_0_tile,
+            GgmlType::Q4_K => self.q4_k_tile,
+            _ => None,
+        }?;
+        Some((tile::format(ty)?, f))
     }
 }
 

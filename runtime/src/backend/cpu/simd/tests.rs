@@ -215,3 +215,58 @@ fn simd_x4_kernels_match_single_token_kernels() {
         }
     }
 }
+
+/// Tile kernels (strip of 8 rows × up to 4 tokens): packing + the scalar
+/// twin reproduce `vec_dot` per row and token, and every table's SIMD tile
+/// kernel reproduces the scalar twin (bit for bit on integer sums).
+#[test]
+fn simd_tile_kernels_match_scalar() {
+    use super::tile::{self, ROWS};
+    let mut rng = Rng(11);
+    for ty in [GgmlType::Q4_0, GgmlType::Q4_K] {
+        let fmt = tile::format(ty).unwrap();
+        for n in [QK_K, 9 * QK_K] {
+            for unit in [true, false] {
+                let w = weight_row(&mut rng, ty, n * ROWS, unit);
+                let mut packed = vec![0u32; (fmt.packed_size)(n) / 4];
+                (fmt.pack)(n, &w, bytemuck::cast_slice_mut(&mut packed));
+                let packed: &[u8] = bytemuck::cast_slice(&packed);
+                let act: Vec<Vec<u8>> = (0..4).map(|_| act_row(&mut rng, ty, n, unit)).collect();
+                let aux: Vec<Vec<u32>> = act
+                    .iter()
+                    .map(|a| {
+                        let mut x = vec![0u32; (fmt.aux_size)(n) / 4];
+                        (fmt.aux)(n, a, bytemuck::cast_slice_mut(&mut x));
+                        x
+                    })
+                    .collect();
+                let act: Vec<&[u8]> = act.iter().map(|a| &a[..]).collect();
+                let aux: Vec<&[u8]> = aux.iter().map(|a| bytemuck::cast_slice(a)).collect();
+                let rs = w.len() / ROWS;
+                for nt in 1..=4 {
+                    let twin = tile::dot_scalar(ty, n, packed, &act[..nt], &aux[..nt]);
+                    for t in 0..nt {
+                        for r in 0..ROWS {
+                            let wr = &w[r * rs..(r + 1) * rs];
+                            let want = SCALAR.vec_dot(ty, n, wr, act[t]);
+                            let tol = if unit { 0.0 } else { 1e-5 * magnitude(ty, wr, act[t], n) + 1e-6 };
+                            let got = twin[t][r];
+                            assert!((got - want).abs() <= tol, "{ty} twin t{t} r{r}: {got} vs {want}");
+                        }
+                    }
+                    for k in CpuKernels::available() {
+                        let Some((_, f)) = k.tile(ty) else { continue };
+                        let got = f(n, packed, &act[..nt], &aux[..nt]);
+                        for t in 0..4 {
+                            for r in 0..ROWS {
+                                let (g, w) = (got[t][r], if t < nt { twin[t][r] } else { 0.0 });
+                                let tol = if unit { 0.0 } else { 1e-5 * w.abs().max(1.0) };
+                                assert!((g - w).abs() <= tol, "{} {ty} tile nt={nt} t{t} r{r}: {g} vs {w}", k.isa);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

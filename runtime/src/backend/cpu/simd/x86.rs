@@ -8,6 +8,7 @@ use std::arch::x86_64::*;
 
 use half::f16;
 
+use super::tile::{Q4Kx8, Q4_0x8, Q8KAux, Q8_0Aux, ROWS, TOKS};
 use super::CpuKernels;
 use crate::quant::q4_0::BlockQ4_0;
 use crate::quant::q4_1::BlockQ4_1;
@@ -21,38 +22,94 @@ use crate::quant::q8_1::BlockQ8_1;
 use crate::quant::q8_k::BlockQ8K;
 use crate::quant::{self, QK_K};
 
-static AVX2: CpuKernels = CpuKernels {
-    isa: "avx2+fma+f16c",
-    q4_0: |n, w, a| unsafe { vec_dot_q4_0(n, w, a) },
-    q4_1: |n, w, a| unsafe { vec_dot_q4_1(n, w, a) },
-    q5_0: |n, w, a| unsafe { vec_dot_q5_0(n, w, a) },
-    q5_1: |n, w, a| unsafe { vec_dot_q5_1(n, w, a) },
-    q8_0: |n, w, a| unsafe { vec_dot_q8_0(n, w, a) },
-    q2_k: quant::q2_k::vec_dot,
-    q3_k: quant::q3_k::vec_dot,
-    q4_k: |n, w, a| unsafe { vec_dot_q4_k(n, w, a) },
-    q5_k: |n, w, a| unsafe { vec_dot_q5_k(n, w, a) },
-    q6_k: |n, w, a| unsafe { vec_dot_q6_k(n, w, a) },
-    f16: |n, w, a| unsafe { dot_f16_raw(w.as_ptr() as *const u16, a.as_ptr() as *const u16, n) },
-    f32: |n, w, a| unsafe { vec_dot_f32(n, w, a) },
-    dot_f16: |a, b| unsafe { dot_f16(a, b) },
-    axpy_f16: |p, v, acc| unsafe { axpy_f16(p, v, acc) },
-    q4_0_x4: Some(|n, w, a| unsafe { vec_dot_q4_0_x4(n, w, a) }),
-    q4_1_x4: Some(|n, w, a| unsafe { vec_dot_q4_1_x4(n, w, a) }),
-    q8_0_x4: Some(|n, w, a| unsafe { vec_dot_q8_0_x4(n, w, a) }),
-    q4_k_x4: Some(|n, w, a| unsafe { vec_dot_q4_k_x4(n, w, a) }),
-};
+/// Builds a kernel table: instantiates the integer kernels (written once,
+/// generic over [`Isa`]) inside `#[target_feature]` wrappers, so each table's
+/// copies are compiled for exactly the features its `detect` checked.
+macro_rules! kernel_table {
+    ($isa:literal, $feat:literal, $I:ty) => {{
+        kernel_table!(@wrap $feat, $I, fn(&[u8]) -> f32,
+            q4_0 => vec_dot_q4_0, q4_1 => vec_dot_q4_1, q5_0 => vec_dot_q5_0, q5_1 => vec_dot_q5_1,
+            q8_0 => vec_dot_q8_0, q4_k => vec_dot_q4_k, q5_k => vec_dot_q5_k, q6_k => vec_dot_q6_k);
+        kernel_table!(@wrap $feat, $I, fn([&[u8]; 4]) -> [f32; 4],
+            q4_0_x4 => vec_dot_q4_0_x4, q4_1_x4 => vec_dot_q4_1_x4,
+            q8_0_x4 => vec_dot_q8_0_x4, q4_k_x4 => vec_dot_q4_k_x4);
+        kernel_table!(@tile $feat, $I, q4_0_tile => tile_q4_0, q4_k_tile => tile_q4_k);
+        CpuKernels {
+            isa: $isa,
+            q4_0: |n, w, a| unsafe { q4_0(n, w, a) },
+            q4_1: |n, w, a| unsafe { q4_1(n, w, a) },
+            q5_0: |n, w, a| unsafe { q5_0(n, w, a) },
+            q5_1: |n, w, a| unsafe { q5_1(n, w, a) },
+            q8_0: |n, w, a| unsafe { q8_0(n, w, a) },
+            q2_k: quant::q2_k::vec_dot,
+            q3_k: quant::q3_k::vec_dot,
+            q4_k: |n, w, a| unsafe { q4_k(n, w, a) },
+            q5_k: |n, w, a| unsafe { q5_k(n, w, a) },
+            q6_k: |n, w, a| unsafe { q6_k(n, w, a) },
+            f16: |n, w, a| unsafe { dot_f16_raw(w.as_ptr() as *const u16, a.as_ptr() as *const u16, n) },
+            f32: |n, w, a| unsafe { vec_dot_f32(n, w, a) },
+            dot_f16: |a, b| unsafe { dot_f16(a, b) },
+            axpy_f16: |p, v, acc| unsafe { axpy_f16(p, v, acc) },
+            q4_0_x4: Some(|n, w, a| unsafe { q4_0_x4(n, w, a) }),
+            q4_1_x4: Some(|n, w, a| unsafe { q4_1_x4(n, w, a) }),
+            q8_0_x4: Some(|n, w, a| unsafe { q8_0_x4(n, w, a) }),
+            q4_k_x4: Some(|n, w, a| unsafe { q4_k_x4(n, w, a) }),
+            q4_0_tile: Some(|n, x, y, a| unsafe { q4_0_tile(n, x, y, a) }),
+            q4_k_tile: Some(|n, x, y, a| unsafe { q4_k_tile(n, x, y, a) }),
+        }
+    }};
+    (@wrap $feat:literal, $I:ty, fn($A:ty) -> $R:ty, $($name:ident => $kernel:ident),*) => {$(
+        #[target_feature(enable = $feat)]
+        unsafe fn $name(n: usize, w: &[u8], a: $A) -> $R {
+            $kernel::<$I>(n, w, a)
+        }
+    )*};
+    (@tile $feat:literal, $I:ty, $($name:ident => $kernel:ident),*) => {$(
+        // One instance per token count, so the accumulators are registers.
+        #[target_feature(enable = $feat)]
+        unsafe fn $name(n: usize, x: &[u8], y: &[&[u8]], a: &[&[u8]]) -> [[f32; ROWS]; TOKS] {
+            match y.len() {
+                4 => $kernel::<$I, 4>(n, x, y, a),
+                3 => $kernel::<$I, 3>(n, x, y, a),
+                2 => $kernel::<$I, 2>(n, x, y, a),
+                _ => $kernel::<$I, 1>(n, x, y, a),
+            }
+        }
+    )*};
+}
+
+// SAFETY (both tables): `detect`/`available` hand a table out only after
+// `is_x86_feature_detected!` saw every feature in its `$feat`.
+static AVX2: CpuKernels = kernel_table!("avx2+fma+f16c", "avx2,fma,f16c", Avx2);
+static AVX512: CpuKernels =
+    kernel_table!("avx512vnni", "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni", Vnni);
 
 fn has_avx2() -> bool {
     is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c")
 }
 
-pub(super) fn detect() -> Option<&'static CpuKernels> {
-    has_avx2().then_some(&AVX2)
+fn has_avx512vnni() -> bool {
+    has_avx2()
+        && is_x86_feature_detected!("avx512f")
+        && is_x86_feature_detected!("avx512bw")
+        && is_x86_feature_detected!("avx512vl")
+        && is_x86_feature_detected!("avx512vnni")
 }
 
+pub(super) fn detect() -> Option<&'static CpuKernels> {
+    available().pop()
+}
+
+/// Every table this CPU runs, best last.
 pub(super) fn available() -> Vec<&'static CpuKernels> {
-    detect().into_iter().collect()
+    let mut v = Vec::new();
+    if has_avx2() {
+        v.push(&AVX2);
+    }
+    if has_avx512vnni() {
+        v.push(&AVX512);
+    }
+    v
 }
 
 /// One fp16 → f32 with F16C's `vcvtph2ps` (ggml's `_cvtsh_ss`), exact like
@@ -101,42 +158,110 @@ unsafe fn bytes_from_nibbles_32(p: *const u8) -> __m256i {
     _mm256_and_si256(_mm256_set1_epi8(0xF), bytes)
 }
 
-/// Σ pairs of u8·i8 → 8 i32 lanes.
-#[inline]
-#[target_feature(enable = "avx2")]
-unsafe fn sum_us8(ax: __m256i, sy: __m256i) -> __m256i {
-    let dot = _mm256_maddubs_epi16(ax, sy);
-    _mm256_madd_epi16(_mm256_set1_epi16(1), dot)
+/// The u8·i8 products, the one thing the AVX2 and AVX-512 tables do
+/// differently. Partial sums stay in the ISA's natural width (AVX2's
+/// `maddubs` i16 pairs, VNNI's `dpbusd` i32 quads) until `widen`, so AVX2
+/// can still subtract and scale in i16 as ggml does. No i16 pair sum can
+/// saturate for the formats' ranges (see the module doc of `simd`).
+trait Isa {
+    /// Partial sums of u8·i8 products.
+    unsafe fn mul(u: __m256i, s: __m256i) -> __m256i;
+    /// `acc` + `mul(u, s)`. On AVX2 the sums stay i16, so at most 8 of
+    /// these for 4-bit `u` (8 · 2 · 15 · 128 < 2^15) before `widen`.
+    unsafe fn mul_acc(acc: __m256i, u: __m256i, s: __m256i) -> __m256i;
+    /// Difference of two `mul` results.
+    unsafe fn sub(a: __m256i, b: __m256i) -> __m256i;
+    /// `mul` results → Σ of 4 adjacent products per i32 lane, each times
+    /// `lo` (bytes 0..16) or `hi` (bytes 16..32).
+    unsafe fn widen_scaled(p: __m256i, lo: i16, hi: i16) -> __m256i;
+    /// `mul` results → Σ of 4 adjacent products per i32 lane.
+    unsafe fn widen(p: __m256i) -> __m256i;
+
+    /// Σ of 4 adjacent u8·i8 products per i32 lane.
+    #[inline(always)]
+    unsafe fn dot(u: __m256i, s: __m256i) -> __m256i {
+        Self::widen(Self::mul(u, s))
+    }
+}
+
+/// AVX2: `maddubs` (i16 pairs), then `madd` to i32.
+struct Avx2;
+impl Isa for Avx2 {
+    #[inline(always)]
+    unsafe fn mul(u: __m256i, s: __m256i) -> __m256i {
+        _mm256_maddubs_epi16(u, s)
+    }
+    #[inline(always)]
+    unsafe fn mul_acc(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
+        _mm256_add_epi16(acc, _mm256_maddubs_epi16(u, s))
+    }
+    #[inline(always)]
+    unsafe fn sub(a: __m256i, b: __m256i) -> __m256i {
+        _mm256_sub_epi16(a, b)
+    }
+    #[inline(always)]
+    unsafe fn widen_scaled(p: __m256i, lo: i16, hi: i16) -> __m256i {
+        _mm256_madd_epi16(_mm256_set_m128i(_mm_set1_epi16(hi), _mm_set1_epi16(lo)), p)
+    }
+    #[inline(always)]
+    unsafe fn widen(p: __m256i) -> __m256i {
+        _mm256_madd_epi16(_mm256_set1_epi16(1), p)
+    }
+}
+
+/// AVX-512 VNNI on 256-bit vectors: one `vpdpbusd` per product; scales
+/// by `vpmulld`.
+struct Vnni;
+impl Isa for Vnni {
+    #[inline(always)]
+    unsafe fn mul(u: __m256i, s: __m256i) -> __m256i {
+        _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s)
+    }
+    #[inline(always)]
+    unsafe fn mul_acc(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
+        _mm256_dpbusd_epi32(acc, u, s)
+    }
+    #[inline(always)]
+    unsafe fn sub(a: __m256i, b: __m256i) -> __m256i {
+        _mm256_sub_epi32(a, b)
+    }
+    #[inline(always)]
+    unsafe fn widen_scaled(p: __m256i, lo: i16, hi: i16) -> __m256i {
+        _mm256_mullo_epi32(_mm256_set_m128i(_mm_set1_epi32(hi as i32), _mm_set1_epi32(lo as i32)), p)
+    }
+    #[inline(always)]
+    unsafe fn widen(p: __m256i) -> __m256i {
+        p
+    }
 }
 
 /// Σ pairs of i8·i8 → 8 i32 lanes (maddubs wants unsigned × signed: move
 /// x's sign onto y). |x| ≤ 128, |y| ≤ 127 keeps the i16 pair sums exact.
-#[inline]
-#[target_feature(enable = "avx2")]
-unsafe fn sum_i8(x: __m256i, y: __m256i) -> __m256i {
+#[inline(always)]
+unsafe fn sum_i8<I: Isa>(x: __m256i, y: __m256i) -> __m256i {
     let ax = _mm256_sign_epi8(x, x);
     let sy = _mm256_sign_epi8(y, x);
-    sum_us8(ax, sy)
+    I::dot(ax, sy)
 }
 
 // ---------------------------------------------------------------- 32-blocks
 
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn vec_dot_q4_0(_n: usize, w: &[u8], act: &[u8]) -> f32 {
+#[inline(always)]
+unsafe fn vec_dot_q4_0<I: Isa>(_n: usize, w: &[u8], act: &[u8]) -> f32 {
     let (x, y): (&[BlockQ4_0], &[BlockQ8_0]) = (bytemuck::cast_slice(w), bytemuck::cast_slice(act));
     let mut acc = _mm256_setzero_ps();
     for (x, y) in x.iter().zip(y) {
         let d = _mm256_set1_ps(fp16_mul(x.d, y.d));
         let qx = _mm256_sub_epi8(bytes_from_nibbles_32(x.qs.as_ptr()), _mm256_set1_epi8(8));
         let qy = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
-        let q = _mm256_cvtepi32_ps(sum_i8(qx, qy));
+        let q = _mm256_cvtepi32_ps(sum_i8::<I>(qx, qy));
         acc = _mm256_fmadd_ps(d, q, acc);
     }
     hsum_f32_8(acc)
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn vec_dot_q4_1(_n: usize, w: &[u8], act: &[u8]) -> f32 {
+#[inline(always)]
+unsafe fn vec_dot_q4_1<I: Isa>(_n: usize, w: &[u8], act: &[u8]) -> f32 {
     let (x, y): (&[BlockQ4_1], &[BlockQ8_1]) = (bytemuck::cast_slice(w), bytemuck::cast_slice(act));
     let mut acc = _mm256_setzero_ps();
     let mut summs = 0f32;
@@ -146,7 +271,7 @@ unsafe fn vec_dot_q4_1(_n: usize, w: &[u8], act: &[u8]) -> f32 {
         let d = _mm256_set1_ps(fp16_mul(x.d, y.d));
         let qx = bytes_from_nibbles_32(x.qs.as_ptr());
         let qy = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
-        let q = _mm256_cvtepi32_ps(sum_us8(qx, qy));
+        let q = _mm256_cvtepi32_ps(I::dot(qx, qy));
         acc = _mm256_fmadd_ps(d, q, acc);
     }
     hsum_f32_8(acc) + summs
@@ -162,8 +287,8 @@ unsafe fn bytes_from_bits_32(x: [u8; 4]) -> __m256i {
     _mm256_cmpeq_epi8(bytes, _mm256_set1_epi64x(-1))
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn vec_dot_q5_0(_n: usize, w: &[u8], act: &[u8]) -> f32 {
+#[inline(always)]
+unsafe fn vec_dot_q5_0<I: Isa>(_n: usize, w: &[u8], act: &[u8]) -> f32 {
     let (x, y): (&[BlockQ5_0], &[BlockQ8_0]) = (bytemuck::cast_slice(w), bytemuck::cast_slice(act));
     let mut acc = _mm256_setzero_ps();
     for (x, y) in x.iter().zip(y) {
@@ -172,13 +297,13 @@ unsafe fn vec_dot_q5_0(_n: usize, w: &[u8], act: &[u8]) -> f32 {
         let hi = _mm256_andnot_si256(bytes_from_bits_32(x.qh), _mm256_set1_epi8(0xF0u8 as i8));
         let qx = _mm256_or_si256(bytes_from_nibbles_32(x.qs.as_ptr()), hi);
         let qy = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
-        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sum_i8(qx, qy)), acc);
+        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sum_i8::<I>(qx, qy)), acc);
     }
     hsum_f32_8(acc)
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn vec_dot_q5_1(_n: usize, w: &[u8], act: &[u8]) -> f32 {
+#[inline(always)]
+unsafe fn vec_dot_q5_1<I: Isa>(_n: usize, w: &[u8], act: &[u8]) -> f32 {
     let (x, y): (&[BlockQ5_1], &[BlockQ8_1]) = (bytemuck::cast_slice(w), bytemuck::cast_slice(act));
     let mut acc = _mm256_setzero_ps();
     let mut summs = 0f32;
@@ -188,20 +313,20 @@ unsafe fn vec_dot_q5_1(_n: usize, w: &[u8], act: &[u8]) -> f32 {
         let hi = _mm256_and_si256(bytes_from_bits_32(x.qh), _mm256_set1_epi8(0x10));
         let qx = _mm256_or_si256(bytes_from_nibbles_32(x.qs.as_ptr()), hi);
         let qy = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
-        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sum_us8(qx, qy)), acc);
+        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(I::dot(qx, qy)), acc);
     }
     hsum_f32_8(acc) + summs
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn vec_dot_q8_0(_n: usize, w: &[u8], act: &[u8]) -> f32 {
+#[inline(always)]
+unsafe fn vec_dot_q8_0<I: Isa>(_n: usize, w: &[u8], act: &[u8]) -> f32 {
     let (x, y): (&[BlockQ8_0], &[BlockQ8_0]) = (bytemuck::cast_slice(w), bytemuck::cast_slice(act));
     let mut acc = _mm256_setzero_ps();
     for (x, y) in x.iter().zip(y) {
         let d = _mm256_set1_ps(fp16_mul(x.d, y.d));
         let qx = _mm256_loadu_si256(x.qs.as_ptr() as *const __m256i);
         let qy = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
-        let q = _mm256_cvtepi32_ps(sum_i8(qx, qy));
+        let q = _mm256_cvtepi32_ps(sum_i8::<I>(qx, qy));
         acc = _mm256_fmadd_ps(d, q, acc);
     }
     hsum_f32_8(acc)
@@ -214,8 +339,8 @@ unsafe fn vec_dot_q8_0(_n: usize, w: &[u8], act: &[u8]) -> f32 {
 // token they run exactly the instructions of the 1-token kernels above, so
 // their results are bit-identical to them (tested).
 
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn vec_dot_q4_0_x4(_n: usize, w: &[u8], act: [&[u8]; 4]) -> [f32; 4] {
+#[inline(always)]
+unsafe fn vec_dot_q4_0_x4<I: Isa>(_n: usize, w: &[u8], act: [&[u8]; 4]) -> [f32; 4] {
     let x: &[BlockQ4_0] = bytemuck::cast_slice(w);
     let y: [&[BlockQ8_0]; 4] = act.map(|a| bytemuck::cast_slice(a));
     let mut acc = [_mm256_setzero_ps(); 4];
@@ -227,15 +352,15 @@ unsafe fn vec_dot_q4_0_x4(_n: usize, w: &[u8], act: [&[u8]; 4]) -> [f32; 4] {
             let y = &y[t][i];
             let d = _mm256_set1_ps(dx * fp16(y.d));
             let qy = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
-            let q = _mm256_cvtepi32_ps(sum_us8(ax, _mm256_sign_epi8(qy, qx)));
+            let q = _mm256_cvtepi32_ps(I::dot(ax, _mm256_sign_epi8(qy, qx)));
             acc[t] = _mm256_fmadd_ps(d, q, acc[t]);
         }
     }
     acc.map(|a| hsum_f32_8(a))
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn vec_dot_q4_1_x4(_n: usize, w: &[u8], act: [&[u8]; 4]) -> [f32; 4] {
+#[inline(always)]
+unsafe fn vec_dot_q4_1_x4<I: Isa>(_n: usize, w: &[u8], act: [&[u8]; 4]) -> [f32; 4] {
     let x: &[BlockQ4_1] = bytemuck::cast_slice(w);
     let y: [&[BlockQ8_1]; 4] = act.map(|a| bytemuck::cast_slice(a));
     let mut acc = [_mm256_setzero_ps(); 4];
@@ -248,15 +373,15 @@ unsafe fn vec_dot_q4_1_x4(_n: usize, w: &[u8], act: [&[u8]; 4]) -> [f32; 4] {
             summs[t] += mx * fp16(y.s);
             let d = _mm256_set1_ps(dx * fp16(y.d));
             let qy = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
-            let q = _mm256_cvtepi32_ps(sum_us8(qx, qy));
+            let q = _mm256_cvtepi32_ps(I::dot(qx, qy));
             acc[t] = _mm256_fmadd_ps(d, q, acc[t]);
         }
     }
     [0, 1, 2, 3].map(|t| hsum_f32_8(acc[t]) + summs[t])
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn vec_dot_q8_0_x4(_n: usize, w: &[u8], act: [&[u8]; 4]) -> [f32; 4] {
+#[inline(always)]
+unsafe fn vec_dot_q8_0_x4<I: Isa>(_n: usize, w: &[u8], act: [&[u8]; 4]) -> [f32; 4] {
     let x: &[BlockQ8_0] = bytemuck::cast_slice(w);
     let y: [&[BlockQ8_0]; 4] = act.map(|a| bytemuck::cast_slice(a));
     let mut acc = [_mm256_setzero_ps(); 4];
@@ -268,15 +393,15 @@ unsafe fn vec_dot_q8_0_x4(_n: usize, w: &[u8], act: [&[u8]; 4]) -> [f32; 4] {
             let y = &y[t][i];
             let d = _mm256_set1_ps(dx * fp16(y.d));
             let qy = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
-            let q = _mm256_cvtepi32_ps(sum_us8(ax, _mm256_sign_epi8(qy, qx)));
+            let q = _mm256_cvtepi32_ps(I::dot(ax, _mm256_sign_epi8(qy, qx)));
             acc[t] = _mm256_fmadd_ps(d, q, acc[t]);
         }
     }
     acc.map(|a| hsum_f32_8(a))
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn vec_dot_q4_k_x4(_n: usize, w: &[u8], act: [&[u8]; 4]) -> [f32; 4] {
+#[inline(always)]
+unsafe fn vec_dot_q4_k_x4<I: Isa>(_n: usize, w: &[u8], act: [&[u8]; 4]) -> [f32; 4] {
     let x: &[BlockQ4K] = bytemuck::cast_slice(w);
     let y: [&[BlockQ8K]; 4] = act.map(|a| bytemuck::cast_slice(a));
     let m4 = _mm256_set1_epi8(0xF);
@@ -290,13 +415,13 @@ unsafe fn vec_dot_q4_k_x4(_n: usize, w: &[u8], act: [&[u8]; 4]) -> [f32; 4] {
             let q4bits = _mm256_loadu_si256(x.qs.as_ptr().add(32 * j) as *const __m256i);
             let q4l = _mm256_and_si256(q4bits, m4);
             let q4h = _mm256_and_si256(_mm256_srli_epi16(q4bits, 4), m4);
-            let (sl, sh) = (_mm256_set1_epi16(sc[2 * j] as i16), _mm256_set1_epi16(sc[2 * j + 1] as i16));
+            let (sl, sh) = (sc[2 * j] as i16, sc[2 * j + 1] as i16);
             for t in 0..4 {
                 let q8 = y[t][i].qs.as_ptr();
                 let q8l = _mm256_loadu_si256(q8.add(64 * j) as *const __m256i);
                 let q8h = _mm256_loadu_si256(q8.add(64 * j + 32) as *const __m256i);
-                let pl = _mm256_madd_epi16(sl, _mm256_maddubs_epi16(q4l, q8l));
-                let ph = _mm256_madd_epi16(sh, _mm256_maddubs_epi16(q4h, q8h));
+                let pl = I::widen_scaled(I::mul(q4l, q8l), sl, sl);
+                let ph = I::widen_scaled(I::mul(q4h, q8h), sh, sh);
                 sumi[t] = _mm256_add_epi32(sumi[t], _mm256_add_epi32(pl, ph));
             }
         }
@@ -310,6 +435,103 @@ unsafe fn vec_dot_q4_k_x4(_n: usize, w: &[u8], act: [&[u8]; 4]) -> [f32; 4] {
     [0, 1, 2, 3].map(|t| hsum_f32_8(acc[t]) - acc_m[t])
 }
 
+// ------------------------------------------------ strips × tokens (tile.rs)
+//
+// Lane r of every vector is weight row r of the strip; the token's 4 bytes
+// are broadcast. No horizontal sums: the accumulators are the outputs.
+
+/// 4 bytes of `p` broadcast to every i32 lane.
+#[inline(always)]
+unsafe fn bcast4(p: *const i8) -> __m256i {
+    _mm256_set1_epi32((p as *const i32).read_unaligned())
+}
+
+#[inline(always)]
+unsafe fn store_tokens<const NT: usize>(acc: [__m256; NT]) -> [[f32; ROWS]; TOKS] {
+    let mut out = [[0f32; ROWS]; TOKS];
+    for t in 0..NT {
+        _mm256_storeu_ps(out[t].as_mut_ptr(), acc[t]);
+    }
+    out
+}
+
+#[inline(always)]
+unsafe fn tile_q4_0<I: Isa, const NT: usize>(
+    n: usize,
+    packed: &[u8],
+    act: &[&[u8]],
+    aux: &[&[u8]],
+) -> [[f32; ROWS]; TOKS] {
+    let nb = n / 32;
+    let x: &[Q4_0x8] = &bytemuck::cast_slice(packed)[..nb];
+    let y: [&[BlockQ8_0]; NT] = std::array::from_fn(|t| &bytemuck::cast_slice(act[t])[..nb]);
+    let a: [&[Q8_0Aux]; NT] = std::array::from_fn(|t| &bytemuck::cast_slice(aux[t])[..nb]);
+    let mut acc = [_mm256_setzero_ps(); NT];
+    for (b, x) in x.iter().enumerate() {
+        let mut isum = [_mm256_setzero_si256(); NT];
+        for k in 0..8 {
+            let w = _mm256_loadu_si256(x.qs.as_ptr().add(32 * k) as *const __m256i);
+            for t in 0..NT {
+                isum[t] = I::mul_acc(isum[t], w, bcast4(y[t][b].qs.as_ptr().add(4 * k)));
+            }
+        }
+        let dx = _mm256_loadu_ps(x.d.as_ptr());
+        for t in 0..NT {
+            let a = &a[t][b];
+            // Σ(q − 8)·y = Σq·y − 8·Σy.
+            let s = _mm256_sub_epi32(I::widen(isum[t]), _mm256_set1_epi32(8 * a.sum));
+            let d = _mm256_mul_ps(dx, _mm256_set1_ps(a.d));
+            acc[t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s), acc[t]);
+        }
+    }
+    store_tokens(acc)
+}
+
+#[inline(always)]
+unsafe fn tile_q4_k<I: Isa, const NT: usize>(
+    n: usize,
+    packed: &[u8],
+    act: &[&[u8]],
+    aux: &[&[u8]],
+) -> [[f32; ROWS]; TOKS] {
+    let nb = n / QK_K;
+    let x: &[Q4Kx8] = &bytemuck::cast_slice(packed)[..nb];
+    let y: [&[BlockQ8K]; NT] = std::array::from_fn(|t| &bytemuck::cast_slice(act[t])[..nb]);
+    let a: [&[Q8KAux]; NT] = std::array::from_fn(|t| &bytemuck::cast_slice(aux[t])[..nb]);
+    let mut acc = [_mm256_setzero_ps(); NT];
+    for (b, x) in x.iter().enumerate() {
+        let mut sumi = [_mm256_setzero_si256(); NT];
+        for j in 0..8 {
+            let mut isum = [_mm256_setzero_si256(); NT];
+            for k in 0..8 {
+                let w = _mm256_loadu_si256(x.qs.as_ptr().add(256 * j + 32 * k) as *const __m256i);
+                for t in 0..NT {
+                    isum[t] = I::mul_acc(isum[t], w, bcast4(y[t][b].qs.as_ptr().add(32 * j + 4 * k)));
+                }
+            }
+            let sc = _mm256_loadu_si256(x.sc[j].as_ptr() as *const __m256i);
+            for t in 0..NT {
+                sumi[t] = _mm256_add_epi32(sumi[t], _mm256_mullo_epi32(I::widen(isum[t]), sc));
+            }
+        }
+        let (dx, dmin) = (_mm256_loadu_ps(x.d.as_ptr()), _mm256_loadu_ps(x.dmin.as_ptr()));
+        for t in 0..NT {
+            let a = &a[t][b];
+            // The min term Σ_j mn_j · Σ_{32 elements of j} y, two j per madd.
+            let mut summ = _mm256_setzero_si256();
+            for p in 0..4 {
+                let mn = _mm256_loadu_si256(x.mn[p].as_ptr() as *const __m256i);
+                let bs = _mm256_set1_epi32(i32::from_le_bytes(bytemuck::cast(a.bsum2[p])));
+                summ = _mm256_add_epi32(summ, _mm256_madd_epi16(mn, bs));
+            }
+            let dy = _mm256_set1_ps(a.d);
+            acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(dx, dy), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+            acc[t] = _mm256_fnmadd_ps(_mm256_mul_ps(dmin, dy), _mm256_cvtepi32_ps(summ), acc[t]);
+        }
+    }
+    store_tokens(acc)
+}
+
 // ---------------------------------------------------------------- K-quants
 
 /// Σ_j bsum_j · min_{j/2}: the K-quant min term, in integers.
@@ -318,8 +540,8 @@ fn kmin_sum(y: &BlockQ8K, mn: &[u8; 8]) -> i32 {
     (0..16).map(|j| y.bsum(j) * mn[j / 2] as i32).sum()
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn vec_dot_q4_k(_n: usize, w: &[u8], act: &[u8]) -> f32 {
+#[inline(always)]
+unsafe fn vec_dot_q4_k<I: Isa>(_n: usize, w: &[u8], act: &[u8]) -> f32 {
     let (x, y): (&[BlockQ4K], &[BlockQ8K]) = (bytemuck::cast_slice(w), bytemuck::cast_slice(act));
     let m4 = _mm256_set1_epi8(0xF);
     let mut acc = _mm256_setzero_ps();
@@ -336,8 +558,8 @@ unsafe fn vec_dot_q4_k(_n: usize, w: &[u8], act: &[u8]) -> f32 {
             let q4h = _mm256_and_si256(_mm256_srli_epi16(q4bits, 4), m4);
             let q8l = _mm256_loadu_si256(q8.add(64 * j) as *const __m256i);
             let q8h = _mm256_loadu_si256(q8.add(64 * j + 32) as *const __m256i);
-            let pl = _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * j] as i16), _mm256_maddubs_epi16(q4l, q8l));
-            let ph = _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * j + 1] as i16), _mm256_maddubs_epi16(q4h, q8h));
+            let pl = I::widen_scaled(I::mul(q4l, q8l), sc[2 * j] as i16, sc[2 * j] as i16);
+            let ph = I::widen_scaled(I::mul(q4h, q8h), sc[2 * j + 1] as i16, sc[2 * j + 1] as i16);
             sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
         }
         let d = _mm256_set1_ps(fp16(x.d) * y.d());
@@ -346,8 +568,8 @@ unsafe fn vec_dot_q4_k(_n: usize, w: &[u8], act: &[u8]) -> f32 {
     hsum_f32_8(acc) - acc_m
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn vec_dot_q5_k(_n: usize, w: &[u8], act: &[u8]) -> f32 {
+#[inline(always)]
+unsafe fn vec_dot_q5_k<I: Isa>(_n: usize, w: &[u8], act: &[u8]) -> f32 {
     let (x, y): (&[BlockQ5K], &[BlockQ8K]) = (bytemuck::cast_slice(w), bytemuck::cast_slice(act));
     let m4 = _mm256_set1_epi8(0xF);
     let mut acc = _mm256_setzero_ps();
@@ -370,8 +592,8 @@ unsafe fn vec_dot_q5_k(_n: usize, w: &[u8], act: &[u8]) -> f32 {
             let q5h = _mm256_add_epi8(_mm256_and_si256(_mm256_srli_epi16(q5bits, 4), m4), h1);
             let q8l = _mm256_loadu_si256(q8.add(64 * j) as *const __m256i);
             let q8h = _mm256_loadu_si256(q8.add(64 * j + 32) as *const __m256i);
-            let pl = _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * j] as i16), _mm256_maddubs_epi16(q5l, q8l));
-            let ph = _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * j + 1] as i16), _mm256_maddubs_epi16(q5h, q8h));
+            let pl = I::widen_scaled(I::mul(q5l, q8l), sc[2 * j] as i16, sc[2 * j] as i16);
+            let ph = I::widen_scaled(I::mul(q5h, q8h), sc[2 * j + 1] as i16, sc[2 * j + 1] as i16);
             sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
         }
         let d = _mm256_set1_ps(fp16(x.d) * y.d());
@@ -380,8 +602,8 @@ unsafe fn vec_dot_q5_k(_n: usize, w: &[u8], act: &[u8]) -> f32 {
     hsum_f32_8(acc) - acc_m
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn vec_dot_q6_k(_n: usize, w: &[u8], act: &[u8]) -> f32 {
+#[inline(always)]
+unsafe fn vec_dot_q6_k<I: Isa>(_n: usize, w: &[u8], act: &[u8]) -> f32 {
     let (x, y): (&[BlockQ6K], &[BlockQ8K]) = (bytemuck::cast_slice(w), bytemuck::cast_slice(act));
     let m4 = _mm256_set1_epi8(0xF);
     let m2 = _mm256_set1_epi8(3);
@@ -389,10 +611,6 @@ unsafe fn vec_dot_q6_k(_n: usize, w: &[u8], act: &[u8]) -> f32 {
     let mut acc = _mm256_setzero_ps();
     for (x, y) in x.iter().zip(y) {
         let sc = &x.scales;
-        // Scales for 32 elements: 16 × sc[k] then 16 × sc[k+1].
-        let scale2 = |k: usize| {
-            _mm256_set_m128i(_mm_set1_epi16(sc[k + 1] as i16), _mm_set1_epi16(sc[k] as i16))
-        };
         let mut sumi = _mm256_setzero_si256();
         for h in 0..QK_K / 128 {
             let ql = x.ql.as_ptr().add(64 * h);
@@ -415,8 +633,10 @@ unsafe fn vec_dot_q6_k(_n: usize, w: &[u8], act: &[u8]) -> f32 {
             ];
             for (k, q) in q.into_iter().enumerate() {
                 let q8k = _mm256_loadu_si256(q8.add(32 * k) as *const __m256i);
-                let p = _mm256_sub_epi16(_mm256_maddubs_epi16(q, q8k), _mm256_maddubs_epi16(m32s, q8k));
-                let p = _mm256_madd_epi16(scale2(8 * h + 2 * k), p);
+                // Scales for 32 elements: 16 × sc[s] then 16 × sc[s+1].
+                let s = 8 * h + 2 * k;
+                let p = I::sub(I::mul(q, q8k), I::mul(m32s, q8k));
+                let p = I::widen_scaled(p, sc[s] as i16, sc[s + 1] as i16);
                 sumi = _mm256_add_epi32(sumi, p);
             }
         }
