@@ -64,6 +64,7 @@ macro_rules! table {
             q8_0_x4: None,
             q4_k_x4: None,
             q4_0_tile: None,
+            q4_1_tile: None,
             q4_k_tile: None,
         };
     };

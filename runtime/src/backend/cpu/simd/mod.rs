@@ -63,6 +63,7 @@ pub struct CpuKernels {
     /// Strip kernels for prompt processing (see [`tile`]); `None`: the
     /// matmul uses the row kernels above.
     pub q4_0_tile: Option<tile::TileDotFn>,
+    pub q4_1_tile: Option<tile::TileDotFn>,
     pub q4_k_tile: Option<tile::TileDotFn>,
 }
 
@@ -88,6 +89,7 @@ pub static SCALAR: CpuKernels = CpuKernels {
     q8_0_x4: None,
     q4_k_x4: None,
     q4_0_tile: None,
+    q4_1_tile: None,
     q4_k_tile: None,
 };
 
@@ -163,6 +165,7 @@ impl CpuKernels {
     pub fn tile(&self, ty: GgmlType) -> Option<(&'static tile::TileFormat, tile::TileDotFn)> {
         let f = match ty {
             GgmlType::Q4_0 => self.q4_0_tile,
+            GgmlType::Q4_1 => self.q4_1_tile,
             GgmlType::Q4_K => self.q4_k_tile,
             _ => None,
         }?;

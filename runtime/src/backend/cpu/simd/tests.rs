@@ -223,7 +223,7 @@ fn simd_x4_kernels_match_single_token_kernels() {
 fn simd_tile_kernels_match_scalar() {
     use super::tile::{self, ROWS};
     let mut rng = Rng(11);
-    for ty in [GgmlType::Q4_0, GgmlType::Q4_K] {
+    for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q4_K] {
         let fmt = tile::format(ty).unwrap();
         for n in [QK_K, 9 * QK_K] {
             for unit in [true, false] {

@@ -19,8 +19,10 @@
 //! formats' `vec_dot`.
 
 use crate::quant::q4_0::BlockQ4_0;
+use crate::quant::q4_1::BlockQ4_1;
 use crate::quant::q4_k::BlockQ4K;
 use crate::quant::q8_0::BlockQ8_0;
+use crate::quant::q8_1::BlockQ8_1;
 use crate::quant::q8_k::BlockQ8K;
 use crate::quant::{f16_to_f32, scale_min_k4, GgmlType, QK_K};
 
@@ -39,6 +41,15 @@ pub type TileDotFn = fn(usize, &[u8], &[&[u8]], &[&[u8]]) -> [[f32; ROWS]; TOKS]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct Q4_0x8 {
     pub d: [f32; ROWS],
+    pub qs: [u8; 32 * ROWS],
+}
+
+/// Q4_1 strip: [`Q4_0x8`] plus the rows' mins.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct Q4_1x8 {
+    pub d: [f32; ROWS],
+    pub m: [f32; ROWS],
     pub qs: [u8; 32 * ROWS],
 }
 
@@ -62,6 +73,14 @@ pub struct Q4Kx8 {
 pub struct Q8_0Aux {
     pub d: f32,
     pub sum: i32,
+}
+
+/// Per Q8_1 activation block: its scale and its s = d·Σq.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct Q8_1Aux {
+    pub d: f32,
+    pub s: f32,
 }
 
 /// Per Q8_K activation block: its scale and the sums of its 8 sub-blocks
@@ -89,6 +108,7 @@ pub struct TileFormat {
 pub fn format(ty: GgmlType) -> Option<&'static TileFormat> {
     match ty {
         GgmlType::Q4_0 => Some(&Q4_0_TILE),
+        GgmlType::Q4_1 => Some(&Q4_1_TILE),
         GgmlType::Q4_K => Some(&Q4_K_TILE),
         _ => None,
     }
@@ -102,6 +122,18 @@ static Q4_0_TILE: TileFormat = TileFormat {
         let y: &[BlockQ8_0] = bytemuck::cast_slice(act);
         for (a, y) in bytemuck::cast_slice_mut::<u8, Q8_0Aux>(dst).iter_mut().zip(y) {
             *a = Q8_0Aux { d: f16_to_f32(y.d), sum: y.qs.iter().map(|&q| q as i32).sum() };
+        }
+    },
+};
+
+static Q4_1_TILE: TileFormat = TileFormat {
+    packed_size: |n| n / 32 * std::mem::size_of::<Q4_1x8>(),
+    pack: pack_q4_1,
+    aux_size: |n| n / 32 * std::mem::size_of::<Q8_1Aux>(),
+    aux: |_, act, dst| {
+        let y: &[BlockQ8_1] = bytemuck::cast_slice(act);
+        for (a, y) in bytemuck::cast_slice_mut::<u8, Q8_1Aux>(dst).iter_mut().zip(y) {
+            *a = Q8_1Aux { d: f16_to_f32(y.d), s: f16_to_f32(y.s) };
         }
     },
 };
@@ -134,24 +166,46 @@ fn put(qs: &mut [u8], k: usize, r: usize, word: u32) {
     qs[32 * k + 4 * r..32 * k + 4 * r + 4].copy_from_slice(&word.to_le_bytes());
 }
 
+/// Row r's 16 bytes of Q4_0/Q4_1 nibbles into a strip block's `qs`.
+#[inline(always)]
+fn put_q4(qs: &mut [u8], r: usize, nibbles: &[u8; 16]) {
+    // Low nibbles are elements 0..16, high ones 16..32.
+    let (lo, hi) = nibble_words::<4>(nibbles);
+    for (k, word) in lo.into_iter().chain(hi).enumerate() {
+        put(qs, k, r, word);
+    }
+}
+
+/// The strip's [`ROWS`] rows of `w`, as blocks.
+fn strip_rows<B: bytemuck::Pod>(w: &[u8]) -> [&[B]; ROWS] {
+    let len = w.len() / ROWS;
+    std::array::from_fn(|r| bytemuck::cast_slice(&w[r * len..(r + 1) * len]))
+}
+
 fn pack_q4_0(n: usize, w: &[u8], dst: &mut [u8]) {
-    let rows: Vec<&[BlockQ4_0]> = w.chunks_exact(w.len() / ROWS).map(bytemuck::cast_slice).collect();
+    let rows = strip_rows::<BlockQ4_0>(w);
     let out: &mut [Q4_0x8] = bytemuck::cast_slice_mut(dst);
     for (b, o) in out.iter_mut().enumerate().take(n / 32) {
         for (r, row) in rows.iter().enumerate() {
-            let x = &row[b];
-            o.d[r] = f16_to_f32(x.d);
-            // Low nibbles are elements 0..16, high ones 16..32.
-            let (lo, hi) = nibble_words::<4>(&x.qs);
-            for (k, word) in lo.into_iter().chain(hi).enumerate() {
-                put(&mut o.qs, k, r, word);
-            }
+            o.d[r] = f16_to_f32(row[b].d);
+            put_q4(&mut o.qs, r, &row[b].qs);
+        }
+    }
+}
+
+fn pack_q4_1(n: usize, w: &[u8], dst: &mut [u8]) {
+    let rows = strip_rows::<BlockQ4_1>(w);
+    let out: &mut [Q4_1x8] = bytemuck::cast_slice_mut(dst);
+    for (b, o) in out.iter_mut().enumerate().take(n / 32) {
+        for (r, row) in rows.iter().enumerate() {
+            (o.d[r], o.m[r]) = (f16_to_f32(row[b].d), f16_to_f32(row[b].m));
+            put_q4(&mut o.qs, r, &row[b].qs);
         }
     }
 }
 
 fn pack_q4_k(n: usize, w: &[u8], dst: &mut [u8]) {
-    let rows: Vec<&[BlockQ4K]> = w.chunks_exact(w.len() / ROWS).map(bytemuck::cast_slice).collect();
+    let rows = strip_rows::<BlockQ4K>(w);
     let out: &mut [Q4Kx8] = bytemuck::cast_slice_mut(dst);
     for (b, o) in out.iter_mut().enumerate().take(n / QK_K) {
         for (r, row) in rows.iter().enumerate() {
@@ -194,6 +248,19 @@ pub fn dot_scalar(ty: GgmlType, n: usize, packed: &[u8], act: &[&[u8]], aux: &[&
                             sumi += x[b].qs[32 * (e / 4) + 4 * r + e % 4] as i32 * y[b].qs[e] as i32;
                         }
                         s += sumi as f32 * (x[b].d[r] * a[b].d);
+                    }
+                    s
+                }
+                GgmlType::Q4_1 => {
+                    let (x, y, a): (&[Q4_1x8], &[BlockQ8_1], &[Q8_1Aux]) =
+                        (bytemuck::cast_slice(packed), bytemuck::cast_slice(act), bytemuck::cast_slice(aux));
+                    let mut s = 0f32;
+                    for b in 0..n / 32 {
+                        let mut sumi = 0;
+                        for e in 0..32 {
+                            sumi += x[b].qs[32 * (e / 4) + 4 * r + e % 4] as i32 * y[b].qs[e] as i32;
+                        }
+                        s += (x[b].d[r] * a[b].d) * sumi as f32 + x[b].m[r] * a[b].s;
                     }
                     s
                 }

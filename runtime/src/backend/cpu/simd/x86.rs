@@ -8,7 +8,7 @@ use std::arch::x86_64::*;
 
 use half::f16;
 
-use super::tile::{Q4Kx8, Q4_0x8, Q8KAux, Q8_0Aux, ROWS, TOKS};
+use super::tile::{Q4Kx8, Q4_0x8, Q4_1x8, Q8KAux, Q8_0Aux, Q8_1Aux, ROWS, TOKS};
 use super::CpuKernels;
 use crate::quant::q4_0::BlockQ4_0;
 use crate::quant::q4_1::BlockQ4_1;
@@ -33,7 +33,7 @@ macro_rules! kernel_table {
         kernel_table!(@wrap $feat, $I, fn([&[u8]; 4]) -> [f32; 4],
             q4_0_x4 => vec_dot_q4_0_x4, q4_1_x4 => vec_dot_q4_1_x4,
             q8_0_x4 => vec_dot_q8_0_x4, q4_k_x4 => vec_dot_q4_k_x4);
-        kernel_table!(@tile $feat, $I, q4_0_tile => tile_q4_0, q4_k_tile => tile_q4_k);
+        kernel_table!(@tile $feat, $I, q4_0_tile => tile_q4_0, q4_1_tile => tile_q4_1, q4_k_tile => tile_q4_k);
         CpuKernels {
             isa: $isa,
             q4_0: |n, w, a| unsafe { q4_0(n, w, a) },
@@ -55,6 +55,7 @@ macro_rules! kernel_table {
             q8_0_x4: Some(|n, w, a| unsafe { q8_0_x4(n, w, a) }),
             q4_k_x4: Some(|n, w, a| unsafe { q4_k_x4(n, w, a) }),
             q4_0_tile: Some(|n, x, y, a| unsafe { q4_0_tile(n, x, y, a) }),
+            q4_1_tile: Some(|n, x, y, a| unsafe { q4_1_tile(n, x, y, a) }),
             q4_k_tile: Some(|n, x, y, a| unsafe { q4_k_tile(n, x, y, a) }),
         }
     }};
@@ -455,6 +456,20 @@ unsafe fn store_tokens<const NT: usize>(acc: [__m256; NT]) -> [[f32; ROWS]; TOKS
     out
 }
 
+/// Σ q·y per row (lane) of one strip block of 32 byte quants `qs`, for NT
+/// tokens' 32-byte blocks `y[t]`.
+#[inline(always)]
+unsafe fn tile_isum32<I: Isa, const NT: usize>(qs: *const u8, y: [*const i8; NT]) -> [__m256i; NT] {
+    let mut isum = [_mm256_setzero_si256(); NT];
+    for k in 0..8 {
+        let w = _mm256_loadu_si256(qs.add(32 * k) as *const __m256i);
+        for t in 0..NT {
+            isum[t] = I::mul_acc(isum[t], w, bcast4(y[t].add(4 * k)));
+        }
+    }
+    isum.map(|s| I::widen(s))
+}
+
 #[inline(always)]
 unsafe fn tile_q4_0<I: Isa, const NT: usize>(
     n: usize,
@@ -468,20 +483,40 @@ unsafe fn tile_q4_0<I: Isa, const NT: usize>(
     let a: [&[Q8_0Aux]; NT] = std::array::from_fn(|t| &bytemuck::cast_slice(aux[t])[..nb]);
     let mut acc = [_mm256_setzero_ps(); NT];
     for (b, x) in x.iter().enumerate() {
-        let mut isum = [_mm256_setzero_si256(); NT];
-        for k in 0..8 {
-            let w = _mm256_loadu_si256(x.qs.as_ptr().add(32 * k) as *const __m256i);
-            for t in 0..NT {
-                isum[t] = I::mul_acc(isum[t], w, bcast4(y[t][b].qs.as_ptr().add(4 * k)));
-            }
-        }
+        let isum = tile_isum32::<I, NT>(x.qs.as_ptr(), std::array::from_fn(|t| y[t][b].qs.as_ptr()));
         let dx = _mm256_loadu_ps(x.d.as_ptr());
         for t in 0..NT {
             let a = &a[t][b];
             // Σ(q − 8)·y = Σq·y − 8·Σy.
-            let s = _mm256_sub_epi32(I::widen(isum[t]), _mm256_set1_epi32(8 * a.sum));
+            let s = _mm256_sub_epi32(isum[t], _mm256_set1_epi32(8 * a.sum));
             let d = _mm256_mul_ps(dx, _mm256_set1_ps(a.d));
             acc[t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s), acc[t]);
+        }
+    }
+    store_tokens(acc)
+}
+
+#[inline(always)]
+unsafe fn tile_q4_1<I: Isa, const NT: usize>(
+    n: usize,
+    packed: &[u8],
+    act: &[&[u8]],
+    aux: &[&[u8]],
+) -> [[f32; ROWS]; TOKS] {
+    let nb = n / 32;
+    let x: &[Q4_1x8] = &bytemuck::cast_slice(packed)[..nb];
+    let y: [&[BlockQ8_1]; NT] = std::array::from_fn(|t| &bytemuck::cast_slice(act[t])[..nb]);
+    let a: [&[Q8_1Aux]; NT] = std::array::from_fn(|t| &bytemuck::cast_slice(aux[t])[..nb]);
+    let mut acc = [_mm256_setzero_ps(); NT];
+    for (b, x) in x.iter().enumerate() {
+        let isum = tile_isum32::<I, NT>(x.qs.as_ptr(), std::array::from_fn(|t| y[t][b].qs.as_ptr()));
+        let (dx, mx) = (_mm256_loadu_ps(x.d.as_ptr()), _mm256_loadu_ps(x.m.as_ptr()));
+        for t in 0..NT {
+            let a = &a[t][b];
+            let d = _mm256_mul_ps(dx, _mm256_set1_ps(a.d));
+            acc[t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(isum[t]), acc[t]);
+            // The min term m·Σy = m·s, s from the activation quantizer.
+            acc[t] = _mm256_fmadd_ps(mx, _mm256_set1_ps(a.s), acc[t]);
         }
     }
     store_tokens(acc)
