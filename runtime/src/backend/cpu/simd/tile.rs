@@ -171,8 +171,9 @@ fn put(qs: &mut [u8], k: usize, r: usize, word: u32) {
 fn put_q4(qs: &mut [u8], r: usize, nibbles: &[u8; 16]) {
     // Low nibbles are elements 0..16, high ones 16..32.
     let (lo, hi) = nibble_words::<4>(nibbles);
-    for (k, word) in lo.into_iter().chain(hi).enumerate() {
-        put(qs, k, r, word);
+    for k in 0..4 {
+        put(qs, k, r, lo[k]);
+        put(qs, k + 4, r, hi[k]);
     }
 }
 
