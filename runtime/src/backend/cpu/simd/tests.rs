@@ -170,20 +170,58 @@ fn simd_attention_f16_kernels_match_scalar() {
     let mut rng = Rng(42);
     for k in CpuKernels::available() {
         for n in [1, 7, 16, 64, 80, 128, 131] {
-            let a: Vec<f16> = (0..n).map(|_| f16::from_f32(rng.f())).collect();
-            let b: Vec<f16> = (0..n).map(|_| f16::from_f32(rng.f())).collect();
-            let mag: f32 = a.iter().zip(&b).map(|(a, b)| (a.to_f32() * b.to_f32()).abs()).sum();
-            let (got, want) = ((k.dot_f16)(&a, &b), (SCALAR.dot_f16)(&a, &b));
-            assert!((got - want).abs() <= 1e-5 * mag + 1e-7, "{} dot_f16 n={n}: {got} vs {want}", k.isa);
-            let mut acc1: Vec<f32> = (0..n).map(|_| rng.f()).collect();
-            let mut acc2 = acc1.clone();
-            (k.axpy_f16)(0.37, &a, &mut acc1);
-            (SCALAR.axpy_f16)(0.37, &a, &mut acc2);
-            for (x, y) in acc1.iter().zip(&acc2) {
-                // FMA rounds once where the scalar `a += p*v` rounds twice.
-                assert!((x - y).abs() <= 1e-6 * (1.0 + y.abs()), "{} axpy_f16 n={n}: {x} vs {y}", k.isa);
+            for (rows, stride) in [(1, n), (5, n), (9, n + 3)] {
+                let q: Vec<f16> = (0..n).map(|_| f16::from_f32(rng.f())).collect();
+                let kv: Vec<f16> = (0..rows * stride).map(|_| f16::from_f32(rng.f())).collect();
+                let (mut got, mut want) = (vec![0f32; rows], vec![0f32; rows]);
+                (k.dot_f16)(&q, &kv, stride, &mut got);
+                (SCALAR.dot_f16)(&q, &kv, stride, &mut want);
+                for j in 0..rows {
+                    let mag: f32 = q.iter().zip(&kv[j * stride..]).map(|(a, b)| (a.to_f32() * b.to_f32()).abs()).sum();
+                    assert!((got[j] - want[j]).abs() <= 1e-5 * mag + 1e-7, "{} dot_f16 n={n} row {j}: {} vs {}", k.isa, got[j], want[j]);
+                }
+                let p: Vec<f32> = (0..rows).map(|_| rng.f()).collect();
+                let mut acc1: Vec<f32> = (0..n).map(|_| rng.f()).collect();
+                let mut acc2 = acc1.clone();
+                (k.axpy_f16)(&p, &kv, stride, &mut acc1);
+                (SCALAR.axpy_f16)(&p, &kv, stride, &mut acc2);
+                for (x, y) in acc1.iter().zip(&acc2) {
+                    // FMA rounds once where the scalar `a += p*v` rounds twice.
+                    assert!((x - y).abs() <= 1e-6 * rows as f32 * (1.0 + y.abs()), "{} axpy_f16 n={n}: {x} vs {y}", k.isa);
+                }
             }
+            let mut x: Vec<f32> = (0..n).map(|i| rng.f() * [1.0, 1e-6, 7e4, 1e-9][i % 4]).collect();
+            x.extend([0.0, -0.0, 65520.0, 6.1e-5, 2.9e-8, f32::INFINITY]);
+            let mut y = x.clone();
+            (k.round_f16)(&mut x);
+            (SCALAR.round_f16)(&mut y);
+            assert_eq!(x.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), y.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), "{} round_f16", k.isa);
         }
+    }
+}
+
+/// The attention kernels of every table give each key the same per-key
+/// arithmetic as one call per key (the multi-row form only batches calls).
+#[test]
+fn simd_attention_rows_equal_per_key_calls() {
+    let mut rng = Rng(43);
+    for k in CpuKernels::available() {
+        let (n, rows, stride) = (64, 7, 80);
+        let q: Vec<f16> = (0..n).map(|_| f16::from_f32(rng.f())).collect();
+        let kv: Vec<f16> = (0..rows * stride).map(|_| f16::from_f32(rng.f())).collect();
+        let mut all = vec![0f32; rows];
+        (k.dot_f16)(&q, &kv, stride, &mut all);
+        let p: Vec<f32> = (0..rows).map(|_| rng.f()).collect();
+        let mut acc1: Vec<f32> = (0..n).map(|_| rng.f()).collect();
+        let mut acc2 = acc1.clone();
+        (k.axpy_f16)(&p, &kv, stride, &mut acc1);
+        for j in 0..rows {
+            let mut one = [0f32];
+            (k.dot_f16)(&q, &kv[j * stride..], stride, &mut one);
+            assert_eq!(one[0].to_bits(), all[j].to_bits(), "{} dot_f16 row {j}", k.isa);
+            (k.axpy_f16)(&p[j..j + 1], &kv[j * stride..], stride, &mut acc2);
+        }
+        assert_eq!(acc1, acc2, "{} axpy_f16", k.isa);
     }
 }
 

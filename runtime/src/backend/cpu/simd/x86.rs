@@ -48,8 +48,9 @@ macro_rules! kernel_table {
             q6_k: |n, w, a| unsafe { q6_k(n, w, a) },
             f16: |n, w, a| unsafe { dot_f16_raw(w.as_ptr() as *const u16, a.as_ptr() as *const u16, n) },
             f32: |n, w, a| unsafe { vec_dot_f32(n, w, a) },
-            dot_f16: |a, b| unsafe { dot_f16(a, b) },
-            axpy_f16: |p, v, acc| unsafe { axpy_f16(p, v, acc) },
+            dot_f16: |q, k, stride, out| unsafe { dot_f16_rows(q, k, stride, out) },
+            axpy_f16: |p, v, stride, acc| unsafe { axpy_f16_rows(p, v, stride, acc) },
+            round_f16: |x| unsafe { round_f16(x) },
             q4_0_x4: Some(|n, w, a| unsafe { q4_0_x4(n, w, a) }),
             q4_1_x4: Some(|n, w, a| unsafe { q4_1_x4(n, w, a) }),
             q8_0_x4: Some(|n, w, a| unsafe { q8_0_x4(n, w, a) }),
@@ -685,6 +686,7 @@ unsafe fn vec_dot_q6_k<I: Isa>(_n: usize, w: &[u8], act: &[u8]) -> f32 {
 
 /// f16 dot over raw (possibly unaligned) pointers: weight rows sit at any
 /// byte offset of the map and activation rows in a `Vec<u8>`.
+#[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn dot_f16_raw(pa: *const u16, pb: *const u16, n: usize) -> f32 {
     let mut acc0 = _mm256_setzero_ps();
@@ -710,24 +712,67 @@ unsafe fn dot_f16_raw(pa: *const u16, pb: *const u16, n: usize) -> f32 {
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn dot_f16(a: &[f16], b: &[f16]) -> f32 {
-    dot_f16_raw(a.as_ptr() as *const u16, b.as_ptr() as *const u16, a.len().min(b.len()))
+unsafe fn dot_f16_rows(q: &[f16], k: &[f16], stride: usize, out: &mut [f32]) {
+    let n = q.len();
+    if let Some(last) = out.len().checked_sub(1) {
+        assert!(k.len() >= last * stride + n, "dot_f16: k too short");
+    }
+    for (j, o) in out.iter_mut().enumerate() {
+        *o = dot_f16_raw(q.as_ptr() as *const u16, k.as_ptr().add(j * stride) as *const u16, n);
+    }
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn axpy_f16(p: f32, v: &[f16], acc: &mut [f32]) {
-    let n = v.len().min(acc.len());
-    let pv = _mm256_set1_ps(p);
+unsafe fn axpy_f16_rows(p: &[f32], v: &[f16], stride: usize, acc: &mut [f32]) {
+    let n = acc.len();
+    if let Some(last) = p.len().checked_sub(1) {
+        assert!(v.len() >= last * stride + n, "axpy_f16: v too short");
+    }
     let (src, dst) = (v.as_ptr() as *const u16, acc.as_mut_ptr());
+    // 32 outputs at a time stay in registers across all keys; each output
+    // still gets its fmas key by key, in order.
     let mut i = 0;
+    while i + 32 <= n {
+        let mut a: [__m256; 4] = std::array::from_fn(|c| _mm256_loadu_ps(dst.add(i + 8 * c)));
+        for (j, &pj) in p.iter().enumerate() {
+            let pv = _mm256_set1_ps(pj);
+            for (c, a) in a.iter_mut().enumerate() {
+                let x = _mm256_cvtph_ps(_mm_loadu_si128(src.add(j * stride + i + 8 * c) as *const __m128i));
+                *a = _mm256_fmadd_ps(pv, x, *a);
+            }
+        }
+        for (c, a) in a.into_iter().enumerate() {
+            _mm256_storeu_ps(dst.add(i + 8 * c), a);
+        }
+        i += 32;
+    }
     while i + 8 <= n {
-        let x = _mm256_cvtph_ps(_mm_loadu_si128(src.add(i) as *const __m128i));
-        _mm256_storeu_ps(dst.add(i), _mm256_fmadd_ps(pv, x, _mm256_loadu_ps(dst.add(i))));
+        let mut a = _mm256_loadu_ps(dst.add(i));
+        for (j, &pj) in p.iter().enumerate() {
+            let x = _mm256_cvtph_ps(_mm_loadu_si128(src.add(j * stride + i) as *const __m128i));
+            a = _mm256_fmadd_ps(_mm256_set1_ps(pj), x, a);
+        }
+        _mm256_storeu_ps(dst.add(i), a);
         i += 8;
     }
-    while i < n {
-        acc[i] += p * v[i].to_f32();
-        i += 1;
+    for i in i..n {
+        for (j, &pj) in p.iter().enumerate() {
+            acc[i] += pj * v[j * stride + i].to_f32();
+        }
+    }
+}
+
+/// f32 → f16 → f32 with F16C (round to nearest even, like `f16::from_f32`).
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn round_f16(x: &mut [f32]) {
+    let mut c = x.chunks_exact_mut(8);
+    for c in &mut c {
+        let v = _mm256_loadu_ps(c.as_ptr());
+        let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v);
+        _mm256_storeu_ps(c.as_mut_ptr(), _mm256_cvtph_ps(h));
+    }
+    for v in c.into_remainder() {
+        *v = f16::from_f32(*v).to_f32();
     }
 }
 
