@@ -31,7 +31,6 @@ macro_rules! kernel_table {
             q4_0 => vec_dot_q4_0, q4_1 => vec_dot_q4_1, q5_0 => vec_dot_q5_0, q5_1 => vec_dot_q5_1,
             q8_0 => vec_dot_q8_0, q4_k => vec_dot_q4_k, q5_k => vec_dot_q5_k, q6_k => vec_dot_q6_k);
         kernel_table!(@wrap $feat, $I, fn([&[u8]; 4]) -> [f32; 4],
-            q4_0_x4 => vec_dot_q4_0_x4, q4_1_x4 => vec_dot_q4_1_x4,
             q8_0_x4 => vec_dot_q8_0_x4, q4_k_x4 => vec_dot_q4_k_x4);
         kernel_table!(@tile $feat, $I, q4_0_tile => tile_q4_0, q4_1_tile => tile_q4_1, q4_k_tile => tile_q4_k);
         CpuKernels {
@@ -51,8 +50,9 @@ macro_rules! kernel_table {
             dot_f16: |q, k, stride, out| unsafe { dot_f16_rows(q, k, stride, out) },
             axpy_f16: |p, v, stride, acc| unsafe { axpy_f16_rows(p, v, stride, acc) },
             round_f16: |x| unsafe { round_f16(x) },
-            q4_0_x4: Some(|n, w, a| unsafe { q4_0_x4(n, w, a) }),
-            q4_1_x4: Some(|n, w, a| unsafe { q4_1_x4(n, w, a) }),
+            // Q4_0/Q4_1 batches take the strip tiles instead.
+            q4_0_x4: None,
+            q4_1_x4: None,
             q8_0_x4: Some(|n, w, a| unsafe { q8_0_x4(n, w, a) }),
             q4_k_x4: Some(|n, w, a| unsafe { q4_k_x4(n, w, a) }),
             q4_0_tile: Some(|n, x, y, a| unsafe { q4_0_tile(n, x, y, a) }),
@@ -248,35 +248,165 @@ unsafe fn sum_i8<I: Isa>(x: __m256i, y: __m256i) -> __m256i {
 
 // ---------------------------------------------------------------- 32-blocks
 
+/// 8 fp16 fields → 8 f32 with one `vcvtph2ps` (all lanes used: no false
+/// dependency, see [`fp16_mul`]).
+#[inline(always)]
+unsafe fn fp16x8(h: [i16; 8]) -> __m256 {
+    _mm256_cvtph_ps(_mm_set_epi16(h[7], h[6], h[5], h[4], h[3], h[2], h[1], h[0]))
+}
+
+/// Lane b = Σ of the 8 lanes of `s[b]`: 8 horizontal sums in 9 shuffles/adds.
+#[inline(always)]
+unsafe fn hsum_i32_8x8(s: [__m256i; 8]) -> __m256i {
+    let h = |i: usize| _mm256_hadd_epi32(s[i], s[i + 1]);
+    let t = [h(0), h(2), h(4), h(6)];
+    let (u0, u1) = (_mm256_hadd_epi32(t[0], t[1]), _mm256_hadd_epi32(t[2], t[3]));
+    // u0 = [Σ½ s0..s3 | other ½ s0..s3], u1 likewise for s4..s7.
+    _mm256_add_epi32(_mm256_permute2x128_si256(u0, u1, 0x20), _mm256_permute2x128_si256(u0, u1, 0x31))
+}
+
+/// A 32-element weight block and its activation block, for [`dot_blocks32`].
+/// A trait rather than closures: `#[inline(always)]` methods are inlined
+/// into the `#[target_feature]` wrappers, where LLVM left closures as calls
+/// compiled without the features.
+trait Block32: Sized {
+    type Y;
+    /// (dx, dy) fp16 scales.
+    fn d(&self, y: &Self::Y) -> ([u8; 2], [u8; 2]);
+    /// (m, s) fp16 of the min term m·s (Q4_1/Q5_1), `None` for symmetric formats.
+    const MIN: Option<fn(&Self, &Self::Y) -> ([u8; 2], [u8; 2])>;
+    /// Σ q·y in i32 lanes.
+    unsafe fn isum<I: Isa>(&self, y: &Self::Y) -> __m256i;
+}
+
+impl Block32 for BlockQ4_0 {
+    type Y = BlockQ8_0;
+    #[inline(always)]
+    fn d(&self, y: &BlockQ8_0) -> ([u8; 2], [u8; 2]) {
+        (self.d, y.d)
+    }
+    const MIN: Option<fn(&Self, &Self::Y) -> ([u8; 2], [u8; 2])> = None;
+    #[inline(always)]
+    unsafe fn isum<I: Isa>(&self, y: &BlockQ8_0) -> __m256i {
+        let qx = _mm256_sub_epi8(bytes_from_nibbles_32(self.qs.as_ptr()), _mm256_set1_epi8(8));
+        sum_i8::<I>(qx, _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i))
+    }
+}
+
+impl Block32 for BlockQ4_1 {
+    type Y = BlockQ8_1;
+    #[inline(always)]
+    fn d(&self, y: &BlockQ8_1) -> ([u8; 2], [u8; 2]) {
+        (self.d, y.d)
+    }
+    // The min term: m·Σy = m·s, with s precomputed by the activation quantizer.
+    const MIN: Option<fn(&Self, &Self::Y) -> ([u8; 2], [u8; 2])> = Some(|x, y| (x.m, y.s));
+    #[inline(always)]
+    unsafe fn isum<I: Isa>(&self, y: &BlockQ8_1) -> __m256i {
+        let qx = bytes_from_nibbles_32(self.qs.as_ptr());
+        I::dot(qx, _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i))
+    }
+}
+
+impl Block32 for BlockQ5_0 {
+    type Y = BlockQ8_0;
+    #[inline(always)]
+    fn d(&self, y: &BlockQ8_0) -> ([u8; 2], [u8; 2]) {
+        (self.d, y.d)
+    }
+    const MIN: Option<fn(&Self, &Self::Y) -> ([u8; 2], [u8; 2])> = None;
+    #[inline(always)]
+    unsafe fn isum<I: Isa>(&self, y: &BlockQ8_0) -> __m256i {
+        // q - 16: OR 0xF0 (i.e. -16) into the bytes whose fifth bit is clear.
+        let hi = _mm256_andnot_si256(bytes_from_bits_32(self.qh), _mm256_set1_epi8(0xF0u8 as i8));
+        let qx = _mm256_or_si256(bytes_from_nibbles_32(self.qs.as_ptr()), hi);
+        sum_i8::<I>(qx, _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i))
+    }
+}
+
+impl Block32 for BlockQ5_1 {
+    type Y = BlockQ8_1;
+    #[inline(always)]
+    fn d(&self, y: &BlockQ8_1) -> ([u8; 2], [u8; 2]) {
+        (self.d, y.d)
+    }
+    const MIN: Option<fn(&Self, &Self::Y) -> ([u8; 2], [u8; 2])> = Some(|x, y| (x.m, y.s));
+    #[inline(always)]
+    unsafe fn isum<I: Isa>(&self, y: &BlockQ8_1) -> __m256i {
+        let hi = _mm256_and_si256(bytes_from_bits_32(self.qh), _mm256_set1_epi8(0x10));
+        let qx = _mm256_or_si256(bytes_from_nibbles_32(self.qs.as_ptr()), hi);
+        I::dot(qx, _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i))
+    }
+}
+
+/// The 32-block dots: Σ_b fp16(dx_b)·fp16(dy_b)·Σ isum(b) (+ Σ_b
+/// fp16(m_b)·fp16(s_b), the Q4_1/Q5_1 min term).
+///
+/// Eight blocks at a time: their integer sums are reduced horizontally
+/// together and their scales converted by one `vcvtph2ps` each side, so the
+/// per-block cost is the integer dot alone (converting and broadcasting one
+/// scale product per block cost as much as the dot). Leftover blocks take
+/// the one-block path.
+#[inline(always)]
+unsafe fn dot_blocks32<I: Isa, X: Block32>(w: &[u8], act: &[u8]) -> f32
+where
+    X: bytemuck::Pod,
+    X::Y: bytemuck::Pod,
+{
+    let (x, y): (&[X], &[X::Y]) = (bytemuck::cast_slice(w), bytemuck::cast_slice(act));
+    let (mut acc, mut acc_m) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+    let (mut xc, mut yc) = (x.chunks_exact(8), y.chunks_exact(8));
+    for (x, y) in (&mut xc).zip(&mut yc) {
+        // Plain loops, no closures or `array::map`: LLVM left those as calls
+        // compiled without this function's target features.
+        let mut s = [_mm256_setzero_si256(); 8];
+        let (mut dx, mut dy, mut m, mut sy) = ([0i16; 8], [0i16; 8], [0i16; 8], [0i16; 8]);
+        for b in 0..8 {
+            s[b] = x[b].isum::<I>(&y[b]);
+            let (a, c) = x[b].d(&y[b]);
+            (dx[b], dy[b]) = (i16::from_le_bytes(a), i16::from_le_bytes(c));
+            if let Some(min) = X::MIN {
+                let (a, c) = min(&x[b], &y[b]);
+                (m[b], sy[b]) = (i16::from_le_bytes(a), i16::from_le_bytes(c));
+            }
+        }
+        let dxy = _mm256_mul_ps(fp16x8(dx), fp16x8(dy));
+        acc = _mm256_fmadd_ps(dxy, _mm256_cvtepi32_ps(hsum_i32_8x8(s)), acc);
+        if X::MIN.is_some() {
+            acc_m = _mm256_fmadd_ps(fp16x8(m), fp16x8(sy), acc_m);
+        }
+    }
+    let mut acc1 = _mm256_setzero_ps();
+    let mut summs = 0f32;
+    for (x, y) in xc.remainder().iter().zip(yc.remainder()) {
+        let (dx, dy) = x.d(y);
+        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(fp16_mul(dx, dy)), _mm256_cvtepi32_ps(x.isum::<I>(y)), acc1);
+        if let Some(min) = X::MIN {
+            let (m, s) = min(x, y);
+            summs += fp16_mul(m, s);
+        }
+    }
+    hsum_f32_8(_mm256_add_ps(acc, acc1)) + hsum_f32_8(acc_m) + summs
+}
+
 #[inline(always)]
 unsafe fn vec_dot_q4_0<I: Isa>(_n: usize, w: &[u8], act: &[u8]) -> f32 {
-    let (x, y): (&[BlockQ4_0], &[BlockQ8_0]) = (bytemuck::cast_slice(w), bytemuck::cast_slice(act));
-    let mut acc = _mm256_setzero_ps();
-    for (x, y) in x.iter().zip(y) {
-        let d = _mm256_set1_ps(fp16_mul(x.d, y.d));
-        let qx = _mm256_sub_epi8(bytes_from_nibbles_32(x.qs.as_ptr()), _mm256_set1_epi8(8));
-        let qy = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
-        let q = _mm256_cvtepi32_ps(sum_i8::<I>(qx, qy));
-        acc = _mm256_fmadd_ps(d, q, acc);
-    }
-    hsum_f32_8(acc)
+    dot_blocks32::<I, BlockQ4_0>(w, act)
 }
 
 #[inline(always)]
 unsafe fn vec_dot_q4_1<I: Isa>(_n: usize, w: &[u8], act: &[u8]) -> f32 {
-    let (x, y): (&[BlockQ4_1], &[BlockQ8_1]) = (bytemuck::cast_slice(w), bytemuck::cast_slice(act));
-    let mut acc = _mm256_setzero_ps();
-    let mut summs = 0f32;
-    for (x, y) in x.iter().zip(y) {
-        // The min term: m·Σy = m·s, with s precomputed by the activation quantizer.
-        summs += fp16_mul(x.m, y.s);
-        let d = _mm256_set1_ps(fp16_mul(x.d, y.d));
-        let qx = bytes_from_nibbles_32(x.qs.as_ptr());
-        let qy = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
-        let q = _mm256_cvtepi32_ps(I::dot(qx, qy));
-        acc = _mm256_fmadd_ps(d, q, acc);
-    }
-    hsum_f32_8(acc) + summs
+    dot_blocks32::<I, BlockQ4_1>(w, act)
+}
+
+#[inline(always)]
+unsafe fn vec_dot_q5_0<I: Isa>(_n: usize, w: &[u8], act: &[u8]) -> f32 {
+    dot_blocks32::<I, BlockQ5_0>(w, act)
+}
+
+#[inline(always)]
+unsafe fn vec_dot_q5_1<I: Isa>(_n: usize, w: &[u8], act: &[u8]) -> f32 {
+    dot_blocks32::<I, BlockQ5_1>(w, act)
 }
 
 /// 32 bits → 32 bytes, 0xFF where the bit is set (byte i ↔ bit i).
@@ -287,37 +417,6 @@ unsafe fn bytes_from_bits_32(x: [u8; 4]) -> __m256i {
     let bytes = _mm256_shuffle_epi8(_mm256_set1_epi32(i32::from_le_bytes(x)), shuf);
     let bytes = _mm256_or_si256(bytes, _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe));
     _mm256_cmpeq_epi8(bytes, _mm256_set1_epi64x(-1))
-}
-
-#[inline(always)]
-unsafe fn vec_dot_q5_0<I: Isa>(_n: usize, w: &[u8], act: &[u8]) -> f32 {
-    let (x, y): (&[BlockQ5_0], &[BlockQ8_0]) = (bytemuck::cast_slice(w), bytemuck::cast_slice(act));
-    let mut acc = _mm256_setzero_ps();
-    for (x, y) in x.iter().zip(y) {
-        let d = _mm256_set1_ps(fp16_mul(x.d, y.d));
-        // q - 16: OR 0xF0 (i.e. -16) into the bytes whose fifth bit is clear.
-        let hi = _mm256_andnot_si256(bytes_from_bits_32(x.qh), _mm256_set1_epi8(0xF0u8 as i8));
-        let qx = _mm256_or_si256(bytes_from_nibbles_32(x.qs.as_ptr()), hi);
-        let qy = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
-        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sum_i8::<I>(qx, qy)), acc);
-    }
-    hsum_f32_8(acc)
-}
-
-#[inline(always)]
-unsafe fn vec_dot_q5_1<I: Isa>(_n: usize, w: &[u8], act: &[u8]) -> f32 {
-    let (x, y): (&[BlockQ5_1], &[BlockQ8_1]) = (bytemuck::cast_slice(w), bytemuck::cast_slice(act));
-    let mut acc = _mm256_setzero_ps();
-    let mut summs = 0f32;
-    for (x, y) in x.iter().zip(y) {
-        summs += fp16_mul(x.m, y.s);
-        let d = _mm256_set1_ps(fp16_mul(x.d, y.d));
-        let hi = _mm256_and_si256(bytes_from_bits_32(x.qh), _mm256_set1_epi8(0x10));
-        let qx = _mm256_or_si256(bytes_from_nibbles_32(x.qs.as_ptr()), hi);
-        let qy = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
-        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(I::dot(qx, qy)), acc);
-    }
-    hsum_f32_8(acc) + summs
 }
 
 #[inline(always)]
@@ -340,47 +439,6 @@ unsafe fn vec_dot_q8_0<I: Isa>(_n: usize, w: &[u8], act: &[u8]) -> f32 {
 // decode a weight block once (nibbles, scales) and use it for 4 tokens; per
 // token they run exactly the instructions of the 1-token kernels above, so
 // their results are bit-identical to them (tested).
-
-#[inline(always)]
-unsafe fn vec_dot_q4_0_x4<I: Isa>(_n: usize, w: &[u8], act: [&[u8]; 4]) -> [f32; 4] {
-    let x: &[BlockQ4_0] = bytemuck::cast_slice(w);
-    let y: [&[BlockQ8_0]; 4] = act.map(|a| bytemuck::cast_slice(a));
-    let mut acc = [_mm256_setzero_ps(); 4];
-    for (i, x) in x.iter().enumerate() {
-        let dx = fp16(x.d);
-        let qx = _mm256_sub_epi8(bytes_from_nibbles_32(x.qs.as_ptr()), _mm256_set1_epi8(8));
-        let ax = _mm256_sign_epi8(qx, qx);
-        for t in 0..4 {
-            let y = &y[t][i];
-            let d = _mm256_set1_ps(dx * fp16(y.d));
-            let qy = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
-            let q = _mm256_cvtepi32_ps(I::dot(ax, _mm256_sign_epi8(qy, qx)));
-            acc[t] = _mm256_fmadd_ps(d, q, acc[t]);
-        }
-    }
-    acc.map(|a| hsum_f32_8(a))
-}
-
-#[inline(always)]
-unsafe fn vec_dot_q4_1_x4<I: Isa>(_n: usize, w: &[u8], act: [&[u8]; 4]) -> [f32; 4] {
-    let x: &[BlockQ4_1] = bytemuck::cast_slice(w);
-    let y: [&[BlockQ8_1]; 4] = act.map(|a| bytemuck::cast_slice(a));
-    let mut acc = [_mm256_setzero_ps(); 4];
-    let mut summs = [0f32; 4];
-    for (i, x) in x.iter().enumerate() {
-        let (dx, mx) = (fp16(x.d), fp16(x.m));
-        let qx = bytes_from_nibbles_32(x.qs.as_ptr());
-        for t in 0..4 {
-            let y = &y[t][i];
-            summs[t] += mx * fp16(y.s);
-            let d = _mm256_set1_ps(dx * fp16(y.d));
-            let qy = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
-            let q = _mm256_cvtepi32_ps(I::dot(qx, qy));
-            acc[t] = _mm256_fmadd_ps(d, q, acc[t]);
-        }
-    }
-    [0, 1, 2, 3].map(|t| hsum_f32_8(acc[t]) + summs[t])
-}
 
 #[inline(always)]
 unsafe fn vec_dot_q8_0_x4<I: Isa>(_n: usize, w: &[u8], act: [&[u8]; 4]) -> [f32; 4] {
