@@ -269,12 +269,15 @@ unsafe fn hsum_i32_8x8(s: [__m256i; 8]) -> __m256i {
 /// A trait rather than closures: `#[inline(always)]` methods are inlined
 /// into the `#[target_feature]` wrappers, where LLVM left closures as calls
 /// compiled without the features.
-trait Block32: Sized {
-    type Y;
+/// The fp16 (m, s) pair of a block's min term.
+type MinFn<X, Y> = fn(&X, &Y) -> ([u8; 2], [u8; 2]);
+
+trait Block32: bytemuck::Pod {
+    type Y: bytemuck::Pod;
     /// (dx, dy) fp16 scales.
     fn d(&self, y: &Self::Y) -> ([u8; 2], [u8; 2]);
     /// (m, s) fp16 of the min term m·s (Q4_1/Q5_1), `None` for symmetric formats.
-    const MIN: Option<fn(&Self, &Self::Y) -> ([u8; 2], [u8; 2])>;
+    const MIN: Option<MinFn<Self, Self::Y>>;
     /// Σ q·y in i32 lanes.
     unsafe fn isum<I: Isa>(&self, y: &Self::Y) -> __m256i;
 }
@@ -285,7 +288,7 @@ impl Block32 for BlockQ4_0 {
     fn d(&self, y: &BlockQ8_0) -> ([u8; 2], [u8; 2]) {
         (self.d, y.d)
     }
-    const MIN: Option<fn(&Self, &Self::Y) -> ([u8; 2], [u8; 2])> = None;
+    const MIN: Option<MinFn<Self, Self::Y>> = None;
     #[inline(always)]
     unsafe fn isum<I: Isa>(&self, y: &BlockQ8_0) -> __m256i {
         let qx = _mm256_sub_epi8(bytes_from_nibbles_32(self.qs.as_ptr()), _mm256_set1_epi8(8));
@@ -300,7 +303,7 @@ impl Block32 for BlockQ4_1 {
         (self.d, y.d)
     }
     // The min term: m·Σy = m·s, with s precomputed by the activation quantizer.
-    const MIN: Option<fn(&Self, &Self::Y) -> ([u8; 2], [u8; 2])> = Some(|x, y| (x.m, y.s));
+    const MIN: Option<MinFn<Self, Self::Y>> = Some(|x, y| (x.m, y.s));
     #[inline(always)]
     unsafe fn isum<I: Isa>(&self, y: &BlockQ8_1) -> __m256i {
         let qx = bytes_from_nibbles_32(self.qs.as_ptr());
@@ -314,7 +317,7 @@ impl Block32 for BlockQ5_0 {
     fn d(&self, y: &BlockQ8_0) -> ([u8; 2], [u8; 2]) {
         (self.d, y.d)
     }
-    const MIN: Option<fn(&Self, &Self::Y) -> ([u8; 2], [u8; 2])> = None;
+    const MIN: Option<MinFn<Self, Self::Y>> = None;
     #[inline(always)]
     unsafe fn isum<I: Isa>(&self, y: &BlockQ8_0) -> __m256i {
         // q - 16: OR 0xF0 (i.e. -16) into the bytes whose fifth bit is clear.
@@ -330,7 +333,7 @@ impl Block32 for BlockQ5_1 {
     fn d(&self, y: &BlockQ8_1) -> ([u8; 2], [u8; 2]) {
         (self.d, y.d)
     }
-    const MIN: Option<fn(&Self, &Self::Y) -> ([u8; 2], [u8; 2])> = Some(|x, y| (x.m, y.s));
+    const MIN: Option<MinFn<Self, Self::Y>> = Some(|x, y| (x.m, y.s));
     #[inline(always)]
     unsafe fn isum<I: Isa>(&self, y: &BlockQ8_1) -> __m256i {
         let hi = _mm256_and_si256(bytes_from_bits_32(self.qh), _mm256_set1_epi8(0x10));
@@ -348,11 +351,7 @@ impl Block32 for BlockQ5_1 {
 /// scale product per block cost as much as the dot). Leftover blocks take
 /// the one-block path.
 #[inline(always)]
-unsafe fn dot_blocks32<I: Isa, X: Block32>(w: &[u8], act: &[u8]) -> f32
-where
-    X: bytemuck::Pod,
-    X::Y: bytemuck::Pod,
-{
+unsafe fn dot_blocks32<I: Isa, X: Block32>(w: &[u8], act: &[u8]) -> f32 {
     let (x, y): (&[X], &[X::Y]) = (bytemuck::cast_slice(w), bytemuck::cast_slice(act));
     let (mut acc, mut acc_m) = (_mm256_setzero_ps(), _mm256_setzero_ps());
     let (mut xc, mut yc) = (x.chunks_exact(8), y.chunks_exact(8));
