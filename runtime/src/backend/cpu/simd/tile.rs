@@ -16,7 +16,10 @@
 //!
 //! [`dot_scalar`] is the scalar twin of the SIMD tile kernels (same integer
 //! sums in the same packed layout); the tests also hold pack + twin to the
-//! formats' `vec_dot`.
+//! formats' `vec_dot`. For Q4_0 and Q4_1 the f32 steps per block and token
+//! are the scalar `vec_dot`'s too, so those tiles equal it bit for bit (a
+//! different order flipped a borderline top-1 token in the SmolLM2
+//! reference test); Q4_K's differ from it only in the accumulation order.
 
 use crate::quant::q4_0::BlockQ4_0;
 use crate::quant::q4_1::BlockQ4_1;
@@ -248,7 +251,7 @@ pub fn dot_scalar(ty: GgmlType, n: usize, packed: &[u8], act: &[&[u8]], aux: &[&
                         for e in 0..32 {
                             sumi += x[b].qs[32 * (e / 4) + 4 * r + e % 4] as i32 * y[b].qs[e] as i32;
                         }
-                        s += sumi as f32 * (x[b].d[r] * a[b].d);
+                        s += sumi as f32 * x[b].d[r] * a[b].d;
                     }
                     s
                 }

@@ -547,8 +547,10 @@ unsafe fn tile_q4_0<I: Isa, const NT: usize>(
             let a = &a[t][b];
             // Σ(q − 8)·y = Σq·y − 8·Σy.
             let s = _mm256_sub_epi32(isum[t], _mm256_set1_epi32(8 * a.sum));
-            let d = _mm256_mul_ps(dx, _mm256_set1_ps(a.d));
-            acc[t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s), acc[t]);
+            // (Σ·dx)·dy, rounded step by step like the scalar `vec_dot`,
+            // whose results these equal bit for bit.
+            let blk = _mm256_mul_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(s), dx), _mm256_set1_ps(a.d));
+            acc[t] = _mm256_add_ps(acc[t], blk);
         }
     }
     store_tokens(acc)
@@ -571,10 +573,12 @@ unsafe fn tile_q4_1<I: Isa, const NT: usize>(
         let (dx, mx) = (_mm256_loadu_ps(x.d.as_ptr()), _mm256_loadu_ps(x.m.as_ptr()));
         for t in 0..NT {
             let a = &a[t][b];
+            // (dx·dy)·Σq·y + m·s, the min term m·Σy = m·s with s from the
+            // activation quantizer; rounded step by step like the scalar
+            // `vec_dot`, whose results these equal bit for bit.
             let d = _mm256_mul_ps(dx, _mm256_set1_ps(a.d));
-            acc[t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(isum[t]), acc[t]);
-            // The min term m·Σy = m·s, s from the activation quantizer.
-            acc[t] = _mm256_fmadd_ps(mx, _mm256_set1_ps(a.s), acc[t]);
+            let blk = _mm256_add_ps(_mm256_mul_ps(d, _mm256_cvtepi32_ps(isum[t])), _mm256_mul_ps(mx, _mm256_set1_ps(a.s)));
+            acc[t] = _mm256_add_ps(acc[t], blk);
         }
     }
     store_tokens(acc)
