@@ -7,7 +7,7 @@
 //! Also the activation format that Q4_0, Q5_0 and Q8_0 weights are dotted
 //! against (ggml `quantize_row_q8_0_ref`).
 
-use super::common::{blocks, blocks_mut, f16_to_f32, f32_to_f16, F16};
+use super::common::{blocks, blocks_mut, f16_to_f32, f32_to_f16, round_i8, F16};
 
 pub const QK8_0: usize = 32;
 
@@ -39,7 +39,7 @@ pub fn quantize_row(x: &[f32], dst: &mut [u8]) {
         let id = if d != 0.0 { 1.0 / d } else { 0.0 };
         b.d = f32_to_f16(d);
         for (q, &v) in b.qs.iter_mut().zip(x) {
-            *q = (v * id).round() as i8;
+            *q = round_i8(v * id);
         }
     }
 }

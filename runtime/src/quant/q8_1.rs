@@ -7,7 +7,7 @@
 //! i8  qs[32]   y[j] = qs[j] * d
 //! ```
 
-use super::common::{blocks, blocks_mut, f16_to_f32, f32_to_f16, F16};
+use super::common::{blocks, blocks_mut, f16_to_f32, f32_to_f16, round_i8, F16};
 
 pub const QK8_1: usize = 32;
 
@@ -42,7 +42,7 @@ pub fn quantize_row(x: &[f32], dst: &mut [u8]) {
         b.d = f32_to_f16(d);
         let mut sum = 0i32;
         for (q, &v) in b.qs.iter_mut().zip(x) {
-            *q = (v * id).round() as i8;
+            *q = round_i8(v * id);
             sum += *q as i32;
         }
         b.s = f32_to_f16(sum as f32 * d);

@@ -71,23 +71,20 @@ pub fn attention_strided(
             qh16.extend(q[t * q_dim + h * s.head_dim_k..][..s.head_dim_k].iter().map(|&v| f16::from_f32(v)));
             scores.clear();
             scores.resize(p + 1, f32::NEG_INFINITY);
-            for j in first..=p {
-                let kj = &k_cache[j * k_row + hk * s.head_dim_k..][..s.head_dim_k];
-                let d = (kern.dot_f16)(qh16, kj);
-                let mut x = d * s.kq_scale;
+            let k0 = first * k_row + hk * s.head_dim_k;
+            (kern.dot_f16)(qh16, &k_cache[k0..], k_row, &mut scores[first..=p]);
+            for x in &mut scores[first..=p] {
+                *x *= s.kq_scale;
                 if let Some(cap) = s.softcap {
-                    x = cap * (x / cap).tanh();
+                    *x = cap * (*x / cap).tanh();
                 }
-                scores[j] = x;
             }
             softmax(&mut scores[..]);
+            (kern.round_f16)(&mut scores[first..=p]);
             acc.clear();
             acc.resize(s.head_dim_v, 0.0);
-            for j in first..=p {
-                let pj = f16::from_f32(scores[j]).to_f32();
-                let vj = &v_cache[j * v_row + hk * s.head_dim_v..][..s.head_dim_v];
-                (kern.axpy_f16)(pj, vj, acc);
-            }
+            let v0 = first * v_row + hk * s.head_dim_v;
+            (kern.axpy_f16)(&scores[first..=p], &v_cache[v0..], v_row, acc);
             // SAFETY: each (t, h) task writes its own head slice of out.
             let dst = unsafe { std::slice::from_raw_parts_mut(op.0.add(t * o_dim + h * s.head_dim_v), s.head_dim_v) };
             dst.copy_from_slice(acc);

@@ -59,10 +59,14 @@ macro_rules! table {
             f32: |n, w, a| unsafe { vec_dot_f32(n, w, a) },
             dot_f16: super::SCALAR.dot_f16,
             axpy_f16: super::SCALAR.axpy_f16,
+            round_f16: super::SCALAR.round_f16,
             q4_0_x4: None,
             q4_1_x4: None,
             q8_0_x4: None,
             q4_k_x4: None,
+            q4_0_tile: None,
+            q4_1_tile: None,
+            q4_k_tile: None,
         };
     };
 }

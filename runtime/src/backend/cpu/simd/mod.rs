@@ -21,6 +21,9 @@ mod aarch64;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
+#[cfg(all(test, target_os = "linux"))]
+mod bench;
+pub mod tile;
 #[cfg(test)]
 mod tests;
 
@@ -47,16 +50,26 @@ pub struct CpuKernels {
     pub q6_k: VecDotFn,
     pub f16: VecDotFn,
     pub f32: VecDotFn,
-    /// Attention's `q·k` over f16 rows (q already rounded to f16), summed in f32.
-    pub dot_f16: fn(&[f16], &[f16]) -> f32,
-    /// Attention's `acc += p · v` over an f16 row.
-    pub axpy_f16: fn(f32, &[f16], &mut [f32]),
+    /// Attention's scores: `out[j] = q·k_j` (f32 sums of f16 products), k_j
+    /// the `q.len()` values at `k[j·stride..]`. One call per query and head,
+    /// not per key: no indirect call and no set-up per key.
+    pub dot_f16: fn(&[f16], &[f16], usize, &mut [f32]),
+    /// Attention's `acc += Σ_j p[j] · v_j` over f16 rows v_j at `v[j·stride..]`,
+    /// key by key in order (the same sums as one `acc += p·v` per key).
+    pub axpy_f16: fn(&[f32], &[f16], usize, &mut [f32]),
+    /// Rounds each value to the nearest f16 (ties to even), in place.
+    pub round_f16: fn(&mut [f32]),
     /// 4-token variants for prompt processing (weight block decoded once,
     /// used for 4 tokens); `None`: the matmul calls the 1-token kernel 4 times.
     pub q4_0_x4: Option<VecDot4Fn>,
     pub q4_1_x4: Option<VecDot4Fn>,
     pub q8_0_x4: Option<VecDot4Fn>,
     pub q4_k_x4: Option<VecDot4Fn>,
+    /// Strip kernels for prompt processing (see [`tile`]); `None`: the
+    /// matmul uses the row kernels above.
+    pub q4_0_tile: Option<tile::TileDotFn>,
+    pub q4_1_tile: Option<tile::TileDotFn>,
+    pub q4_k_tile: Option<tile::TileDotFn>,
 }
 
 /// The portable path: the scalar references of `quant/`.
@@ -76,10 +89,14 @@ pub static SCALAR: CpuKernels = CpuKernels {
     f32: quant::float::vec_dot_f32,
     dot_f16: dot_f16_scalar,
     axpy_f16: axpy_f16_scalar,
+    round_f16: round_f16_scalar,
     q4_0_x4: None,
     q4_1_x4: None,
     q8_0_x4: None,
     q4_k_x4: None,
+    q4_0_tile: None,
+    q4_1_tile: None,
+    q4_k_tile: None,
 };
 
 impl CpuKernels {
@@ -148,22 +165,46 @@ impl CpuKernels {
     }
 }
 
+impl CpuKernels {
+    /// The strip layout and kernel for `ty`, if this table has one.
+    #[inline]
+    pub fn tile(&self, ty: GgmlType) -> Option<(&'static tile::TileFormat, tile::TileDotFn)> {
+        let f = match ty {
+            GgmlType::Q4_0 => self.q4_0_tile,
+            GgmlType::Q4_1 => self.q4_1_tile,
+            GgmlType::Q4_K => self.q4_k_tile,
+            _ => None,
+        }?;
+        Some((tile::format(ty)?, f))
+    }
+}
+
 impl std::fmt::Debug for CpuKernels {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.isa)
     }
 }
 
-fn dot_f16_scalar(a: &[f16], b: &[f16]) -> f32 {
-    let mut d = 0f32;
-    for (a, b) in a.iter().zip(b) {
-        d += a.to_f32() * b.to_f32();
+fn dot_f16_scalar(q: &[f16], k: &[f16], stride: usize, out: &mut [f32]) {
+    for (j, o) in out.iter_mut().enumerate() {
+        let mut d = 0f32;
+        for (a, b) in q.iter().zip(&k[j * stride..]) {
+            d += a.to_f32() * b.to_f32();
+        }
+        *o = d;
     }
-    d
 }
 
-fn axpy_f16_scalar(p: f32, v: &[f16], acc: &mut [f32]) {
-    for (a, b) in acc.iter_mut().zip(v) {
-        *a += p * b.to_f32();
+fn axpy_f16_scalar(p: &[f32], v: &[f16], stride: usize, acc: &mut [f32]) {
+    for (j, &p) in p.iter().enumerate() {
+        for (a, b) in acc.iter_mut().zip(&v[j * stride..]) {
+            *a += p * b.to_f32();
+        }
+    }
+}
+
+fn round_f16_scalar(x: &mut [f32]) {
+    for v in x {
+        *v = f16::from_f32(*v).to_f32();
     }
 }

@@ -15,9 +15,9 @@ use half::f16;
 use super::{CpuKernels, SCALAR};
 use crate::quant::{self, GgmlType, QK_K};
 
-struct Rng(u64);
+pub(super) struct Rng(pub(super) u64);
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(super) fn next(&mut self) -> u64 {
         // xorshift64*
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
@@ -27,7 +27,7 @@ impl Rng {
     fn byte(&mut self) -> u8 {
         (self.next() >> 56) as u8
     }
-    fn f(&mut self) -> f32 {
+    pub(super) fn f(&mut self) -> f32 {
         (self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
     }
     /// i8 in -127..=127 (what our activation quantizers produce).
@@ -66,7 +66,7 @@ fn f16_fields(ty: GgmlType) -> &'static [usize] {
 }
 
 /// A random weight row; `unit` puts 1.0 in every fp16 scale.
-fn weight_row(rng: &mut Rng, ty: GgmlType, n: usize, unit: bool) -> Vec<u8> {
+pub(super) fn weight_row(rng: &mut Rng, ty: GgmlType, n: usize, unit: bool) -> Vec<u8> {
     match ty {
         GgmlType::F32 => {
             return (0..n).flat_map(|_| rng.f().to_le_bytes()).collect();
@@ -88,7 +88,7 @@ fn weight_row(rng: &mut Rng, ty: GgmlType, n: usize, unit: bool) -> Vec<u8> {
 
 /// Activations in `vec_dot_type(ty)`: from the scalar quantizer, or built
 /// by hand with d = 1 for the exact check.
-fn act_row(rng: &mut Rng, ty: GgmlType, n: usize, unit: bool) -> Vec<u8> {
+pub(super) fn act_row(rng: &mut Rng, ty: GgmlType, n: usize, unit: bool) -> Vec<u8> {
     let at = quant::vec_dot_type(ty);
     if !unit || matches!(at, GgmlType::F16 | GgmlType::F32) {
         let x: Vec<f32> = (0..n).map(|_| rng.f()).collect();
@@ -170,20 +170,58 @@ fn simd_attention_f16_kernels_match_scalar() {
     let mut rng = Rng(42);
     for k in CpuKernels::available() {
         for n in [1, 7, 16, 64, 80, 128, 131] {
-            let a: Vec<f16> = (0..n).map(|_| f16::from_f32(rng.f())).collect();
-            let b: Vec<f16> = (0..n).map(|_| f16::from_f32(rng.f())).collect();
-            let mag: f32 = a.iter().zip(&b).map(|(a, b)| (a.to_f32() * b.to_f32()).abs()).sum();
-            let (got, want) = ((k.dot_f16)(&a, &b), (SCALAR.dot_f16)(&a, &b));
-            assert!((got - want).abs() <= 1e-5 * mag + 1e-7, "{} dot_f16 n={n}: {got} vs {want}", k.isa);
-            let mut acc1: Vec<f32> = (0..n).map(|_| rng.f()).collect();
-            let mut acc2 = acc1.clone();
-            (k.axpy_f16)(0.37, &a, &mut acc1);
-            (SCALAR.axpy_f16)(0.37, &a, &mut acc2);
-            for (x, y) in acc1.iter().zip(&acc2) {
-                // FMA rounds once where the scalar `a += p*v` rounds twice.
-                assert!((x - y).abs() <= 1e-6 * (1.0 + y.abs()), "{} axpy_f16 n={n}: {x} vs {y}", k.isa);
+            for (rows, stride) in [(1, n), (5, n), (9, n + 3)] {
+                let q: Vec<f16> = (0..n).map(|_| f16::from_f32(rng.f())).collect();
+                let kv: Vec<f16> = (0..rows * stride).map(|_| f16::from_f32(rng.f())).collect();
+                let (mut got, mut want) = (vec![0f32; rows], vec![0f32; rows]);
+                (k.dot_f16)(&q, &kv, stride, &mut got);
+                (SCALAR.dot_f16)(&q, &kv, stride, &mut want);
+                for j in 0..rows {
+                    let mag: f32 = q.iter().zip(&kv[j * stride..]).map(|(a, b)| (a.to_f32() * b.to_f32()).abs()).sum();
+                    assert!((got[j] - want[j]).abs() <= 1e-5 * mag + 1e-7, "{} dot_f16 n={n} row {j}: {} vs {}", k.isa, got[j], want[j]);
+                }
+                let p: Vec<f32> = (0..rows).map(|_| rng.f()).collect();
+                let mut acc1: Vec<f32> = (0..n).map(|_| rng.f()).collect();
+                let mut acc2 = acc1.clone();
+                (k.axpy_f16)(&p, &kv, stride, &mut acc1);
+                (SCALAR.axpy_f16)(&p, &kv, stride, &mut acc2);
+                for (x, y) in acc1.iter().zip(&acc2) {
+                    // FMA rounds once where the scalar `a += p*v` rounds twice.
+                    assert!((x - y).abs() <= 1e-6 * rows as f32 * (1.0 + y.abs()), "{} axpy_f16 n={n}: {x} vs {y}", k.isa);
+                }
             }
+            let mut x: Vec<f32> = (0..n).map(|i| rng.f() * [1.0, 1e-6, 7e4, 1e-9][i % 4]).collect();
+            x.extend([0.0, -0.0, 65520.0, 6.1e-5, 2.9e-8, f32::INFINITY]);
+            let mut y = x.clone();
+            (k.round_f16)(&mut x);
+            (SCALAR.round_f16)(&mut y);
+            assert_eq!(x.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), y.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), "{} round_f16", k.isa);
         }
+    }
+}
+
+/// The attention kernels of every table give each key the same per-key
+/// arithmetic as one call per key (the multi-row form only batches calls).
+#[test]
+fn simd_attention_rows_equal_per_key_calls() {
+    let mut rng = Rng(43);
+    for k in CpuKernels::available() {
+        let (n, rows, stride) = (64, 7, 80);
+        let q: Vec<f16> = (0..n).map(|_| f16::from_f32(rng.f())).collect();
+        let kv: Vec<f16> = (0..rows * stride).map(|_| f16::from_f32(rng.f())).collect();
+        let mut all = vec![0f32; rows];
+        (k.dot_f16)(&q, &kv, stride, &mut all);
+        let p: Vec<f32> = (0..rows).map(|_| rng.f()).collect();
+        let mut acc1: Vec<f32> = (0..n).map(|_| rng.f()).collect();
+        let mut acc2 = acc1.clone();
+        (k.axpy_f16)(&p, &kv, stride, &mut acc1);
+        for j in 0..rows {
+            let mut one = [0f32];
+            (k.dot_f16)(&q, &kv[j * stride..], stride, &mut one);
+            assert_eq!(one[0].to_bits(), all[j].to_bits(), "{} dot_f16 row {j}", k.isa);
+            (k.axpy_f16)(&p[j..j + 1], &kv[j * stride..], stride, &mut acc2);
+        }
+        assert_eq!(acc1, acc2, "{} axpy_f16", k.isa);
     }
 }
 
@@ -209,6 +247,64 @@ fn simd_x4_kernels_match_single_token_kernels() {
                     for t in 0..4 {
                         let want = k.vec_dot(ty, n, &w, &a[t]);
                         assert_eq!(got[t].to_bits(), want.to_bits(), "{} {ty} x4 token {t}: {} vs {want}", k.isa, got[t]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Tile kernels (strip of 8 rows × up to 4 tokens): packing + the scalar
+/// twin reproduce `vec_dot` per row and token, and every table's SIMD tile
+/// kernel reproduces the scalar twin: bit for bit on integer sums, and for
+/// Q4_0/Q4_1 bit for bit with any scales (they round like `vec_dot`).
+#[test]
+fn simd_tile_kernels_match_scalar() {
+    use super::tile::{self, ROWS};
+    let mut rng = Rng(11);
+    for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q4_K] {
+        let fmt = tile::format(ty).unwrap();
+        for n in [QK_K, 9 * QK_K] {
+            for unit in [true, false] {
+                let w = weight_row(&mut rng, ty, n * ROWS, unit);
+                let mut packed = vec![0u32; (fmt.packed_size)(n) / 4];
+                (fmt.pack)(n, &w, bytemuck::cast_slice_mut(&mut packed));
+                let packed: &[u8] = bytemuck::cast_slice(&packed);
+                let act: Vec<Vec<u8>> = (0..4).map(|_| act_row(&mut rng, ty, n, unit)).collect();
+                let aux: Vec<Vec<u32>> = act
+                    .iter()
+                    .map(|a| {
+                        let mut x = vec![0u32; (fmt.aux_size)(n) / 4];
+                        (fmt.aux)(n, a, bytemuck::cast_slice_mut(&mut x));
+                        x
+                    })
+                    .collect();
+                let act: Vec<&[u8]> = act.iter().map(|a| &a[..]).collect();
+                let aux: Vec<&[u8]> = aux.iter().map(|a| bytemuck::cast_slice(a)).collect();
+                let rs = w.len() / ROWS;
+                for nt in 1..=4 {
+                    let twin = tile::dot_scalar(ty, n, packed, &act[..nt], &aux[..nt]);
+                    for t in 0..nt {
+                        for r in 0..ROWS {
+                            let wr = &w[r * rs..(r + 1) * rs];
+                            let want = SCALAR.vec_dot(ty, n, wr, act[t]);
+                            let exact = unit || ty != GgmlType::Q4_K;
+                            let tol = if exact { 0.0 } else { 1e-5 * magnitude(ty, wr, act[t], n) + 1e-6 };
+                            let got = twin[t][r];
+                            assert!((got - want).abs() <= tol, "{ty} twin t{t} r{r}: {got} vs {want}");
+                        }
+                    }
+                    for k in CpuKernels::available() {
+                        let Some((_, f)) = k.tile(ty) else { continue };
+                        let got = f(n, packed, &act[..nt], &aux[..nt]);
+                        for t in 0..4 {
+                            for r in 0..ROWS {
+                                let (g, w) = (got[t][r], if t < nt { twin[t][r] } else { 0.0 });
+                                let exact = unit || ty != GgmlType::Q4_K;
+                                let tol = if exact { 0.0 } else { 1e-5 * w.abs().max(1.0) };
+                                assert!((g - w).abs() <= tol, "{} {ty} tile nt={nt} t{t} r{r}: {g} vs {w}", k.isa);
+                            }
+                        }
                     }
                 }
             }

@@ -8,6 +8,7 @@ use std::arch::x86_64::*;
 
 use half::f16;
 
+use super::tile::{Q4Kx8, Q4_0x8, Q4_1x8, Q8KAux, Q8_0Aux, Q8_1Aux, ROWS, TOKS};
 use super::CpuKernels;
 use crate::quant::q4_0::BlockQ4_0;
 use crate::quant::q4_1::BlockQ4_1;
@@ -21,38 +22,96 @@ use crate::quant::q8_1::BlockQ8_1;
 use crate::quant::q8_k::BlockQ8K;
 use crate::quant::{self, QK_K};
 
-static AVX2: CpuKernels = CpuKernels {
-    isa: "avx2+fma+f16c",
-    q4_0: |n, w, a| unsafe { vec_dot_q4_0(n, w, a) },
-    q4_1: |n, w, a| unsafe { vec_dot_q4_1(n, w, a) },
-    q5_0: |n, w, a| unsafe { vec_dot_q5_0(n, w, a) },
-    q5_1: |n, w, a| unsafe { vec_dot_q5_1(n, w, a) },
-    q8_0: |n, w, a| unsafe { vec_dot_q8_0(n, w, a) },
-    q2_k: quant::q2_k::vec_dot,
-    q3_k: quant::q3_k::vec_dot,
-    q4_k: |n, w, a| unsafe { vec_dot_q4_k(n, w, a) },
-    q5_k: |n, w, a| unsafe { vec_dot_q5_k(n, w, a) },
-    q6_k: |n, w, a| unsafe { vec_dot_q6_k(n, w, a) },
-    f16: |n, w, a| unsafe { dot_f16_raw(w.as_ptr() as *const u16, a.as_ptr() as *const u16, n) },
-    f32: |n, w, a| unsafe { vec_dot_f32(n, w, a) },
-    dot_f16: |a, b| unsafe { dot_f16(a, b) },
-    axpy_f16: |p, v, acc| unsafe { axpy_f16(p, v, acc) },
-    q4_0_x4: Some(|n, w, a| unsafe { vec_dot_q4_0_x4(n, w, a) }),
-    q4_1_x4: Some(|n, w, a| unsafe { vec_dot_q4_1_x4(n, w, a) }),
-    q8_0_x4: Some(|n, w, a| unsafe { vec_dot_q8_0_x4(n, w, a) }),
-    q4_k_x4: Some(|n, w, a| unsafe { vec_dot_q4_k_x4(n, w, a) }),
-};
+/// Builds a kernel table: instantiates the integer kernels (written once,
+/// generic over [`Isa`]) inside `#[target_feature]` wrappers, so each table's
+/// copies are compiled for exactly the features its `detect` checked.
+macro_rules! kernel_table {
+    ($isa:literal, $feat:literal, $I:ty) => {{
+        kernel_table!(@wrap $feat, $I, fn(&[u8]) -> f32,
+            q4_0 => vec_dot_q4_0, q4_1 => vec_dot_q4_1, q5_0 => vec_dot_q5_0, q5_1 => vec_dot_q5_1,
+            q8_0 => vec_dot_q8_0, q4_k => vec_dot_q4_k, q5_k => vec_dot_q5_k, q6_k => vec_dot_q6_k);
+        kernel_table!(@wrap $feat, $I, fn([&[u8]; 4]) -> [f32; 4],
+            q8_0_x4 => vec_dot_q8_0_x4, q4_k_x4 => vec_dot_q4_k_x4);
+        kernel_table!(@tile $feat, $I, q4_0_tile => tile_q4_0, q4_1_tile => tile_q4_1, q4_k_tile => tile_q4_k);
+        CpuKernels {
+            isa: $isa,
+            q4_0: |n, w, a| unsafe { q4_0(n, w, a) },
+            q4_1: |n, w, a| unsafe { q4_1(n, w, a) },
+            q5_0: |n, w, a| unsafe { q5_0(n, w, a) },
+            q5_1: |n, w, a| unsafe { q5_1(n, w, a) },
+            q8_0: |n, w, a| unsafe { q8_0(n, w, a) },
+            q2_k: quant::q2_k::vec_dot,
+            q3_k: quant::q3_k::vec_dot,
+            q4_k: |n, w, a| unsafe { q4_k(n, w, a) },
+            q5_k: |n, w, a| unsafe { q5_k(n, w, a) },
+            q6_k: |n, w, a| unsafe { q6_k(n, w, a) },
+            f16: |n, w, a| unsafe { dot_f16_raw(w.as_ptr() as *const u16, a.as_ptr() as *const u16, n) },
+            f32: |n, w, a| unsafe { vec_dot_f32(n, w, a) },
+            dot_f16: |q, k, stride, out| unsafe { dot_f16_rows(q, k, stride, out) },
+            axpy_f16: |p, v, stride, acc| unsafe { axpy_f16_rows(p, v, stride, acc) },
+            round_f16: |x| unsafe { round_f16(x) },
+            // Q4_0/Q4_1 batches take the strip tiles instead.
+            q4_0_x4: None,
+            q4_1_x4: None,
+            q8_0_x4: Some(|n, w, a| unsafe { q8_0_x4(n, w, a) }),
+            q4_k_x4: Some(|n, w, a| unsafe { q4_k_x4(n, w, a) }),
+            q4_0_tile: Some(|n, x, y, a| unsafe { q4_0_tile(n, x, y, a) }),
+            q4_1_tile: Some(|n, x, y, a| unsafe { q4_1_tile(n, x, y, a) }),
+            q4_k_tile: Some(|n, x, y, a| unsafe { q4_k_tile(n, x, y, a) }),
+        }
+    }};
+    (@wrap $feat:literal, $I:ty, fn($A:ty) -> $R:ty, $($name:ident => $kernel:ident),*) => {$(
+        #[target_feature(enable = $feat)]
+        unsafe fn $name(n: usize, w: &[u8], a: $A) -> $R {
+            $kernel::<$I>(n, w, a)
+        }
+    )*};
+    (@tile $feat:literal, $I:ty, $($name:ident => $kernel:ident),*) => {$(
+        // One instance per token count, so the accumulators are registers.
+        #[target_feature(enable = $feat)]
+        unsafe fn $name(n: usize, x: &[u8], y: &[&[u8]], a: &[&[u8]]) -> [[f32; ROWS]; TOKS] {
+            match y.len() {
+                4 => $kernel::<$I, 4>(n, x, y, a),
+                3 => $kernel::<$I, 3>(n, x, y, a),
+                2 => $kernel::<$I, 2>(n, x, y, a),
+                _ => $kernel::<$I, 1>(n, x, y, a),
+            }
+        }
+    )*};
+}
+
+// SAFETY (both tables): `detect`/`available` hand a table out only after
+// `is_x86_feature_detected!` saw every feature in its `$feat`.
+static AVX2: CpuKernels = kernel_table!("avx2+fma+f16c", "avx2,fma,f16c", Avx2);
+static AVX512: CpuKernels =
+    kernel_table!("avx512vnni", "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni", Vnni);
 
 fn has_avx2() -> bool {
     is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c")
 }
 
-pub(super) fn detect() -> Option<&'static CpuKernels> {
-    has_avx2().then_some(&AVX2)
+fn has_avx512vnni() -> bool {
+    has_avx2()
+        && is_x86_feature_detected!("avx512f")
+        && is_x86_feature_detected!("avx512bw")
+        && is_x86_feature_detected!("avx512vl")
+        && is_x86_feature_detected!("avx512vnni")
 }
 
+pub(super) fn detect() -> Option<&'static CpuKernels> {
+    available().pop()
+}
+
+/// Every table this CPU runs, best last.
 pub(super) fn available() -> Vec<&'static CpuKernels> {
-    detect().into_iter().collect()
+    let mut v = Vec::new();
+    if has_avx2() {
+        v.push(&AVX2);
+    }
+    if has_avx512vnni() {
+        v.push(&AVX512);
+    }
+    v
 }
 
 /// One fp16 → f32 with F16C's `vcvtph2ps` (ggml's `_cvtsh_ss`), exact like
@@ -60,7 +119,23 @@ pub(super) fn available() -> Vec<&'static CpuKernels> {
 #[inline]
 #[target_feature(enable = "f16c")]
 unsafe fn fp16(h: [u8; 2]) -> f32 {
-    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(u16::from_le_bytes(h) as i32)))
+    fp16_mul(h, f16::ONE.to_le_bytes())
+}
+
+/// fp16(a) · fp16(b), both converted by one `vcvtph2ps` of a GPR-built u32.
+///
+/// Why not two `_cvtsh_ss`: LLVM sees that only lane 0 of such a conversion
+/// is used, drops the zeroing of the other lanes and loads the half with
+/// `vpinsrw` into whatever register is free, often the loop's accumulator,
+/// chaining every block's scale behind the previous block's FMA (that made
+/// the Q4_0 dot ~2.5× slower). Here two lanes are used and `vmovd` from a
+/// general register writes the whole vector, so there is no false dependency.
+#[inline]
+#[target_feature(enable = "f16c")]
+unsafe fn fp16_mul(a: [u8; 2], b: [u8; 2]) -> f32 {
+    let ab = u16::from_le_bytes(a) as u32 | (u16::from_le_bytes(b) as u32) << 16;
+    let v = _mm_cvtph_ps(_mm_cvtsi32_si128(ab as i32));
+    _mm_cvtss_f32(_mm_mul_ss(v, _mm_movehdup_ps(v)))
 }
 
 // ---------------------------------------------------------------- helpers
@@ -85,55 +160,252 @@ unsafe fn bytes_from_nibbles_32(p: *const u8) -> __m256i {
     _mm256_and_si256(_mm256_set1_epi8(0xF), bytes)
 }
 
-/// Σ pairs of u8·i8 → 8 i32 lanes.
-#[inline]
-#[target_feature(enable = "avx2")]
-unsafe fn sum_us8(ax: __m256i, sy: __m256i) -> __m256i {
-    let dot = _mm256_maddubs_epi16(ax, sy);
-    _mm256_madd_epi16(_mm256_set1_epi16(1), dot)
+/// The u8·i8 products, the one thing the AVX2 and AVX-512 tables do
+/// differently. Partial sums stay in the ISA's natural width (AVX2's
+/// `maddubs` i16 pairs, VNNI's `dpbusd` i32 quads) until `widen`, so AVX2
+/// can still subtract and scale in i16 as ggml does. No i16 pair sum can
+/// saturate for the formats' ranges (see the module doc of `simd`).
+trait Isa {
+    /// Partial sums of u8·i8 products.
+    unsafe fn mul(u: __m256i, s: __m256i) -> __m256i;
+    /// `acc` + `mul(u, s)`. On AVX2 the sums stay i16, so at most 8 of
+    /// these for 4-bit `u` (8 · 2 · 15 · 128 < 2^15) before `widen`.
+    unsafe fn mul_acc(acc: __m256i, u: __m256i, s: __m256i) -> __m256i;
+    /// Difference of two `mul` results.
+    unsafe fn sub(a: __m256i, b: __m256i) -> __m256i;
+    /// `mul` results → Σ of 4 adjacent products per i32 lane, each times
+    /// `lo` (bytes 0..16) or `hi` (bytes 16..32).
+    unsafe fn widen_scaled(p: __m256i, lo: i16, hi: i16) -> __m256i;
+    /// `mul` results → Σ of 4 adjacent products per i32 lane.
+    unsafe fn widen(p: __m256i) -> __m256i;
+
+    /// Σ of 4 adjacent u8·i8 products per i32 lane.
+    #[inline(always)]
+    unsafe fn dot(u: __m256i, s: __m256i) -> __m256i {
+        Self::widen(Self::mul(u, s))
+    }
+}
+
+/// AVX2: `maddubs` (i16 pairs), then `madd` to i32.
+struct Avx2;
+impl Isa for Avx2 {
+    #[inline(always)]
+    unsafe fn mul(u: __m256i, s: __m256i) -> __m256i {
+        _mm256_maddubs_epi16(u, s)
+    }
+    #[inline(always)]
+    unsafe fn mul_acc(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
+        _mm256_add_epi16(acc, _mm256_maddubs_epi16(u, s))
+    }
+    #[inline(always)]
+    unsafe fn sub(a: __m256i, b: __m256i) -> __m256i {
+        _mm256_sub_epi16(a, b)
+    }
+    #[inline(always)]
+    unsafe fn widen_scaled(p: __m256i, lo: i16, hi: i16) -> __m256i {
+        _mm256_madd_epi16(_mm256_set_m128i(_mm_set1_epi16(hi), _mm_set1_epi16(lo)), p)
+    }
+    #[inline(always)]
+    unsafe fn widen(p: __m256i) -> __m256i {
+        _mm256_madd_epi16(_mm256_set1_epi16(1), p)
+    }
+}
+
+/// AVX-512 VNNI on 256-bit vectors: one `vpdpbusd` per product; scales
+/// by `vpmulld`.
+struct Vnni;
+impl Isa for Vnni {
+    #[inline(always)]
+    unsafe fn mul(u: __m256i, s: __m256i) -> __m256i {
+        _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s)
+    }
+    #[inline(always)]
+    unsafe fn mul_acc(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
+        _mm256_dpbusd_epi32(acc, u, s)
+    }
+    #[inline(always)]
+    unsafe fn sub(a: __m256i, b: __m256i) -> __m256i {
+        _mm256_sub_epi32(a, b)
+    }
+    #[inline(always)]
+    unsafe fn widen_scaled(p: __m256i, lo: i16, hi: i16) -> __m256i {
+        _mm256_mullo_epi32(_mm256_set_m128i(_mm_set1_epi32(hi as i32), _mm_set1_epi32(lo as i32)), p)
+    }
+    #[inline(always)]
+    unsafe fn widen(p: __m256i) -> __m256i {
+        p
+    }
 }
 
 /// Σ pairs of i8·i8 → 8 i32 lanes (maddubs wants unsigned × signed: move
 /// x's sign onto y). |x| ≤ 128, |y| ≤ 127 keeps the i16 pair sums exact.
-#[inline]
-#[target_feature(enable = "avx2")]
-unsafe fn sum_i8(x: __m256i, y: __m256i) -> __m256i {
+#[inline(always)]
+unsafe fn sum_i8<I: Isa>(x: __m256i, y: __m256i) -> __m256i {
     let ax = _mm256_sign_epi8(x, x);
     let sy = _mm256_sign_epi8(y, x);
-    sum_us8(ax, sy)
+    I::dot(ax, sy)
 }
 
 // ---------------------------------------------------------------- 32-blocks
 
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn vec_dot_q4_0(_n: usize, w: &[u8], act: &[u8]) -> f32 {
-    let (x, y): (&[BlockQ4_0], &[BlockQ8_0]) = (bytemuck::cast_slice(w), bytemuck::cast_slice(act));
-    let mut acc = _mm256_setzero_ps();
-    for (x, y) in x.iter().zip(y) {
-        let d = _mm256_set1_ps(fp16(x.d) * fp16(y.d));
-        let qx = _mm256_sub_epi8(bytes_from_nibbles_32(x.qs.as_ptr()), _mm256_set1_epi8(8));
-        let qy = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
-        let q = _mm256_cvtepi32_ps(sum_i8(qx, qy));
-        acc = _mm256_fmadd_ps(d, q, acc);
-    }
-    hsum_f32_8(acc)
+/// 8 fp16 fields → 8 f32 with one `vcvtph2ps` (all lanes used: no false
+/// dependency, see [`fp16_mul`]).
+#[inline(always)]
+unsafe fn fp16x8(h: [i16; 8]) -> __m256 {
+    _mm256_cvtph_ps(_mm_set_epi16(h[7], h[6], h[5], h[4], h[3], h[2], h[1], h[0]))
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn vec_dot_q4_1(_n: usize, w: &[u8], act: &[u8]) -> f32 {
-    let (x, y): (&[BlockQ4_1], &[BlockQ8_1]) = (bytemuck::cast_slice(w), bytemuck::cast_slice(act));
-    let mut acc = _mm256_setzero_ps();
-    let mut summs = 0f32;
-    for (x, y) in x.iter().zip(y) {
-        // The min term: m·Σy = m·s, with s precomputed by the activation quantizer.
-        summs += fp16(x.m) * fp16(y.s);
-        let d = _mm256_set1_ps(fp16(x.d) * fp16(y.d));
-        let qx = bytes_from_nibbles_32(x.qs.as_ptr());
-        let qy = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
-        let q = _mm256_cvtepi32_ps(sum_us8(qx, qy));
-        acc = _mm256_fmadd_ps(d, q, acc);
+/// Lane b = Σ of the 8 lanes of `s[b]`: 8 horizontal sums in 9 shuffles/adds.
+#[inline(always)]
+unsafe fn hsum_i32_8x8(s: [__m256i; 8]) -> __m256i {
+    let h = |i: usize| _mm256_hadd_epi32(s[i], s[i + 1]);
+    let t = [h(0), h(2), h(4), h(6)];
+    let (u0, u1) = (_mm256_hadd_epi32(t[0], t[1]), _mm256_hadd_epi32(t[2], t[3]));
+    // u0 = [Σ½ s0..s3 | other ½ s0..s3], u1 likewise for s4..s7.
+    _mm256_add_epi32(_mm256_permute2x128_si256(u0, u1, 0x20), _mm256_permute2x128_si256(u0, u1, 0x31))
+}
+
+/// A 32-element weight block and its activation block, for [`dot_blocks32`].
+/// A trait rather than closures: `#[inline(always)]` methods are inlined
+/// into the `#[target_feature]` wrappers, where LLVM left closures as calls
+/// compiled without the features.
+/// The fp16 (m, s) pair of a block's min term.
+type MinFn<X, Y> = fn(&X, &Y) -> ([u8; 2], [u8; 2]);
+
+trait Block32: bytemuck::Pod {
+    type Y: bytemuck::Pod;
+    /// (dx, dy) fp16 scales.
+    fn d(&self, y: &Self::Y) -> ([u8; 2], [u8; 2]);
+    /// (m, s) fp16 of the min term m·s (Q4_1/Q5_1), `None` for symmetric formats.
+    const MIN: Option<MinFn<Self, Self::Y>>;
+    /// Σ q·y in i32 lanes.
+    unsafe fn isum<I: Isa>(&self, y: &Self::Y) -> __m256i;
+}
+
+impl Block32 for BlockQ4_0 {
+    type Y = BlockQ8_0;
+    #[inline(always)]
+    fn d(&self, y: &BlockQ8_0) -> ([u8; 2], [u8; 2]) {
+        (self.d, y.d)
     }
-    hsum_f32_8(acc) + summs
+    const MIN: Option<MinFn<Self, Self::Y>> = None;
+    #[inline(always)]
+    unsafe fn isum<I: Isa>(&self, y: &BlockQ8_0) -> __m256i {
+        let qx = _mm256_sub_epi8(bytes_from_nibbles_32(self.qs.as_ptr()), _mm256_set1_epi8(8));
+        sum_i8::<I>(qx, _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i))
+    }
+}
+
+impl Block32 for BlockQ4_1 {
+    type Y = BlockQ8_1;
+    #[inline(always)]
+    fn d(&self, y: &BlockQ8_1) -> ([u8; 2], [u8; 2]) {
+        (self.d, y.d)
+    }
+    // The min term: m·Σy = m·s, with s precomputed by the activation quantizer.
+    const MIN: Option<MinFn<Self, Self::Y>> = Some(|x, y| (x.m, y.s));
+    #[inline(always)]
+    unsafe fn isum<I: Isa>(&self, y: &BlockQ8_1) -> __m256i {
+        let qx = bytes_from_nibbles_32(self.qs.as_ptr());
+        I::dot(qx, _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i))
+    }
+}
+
+impl Block32 for BlockQ5_0 {
+    type Y = BlockQ8_0;
+    #[inline(always)]
+    fn d(&self, y: &BlockQ8_0) -> ([u8; 2], [u8; 2]) {
+        (self.d, y.d)
+    }
+    const MIN: Option<MinFn<Self, Self::Y>> = None;
+    #[inline(always)]
+    unsafe fn isum<I: Isa>(&self, y: &BlockQ8_0) -> __m256i {
+        // q - 16: OR 0xF0 (i.e. -16) into the bytes whose fifth bit is clear.
+        let hi = _mm256_andnot_si256(bytes_from_bits_32(self.qh), _mm256_set1_epi8(0xF0u8 as i8));
+        let qx = _mm256_or_si256(bytes_from_nibbles_32(self.qs.as_ptr()), hi);
+        sum_i8::<I>(qx, _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i))
+    }
+}
+
+impl Block32 for BlockQ5_1 {
+    type Y = BlockQ8_1;
+    #[inline(always)]
+    fn d(&self, y: &BlockQ8_1) -> ([u8; 2], [u8; 2]) {
+        (self.d, y.d)
+    }
+    const MIN: Option<MinFn<Self, Self::Y>> = Some(|x, y| (x.m, y.s));
+    #[inline(always)]
+    unsafe fn isum<I: Isa>(&self, y: &BlockQ8_1) -> __m256i {
+        let hi = _mm256_and_si256(bytes_from_bits_32(self.qh), _mm256_set1_epi8(0x10));
+        let qx = _mm256_or_si256(bytes_from_nibbles_32(self.qs.as_ptr()), hi);
+        I::dot(qx, _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i))
+    }
+}
+
+/// The 32-block dots: Σ_b fp16(dx_b)·fp16(dy_b)·Σ isum(b) (+ Σ_b
+/// fp16(m_b)·fp16(s_b), the Q4_1/Q5_1 min term).
+///
+/// Eight blocks at a time: their integer sums are reduced horizontally
+/// together and their scales converted by one `vcvtph2ps` each side, so the
+/// per-block cost is the integer dot alone (converting and broadcasting one
+/// scale product per block cost as much as the dot). Leftover blocks take
+/// the one-block path.
+#[inline(always)]
+unsafe fn dot_blocks32<I: Isa, X: Block32>(w: &[u8], act: &[u8]) -> f32 {
+    let (x, y): (&[X], &[X::Y]) = (bytemuck::cast_slice(w), bytemuck::cast_slice(act));
+    let (mut acc, mut acc_m) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+    let (mut xc, mut yc) = (x.chunks_exact(8), y.chunks_exact(8));
+    for (x, y) in (&mut xc).zip(&mut yc) {
+        // Plain loops, no closures or `array::map`: LLVM left those as calls
+        // compiled without this function's target features.
+        let mut s = [_mm256_setzero_si256(); 8];
+        let (mut dx, mut dy, mut m, mut sy) = ([0i16; 8], [0i16; 8], [0i16; 8], [0i16; 8]);
+        for b in 0..8 {
+            s[b] = x[b].isum::<I>(&y[b]);
+            let (a, c) = x[b].d(&y[b]);
+            (dx[b], dy[b]) = (i16::from_le_bytes(a), i16::from_le_bytes(c));
+            if let Some(min) = X::MIN {
+                let (a, c) = min(&x[b], &y[b]);
+                (m[b], sy[b]) = (i16::from_le_bytes(a), i16::from_le_bytes(c));
+            }
+        }
+        let dxy = _mm256_mul_ps(fp16x8(dx), fp16x8(dy));
+        acc = _mm256_fmadd_ps(dxy, _mm256_cvtepi32_ps(hsum_i32_8x8(s)), acc);
+        if X::MIN.is_some() {
+            acc_m = _mm256_fmadd_ps(fp16x8(m), fp16x8(sy), acc_m);
+        }
+    }
+    let mut acc1 = _mm256_setzero_ps();
+    let mut summs = 0f32;
+    for (x, y) in xc.remainder().iter().zip(yc.remainder()) {
+        let (dx, dy) = x.d(y);
+        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(fp16_mul(dx, dy)), _mm256_cvtepi32_ps(x.isum::<I>(y)), acc1);
+        if let Some(min) = X::MIN {
+            let (m, s) = min(x, y);
+            summs += fp16_mul(m, s);
+        }
+    }
+    hsum_f32_8(_mm256_add_ps(acc, acc1)) + hsum_f32_8(acc_m) + summs
+}
+
+#[inline(always)]
+unsafe fn vec_dot_q4_0<I: Isa>(_n: usize, w: &[u8], act: &[u8]) -> f32 {
+    dot_blocks32::<I, BlockQ4_0>(w, act)
+}
+
+#[inline(always)]
+unsafe fn vec_dot_q4_1<I: Isa>(_n: usize, w: &[u8], act: &[u8]) -> f32 {
+    dot_blocks32::<I, BlockQ4_1>(w, act)
+}
+
+#[inline(always)]
+unsafe fn vec_dot_q5_0<I: Isa>(_n: usize, w: &[u8], act: &[u8]) -> f32 {
+    dot_blocks32::<I, BlockQ5_0>(w, act)
+}
+
+#[inline(always)]
+unsafe fn vec_dot_q5_1<I: Isa>(_n: usize, w: &[u8], act: &[u8]) -> f32 {
+    dot_blocks32::<I, BlockQ5_1>(w, act)
 }
 
 /// 32 bits → 32 bytes, 0xFF where the bit is set (byte i ↔ bit i).
@@ -146,46 +418,15 @@ unsafe fn bytes_from_bits_32(x: [u8; 4]) -> __m256i {
     _mm256_cmpeq_epi8(bytes, _mm256_set1_epi64x(-1))
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn vec_dot_q5_0(_n: usize, w: &[u8], act: &[u8]) -> f32 {
-    let (x, y): (&[BlockQ5_0], &[BlockQ8_0]) = (bytemuck::cast_slice(w), bytemuck::cast_slice(act));
-    let mut acc = _mm256_setzero_ps();
-    for (x, y) in x.iter().zip(y) {
-        let d = _mm256_set1_ps(fp16(x.d) * fp16(y.d));
-        // q - 16: OR 0xF0 (i.e. -16) into the bytes whose fifth bit is clear.
-        let hi = _mm256_andnot_si256(bytes_from_bits_32(x.qh), _mm256_set1_epi8(0xF0u8 as i8));
-        let qx = _mm256_or_si256(bytes_from_nibbles_32(x.qs.as_ptr()), hi);
-        let qy = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
-        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sum_i8(qx, qy)), acc);
-    }
-    hsum_f32_8(acc)
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn vec_dot_q5_1(_n: usize, w: &[u8], act: &[u8]) -> f32 {
-    let (x, y): (&[BlockQ5_1], &[BlockQ8_1]) = (bytemuck::cast_slice(w), bytemuck::cast_slice(act));
-    let mut acc = _mm256_setzero_ps();
-    let mut summs = 0f32;
-    for (x, y) in x.iter().zip(y) {
-        summs += fp16(x.m) * fp16(y.s);
-        let d = _mm256_set1_ps(fp16(x.d) * fp16(y.d));
-        let hi = _mm256_and_si256(bytes_from_bits_32(x.qh), _mm256_set1_epi8(0x10));
-        let qx = _mm256_or_si256(bytes_from_nibbles_32(x.qs.as_ptr()), hi);
-        let qy = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
-        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sum_us8(qx, qy)), acc);
-    }
-    hsum_f32_8(acc) + summs
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn vec_dot_q8_0(_n: usize, w: &[u8], act: &[u8]) -> f32 {
+#[inline(always)]
+unsafe fn vec_dot_q8_0<I: Isa>(_n: usize, w: &[u8], act: &[u8]) -> f32 {
     let (x, y): (&[BlockQ8_0], &[BlockQ8_0]) = (bytemuck::cast_slice(w), bytemuck::cast_slice(act));
     let mut acc = _mm256_setzero_ps();
     for (x, y) in x.iter().zip(y) {
-        let d = _mm256_set1_ps(fp16(x.d) * fp16(y.d));
+        let d = _mm256_set1_ps(fp16_mul(x.d, y.d));
         let qx = _mm256_loadu_si256(x.qs.as_ptr() as *const __m256i);
         let qy = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
-        let q = _mm256_cvtepi32_ps(sum_i8(qx, qy));
+        let q = _mm256_cvtepi32_ps(sum_i8::<I>(qx, qy));
         acc = _mm256_fmadd_ps(d, q, acc);
     }
     hsum_f32_8(acc)
@@ -198,49 +439,8 @@ unsafe fn vec_dot_q8_0(_n: usize, w: &[u8], act: &[u8]) -> f32 {
 // token they run exactly the instructions of the 1-token kernels above, so
 // their results are bit-identical to them (tested).
 
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn vec_dot_q4_0_x4(_n: usize, w: &[u8], act: [&[u8]; 4]) -> [f32; 4] {
-    let x: &[BlockQ4_0] = bytemuck::cast_slice(w);
-    let y: [&[BlockQ8_0]; 4] = act.map(|a| bytemuck::cast_slice(a));
-    let mut acc = [_mm256_setzero_ps(); 4];
-    for (i, x) in x.iter().enumerate() {
-        let dx = fp16(x.d);
-        let qx = _mm256_sub_epi8(bytes_from_nibbles_32(x.qs.as_ptr()), _mm256_set1_epi8(8));
-        let ax = _mm256_sign_epi8(qx, qx);
-        for t in 0..4 {
-            let y = &y[t][i];
-            let d = _mm256_set1_ps(dx * fp16(y.d));
-            let qy = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
-            let q = _mm256_cvtepi32_ps(sum_us8(ax, _mm256_sign_epi8(qy, qx)));
-            acc[t] = _mm256_fmadd_ps(d, q, acc[t]);
-        }
-    }
-    acc.map(|a| hsum_f32_8(a))
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn vec_dot_q4_1_x4(_n: usize, w: &[u8], act: [&[u8]; 4]) -> [f32; 4] {
-    let x: &[BlockQ4_1] = bytemuck::cast_slice(w);
-    let y: [&[BlockQ8_1]; 4] = act.map(|a| bytemuck::cast_slice(a));
-    let mut acc = [_mm256_setzero_ps(); 4];
-    let mut summs = [0f32; 4];
-    for (i, x) in x.iter().enumerate() {
-        let (dx, mx) = (fp16(x.d), fp16(x.m));
-        let qx = bytes_from_nibbles_32(x.qs.as_ptr());
-        for t in 0..4 {
-            let y = &y[t][i];
-            summs[t] += mx * fp16(y.s);
-            let d = _mm256_set1_ps(dx * fp16(y.d));
-            let qy = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
-            let q = _mm256_cvtepi32_ps(sum_us8(qx, qy));
-            acc[t] = _mm256_fmadd_ps(d, q, acc[t]);
-        }
-    }
-    [0, 1, 2, 3].map(|t| hsum_f32_8(acc[t]) + summs[t])
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn vec_dot_q8_0_x4(_n: usize, w: &[u8], act: [&[u8]; 4]) -> [f32; 4] {
+#[inline(always)]
+unsafe fn vec_dot_q8_0_x4<I: Isa>(_n: usize, w: &[u8], act: [&[u8]; 4]) -> [f32; 4] {
     let x: &[BlockQ8_0] = bytemuck::cast_slice(w);
     let y: [&[BlockQ8_0]; 4] = act.map(|a| bytemuck::cast_slice(a));
     let mut acc = [_mm256_setzero_ps(); 4];
@@ -252,15 +452,15 @@ unsafe fn vec_dot_q8_0_x4(_n: usize, w: &[u8], act: [&[u8]; 4]) -> [f32; 4] {
             let y = &y[t][i];
             let d = _mm256_set1_ps(dx * fp16(y.d));
             let qy = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
-            let q = _mm256_cvtepi32_ps(sum_us8(ax, _mm256_sign_epi8(qy, qx)));
+            let q = _mm256_cvtepi32_ps(I::dot(ax, _mm256_sign_epi8(qy, qx)));
             acc[t] = _mm256_fmadd_ps(d, q, acc[t]);
         }
     }
     acc.map(|a| hsum_f32_8(a))
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn vec_dot_q4_k_x4(_n: usize, w: &[u8], act: [&[u8]; 4]) -> [f32; 4] {
+#[inline(always)]
+unsafe fn vec_dot_q4_k_x4<I: Isa>(_n: usize, w: &[u8], act: [&[u8]; 4]) -> [f32; 4] {
     let x: &[BlockQ4K] = bytemuck::cast_slice(w);
     let y: [&[BlockQ8K]; 4] = act.map(|a| bytemuck::cast_slice(a));
     let m4 = _mm256_set1_epi8(0xF);
@@ -274,13 +474,13 @@ unsafe fn vec_dot_q4_k_x4(_n: usize, w: &[u8], act: [&[u8]; 4]) -> [f32; 4] {
             let q4bits = _mm256_loadu_si256(x.qs.as_ptr().add(32 * j) as *const __m256i);
             let q4l = _mm256_and_si256(q4bits, m4);
             let q4h = _mm256_and_si256(_mm256_srli_epi16(q4bits, 4), m4);
-            let (sl, sh) = (_mm256_set1_epi16(sc[2 * j] as i16), _mm256_set1_epi16(sc[2 * j + 1] as i16));
+            let (sl, sh) = (sc[2 * j] as i16, sc[2 * j + 1] as i16);
             for t in 0..4 {
                 let q8 = y[t][i].qs.as_ptr();
                 let q8l = _mm256_loadu_si256(q8.add(64 * j) as *const __m256i);
                 let q8h = _mm256_loadu_si256(q8.add(64 * j + 32) as *const __m256i);
-                let pl = _mm256_madd_epi16(sl, _mm256_maddubs_epi16(q4l, q8l));
-                let ph = _mm256_madd_epi16(sh, _mm256_maddubs_epi16(q4h, q8h));
+                let pl = I::widen_scaled(I::mul(q4l, q8l), sl, sl);
+                let ph = I::widen_scaled(I::mul(q4h, q8h), sh, sh);
                 sumi[t] = _mm256_add_epi32(sumi[t], _mm256_add_epi32(pl, ph));
             }
         }
@@ -294,6 +494,141 @@ unsafe fn vec_dot_q4_k_x4(_n: usize, w: &[u8], act: [&[u8]; 4]) -> [f32; 4] {
     [0, 1, 2, 3].map(|t| hsum_f32_8(acc[t]) - acc_m[t])
 }
 
+// ------------------------------------------------ strips × tokens (tile.rs)
+//
+// Lane r of every vector is weight row r of the strip; the token's 4 bytes
+// are broadcast. No horizontal sums: the accumulators are the outputs.
+
+/// 4 bytes of `p` broadcast to every i32 lane.
+#[inline(always)]
+unsafe fn bcast4(p: *const i8) -> __m256i {
+    _mm256_set1_epi32((p as *const i32).read_unaligned())
+}
+
+#[inline(always)]
+unsafe fn store_tokens<const NT: usize>(acc: [__m256; NT]) -> [[f32; ROWS]; TOKS] {
+    let mut out = [[0f32; ROWS]; TOKS];
+    for t in 0..NT {
+        _mm256_storeu_ps(out[t].as_mut_ptr(), acc[t]);
+    }
+    out
+}
+
+/// Σ q·y per row (lane) of one strip block of 32 byte quants `qs`, for NT
+/// tokens' 32-byte blocks `y[t]`.
+#[inline(always)]
+unsafe fn tile_isum32<I: Isa, const NT: usize>(qs: *const u8, y: [*const i8; NT]) -> [__m256i; NT] {
+    let mut isum = [_mm256_setzero_si256(); NT];
+    for k in 0..8 {
+        let w = _mm256_loadu_si256(qs.add(32 * k) as *const __m256i);
+        for t in 0..NT {
+            isum[t] = I::mul_acc(isum[t], w, bcast4(y[t].add(4 * k)));
+        }
+    }
+    isum.map(|s| I::widen(s))
+}
+
+#[inline(always)]
+unsafe fn tile_q4_0<I: Isa, const NT: usize>(
+    n: usize,
+    packed: &[u8],
+    act: &[&[u8]],
+    aux: &[&[u8]],
+) -> [[f32; ROWS]; TOKS] {
+    let nb = n / 32;
+    let x: &[Q4_0x8] = &bytemuck::cast_slice(packed)[..nb];
+    let y: [&[BlockQ8_0]; NT] = std::array::from_fn(|t| &bytemuck::cast_slice(act[t])[..nb]);
+    let a: [&[Q8_0Aux]; NT] = std::array::from_fn(|t| &bytemuck::cast_slice(aux[t])[..nb]);
+    let mut acc = [_mm256_setzero_ps(); NT];
+    for (b, x) in x.iter().enumerate() {
+        let isum = tile_isum32::<I, NT>(x.qs.as_ptr(), std::array::from_fn(|t| y[t][b].qs.as_ptr()));
+        let dx = _mm256_loadu_ps(x.d.as_ptr());
+        for t in 0..NT {
+            let a = &a[t][b];
+            // Σ(q − 8)·y = Σq·y − 8·Σy.
+            let s = _mm256_sub_epi32(isum[t], _mm256_set1_epi32(8 * a.sum));
+            // (Σ·dx)·dy, rounded step by step like the scalar `vec_dot`,
+            // whose results these equal bit for bit.
+            let blk = _mm256_mul_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(s), dx), _mm256_set1_ps(a.d));
+            acc[t] = _mm256_add_ps(acc[t], blk);
+        }
+    }
+    store_tokens(acc)
+}
+
+#[inline(always)]
+unsafe fn tile_q4_1<I: Isa, const NT: usize>(
+    n: usize,
+    packed: &[u8],
+    act: &[&[u8]],
+    aux: &[&[u8]],
+) -> [[f32; ROWS]; TOKS] {
+    let nb = n / 32;
+    let x: &[Q4_1x8] = &bytemuck::cast_slice(packed)[..nb];
+    let y: [&[BlockQ8_1]; NT] = std::array::from_fn(|t| &bytemuck::cast_slice(act[t])[..nb]);
+    let a: [&[Q8_1Aux]; NT] = std::array::from_fn(|t| &bytemuck::cast_slice(aux[t])[..nb]);
+    let mut acc = [_mm256_setzero_ps(); NT];
+    for (b, x) in x.iter().enumerate() {
+        let isum = tile_isum32::<I, NT>(x.qs.as_ptr(), std::array::from_fn(|t| y[t][b].qs.as_ptr()));
+        let (dx, mx) = (_mm256_loadu_ps(x.d.as_ptr()), _mm256_loadu_ps(x.m.as_ptr()));
+        for t in 0..NT {
+            let a = &a[t][b];
+            // (dx·dy)·Σq·y + m·s, the min term m·Σy = m·s with s from the
+            // activation quantizer; rounded step by step like the scalar
+            // `vec_dot`, whose results these equal bit for bit.
+            let d = _mm256_mul_ps(dx, _mm256_set1_ps(a.d));
+            let blk = _mm256_add_ps(_mm256_mul_ps(d, _mm256_cvtepi32_ps(isum[t])), _mm256_mul_ps(mx, _mm256_set1_ps(a.s)));
+            acc[t] = _mm256_add_ps(acc[t], blk);
+        }
+    }
+    store_tokens(acc)
+}
+
+#[inline(always)]
+unsafe fn tile_q4_k<I: Isa, const NT: usize>(
+    n: usize,
+    packed: &[u8],
+    act: &[&[u8]],
+    aux: &[&[u8]],
+) -> [[f32; ROWS]; TOKS] {
+    let nb = n / QK_K;
+    let x: &[Q4Kx8] = &bytemuck::cast_slice(packed)[..nb];
+    let y: [&[BlockQ8K]; NT] = std::array::from_fn(|t| &bytemuck::cast_slice(act[t])[..nb]);
+    let a: [&[Q8KAux]; NT] = std::array::from_fn(|t| &bytemuck::cast_slice(aux[t])[..nb]);
+    let mut acc = [_mm256_setzero_ps(); NT];
+    for (b, x) in x.iter().enumerate() {
+        let mut sumi = [_mm256_setzero_si256(); NT];
+        for j in 0..8 {
+            let mut isum = [_mm256_setzero_si256(); NT];
+            for k in 0..8 {
+                let w = _mm256_loadu_si256(x.qs.as_ptr().add(256 * j + 32 * k) as *const __m256i);
+                for t in 0..NT {
+                    isum[t] = I::mul_acc(isum[t], w, bcast4(y[t][b].qs.as_ptr().add(32 * j + 4 * k)));
+                }
+            }
+            let sc = _mm256_loadu_si256(x.sc[j].as_ptr() as *const __m256i);
+            for t in 0..NT {
+                sumi[t] = _mm256_add_epi32(sumi[t], _mm256_mullo_epi32(I::widen(isum[t]), sc));
+            }
+        }
+        let (dx, dmin) = (_mm256_loadu_ps(x.d.as_ptr()), _mm256_loadu_ps(x.dmin.as_ptr()));
+        for t in 0..NT {
+            let a = &a[t][b];
+            // The min term Σ_j mn_j · Σ_{32 elements of j} y, two j per madd.
+            let mut summ = _mm256_setzero_si256();
+            for p in 0..4 {
+                let mn = _mm256_loadu_si256(x.mn[p].as_ptr() as *const __m256i);
+                let bs = _mm256_set1_epi32(i32::from_le_bytes(bytemuck::cast(a.bsum2[p])));
+                summ = _mm256_add_epi32(summ, _mm256_madd_epi16(mn, bs));
+            }
+            let dy = _mm256_set1_ps(a.d);
+            acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(dx, dy), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+            acc[t] = _mm256_fnmadd_ps(_mm256_mul_ps(dmin, dy), _mm256_cvtepi32_ps(summ), acc[t]);
+        }
+    }
+    store_tokens(acc)
+}
+
 // ---------------------------------------------------------------- K-quants
 
 /// Σ_j bsum_j · min_{j/2}: the K-quant min term, in integers.
@@ -302,8 +637,8 @@ fn kmin_sum(y: &BlockQ8K, mn: &[u8; 8]) -> i32 {
     (0..16).map(|j| y.bsum(j) * mn[j / 2] as i32).sum()
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn vec_dot_q4_k(_n: usize, w: &[u8], act: &[u8]) -> f32 {
+#[inline(always)]
+unsafe fn vec_dot_q4_k<I: Isa>(_n: usize, w: &[u8], act: &[u8]) -> f32 {
     let (x, y): (&[BlockQ4K], &[BlockQ8K]) = (bytemuck::cast_slice(w), bytemuck::cast_slice(act));
     let m4 = _mm256_set1_epi8(0xF);
     let mut acc = _mm256_setzero_ps();
@@ -320,8 +655,8 @@ unsafe fn vec_dot_q4_k(_n: usize, w: &[u8], act: &[u8]) -> f32 {
             let q4h = _mm256_and_si256(_mm256_srli_epi16(q4bits, 4), m4);
             let q8l = _mm256_loadu_si256(q8.add(64 * j) as *const __m256i);
             let q8h = _mm256_loadu_si256(q8.add(64 * j + 32) as *const __m256i);
-            let pl = _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * j] as i16), _mm256_maddubs_epi16(q4l, q8l));
-            let ph = _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * j + 1] as i16), _mm256_maddubs_epi16(q4h, q8h));
+            let pl = I::widen_scaled(I::mul(q4l, q8l), sc[2 * j] as i16, sc[2 * j] as i16);
+            let ph = I::widen_scaled(I::mul(q4h, q8h), sc[2 * j + 1] as i16, sc[2 * j + 1] as i16);
             sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
         }
         let d = _mm256_set1_ps(fp16(x.d) * y.d());
@@ -330,8 +665,8 @@ unsafe fn vec_dot_q4_k(_n: usize, w: &[u8], act: &[u8]) -> f32 {
     hsum_f32_8(acc) - acc_m
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn vec_dot_q5_k(_n: usize, w: &[u8], act: &[u8]) -> f32 {
+#[inline(always)]
+unsafe fn vec_dot_q5_k<I: Isa>(_n: usize, w: &[u8], act: &[u8]) -> f32 {
     let (x, y): (&[BlockQ5K], &[BlockQ8K]) = (bytemuck::cast_slice(w), bytemuck::cast_slice(act));
     let m4 = _mm256_set1_epi8(0xF);
     let mut acc = _mm256_setzero_ps();
@@ -354,8 +689,8 @@ unsafe fn vec_dot_q5_k(_n: usize, w: &[u8], act: &[u8]) -> f32 {
             let q5h = _mm256_add_epi8(_mm256_and_si256(_mm256_srli_epi16(q5bits, 4), m4), h1);
             let q8l = _mm256_loadu_si256(q8.add(64 * j) as *const __m256i);
             let q8h = _mm256_loadu_si256(q8.add(64 * j + 32) as *const __m256i);
-            let pl = _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * j] as i16), _mm256_maddubs_epi16(q5l, q8l));
-            let ph = _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * j + 1] as i16), _mm256_maddubs_epi16(q5h, q8h));
+            let pl = I::widen_scaled(I::mul(q5l, q8l), sc[2 * j] as i16, sc[2 * j] as i16);
+            let ph = I::widen_scaled(I::mul(q5h, q8h), sc[2 * j + 1] as i16, sc[2 * j + 1] as i16);
             sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
         }
         let d = _mm256_set1_ps(fp16(x.d) * y.d());
@@ -364,8 +699,8 @@ unsafe fn vec_dot_q5_k(_n: usize, w: &[u8], act: &[u8]) -> f32 {
     hsum_f32_8(acc) - acc_m
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn vec_dot_q6_k(_n: usize, w: &[u8], act: &[u8]) -> f32 {
+#[inline(always)]
+unsafe fn vec_dot_q6_k<I: Isa>(_n: usize, w: &[u8], act: &[u8]) -> f32 {
     let (x, y): (&[BlockQ6K], &[BlockQ8K]) = (bytemuck::cast_slice(w), bytemuck::cast_slice(act));
     let m4 = _mm256_set1_epi8(0xF);
     let m2 = _mm256_set1_epi8(3);
@@ -373,10 +708,6 @@ unsafe fn vec_dot_q6_k(_n: usize, w: &[u8], act: &[u8]) -> f32 {
     let mut acc = _mm256_setzero_ps();
     for (x, y) in x.iter().zip(y) {
         let sc = &x.scales;
-        // Scales for 32 elements: 16 × sc[k] then 16 × sc[k+1].
-        let scale2 = |k: usize| {
-            _mm256_set_m128i(_mm_set1_epi16(sc[k + 1] as i16), _mm_set1_epi16(sc[k] as i16))
-        };
         let mut sumi = _mm256_setzero_si256();
         for h in 0..QK_K / 128 {
             let ql = x.ql.as_ptr().add(64 * h);
@@ -399,8 +730,10 @@ unsafe fn vec_dot_q6_k(_n: usize, w: &[u8], act: &[u8]) -> f32 {
             ];
             for (k, q) in q.into_iter().enumerate() {
                 let q8k = _mm256_loadu_si256(q8.add(32 * k) as *const __m256i);
-                let p = _mm256_sub_epi16(_mm256_maddubs_epi16(q, q8k), _mm256_maddubs_epi16(m32s, q8k));
-                let p = _mm256_madd_epi16(scale2(8 * h + 2 * k), p);
+                // Scales for 32 elements: 16 × sc[s] then 16 × sc[s+1].
+                let s = 8 * h + 2 * k;
+                let p = I::sub(I::mul(q, q8k), I::mul(m32s, q8k));
+                let p = I::widen_scaled(p, sc[s] as i16, sc[s + 1] as i16);
                 sumi = _mm256_add_epi32(sumi, p);
             }
         }
@@ -414,6 +747,7 @@ unsafe fn vec_dot_q6_k(_n: usize, w: &[u8], act: &[u8]) -> f32 {
 
 /// f16 dot over raw (possibly unaligned) pointers: weight rows sit at any
 /// byte offset of the map and activation rows in a `Vec<u8>`.
+#[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn dot_f16_raw(pa: *const u16, pb: *const u16, n: usize) -> f32 {
     let mut acc0 = _mm256_setzero_ps();
@@ -439,24 +773,67 @@ unsafe fn dot_f16_raw(pa: *const u16, pb: *const u16, n: usize) -> f32 {
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn dot_f16(a: &[f16], b: &[f16]) -> f32 {
-    dot_f16_raw(a.as_ptr() as *const u16, b.as_ptr() as *const u16, a.len().min(b.len()))
+unsafe fn dot_f16_rows(q: &[f16], k: &[f16], stride: usize, out: &mut [f32]) {
+    let n = q.len();
+    if let Some(last) = out.len().checked_sub(1) {
+        assert!(k.len() >= last * stride + n, "dot_f16: k too short");
+    }
+    for (j, o) in out.iter_mut().enumerate() {
+        *o = dot_f16_raw(q.as_ptr() as *const u16, k.as_ptr().add(j * stride) as *const u16, n);
+    }
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn axpy_f16(p: f32, v: &[f16], acc: &mut [f32]) {
-    let n = v.len().min(acc.len());
-    let pv = _mm256_set1_ps(p);
+unsafe fn axpy_f16_rows(p: &[f32], v: &[f16], stride: usize, acc: &mut [f32]) {
+    let n = acc.len();
+    if let Some(last) = p.len().checked_sub(1) {
+        assert!(v.len() >= last * stride + n, "axpy_f16: v too short");
+    }
     let (src, dst) = (v.as_ptr() as *const u16, acc.as_mut_ptr());
+    // 32 outputs at a time stay in registers across all keys; each output
+    // still gets its fmas key by key, in order.
     let mut i = 0;
+    while i + 32 <= n {
+        let mut a: [__m256; 4] = std::array::from_fn(|c| _mm256_loadu_ps(dst.add(i + 8 * c)));
+        for (j, &pj) in p.iter().enumerate() {
+            let pv = _mm256_set1_ps(pj);
+            for (c, a) in a.iter_mut().enumerate() {
+                let x = _mm256_cvtph_ps(_mm_loadu_si128(src.add(j * stride + i + 8 * c) as *const __m128i));
+                *a = _mm256_fmadd_ps(pv, x, *a);
+            }
+        }
+        for (c, a) in a.into_iter().enumerate() {
+            _mm256_storeu_ps(dst.add(i + 8 * c), a);
+        }
+        i += 32;
+    }
     while i + 8 <= n {
-        let x = _mm256_cvtph_ps(_mm_loadu_si128(src.add(i) as *const __m128i));
-        _mm256_storeu_ps(dst.add(i), _mm256_fmadd_ps(pv, x, _mm256_loadu_ps(dst.add(i))));
+        let mut a = _mm256_loadu_ps(dst.add(i));
+        for (j, &pj) in p.iter().enumerate() {
+            let x = _mm256_cvtph_ps(_mm_loadu_si128(src.add(j * stride + i) as *const __m128i));
+            a = _mm256_fmadd_ps(_mm256_set1_ps(pj), x, a);
+        }
+        _mm256_storeu_ps(dst.add(i), a);
         i += 8;
     }
-    while i < n {
-        acc[i] += p * v[i].to_f32();
-        i += 1;
+    for i in i..n {
+        for (j, &pj) in p.iter().enumerate() {
+            acc[i] += pj * v[j * stride + i].to_f32();
+        }
+    }
+}
+
+/// f32 → f16 → f32 with F16C (round to nearest even, like `f16::from_f32`).
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn round_f16(x: &mut [f32]) {
+    let mut c = x.chunks_exact_mut(8);
+    for c in &mut c {
+        let v = _mm256_loadu_ps(c.as_ptr());
+        let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v);
+        _mm256_storeu_ps(c.as_mut_ptr(), _mm256_cvtph_ps(h));
+    }
+    for v in c.into_remainder() {
+        *v = f16::from_f32(*v).to_f32();
     }
 }
 
