@@ -355,11 +355,8 @@ impl SessionCore {
 /// A session's cos/sin table for `rope` (LongRoPE factors chosen for `n_ctx`),
 /// computed once by the reference code: GPU sin/cos are too coarse at large angles.
 pub fn rope_table(ctx: &GpuContext, rope: &RopeParams, factors: Option<&[f32]>, n_ctx: usize) -> GBuf {
-    let half = rope.n_rot / 2;
-    let mut table = vec![(0f32, 0f32); n_ctx * half];
-    for (pos, c) in table.chunks_mut(half).enumerate() {
-        rope.cache(pos, factors, c);
-    }
+    let mut table = Vec::new();
+    crate::model::blocks::rope_table(rope, factors, 0, n_ctx, &mut table);
     let flat: Vec<f32> = table.iter().flat_map(|&(c, s)| [c, s]).collect();
     GBuf::from_f32(ctx, "rope table", &flat)
 }
