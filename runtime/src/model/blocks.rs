@@ -5,7 +5,7 @@
 //! the output head. Each architecture's `forward` is a straight line over these.
 
 use super::{buf, LogitsWanted, ModelInfo, Weight, WeightLoader};
-use crate::backend::cpu::{attention, AttnShape, MatmulScratch};
+use crate::backend::cpu::{attention, matmul_many, AttnShape, MatmulScratch};
 use crate::gguf::GgufFile;
 use crate::kv_cache::KvCache;
 use crate::ops::activation::{geglu_ggml, swiglu};
@@ -361,9 +361,7 @@ pub fn self_attention(
     let v = buf(&mut b.v, n * v_dim);
     match &l.qkv {
         Qkv::Split { wq, wk, wv } => {
-            wq.matmul(f, cur, q, mm);
-            wk.matmul(f, cur, k, mm);
-            wv.matmul(f, cur, v, mm);
+            matmul_many(hp.n_embd, cur, &mut [wq.job(f, q), wk.job(f, k), wv.job(f, v)], mm);
         }
         Qkv::Fused(w) => {
             let row = q_dim + k_dim + v_dim;
@@ -460,8 +458,7 @@ pub fn ffn(
     let u = buf(up, n * n_ff);
     match &l.gate_up {
         GateUp::Split { gate, up } => {
-            gate.matmul(f, cur, g, mm);
-            up.matmul(f, cur, u, mm);
+            matmul_many(l.down.n_out, cur, &mut [gate.job(f, g), up.job(f, u)], mm);
         }
         GateUp::Fused(w) => {
             // [n, 2·n_ff] into `up`'s storage, then split.

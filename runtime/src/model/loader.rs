@@ -1,7 +1,7 @@
 //! Finding weights by their GGUF names and checking their shapes and types
 //! once, at load, so the forward pass can index without checks.
 
-use crate::backend::cpu::{matmul, MatmulScratch};
+use crate::backend::cpu::{matmul, MatJob, MatmulScratch};
 use crate::gguf::GgufFile;
 use crate::quant::{self, GgmlType};
 use crate::{Error, Result};
@@ -31,6 +31,11 @@ impl Weight {
     /// `y = W x` for `x`: `n_tok × n_in`, `y`: `n_tok × n_out`.
     pub fn matmul(&self, file: &GgufFile, x: &[f32], y: &mut [f32], scratch: &mut MatmulScratch) {
         matmul(self.ty, self.data(file), self.n_in, self.n_out, x, y, scratch);
+    }
+
+    /// This weight's part of a [`matmul_many`] call writing `y`.
+    pub fn job<'a>(&self, file: &'a GgufFile, y: &'a mut [f32]) -> MatJob<'a> {
+        MatJob { ty: self.ty, w: self.data(file), n_out: self.n_out, y }
     }
 
     /// Dequantizes row `r` (e.g. one token's embedding) into `dst`.

@@ -7,22 +7,25 @@
 use rayon::prelude::*;
 
 use super::simd::tile::{TileDotFn, TileFormat, ROWS, TOKS};
-use super::simd::{CpuKernels, SCALAR};
+use super::simd::{CpuKernels, RowsDotFn, SCALAR};
 use super::SharedMut;
 use crate::quant::{self, GgmlType};
 
-/// Reused buffer for quantized activations (no allocation once warm), and
-/// the kernel table of the backend running the forward pass.
+/// Reused buffers (no allocation once warm), and the kernel table of the
+/// backend running the forward pass.
 pub struct MatmulScratch {
+    /// Quantized activations.
     act: Vec<u8>,
-    /// Per-token side data of the tile kernels (u32: its structs hold f32/i32).
+    /// Per-token side data of the strip and 8-row kernels (u32: its structs hold f32/i32).
     aux: Vec<u32>,
+    /// Generation's tasks: (job, first row, end row).
+    tasks: Vec<(usize, usize, usize)>,
     pub kernels: &'static CpuKernels,
 }
 
 impl Default for MatmulScratch {
     fn default() -> Self {
-        MatmulScratch { act: Vec::new(), aux: Vec::new(), kernels: &SCALAR }
+        MatmulScratch { act: Vec::new(), aux: Vec::new(), tasks: Vec::new(), kernels: &SCALAR }
     }
 }
 
@@ -35,6 +38,16 @@ const TOK_TILE: usize = 16;
 /// one for the format) beat the row kernels: packing a strip costs about
 /// as much as dotting it with one token.
 const TILE_MIN_TOK: usize = 4;
+
+/// One product of a [`matmul_many`] call: `y = W · x` for the call's shared `x`.
+pub struct MatJob<'a> {
+    pub ty: GgmlType,
+    /// `n_out` rows of `n_in` elements of `ty`.
+    pub w: &'a [u8],
+    pub n_out: usize,
+    /// `n_tok × n_out` f32.
+    pub y: &'a mut [f32],
+}
 
 /// `y[t][o] = Σ_i W[o][i] · x[t][i]`.
 ///
@@ -49,38 +62,85 @@ pub fn matmul(
     y: &mut [f32],
     scratch: &mut MatmulScratch,
 ) {
+    matmul_many(n_in, x, &mut [MatJob { ty, w, n_out, y }], scratch);
+}
+
+/// Several products of the same input (attention's q, k, v; the FFN's gate
+/// and up). In generation they run as one parallel region, the activations
+/// quantized once per `vec_dot_type`: each region costs a fork-join and a
+/// ramp-up of the memory streams, and a token runs hundreds of them.
+pub fn matmul_many(n_in: usize, x: &[f32], jobs: &mut [MatJob], scratch: &mut MatmulScratch) {
     let n_tok = x.len() / n_in;
     debug_assert_eq!(x.len(), n_tok * n_in);
+    if n_tok >= TILE_MIN_TOK {
+        for j in jobs {
+            matmul_batch(j.ty, j.w, n_in, j.n_out, x, j.y, scratch);
+        }
+    } else {
+        for chunk in jobs.chunks_mut(MAX_JOBS) {
+            matmul_gen(n_in, x, chunk, scratch);
+        }
+    }
+}
+
+/// Quantizes `x` (`n_tok × n_in`) to `act_ty` at the end of `act`; its offset.
+fn quantize_act(act_ty: GgmlType, n_in: usize, x: &[f32], act: &mut Vec<u8>) -> usize {
+    let act_row = act_ty.row_size(n_in).expect("activation row is a whole number of blocks");
+    let off = act.len();
+    act.resize(off + x.len() / n_in * act_row, 0);
+    act[off..]
+        .par_chunks_mut(act_row)
+        .zip(x.par_chunks(n_in))
+        .for_each(|(dst, src)| quant::quantize_row_act(act_ty, src, dst));
+    off
+}
+
+/// The aux of every activation row of `act` at the end of `aux`; its offset (in u32).
+fn act_aux(fmt: &TileFormat, n_in: usize, act: &[u8], act_row: usize, aux: &mut Vec<u32>) -> usize {
+    let aux_row = (fmt.aux_size)(n_in) / 4;
+    let off = aux.len();
+    aux.resize(off + act.len() / act_row * aux_row, 0);
+    aux[off..]
+        .par_chunks_mut(aux_row)
+        .zip(act.par_chunks(act_row))
+        .for_each(|(dst, a)| (fmt.aux)(n_in, a, bytemuck::cast_slice_mut(dst)));
+    off
+}
+
+/// Prompt processing: strip tiles where the table has them, else row
+/// kernels over tiles of tokens.
+fn matmul_batch(
+    ty: GgmlType,
+    w: &[u8],
+    n_in: usize,
+    n_out: usize,
+    x: &[f32],
+    y: &mut [f32],
+    scratch: &mut MatmulScratch,
+) {
+    let n_tok = x.len() / n_in;
     debug_assert_eq!(y.len(), n_tok * n_out);
     let act_ty = quant::vec_dot_type(ty);
     let act_row = act_ty.row_size(n_in).expect("activation row is a whole number of blocks");
     let w_row = ty.row_size(n_in).expect("weight row is a whole number of blocks");
     debug_assert_eq!(w.len(), n_out * w_row);
 
-    scratch.act.resize(n_tok * act_row, 0);
-    let act = &mut scratch.act[..n_tok * act_row];
-    act.par_chunks_mut(act_row)
-        .zip(x.par_chunks(n_in))
-        .for_each(|(dst, src)| quant::quantize_row_act(act_ty, src, dst));
-    let act = &*act;
+    scratch.act.clear();
+    quantize_act(act_ty, n_in, x, &mut scratch.act);
+    let act = &scratch.act[..];
     let k = scratch.kernels;
     let n_threads = rayon::current_num_threads().max(1);
     let yp = SharedMut(y.as_mut_ptr());
 
     let mut tiled_rows = 0;
-    if n_tok >= TILE_MIN_TOK {
-        if let Some((fmt, dot)) = k.tile(ty) {
-            tiled_rows = n_out / ROWS * ROWS;
-            let aux_row = (fmt.aux_size)(n_in) / 4;
-            scratch.aux.resize(n_tok * aux_row, 0);
-            let aux = &mut scratch.aux[..n_tok * aux_row];
-            aux.par_chunks_mut(aux_row)
-                .zip(act.par_chunks(act_row))
-                .for_each(|(dst, a)| (fmt.aux)(n_in, a, bytemuck::cast_slice_mut(dst)));
-            let aux: &[u8] = bytemuck::cast_slice(&*aux);
-            let tiles = Tiles { fmt, dot, n_in, n_out, n_tok, w, w_row, act, act_row, aux, aux_row: aux_row * 4 };
-            tiles.run(n_threads, yp);
-        }
+    if let Some((fmt, dot)) = k.tile(ty) {
+        tiled_rows = n_out / ROWS * ROWS;
+        scratch.aux.clear();
+        act_aux(fmt, n_in, act, act_row, &mut scratch.aux);
+        let aux: &[u8] = bytemuck::cast_slice(&scratch.aux[..]);
+        let aux_row = (fmt.aux_size)(n_in);
+        let tiles = Tiles { fmt, dot, n_in, n_out, n_tok, w, w_row, act, act_row, aux, aux_row };
+        tiles.run(n_threads, yp);
     }
 
     // Rows per task: enough tasks to balance, few enough to keep overhead low.
@@ -112,6 +172,114 @@ pub fn matmul(
                     // this task's disjoint row range) and y outlives the scope.
                     unsafe { *yp.0.add(t * n_out + o) = v };
                 }
+            }
+        }
+    });
+}
+
+/// Most products in one generation region (q, k, v is the most we need).
+const MAX_JOBS: usize = 4;
+
+/// What a generation task needs of its job.
+#[derive(Clone, Copy)]
+struct GenJob<'a> {
+    ty: GgmlType,
+    w: &'a [u8],
+    w_row: usize,
+    n_out: usize,
+    y: SharedMut<f32>,
+    act: &'a [u8],
+    act_row: usize,
+    /// The 8-row kernel and the activations' aux, where the table has one.
+    rows: Option<(RowsDotFn, &'a [u8], usize)>,
+}
+
+/// Generation (fewer than [`TILE_MIN_TOK`] tokens): every job's rows in one
+/// parallel region, 8 rows at a time where the table has an 8-row kernel.
+fn matmul_gen(n_in: usize, x: &[f32], jobs: &mut [MatJob], scratch: &mut MatmulScratch) {
+    let n_tok = x.len() / n_in;
+    let k = scratch.kernels;
+    // Activations and aux per job: (offset in act, act row, offset in aux), a
+    // job reusing those of an earlier one with the same vec_dot_type.
+    scratch.act.clear();
+    scratch.aux.clear();
+    let mut at: [(usize, usize, Option<usize>); MAX_JOBS] = [(0, 0, None); MAX_JOBS];
+    for i in 0..jobs.len() {
+        let ty = jobs[i].ty;
+        debug_assert_eq!(jobs[i].y.len(), n_tok * jobs[i].n_out);
+        let act_ty = quant::vec_dot_type(ty);
+        let fmt = k.rows(ty).map(|r| r.0);
+        let same = (0..i).find(|&p| quant::vec_dot_type(jobs[p].ty) == act_ty);
+        let (off, act_row, aux) = match same {
+            Some(p) => at[p],
+            None => {
+                let act_row = act_ty.row_size(n_in).expect("activation row is a whole number of blocks");
+                (quantize_act(act_ty, n_in, x, &mut scratch.act), act_row, None)
+            }
+        };
+        let aux = match (aux, fmt) {
+            (None, Some(fmt)) => {
+                let act = &scratch.act[off..off + n_tok * act_row];
+                Some(act_aux(fmt, n_in, act, act_row, &mut scratch.aux))
+            }
+            (aux, _) => aux,
+        };
+        at[i] = (off, act_row, aux);
+    }
+    let (act, aux): (&[u8], &[u32]) = (&scratch.act, &scratch.aux);
+    let views: [Option<GenJob>; MAX_JOBS] = std::array::from_fn(|i| {
+        let j = jobs.get_mut(i)?;
+        let (off, act_row, aux_off) = at[i];
+        let w_row = j.ty.row_size(n_in).expect("weight row is a whole number of blocks");
+        debug_assert_eq!(j.w.len(), j.n_out * w_row);
+        let rows = k.rows(j.ty).zip(aux_off).map(|((fmt, dot), a)| {
+            let aux_row = (fmt.aux_size)(n_in);
+            (dot, &bytemuck::cast_slice(&aux[a..])[..n_tok * aux_row], aux_row)
+        });
+        Some(GenJob {
+            ty: j.ty,
+            w: j.w,
+            w_row,
+            n_out: j.n_out,
+            y: SharedMut(j.y.as_mut_ptr()),
+            act: &act[off..off + n_tok * act_row],
+            act_row,
+            rows,
+        })
+    });
+
+    // Tasks of equal row counts (a multiple of ROWS), enough to balance the
+    // threads, none spanning two jobs.
+    let n_threads = rayon::current_num_threads().max(1);
+    let total: usize = jobs.iter().map(|j| j.n_out).sum();
+    let per_task = (total / (n_threads * 8)).div_ceil(ROWS).clamp(1, 64) * ROWS;
+    scratch.tasks.clear();
+    for (i, j) in jobs.iter().enumerate() {
+        scratch.tasks.extend((0..j.n_out).step_by(per_task).map(|r0| (i, r0, (r0 + per_task).min(j.n_out))));
+    }
+    scratch.tasks.par_iter().for_each(|&(i, r0, r1)| {
+        let j = views[i].expect("a task's job is in the region");
+        let mut r = r0;
+        if let Some((dot, aux, aux_row)) = j.rows {
+            while r + ROWS <= r1 {
+                let wg = &j.w[r * j.w_row..(r + ROWS) * j.w_row];
+                for t in 0..n_tok {
+                    let a = &aux[t * aux_row..(t + 1) * aux_row];
+                    let v = dot(n_in, wg, &j.act[t * j.act_row..(t + 1) * j.act_row], a);
+                    // SAFETY: each (t, row) of a job is written by exactly one
+                    // task (their row ranges are disjoint) and y outlives the
+                    // region; the 8 rows are < r1 ≤ n_out.
+                    unsafe { std::ptr::copy_nonoverlapping(v.as_ptr(), j.y.0.add(t * j.n_out + r), ROWS) };
+                }
+                r += ROWS;
+            }
+        }
+        for o in r..r1 {
+            let wr = &j.w[o * j.w_row..(o + 1) * j.w_row];
+            for t in 0..n_tok {
+                let v = k.vec_dot(j.ty, n_in, wr, &j.act[t * j.act_row..(t + 1) * j.act_row]);
+                // SAFETY: as above.
+                unsafe { *j.y.0.add(t * j.n_out + o) = v };
             }
         }
     });

@@ -6,7 +6,7 @@ mod matmul;
 pub mod simd;
 
 pub use attention::{attention, attention_strided, AttnShape};
-pub use matmul::{matmul, MatmulScratch};
+pub use matmul::{matmul, matmul_many, MatJob, MatmulScratch};
 pub use simd::CpuKernels;
 
 use crate::{Error, Result};

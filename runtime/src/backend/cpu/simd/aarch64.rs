@@ -67,6 +67,9 @@ macro_rules! table {
             q4_0_tile: None,
             q4_1_tile: None,
             q4_k_tile: None,
+            q4_0_rows: None,
+            q4_1_rows: None,
+            q4_k_rows: None,
         };
     };
 }

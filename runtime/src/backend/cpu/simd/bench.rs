@@ -64,6 +64,19 @@ fn bench_vec_dot() {
             std::hint::black_box(s);
             let gbs = (w.len() as f64) / cpu;
             eprintln!("{:>14} {ty:>5} 1 tok: {:7.1} ns/row  {gbs:5.1} GB/s of weights (cpu)  wall/cpu {:.2}", k.isa, cpu / rows as f64, wall / cpu);
+            if let Some((fmt, f)) = k.rows(ty) {
+                let mut aux = vec![0u32; (fmt.aux_size)(n) / 4];
+                (fmt.aux)(n, &a, bytemuck::cast_slice_mut(&mut aux));
+                let aux: &[u8] = bytemuck::cast_slice(&aux);
+                let (cpu, _) = time(2000, || {
+                    for g in 0..rows / 8 {
+                        s += f(n, &w[g * 8 * rs..(g + 1) * 8 * rs], &a, aux)[0];
+                    }
+                });
+                std::hint::black_box(s);
+                let gbs = (w.len() as f64) / cpu;
+                eprintln!("{:>14} {ty:>5} 8 rows: {:6.1} ns/row  {gbs:5.1} GB/s of weights (cpu)", k.isa, cpu / rows as f64);
+            }
         }
     }
 }
@@ -87,5 +100,84 @@ fn bench_matmul() {
                 eprintln!("{:>14} {ty:>5} n_tok {n_tok:>2}: {:9.0} µs  {gmacs:6.2} GMAC/s (cpu)", k.isa, cpu / 1e3);
             }
         }
+    }
+}
+
+/// Generation-shaped matmuls over weights far larger than the caches
+/// (wall time, 1 and 2 threads): what the kernels reach from DRAM, with and
+/// without the 8-row kernels.
+#[test]
+#[ignore]
+fn bench_matmul_dram() {
+    let n_in: usize = std::env::var("EMBER_BENCH_NIN").map_or(2304, |v| v.parse().unwrap());
+    let n_out = 2304 * (48 * 2304 / n_in);
+    let mut rng = Rng(3);
+    let k = CpuKernels::detect(false);
+    for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q4_K] {
+        if std::env::var("EMBER_BENCH_TY").is_ok_and(|t| t != ty.to_string()) {
+            continue;
+        }
+        let w = weight_row(&mut rng, ty, n_in * n_out, false);
+        // The same bytes memory-mapped from a file, as model weights are.
+        let path = std::env::temp_dir().join(format!("ember-bench-{}.bin", std::process::id()));
+        std::fs::write(&path, &w).unwrap();
+        let map = unsafe { memmap2::Mmap::map(&std::fs::File::open(&path).unwrap()).unwrap() };
+        std::fs::remove_file(&path).unwrap();
+        for (src, w) in [("anon", &w[..]), ("mmap", &map[..])] {
+        eprintln!("{src}:");
+        let x: Vec<f32> = (0..n_in).map(|_| rng.f()).collect();
+        let mut y = vec![0f32; n_out];
+        for threads in [1, 2] {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let plain = CpuKernels { q4_0_rows: None, q4_1_rows: None, q4_k_rows: None, ..*k };
+            let plain: &'static CpuKernels = Box::leak(Box::new(plain));
+            for (name, kk) in [("rows", k), ("row", plain)] {
+                let mut mm = MatmulScratch::default();
+                mm.kernels = kk;
+                // One call for the whole matrix, and model-sized calls
+                // (2304 × 2304, as in a 2B model's attention) one after another.
+                for per_call in [n_out, 2304] {
+                    let rs = w.len() / n_out;
+                    let mut best = f64::MAX;
+                    for _ in 0..7 {
+                        let t0 = Instant::now();
+                        pool.install(|| {
+                            for (wc, yc) in w.chunks(per_call * rs).zip(y.chunks_mut(per_call)) {
+                                matmul(ty, wc, n_in, per_call, &x, yc, &mut mm);
+                            }
+                        });
+                        best = best.min(t0.elapsed().as_nanos() as f64);
+                    }
+                    eprintln!("{:>12} {ty:>5} {threads} thr {name:>4} {per_call:>6} rows/call: {:5.1} GB/s (best of 7)", k.isa, w.len() as f64 / best);
+                }
+            }
+        }
+        }
+    }
+}
+
+/// Fork-join cost: tiny matmuls back to back on 2 threads.
+#[test]
+#[ignore]
+fn bench_matmul_overhead() {
+    let (n_in, n_out) = (2304, 128);
+    let mut rng = Rng(4);
+    let k = CpuKernels::detect(false);
+    let ty = GgmlType::Q4_0;
+    let w = weight_row(&mut rng, ty, n_in * n_out, false);
+    let x: Vec<f32> = (0..n_in).map(|_| rng.f()).collect();
+    let mut y = vec![0f32; n_out];
+    for threads in [1, 2] {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        let mut mm = MatmulScratch::default();
+        mm.kernels = k;
+        let reps = 20000;
+        let t0 = Instant::now();
+        pool.install(|| {
+            for _ in 0..reps {
+                matmul(ty, &w, n_in, n_out, &x, &mut y, &mut mm);
+            }
+        });
+        eprintln!("{threads} thr: {:.2} µs per 128-row matmul", t0.elapsed().as_nanos() as f64 / reps as f64 / 1e3);
     }
 }

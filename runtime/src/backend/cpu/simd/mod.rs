@@ -33,6 +33,13 @@ pub type VecDotFn = fn(usize, &[u8], &[u8]) -> f32;
 /// `vec_dot` of one weight row with 4 activation rows (4 tokens).
 pub type VecDot4Fn = fn(usize, &[u8], [&[u8]; 4]) -> [f32; 4];
 
+/// `vec_dot` of [`tile::ROWS`] consecutive weight rows, in place in their
+/// GGUF layout (`w.len() == ROWS · row_size`), with one activation row and its
+/// [`tile::TileFormat`] aux: `(n, w, act, aux) -> [row dots]`. Decoding one
+/// token reads each weight once; these kernels share the token's blocks and
+/// the horizontal reductions among 8 rows instead of paying them per row.
+pub type RowsDotFn = fn(usize, &[u8], &[u8], &[u8]) -> [f32; tile::ROWS];
+
 /// The kernels of one instruction set. Formats without a SIMD kernel point
 /// at the scalar reference.
 pub struct CpuKernels {
@@ -70,6 +77,11 @@ pub struct CpuKernels {
     pub q4_0_tile: Option<tile::TileDotFn>,
     pub q4_1_tile: Option<tile::TileDotFn>,
     pub q4_k_tile: Option<tile::TileDotFn>,
+    /// 8-row kernels for generation (see [`RowsDotFn`]); `None`: the matmul
+    /// calls the row kernels above once per row.
+    pub q4_0_rows: Option<RowsDotFn>,
+    pub q4_1_rows: Option<RowsDotFn>,
+    pub q4_k_rows: Option<RowsDotFn>,
 }
 
 /// The portable path: the scalar references of `quant/`.
@@ -97,6 +109,9 @@ pub static SCALAR: CpuKernels = CpuKernels {
     q4_0_tile: None,
     q4_1_tile: None,
     q4_k_tile: None,
+    q4_0_rows: None,
+    q4_1_rows: None,
+    q4_k_rows: None,
 };
 
 impl CpuKernels {
@@ -173,6 +188,20 @@ impl CpuKernels {
             GgmlType::Q4_0 => self.q4_0_tile,
             GgmlType::Q4_1 => self.q4_1_tile,
             GgmlType::Q4_K => self.q4_k_tile,
+            _ => None,
+        }?;
+        Some((tile::format(ty)?, f))
+    }
+}
+
+impl CpuKernels {
+    /// The 8-row kernel for `ty` and the aux layout it reads, if this table has one.
+    #[inline]
+    pub fn rows(&self, ty: GgmlType) -> Option<(&'static tile::TileFormat, RowsDotFn)> {
+        let f = match ty {
+            GgmlType::Q4_0 => self.q4_0_rows,
+            GgmlType::Q4_1 => self.q4_1_rows,
+            GgmlType::Q4_K => self.q4_k_rows,
             _ => None,
         }?;
         Some((tile::format(ty)?, f))

@@ -311,3 +311,39 @@ fn simd_tile_kernels_match_scalar() {
         }
     }
 }
+
+/// 8-row generation kernels: every table's kernel reproduces the scalar
+/// `vec_dot` of each row: bit for bit on integer sums, and for Q4_0/Q4_1
+/// bit for bit with any scales (they round per block like `vec_dot`).
+#[test]
+fn simd_rows_kernels_match_scalar() {
+    use super::tile::{self, ROWS};
+    let mut rng = Rng(12);
+    let mut checked = 0;
+    for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q4_K] {
+        let fmt = tile::format(ty).unwrap();
+        for n in [QK_K, 9 * QK_K, 23 * QK_K] {
+            for unit in [true, false] {
+                let w = weight_row(&mut rng, ty, n * ROWS, unit);
+                let act = act_row(&mut rng, ty, n, unit);
+                let mut aux = vec![0u32; (fmt.aux_size)(n) / 4];
+                (fmt.aux)(n, &act, bytemuck::cast_slice_mut(&mut aux));
+                let aux: &[u8] = bytemuck::cast_slice(&aux);
+                let rs = w.len() / ROWS;
+                for k in CpuKernels::available() {
+                    let Some((_, f)) = k.rows(ty) else { continue };
+                    let got = f(n, &w, &act, aux);
+                    for (r, &g) in got.iter().enumerate() {
+                        let wr = &w[r * rs..(r + 1) * rs];
+                        let want = SCALAR.vec_dot(ty, n, wr, &act);
+                        let exact = unit || ty != GgmlType::Q4_K;
+                        let tol = if exact { 0.0 } else { 1e-5 * magnitude(ty, wr, &act, n) + 1e-6 };
+                        assert!((g - want).abs() <= tol, "{} {ty} rows n={n} unit={unit} r{r}: {g} vs {want}", k.isa);
+                    }
+                    checked += 1;
+                }
+            }
+        }
+    }
+    eprintln!("{checked} row-kernel cases");
+}
