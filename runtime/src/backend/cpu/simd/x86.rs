@@ -188,6 +188,10 @@ trait Isa {
     unsafe fn widen_scaled(p: __m256i, lo: i16, hi: i16) -> __m256i;
     /// `mul` results → Σ of 4 adjacent products per i32 lane.
     unsafe fn widen(p: __m256i) -> __m256i;
+    /// `widen_scaled` by i16 element `i` of `sc16` (16 i16 lanes, the same
+    /// 8 in each half: a K-quant block's sub-block scales), broadcast in
+    /// registers, not from a general register.
+    unsafe fn widen_by(p: __m256i, sc16: __m256i, i: usize) -> __m256i;
 
     /// Σ of 4 adjacent u8·i8 products per i32 lane.
     #[inline(always)]
@@ -219,6 +223,11 @@ impl Isa for Avx2 {
     unsafe fn widen(p: __m256i) -> __m256i {
         _mm256_madd_epi16(_mm256_set1_epi16(1), p)
     }
+    #[inline(always)]
+    unsafe fn widen_by(p: __m256i, sc16: __m256i, i: usize) -> __m256i {
+        let pick = (((2 * i + 1) << 8) | 2 * i) as i16;
+        _mm256_madd_epi16(_mm256_shuffle_epi8(sc16, _mm256_set1_epi16(pick)), p)
+    }
 }
 
 /// AVX-512 VNNI on 256-bit vectors: one `vpdpbusd` per product; scales
@@ -244,6 +253,12 @@ impl Isa for Vnni {
     #[inline(always)]
     unsafe fn widen(p: __m256i) -> __m256i {
         p
+    }
+    #[inline(always)]
+    unsafe fn widen_by(p: __m256i, sc16: __m256i, i: usize) -> __m256i {
+        // i32 lanes = element i (its high bytes zeroed by the 0x80 picks).
+        let pick = (0x8080_0000u32 | ((2 * i as u32 + 1) << 8) | 2 * i as u32) as i32;
+        _mm256_mullo_epi32(p, _mm256_shuffle_epi8(sc16, _mm256_set1_epi32(pick)))
     }
 }
 
@@ -475,33 +490,35 @@ unsafe fn vec_dot_q4_k_x4<I: Isa>(_n: usize, w: &[u8], act: [&[u8]; 4]) -> [f32;
     let y: [&[BlockQ8K]; 4] = act.map(|a| bytemuck::cast_slice(a));
     let m4 = _mm256_set1_epi8(0xF);
     let mut acc = [_mm256_setzero_ps(); 4];
-    let mut acc_m = [0f32; 4];
+    let mut acc_m = [_mm_setzero_ps(); 4];
     for (i, x) in x.iter().enumerate() {
-        let (sc, mn) = quant::scale_min_k4(&x.scales);
         let (dx, dmin) = (fp16(x.d), fp16(x.dmin));
+        let v = scales_mins_k4(&x.scales);
+        let sc16 = scales16_k4(v);
+        for t in 0..4 {
+            let summ = min_term_k4(v, &y[t][i]);
+            acc_m[t] = _mm_fmadd_ps(_mm_set1_ps(dmin * y[t][i].d()), _mm_cvtepi32_ps(summ), acc_m[t]);
+        }
         let mut sumi = [_mm256_setzero_si256(); 4];
         for j in 0..QK_K / 64 {
             let q4bits = _mm256_loadu_si256(x.qs.as_ptr().add(32 * j) as *const __m256i);
             let q4l = _mm256_and_si256(q4bits, m4);
             let q4h = _mm256_and_si256(_mm256_srli_epi16(q4bits, 4), m4);
-            let (sl, sh) = (sc[2 * j] as i16, sc[2 * j + 1] as i16);
             for t in 0..4 {
                 let q8 = y[t][i].qs.as_ptr();
                 let q8l = _mm256_loadu_si256(q8.add(64 * j) as *const __m256i);
                 let q8h = _mm256_loadu_si256(q8.add(64 * j + 32) as *const __m256i);
-                let pl = I::widen_scaled(I::mul(q4l, q8l), sl, sl);
-                let ph = I::widen_scaled(I::mul(q4h, q8h), sh, sh);
+                let pl = I::widen_by(I::mul(q4l, q8l), sc16, 2 * j);
+                let ph = I::widen_by(I::mul(q4h, q8h), sc16, 2 * j + 1);
                 sumi[t] = _mm256_add_epi32(sumi[t], _mm256_add_epi32(pl, ph));
             }
         }
         for t in 0..4 {
-            let y = &y[t][i];
-            acc_m[t] += dmin * y.d() * kmin_sum(y, &mn) as f32;
-            let d = _mm256_set1_ps(dx * y.d());
+            let d = _mm256_set1_ps(dx * y[t][i].d());
             acc[t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi[t]), acc[t]);
         }
     }
-    [0, 1, 2, 3].map(|t| hsum_f32_8(acc[t]) - acc_m[t])
+    [0, 1, 2, 3].map(|t| hsum_f32_8(acc[t]) - hsum_f32_4(acc_m[t]))
 }
 
 // ------------------------------------------------ strips × tokens (tile.rs)
@@ -759,10 +776,45 @@ unsafe fn rows_q4_1<I: Isa>(n: usize, w: &[u8], act: &[u8], aux: &[u8]) -> [f32;
 
 // ---------------------------------------------------------------- K-quants
 
-/// Σ_j bsum_j · min_{j/2}: the K-quant min term, in integers.
+/// The 8 sub-block scales and 8 mins of a Q4_K/Q5_K block as 16 bytes
+/// (sc0..8, mn0..8), unpacked from their 12 bytes with word operations
+/// (`quant::scale_min_k4` bit for bit, without its per-element branches).
 #[inline(always)]
-fn kmin_sum(y: &BlockQ8K, mn: &[u8; 8]) -> i32 {
-    (0..16).map(|j| y.bsum(j) * mn[j / 2] as i32).sum()
+unsafe fn scales_mins_k4(q: &[u8; 12]) -> __m128i {
+    const M6: u32 = 0x3F3F_3F3F;
+    const M4: u32 = 0x0F0F_0F0F;
+    const M2: u32 = 0x0303_0303;
+    let w = |k: usize| u32::from_le_bytes(q[4 * k..4 * k + 4].try_into().unwrap());
+    let (w0, w1, w2) = (w(0), w(1), w(2));
+    // Sub-blocks 0..4: the low 6 bits of bytes 0..4 (scales) and 4..8 (mins);
+    // 4..8: a nibble of bytes 8..12 and the top 2 bits of bytes 0..4 / 4..8.
+    let sc_hi = (w2 & M4) | (((w0 >> 6) & M2) << 4);
+    let mn_hi = ((w2 >> 4) & M4) | (((w1 >> 6) & M2) << 4);
+    _mm_set_epi32(mn_hi as i32, (w1 & M6) as i32, sc_hi as i32, (w0 & M6) as i32)
+}
+
+/// The scales of [`scales_mins_k4`]'s `v` as 16 i16, both halves sc0..8 (for `Isa::widen_by`).
+#[inline(always)]
+unsafe fn scales16_k4(v: __m128i) -> __m256i {
+    _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(v))
+}
+
+/// Σ_j mn_j · Σ_{32 elements of j} y, as 4 i32 lanes to add up: the min
+/// term of a block (mins in [`scales_mins_k4`]'s `v`) against its Q8_K activations.
+#[inline(always)]
+unsafe fn min_term_k4(v: __m128i, y: &BlockQ8K) -> __m128i {
+    let mn = _mm_cvtepu8_epi16(_mm_srli_si128(v, 8));
+    let bs = _mm256_loadu_si256(y.bsums.as_ptr() as *const __m256i);
+    // Sums of 32 (pairs of the 16-element bsums): ≤ 32·127, fits i16.
+    let bs32 = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
+    _mm_madd_epi16(mn, bs32)
+}
+
+/// Σ of 4 f32 lanes.
+#[inline(always)]
+unsafe fn hsum_f32_4(x: __m128) -> f32 {
+    let m = _mm_add_ps(x, _mm_movehl_ps(x, x));
+    _mm_cvtss_f32(_mm_add_ss(m, _mm_movehdup_ps(m)))
 }
 
 #[inline(always)]
@@ -770,10 +822,11 @@ unsafe fn vec_dot_q4_k<I: Isa>(_n: usize, w: &[u8], act: &[u8]) -> f32 {
     let (x, y): (&[BlockQ4K], &[BlockQ8K]) = (bytemuck::cast_slice(w), bytemuck::cast_slice(act));
     let m4 = _mm256_set1_epi8(0xF);
     let mut acc = _mm256_setzero_ps();
-    let mut acc_m = 0f32;
+    let mut acc_m = _mm_setzero_ps();
     for (x, y) in x.iter().zip(y) {
-        let (sc, mn) = quant::scale_min_k4(&x.scales);
-        acc_m += fp16(x.dmin) * y.d() * kmin_sum(y, &mn) as f32;
+        let v = scales_mins_k4(&x.scales);
+        let sc16 = scales16_k4(v);
+        acc_m = _mm_fmadd_ps(_mm_set1_ps(fp16(x.dmin) * y.d()), _mm_cvtepi32_ps(min_term_k4(v, y)), acc_m);
         let mut sumi = _mm256_setzero_si256();
         let (q4, q8) = (x.qs.as_ptr(), y.qs.as_ptr());
         for j in 0..QK_K / 64 {
@@ -783,14 +836,14 @@ unsafe fn vec_dot_q4_k<I: Isa>(_n: usize, w: &[u8], act: &[u8]) -> f32 {
             let q4h = _mm256_and_si256(_mm256_srli_epi16(q4bits, 4), m4);
             let q8l = _mm256_loadu_si256(q8.add(64 * j) as *const __m256i);
             let q8h = _mm256_loadu_si256(q8.add(64 * j + 32) as *const __m256i);
-            let pl = I::widen_scaled(I::mul(q4l, q8l), sc[2 * j] as i16, sc[2 * j] as i16);
-            let ph = I::widen_scaled(I::mul(q4h, q8h), sc[2 * j + 1] as i16, sc[2 * j + 1] as i16);
+            let pl = I::widen_by(I::mul(q4l, q8l), sc16, 2 * j);
+            let ph = I::widen_by(I::mul(q4h, q8h), sc16, 2 * j + 1);
             sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
         }
         let d = _mm256_set1_ps(fp16(x.d) * y.d());
         acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc);
     }
-    hsum_f32_8(acc) - acc_m
+    hsum_f32_8(acc) - hsum_f32_4(acc_m)
 }
 
 #[inline(always)]
@@ -798,10 +851,11 @@ unsafe fn vec_dot_q5_k<I: Isa>(_n: usize, w: &[u8], act: &[u8]) -> f32 {
     let (x, y): (&[BlockQ5K], &[BlockQ8K]) = (bytemuck::cast_slice(w), bytemuck::cast_slice(act));
     let m4 = _mm256_set1_epi8(0xF);
     let mut acc = _mm256_setzero_ps();
-    let mut acc_m = 0f32;
+    let mut acc_m = _mm_setzero_ps();
     for (x, y) in x.iter().zip(y) {
-        let (sc, mn) = quant::scale_min_k4(&x.scales);
-        acc_m += fp16(x.dmin) * y.d() * kmin_sum(y, &mn) as f32;
+        let v = scales_mins_k4(&x.scales);
+        let sc16 = scales16_k4(v);
+        acc_m = _mm_fmadd_ps(_mm_set1_ps(fp16(x.dmin) * y.d()), _mm_cvtepi32_ps(min_term_k4(v, y)), acc_m);
         let mut sumi = _mm256_setzero_si256();
         let (q5, q8) = (x.qs.as_ptr(), y.qs.as_ptr());
         let hbits = _mm256_loadu_si256(x.qh.as_ptr() as *const __m256i);
@@ -817,14 +871,14 @@ unsafe fn vec_dot_q5_k<I: Isa>(_n: usize, w: &[u8], act: &[u8]) -> f32 {
             let q5h = _mm256_add_epi8(_mm256_and_si256(_mm256_srli_epi16(q5bits, 4), m4), h1);
             let q8l = _mm256_loadu_si256(q8.add(64 * j) as *const __m256i);
             let q8h = _mm256_loadu_si256(q8.add(64 * j + 32) as *const __m256i);
-            let pl = I::widen_scaled(I::mul(q5l, q8l), sc[2 * j] as i16, sc[2 * j] as i16);
-            let ph = I::widen_scaled(I::mul(q5h, q8h), sc[2 * j + 1] as i16, sc[2 * j + 1] as i16);
+            let pl = I::widen_by(I::mul(q5l, q8l), sc16, 2 * j);
+            let ph = I::widen_by(I::mul(q5h, q8h), sc16, 2 * j + 1);
             sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
         }
         let d = _mm256_set1_ps(fp16(x.d) * y.d());
         acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc);
     }
-    hsum_f32_8(acc) - acc_m
+    hsum_f32_8(acc) - hsum_f32_4(acc_m)
 }
 
 #[inline(always)]
