@@ -1,11 +1,9 @@
 //! Writes seeded random-weight GGUF models in the shapes we benchmark, with
 //! Ember's own GGUF writer and weight quantizers:
 //!
-//! - `minicpm2b-q4_0`, `minicpm2b-q4_k`: MiniCPM-2B's shapes (n_embd 2304, 40
-//!   layers, n_ff 5760, 36 heads, vocab 122753, tied embeddings). Written as
-//!   `llama` architecture until the `minicpm` one lands: same matrices, same
-//!   bytes per token; MiniCPM's extra scalings (embedding/residual/logit
-//!   scale) cost nothing measurable.
+//! - `minicpm2b-q4_0`, `minicpm2b-q4_k`: MiniCPM-2B (`minicpm` architecture,
+//!   n_embd 2304, 40 layers, n_ff 5760, 36 heads, vocab 122753, tied
+//!   embeddings, MiniCPM-2B's embedding/residual/logit scales).
 //! - `llama1b-q4_k`: a Llama-3.2-1B-shaped model (n_embd 2048, 16 layers,
 //!   n_ff 8192, 32 heads, 8 KV heads, vocab 128256, tied).
 //!
@@ -27,6 +25,7 @@ use rayon::prelude::*;
 
 struct Shape {
     name: &'static str,
+    arch: &'static str,
     n_embd: usize,
     n_layer: usize,
     n_ff: usize,
@@ -37,9 +36,9 @@ struct Shape {
 }
 
 const MODELS: [Shape; 3] = [
-    Shape { name: "minicpm2b-q4_0", n_embd: 2304, n_layer: 40, n_ff: 5760, n_head: 36, n_head_kv: 36, n_vocab: 122753, ty: GgmlType::Q4_0 },
-    Shape { name: "minicpm2b-q4_k", n_embd: 2304, n_layer: 40, n_ff: 5760, n_head: 36, n_head_kv: 36, n_vocab: 122753, ty: GgmlType::Q4_K },
-    Shape { name: "llama1b-q4_k", n_embd: 2048, n_layer: 16, n_ff: 8192, n_head: 32, n_head_kv: 8, n_vocab: 128256, ty: GgmlType::Q4_K },
+    Shape { name: "minicpm2b-q4_0", arch: "minicpm", n_embd: 2304, n_layer: 40, n_ff: 5760, n_head: 36, n_head_kv: 36, n_vocab: 122753, ty: GgmlType::Q4_0 },
+    Shape { name: "minicpm2b-q4_k", arch: "minicpm", n_embd: 2304, n_layer: 40, n_ff: 5760, n_head: 36, n_head_kv: 36, n_vocab: 122753, ty: GgmlType::Q4_K },
+    Shape { name: "llama1b-q4_k", arch: "llama", n_embd: 2048, n_layer: 16, n_ff: 8192, n_head: 32, n_head_kv: 8, n_vocab: 128256, ty: GgmlType::Q4_K },
 ];
 
 /// Uniform in [-a, a], from a seed per row (so rows fill in parallel, reproducibly).
@@ -107,18 +106,26 @@ fn spm_vocab(w: &mut GgufWriter, n_vocab: usize) {
 fn write(s: &Shape, out: &PathBuf) -> Result<()> {
     let hd = s.n_embd / s.n_head;
     let mut w = GgufWriter::new();
-    w.kv("general.architecture", Value::Str("llama".into()))
+    let k = |key: &str| format!("{}.{key}", s.arch);
+    w.kv("general.architecture", Value::Str(s.arch.into()))
         .kv("general.name", Value::Str(format!("ember-synthetic-{}", s.name)))
-        .kv("llama.context_length", Value::U32(4096))
-        .kv("llama.embedding_length", Value::U32(s.n_embd as u32))
-        .kv("llama.block_count", Value::U32(s.n_layer as u32))
-        .kv("llama.feed_forward_length", Value::U32(s.n_ff as u32))
-        .kv("llama.attention.head_count", Value::U32(s.n_head as u32))
-        .kv("llama.attention.head_count_kv", Value::U32(s.n_head_kv as u32))
-        .kv("llama.attention.layer_norm_rms_epsilon", Value::F32(1e-5))
-        .kv("llama.rope.dimension_count", Value::U32(hd as u32))
-        .kv("llama.rope.freq_base", Value::F32(10000.0))
-        .kv("llama.vocab_size", Value::U32(s.n_vocab as u32));
+        .kv(&k("context_length"), Value::U32(4096))
+        .kv(&k("embedding_length"), Value::U32(s.n_embd as u32))
+        .kv(&k("block_count"), Value::U32(s.n_layer as u32))
+        .kv(&k("feed_forward_length"), Value::U32(s.n_ff as u32))
+        .kv(&k("attention.head_count"), Value::U32(s.n_head as u32))
+        .kv(&k("attention.head_count_kv"), Value::U32(s.n_head_kv as u32))
+        .kv(&k("attention.layer_norm_rms_epsilon"), Value::F32(1e-5))
+        .kv(&k("rope.dimension_count"), Value::U32(hd as u32))
+        .kv(&k("rope.freq_base"), Value::F32(10000.0))
+        .kv(&k("vocab_size"), Value::U32(s.n_vocab as u32));
+    if s.arch == "minicpm" {
+        // MiniCPM-2B's: scale_emb 12, scale_depth 1.4 (÷ √n_layer per branch),
+        // logits ÷ (n_embd / dim_model_base 256).
+        w.kv(&k("embedding_scale"), Value::F32(12.0))
+            .kv(&k("residual_scale"), Value::F32(1.4 / (s.n_layer as f32).sqrt()))
+            .kv(&k("logit_scale"), Value::F32(s.n_embd as f32 / 256.0));
+    }
     spm_vocab(&mut w, s.n_vocab);
     let (e, kv) = (s.n_embd, s.n_head_kv * hd);
     let mut seed = 1u64;
