@@ -181,3 +181,53 @@ fn bench_matmul_overhead() {
         eprintln!("{threads} thr: {:.2} µs per 128-row matmul", t0.elapsed().as_nanos() as f64 / reps as f64 / 1e3);
     }
 }
+
+/// A 2B-shaped generation step's matmuls alone (40 layers: q/k/v as one
+/// region, o, gate/up as one region, down; Q4_0; memory-mapped weights),
+/// against the same bytes as one matmul: what the region boundaries cost.
+#[test]
+#[ignore]
+fn bench_generation_regions() {
+    use crate::backend::cpu::{matmul_many, MatJob};
+    let (e, ff, layers) = (2304, 5760, 40);
+    let ty = GgmlType::Q4_0;
+    let (re, rf) = (ty.row_size(e).unwrap(), ty.row_size(ff).unwrap());
+    let layer = 4 * e * re + 2 * ff * re + e * rf;
+    let mut rng = Rng(5);
+    let bytes: Vec<u8> = (0..layers).flat_map(|_| weight_row(&mut rng, ty, e * (4 * e + 2 * ff), false).into_iter().chain(weight_row(&mut rng, ty, ff * e, false))).collect();
+    assert_eq!(bytes.len(), layers * layer);
+    let path = std::env::temp_dir().join(format!("ember-bench-seq-{}.bin", std::process::id()));
+    std::fs::write(&path, &bytes).unwrap();
+    drop(bytes);
+    let map = unsafe { memmap2::Mmap::map(&std::fs::File::open(&path).unwrap()).unwrap() };
+    std::fs::remove_file(&path).unwrap();
+    let k = CpuKernels::detect(false);
+    let x: Vec<f32> = (0..ff).map(|_| rng.f()).collect();
+    let (mut q, mut kk, mut v, mut o, mut g, mut u, mut d) = (vec![0f32; e], vec![0f32; e], vec![0f32; e], vec![0f32; e], vec![0f32; ff], vec![0f32; ff], vec![0f32; e]);
+    for threads in [1, 2] {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        let mut mm = MatmulScratch::default();
+        mm.kernels = k;
+        let mut best = [f64::MAX; 2];
+        for _ in 0..5 {
+            let t0 = Instant::now();
+            pool.install(|| {
+                for l in 0..layers {
+                    let w = &map[l * layer..(l + 1) * layer];
+                    let m = |i: usize| &w[i * e * re..(i + 1) * e * re];
+                    matmul_many(e, &x[..e], &mut [MatJob { ty, w: m(0), n_out: e, y: &mut q }, MatJob { ty, w: m(1), n_out: e, y: &mut kk }, MatJob { ty, w: m(2), n_out: e, y: &mut v }], &mut mm);
+                    matmul(ty, m(3), e, e, &x[..e], &mut o, &mut mm);
+                    let (gw, uw) = (&w[4 * e * re..4 * e * re + ff * re], &w[4 * e * re + ff * re..4 * e * re + 2 * ff * re]);
+                    matmul_many(e, &x[..e], &mut [MatJob { ty, w: gw, n_out: ff, y: &mut g }, MatJob { ty, w: uw, n_out: ff, y: &mut u }], &mut mm);
+                    matmul(ty, &w[4 * e * re + 2 * ff * re..], ff, e, &x, &mut d, &mut mm);
+                }
+            });
+            best[0] = best[0].min(t0.elapsed().as_nanos() as f64);
+            let t0 = Instant::now();
+            let mut y = vec![0f32; map.len() / re];
+            pool.install(|| matmul(ty, &map[..y.len() * re], e, y.len(), &x[..e], &mut y, &mut mm));
+            best[1] = best[1].min(t0.elapsed().as_nanos() as f64);
+        }
+        eprintln!("{threads} thr: layer regions {:5.1} GB/s ({:.1} ms), one matmul {:5.1} GB/s", map.len() as f64 / best[0], best[0] / 1e6, map.len() as f64 / best[1]);
+    }
+}

@@ -183,15 +183,17 @@ trait Isa {
     unsafe fn mul_acc(acc: __m256i, u: __m256i, s: __m256i) -> __m256i;
     /// Difference of two `mul` results.
     unsafe fn sub(a: __m256i, b: __m256i) -> __m256i;
-    /// `mul` results → Σ of 4 adjacent products per i32 lane, each times
-    /// `lo` (bytes 0..16) or `hi` (bytes 16..32).
-    unsafe fn widen_scaled(p: __m256i, lo: i16, hi: i16) -> __m256i;
     /// `mul` results → Σ of 4 adjacent products per i32 lane.
     unsafe fn widen(p: __m256i) -> __m256i;
-    /// `widen_scaled` by i16 element `i` of `sc16` (16 i16 lanes, the same
-    /// 8 in each half: a K-quant block's sub-block scales), broadcast in
-    /// registers, not from a general register.
+    /// `mul` results → Σ of 4 adjacent products per i32 lane, times i16
+    /// element `i` of `sc16` (16 i16 lanes, the same 8 in each half: a
+    /// K-quant block's sub-block scales), picked in registers rather than
+    /// broadcast from a general register.
     unsafe fn widen_by(p: __m256i, sc16: __m256i, i: usize) -> __m256i;
+    /// `mul` results → Σ of 4 adjacent products per i32 lane, times signed
+    /// i16 element `lo` (bytes 0..16) or `hi` (16..32) of `sc16` (the same 8
+    /// in each half).
+    unsafe fn widen_by2(p: __m256i, sc16: __m256i, lo: usize, hi: usize) -> __m256i;
 
     /// Σ of 4 adjacent u8·i8 products per i32 lane.
     #[inline(always)]
@@ -216,17 +218,17 @@ impl Isa for Avx2 {
         _mm256_sub_epi16(a, b)
     }
     #[inline(always)]
-    unsafe fn widen_scaled(p: __m256i, lo: i16, hi: i16) -> __m256i {
-        _mm256_madd_epi16(_mm256_set_m128i(_mm_set1_epi16(hi), _mm_set1_epi16(lo)), p)
-    }
-    #[inline(always)]
     unsafe fn widen(p: __m256i) -> __m256i {
         _mm256_madd_epi16(_mm256_set1_epi16(1), p)
     }
     #[inline(always)]
     unsafe fn widen_by(p: __m256i, sc16: __m256i, i: usize) -> __m256i {
-        let pick = (((2 * i + 1) << 8) | 2 * i) as i16;
-        _mm256_madd_epi16(_mm256_shuffle_epi8(sc16, _mm256_set1_epi16(pick)), p)
+        Self::widen_by2(p, sc16, i, i)
+    }
+    #[inline(always)]
+    unsafe fn widen_by2(p: __m256i, sc16: __m256i, lo: usize, hi: usize) -> __m256i {
+        let pick = |i: usize| _mm_set1_epi16((((2 * i + 1) << 8) | 2 * i) as i16);
+        _mm256_madd_epi16(_mm256_shuffle_epi8(sc16, _mm256_set_m128i(pick(hi), pick(lo))), p)
     }
 }
 
@@ -247,10 +249,6 @@ impl Isa for Vnni {
         _mm256_sub_epi32(a, b)
     }
     #[inline(always)]
-    unsafe fn widen_scaled(p: __m256i, lo: i16, hi: i16) -> __m256i {
-        _mm256_mullo_epi32(_mm256_set_m128i(_mm_set1_epi32(hi as i32), _mm_set1_epi32(lo as i32)), p)
-    }
-    #[inline(always)]
     unsafe fn widen(p: __m256i) -> __m256i {
         p
     }
@@ -259,6 +257,14 @@ impl Isa for Vnni {
         // i32 lanes = element i (its high bytes zeroed by the 0x80 picks).
         let pick = (0x8080_0000u32 | ((2 * i as u32 + 1) << 8) | 2 * i as u32) as i32;
         _mm256_mullo_epi32(p, _mm256_shuffle_epi8(sc16, _mm256_set1_epi32(pick)))
+    }
+    #[inline(always)]
+    unsafe fn widen_by2(p: __m256i, sc16: __m256i, lo: usize, hi: usize) -> __m256i {
+        // Element i into the top half of each i32 lane, then an arithmetic
+        // shift down: sign-extended.
+        let pick = |i: usize| _mm_set1_epi32(((((2 * i as u32 + 1) << 24) | ((2 * i as u32) << 16)) | 0x8080) as i32);
+        let sc = _mm256_srai_epi32(_mm256_shuffle_epi8(sc16, _mm256_set_m128i(pick(hi), pick(lo))), 16);
+        _mm256_mullo_epi32(p, sc)
     }
 }
 
@@ -889,7 +895,9 @@ unsafe fn vec_dot_q6_k<I: Isa>(_n: usize, w: &[u8], act: &[u8]) -> f32 {
     let m32s = _mm256_set1_epi8(32);
     let mut acc = _mm256_setzero_ps();
     for (x, y) in x.iter().zip(y) {
-        let sc = &x.scales;
+        // The 16 signed scales as i16, 0..8 and 8..16 each in both halves.
+        let sc = _mm_loadu_si128(x.scales.as_ptr() as *const __m128i);
+        let sc16 = [_mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(sc)), _mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(_mm_srli_si128(sc, 8)))];
         let mut sumi = _mm256_setzero_si256();
         for h in 0..QK_K / 128 {
             let ql = x.ql.as_ptr().add(64 * h);
@@ -902,8 +910,6 @@ unsafe fn vec_dot_q6_k<I: Isa>(_n: usize, w: &[u8], act: &[u8]) -> f32 {
                 let v = _mm256_and_si256(_mm256_srl_epi16(bitsh, _mm_cvtsi32_si128(s)), m2);
                 _mm256_slli_epi16(v, 4)
             };
-            // Unsigned 6-bit quants 0..64; the -32 offset is applied as
-            // maddubs(q, y) - maddubs(32, y), both exact in i16.
             let q = [
                 _mm256_or_si256(_mm256_and_si256(bits1, m4), hi(0)),
                 _mm256_or_si256(_mm256_and_si256(bits2, m4), hi(2)),
@@ -912,11 +918,13 @@ unsafe fn vec_dot_q6_k<I: Isa>(_n: usize, w: &[u8], act: &[u8]) -> f32 {
             ];
             for (k, q) in q.into_iter().enumerate() {
                 let q8k = _mm256_loadu_si256(q8.add(32 * k) as *const __m256i);
-                // Scales for 32 elements: 16 × sc[s] then 16 × sc[s+1].
-                let s = 8 * h + 2 * k;
+                // Unsigned 6-bit quants 0..64; the −32 offset is applied as
+                // maddubs(q, y) − maddubs(32, y), both exact in i16 (per
+                // chunk, not from the block's 16-element sums: that would
+                // leave the lanes' partial sums biased past f32's exact range).
                 let p = I::sub(I::mul(q, q8k), I::mul(m32s, q8k));
-                let p = I::widen_scaled(p, sc[s] as i16, sc[s + 1] as i16);
-                sumi = _mm256_add_epi32(sumi, p);
+                // 32 elements: 16 × scale 8h+2k, then 16 × scale 8h+2k+1.
+                sumi = _mm256_add_epi32(sumi, I::widen_by2(p, sc16[h], 2 * k, 2 * k + 1));
             }
         }
         let d = _mm256_set1_ps(fp16(x.d) * y.d());
