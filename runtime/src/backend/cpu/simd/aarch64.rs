@@ -74,6 +74,8 @@ macro_rules! table {
     };
 }
 
+// SAFETY (both tables): `detect`/`available` hand a table out only after
+// `is_aarch64_feature_detected!` saw every feature in its `$feat`.
 table!(neon_plain, NEON, "neon", "neon", Mull);
 table!(neon_dotprod, NEON_DOTPROD, "neon+dotprod", "neon,dotprod", Sdot);
 
@@ -140,20 +142,30 @@ fn fp16(h: [u8; 2]) -> f32 {
     quant::f16_to_f32(h)
 }
 
+/// 16 bytes of nibble pairs → (low nibbles, high nibbles) as i8 0..16.
+#[inline(always)]
+unsafe fn nibbles(v: uint8x16_t) -> (int8x16_t, int8x16_t) {
+    let m4 = vdupq_n_u8(0xF);
+    (vreinterpretq_s8_u8(vandq_u8(v, m4)), vreinterpretq_s8_u8(vshrq_n_u8(v, 4)))
+}
+
+/// Σ over 32 elements of q·y (two 16-byte halves), in 4 lanes.
+#[inline(always)]
+unsafe fn dot32v<D: Dot>(q0: int8x16_t, q1: int8x16_t, y0: int8x16_t, y1: int8x16_t) -> int32x4_t {
+    D::dot(D::dot(vdupq_n_s32(0), q0, y0), q1, y1)
+}
+
 // ---------------------------------------------------------------- 32-blocks
 
 #[inline(always)]
 unsafe fn vec_dot_q4_0<D: Dot>(_n: usize, w: &[u8], act: &[u8]) -> f32 {
     let (x, y): (&[BlockQ4_0], &[BlockQ8_0]) = (bytemuck::cast_slice(w), bytemuck::cast_slice(act));
-    let m4 = vdupq_n_u8(0xF);
     let s8 = vdupq_n_s8(8);
     let mut sumv = vdupq_n_f32(0.0);
     for (x, y) in x.iter().zip(y) {
-        let v0 = vld1q_u8(x.qs.as_ptr());
-        let lo = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(v0, m4)), s8);
-        let hi = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(v0, 4)), s8);
+        let (lo, hi) = nibbles(vld1q_u8(x.qs.as_ptr()));
         let (y0, y1) = (vld1q_s8(y.qs.as_ptr()), vld1q_s8(y.qs.as_ptr().add(16)));
-        let p = D::dot(D::dot(vdupq_n_s32(0), lo, y0), hi, y1);
+        let p = dot32v::<D>(vsubq_s8(lo, s8), vsubq_s8(hi, s8), y0, y1);
         sumv = vmlaq_n_f32(sumv, vcvtq_f32_s32(p), fp16(x.d) * fp16(y.d));
     }
     vaddvq_f32(sumv)
@@ -162,17 +174,14 @@ unsafe fn vec_dot_q4_0<D: Dot>(_n: usize, w: &[u8], act: &[u8]) -> f32 {
 #[inline(always)]
 unsafe fn vec_dot_q4_1<D: Dot>(_n: usize, w: &[u8], act: &[u8]) -> f32 {
     let (x, y): (&[BlockQ4_1], &[BlockQ8_1]) = (bytemuck::cast_slice(w), bytemuck::cast_slice(act));
-    let m4 = vdupq_n_u8(0xF);
     let mut sumv = vdupq_n_f32(0.0);
     let mut summs = 0f32;
     for (x, y) in x.iter().zip(y) {
         // The min term m·Σy uses s = d·Σq from the activation quantizer.
         summs += fp16(x.m) * fp16(y.s);
-        let v0 = vld1q_u8(x.qs.as_ptr());
-        let lo = vreinterpretq_s8_u8(vandq_u8(v0, m4));
-        let hi = vreinterpretq_s8_u8(vshrq_n_u8(v0, 4));
+        let (lo, hi) = nibbles(vld1q_u8(x.qs.as_ptr()));
         let (y0, y1) = (vld1q_s8(y.qs.as_ptr()), vld1q_s8(y.qs.as_ptr().add(16)));
-        let p = D::dot(D::dot(vdupq_n_s32(0), lo, y0), hi, y1);
+        let p = dot32v::<D>(lo, hi, y0, y1);
         sumv = vmlaq_n_f32(sumv, vcvtq_f32_s32(p), fp16(x.d) * fp16(y.d));
     }
     vaddvq_f32(sumv) + summs
@@ -185,7 +194,7 @@ unsafe fn vec_dot_q8_0<D: Dot>(_n: usize, w: &[u8], act: &[u8]) -> f32 {
     for (x, y) in x.iter().zip(y) {
         let (x0, x1) = (vld1q_s8(x.qs.as_ptr()), vld1q_s8(x.qs.as_ptr().add(16)));
         let (y0, y1) = (vld1q_s8(y.qs.as_ptr()), vld1q_s8(y.qs.as_ptr().add(16)));
-        let p = D::dot(D::dot(vdupq_n_s32(0), x0, y0), x1, y1);
+        let p = dot32v::<D>(x0, x1, y0, y1);
         sumv = vmlaq_n_f32(sumv, vcvtq_f32_s32(p), fp16(x.d) * fp16(y.d));
     }
     vaddvq_f32(sumv)
@@ -199,16 +208,15 @@ fn kmin_sum(y: &BlockQ8K, mn: &[u8; 8]) -> i32 {
     (0..16).map(|j| y.bsum(j) * mn[j / 2] as i32).sum()
 }
 
-/// Σ over 32 elements of q·y (two 16-byte halves).
+/// Σ over 32 elements of q·y, y read from memory.
 #[inline(always)]
 unsafe fn dot32<D: Dot>(q0: int8x16_t, q1: int8x16_t, y: *const i8) -> i32 {
-    vaddvq_s32(D::dot(D::dot(vdupq_n_s32(0), q0, vld1q_s8(y)), q1, vld1q_s8(y.add(16))))
+    vaddvq_s32(dot32v::<D>(q0, q1, vld1q_s8(y), vld1q_s8(y.add(16))))
 }
 
 #[inline(always)]
 unsafe fn vec_dot_q4_k<D: Dot>(_n: usize, w: &[u8], act: &[u8]) -> f32 {
     let (x, y): (&[BlockQ4K], &[BlockQ8K]) = (bytemuck::cast_slice(w), bytemuck::cast_slice(act));
-    let m4 = vdupq_n_u8(0xF);
     let mut sumf = 0f32;
     for (x, y) in x.iter().zip(y) {
         let (sc, mn) = quant::scale_min_k4(&x.scales);
@@ -216,10 +224,10 @@ unsafe fn vec_dot_q4_k<D: Dot>(_n: usize, w: &[u8], act: &[u8]) -> f32 {
         let mut sumi = 0i32;
         for j in 0..QK_K / 64 {
             let q4 = x.qs.as_ptr().add(32 * j);
-            let (b0, b1) = (vld1q_u8(q4), vld1q_u8(q4.add(16)));
+            let ((l0, h0), (l1, h1)) = (nibbles(vld1q_u8(q4)), nibbles(vld1q_u8(q4.add(16))));
             let q8 = y.qs.as_ptr().add(64 * j);
-            let lo = dot32::<D>(vreinterpretq_s8_u8(vandq_u8(b0, m4)), vreinterpretq_s8_u8(vandq_u8(b1, m4)), q8);
-            let hi = dot32::<D>(vreinterpretq_s8_u8(vshrq_n_u8(b0, 4)), vreinterpretq_s8_u8(vshrq_n_u8(b1, 4)), q8.add(32));
+            let lo = dot32::<D>(l0, l1, q8);
+            let hi = dot32::<D>(h0, h1, q8.add(32));
             sumi += lo * sc[2 * j] as i32 + hi * sc[2 * j + 1] as i32;
         }
         sumf += fp16(x.d) * y.d() * sumi as f32;
