@@ -10,6 +10,7 @@
 
 use std::arch::aarch64::*;
 
+use super::tile::{Q8_0Aux, Q8_1Aux, ROWS};
 use super::CpuKernels;
 use crate::quant::q4_0::BlockQ4_0;
 use crate::quant::q4_1::BlockQ4_1;
@@ -40,6 +41,10 @@ macro_rules! table {
             pub unsafe fn q5_k(n: usize, w: &[u8], a: &[u8]) -> f32 { vec_dot_q5_k::<$d>(n, w, a) }
             #[target_feature(enable = $feat)]
             pub unsafe fn q6_k(n: usize, w: &[u8], a: &[u8]) -> f32 { vec_dot_q6_k::<$d>(n, w, a) }
+            #[target_feature(enable = $feat)]
+            pub unsafe fn q4_0_rows(n: usize, w: &[u8], a: &[u8], x: &[u8]) -> [f32; ROWS] { rows_q4_0::<$d>(n, w, a, x) }
+            #[target_feature(enable = $feat)]
+            pub unsafe fn q4_1_rows(n: usize, w: &[u8], a: &[u8], x: &[u8]) -> [f32; ROWS] { rows_q4_1::<$d>(n, w, a, x) }
         }
         static $name: CpuKernels = CpuKernels {
             isa: $isa,
@@ -67,8 +72,8 @@ macro_rules! table {
             q4_0_tile: None,
             q4_1_tile: None,
             q4_k_tile: None,
-            q4_0_rows: None,
-            q4_1_rows: None,
+            q4_0_rows: Some(|n, w, a, x| unsafe { $m::q4_0_rows(n, w, a, x) }),
+            q4_1_rows: Some(|n, w, a, x| unsafe { $m::q4_1_rows(n, w, a, x) }),
             q4_k_rows: None,
         };
     };
@@ -308,6 +313,146 @@ unsafe fn vec_dot_q6_k<D: Dot>(_n: usize, w: &[u8], act: &[u8]) -> f32 {
         sumf += fp16(x.d) * y.d() * sumi as f32;
     }
     sumf
+}
+
+// ------------------------------------------------ 8 rows × 1 token
+//
+// Generation dots every weight row with one token (see `RowsDotFn`). Here 8
+// consecutive rows are read in place (the weights stay memory-mapped) and
+// reduced together: the token's block is loaded once for the 8 rows, one
+// pairwise-add tree ([`hsum8`]) turns the 8 rows' lane sums into two
+// vectors of rows 0..4 and 4..8 (6 `addp` where one-row kernels pay an
+// `addv` and a move to a general register per row), and the 8 rows' fp16
+// scales are converted by two `fcvtl` ([`rows_f16`]). The float steps per
+// block are the one-row kernels', on 4 rows per vector.
+
+/// The horizontal sums of 8 vectors' lanes, in order: `[Σv0, Σv1, Σv2, Σv3]`, `[Σv4, .., Σv7]`.
+#[inline(always)]
+unsafe fn hsum8(v: [int32x4_t; 8]) -> [int32x4_t; 2] {
+    let h = |a, b, c, d| vpaddq_s32(vpaddq_s32(a, b), vpaddq_s32(c, d));
+    [h(v[0], v[1], v[2], v[3]), h(v[4], v[5], v[6], v[7])]
+}
+
+/// The 8 rows' 32-element integer dots of one Q4_0/Q4_1 block (nibbles as
+/// 0..16): `q[r]` points at row r's 16 nibble bytes (low nibbles elements
+/// 0..16, high 16..32), `y` at the token's 32 quants.
+#[inline(always)]
+unsafe fn rows_isum32<D: Dot>(q: [*const u8; ROWS], y: *const i8) -> [int32x4_t; 2] {
+    let (y0, y1) = (vld1q_s8(y), vld1q_s8(y.add(16)));
+    let mut p = [vdupq_n_s32(0); ROWS];
+    for (p, q) in p.iter_mut().zip(q) {
+        let (lo, hi) = nibbles(vld1q_u8(q));
+        *p = dot32v::<D>(lo, hi, y0, y1);
+    }
+    hsum8(p)
+}
+
+/// The 8 rows' fp16 field at byte `off` of their block at `blk` (rows `row`
+/// bytes apart), as f32: rows 0..4, 4..8. `fcvtl` is exact like [`fp16`]
+/// (every finite f16 is an f32), so the scales equal the scalar kernels'.
+#[inline(always)]
+unsafe fn rows_f16(blk: *const u8, row: usize, off: usize) -> [float32x4_t; 2] {
+    let h: [u16; ROWS] = std::array::from_fn(|r| (blk.add(r * row + off) as *const u16).read_unaligned());
+    let h = vld1q_u16(h.as_ptr());
+    // `vcvt_f32_f16` needs the unstable float16x4_t: the two `fcvtl` by hand.
+    // `out` (not `lateout`): `lo` is written before `h` is read again.
+    let (lo, hi): (float32x4_t, float32x4_t);
+    std::arch::asm!(
+        "fcvtl {lo:v}.4s, {h:v}.4h",
+        "fcvtl2 {hi:v}.4s, {h:v}.8h",
+        h = in(vreg) h,
+        lo = out(vreg) lo,
+        hi = out(vreg) hi,
+        options(pure, nomem, nostack, preserves_flags)
+    );
+    [lo, hi]
+}
+
+/// Prefetches [`super::next_rows_lines`] for block `b` of `w`'s 8 rows.
+#[inline(always)]
+fn prefetch_next_rows(w: &[u8], b: usize, block: usize) {
+    let (lines, l1) = super::next_rows_lines(w, b, block);
+    for p in lines {
+        // SAFETY: `prfm` is a hint: it accesses no memory architecturally and
+        // never faults, whatever the address. (`_prefetch` is unstable.)
+        unsafe {
+            if l1 {
+                std::arch::asm!("prfm pldl1keep, [{p}]", p = in(reg) p, options(readonly, nostack, preserves_flags));
+            } else {
+                std::arch::asm!("prfm pldl2keep, [{p}]", p = in(reg) p, options(readonly, nostack, preserves_flags));
+            }
+        }
+    }
+}
+
+/// Rows 0..4, 4..8 → `[f32; ROWS]`.
+#[inline(always)]
+unsafe fn rows_out(v: [float32x4_t; 2]) -> [f32; ROWS] {
+    let mut out = [0f32; ROWS];
+    vst1q_f32(out.as_mut_ptr(), v[0]);
+    vst1q_f32(out.as_mut_ptr().add(4), v[1]);
+    out
+}
+
+/// `w`'s row length in bytes for 8 rows of `nb` blocks of `B`: asserted,
+/// as the kernels read the rows through raw pointers.
+#[inline(always)]
+fn rows_len<B>(w: &[u8], nb: usize) -> usize {
+    let row = nb * std::mem::size_of::<B>();
+    assert_eq!(w.len(), ROWS * row, "8-row kernel: w is not 8 rows of {nb} blocks");
+    row
+}
+
+#[inline(always)]
+unsafe fn rows_q4_0<D: Dot>(n: usize, w: &[u8], act: &[u8], aux: &[u8]) -> [f32; ROWS] {
+    const BLOCK: usize = std::mem::size_of::<BlockQ4_0>();
+    let nb = n / 32;
+    let row = rows_len::<BlockQ4_0>(w, nb);
+    let y: &[BlockQ8_0] = &bytemuck::cast_slice(act)[..nb];
+    let a: &[Q8_0Aux] = &bytemuck::cast_slice(aux)[..nb];
+    let mut acc = [vdupq_n_f32(0.0); 2];
+    for b in 0..nb {
+        prefetch_next_rows(w, b, BLOCK);
+        // SAFETY: block b of row r is w[r·row + b·BLOCK..][..BLOCK], inside w (rows_len).
+        let blk = w.as_ptr().add(b * BLOCK);
+        let qs = std::mem::offset_of!(BlockQ4_0, qs);
+        let isum = rows_isum32::<D>(std::array::from_fn(|r| blk.add(r * row + qs)), y[b].qs.as_ptr());
+        let dx = rows_f16(blk, row, std::mem::offset_of!(BlockQ4_0, d));
+        let (sum8, dy) = (vdupq_n_s32(8 * a[b].sum), vdupq_n_f32(a[b].d));
+        for h in 0..2 {
+            // Σ(q − 8)·y = Σq·y − 8·Σy; then (Σ·dx)·dy, added, each step
+            // rounded like the scalar `vec_dot`'s (which this equals bit for bit).
+            let s = vcvtq_f32_s32(vsubq_s32(isum[h], sum8));
+            acc[h] = vaddq_f32(acc[h], vmulq_f32(vmulq_f32(s, dx[h]), dy));
+        }
+    }
+    rows_out(acc)
+}
+
+#[inline(always)]
+unsafe fn rows_q4_1<D: Dot>(n: usize, w: &[u8], act: &[u8], aux: &[u8]) -> [f32; ROWS] {
+    const BLOCK: usize = std::mem::size_of::<BlockQ4_1>();
+    let nb = n / 32;
+    let row = rows_len::<BlockQ4_1>(w, nb);
+    let y: &[BlockQ8_1] = &bytemuck::cast_slice(act)[..nb];
+    let a: &[Q8_1Aux] = &bytemuck::cast_slice(aux)[..nb];
+    let mut acc = [vdupq_n_f32(0.0); 2];
+    for b in 0..nb {
+        prefetch_next_rows(w, b, BLOCK);
+        // SAFETY: block b of row r is w[r·row + b·BLOCK..][..BLOCK], inside w (rows_len).
+        let blk = w.as_ptr().add(b * BLOCK);
+        let qs = std::mem::offset_of!(BlockQ4_1, qs);
+        let isum = rows_isum32::<D>(std::array::from_fn(|r| blk.add(r * row + qs)), y[b].qs.as_ptr());
+        let dx = rows_f16(blk, row, std::mem::offset_of!(BlockQ4_1, d));
+        let mx = rows_f16(blk, row, std::mem::offset_of!(BlockQ4_1, m));
+        let (dy, sy) = (vdupq_n_f32(a[b].d), vdupq_n_f32(a[b].s));
+        for h in 0..2 {
+            // (dx·dy)·Σq·y + m·s, then added, rounded like the scalar `vec_dot`.
+            let v = vaddq_f32(vmulq_f32(vmulq_f32(dx[h], dy), vcvtq_f32_s32(isum[h])), vmulq_f32(mx[h], sy));
+            acc[h] = vaddq_f32(acc[h], v);
+        }
+    }
+    rows_out(acc)
 }
 
 // ---------------------------------------------------------------- floats
