@@ -10,7 +10,7 @@
 
 use std::arch::aarch64::*;
 
-use super::tile::{Q8_0Aux, Q8_1Aux, ROWS};
+use super::tile::{Q8KAux, Q8_0Aux, Q8_1Aux, ROWS};
 use super::CpuKernels;
 use crate::quant::q4_0::BlockQ4_0;
 use crate::quant::q4_1::BlockQ4_1;
@@ -45,6 +45,8 @@ macro_rules! table {
             pub unsafe fn q4_0_rows(n: usize, w: &[u8], a: &[u8], x: &[u8]) -> [f32; ROWS] { rows_q4_0::<$d>(n, w, a, x) }
             #[target_feature(enable = $feat)]
             pub unsafe fn q4_1_rows(n: usize, w: &[u8], a: &[u8], x: &[u8]) -> [f32; ROWS] { rows_q4_1::<$d>(n, w, a, x) }
+            #[target_feature(enable = $feat)]
+            pub unsafe fn q4_k_rows(n: usize, w: &[u8], a: &[u8], x: &[u8]) -> [f32; ROWS] { rows_q4_k::<$d>(n, w, a, x) }
         }
         static $name: CpuKernels = CpuKernels {
             isa: $isa,
@@ -74,7 +76,7 @@ macro_rules! table {
             q4_k_tile: None,
             q4_0_rows: Some(|n, w, a, x| unsafe { $m::q4_0_rows(n, w, a, x) }),
             q4_1_rows: Some(|n, w, a, x| unsafe { $m::q4_1_rows(n, w, a, x) }),
-            q4_k_rows: None,
+            q4_k_rows: Some(|n, w, a, x| unsafe { $m::q4_k_rows(n, w, a, x) }),
         };
     };
 }
@@ -323,8 +325,9 @@ unsafe fn vec_dot_q6_k<D: Dot>(_n: usize, w: &[u8], act: &[u8]) -> f32 {
 // pairwise-add tree ([`hsum8`]) turns the 8 rows' lane sums into two
 // vectors of rows 0..4 and 4..8 (6 `addp` where one-row kernels pay an
 // `addv` and a move to a general register per row), and the 8 rows' fp16
-// scales are converted by two `fcvtl` ([`rows_f16`]). The float steps per
-// block are the one-row kernels', on 4 rows per vector.
+// scales are converted by two `fcvtl` ([`rows_f16`]). Q4_0/Q4_1 round each
+// block's float steps like the scalar `vec_dot` (equal bit for bit); Q4_K
+// differs from it only in the order of the f32 sums.
 
 /// The horizontal sums of 8 vectors' lanes, in order: `[Σv0, Σv1, Σv2, Σv3]`, `[Σv4, .., Σv7]`.
 #[inline(always)]
@@ -453,6 +456,65 @@ unsafe fn rows_q4_1<D: Dot>(n: usize, w: &[u8], act: &[u8], aux: &[u8]) -> [f32;
         }
     }
     rows_out(acc)
+}
+
+/// One row's Q4_K super-block `x` against the token's 256 quants `y` and
+/// its 8 sub-block sums `bsum`: (lanes summing to Σ_j sc_j·(q·y)_j, lanes
+/// summing to the min term Σ_j mn_j·Σy_j).
+#[inline(always)]
+unsafe fn row_q4_k<D: Dot>(x: &BlockQ4K, y: &[int8x16_t; 16], bsum: int16x8_t) -> (int32x4_t, int32x4_t) {
+    let mut p = [vdupq_n_s32(0); 8];
+    for j in 0..QK_K / 64 {
+        // 64 elements: 32 low nibbles (sub-block 2j), 32 high (2j + 1).
+        let q4 = x.qs.as_ptr().add(32 * j);
+        let ((l0, h0), (l1, h1)) = (nibbles(vld1q_u8(q4)), nibbles(vld1q_u8(q4.add(16))));
+        p[2 * j] = dot32v::<D>(l0, l1, y[4 * j], y[4 * j + 1]);
+        p[2 * j + 1] = dot32v::<D>(h0, h1, y[4 * j + 2], y[4 * j + 3]);
+    }
+    // One tree reduces the 8 sub-blocks' lanes (not an `addv` each); their
+    // 6-bit scales then apply to 4 sub-block sums per vector.
+    let [s0, s1] = hsum8(p);
+    let (sc, mn) = quant::scale_min_k4(&x.scales);
+    let sc = vmovl_u8(vld1_u8(sc.as_ptr()));
+    let (sc0, sc1) = (vreinterpretq_s32_u32(vmovl_u16(vget_low_u16(sc))), vreinterpretq_s32_u32(vmovl_high_u16(sc)));
+    let isum = vmlaq_s32(vmulq_s32(s0, sc0), s1, sc1);
+    let mn = vreinterpretq_s16_u16(vmovl_u8(vld1_u8(mn.as_ptr())));
+    let msum = vmlal_high_s16(vmull_s16(vget_low_s16(mn), vget_low_s16(bsum)), mn, bsum);
+    (isum, msum)
+}
+
+#[inline(always)]
+unsafe fn rows_q4_k<D: Dot>(n: usize, w: &[u8], act: &[u8], aux: &[u8]) -> [f32; ROWS] {
+    const BLOCK: usize = std::mem::size_of::<BlockQ4K>();
+    let nb = n / QK_K;
+    let row = rows_len::<BlockQ4K>(w, nb);
+    let x: &[BlockQ4K] = bytemuck::cast_slice(w);
+    let y: &[BlockQ8K] = &bytemuck::cast_slice(act)[..nb];
+    let a: &[Q8KAux] = &bytemuck::cast_slice(aux)[..nb];
+    let (mut acc, mut acc_m) = ([vdupq_n_f32(0.0); 2], [vdupq_n_f32(0.0); 2]);
+    for b in 0..nb {
+        prefetch_next_rows(w, b, BLOCK);
+        let yq = y[b].qs.as_ptr();
+        let yv: [int8x16_t; 16] = std::array::from_fn(|i| vld1q_s8(yq.add(16 * i)));
+        // Σy of sub-block j at lane j (bsum2[j / 2][j % 2]).
+        let bsum = vld1q_s16(a[b].bsum2.as_ptr() as *const i16);
+        let (mut is, mut ms) = ([vdupq_n_s32(0); ROWS], [vdupq_n_s32(0); ROWS]);
+        for r in 0..ROWS {
+            (is[r], ms[r]) = row_q4_k::<D>(&x[r * nb + b], &yv, bsum);
+        }
+        let (is, ms) = (hsum8(is), hsum8(ms));
+        // SAFETY: block b of row r is w[r·row + b·BLOCK..][..BLOCK], inside w (rows_len).
+        let blk = w.as_ptr().add(b * BLOCK);
+        let dx = rows_f16(blk, row, std::mem::offset_of!(BlockQ4K, d));
+        let mx = rows_f16(blk, row, std::mem::offset_of!(BlockQ4K, dmin));
+        let dy = vdupq_n_f32(a[b].d);
+        // (dx·dy)·Σ and (dmin·dy)·min term, the mins subtracted at the end.
+        for h in 0..2 {
+            acc[h] = vfmaq_f32(acc[h], vmulq_f32(dx[h], dy), vcvtq_f32_s32(is[h]));
+            acc_m[h] = vfmaq_f32(acc_m[h], vmulq_f32(mx[h], dy), vcvtq_f32_s32(ms[h]));
+        }
+    }
+    rows_out([vsubq_f32(acc[0], acc_m[0]), vsubq_f32(acc[1], acc_m[1])])
 }
 
 // ---------------------------------------------------------------- floats
