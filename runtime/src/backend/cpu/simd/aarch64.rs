@@ -10,6 +10,7 @@
 
 use std::arch::aarch64::*;
 
+use super::tile::{Q8KAux, Q8_0Aux, Q8_1Aux, ROWS};
 use super::CpuKernels;
 use crate::quant::q4_0::BlockQ4_0;
 use crate::quant::q4_1::BlockQ4_1;
@@ -40,6 +41,12 @@ macro_rules! table {
             pub unsafe fn q5_k(n: usize, w: &[u8], a: &[u8]) -> f32 { vec_dot_q5_k::<$d>(n, w, a) }
             #[target_feature(enable = $feat)]
             pub unsafe fn q6_k(n: usize, w: &[u8], a: &[u8]) -> f32 { vec_dot_q6_k::<$d>(n, w, a) }
+            #[target_feature(enable = $feat)]
+            pub unsafe fn q4_0_rows(n: usize, w: &[u8], a: &[u8], x: &[u8]) -> [f32; ROWS] { rows_q4_0::<$d>(n, w, a, x) }
+            #[target_feature(enable = $feat)]
+            pub unsafe fn q4_1_rows(n: usize, w: &[u8], a: &[u8], x: &[u8]) -> [f32; ROWS] { rows_q4_1::<$d>(n, w, a, x) }
+            #[target_feature(enable = $feat)]
+            pub unsafe fn q4_k_rows(n: usize, w: &[u8], a: &[u8], x: &[u8]) -> [f32; ROWS] { rows_q4_k::<$d>(n, w, a, x) }
         }
         static $name: CpuKernels = CpuKernels {
             isa: $isa,
@@ -67,13 +74,15 @@ macro_rules! table {
             q4_0_tile: None,
             q4_1_tile: None,
             q4_k_tile: None,
-            q4_0_rows: None,
-            q4_1_rows: None,
-            q4_k_rows: None,
+            q4_0_rows: Some(|n, w, a, x| unsafe { $m::q4_0_rows(n, w, a, x) }),
+            q4_1_rows: Some(|n, w, a, x| unsafe { $m::q4_1_rows(n, w, a, x) }),
+            q4_k_rows: Some(|n, w, a, x| unsafe { $m::q4_k_rows(n, w, a, x) }),
         };
     };
 }
 
+// SAFETY (both tables): `detect`/`available` hand a table out only after
+// `is_aarch64_feature_detected!` saw every feature in its `$feat`.
 table!(neon_plain, NEON, "neon", "neon", Mull);
 table!(neon_dotprod, NEON_DOTPROD, "neon+dotprod", "neon,dotprod", Sdot);
 
@@ -140,20 +149,30 @@ fn fp16(h: [u8; 2]) -> f32 {
     quant::f16_to_f32(h)
 }
 
+/// 16 bytes of nibble pairs → (low nibbles, high nibbles) as i8 0..16.
+#[inline(always)]
+unsafe fn nibbles(v: uint8x16_t) -> (int8x16_t, int8x16_t) {
+    let m4 = vdupq_n_u8(0xF);
+    (vreinterpretq_s8_u8(vandq_u8(v, m4)), vreinterpretq_s8_u8(vshrq_n_u8(v, 4)))
+}
+
+/// Σ over 32 elements of q·y (two 16-byte halves), in 4 lanes.
+#[inline(always)]
+unsafe fn dot32v<D: Dot>(q0: int8x16_t, q1: int8x16_t, y0: int8x16_t, y1: int8x16_t) -> int32x4_t {
+    D::dot(D::dot(vdupq_n_s32(0), q0, y0), q1, y1)
+}
+
 // ---------------------------------------------------------------- 32-blocks
 
 #[inline(always)]
 unsafe fn vec_dot_q4_0<D: Dot>(_n: usize, w: &[u8], act: &[u8]) -> f32 {
     let (x, y): (&[BlockQ4_0], &[BlockQ8_0]) = (bytemuck::cast_slice(w), bytemuck::cast_slice(act));
-    let m4 = vdupq_n_u8(0xF);
     let s8 = vdupq_n_s8(8);
     let mut sumv = vdupq_n_f32(0.0);
     for (x, y) in x.iter().zip(y) {
-        let v0 = vld1q_u8(x.qs.as_ptr());
-        let lo = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(v0, m4)), s8);
-        let hi = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(v0, 4)), s8);
+        let (lo, hi) = nibbles(vld1q_u8(x.qs.as_ptr()));
         let (y0, y1) = (vld1q_s8(y.qs.as_ptr()), vld1q_s8(y.qs.as_ptr().add(16)));
-        let p = D::dot(D::dot(vdupq_n_s32(0), lo, y0), hi, y1);
+        let p = dot32v::<D>(vsubq_s8(lo, s8), vsubq_s8(hi, s8), y0, y1);
         sumv = vmlaq_n_f32(sumv, vcvtq_f32_s32(p), fp16(x.d) * fp16(y.d));
     }
     vaddvq_f32(sumv)
@@ -162,17 +181,14 @@ unsafe fn vec_dot_q4_0<D: Dot>(_n: usize, w: &[u8], act: &[u8]) -> f32 {
 #[inline(always)]
 unsafe fn vec_dot_q4_1<D: Dot>(_n: usize, w: &[u8], act: &[u8]) -> f32 {
     let (x, y): (&[BlockQ4_1], &[BlockQ8_1]) = (bytemuck::cast_slice(w), bytemuck::cast_slice(act));
-    let m4 = vdupq_n_u8(0xF);
     let mut sumv = vdupq_n_f32(0.0);
     let mut summs = 0f32;
     for (x, y) in x.iter().zip(y) {
         // The min term m·Σy uses s = d·Σq from the activation quantizer.
         summs += fp16(x.m) * fp16(y.s);
-        let v0 = vld1q_u8(x.qs.as_ptr());
-        let lo = vreinterpretq_s8_u8(vandq_u8(v0, m4));
-        let hi = vreinterpretq_s8_u8(vshrq_n_u8(v0, 4));
+        let (lo, hi) = nibbles(vld1q_u8(x.qs.as_ptr()));
         let (y0, y1) = (vld1q_s8(y.qs.as_ptr()), vld1q_s8(y.qs.as_ptr().add(16)));
-        let p = D::dot(D::dot(vdupq_n_s32(0), lo, y0), hi, y1);
+        let p = dot32v::<D>(lo, hi, y0, y1);
         sumv = vmlaq_n_f32(sumv, vcvtq_f32_s32(p), fp16(x.d) * fp16(y.d));
     }
     vaddvq_f32(sumv) + summs
@@ -185,7 +201,7 @@ unsafe fn vec_dot_q8_0<D: Dot>(_n: usize, w: &[u8], act: &[u8]) -> f32 {
     for (x, y) in x.iter().zip(y) {
         let (x0, x1) = (vld1q_s8(x.qs.as_ptr()), vld1q_s8(x.qs.as_ptr().add(16)));
         let (y0, y1) = (vld1q_s8(y.qs.as_ptr()), vld1q_s8(y.qs.as_ptr().add(16)));
-        let p = D::dot(D::dot(vdupq_n_s32(0), x0, y0), x1, y1);
+        let p = dot32v::<D>(x0, x1, y0, y1);
         sumv = vmlaq_n_f32(sumv, vcvtq_f32_s32(p), fp16(x.d) * fp16(y.d));
     }
     vaddvq_f32(sumv)
@@ -199,16 +215,15 @@ fn kmin_sum(y: &BlockQ8K, mn: &[u8; 8]) -> i32 {
     (0..16).map(|j| y.bsum(j) * mn[j / 2] as i32).sum()
 }
 
-/// Σ over 32 elements of q·y (two 16-byte halves).
+/// Σ over 32 elements of q·y, y read from memory.
 #[inline(always)]
 unsafe fn dot32<D: Dot>(q0: int8x16_t, q1: int8x16_t, y: *const i8) -> i32 {
-    vaddvq_s32(D::dot(D::dot(vdupq_n_s32(0), q0, vld1q_s8(y)), q1, vld1q_s8(y.add(16))))
+    vaddvq_s32(dot32v::<D>(q0, q1, vld1q_s8(y), vld1q_s8(y.add(16))))
 }
 
 #[inline(always)]
 unsafe fn vec_dot_q4_k<D: Dot>(_n: usize, w: &[u8], act: &[u8]) -> f32 {
     let (x, y): (&[BlockQ4K], &[BlockQ8K]) = (bytemuck::cast_slice(w), bytemuck::cast_slice(act));
-    let m4 = vdupq_n_u8(0xF);
     let mut sumf = 0f32;
     for (x, y) in x.iter().zip(y) {
         let (sc, mn) = quant::scale_min_k4(&x.scales);
@@ -216,10 +231,10 @@ unsafe fn vec_dot_q4_k<D: Dot>(_n: usize, w: &[u8], act: &[u8]) -> f32 {
         let mut sumi = 0i32;
         for j in 0..QK_K / 64 {
             let q4 = x.qs.as_ptr().add(32 * j);
-            let (b0, b1) = (vld1q_u8(q4), vld1q_u8(q4.add(16)));
+            let ((l0, h0), (l1, h1)) = (nibbles(vld1q_u8(q4)), nibbles(vld1q_u8(q4.add(16))));
             let q8 = y.qs.as_ptr().add(64 * j);
-            let lo = dot32::<D>(vreinterpretq_s8_u8(vandq_u8(b0, m4)), vreinterpretq_s8_u8(vandq_u8(b1, m4)), q8);
-            let hi = dot32::<D>(vreinterpretq_s8_u8(vshrq_n_u8(b0, 4)), vreinterpretq_s8_u8(vshrq_n_u8(b1, 4)), q8.add(32));
+            let lo = dot32::<D>(l0, l1, q8);
+            let hi = dot32::<D>(h0, h1, q8.add(32));
             sumi += lo * sc[2 * j] as i32 + hi * sc[2 * j + 1] as i32;
         }
         sumf += fp16(x.d) * y.d() * sumi as f32;
@@ -300,6 +315,206 @@ unsafe fn vec_dot_q6_k<D: Dot>(_n: usize, w: &[u8], act: &[u8]) -> f32 {
         sumf += fp16(x.d) * y.d() * sumi as f32;
     }
     sumf
+}
+
+// ------------------------------------------------ 8 rows × 1 token
+//
+// Generation dots every weight row with one token (see `RowsDotFn`). Here 8
+// consecutive rows are read in place (the weights stay memory-mapped) and
+// reduced together: the token's block is loaded once for the 8 rows, one
+// pairwise-add tree ([`hsum8`]) turns the 8 rows' lane sums into two
+// vectors of rows 0..4 and 4..8 (6 `addp` where one-row kernels pay an
+// `addv` and a move to a general register per row), and the 8 rows' fp16
+// scales are converted by two `fcvtl` ([`rows_f16`]). Q4_0/Q4_1 round each
+// block's float steps like the scalar `vec_dot` (equal bit for bit); Q4_K
+// differs from it only in the order of the f32 sums.
+
+/// The horizontal sums of 8 vectors' lanes, in order: `[Σv0, Σv1, Σv2, Σv3]`, `[Σv4, .., Σv7]`.
+#[inline(always)]
+unsafe fn hsum8(v: [int32x4_t; 8]) -> [int32x4_t; 2] {
+    let h = |a, b, c, d| vpaddq_s32(vpaddq_s32(a, b), vpaddq_s32(c, d));
+    [h(v[0], v[1], v[2], v[3]), h(v[4], v[5], v[6], v[7])]
+}
+
+/// The 8 rows' 32-element integer dots of one Q4_0/Q4_1 block (nibbles as
+/// 0..16): `q[r]` points at row r's 16 nibble bytes (low nibbles elements
+/// 0..16, high 16..32), `y` at the token's 32 quants.
+#[inline(always)]
+unsafe fn rows_isum32<D: Dot>(q: [*const u8; ROWS], y: *const i8) -> [int32x4_t; 2] {
+    let (y0, y1) = (vld1q_s8(y), vld1q_s8(y.add(16)));
+    let mut p = [vdupq_n_s32(0); ROWS];
+    for (p, q) in p.iter_mut().zip(q) {
+        let (lo, hi) = nibbles(vld1q_u8(q));
+        *p = dot32v::<D>(lo, hi, y0, y1);
+    }
+    hsum8(p)
+}
+
+/// The 8 rows' fp16 field at byte `off` of their block at `blk` (rows `row`
+/// bytes apart), as f32: rows 0..4, 4..8. `fcvtl` is exact like [`fp16`]
+/// (every finite f16 is an f32), so the scales equal the scalar kernels'.
+#[inline(always)]
+unsafe fn rows_f16(blk: *const u8, row: usize, off: usize) -> [float32x4_t; 2] {
+    let h: [u16; ROWS] = std::array::from_fn(|r| (blk.add(r * row + off) as *const u16).read_unaligned());
+    let h = vld1q_u16(h.as_ptr());
+    // `vcvt_f32_f16` needs the unstable float16x4_t: the two `fcvtl` by hand.
+    // `out` (not `lateout`): `lo` is written before `h` is read again.
+    let (lo, hi): (float32x4_t, float32x4_t);
+    std::arch::asm!(
+        "fcvtl {lo:v}.4s, {h:v}.4h",
+        "fcvtl2 {hi:v}.4s, {h:v}.8h",
+        h = in(vreg) h,
+        lo = out(vreg) lo,
+        hi = out(vreg) hi,
+        options(pure, nomem, nostack, preserves_flags)
+    );
+    [lo, hi]
+}
+
+/// Prefetches [`super::next_rows_lines`] for block `b` of `w`'s 8 rows.
+#[inline(always)]
+fn prefetch_next_rows(w: &[u8], b: usize, block: usize) {
+    let (lines, l1) = super::next_rows_lines(w, b, block);
+    for p in lines {
+        // SAFETY: `prfm` is a hint: it accesses no memory architecturally and
+        // never faults, whatever the address. (`_prefetch` is unstable.)
+        unsafe {
+            if l1 {
+                std::arch::asm!("prfm pldl1keep, [{p}]", p = in(reg) p, options(readonly, nostack, preserves_flags));
+            } else {
+                std::arch::asm!("prfm pldl2keep, [{p}]", p = in(reg) p, options(readonly, nostack, preserves_flags));
+            }
+        }
+    }
+}
+
+/// Rows 0..4, 4..8 → `[f32; ROWS]`.
+#[inline(always)]
+unsafe fn rows_out(v: [float32x4_t; 2]) -> [f32; ROWS] {
+    let mut out = [0f32; ROWS];
+    vst1q_f32(out.as_mut_ptr(), v[0]);
+    vst1q_f32(out.as_mut_ptr().add(4), v[1]);
+    out
+}
+
+/// `w`'s row length in bytes for 8 rows of `nb` blocks of `B`: asserted,
+/// as the kernels read the rows through raw pointers.
+#[inline(always)]
+fn rows_len<B>(w: &[u8], nb: usize) -> usize {
+    let row = nb * std::mem::size_of::<B>();
+    assert_eq!(w.len(), ROWS * row, "8-row kernel: w is not 8 rows of {nb} blocks");
+    row
+}
+
+#[inline(always)]
+unsafe fn rows_q4_0<D: Dot>(n: usize, w: &[u8], act: &[u8], aux: &[u8]) -> [f32; ROWS] {
+    const BLOCK: usize = std::mem::size_of::<BlockQ4_0>();
+    let nb = n / 32;
+    let row = rows_len::<BlockQ4_0>(w, nb);
+    let y: &[BlockQ8_0] = &bytemuck::cast_slice(act)[..nb];
+    let a: &[Q8_0Aux] = &bytemuck::cast_slice(aux)[..nb];
+    let mut acc = [vdupq_n_f32(0.0); 2];
+    for b in 0..nb {
+        prefetch_next_rows(w, b, BLOCK);
+        // SAFETY: block b of row r is w[r·row + b·BLOCK..][..BLOCK], inside w (rows_len).
+        let blk = w.as_ptr().add(b * BLOCK);
+        let qs = std::mem::offset_of!(BlockQ4_0, qs);
+        let isum = rows_isum32::<D>(std::array::from_fn(|r| blk.add(r * row + qs)), y[b].qs.as_ptr());
+        let dx = rows_f16(blk, row, std::mem::offset_of!(BlockQ4_0, d));
+        let (sum8, dy) = (vdupq_n_s32(8 * a[b].sum), vdupq_n_f32(a[b].d));
+        for h in 0..2 {
+            // Σ(q − 8)·y = Σq·y − 8·Σy; then (Σ·dx)·dy, added, each step
+            // rounded like the scalar `vec_dot`'s (which this equals bit for bit).
+            let s = vcvtq_f32_s32(vsubq_s32(isum[h], sum8));
+            acc[h] = vaddq_f32(acc[h], vmulq_f32(vmulq_f32(s, dx[h]), dy));
+        }
+    }
+    rows_out(acc)
+}
+
+#[inline(always)]
+unsafe fn rows_q4_1<D: Dot>(n: usize, w: &[u8], act: &[u8], aux: &[u8]) -> [f32; ROWS] {
+    const BLOCK: usize = std::mem::size_of::<BlockQ4_1>();
+    let nb = n / 32;
+    let row = rows_len::<BlockQ4_1>(w, nb);
+    let y: &[BlockQ8_1] = &bytemuck::cast_slice(act)[..nb];
+    let a: &[Q8_1Aux] = &bytemuck::cast_slice(aux)[..nb];
+    let mut acc = [vdupq_n_f32(0.0); 2];
+    for b in 0..nb {
+        prefetch_next_rows(w, b, BLOCK);
+        // SAFETY: block b of row r is w[r·row + b·BLOCK..][..BLOCK], inside w (rows_len).
+        let blk = w.as_ptr().add(b * BLOCK);
+        let qs = std::mem::offset_of!(BlockQ4_1, qs);
+        let isum = rows_isum32::<D>(std::array::from_fn(|r| blk.add(r * row + qs)), y[b].qs.as_ptr());
+        let dx = rows_f16(blk, row, std::mem::offset_of!(BlockQ4_1, d));
+        let mx = rows_f16(blk, row, std::mem::offset_of!(BlockQ4_1, m));
+        let (dy, sy) = (vdupq_n_f32(a[b].d), vdupq_n_f32(a[b].s));
+        for h in 0..2 {
+            // (dx·dy)·Σq·y + m·s, then added, rounded like the scalar `vec_dot`.
+            let v = vaddq_f32(vmulq_f32(vmulq_f32(dx[h], dy), vcvtq_f32_s32(isum[h])), vmulq_f32(mx[h], sy));
+            acc[h] = vaddq_f32(acc[h], v);
+        }
+    }
+    rows_out(acc)
+}
+
+/// One row's Q4_K super-block `x` against the token's 256 quants `y` and
+/// its 8 sub-block sums `bsum`: (lanes summing to Σ_j sc_j·(q·y)_j, lanes
+/// summing to the min term Σ_j mn_j·Σy_j).
+#[inline(always)]
+unsafe fn row_q4_k<D: Dot>(x: &BlockQ4K, y: &[int8x16_t; 16], bsum: int16x8_t) -> (int32x4_t, int32x4_t) {
+    let mut p = [vdupq_n_s32(0); 8];
+    for j in 0..QK_K / 64 {
+        // 64 elements: 32 low nibbles (sub-block 2j), 32 high (2j + 1).
+        let q4 = x.qs.as_ptr().add(32 * j);
+        let ((l0, h0), (l1, h1)) = (nibbles(vld1q_u8(q4)), nibbles(vld1q_u8(q4.add(16))));
+        p[2 * j] = dot32v::<D>(l0, l1, y[4 * j], y[4 * j + 1]);
+        p[2 * j + 1] = dot32v::<D>(h0, h1, y[4 * j + 2], y[4 * j + 3]);
+    }
+    // One tree reduces the 8 sub-blocks' lanes (not an `addv` each); their
+    // 6-bit scales then apply to 4 sub-block sums per vector.
+    let [s0, s1] = hsum8(p);
+    let (sc, mn) = quant::scale_min_k4(&x.scales);
+    let sc = vmovl_u8(vld1_u8(sc.as_ptr()));
+    let (sc0, sc1) = (vreinterpretq_s32_u32(vmovl_u16(vget_low_u16(sc))), vreinterpretq_s32_u32(vmovl_high_u16(sc)));
+    let isum = vmlaq_s32(vmulq_s32(s0, sc0), s1, sc1);
+    let mn = vreinterpretq_s16_u16(vmovl_u8(vld1_u8(mn.as_ptr())));
+    let msum = vmlal_high_s16(vmull_s16(vget_low_s16(mn), vget_low_s16(bsum)), mn, bsum);
+    (isum, msum)
+}
+
+#[inline(always)]
+unsafe fn rows_q4_k<D: Dot>(n: usize, w: &[u8], act: &[u8], aux: &[u8]) -> [f32; ROWS] {
+    const BLOCK: usize = std::mem::size_of::<BlockQ4K>();
+    let nb = n / QK_K;
+    let row = rows_len::<BlockQ4K>(w, nb);
+    let x: &[BlockQ4K] = bytemuck::cast_slice(w);
+    let y: &[BlockQ8K] = &bytemuck::cast_slice(act)[..nb];
+    let a: &[Q8KAux] = &bytemuck::cast_slice(aux)[..nb];
+    let (mut acc, mut acc_m) = ([vdupq_n_f32(0.0); 2], [vdupq_n_f32(0.0); 2]);
+    for b in 0..nb {
+        prefetch_next_rows(w, b, BLOCK);
+        let yq = y[b].qs.as_ptr();
+        let yv: [int8x16_t; 16] = std::array::from_fn(|i| vld1q_s8(yq.add(16 * i)));
+        // Σy of sub-block j at lane j (bsum2[j / 2][j % 2]).
+        let bsum = vld1q_s16(a[b].bsum2.as_ptr() as *const i16);
+        let (mut is, mut ms) = ([vdupq_n_s32(0); ROWS], [vdupq_n_s32(0); ROWS]);
+        for r in 0..ROWS {
+            (is[r], ms[r]) = row_q4_k::<D>(&x[r * nb + b], &yv, bsum);
+        }
+        let (is, ms) = (hsum8(is), hsum8(ms));
+        // SAFETY: block b of row r is w[r·row + b·BLOCK..][..BLOCK], inside w (rows_len).
+        let blk = w.as_ptr().add(b * BLOCK);
+        let dx = rows_f16(blk, row, std::mem::offset_of!(BlockQ4K, d));
+        let mx = rows_f16(blk, row, std::mem::offset_of!(BlockQ4K, dmin));
+        let dy = vdupq_n_f32(a[b].d);
+        // (dx·dy)·Σ and (dmin·dy)·min term, the mins subtracted at the end.
+        for h in 0..2 {
+            acc[h] = vfmaq_f32(acc[h], vmulq_f32(dx[h], dy), vcvtq_f32_s32(is[h]));
+            acc_m[h] = vfmaq_f32(acc_m[h], vmulq_f32(mx[h], dy), vcvtq_f32_s32(ms[h]));
+        }
+    }
+    rows_out([vsubq_f32(acc[0], acc_m[0]), vsubq_f32(acc[1], acc_m[1])])
 }
 
 // ---------------------------------------------------------------- floats

@@ -703,25 +703,15 @@ unsafe fn rows_f16(w: *const u8, row: usize, off: usize) -> __m256 {
     _mm256_cvtph_ps(_mm_set_epi16(h(7), h(6), h(5), h(4), h(3), h(2), h(1), h(0)))
 }
 
-/// Prefetches the next 8 rows (the next call's, as the matmul walks its
-/// rows in order) while block `b` of `w`'s 8 rows is dotted: in lock-step,
-/// the same share of their bytes as this step consumes, so they are cached
-/// when their call starts. Eight interleaved row streams restart every call,
-/// too short for the hardware prefetchers to learn (measured: without this,
-/// generation ran below the one-row kernels from memory). Into L1 when two
-/// groups fit there, else into L2 (a 5760-wide group is 26 KiB).
+/// Prefetches [`super::next_rows_lines`] for block `b` of `w`'s 8 rows.
 #[inline(always)]
 unsafe fn prefetch_next_rows(w: &[u8], b: usize, block: usize) {
-    const LINE: usize = 64;
-    const L1_GROUP_MAX: usize = 12 << 10;
-    let step = ROWS * block;
-    let next = w.as_ptr().wrapping_add(w.len() + b * step);
-    for l in 0..step.div_ceil(LINE) {
-        let p = next.wrapping_add(LINE * l) as *const i8;
-        if w.len() <= L1_GROUP_MAX {
-            _mm_prefetch::<_MM_HINT_T0>(p);
+    let (lines, l1) = super::next_rows_lines(w, b, block);
+    for p in lines {
+        if l1 {
+            _mm_prefetch::<_MM_HINT_T0>(p as *const i8);
         } else {
-            _mm_prefetch::<_MM_HINT_T1>(p);
+            _mm_prefetch::<_MM_HINT_T1>(p as *const i8);
         }
     }
 }
