@@ -11,7 +11,7 @@
 use std::arch::aarch64::*;
 
 use super::tile::{Q8KAux, Q8_0Aux, Q8_1Aux, ROWS};
-use super::CpuKernels;
+use super::{rows_len, CpuKernels};
 use crate::quant::q4_0::BlockQ4_0;
 use crate::quant::q4_1::BlockQ4_1;
 use crate::quant::q4_k::BlockQ4K;
@@ -395,15 +395,6 @@ unsafe fn rows_out(v: [float32x4_t; 2]) -> [f32; ROWS] {
     vst1q_f32(out.as_mut_ptr(), v[0]);
     vst1q_f32(out.as_mut_ptr().add(4), v[1]);
     out
-}
-
-/// `w`'s row length in bytes for 8 rows of `nb` blocks of `B`: asserted,
-/// as the kernels read the rows through raw pointers.
-#[inline(always)]
-fn rows_len<B>(w: &[u8], nb: usize) -> usize {
-    let row = nb * std::mem::size_of::<B>();
-    assert_eq!(w.len(), ROWS * row, "8-row kernel: w is not 8 rows of {nb} blocks");
-    row
 }
 
 #[inline(always)]

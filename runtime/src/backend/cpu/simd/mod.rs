@@ -228,6 +228,16 @@ fn next_rows_lines(w: &[u8], b: usize, block: usize) -> (impl Iterator<Item = *c
     ((0..step.div_ceil(LINE)).map(move |l| next.wrapping_add(LINE * l)), w.len() <= L1_GROUP_MAX)
 }
 
+/// `w`'s row length in bytes for 8 rows of `nb` blocks of `B`: asserted,
+/// as the 8-row kernels read the rows through raw pointers.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+#[inline(always)]
+fn rows_len<B>(w: &[u8], nb: usize) -> usize {
+    let row = nb * std::mem::size_of::<B>();
+    assert_eq!(w.len(), tile::ROWS * row, "8-row kernel: w is not 8 rows of {nb} blocks");
+    row
+}
+
 impl std::fmt::Debug for CpuKernels {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.isa)

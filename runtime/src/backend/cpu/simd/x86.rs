@@ -731,8 +731,7 @@ unsafe fn rows_out(acc: __m256) -> [f32; ROWS] {
 #[inline(always)]
 unsafe fn rows_q4_0<I: Isa>(n: usize, w: &[u8], act: &[u8], aux: &[u8]) -> [f32; ROWS] {
     let nb = n / 32;
-    let row = w.len() / ROWS;
-    debug_assert_eq!(row, nb * std::mem::size_of::<BlockQ4_0>());
+    let row = super::rows_len::<BlockQ4_0>(w, nb);
     let y: &[BlockQ8_0] = &bytemuck::cast_slice(act)[..nb];
     let a: &[Q8_0Aux] = &bytemuck::cast_slice(aux)[..nb];
     let mut acc = _mm256_setzero_ps();
@@ -752,8 +751,7 @@ unsafe fn rows_q4_0<I: Isa>(n: usize, w: &[u8], act: &[u8], aux: &[u8]) -> [f32;
 #[inline(always)]
 unsafe fn rows_q4_1<I: Isa>(n: usize, w: &[u8], act: &[u8], aux: &[u8]) -> [f32; ROWS] {
     let nb = n / 32;
-    let row = w.len() / ROWS;
-    debug_assert_eq!(row, nb * std::mem::size_of::<BlockQ4_1>());
+    let row = super::rows_len::<BlockQ4_1>(w, nb);
     let y: &[BlockQ8_1] = &bytemuck::cast_slice(act)[..nb];
     let a: &[Q8_1Aux] = &bytemuck::cast_slice(aux)[..nb];
     let mut acc = _mm256_setzero_ps();
