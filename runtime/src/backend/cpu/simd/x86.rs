@@ -150,6 +150,16 @@ unsafe fn fp16_mul(a: [u8; 2], b: [u8; 2]) -> f32 {
 
 // ---------------------------------------------------------------- helpers
 
+/// Sum of the 8 i32 lanes.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn hsum_i32_8(x: __m256i) -> i32 {
+    let s = _mm_add_epi32(_mm256_castsi256_si128(x), _mm256_extracti128_si256(x, 1));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01_00_11_10));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
+    _mm_cvtsi128_si32(s)
+}
+
 /// Sum of the 8 f32 lanes.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
@@ -664,12 +674,16 @@ unsafe fn tile_q4_k<I: Isa, const NT: usize>(
 
 // ------------------------------------------------ 8 rows × 1 token (rows.rs)
 //
-// Generation dots every weight row with one token. Here 8 consecutive rows
-// are read in place (no repacking: the weights stay memory-mapped) and
-// reduced together: the token's block is loaded once for the 8 rows, two
-// rows share each 256-bit vector, one horizontal-add tree per block gives
-// the 8 rows' sums as one vector, and the 8 rows' scales are converted by
-// one `vcvtph2ps`. The lanes of that vector hold rows [`PAIR_ORDER`].
+// Generation dots every weight row with one token, 8 consecutive rows per
+// call, read in place (no repacking: the weights stay memory-mapped).
+// Q4_1 reduces the 8 rows together: the token's block is loaded once for the
+// 8 rows, two rows share each 256-bit vector, one horizontal-add tree per
+// block gives the 8 rows' sums as one vector (lanes in [`PAIR_ORDER`]), and
+// the 8 rows' scales are converted by one `vcvtph2ps`; its f32 steps are the
+// scalar `vec_dot`'s, bit for bit. Q4_0 takes the rows one after another
+// instead (one linear memory stream): on the 2B-shaped model that was ~6%
+// faster end to end than the interleaved form (6 alternated runs), though
+// slower from L2; it uses the aux to skip the sign tricks.
 
 /// The row held by each lane after [`rows_isum32`]'s reduction.
 const PAIR_ORDER: [usize; ROWS] = [0, 2, 4, 6, 1, 3, 5, 7];
@@ -728,24 +742,47 @@ unsafe fn rows_out(acc: __m256) -> [f32; ROWS] {
     out
 }
 
+/// The 8 rows one after another (one linear stream, as the hardware
+/// prefetchers like), each a Q4_0 dot that reads the token's scales and
+/// Σy from the aux: unsigned nibbles, `Σ(q − 8)·y = Σq·y − 8·Σy`, no sign
+/// tricks and no fp16 conversion on the token side.
 #[inline(always)]
 unsafe fn rows_q4_0<I: Isa>(n: usize, w: &[u8], act: &[u8], aux: &[u8]) -> [f32; ROWS] {
     let nb = n / 32;
     let row = super::rows_len::<BlockQ4_0>(w, nb);
     let y: &[BlockQ8_0] = &bytemuck::cast_slice(act)[..nb];
     let a: &[Q8_0Aux] = &bytemuck::cast_slice(aux)[..nb];
-    let mut acc = _mm256_setzero_ps();
-    for b in 0..nb {
-        let blk = w.as_ptr().add(b * std::mem::size_of::<BlockQ4_0>());
-        prefetch_next_rows(w, b, std::mem::size_of::<BlockQ4_0>());
-        let isum = rows_isum32::<I>(std::array::from_fn(|r| blk.add(r * row + 2)), y[b].qs.as_ptr());
-        // Σ(q − 8)·y = Σq·y − 8·Σy.
-        let s = _mm256_sub_epi32(isum, _mm256_set1_epi32(8 * a[b].sum));
-        // (Σ·dx)·dy, rounded step by step like the scalar `vec_dot`.
-        let dx = rows_f16(blk, row, 0);
-        acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(s), dx), _mm256_set1_ps(a[b].d)));
-    }
-    rows_out(acc)
+    std::array::from_fn(|r| {
+        let x: &[BlockQ4_0] = bytemuck::cast_slice(&w[r * row..(r + 1) * row]);
+        let mut acc = _mm256_setzero_ps();
+        let mut b0 = 0;
+        while b0 + 8 <= nb {
+            let mut s = [_mm256_setzero_si256(); 8];
+            let mut dx = [0i16; 8];
+            for b in 0..8 {
+                let (x, y) = (&x[b0 + b], &y[b0 + b]);
+                s[b] = I::dot(bytes_from_nibbles_32(x.qs.as_ptr()), _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i));
+                dx[b] = i16::from_le_bytes(x.d);
+            }
+            // The aux of 8 blocks, (d, Σy) pairs → d0..8 and Σy0..8.
+            let p = a[b0..].as_ptr() as *const f32;
+            let (lo, hi) = (_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8)));
+            let order = |v: __m256| _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(v), 0xD8));
+            let dy = order(_mm256_shuffle_ps(lo, hi, 0b10_00_10_00));
+            let sy = _mm256_castps_si256(order(_mm256_shuffle_ps(lo, hi, 0b11_01_11_01)));
+            let isum = _mm256_sub_epi32(hsum_i32_8x8(s), _mm256_slli_epi32(sy, 3));
+            acc = _mm256_fmadd_ps(_mm256_mul_ps(fp16x8(dx), dy), _mm256_cvtepi32_ps(isum), acc);
+            b0 += 8;
+        }
+        let mut sum = hsum_f32_8(acc);
+        for b in b0..nb {
+            let (x, y) = (&x[b], &y[b]);
+            let q = I::dot(bytes_from_nibbles_32(x.qs.as_ptr()), _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i));
+            let isum = hsum_i32_8(q) - 8 * a[b].sum;
+            sum += fp16(x.d) * a[b].d * isum as f32;
+        }
+        sum
+    })
 }
 
 #[inline(always)]
