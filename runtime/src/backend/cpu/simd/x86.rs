@@ -993,10 +993,33 @@ unsafe fn dot_f16_rows(q: &[f16], k: &[f16], stride: usize, out: &mut [f32]) {
     if let Some(last) = out.len().checked_sub(1) {
         assert!(k.len() >= last * stride + n, "dot_f16: k too short");
     }
+    if n % 16 != 0 || n > QF_MAX {
+        for (j, o) in out.iter_mut().enumerate() {
+            *o = dot_f16_raw(q.as_ptr() as *const u16, k.as_ptr().add(j * stride) as *const u16, n);
+        }
+        return;
+    }
+    // The query converted once, not once per key; then exactly
+    // `dot_f16_raw`'s sums (even and odd 8-lane chunks, one horizontal sum).
+    let mut qf = [0f32; QF_MAX];
+    for i in (0..n).step_by(8) {
+        _mm256_storeu_ps(qf.as_mut_ptr().add(i), _mm256_cvtph_ps(_mm_loadu_si128(q.as_ptr().add(i) as *const __m128i)));
+    }
     for (j, o) in out.iter_mut().enumerate() {
-        *o = dot_f16_raw(q.as_ptr() as *const u16, k.as_ptr().add(j * stride) as *const u16, n);
+        let kp = k.as_ptr().add(j * stride) as *const u16;
+        let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        for i in (0..n).step_by(16) {
+            let k0 = _mm256_cvtph_ps(_mm_loadu_si128(kp.add(i) as *const __m128i));
+            let k1 = _mm256_cvtph_ps(_mm_loadu_si128(kp.add(i + 8) as *const __m128i));
+            acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(qf.as_ptr().add(i)), k0, acc0);
+            acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(qf.as_ptr().add(i + 8)), k1, acc1);
+        }
+        *o = hsum_f32_8(_mm256_add_ps(acc0, acc1));
     }
 }
+
+/// Widest head [`dot_f16_rows`] converts up front (MLA's 576 included).
+const QF_MAX: usize = 576;
 
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn axpy_f16_rows(p: &[f32], v: &[f16], stride: usize, acc: &mut [f32]) {
