@@ -4,6 +4,9 @@
 //! The machine is shared, so each figure is the thread's own CPU time
 //! (`CLOCK_THREAD_CPUTIME_ID`), not wall time, over a weight matrix that
 //! stays in L2: it measures the kernels' compute, not memory bandwidth.
+//! The `*_dram` / `*_regions` ones time wall clock over weights far larger
+//! than the caches (run them on an idle machine); `bench_matmul_dram` takes
+//! `EMBER_BENCH_TY` (one type, e.g. `Q4_0`) and `EMBER_BENCH_NIN` (row width).
 
 use std::time::Instant;
 
@@ -113,47 +116,54 @@ fn bench_matmul_dram() {
     let n_out = 2304 * (48 * 2304 / n_in);
     let mut rng = Rng(3);
     let k = CpuKernels::detect(false);
+    let plain: &'static CpuKernels = Box::leak(Box::new(CpuKernels { q4_0_rows: None, q4_1_rows: None, q4_k_rows: None, ..*k }));
     for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q4_K] {
         if std::env::var("EMBER_BENCH_TY").is_ok_and(|t| t != ty.to_string()) {
             continue;
         }
         let w = weight_row(&mut rng, ty, n_in * n_out, false);
-        // The same bytes memory-mapped from a file, as model weights are.
-        let path = std::env::temp_dir().join(format!("ember-bench-{}.bin", std::process::id()));
-        std::fs::write(&path, &w).unwrap();
-        let map = unsafe { memmap2::Mmap::map(&std::fs::File::open(&path).unwrap()).unwrap() };
-        std::fs::remove_file(&path).unwrap();
+        let map = mapped_copy(&w);
         for (src, w) in [("anon", &w[..]), ("mmap", &map[..])] {
-        eprintln!("{src}:");
-        let x: Vec<f32> = (0..n_in).map(|_| rng.f()).collect();
-        let mut y = vec![0f32; n_out];
-        for threads in [1, 2] {
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-            let plain = CpuKernels { q4_0_rows: None, q4_1_rows: None, q4_k_rows: None, ..*k };
-            let plain: &'static CpuKernels = Box::leak(Box::new(plain));
-            for (name, kk) in [("rows", k), ("row", plain)] {
-                let mut mm = MatmulScratch::default();
-                mm.kernels = kk;
-                // One call for the whole matrix, and model-sized calls
-                // (2304 × 2304, as in a 2B model's attention) one after another.
-                for per_call in [n_out, 2304] {
-                    let rs = w.len() / n_out;
-                    let mut best = f64::MAX;
-                    for _ in 0..7 {
-                        let t0 = Instant::now();
-                        pool.install(|| {
-                            for (wc, yc) in w.chunks(per_call * rs).zip(y.chunks_mut(per_call)) {
-                                matmul(ty, wc, n_in, per_call, &x, yc, &mut mm);
-                            }
-                        });
-                        best = best.min(t0.elapsed().as_nanos() as f64);
+            eprintln!("{src}:");
+            let x: Vec<f32> = (0..n_in).map(|_| rng.f()).collect();
+            let mut y = vec![0f32; n_out];
+            for threads in [1, 2] {
+                let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+                for (name, kk) in [("rows", k), ("row", plain)] {
+                    let mut mm = MatmulScratch::default();
+                    mm.kernels = kk;
+                    // One call for the whole matrix, and model-sized calls
+                    // (2304 × 2304, as in a 2B model's attention) one after another.
+                    for per_call in [n_out, 2304] {
+                        let rs = w.len() / n_out;
+                        let mut best = f64::MAX;
+                        for _ in 0..7 {
+                            let t0 = Instant::now();
+                            pool.install(|| {
+                                for (wc, yc) in w.chunks(per_call * rs).zip(y.chunks_mut(per_call)) {
+                                    matmul(ty, wc, n_in, per_call, &x, yc, &mut mm);
+                                }
+                            });
+                            best = best.min(t0.elapsed().as_nanos() as f64);
+                        }
+                        eprintln!("{:>12} {ty:>5} {threads} thr {name:>4} {per_call:>6} rows/call: {:5.1} GB/s (best of 7)", k.isa, w.len() as f64 / best);
                     }
-                    eprintln!("{:>12} {ty:>5} {threads} thr {name:>4} {per_call:>6} rows/call: {:5.1} GB/s (best of 7)", k.isa, w.len() as f64 / best);
                 }
             }
         }
-        }
     }
+}
+
+/// `bytes` written to a temporary file and memory-mapped, as model weights
+/// are (page-cache pages, not anonymous memory); the file is unlinked at once.
+fn mapped_copy(bytes: &[u8]) -> memmap2::Mmap {
+    let path = std::env::temp_dir().join(format!("ember-bench-{}.bin", std::process::id()));
+    std::fs::write(&path, bytes).unwrap();
+    // SAFETY: a private temporary file nothing else writes; unlinking it
+    // keeps the mapping valid.
+    let map = unsafe { memmap2::Mmap::map(&std::fs::File::open(&path).unwrap()).unwrap() };
+    std::fs::remove_file(&path).unwrap();
+    map
 }
 
 /// Fork-join cost: tiny matmuls back to back on 2 threads.
@@ -196,11 +206,8 @@ fn bench_generation_regions() {
     let mut rng = Rng(5);
     let bytes: Vec<u8> = (0..layers).flat_map(|_| weight_row(&mut rng, ty, e * (4 * e + 2 * ff), false).into_iter().chain(weight_row(&mut rng, ty, ff * e, false))).collect();
     assert_eq!(bytes.len(), layers * layer);
-    let path = std::env::temp_dir().join(format!("ember-bench-seq-{}.bin", std::process::id()));
-    std::fs::write(&path, &bytes).unwrap();
+    let map = mapped_copy(&bytes);
     drop(bytes);
-    let map = unsafe { memmap2::Mmap::map(&std::fs::File::open(&path).unwrap()).unwrap() };
-    std::fs::remove_file(&path).unwrap();
     let k = CpuKernels::detect(false);
     let x: Vec<f32> = (0..ff).map(|_| rng.f()).collect();
     let (mut q, mut kk, mut v, mut o, mut g, mut u, mut d) = (vec![0f32; e], vec![0f32; e], vec![0f32; e], vec![0f32; e], vec![0f32; ff], vec![0f32; ff], vec![0f32; e]);
