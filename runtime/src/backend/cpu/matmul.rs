@@ -199,40 +199,43 @@ struct GenJob<'a> {
 fn matmul_gen(n_in: usize, x: &[f32], jobs: &mut [MatJob], scratch: &mut MatmulScratch) {
     let n_tok = x.len() / n_in;
     let k = scratch.kernels;
-    // Activations and aux per job: (offset in act, act row, offset in aux), a
-    // job reusing those of an earlier one with the same vec_dot_type.
+    // Per job: its activations (offset in act, row size), reusing those of an
+    // earlier job with the same vec_dot_type, and its 8-row kernel with the
+    // aux that kernel reads (offset, row size in bytes), reused likewise when
+    // an earlier job's kernel reads the same aux layout.
     scratch.act.clear();
     scratch.aux.clear();
-    let mut at: [(usize, usize, Option<usize>); MAX_JOBS] = [(0, 0, None); MAX_JOBS];
+    type Rows = Option<(RowsDotFn, &'static TileFormat, usize)>;
+    let mut at: [(usize, usize, Rows); MAX_JOBS] = [(0, 0, None); MAX_JOBS];
     for i in 0..jobs.len() {
         let ty = jobs[i].ty;
         debug_assert_eq!(jobs[i].y.len(), n_tok * jobs[i].n_out);
         let act_ty = quant::vec_dot_type(ty);
-        let fmt = k.rows(ty).map(|r| r.0);
         let same = (0..i).find(|&p| quant::vec_dot_type(jobs[p].ty) == act_ty);
-        let (off, act_row, aux) = match same {
-            Some(p) => at[p],
+        let (off, act_row) = match same {
+            Some(p) => (at[p].0, at[p].1),
             None => {
                 let act_row = act_ty.row_size(n_in).expect("activation row is a whole number of blocks");
-                (quantize_act(act_ty, n_in, x, &mut scratch.act), act_row, None)
+                (quantize_act(act_ty, n_in, x, &mut scratch.act), act_row)
             }
         };
-        let aux = match (aux, fmt) {
-            (None, Some(fmt)) => {
-                let act = &scratch.act[off..off + n_tok * act_row];
-                Some(act_aux(fmt, n_in, act, act_row, &mut scratch.aux))
-            }
-            (aux, _) => aux,
-        };
-        at[i] = (off, act_row, aux);
+        let rows = k.rows(ty).map(|(fmt, dot)| {
+            let earlier = same.and_then(|p| at[p].2).filter(|r| std::ptr::eq(r.1, fmt));
+            let aux_off = match earlier {
+                Some(r) => r.2,
+                None => act_aux(fmt, n_in, &scratch.act[off..off + n_tok * act_row], act_row, &mut scratch.aux),
+            };
+            (dot, fmt, aux_off)
+        });
+        at[i] = (off, act_row, rows);
     }
     let (act, aux): (&[u8], &[u32]) = (&scratch.act, &scratch.aux);
     let views: [Option<GenJob>; MAX_JOBS] = std::array::from_fn(|i| {
         let j = jobs.get_mut(i)?;
-        let (off, act_row, aux_off) = at[i];
+        let (off, act_row, rows) = at[i];
         let w_row = j.ty.row_size(n_in).expect("weight row is a whole number of blocks");
         debug_assert_eq!(j.w.len(), j.n_out * w_row);
-        let rows = k.rows(j.ty).zip(aux_off).map(|((fmt, dot), a)| {
+        let rows = rows.map(|(dot, fmt, a)| {
             let aux_row = (fmt.aux_size)(n_in);
             (dot, &bytemuck::cast_slice(&aux[a..])[..n_tok * aux_row], aux_row)
         });

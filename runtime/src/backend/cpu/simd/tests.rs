@@ -350,3 +350,39 @@ fn simd_rows_kernels_match_scalar() {
     }
     eprintln!("{checked} row-kernel cases");
 }
+
+/// `matmul_many` (one region, activations and aux shared by products of the
+/// same `vec_dot_type` / aux layout, more products than one region holds)
+/// gives each product exactly what a `matmul` of it alone gives, for every
+/// table, in generation (1–3 tokens) and prompt (5 tokens) shapes.
+#[test]
+fn matmul_many_equals_one_matmul_per_product() {
+    use crate::backend::cpu::{matmul, matmul_many, MatJob, MatmulScratch};
+    let n_in = 2 * QK_K;
+    let types = [GgmlType::Q4_0, GgmlType::Q4_K, GgmlType::Q4_1, GgmlType::Q6_K, GgmlType::Q4_0];
+    let n_outs = [24, 19, 40, 8, 13];
+    let mut rng = Rng(13);
+    let ws: Vec<Vec<u8>> = types.iter().zip(n_outs).map(|(&ty, n)| weight_row(&mut rng, ty, n_in * n, false)).collect();
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+    for k in CpuKernels::available() {
+        for n_tok in [1, 2, 3, 5] {
+            let x: Vec<f32> = (0..n_tok * n_in).map(|_| rng.f()).collect();
+            let mut mm = MatmulScratch::default();
+            mm.kernels = k;
+            let mut want: Vec<Vec<f32>> = n_outs.iter().map(|&n| vec![0f32; n_tok * n]).collect();
+            let mut got = want.clone();
+            pool.install(|| {
+                for (i, w) in want.iter_mut().enumerate() {
+                    matmul(types[i], &ws[i], n_in, n_outs[i], &x, w, &mut mm);
+                }
+                let mut jobs: Vec<MatJob> = got
+                    .iter_mut()
+                    .enumerate()
+                    .map(|(i, y)| MatJob { ty: types[i], w: &ws[i], n_out: n_outs[i], y })
+                    .collect();
+                matmul_many(n_in, &x, &mut jobs, &mut mm);
+            });
+            assert_eq!(got, want, "{} n_tok {n_tok}", k.isa);
+        }
+    }
+}
