@@ -33,6 +33,10 @@ pub struct EvalOpts {
     /// Use the portable scalar CPU kernels instead of the SIMD ones chosen at run time.
     #[arg(long)]
     pub scalar: bool,
+    /// CPU weights: auto (a huge-page copy where Linux offers transparent huge pages, else
+    /// the file mapping), mmap (zero-copy), copy.
+    #[arg(long, default_value = "auto")]
+    pub weights: String,
 }
 
 #[derive(Subcommand)]

@@ -34,7 +34,7 @@ impl Engine {
         if let Some(0) = config.n_ctx {
             return Err(Error::InvalidParam("context size must be at least 1".into()));
         }
-        let model = Model::from_gguf(file.clone())?;
+        let mut model = Model::from_gguf(file.clone())?;
         let tokenizer = Tokenizer::from_gguf(&file)?;
         if tokenizer.n_vocab() < model.info().n_vocab {
             log::warn!(
@@ -66,6 +66,17 @@ impl Engine {
                 }
             },
         };
+        let mut file = file;
+        if gpu.is_none() && file.is_mapped() && config.weights.copies() {
+            let t = std::time::Instant::now();
+            let copy = file
+                .copy_to_memory(true)
+                .map_err(|e| Error::Backend(format!("cannot copy the weights into memory: {e}")))?;
+            file = Arc::new(copy);
+            // Weights are offsets into the file: the model again, over the copy.
+            model = Model::from_gguf(file.clone())?;
+            log::info!("weights copied into memory (huge pages requested) in {} ms", t.elapsed().as_millis());
+        }
         let on = match &gpu {
             Some(g) => format!("wgpu ({})", g.ctx.profile.adapter_name),
             None => format!("cpu with {} threads", cpu.n_threads()),

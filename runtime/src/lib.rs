@@ -20,7 +20,7 @@ pub mod session;
 pub mod stop;
 pub mod tokenizer;
 
-pub use config::{BackendKind, EngineConfig};
+pub use config::{BackendKind, EngineConfig, WeightMemory};
 pub use engine::Engine;
 pub use error::{Error, Result};
 pub use session::{GenerateParams, GenerationStats, Session, StopReason};

@@ -13,7 +13,7 @@ pub mod tokenize;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use ember::config::{BackendKind, EngineConfig};
+use ember::config::{BackendKind, EngineConfig, WeightMemory};
 use ember::engine::Engine;
 
 use crate::catalog;
@@ -22,7 +22,8 @@ use crate::EvalOpts;
 /// Loads the engine the options name, with a session context of `n_ctx`.
 pub fn load_engine(opts: &EvalOpts, n_ctx: Option<usize>) -> Result<Arc<Engine>> {
     let backend: BackendKind = opts.backend.parse()?;
+    let weights: WeightMemory = opts.weights.parse()?;
     let path = catalog::resolve(opts.model.as_deref())?;
-    let config = EngineConfig { backend, n_threads: opts.threads, n_ctx, force_scalar: opts.scalar };
+    let config = EngineConfig { backend, n_threads: opts.threads, n_ctx, force_scalar: opts.scalar, weights };
     Engine::load(&path, config).with_context(|| format!("cannot load {}", path.display()))
 }

@@ -17,11 +17,11 @@
 
 use std::sync::Arc;
 
-use rayon::prelude::*;
+
 
 use super::blocks::{self, Act, BaseHparams, FfnLayer, RopeFactors};
 use super::{buf, LogitsWanted, ModelInfo, Scratch, Weight, WeightLoader};
-use crate::backend::cpu::{attention_strided, AttnShape};
+use crate::backend::cpu::{attention_strided, team, AttnShape};
 use crate::gguf::GgufFile;
 use crate::kv_cache::KvCache;
 use crate::ops::rope::{self, RopeMode};
@@ -232,7 +232,7 @@ impl MiniCpm3 {
         // Absorbed q per head: [W_kbᵀ q_nope (lat) | q_pe (rope)]    [n, n_head·row]
         let qabs = buf(&mut b.qabs, n * n_head * row);
         let q = &*q;
-        qabs.par_chunks_mut(row).enumerate().for_each(|(th, dst)| {
+        team::for_each_chunk_mut(qabs, row, |th, dst| {
             let (t, hh) = (th / n_head, th % n_head);
             let qh = &q[(t * n_head + hh) * hdk..][..hdk];
             let (qa_lat, qa_pe) = dst.split_at_mut(lat);
@@ -262,7 +262,7 @@ impl MiniCpm3 {
         // attn[t, h] = W_vb[h] · olat[t, h]      [n, n_head·hd_v]
         let attn = buf(&mut b.attn, n * n_head * hdv);
         let olat = &*olat;
-        attn.par_chunks_mut(hdv).enumerate().for_each(|(th, dst)| {
+        team::for_each_chunk_mut(attn, hdv, |th, dst| {
             let hh = th % n_head;
             let o = &olat[th * lat..(th + 1) * lat];
             for (e, d) in dst.iter_mut().enumerate() {

@@ -111,7 +111,7 @@ impl Model {
             return Ok(());
         }
         scratch.mm.kernels = be.kernels();
-        be.install(|| each_arch!(self, m => m.forward(cache, scratch, ids, pos0, wanted, logits)))
+        be.install_forward(ids.len(), || each_arch!(self, m => m.forward(cache, scratch, ids, pos0, wanted, logits)))
     }
 }
 

@@ -6,10 +6,9 @@
 use std::cell::RefCell;
 
 use half::f16;
-use rayon::prelude::*;
 
 use super::simd::CpuKernels;
-use super::SharedMut;
+use super::{team, SharedMut};
 use crate::ops::softmax::softmax;
 
 /// Geometry of one attention call.
@@ -57,7 +56,7 @@ pub fn attention_strided(
     let group = s.n_head / s.n_head_kv;
     let op = SharedMut(out.as_mut_ptr());
 
-    (0..n_tok * s.n_head).into_par_iter().for_each(|task| {
+    team::for_each(n_tok * s.n_head, |task| {
         BUFS.with_borrow_mut(|(scores, qh16, acc)| {
             let op = op;
             let (t, h) = (task / s.n_head, task % s.n_head);

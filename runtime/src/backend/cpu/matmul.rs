@@ -4,11 +4,11 @@
 //! activation row. Work is split over threads by blocks of weight rows; each
 //! weight row is read once per call and dotted with every token's activations.
 
-use rayon::prelude::*;
+
 
 use super::simd::tile::{TileDotFn, TileFormat, ROWS, TOKS};
 use super::simd::{CpuKernels, RowsDotFn, SCALAR};
-use super::SharedMut;
+use super::{team, SharedMut};
 use crate::quant::{self, GgmlType};
 
 /// Reused buffers (no allocation once warm), and the kernel table of the
@@ -88,10 +88,7 @@ fn quantize_act(act_ty: GgmlType, n_in: usize, x: &[f32], act: &mut Vec<u8>) -> 
     let act_row = act_ty.row_size(n_in).expect("activation row is a whole number of blocks");
     let off = act.len();
     act.resize(off + x.len() / n_in * act_row, 0);
-    act[off..]
-        .par_chunks_mut(act_row)
-        .zip(x.par_chunks(n_in))
-        .for_each(|(dst, src)| quant::quantize_row_act(act_ty, src, dst));
+    team::for_each_chunk_mut(&mut act[off..], act_row, |t, dst| quant::quantize_row_act(act_ty, &x[t * n_in..(t + 1) * n_in], dst));
     off
 }
 
@@ -100,10 +97,7 @@ fn act_aux(fmt: &TileFormat, n_in: usize, act: &[u8], act_row: usize, aux: &mut 
     let aux_row = (fmt.aux_size)(n_in) / 4;
     let off = aux.len();
     aux.resize(off + act.len() / act_row * aux_row, 0);
-    aux[off..]
-        .par_chunks_mut(aux_row)
-        .zip(act.par_chunks(act_row))
-        .for_each(|(dst, a)| (fmt.aux)(n_in, a, bytemuck::cast_slice_mut(dst)));
+    team::for_each_chunk_mut(&mut aux[off..], aux_row, |t, dst| (fmt.aux)(n_in, &act[t * act_row..(t + 1) * act_row], bytemuck::cast_slice_mut(dst)));
     off
 }
 
@@ -146,7 +140,7 @@ fn matmul_batch(
     // Rows per task: enough tasks to balance, few enough to keep overhead low.
     let rows = n_out - tiled_rows;
     let rows_per_task = (rows / (n_threads * 8)).clamp(1, 256);
-    (0..rows.div_ceil(rows_per_task)).into_par_iter().for_each(|task| {
+    team::for_each(rows.div_ceil(rows_per_task), |task| {
         let yp = yp;
         let r0 = tiled_rows + task * rows_per_task;
         let r1 = (r0 + rows_per_task).min(n_out);
@@ -260,7 +254,9 @@ fn matmul_gen(n_in: usize, x: &[f32], jobs: &mut [MatJob], scratch: &mut MatmulS
     for (i, j) in jobs.iter().enumerate() {
         scratch.tasks.extend((0..j.n_out).step_by(per_task).map(|r0| (i, r0, (r0 + per_task).min(j.n_out))));
     }
-    scratch.tasks.par_iter().for_each(|&(i, r0, r1)| {
+    let tasks = &scratch.tasks[..];
+    team::for_each(tasks.len(), |t| {
+        let (i, r0, r1) = tasks[t];
         let j = views[i].expect("a task's job is in the region");
         let mut r = r0;
         if let Some((dot, aux, aux_row)) = j.rows {
@@ -307,7 +303,7 @@ impl Tiles<'_> {
     fn run(&self, n_threads: usize, yp: SharedMut<f32>) {
         let n_strips = self.n_out / ROWS;
         let strips_per_task = (n_strips / (n_threads * 8)).clamp(1, 64);
-        (0..n_strips.div_ceil(strips_per_task)).into_par_iter().for_each(|task| {
+        team::for_each(n_strips.div_ceil(strips_per_task), |task| {
             let yp = yp;
             // u32 storage: the packed structs hold f32/i32.
             let mut packed = vec![0u32; (self.fmt.packed_size)(self.n_in) / 4];

@@ -4,6 +4,7 @@
 mod attention;
 mod matmul;
 pub mod simd;
+pub mod team;
 
 pub use attention::{attention, attention_strided, AttnShape};
 pub use matmul::{matmul, matmul_many, MatJob, MatmulScratch};
@@ -49,7 +50,22 @@ impl CpuBackend {
     pub fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
         self.pool.install(f)
     }
+
+    /// Runs one forward pass over `n_tok` tokens in the pool: a generation
+    /// step (a few tokens: many short parallel loops) on a spinning
+    /// [`team`], a prompt batch (long loops) through rayon.
+    pub fn install_forward<R: Send>(&self, n_tok: usize, f: impl FnOnce() -> R + Send) -> R {
+        if n_tok < TEAM_MAX_TOK {
+            team::run(&self.pool, f)
+        } else {
+            self.pool.install(f)
+        }
+    }
 }
+
+/// Forward passes over fewer tokens than this run on a spinning team: the
+/// token-at-a-time case, whose matmuls take the generation path.
+const TEAM_MAX_TOK: usize = 4;
 
 /// The number of physical-ish cores to use by default.
 pub fn default_threads() -> usize {

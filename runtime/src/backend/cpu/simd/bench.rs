@@ -218,7 +218,7 @@ fn bench_generation_regions() {
         let mut best = [f64::MAX; 2];
         for _ in 0..5 {
             let t0 = Instant::now();
-            pool.install(|| {
+            crate::backend::cpu::team::run(&pool, || {
                 for l in 0..layers {
                     let w = &map[l * layer..(l + 1) * layer];
                     let m = |i: usize| &w[i * e * re..(i + 1) * e * re];
@@ -236,5 +236,62 @@ fn bench_generation_regions() {
             best[1] = best[1].min(t0.elapsed().as_nanos() as f64);
         }
         eprintln!("{threads} thr: layer regions {:5.1} GB/s ({:.1} ms), one matmul {:5.1} GB/s", map.len() as f64 / best[0], best[0] / 1e6, map.len() as f64 / best[1]);
+    }
+}
+
+/// A real model's layer matmuls in generation order (q/k/v, o, gate/up,
+/// down; on a spinning team, 2 threads), its weights memory-mapped, copied
+/// into 4 KiB pages or into huge pages: what the weight memory costs.
+/// `EMBER_BENCH_MODEL` (a GGUF with `blk.N.attn_q` … `ffn_down` tensors),
+/// `EMBER_BENCH_WEIGHTS` (`mmap,small,huge` by default).
+#[test]
+#[ignore]
+fn bench_model_layers() {
+    use crate::backend::cpu::{matmul_many, team, MatJob};
+    let Ok(path) = std::env::var("EMBER_BENCH_MODEL") else {
+        eprintln!("set EMBER_BENCH_MODEL to a GGUF file");
+        return;
+    };
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+    let k = CpuKernels::detect(false);
+    let kinds = std::env::var("EMBER_BENCH_WEIGHTS").unwrap_or("mmap,small,huge".into());
+    for kind in kinds.split(',') {
+        let f = crate::gguf::GgufFile::open(&path).unwrap();
+        let f = match kind {
+            "mmap" => f,
+            k => f.copy_to_memory(k == "huge").unwrap(),
+        };
+        // Per layer: (q, k, v), o, (gate, up), down as (type, bytes, n_in, n_out).
+        let names = [&["attn_q", "attn_k", "attn_v"][..], &["attn_output"], &["ffn_gate", "ffn_up"], &["ffn_down"]];
+        let mut regions = vec![];
+        for l in 0.. {
+            let Some(_) = f.tensor(&format!("blk.{l}.attn_q.weight")) else { break };
+            for group in names {
+                regions.push(group.iter().map(|n| {
+                    let t = f.tensor(&format!("blk.{l}.{n}.weight")).unwrap();
+                    (t.ty, f.tensor_data(t), t.ne0(), t.n_rows())
+                }).collect::<Vec<_>>());
+            }
+        }
+        let total: usize = regions.iter().flatten().map(|j| j.1.len()).sum();
+        let width = regions.iter().flatten().map(|j| j.2.max(j.3)).max().unwrap();
+        let mut rng = Rng(5);
+        let x: Vec<f32> = (0..width).map(|_| rng.f()).collect();
+        let mut ys: Vec<Vec<f32>> = (0..3).map(|_| vec![0f32; width]).collect();
+        let mut mm = MatmulScratch::default();
+        mm.kernels = k;
+        let mut best = f64::MAX;
+        for _ in 0..5 {
+            let t0 = Instant::now();
+            team::run(&pool, || {
+                for r in &regions {
+                    let n_in = r[0].2;
+                    let mut jobs: Vec<MatJob> = r.iter().zip(ys.iter_mut()).map(|(j, y)| MatJob { ty: j.0, w: j.1, n_out: j.3, y: &mut y[..j.3] }).collect();
+                    matmul_many(n_in, &x[..n_in], &mut jobs, &mut mm);
+                }
+            });
+            best = best.min(t0.elapsed().as_nanos() as f64);
+        }
+        eprintln!("{kind:>5}: {:5.1} GB/s ({:.1} ms for {} MB, best of 5)", total as f64 / best, best / 1e6, total / 1_000_000);
     }
 }

@@ -339,7 +339,7 @@ fn simd_rows_kernels_match_scalar() {
                     for (r, &g) in got.iter().enumerate() {
                         let wr = &w[r * rs..(r + 1) * rs];
                         let want = SCALAR.vec_dot(ty, n, wr, &act);
-                        let exact = unit || ty == GgmlType::Q4_1;
+                        let exact = unit || matches!(ty, GgmlType::Q4_0 | GgmlType::Q4_1);
                         let tol = if exact { 0.0 } else { 1e-5 * magnitude(ty, wr, &act, n) + 1e-6 };
                         assert!((g - want).abs() <= tol, "{} {ty} rows n={n} unit={unit} r{r}: {g} vs {want}", k.isa);
                     }
