@@ -156,6 +156,19 @@ fn errors_are_clear_and_nonzero() {
     assert!(e.contains("top_p") || e.contains("top-p"), "{e}");
 }
 
+/// `--weights`: the file mapping, a copy in memory and the default give
+/// the same logits; an unknown mode is a clear error.
+#[test]
+fn weight_memory_modes_agree() {
+    let smol = smollm2();
+    let args = |w: &'static str| vec!["logits", "-m", smol.to_str().unwrap(), "--ids", "1,504,3458,282", "--top", "5", "--backend", "cpu", "--weights", w];
+    let mapped = run_ok(&args("mmap"));
+    assert_eq!(run_ok(&args("copy")), mapped);
+    assert_eq!(run_ok(&args("auto")), mapped);
+    let e = stderr_of(&["run", "-m", &tiny(), "-p", "hi", "--weights", "disk"]);
+    assert!(e.contains("unknown weight memory"), "{e}");
+}
+
 #[test]
 fn logits_last_prints_only_the_last_row() {
     let all = run_ok(&["logits", "-m", &tiny(), "--ids", "1,20,30,40", "-t", "1"]);

@@ -545,3 +545,24 @@ fn overlapping_tensors() {
     bytes.put_u64(tensor_at(&bytes, "empty").offset, 0);
     parse(bytes);
 }
+
+/// The in-memory copy the CPU backend reads (huge pages or not) holds the
+/// same metadata and every tensor's bytes, and is no longer a file mapping.
+#[test]
+fn copy_to_memory_keeps_every_byte() {
+    let path = std::env::temp_dir().join(format!("ember-copy-{}.gguf", std::process::id()));
+    std::fs::write(&path, small_file()).unwrap();
+    let f = GgufFile::open(&path).unwrap();
+    assert!(f.is_mapped());
+    for huge in [false, true] {
+        let c = f.copy_to_memory(huge).unwrap();
+        assert!(!c.is_mapped());
+        assert_eq!(c.bytes(), &std::fs::read(&path).unwrap()[..]);
+        assert_eq!(c.metadata(), f.metadata());
+        assert_eq!(c.tensors().len(), f.tensors().len());
+        for t in f.tensors() {
+            assert_eq!(c.tensor_data(c.tensor(&t.name).unwrap()), f.tensor_data(t), "{}", t.name);
+        }
+    }
+    std::fs::remove_file(&path).ok();
+}

@@ -151,11 +151,11 @@ impl GgufFile {
     /// For the CPU backend: generation streams every weight once per token,
     /// and with 4 KiB pages each 4 KiB costs a TLB miss, a two-level walk in
     /// a VM (see docs/PERFORMANCE.md: +30% tokens/s on a 2B model). The copy
-    /// goes in 64 MiB pieces, each piece of the mapping released as soon as
+    /// goes in 4 MiB pieces, each piece of the mapping released as soon as
     /// it is copied, so resident memory stays about one copy of the file.
     /// Runs on rayon's global pool.
     pub fn copy_to_memory(&self, huge: bool) -> std::io::Result<GgufFile> {
-        const PIECE: usize = 64 << 20;
+        const PIECE: usize = 4 << 20;
         let src = self.backing.bytes();
         let mut dst = memmap2::MmapMut::map_anon(src.len().max(1))?;
         #[cfg(target_os = "linux")]
