@@ -91,3 +91,18 @@ fn encode_prompt_adds_bos_once() {
     let with = ember::chat::encode_prompt(tok, &format!("{bos_text}hello world")).unwrap();
     assert_eq!(with, plain, "a template that writes BOS does not get a second one");
 }
+
+/// Sessions of one engine generating at once from several threads (each
+/// token a forward pass on the engine's spinning CPU team) all finish, with
+/// what each would produce alone.
+#[test]
+fn concurrent_sessions_share_the_cpu_team() {
+    let engine = tiny();
+    let prompts: Vec<Vec<u32>> = (0..4u32).map(|i| vec![1, 20 + i, 30 + 2 * i]).collect();
+    let alone: Vec<String> = prompts.iter().map(|p| gen(&mut engine.new_session(), p, 24, false).0).collect();
+    let together: Vec<String> = std::thread::scope(|sc| {
+        let hs: Vec<_> = prompts.iter().map(|p| sc.spawn(|| gen(&mut engine.new_session(), p, 24, false).0)).collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(together, alone);
+}

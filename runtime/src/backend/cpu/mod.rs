@@ -16,6 +16,9 @@ use crate::{Error, Result};
 /// whole forward pass inside the pool so nested `par_iter`s use its threads.
 pub struct CpuBackend {
     pool: rayon::ThreadPool,
+    /// One team at a time on the pool: two concurrent teams could each hold
+    /// some of the threads and wait for the others forever.
+    team: std::sync::Mutex<()>,
     n_threads: usize,
     kernels: &'static CpuKernels,
 }
@@ -35,7 +38,7 @@ impl CpuBackend {
             .thread_name(|i| format!("ember-cpu-{i}"))
             .build()
             .map_err(|e| Error::InvalidParam(format!("cannot start {n_threads} threads: {e}")))?;
-        Ok(CpuBackend { pool, n_threads, kernels })
+        Ok(CpuBackend { pool, team: std::sync::Mutex::new(()), n_threads, kernels })
     }
 
     pub fn n_threads(&self) -> usize {
@@ -56,6 +59,7 @@ impl CpuBackend {
     /// [`team`], a prompt batch (long loops) through rayon.
     pub fn install_forward<R: Send>(&self, n_tok: usize, f: impl FnOnce() -> R + Send) -> R {
         if n_tok < TEAM_MAX_TOK {
+            let _one = self.team.lock().unwrap_or_else(|e| e.into_inner());
             team::run(&self.pool, f)
         } else {
             self.pool.install(f)

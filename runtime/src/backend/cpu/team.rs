@@ -54,7 +54,9 @@ thread_local! {
 }
 
 /// Runs `f` on `pool` with its threads as a spinning team (see the module
-/// doc); with one thread, plain `install`.
+/// doc); with one thread, plain `install`. One team per pool at a time (the
+/// caller's to ensure: `CpuBackend` holds a lock): two teams each holding
+/// some of the threads would wait for each other.
 pub fn run<R: Send>(pool: &rayon::ThreadPool, f: impl FnOnce() -> R + Send) -> R {
     let n = pool.current_num_threads();
     if n < 2 {

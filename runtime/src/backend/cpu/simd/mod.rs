@@ -218,8 +218,8 @@ impl CpuKernels {
 /// kernels from memory). Into L1 when two groups fit there and each step
 /// asks for a few lines, else into L2: a 5760-wide group is 26 KiB, and a
 /// K-quant step's 18-line burst into L1 fills its miss buffers and stalls
-/// the loads of the block being dotted (Q4_K from memory: 17 GB/s into L1,
-/// 31 into L2, 2 threads). Past the last group the lines lie outside the
+/// the loads of the block being dotted (an x86 8-row Q4_K kernel from memory,
+/// 2 threads: 17 GB/s into L1, 31 into L2). Past the last group the lines lie outside the
 /// weights: only prefetch them, which never faults.
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 #[inline(always)]
