@@ -1,5 +1,6 @@
-//! `Engine`: one loaded model (weights mapped once, tokenizer, compute
-//! backend), shared by any number of [`Session`]s.
+//! `Engine`: one loaded model (weights mapped once, or for the CPU backend
+//! copied into huge pages, see [`crate::config::WeightMemory`]; tokenizer,
+//! compute backend), shared by any number of [`Session`]s.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -69,13 +70,16 @@ impl Engine {
         let mut file = file;
         if gpu.is_none() && file.is_mapped() && config.weights.copies() {
             let t = std::time::Instant::now();
-            let copy = file
-                .copy_to_memory(true)
-                .map_err(|e| Error::Backend(format!("cannot copy the weights into memory: {e}")))?;
-            file = Arc::new(copy);
-            // Weights are offsets into the file: the model again, over the copy.
-            model = Model::from_gguf(file.clone())?;
-            log::info!("weights copied into memory (huge pages requested) in {} ms", t.elapsed().as_millis());
+            match file.copy_to_memory(true) {
+                Ok(copy) => {
+                    file = Arc::new(copy);
+                    // Weights are offsets into the file: the model again, over the copy.
+                    model = Model::from_gguf(file.clone())?;
+                    log::info!("weights copied into memory (huge pages requested) in {} ms", t.elapsed().as_millis());
+                }
+                // Not fatal: the mapping still holds every byte, only slower to stream.
+                Err(e) => log::warn!("cannot copy the weights into memory ({e}); reading them from the file mapping"),
+            }
         }
         let on = match &gpu {
             Some(g) => format!("wgpu ({})", g.ctx.profile.adapter_name),

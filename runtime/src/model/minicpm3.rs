@@ -17,8 +17,6 @@
 
 use std::sync::Arc;
 
-
-
 use super::blocks::{self, Act, BaseHparams, FfnLayer, RopeFactors};
 use super::{buf, LogitsWanted, ModelInfo, Scratch, Weight, WeightLoader};
 use crate::backend::cpu::{attention_strided, team, AttnShape};

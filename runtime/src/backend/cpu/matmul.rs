@@ -4,8 +4,6 @@
 //! activation row. Work is split over threads by blocks of weight rows; each
 //! weight row is read once per call and dotted with every token's activations.
 
-
-
 use super::simd::tile::{TileDotFn, TileFormat, ROWS, TOKS};
 use super::simd::{CpuKernels, RowsDotFn, SCALAR};
 use super::{team, SharedMut};
