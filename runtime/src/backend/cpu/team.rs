@@ -25,7 +25,7 @@ use std::sync::Mutex;
 
 use rayon::prelude::*;
 
-/// The loop body of the current round, lifetime erased (see [`Team::round`]).
+/// The loop body of the current round, lifetime erased (see [`Team::lead`]).
 type Body = dyn Fn(usize) + Sync;
 
 struct Team {
@@ -125,13 +125,10 @@ pub fn for_each_chunk_mut<T: Send>(data: &mut [T], chunk: usize, f: impl Fn(usiz
 }
 
 impl Team {
-    /// One round of `n` tasks: the leader works through them with the
+    /// One round of `n` (≥ 2, see [`for_each`]) tasks: the leader works through them with the
     /// helpers, then waits until every helper is done with `f` (they read it
     /// through an erased pointer, so it must outlive their use).
     fn lead(&self, n: usize, f: &(dyn Fn(usize) + Sync + '_)) {
-        if n == 0 {
-            return;
-        }
         // SAFETY: only the lifetime is erased; `f` outlives the round, as the
         // leader returns only after every helper has finished with it.
         let f_static: &'static Body = unsafe { std::mem::transmute::<&(dyn Fn(usize) + Sync + '_), &'static Body>(f) };
