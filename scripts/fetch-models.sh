@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -q -p ember-cli
-for m in "${@:-smollm2-135m gemma3-270m}"; do
+for m in "${@:-smollm2-135m gemma3-270m qwen2.5-coder-0.5b qwen2.5-coder-1.5b}"; do
   for name in $m; do
     ./target/release/ember pull "$name"
   done

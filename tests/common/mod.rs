@@ -40,6 +40,14 @@ pub fn gemma3() -> PathBuf {
     model("gemma-3-270m-q4_k_m.gguf")
 }
 
+pub fn qwen25_coder_05b() -> PathBuf {
+    model("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf")
+}
+
+pub fn qwen25_coder_15b() -> PathBuf {
+    model("qwen2.5-coder-1.5b-instruct-q4_k_m.gguf")
+}
+
 pub fn ember() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_ember"));
     c.env_remove("EMBER_LOG");

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Result};
 use clap::Args;
+use ember::backend::cpu::OpProfile;
 use ember::model::LogitsWanted;
 use rayon::prelude::*;
 
@@ -33,6 +34,53 @@ pub struct BenchArgs {
     /// Also measure streaming-read memory bandwidth (alone when no model is given with -m).
     #[arg(long)]
     membw: bool,
+    /// After the timed runs, one more pp and tg run that times every product per weight
+    /// type and attention (CPU backend), printed as a table (or under "per_type" in JSON).
+    #[arg(long)]
+    per_type: bool,
+}
+
+/// One profiled phase: the op rows plus the untimed rest (norms, RoPE, embedding …).
+fn per_type_rows(p: &OpProfile, wall_ns: u64) -> Vec<serde_json::Value> {
+    let mut ops = p.ops.clone();
+    ops.sort_by(|a, b| b.1.ns.cmp(&a.1.ns));
+    let share = |ns: u64| if wall_ns == 0 { 0.0 } else { ns as f64 / wall_ns as f64 };
+    let mut rows: Vec<serde_json::Value> = ops
+        .iter()
+        .map(|(k, s)| {
+            serde_json::json!({
+                "op": k.to_string(), "calls": s.calls, "ms": s.ns as f64 / 1e6, "share": share(s.ns),
+                "gb_per_s": if s.ns == 0 { 0.0 } else { s.bytes as f64 / s.ns as f64 },
+            })
+        })
+        .collect();
+    let rest = wall_ns.saturating_sub(p.total_ns());
+    rows.push(serde_json::json!({ "op": "other (norms, rope, embedding, sampling)", "calls": 0, "ms": rest as f64 / 1e6, "share": share(rest), "gb_per_s": 0.0 }));
+    rows
+}
+
+/// Runs one pp and one tg pass with profiling on; (phase, rows) for each that ran.
+fn profile_phases(session: &mut ember::Session, prompt: &[u32], gen_ids: &[u32]) -> Result<Vec<(String, Vec<serde_json::Value>)>> {
+    let mut out = Vec::new();
+    session.set_profiling(true);
+    if !prompt.is_empty() {
+        session.reset();
+        let t = Instant::now();
+        session.eval(prompt, LogitsWanted::Last)?;
+        let ns = t.elapsed().as_nanos() as u64;
+        out.push((format!("pp{}", prompt.len()), per_type_rows(&session.take_profile(), ns)));
+    }
+    if !gen_ids.is_empty() {
+        session.reset();
+        let t = Instant::now();
+        for &id in gen_ids {
+            session.eval(&[id], LogitsWanted::Last)?;
+        }
+        let ns = t.elapsed().as_nanos() as u64;
+        out.push((format!("tg{}", gen_ids.len()), per_type_rows(&session.take_profile(), ns)));
+    }
+    session.set_profiling(false);
+    Ok(out)
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -150,6 +198,14 @@ pub fn run(a: BenchArgs) -> Result<()> {
         }
     }
     let (pp_tps, tg_tps) = (median(&mut pp), median(&mut tg));
+    let per_type = if a.per_type {
+        if engine.gpu().is_some() {
+            bail!("--per-type times the CPU backend's kernels; run it with --backend cpu");
+        }
+        profile_phases(&mut session, &prompt, &gen_ids)?
+    } else {
+        Vec::new()
+    };
     let rss = peak_rss_mb();
     let model_name = a.opts.model.clone().unwrap_or_default();
     let bw = if a.membw { Some(membw_gbs(threads)?) } else { None };
@@ -180,6 +236,9 @@ pub fn run(a: BenchArgs) -> Result<()> {
             j["membw_gbs"] = bw.into();
             j["tg_membw_fraction"] = f.into();
         }
+        if a.per_type {
+            j["per_type"] = per_type.iter().map(|(phase, rows)| (phase.clone(), serde_json::Value::from(rows.clone()))).collect::<serde_json::Map<_, _>>().into();
+        }
         println!("{j}");
     } else {
         let size_mib = info.weight_bytes as f64 / (1024.0 * 1024.0);
@@ -207,6 +266,21 @@ pub fn run(a: BenchArgs) -> Result<()> {
                 info.bytes_per_token as f64 / 1e6,
                 f * 100.0
             );
+        }
+        for (phase, rows) in &per_type {
+            println!("\n{phase}, one profiled run: time per op (products by weight type)\n");
+            println!("| op | calls | ms | share | weight GB/s |");
+            println!("| --- | ---: | ---: | ---: | ---: |");
+            for r in rows {
+                println!(
+                    "| {} | {} | {:.1} | {:.1}% | {:.1} |",
+                    r["op"].as_str().unwrap_or(""),
+                    r["calls"],
+                    r["ms"].as_f64().unwrap_or(0.0),
+                    r["share"].as_f64().unwrap_or(0.0) * 100.0,
+                    r["gb_per_s"].as_f64().unwrap_or(0.0)
+                );
+            }
         }
     }
     Ok(())

@@ -5,7 +5,8 @@
 //! the output head. Each architecture's `forward` is a straight line over these.
 
 use super::{buf, LogitsWanted, ModelInfo, Weight, WeightLoader};
-use crate::backend::cpu::{attention, matmul_many, AttnShape, MatmulScratch};
+use crate::backend::cpu::profile::timed;
+use crate::backend::cpu::{attention, matmul_many, AttnShape, MatmulScratch, OpKind};
 use crate::gguf::GgufFile;
 use crate::kv_cache::KvCache;
 use crate::ops::activation::{geglu_ggml, swiglu};
@@ -403,7 +404,8 @@ pub fn self_attention(
         softcap: c.softcap,
     };
     let (kc, vc) = cache.layer(il);
-    attention(mm.kernels, &shape, q, kc, vc, attn);
+    let kernels = mm.kernels;
+    timed(&mut mm.profile, &[(OpKind::Attention, 0)], || attention(kernels, &shape, q, kc, vc, attn));
     l.wo.matmul(f, attn, out, mm);
 }
 

@@ -6,6 +6,9 @@
 //!   embeddings, MiniCPM-2B's embedding/residual/logit scales).
 //! - `llama1b-q4_k`: a Llama-3.2-1B-shaped model (n_embd 2048, 16 layers,
 //!   n_ff 8192, 32 heads, 8 KV heads, vocab 128256, tied).
+//! - `minicpm2b-f16`: the MiniCPM-2B shape in F16, the source that
+//!   `scripts/bench-vs-llamacpp.sh` hands to llama.cpp's own quantizer to make
+//!   `minicpm2b-q4_k_m` the way users get their files (a Q4_K/Q6_K/Q8_0/Q5_0 mix).
 //!
 //! Q4_K needs rows that are a multiple of 256; MiniCPM's n_ff = 5760 is not,
 //! so its `ffn_down` is Q4_0 in the Q4_K model (llama.cpp falls back to Q5_0
@@ -14,7 +17,7 @@
 //! vocabulary (specials, 256 byte tokens, filler pieces) is included: the
 //! benchmark feeds token ids, not text.
 //!
-//! Usage: gen-bench-models OUT_DIR [NAME…]   (default: all three)
+//! Usage: gen-bench-models OUT_DIR [NAME…]   (default: all)
 
 use std::path::PathBuf;
 
@@ -35,9 +38,10 @@ struct Shape {
     ty: GgmlType,
 }
 
-const MODELS: [Shape; 3] = [
+const MODELS: [Shape; 4] = [
     Shape { name: "minicpm2b-q4_0", arch: "minicpm", n_embd: 2304, n_layer: 40, n_ff: 5760, n_head: 36, n_head_kv: 36, n_vocab: 122753, ty: GgmlType::Q4_0 },
     Shape { name: "minicpm2b-q4_k", arch: "minicpm", n_embd: 2304, n_layer: 40, n_ff: 5760, n_head: 36, n_head_kv: 36, n_vocab: 122753, ty: GgmlType::Q4_K },
+    Shape { name: "minicpm2b-f16", arch: "minicpm", n_embd: 2304, n_layer: 40, n_ff: 5760, n_head: 36, n_head_kv: 36, n_vocab: 122753, ty: GgmlType::F16 },
     Shape { name: "llama1b-q4_k", arch: "llama", n_embd: 2048, n_layer: 16, n_ff: 8192, n_head: 32, n_head_kv: 8, n_vocab: 128256, ty: GgmlType::Q4_K },
 ];
 
@@ -56,6 +60,7 @@ fn quantize_row(ty: GgmlType, x: &[f32], dst: &mut [u8]) {
     match ty {
         GgmlType::Q4_0 => quant::q4_0::quantize_row(x, dst),
         GgmlType::Q4_K => quant::q4_k::quantize_row(x, dst),
+        GgmlType::F16 => quant::float::quantize_row_f16(x, dst),
         _ => unreachable!("no weight quantizer for {ty}"),
     }
 }

@@ -6,6 +6,7 @@
 
 use super::simd::tile::{TileDotFn, TileFormat, ROWS, TOKS};
 use super::simd::{CpuKernels, RowsDotFn, SCALAR};
+use super::profile::{self, OpKind, OpProfile};
 use super::{team, SharedMut};
 use crate::quant::{self, GgmlType};
 
@@ -19,11 +20,13 @@ pub struct MatmulScratch {
     /// Generation's tasks: (job, first row, end row).
     tasks: Vec<(usize, usize, usize)>,
     pub kernels: &'static CpuKernels,
+    /// Time per op kind, when the session profiles (`ember bench --per-type`).
+    pub profile: Option<OpProfile>,
 }
 
 impl Default for MatmulScratch {
     fn default() -> Self {
-        MatmulScratch { act: Vec::new(), aux: Vec::new(), tasks: Vec::new(), kernels: &SCALAR }
+        MatmulScratch { act: Vec::new(), aux: Vec::new(), tasks: Vec::new(), kernels: &SCALAR, profile: None }
     }
 }
 
@@ -70,15 +73,19 @@ pub fn matmul(
 pub fn matmul_many(n_in: usize, x: &[f32], jobs: &mut [MatJob], scratch: &mut MatmulScratch) {
     let n_tok = x.len() / n_in;
     debug_assert_eq!(x.len(), n_tok * n_in);
+    let mut profile = scratch.profile.take();
     if n_tok >= TILE_MIN_TOK {
         for j in jobs {
-            matmul_batch(j.ty, j.w, n_in, j.n_out, x, j.y, scratch);
+            let kind = [(OpKind::Matmul(j.ty), j.w.len() as u64)];
+            profile::timed(&mut profile, &kind, || matmul_batch(j.ty, j.w, n_in, j.n_out, x, j.y, scratch));
         }
     } else {
         for chunk in jobs.chunks_mut(MAX_JOBS) {
-            matmul_gen(n_in, x, chunk, scratch);
+            let kinds: [_; MAX_JOBS] = std::array::from_fn(|i| chunk.get(i).map_or((OpKind::Attention, 0), |j| (OpKind::Matmul(j.ty), j.w.len() as u64)));
+            profile::timed(&mut profile, &kinds[..chunk.len()], || matmul_gen(n_in, x, chunk, scratch));
         }
     }
+    scratch.profile = profile;
 }
 
 /// Quantizes `x` (`n_tok × n_in`) to `act_ty` at the end of `act`; its offset.

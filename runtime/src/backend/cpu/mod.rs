@@ -3,11 +3,13 @@
 
 mod attention;
 mod matmul;
+pub mod profile;
 pub mod simd;
 pub mod team;
 
 pub use attention::{attention, attention_strided, AttnShape};
 pub use matmul::{matmul, matmul_many, MatJob, MatmulScratch};
+pub use profile::{OpKind, OpProfile, OpStat};
 pub use simd::CpuKernels;
 
 use crate::{Error, Result};
