@@ -57,3 +57,30 @@ fn bench_table_and_scalar_knob() {
     let s = String::from_utf8_lossy(&out.stdout);
     assert!(s.contains("pp8") && s.contains("tg2") && s.contains("scalar"), "{s}");
 }
+
+/// `--per-type`: one profiled pp and tg run, each op row with its calls and
+/// time; the tiny llama fixture's products are all F32, and the shares of a
+/// phase (ops + the untimed rest) add up to the whole phase.
+#[test]
+fn bench_per_type_times_products_by_weight_type() {
+    let model = fixtures().join("arch/llama.gguf");
+    let out = ember()
+        .args(["bench", "-m", model.to_str().unwrap(), "-p", "16", "-n", "4", "-r", "1", "-t", "1", "--backend", "cpu", "--per-type", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object on stdout");
+    for phase in ["pp16", "tg4"] {
+        let rows = v["per_type"][phase].as_array().unwrap_or_else(|| panic!("per_type.{phase} missing: {v}"));
+        let op = |name: &str| rows.iter().find(|r| r["op"] == name).unwrap_or_else(|| panic!("{phase}: no {name} row: {rows:?}"));
+        // 2 layers × (q, k, v, o, gate, up, down) + the output head, per token in generation.
+        let mm = op("matmul F32");
+        let per_pass = 2 * 7 + 1;
+        let passes = if phase == "tg4" { 4 } else { 1 };
+        assert_eq!(mm["calls"].as_u64(), Some(per_pass * passes), "{mm}");
+        assert!(mm["ms"].as_f64().unwrap() > 0.0, "{mm}");
+        assert_eq!(op("attention")["calls"].as_u64(), Some(2 * passes), "one attention per layer and pass");
+        let share: f64 = rows.iter().map(|r| r["share"].as_f64().unwrap()).sum();
+        assert!((share - 1.0).abs() < 1e-6, "{phase}: shares sum to {share}");
+    }
+}

@@ -11,13 +11,15 @@ mod common;
 
 use common::*;
 
+// Mean centred |Δlogit| at the last prompt position, measured on the CPU:
+// 0.047–0.067 (0.5B) and 0.053–0.076 (1.5B), KL ≤ 0.003 nats; the bound is
+// twice the worst.
 fn qwen05(backend: &'static str) -> Reference {
-    // Logit std ~3; measured mean centred |Δlogit| below 0.1 on the CPU.
-    Reference { dir: "qwen2.5-coder-0.5b", model: qwen25_coder_05b(), centred_tol: 0.25, backend }
+    Reference { dir: "qwen2.5-coder-0.5b", model: qwen25_coder_05b(), centred_tol: 0.15, backend }
 }
 
 fn qwen15(backend: &'static str) -> Reference {
-    Reference { dir: "qwen2.5-coder-1.5b", model: qwen25_coder_15b(), centred_tol: 0.25, backend }
+    Reference { dir: "qwen2.5-coder-1.5b", model: qwen25_coder_15b(), centred_tol: 0.15, backend }
 }
 
 #[test]
