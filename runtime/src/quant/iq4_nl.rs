@@ -15,7 +15,9 @@ use super::q8_0::BlockQ8_0;
 pub const QK4_NL: usize = 32;
 
 /// ggml's `kvalues_iq4nl`: what each 4-bit index stands for (IQ4_NL and IQ4_XS).
-pub const KVALUES_IQ4NL: [i8; 16] = [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113];
+pub const KVALUES_IQ4NL: [i8; 16] = [
+    -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113,
+];
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
@@ -25,8 +27,8 @@ pub struct BlockIQ4NL {
 }
 const _: () = assert!(std::mem::size_of::<BlockIQ4NL>() == 18);
 
-/// The table values of 16 packed index bytes into `y` (32 elements, Q4_0
-/// order), times `d`, or Σ of their products with `q8` (IQ4_XS shares both).
+/// 32 elements (Q4_0's order) from 16 index bytes: `d` times their table
+/// values, into `y` (shared with IQ4_XS's sub-blocks).
 #[inline(always)]
 pub(super) fn dequantize_32(d: f32, qs: &[u8; 16], y: &mut [f32]) {
     let (lo, hi) = y.split_at_mut(16);
@@ -36,7 +38,7 @@ pub(super) fn dequantize_32(d: f32, qs: &[u8; 16], y: &mut [f32]) {
     }
 }
 
-/// Σ over 32 elements of kvalue·q8 (ggml's `sumi1 + sumi2`).
+/// Σ over 32 elements of kvalue·q8 (ggml's `sumi1 + sumi2`; shared with IQ4_XS).
 #[inline(always)]
 pub(super) fn isum_32(qs: &[u8; 16], q8: &[i8]) -> i32 {
     let (mut sumi1, mut sumi2) = (0i32, 0i32);
@@ -48,7 +50,10 @@ pub(super) fn isum_32(qs: &[u8; 16], q8: &[i8]) -> i32 {
 }
 
 pub fn dequantize_row(src: &[u8], dst: &mut [f32]) {
-    for (b, y) in blocks::<BlockIQ4NL>(src).iter().zip(dst.chunks_exact_mut(QK4_NL)) {
+    for (b, y) in blocks::<BlockIQ4NL>(src)
+        .iter()
+        .zip(dst.chunks_exact_mut(QK4_NL))
+    {
         dequantize_32(f16_to_f32(b.d), &b.qs, y);
     }
 }
