@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Generate the quant golden fixtures for runtime/tests/quant_golden.rs.
 
-For each of the 13 weight formats Ember computes with, take a few rows of a
+For each of the 15 weight formats Ember computes with, take a few rows of a
 real tensor of that type, and write to tests/fixtures/quant_golden/:
 
     <TYPE>.bin   the raw block bytes, exactly as stored in the GGUF file
@@ -13,8 +13,10 @@ real tensor of that type, and write to tests/fixtures/quant_golden/:
 The expected values come from gguf-py (numpy), an implementation independent
 of ours; the Rust test demands a bit-exact (<= 1e-6 relative) match.
 
-Sources: the llama.cpp-quantized tiny models under shared/reference/arch/
-and the real models SmolLM2-135M-Instruct.Q4_1 and gemma-3-270m-q4_k_m.
+Sources: the llama.cpp-quantized tiny models under shared/reference/arch/,
+those of tests/fixtures/arch/ that scripts/gen-arch-quant-fixture.py made
+with llama.cpp's quantizer (IQ4_NL, IQ4_XS), and the real models
+SmolLM2-135M-Instruct.Q4_1 and gemma-3-270m-q4_k_m.
 
 F16 and BF16: no model at hand holds such a tensor, so those two fixtures are
 *made here* with gguf.quants.quantize(..., F16/BF16) from an F32 tensor of
@@ -22,6 +24,8 @@ reference/arch/llama.gguf (the F32 fixture uses the same tensor, as stored).
 
 Usage:  pip install gguf numpy
         python3 scripts/gen_quant_golden.py [--shared /work/shared] [--models ~/.cache/ember/models]
+                                            [--only TYPE ...]
+--only rewrites just those types' files and index entries, keeping the others.
 """
 
 import argparse
@@ -38,7 +42,8 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "tests" / "fixtures" / "quant_golden"
 
 # type -> (file, tensor, first row, number of rows). file is relative to
-# {shared}/reference/arch or, with "models:", to the models directory.
+# {shared}/reference/arch or, with "models:", to the models directory, or
+# with "fixtures:", to tests/fixtures/arch.
 SOURCES = {
     "F32": ("llama.gguf", "blk.0.ffn_up.weight", 3, 16),
     "F16": ("llama.gguf", "blk.0.ffn_up.weight", 3, 16),
@@ -53,6 +58,8 @@ SOURCES = {
     "Q4_K": ("models:gemma-3-270m-q4_k_m.gguf", "blk.0.attn_output.weight", 3, 2),
     "Q5_K": ("llama_e256_q5_k_m.gguf", "token_embd.weight", 6, 4),
     "Q6_K": ("models:gemma-3-270m-q4_k_m.gguf", "blk.0.ffn_down.weight", 1, 1),
+    "IQ4_NL": ("fixtures:llama_e256_iq4_nl.gguf", "blk.0.ffn_gate.weight", 5, 4),
+    "IQ4_XS": ("fixtures:llama_e256_iq4_xs.gguf", "blk.1.ffn_down.weight", 3, 2),
 }
 
 # Formats written here from F32 data rather than read from a file.
@@ -71,13 +78,23 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shared", default="/work/shared")
     ap.add_argument("--models", default=os.path.expanduser("~/.cache/ember/models"))
+    ap.add_argument("--only", nargs="+", choices=list(SOURCES), help="only these types (the index keeps the others)")
     args = ap.parse_args()
 
     OUT.mkdir(parents=True, exist_ok=True)
     index = {"generator": "scripts/gen_quant_golden.py", "gguf_py_version": _gguf_version(), "types": {}}
+    if args.only:
+        old = json.loads((OUT / "index.json").read_text())
+        if old["gguf_py_version"] != index["gguf_py_version"]:
+            sys.exit(f"index.json was made with gguf {old['gguf_py_version']}: regenerate every type")
+        index["types"] = old["types"]
     for name, (file, tensor, row0, nrows) in SOURCES.items():
+        if args.only and name not in args.only:
+            continue
         if file.startswith("models:"):
             path = Path(args.models) / file[len("models:"):]
+        elif file.startswith("fixtures:"):
+            path = ROOT / "tests" / "fixtures" / "arch" / file[len("fixtures:"):]
         else:
             path = Path(args.shared) / "reference" / "arch" / file
         t = load_tensor(path, tensor)
@@ -104,7 +121,7 @@ def main() -> None:
             "row_elements": n // nrows,
             "synthesized": name in SYNTHESIZED,
         }
-        print(f"{name:5} n={n:5} {raw.nbytes:6} B  <- {path.name}:{tensor} rows {row0}..{row0 + nrows}")
+        print(f"{name:6} n={n:5} {raw.nbytes:6} B  <- {path.name}:{tensor} rows {row0}..{row0 + nrows}")
     (OUT / "index.json").write_text(json.dumps(index, indent=1) + "\n")
 
 

@@ -81,7 +81,7 @@ const FLOAT_FIXTURES: &[&str] = &[
     "phi3",
 ];
 
-const QUANT_FIXTURES: &[&str] = &["q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q2_k", "q3_k_m", "q4_k_m", "q5_k_m", "q6_k"];
+const QUANT_FIXTURES: &[&str] = &["q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q2_k", "q3_k_m", "q4_k_m", "q5_k_m", "q6_k", "iq4_nl", "iq4_xs"];
 
 /// Issue 5's criteria on one backend: float fixtures within 0.05 of the f32-KV
 /// logits at every position (`--ctx 256`, and `--ctx 512` against the LongRoPE

@@ -101,7 +101,7 @@ fn llama_f32_fixtures_match_llama_cpp() {
 #[test]
 fn llama_quantized_fixtures_match_llama_cpp() {
     let mut failures = Vec::new();
-    for q in ["q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q2_k", "q3_k_m", "q4_k_m", "q5_k_m", "q6_k"] {
+    for q in ["q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q2_k", "q3_k_m", "q4_k_m", "q5_k_m", "q6_k", "iq4_nl", "iq4_xs"] {
         let name = format!("llama_e256_{q}");
         let c = run_fixture(&name, "logits.f32");
         let ok = c.agree as f64 >= 0.95 * c.confident as f64 && c.mean_abs <= 0.1 && c.max_abs <= 0.3;

@@ -9,9 +9,9 @@ use ember::quant::{
     dequantize_row, is_supported, quantize_row_act, vec_dot, vec_dot_type, GgmlType,
 };
 
-const TYPES: [&str; 13] = [
+const TYPES: [&str; 15] = [
     "F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K",
-    "Q6_K",
+    "Q6_K", "IQ4_NL", "IQ4_XS",
 ];
 
 fn dir() -> PathBuf {

@@ -61,7 +61,7 @@ fn random_weights(ty: GgmlType, n_in: usize, n_out: usize, rng: &mut Rng) -> Vec
     let mut w: Vec<u8> = (0..n).map(|_| rng.byte()).collect();
     // Byte offsets of the f16 scale fields in each block.
     let fields: &[usize] = match ty {
-        GgmlType::Q4_0 | GgmlType::Q8_0 | GgmlType::Q5_0 => &[0],
+        GgmlType::Q4_0 | GgmlType::Q8_0 | GgmlType::Q5_0 | GgmlType::IQ4_NL | GgmlType::IQ4_XS => &[0],
         GgmlType::Q4_1 | GgmlType::Q5_1 | GgmlType::Q4_K | GgmlType::Q5_K => &[0, 2],
         GgmlType::Q6_K => &[208],
         GgmlType::Q2_K => &[80, 82],
@@ -123,7 +123,7 @@ impl<'a> Run<'a> {
     }
 }
 
-const TYPES: [GgmlType; 10] = [
+const TYPES: [GgmlType; 12] = [
     GgmlType::F32,
     GgmlType::F16,
     GgmlType::Q4_0,
@@ -134,6 +134,8 @@ const TYPES: [GgmlType; 10] = [
     GgmlType::Q5_K,
     GgmlType::Q6_K,
     GgmlType::Q3_K,
+    GgmlType::IQ4_NL,
+    GgmlType::IQ4_XS,
 ];
 
 #[test]

@@ -5,6 +5,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use ember::gguf::{GgufFile, Value};
 use ember::model::Model;
+use ember::quant::{self, GgmlType};
 use ember::tokenizer::Tokenizer;
 
 use crate::catalog;
@@ -62,18 +63,19 @@ pub fn run(a: InspectArgs) -> Result<()> {
 
     let (params, weight_bytes) = file.tensors().iter().fold((0u64, 0u64), |(p, b), t| (p + t.n_elements(), b + t.size));
     println!("\ntensors: {} ({} parameters, {} of weights)", file.tensors().len(), params, human(weight_bytes));
-    let mut by_type: Vec<(String, usize, u64)> = Vec::new();
+    let mut by_type: Vec<(GgmlType, usize, u64)> = Vec::new();
     for t in file.tensors() {
-        match by_type.iter_mut().find(|(n, _, _)| n == t.ty.name()) {
+        match by_type.iter_mut().find(|(ty, _, _)| *ty == t.ty) {
             Some((_, c, b)) => {
                 *c += 1;
                 *b += t.size
             }
-            None => by_type.push((t.ty.name().into(), 1, t.size)),
+            None => by_type.push((t.ty, 1, t.size)),
         }
     }
     for (ty, count, bytes) in &by_type {
-        println!("  {ty:<6} {count:>5} tensors  {}", human(*bytes));
+        let note = if quant::is_supported(*ty) { "" } else { "  (Ember cannot compute with this type)" };
+        println!("  {:<7} {count:>5} tensors  {}{note}", ty.name(), human(*bytes));
     }
     let shown = if a.all_tensors { file.tensors().len() } else { 12.min(file.tensors().len()) };
     for t in &file.tensors()[..shown] {

@@ -11,6 +11,8 @@
 
 pub(crate) mod common;
 pub mod float;
+pub mod iq4_nl;
+pub mod iq4_xs;
 pub mod q2_k;
 pub mod q3_k;
 pub mod q4_0;
@@ -33,12 +35,13 @@ pub use types::{GgmlType, QK_K};
 
 use crate::{Error, Result};
 
-/// Whether Ember can compute with this weight type (F32,F16,BF16,Q4_0,Q4_1,Q5_0,Q5_1,Q8_0,Q2_K,Q3_K,Q4_K,Q5_K,Q6_K).
+/// Whether Ember can compute with this weight type (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0,
+/// Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS).
 pub fn is_supported(ty: GgmlType) -> bool {
     use GgmlType::*;
     matches!(
         ty,
-        F32 | F16 | BF16 | Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q2_K | Q3_K | Q4_K | Q5_K | Q6_K
+        F32 | F16 | BF16 | Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q2_K | Q3_K | Q4_K | Q5_K | Q6_K | IQ4_NL | IQ4_XS
     )
 }
 
@@ -63,6 +66,8 @@ pub fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<()> {
         Q5_K => q5_k::dequantize_row,
         Q6_K => q6_k::dequantize_row,
         Q8_K => q8_k::dequantize_row,
+        IQ4_NL => iq4_nl::dequantize_row,
+        IQ4_XS => iq4_xs::dequantize_row,
         _ => {
             return Err(Error::UnsupportedType {
                 ty: ty.name().into(),
@@ -90,9 +95,9 @@ pub fn vec_dot_type(ty: GgmlType) -> GgmlType {
     match ty {
         F16 => F16,
         BF16 => BF16,
-        Q4_0 | Q5_0 | Q8_0 => Q8_0,
+        Q4_0 | Q5_0 | Q8_0 | IQ4_NL => Q8_0,
         Q4_1 | Q5_1 => Q8_1,
-        Q2_K | Q3_K | Q4_K | Q5_K | Q6_K => Q8_K,
+        Q2_K | Q3_K | Q4_K | Q5_K | Q6_K | IQ4_XS => Q8_K,
         _ => F32,
     }
 }
@@ -141,6 +146,8 @@ pub fn vec_dot(ty: GgmlType, n: usize, w: &[u8], act: &[u8]) -> f32 {
         Q4_K => q4_k::vec_dot(n, w, act),
         Q5_K => q5_k::vec_dot(n, w, act),
         Q6_K => q6_k::vec_dot(n, w, act),
+        IQ4_NL => iq4_nl::vec_dot(n, w, act),
+        IQ4_XS => iq4_xs::vec_dot(n, w, act),
         _ => {
             debug_assert!(false, "vec_dot: unsupported weight type {ty}");
             f32::NAN

@@ -30,10 +30,11 @@ fn rd16(b: &[u8], o: usize) -> f32 {
     half::f16::from_bits(u16::from_le_bytes([b[o], b[o + 1]])).to_f32()
 }
 
-const WEIGHT_TYPES: [GgmlType; 13] = {
+const WEIGHT_TYPES: [GgmlType; 15] = {
     use GgmlType::*;
     [
-        F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K,
+        F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL,
+        IQ4_XS,
     ]
 };
 
@@ -53,6 +54,8 @@ fn block_structs_match_type_table() {
         (Q5_K, size_of::<q5_k::BlockQ5K>()),
         (Q6_K, size_of::<q6_k::BlockQ6K>()),
         (Q8_K, size_of::<q8_k::BlockQ8K>()),
+        (IQ4_NL, size_of::<iq4_nl::BlockIQ4NL>()),
+        (IQ4_XS, size_of::<iq4_xs::BlockIQ4XS>()),
     ];
     for (ty, size) in sizes {
         assert_eq!(size, ty.type_size(), "{ty}");
@@ -64,6 +67,9 @@ fn block_structs_match_type_table() {
     }
     assert!(!is_supported(GgmlType::Q8_K) && !is_supported(GgmlType::IQ2_XXS));
 }
+
+/// ggml's `kvalues_iq4nl`, written out again (not the module's constant).
+const KV: [i32; 16] = [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113];
 
 /// Element `e` of one block, straight from the layout table (FORMATS §2.2),
 /// by byte offset.
@@ -132,6 +138,14 @@ fn ref_elem(ty: GgmlType, b: &[u8], e: usize) -> f32 {
             let q = (low | (high << 4)) as i32 - 32;
             rd16(b, 208) * b[192 + e / 16] as i8 as f32 * q as f32
         }
+        IQ4_NL => rd16(b, 0) * KV[nib(&b[2..18], e) as usize] as f32,
+        IQ4_XS => {
+            let ib = e / 32;
+            let lo = (b[4 + ib / 2] >> (4 * (ib % 2))) & 0xF;
+            let hi = (u16::from_le_bytes([b[2], b[3]]) >> (2 * ib)) & 3;
+            let ls = (lo as i32 | (hi as i32) << 4) - 32;
+            (rd16(b, 0) * ls as f32) * KV[nib(&b[8 + 16 * ib..8 + 16 * ib + 16], e % 32) as usize] as f32
+        }
         _ => unreachable!(),
     }
 }
@@ -150,7 +164,8 @@ fn random_row(ty: GgmlType, n: usize, rng: &mut Rng) -> Vec<u8> {
                 .flat_map(|_| half::bf16::from_f32(rng.f32()).to_bits().to_le_bytes())
                 .collect()
         }
-        Q4_0 | Q5_0 | Q8_0 => &[(0, 0.01)],
+        Q4_0 | Q5_0 | Q8_0 | IQ4_NL => &[(0, 0.01)],
+        IQ4_XS => &[(0, 0.001)],
         Q4_1 | Q5_1 => &[(0, 0.01), (2, 0.1)],
         Q2_K => &[(80, 0.01), (82, 0.01)],
         Q3_K => &[(108, 0.001)],
@@ -231,6 +246,19 @@ fn dequantize_hand_built_blocks() {
     assert_eq!(y[160], 47.0 * 3.0 - 0.5 * 16.0);
     assert_eq!(y[128], 0.0); // sub-block 4: low nibbles (2), scale 0, min 0
     assert_eq!(y[0], 0.0); // scale 0, min 0
+    // IQ4_NL: d = 0.5, qs[j] = j | (15 - j) << 4: the table in order, then reversed.
+    let mut b = h(0.5).to_vec();
+    b.extend((0..16u8).map(|j| j | ((15 - j) << 4)));
+    let y = dequant(GgmlType::IQ4_NL, &b, 32);
+    assert_eq!((y[0], y[8], y[15], y[16], y[31]), (-63.5, 0.5, 56.5, 56.5, -63.5));
+    // IQ4_XS: d = 0.25; sub-block 5's scale ls = 0x3 | 0b10 << 4 = 35 (ls - 32 = 3),
+    // every other ls = 0 (-32); all indices 8 (value 1) except qs of sub-block 5 = 0xF0.
+    let mut b = h(0.25).to_vec();
+    b.extend((0b10u16 << 10).to_le_bytes());
+    b.extend([0, 0, 0x30, 0]);
+    b.extend((0..8).flat_map(|ib| [if ib == 5 { 0xF0u8 } else { 0x88 }; 16]));
+    let y = dequant(GgmlType::IQ4_XS, &b, 256);
+    assert_eq!((y[0], y[160], y[176], y[255]), (-8.0, 0.75 * -127.0, 0.75 * 113.0, -8.0));
 }
 
 #[test]

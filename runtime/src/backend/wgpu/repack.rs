@@ -17,7 +17,9 @@
 //! the scalar `dequantize_row` bit for bit):
 //! Q4_0 → QA4 `(d, −8d)`; Q4_1 → QA4 `(d, m)`; Q4_K → QA4 `(d·sc, −dmin·mn)` per
 //! 32-element sub-block; Q8_0 → QA8{1} `(d, 0)`; Q5_K → QA8{1} like Q4_K;
-//! Q6_K → QA8{2} `(d·sc, 0)` per 16 elements with `q − 32`; F32 → F32;
+//! Q6_K → QA8{2} `(d·sc, 0)` per 16 elements with `q − 32`; IQ4_NL → QA8{1}
+//! `(d, 0)` and IQ4_XS → QA8{1} `(d·(ls − 32), 0)` per 32-element sub-block,
+//! both with the table values `kvalues_iq4nl[q]` as the i8 quants; F32 → F32;
 //! F16 → F16; every other type → F32 through the scalar dequantizer
 //! (correct, not compact: a faster layout for it is future work).
 
@@ -41,6 +43,7 @@ impl Layout {
             GgmlType::F16 => Layout::F16,
             GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q4_K => Layout::Qa4,
             GgmlType::Q8_0 | GgmlType::Q5_K => Layout::Qa8 { sub: 1 },
+            GgmlType::IQ4_NL | GgmlType::IQ4_XS => Layout::Qa8 { sub: 1 },
             GgmlType::Q6_K => Layout::Qa8 { sub: 2 },
             _ => Layout::F32,
         }
@@ -169,6 +172,22 @@ pub fn repack(ty: GgmlType, src: &[u8], n_in: usize, n_rows: usize) -> Result<Re
                 pack8(&mut wb, &a);
             }
         }
+        GgmlType::IQ4_NL => {
+            for b in quant::common::blocks::<quant::iq4_nl::BlockIQ4NL>(src) {
+                dm(&mut wa, f16_to_f32(b.d), 0.0);
+                pack8(&mut wb, &iq4nl_values(&b.qs));
+            }
+        }
+        GgmlType::IQ4_XS => {
+            for b in quant::common::blocks::<quant::iq4_xs::BlockIQ4XS>(src) {
+                let d = f16_to_f32(b.d);
+                for (qs, ls) in b.qs.iter().zip(quant::iq4_xs::scales(b)) {
+                    // The f32 product the scalar dequantizer scales the sub-block by.
+                    dm(&mut wa, d * ls as f32, 0.0);
+                    pack8(&mut wb, &iq4nl_values(qs));
+                }
+            }
+        }
         _ => {
             let mut row = vec![0f32; n_in];
             for r in 0..n_rows {
@@ -180,6 +199,12 @@ pub fn repack(ty: GgmlType, src: &[u8], n_in: usize, n_rows: usize) -> Result<Re
     debug_assert_eq!(wa.len(), units * wa_n);
     debug_assert_eq!(wb.len(), units * wb_n);
     Ok(Repacked { layout, n_in, n_rows, wa, wb })
+}
+
+/// The 32 table values of 16 IQ4_NL/IQ4_XS index bytes, in element order.
+fn iq4nl_values(qs: &[u8; 16]) -> [i8; 32] {
+    let kv = |q: u8| quant::iq4_nl::KVALUES_IQ4NL[q as usize];
+    std::array::from_fn(|i| if i < 16 { kv(qs[i] & 0xF) } else { kv(qs[i - 16] >> 4) })
 }
 
 impl Repacked {

@@ -12,6 +12,8 @@ use std::arch::aarch64::*;
 
 use super::tile::{Q8KAux, Q8_0Aux, Q8_1Aux, ROWS};
 use super::{rows_len, CpuKernels};
+use crate::quant::iq4_nl::{BlockIQ4NL, KVALUES_IQ4NL};
+use crate::quant::iq4_xs::{self, BlockIQ4XS};
 use crate::quant::q4_0::BlockQ4_0;
 use crate::quant::q4_1::BlockQ4_1;
 use crate::quant::q4_k::BlockQ4K;
@@ -47,6 +49,10 @@ macro_rules! table {
             pub unsafe fn q4_1_rows(n: usize, w: &[u8], a: &[u8], x: &[u8]) -> [f32; ROWS] { rows_q4_1::<$d>(n, w, a, x) }
             #[target_feature(enable = $feat)]
             pub unsafe fn q4_k_rows(n: usize, w: &[u8], a: &[u8], x: &[u8]) -> [f32; ROWS] { rows_q4_k::<$d>(n, w, a, x) }
+            #[target_feature(enable = $feat)]
+            pub unsafe fn iq4_nl(n: usize, w: &[u8], a: &[u8]) -> f32 { vec_dot_iq4_nl::<$d>(n, w, a) }
+            #[target_feature(enable = $feat)]
+            pub unsafe fn iq4_xs(n: usize, w: &[u8], a: &[u8]) -> f32 { vec_dot_iq4_xs::<$d>(n, w, a) }
         }
         static $name: CpuKernels = CpuKernels {
             isa: $isa,
@@ -64,6 +70,8 @@ macro_rules! table {
             // through `half` (which uses NEON's fcvt itself).
             f16: quant::float::vec_dot_f16,
             f32: |n, w, a| unsafe { vec_dot_f32(n, w, a) },
+            iq4_nl: |n, w, a| unsafe { $m::iq4_nl(n, w, a) },
+            iq4_xs: |n, w, a| unsafe { $m::iq4_xs(n, w, a) },
             dot_f16: super::SCALAR.dot_f16,
             axpy_f16: super::SCALAR.axpy_f16,
             round_f16: super::SCALAR.round_f16,
@@ -531,4 +539,45 @@ unsafe fn vec_dot_f32(n: usize, w: &[u8], act: &[u8]) -> f32 {
         i += 1;
     }
     s
+}
+
+// ---------------------------------------------------------------- IQ4_NL / IQ4_XS
+//
+// 4-bit indices into `kvalues_iq4nl`: one `tbl` (`vqtbl1q_s8`) per 16
+// elements gives the signed values (|v| ≤ 127), then Q8_0's / Q6_K's dots.
+
+/// The table values of 16 index bytes: (elements 0..16, elements 16..32).
+#[inline(always)]
+unsafe fn iq4nl_values(qs: &[u8; 16]) -> (int8x16_t, int8x16_t) {
+    let table = vld1q_s8(KVALUES_IQ4NL.as_ptr());
+    let v = vld1q_u8(qs.as_ptr());
+    (vqtbl1q_s8(table, vandq_u8(v, vdupq_n_u8(0xF))), vqtbl1q_s8(table, vshrq_n_u8(v, 4)))
+}
+
+#[inline(always)]
+unsafe fn vec_dot_iq4_nl<D: Dot>(_n: usize, w: &[u8], act: &[u8]) -> f32 {
+    let (x, y): (&[BlockIQ4NL], &[BlockQ8_0]) = (bytemuck::cast_slice(w), bytemuck::cast_slice(act));
+    let mut sumv = vdupq_n_f32(0.0);
+    for (x, y) in x.iter().zip(y) {
+        let (q0, q1) = iq4nl_values(&x.qs);
+        let p = dot32v::<D>(q0, q1, vld1q_s8(y.qs.as_ptr()), vld1q_s8(y.qs.as_ptr().add(16)));
+        sumv = vmlaq_n_f32(sumv, vcvtq_f32_s32(p), fp16(y.d) * fp16(x.d));
+    }
+    vaddvq_f32(sumv)
+}
+
+#[inline(always)]
+unsafe fn vec_dot_iq4_xs<D: Dot>(_n: usize, w: &[u8], act: &[u8]) -> f32 {
+    let (x, y): (&[BlockIQ4XS], &[BlockQ8K]) = (bytemuck::cast_slice(w), bytemuck::cast_slice(act));
+    let mut sumf = 0f32;
+    for (x, y) in x.iter().zip(y) {
+        let ls = iq4_xs::scales(x);
+        let mut sumi = 0i32;
+        for ib in 0..QK_K / 32 {
+            let (q0, q1) = iq4nl_values(&x.qs[ib]);
+            sumi += dot32::<D>(q0, q1, y.qs.as_ptr().add(32 * ib)) * ls[ib] as i32;
+        }
+        sumf += fp16(x.d) * y.d() * sumi as f32;
+    }
+    sumf
 }

@@ -45,7 +45,7 @@ fn time(reps: usize, mut f: impl FnMut()) -> (f64, f64) {
     (cpu, t0.elapsed().as_nanos() as f64 / reps as f64)
 }
 
-const TYPES: [GgmlType; 6] = [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K];
+const TYPES: [GgmlType; 8] = [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K, GgmlType::IQ4_NL, GgmlType::IQ4_XS];
 
 #[test]
 #[ignore]

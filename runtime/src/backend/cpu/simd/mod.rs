@@ -57,6 +57,9 @@ pub struct CpuKernels {
     pub q6_k: VecDotFn,
     pub f16: VecDotFn,
     pub f32: VecDotFn,
+    /// The non-linear 4-bit formats (table lookup of the nibbles).
+    pub iq4_nl: VecDotFn,
+    pub iq4_xs: VecDotFn,
     /// Attention's scores: `out[j] = q·k_j` (f32 sums of f16 products), k_j
     /// the `q.len()` values at `k[j·stride..]`. One call per query and head,
     /// not per key: no indirect call and no set-up per key.
@@ -99,6 +102,8 @@ pub static SCALAR: CpuKernels = CpuKernels {
     q6_k: quant::q6_k::vec_dot,
     f16: quant::float::vec_dot_f16,
     f32: quant::float::vec_dot_f32,
+    iq4_nl: quant::iq4_nl::vec_dot,
+    iq4_xs: quant::iq4_xs::vec_dot,
     dot_f16: dot_f16_scalar,
     axpy_f16: axpy_f16_scalar,
     round_f16: round_f16_scalar,
@@ -160,6 +165,8 @@ impl CpuKernels {
             Q6_K => self.q6_k,
             F16 => self.f16,
             F32 => self.f32,
+            IQ4_NL => self.iq4_nl,
+            IQ4_XS => self.iq4_xs,
             _ => return quant::vec_dot(ty, n, w, act),
         };
         f(n, w, act)

@@ -36,7 +36,7 @@ impl Rng {
     }
 }
 
-const TYPES: [GgmlType; 12] = [
+const TYPES: [GgmlType; 14] = [
     GgmlType::Q4_0,
     GgmlType::Q4_1,
     GgmlType::Q5_0,
@@ -49,13 +49,15 @@ const TYPES: [GgmlType; 12] = [
     GgmlType::Q6_K,
     GgmlType::F16,
     GgmlType::F32,
+    GgmlType::IQ4_NL,
+    GgmlType::IQ4_XS,
 ];
 
 /// Byte offsets of the fp16 scale fields inside one block of `ty`.
 fn f16_fields(ty: GgmlType) -> &'static [usize] {
     use GgmlType::*;
     match ty {
-        Q4_0 | Q5_0 | Q8_0 => &[0],
+        Q4_0 | Q5_0 | Q8_0 | IQ4_NL | IQ4_XS => &[0],
         Q4_1 | Q5_1 => &[0, 2],
         Q4_K | Q5_K => &[0, 2],
         Q2_K => &[80, 82],

@@ -10,6 +10,8 @@ use half::f16;
 
 use super::tile::{Q4Kx8, Q4_0x8, Q4_1x8, Q8KAux, Q8_0Aux, Q8_1Aux, ROWS, TOKS};
 use super::CpuKernels;
+use crate::quant::iq4_nl::{BlockIQ4NL, KVALUES_IQ4NL};
+use crate::quant::iq4_xs::BlockIQ4XS;
 use crate::quant::q4_0::BlockQ4_0;
 use crate::quant::q4_1::BlockQ4_1;
 use crate::quant::q4_k::BlockQ4K;
@@ -34,6 +36,7 @@ macro_rules! kernel_table {
             q8_0_x4 => vec_dot_q8_0_x4, q4_k_x4 => vec_dot_q4_k_x4);
         kernel_table!(@tile $feat, $I, q4_0_tile => tile_q4_0, q4_1_tile => tile_q4_1, q4_k_tile => tile_q4_k);
         kernel_table!(@rows $feat, $I, q4_0_rows => rows_q4_0, q4_1_rows => rows_q4_1);
+        kernel_table!(@wrap $feat, $I, fn(&[u8]) -> f32, iq4_nl => vec_dot_iq4_nl, iq4_xs => vec_dot_iq4_xs);
         CpuKernels {
             isa: $isa,
             q4_0: |n, w, a| unsafe { q4_0(n, w, a) },
@@ -48,6 +51,8 @@ macro_rules! kernel_table {
             q6_k: |n, w, a| unsafe { q6_k(n, w, a) },
             f16: |n, w, a| unsafe { dot_f16_raw(w.as_ptr() as *const u16, a.as_ptr() as *const u16, n) },
             f32: |n, w, a| unsafe { vec_dot_f32(n, w, a) },
+            iq4_nl: |n, w, a| unsafe { iq4_nl(n, w, a) },
+            iq4_xs: |n, w, a| unsafe { iq4_xs(n, w, a) },
             dot_f16: |q, k, stride, out| unsafe { dot_f16_rows(q, k, stride, out) },
             axpy_f16: |p, v, stride, acc| unsafe { axpy_f16_rows(p, v, stride, acc) },
             round_f16: |x| unsafe { round_f16(x) },
@@ -1065,4 +1070,77 @@ unsafe fn vec_dot_f32(n: usize, w: &[u8], act: &[u8]) -> f32 {
         i += 1;
     }
     s
+}
+
+// ---------------------------------------------------------------- IQ4_NL / IQ4_XS
+//
+// The non-linear formats store 4-bit indices into `kvalues_iq4nl`; one
+// `vpshufb` per 32 elements turns them into the signed values (the table
+// fits one 128-bit lane, repeated in both), ggml's AVX2 way. From there the
+// dots are Q8_0's (`sum_i8`, as |value| ≤ 127) and, for IQ4_XS, the
+// K-quants' scaled lanes.
+
+/// The 32 table values of one block's 16 index bytes at `p`, in Q4_0's
+/// element order (low nibbles 0..16, high nibbles 16..32).
+#[inline(always)]
+unsafe fn iq4nl_values_32(p: *const u8) -> __m256i {
+    let table = _mm256_broadcastsi128_si256(_mm_loadu_si128(KVALUES_IQ4NL.as_ptr() as *const __m128i));
+    _mm256_shuffle_epi8(table, bytes_from_nibbles_32(p))
+}
+
+impl Block32 for BlockIQ4NL {
+    type Y = BlockQ8_0;
+    #[inline(always)]
+    fn d(&self, y: &BlockQ8_0) -> ([u8; 2], [u8; 2]) {
+        (self.d, y.d)
+    }
+    const MIN: Option<MinFn<Self, Self::Y>> = None;
+    #[inline(always)]
+    unsafe fn isum<I: Isa>(&self, y: &BlockQ8_0) -> __m256i {
+        sum_i8::<I>(iq4nl_values_32(self.qs.as_ptr()), _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i))
+    }
+}
+
+#[inline(always)]
+unsafe fn vec_dot_iq4_nl<I: Isa>(_n: usize, w: &[u8], act: &[u8]) -> f32 {
+    dot_blocks32::<I, BlockIQ4NL>(w, act)
+}
+
+/// IQ4_XS's 8 sub-block scales `ls − 32` as 16 i16 (ls0..8 in both halves,
+/// for `Isa::widen_by2`), from word operations (`quant::iq4_xs::scales` bit
+/// for bit, without its per-element shifts).
+#[inline(always)]
+unsafe fn scales16_iq4_xs(x: &BlockIQ4XS) -> __m256i {
+    // Low 4 bits: byte k of scales_l to byte 2k, its nibbles to bytes 2k, 2k+1.
+    let l = u32::from_le_bytes(x.scales_l) as u64;
+    let l = (l | l << 16) & 0x0000_FFFF_0000_FFFF;
+    let l = (l | l << 8) & 0x00FF_00FF_00FF_00FF;
+    let lo = (l & 0x000F_000F_000F_000F) | ((l << 4) & 0x0F00_0F00_0F00_0F00);
+    // High 2 bits: bits 2ib, 2ib+1 of scales_h to byte ib (bytes, nibbles, pairs).
+    let h = u16::from_le_bytes(x.scales_h) as u64;
+    let h = (h | h << 24) & 0x0000_00FF_0000_00FF;
+    let h = (h | h << 12) & 0x000F_000F_000F_000F;
+    let h = (h | h << 6) & 0x0303_0303_0303_0303;
+    let ls = _mm_sub_epi8(_mm_cvtsi64_si128((lo | h << 4) as i64), _mm_set1_epi8(32));
+    _mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(ls))
+}
+
+#[inline(always)]
+unsafe fn vec_dot_iq4_xs<I: Isa>(_n: usize, w: &[u8], act: &[u8]) -> f32 {
+    let (x, y): (&[BlockIQ4XS], &[BlockQ8K]) = (bytemuck::cast_slice(w), bytemuck::cast_slice(act));
+    let mut acc = _mm256_setzero_ps();
+    for (x, y) in x.iter().zip(y) {
+        let sc16 = scales16_iq4_xs(x);
+        let mut sumi = _mm256_setzero_si256();
+        for ib in 0..QK_K / 32 {
+            let qx = iq4nl_values_32(x.qs[ib].as_ptr());
+            let qy = _mm256_loadu_si256(y.qs.as_ptr().add(32 * ib) as *const __m256i);
+            // Signed × signed as `sum_i8` does (x's sign moved onto y), then
+            // each sub-block's signed scale (`widen_by2` sign-extends it).
+            let p = I::mul(_mm256_sign_epi8(qx, qx), _mm256_sign_epi8(qy, qx));
+            sumi = _mm256_add_epi32(sumi, I::widen_by2(p, sc16, ib, ib));
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(fp16(x.d) * y.d()), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    hsum_f32_8(acc)
 }
