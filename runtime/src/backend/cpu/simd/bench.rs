@@ -106,6 +106,47 @@ fn bench_matmul() {
     }
 }
 
+/// Every quantized format a prompt's matmul meets (the strip kernels' formats and the rest).
+const PROMPT_TYPES: [GgmlType; 10] = [
+    GgmlType::Q4_0,
+    GgmlType::Q4_1,
+    GgmlType::Q5_0,
+    GgmlType::Q5_1,
+    GgmlType::Q8_0,
+    GgmlType::Q2_K,
+    GgmlType::Q3_K,
+    GgmlType::Q4_K,
+    GgmlType::Q5_K,
+    GgmlType::Q6_K,
+];
+
+/// A prompt-shaped matmul (64 tokens, 2304 × 256 weights in L2, 1 thread):
+/// CPU ns per weight row·token, whatever path the table takes (strip
+/// kernels, 4-token or 1-token row kernels), activation quantization included.
+/// `EMBER_BENCH_TY` picks one format.
+#[test]
+#[ignore]
+fn bench_prompt_matmul() {
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+    let (n_in, n_out, n_tok) = (2304, 256, 64);
+    let mut rng = Rng(6);
+    for ty in PROMPT_TYPES {
+        if std::env::var("EMBER_BENCH_TY").is_ok_and(|t| t != ty.to_string()) {
+            continue;
+        }
+        let w = weight_row(&mut rng, ty, n_in * n_out, false);
+        let x: Vec<f32> = (0..n_tok * n_in).map(|_| rng.f()).collect();
+        let mut y = vec![0f32; n_tok * n_out];
+        for k in CpuKernels::available() {
+            let mut mm = MatmulScratch::default();
+            mm.kernels = k;
+            let (cpu, _) = pool.install(|| time(20, || matmul(ty, &w, n_in, n_out, &x, &mut y, &mut mm)));
+            let path = if k.tile(ty).is_some() { "strip" } else if k.vec_dot_x4(ty).is_some() { "x4" } else { "row" };
+            eprintln!("{:>14} {ty:>5} {path:>5}: {:6.1} ns per row·token (cpu)", k.isa, cpu / (n_out * n_tok) as f64);
+        }
+    }
+}
+
 /// Generation-shaped matmuls over weights far larger than the caches
 /// (wall time, 1 and 2 threads): what the kernels reach from DRAM, with and
 /// without the 8-row kernels.
