@@ -146,19 +146,7 @@ fn matmul_batch(
             let t1 = (t0 + TOK_TILE).min(n_tok);
             for o in r0..r1 {
                 let wr = &w[o * w_row..(o + 1) * w_row];
-                let mut t = t0;
-                if let Some(f4) = k.vec_dot_x4(ty) {
-                    while t + 4 <= t1 {
-                        let a = |i: usize| &act[(t + i) * act_row..(t + i + 1) * act_row];
-                        let v = f4(n_in, wr, [a(0), a(1), a(2), a(3)]);
-                        for (i, v) in v.into_iter().enumerate() {
-                            // SAFETY: as below.
-                            unsafe { *yp.0.add((t + i) * n_out + o) = v };
-                        }
-                        t += 4;
-                    }
-                }
-                for t in t..t1 {
+                for t in t0..t1 {
                     let v = k.vec_dot(ty, n_in, wr, &act[t * act_row..(t + 1) * act_row]);
                     // SAFETY: each (t, o) is written by exactly one task (o is in
                     // this task's disjoint row range) and y outlives the scope.
