@@ -126,29 +126,41 @@ const PROMPT_TYPES: [GgmlType; 10] = [
     GgmlType::Q6_K,
 ];
 
-/// A prompt-shaped matmul (64 tokens, 2304 × 1024 weights, 1 thread):
-/// CPU ns per weight row·token, whatever path the table takes (strip
-/// kernels or row kernels), activation quantization included.
-/// `EMBER_BENCH_TY` picks one format.
+/// Prompt-shaped matmuls (2304 × 1024 weights, 4, 16 and 512 tokens, 1
+/// thread; best of 3): CPU ns per weight row·token with the table's strip
+/// kernels and with its row kernels (strips off), activation quantization
+/// and packing included. `EMBER_BENCH_TY` picks one format.
 #[test]
 #[ignore]
 fn bench_prompt_matmul() {
     let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
-    let (n_in, n_out, n_tok) = (2304, 1024, 64);
+    let (n_in, n_out) = (2304, 1024);
     let mut rng = Rng(6);
     for ty in PROMPT_TYPES {
         if std::env::var("EMBER_BENCH_TY").is_ok_and(|t| t != ty.to_string()) {
             continue;
         }
         let w = weight_row(&mut rng, ty, n_in * n_out, false);
-        let x: Vec<f32> = (0..n_tok * n_in).map(|_| rng.f()).collect();
-        let mut y = vec![0f32; n_tok * n_out];
         for k in CpuKernels::available() {
-            let mut mm = MatmulScratch::default();
-            mm.kernels = k;
-            let (cpu, _) = pool.install(|| time(5, || matmul(ty, &w, n_in, n_out, &x, &mut y, &mut mm)));
-            let path = if k.tile(ty).is_some() { "strip" } else { "row" };
-            eprintln!("{:>14} {ty:>5} {path:>5}: {:6.1} ns per row·token (cpu)", k.isa, cpu / (n_out * n_tok) as f64);
+            let rows = CpuKernels { q4_0_tile: None, q4_1_tile: None, q4_k_tile: None, q5_0_tile: None, q5_1_tile: None, q8_0_tile: None, q2_k_tile: None, q3_k_tile: None, q5_k_tile: None, q6_k_tile: None, ..*k };
+            let rows: &'static CpuKernels = Box::leak(Box::new(rows));
+            let mut line = format!("{:>14} {ty:>5}", k.isa);
+            for n_tok in [4, 16, 512] {
+                let x: Vec<f32> = (0..n_tok * n_in).map(|_| rng.f()).collect();
+                let mut y = vec![0f32; n_tok * n_out];
+                let mut ns = [0f64; 2];
+                for (i, kk) in [k, rows].into_iter().enumerate() {
+                    if kk.tile(ty).is_none() && i == 0 {
+                        continue;
+                    }
+                    let mut mm = MatmulScratch::default();
+                    mm.kernels = kk;
+                    let reps = (2048 / n_tok).max(1);
+                    ns[i] = pool.install(|| best_time(3, reps, || matmul(ty, &w, n_in, n_out, &x, &mut y, &mut mm))) / (n_out * n_tok) as f64;
+                }
+                line += &format!(" | {n_tok:>3} tok: strip {:5.1} row {:6.1}", ns[0], ns[1]);
+            }
+            eprintln!("{line}  (ns per row·token, cpu)");
         }
     }
 }

@@ -362,10 +362,24 @@ fn aux_q8_k(_: usize, act: &[u8], dst: &mut [u8]) {
 }
 
 // ---------------------------------------------------------------- packing
+//
+// Each format decodes a row's block to its quants in element order, as
+// words of 4 quant bytes (word operations, no per-element branches or
+// shifts), then [`put_words`] writes them into the strip layout.
 
-const M4: u32 = 0x0F0F_0F0F;
-const M2: u32 = 0x0303_0303;
-const M1: u32 = 0x0101_0101;
+/// Packs `nb` blocks of the strip's [`ROWS`] rows of `w` into `dst`'s strip
+/// blocks: `put(block, strip block, row)`.
+#[inline(always)]
+fn pack_strip<B: bytemuck::Pod, X: bytemuck::Pod>(nb: usize, w: &[u8], dst: &mut [u8], put: impl Fn(&B, &mut X, usize)) {
+    let len = w.len() / ROWS;
+    let rows: [&[B]; ROWS] = std::array::from_fn(|r| bytemuck::cast_slice(&w[r * len..(r + 1) * len]));
+    let out: &mut [X] = bytemuck::cast_slice_mut(dst);
+    for (b, o) in out.iter_mut().enumerate().take(nb) {
+        for (r, row) in rows.iter().enumerate() {
+            put(&row[b], o, r);
+        }
+    }
+}
 
 /// Little-endian word k (bytes 4k..4k + 4) of `q`.
 #[inline(always)]
@@ -373,8 +387,20 @@ fn word(q: &[u8], k: usize) -> u32 {
     u32::from_le_bytes(q[4 * k..4 * k + 4].try_into().unwrap())
 }
 
-/// 4W bytes of nibbles → (low nibbles, high nibbles) as W little-endian
-/// words of 4 quant bytes each.
+/// Row r's quants, as words of 4 in element order, into a strip block's
+/// `qs` (element e of row r at 32·(e/4) + 4r + e%4).
+#[inline(always)]
+fn put_words<const W: usize>(qs: &mut [u8], r: usize, q: [u32; W]) {
+    for (k, q) in q.into_iter().enumerate() {
+        qs[32 * k + 4 * r..32 * k + 4 * r + 4].copy_from_slice(&q.to_le_bytes());
+    }
+}
+
+const M4: u32 = 0x0F0F_0F0F;
+const M2: u32 = 0x0303_0303;
+const M1: u32 = 0x0101_0101;
+
+/// 4W bytes of nibbles → (low nibbles, high nibbles) as W words of 4 quants.
 #[inline(always)]
 fn nibble_words<const W: usize>(q: &[u8]) -> ([u32; W], [u32; W]) {
     (std::array::from_fn(|k| word(q, k) & M4), std::array::from_fn(|k| (word(q, k) >> 4) & M4))
@@ -387,22 +413,7 @@ fn fifth_bits(bits: u32) -> u32 {
     (((bits & 0xF) * 0x0020_4081) & M1) << 4
 }
 
-/// Writes quant word k (elements 4k..4k+4) of row r into an interleaved group.
-#[inline(always)]
-fn put(qs: &mut [u8], k: usize, r: usize, word: u32) {
-    qs[32 * k + 4 * r..32 * k + 4 * r + 4].copy_from_slice(&word.to_le_bytes());
-}
-
-/// Row r's 32 quants (as 8 words, elements 4k..4k + 4) into a strip block's `qs`.
-#[inline(always)]
-fn put_words(qs: &mut [u8], r: usize, words: [u32; 8]) {
-    for (k, w) in words.into_iter().enumerate() {
-        put(qs, k, r, w);
-    }
-}
-
-/// A Q4_0/Q4_1 block's 16 bytes of nibbles as 8 quant words: low nibbles
-/// are elements 0..16, high ones 16..32.
+/// A Q4_0/Q4_1 block's quants: low nibbles are elements 0..16, high ones 16..32.
 #[inline(always)]
 fn q4_words(qs: &[u8; 16]) -> [u32; 8] {
     let (lo, hi) = nibble_words::<4>(qs);
@@ -416,59 +427,40 @@ fn q5_words(qs: &[u8; 16], qh: [u8; 4]) -> [u32; 8] {
     std::array::from_fn(|k| q4[k] | fifth_bits(qh >> (4 * k)))
 }
 
-/// The strip's [`ROWS`] rows of `w`, as blocks.
-fn strip_rows<B: bytemuck::Pod>(w: &[u8]) -> [&[B]; ROWS] {
-    let len = w.len() / ROWS;
-    std::array::from_fn(|r| bytemuck::cast_slice(&w[r * len..(r + 1) * len]))
-}
-
-/// Packs `nb` blocks of the strip's [`ROWS`] rows of `w` into `dst`'s strip
-/// blocks: `put(block, strip block, row)`.
-#[inline(always)]
-fn pack_with<B: bytemuck::Pod, X: bytemuck::Pod>(nb: usize, w: &[u8], dst: &mut [u8], put: impl Fn(&B, &mut X, usize)) {
-    let rows = strip_rows::<B>(w);
-    let out: &mut [X] = bytemuck::cast_slice_mut(dst);
-    for (b, o) in out.iter_mut().enumerate().take(nb) {
-        for (r, row) in rows.iter().enumerate() {
-            put(&row[b], o, r);
-        }
-    }
-}
-
 fn pack_q4_0(n: usize, w: &[u8], dst: &mut [u8]) {
-    pack_with(n / 32, w, dst, |x: &BlockQ4_0, o: &mut Q4_0x8, r| {
+    pack_strip(n / 32, w, dst, |x: &BlockQ4_0, o: &mut Q4_0x8, r| {
         o.d[r] = f16_to_f32(x.d);
         put_words(&mut o.qs, r, q4_words(&x.qs));
     });
 }
 
 fn pack_q4_1(n: usize, w: &[u8], dst: &mut [u8]) {
-    pack_with(n / 32, w, dst, |x: &BlockQ4_1, o: &mut Q4_1x8, r| {
+    pack_strip(n / 32, w, dst, |x: &BlockQ4_1, o: &mut Q4_1x8, r| {
         (o.d[r], o.m[r]) = (f16_to_f32(x.d), f16_to_f32(x.m));
         put_words(&mut o.qs, r, q4_words(&x.qs));
     });
 }
 
 fn pack_q5_0(n: usize, w: &[u8], dst: &mut [u8]) {
-    pack_with(n / 32, w, dst, |x: &BlockQ5_0, o: &mut Q4_0x8, r| {
+    pack_strip(n / 32, w, dst, |x: &BlockQ5_0, o: &mut Q4_0x8, r| {
         o.d[r] = f16_to_f32(x.d);
         put_words(&mut o.qs, r, q5_words(&x.qs, x.qh));
     });
 }
 
 fn pack_q5_1(n: usize, w: &[u8], dst: &mut [u8]) {
-    pack_with(n / 32, w, dst, |x: &BlockQ5_1, o: &mut Q4_1x8, r| {
+    pack_strip(n / 32, w, dst, |x: &BlockQ5_1, o: &mut Q4_1x8, r| {
         (o.d[r], o.m[r]) = (f16_to_f32(x.d), f16_to_f32(x.m));
         put_words(&mut o.qs, r, q5_words(&x.qs, x.qh));
     });
 }
 
 fn pack_q8_0(n: usize, w: &[u8], dst: &mut [u8]) {
-    pack_with(n / 32, w, dst, |x: &BlockQ8_0, o: &mut Q4_0x8, r| {
+    pack_strip(n / 32, w, dst, |x: &BlockQ8_0, o: &mut Q4_0x8, r| {
         o.d[r] = f16_to_f32(x.d);
-        // w + 128 (flipping the sign bit): unsigned, see `Sym32::OFFSET`.
-        let qs: &[u8; 32] = bytemuck::cast_ref(&x.qs);
-        put_words(&mut o.qs, r, std::array::from_fn(|k| word(qs, k) ^ 0x8080_8080));
+        // w + 128 (the sign bit flipped): unsigned, see `Sym32::OFFSET`.
+        let qs: &[u8] = bytemuck::cast_slice(&x.qs);
+        put_words::<8>(&mut o.qs, r, std::array::from_fn(|k| word(qs, k) ^ 0x8080_8080));
     });
 }
 
@@ -487,96 +479,106 @@ fn put_scales<const S: usize, const P: usize>(
     }
 }
 
-/// Row r's Q4_K/Q5_K quants into a [`Q4Kx8`] block: 32 bytes of `qs` per
-/// pair of sub-blocks (low nibbles sub-block 2c, high nibbles 2c + 1),
-/// each word or'ed with `high(c, m)` (the fifth bits of words m of
-/// sub-blocks 2c and 2c + 1).
+/// A Q4_K/Q5_K block's quants: 32 bytes of `qs` per pair of sub-blocks
+/// (low nibbles sub-block 2c, high nibbles 2c + 1), or'ed with `high(c, m)`,
+/// the fifth bits of word m of both.
 #[inline(always)]
-fn put_k4_quants(o: &mut Q4Kx8, r: usize, qs: &[u8; QK_K / 2], high: impl Fn(usize, usize) -> (u32, u32)) {
+fn k4_words(qs: &[u8; QK_K / 2], high: impl Fn(usize, usize) -> (u32, u32)) -> [u32; QK_K / 4] {
+    let mut q = [0u32; QK_K / 4];
     for c in 0..4 {
         let (lo, hi) = nibble_words::<8>(&qs[32 * c..32 * c + 32]);
         for m in 0..8 {
             let (h0, h1) = high(c, m);
-            put(&mut o.qs, 16 * c + m, r, lo[m] | h0);
-            put(&mut o.qs, 16 * c + 8 + m, r, hi[m] | h1);
+            (q[16 * c + m], q[16 * c + 8 + m]) = (lo[m] | h0, hi[m] | h1);
         }
     }
+    q
 }
 
 fn pack_q4_k(n: usize, w: &[u8], dst: &mut [u8]) {
-    pack_with(n / QK_K, w, dst, |x: &BlockQ4K, o: &mut Q4Kx8, r| {
+    pack_strip(n / QK_K, w, dst, |x: &BlockQ4K, o: &mut Q4Kx8, r| {
         (o.d[r], o.dmin[r]) = (f16_to_f32(x.d), f16_to_f32(x.dmin));
         let (sc, mn) = scale_min_k4(&x.scales);
         put_scales(&mut o.sc, &mut o.mn, r, |j| sc[j] as i32, |j| mn[j] as i32);
-        put_k4_quants(o, r, &x.qs, |_, _| (0, 0));
+        put_words(&mut o.qs, r, k4_words(&x.qs, |_, _| (0, 0)));
     });
 }
 
 fn pack_q5_k(n: usize, w: &[u8], dst: &mut [u8]) {
-    pack_with(n / QK_K, w, dst, |x: &BlockQ5K, o: &mut Q4Kx8, r| {
+    pack_strip(n / QK_K, w, dst, |x: &BlockQ5K, o: &mut Q4Kx8, r| {
         (o.d[r], o.dmin[r]) = (f16_to_f32(x.d), f16_to_f32(x.dmin));
         let (sc, mn) = scale_min_k4(&x.scales);
         put_scales(&mut o.sc, &mut o.mn, r, |j| sc[j] as i32, |j| mn[j] as i32);
         // Bit 2c of qh[l] is element 64c + l's fifth bit, bit 2c + 1 element 64c + 32 + l's.
-        put_k4_quants(o, r, &x.qs, |c, m| {
+        let q = k4_words(&x.qs, |c, m| {
             let h = word(&x.qh, m);
             (((h >> (2 * c)) & M1) << 4, ((h >> (2 * c + 1)) & M1) << 4)
         });
+        put_words(&mut o.qs, r, q);
     });
 }
 
 fn pack_q6_k(n: usize, w: &[u8], dst: &mut [u8]) {
-    pack_with(n / QK_K, w, dst, |x: &BlockQ6K, o: &mut K16x8, r| {
+    pack_strip(n / QK_K, w, dst, |x: &BlockQ6K, o: &mut K16x8, r| {
         o.d[r] = f16_to_f32(x.d);
         o.dmin[r] = o.d[r];
         // q − 32 = q with the min 32·sc.
         put_scales(&mut o.sc, &mut o.mn, r, |j| x.scales[j] as i32, |j| 32 * x.scales[j] as i32);
-        // Per half h: element 128h + 32s + l takes the low (s < 2) or high
-        // nibble of ql[64h + 32(s % 2) + l] and bits 2s..2s + 2 of qh[32h + l].
-        for h in 0..2 {
-            let (ql, qh) = (&x.ql[64 * h..64 * h + 64], &x.qh[32 * h..32 * h + 32]);
-            for m in 0..8 {
-                let (l0, l1, hb) = (word(ql, m), word(ql, 8 + m), word(qh, m));
-                let k = 32 * h + m;
-                put(&mut o.qs, k, r, (l0 & M4) | ((hb & M2) << 4));
-                put(&mut o.qs, k + 8, r, (l1 & M4) | (((hb >> 2) & M2) << 4));
-                put(&mut o.qs, k + 16, r, ((l0 >> 4) & M4) | (((hb >> 4) & M2) << 4));
-                put(&mut o.qs, k + 24, r, ((l1 >> 4) & M4) | (((hb >> 6) & M2) << 4));
-            }
-        }
+        put_words(&mut o.qs, r, q6_k_words(x));
     });
 }
 
-/// Row r's Q3_K/Q2_K 2-bit quants into a [`K16x8`] block, each word or'ed
-/// with `high(n, j, m)`: element 128n + 32j + l is bits 2j..2j + 2 of qs[32n + l].
+/// A Q6_K block's quants (0..64): per half h, element 128h + 32s + l takes
+/// the low (s < 2) or high nibble of ql[64h + 32(s % 2) + l] and bits
+/// 2s..2s + 2 of qh[32h + l].
 #[inline(always)]
-fn put_2bit_quants(o: &mut K16x8, r: usize, qs: &[u8; QK_K / 4], high: impl Fn(usize, usize, usize) -> u32) {
+fn q6_k_words(x: &BlockQ6K) -> [u32; QK_K / 4] {
+    let mut q = [0u32; QK_K / 4];
+    for h in 0..2 {
+        let (ql, qh) = (&x.ql[64 * h..64 * h + 64], &x.qh[32 * h..32 * h + 32]);
+        for m in 0..8 {
+            let (l0, l1, hb) = (word(ql, m), word(ql, 8 + m), word(qh, m));
+            let k = 32 * h + m;
+            q[k] = (l0 & M4) | ((hb & M2) << 4);
+            q[k + 8] = (l1 & M4) | (((hb >> 2) & M2) << 4);
+            q[k + 16] = ((l0 >> 4) & M4) | (((hb >> 4) & M2) << 4);
+            q[k + 24] = ((l1 >> 4) & M4) | (((hb >> 6) & M2) << 4);
+        }
+    }
+    q
+}
+
+/// A Q3_K/Q2_K block's 2-bit quants, or'ed with `high(n, j, m)`: element
+/// 128n + 32j + l is bits 2j..2j + 2 of qs[32n + l].
+#[inline(always)]
+fn two_bit_words(qs: &[u8; QK_K / 4], high: impl Fn(usize, usize, usize) -> u32) -> [u32; QK_K / 4] {
+    let mut q = [0u32; QK_K / 4];
     for n in 0..2 {
         for j in 0..4 {
             for m in 0..8 {
-                let q = (word(&qs[32 * n..], m) >> (2 * j)) & M2;
-                put(&mut o.qs, 32 * n + 8 * j + m, r, q | high(n, j, m));
+                q[32 * n + 8 * j + m] = ((word(&qs[32 * n..], m) >> (2 * j)) & M2) | high(n, j, m);
             }
         }
     }
+    q
 }
 
 fn pack_q3_k(n: usize, w: &[u8], dst: &mut [u8]) {
-    pack_with(n / QK_K, w, dst, |x: &BlockQ3K, o: &mut K16x8, r| {
+    pack_strip(n / QK_K, w, dst, |x: &BlockQ3K, o: &mut K16x8, r| {
         o.d[r] = f16_to_f32(x.d);
         o.dmin[r] = o.d[r];
         // The quant is (2 bits + 4·hmask bit) − 4: stored 0..8 with the min 4·sc.
         let sc = q3k_scales(&x.scales);
         put_scales(&mut o.sc, &mut o.mn, r, |j| sc[j] as i32, |j| 4 * sc[j] as i32);
-        put_2bit_quants(o, r, &x.qs, |n, j, m| ((word(&x.hmask, m) >> (4 * n + j)) & M1) << 2);
+        put_words(&mut o.qs, r, two_bit_words(&x.qs, |n, j, m| ((word(&x.hmask, m) >> (4 * n + j)) & M1) << 2));
     });
 }
 
 fn pack_q2_k(n: usize, w: &[u8], dst: &mut [u8]) {
-    pack_with(n / QK_K, w, dst, |x: &BlockQ2K, o: &mut K16x8, r| {
+    pack_strip(n / QK_K, w, dst, |x: &BlockQ2K, o: &mut K16x8, r| {
         (o.d[r], o.dmin[r]) = (f16_to_f32(x.d), f16_to_f32(x.dmin));
         put_scales(&mut o.sc, &mut o.mn, r, |j| (x.scales[j] & 0xF) as i32, |j| (x.scales[j] >> 4) as i32);
-        put_2bit_quants(o, r, &x.qs, |_, _, _| 0);
+        put_words(&mut o.qs, r, two_bit_words(&x.qs, |_, _, _| 0));
     });
 }
 
