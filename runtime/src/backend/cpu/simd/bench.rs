@@ -126,7 +126,7 @@ const PROMPT_TYPES: [GgmlType; 10] = [
     GgmlType::Q6_K,
 ];
 
-/// Prompt-shaped matmuls (2304 × 1024 weights, 4, 16 and 512 tokens, 1
+/// Prompt-shaped matmuls (2304 × 1024 weights, 4, 8, 16 and 512 tokens, 1
 /// thread; best of 3): CPU ns per weight row·token with the table's strip
 /// kernels and with its row kernels (strips off), activation quantization
 /// and packing included. `EMBER_BENCH_TY` picks one format.
@@ -145,7 +145,7 @@ fn bench_prompt_matmul() {
             let rows = CpuKernels { q4_0_tile: None, q4_1_tile: None, q4_k_tile: None, q5_0_tile: None, q5_1_tile: None, q8_0_tile: None, q2_k_tile: None, q3_k_tile: None, q5_k_tile: None, q6_k_tile: None, ..*k };
             let rows: &'static CpuKernels = Box::leak(Box::new(rows));
             let mut line = format!("{:>14} {ty:>5}", k.isa);
-            for n_tok in [4, 16, 512] {
+            for n_tok in [4, 8, 16, 512] {
                 let x: Vec<f32> = (0..n_tok * n_in).map(|_| rng.f()).collect();
                 let mut y = vec![0f32; n_tok * n_out];
                 let mut ns = [0f64; 2];
