@@ -586,7 +586,9 @@ unsafe fn store_tokens<const NT: usize>(acc: [[float32x4_t; 2]; NT]) -> [[f32; R
 
 /// Σ q·y per row (rows 0..4, 4..8) over `steps` steps of 4 quants (32
 /// bytes each at `qs`) for NT tokens' quants `y[t]`; `flip`: the bytes are
-/// Q8_0's w + 128, flipped back to the signed w.
+/// Q8_0's w + 128, flipped back to the signed w. Reads 32·steps bytes at
+/// `qs` and 4·steps at each `y[t]`: the callers' strip and activation
+/// blocks hold them.
 #[inline(always)]
 unsafe fn tile_isum<D: Dot4, const NT: usize>(qs: *const u8, y: [*const i8; NT], steps: usize, flip: bool) -> [[int32x4_t; 2]; NT] {
     let mut acc = [[vdupq_n_s32(0); 2]; NT];
@@ -685,16 +687,17 @@ unsafe fn tile_k<D: Dot4, const NT: usize, F: KQuant>(n: usize, packed: &[u8], a
         }
         let (dx, dmin) = (load_rows(x.d()), load_rows(x.dmin()));
         for t in 0..NT {
-            // Per half: lanes (row 2i, sub 2p), (row 2i, 2p + 1), … of the
-            // pairs' products, one accumulator per 2 rows; then pairwise.
+            // Half h (rows 4h..4h + 4): m[h][0] sums rows 4h and 4h + 1's
+            // mins times their sub-blocks' Σy (lanes: row, sub-block 2p + 0/1),
+            // m[h][1] rows 4h + 2 and 4h + 3's; a pairwise add gives the 4 rows.
             let mut m = [[vdupq_n_s32(0); 2]; 2];
             for p in 0..subs / 2 {
                 let bs = vreinterpretq_s16_s32(vdupq_n_s32(bytemuck::cast(F::X::bsum_pair(&a[t][b], &y[t][b], p))));
                 let mn = x.mn(p).as_ptr();
-                for h in 0..2 {
+                for (h, m) in m.iter_mut().enumerate() {
                     let mn = vld1q_s16(mn.add(8 * h));
-                    m[h][0] = vmlal_s16(m[h][0], vget_low_s16(mn), vget_low_s16(bs));
-                    m[h][1] = vmlal_high_s16(m[h][1], mn, bs);
+                    m[0] = vmlal_s16(m[0], vget_low_s16(mn), vget_low_s16(bs));
+                    m[1] = vmlal_high_s16(m[1], mn, bs);
                 }
             }
             let dy = vdupq_n_f32(a[t][b].d);

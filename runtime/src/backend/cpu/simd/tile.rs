@@ -588,7 +588,7 @@ fn pack_q2_k(n: usize, w: &[u8], dst: &mut [u8]) {
 /// same packed layout, accumulated in f32 per row and token.
 pub fn dot_scalar(ty: GgmlType, n: usize, packed: &[u8], act: &[&[u8]], aux: &[&[u8]]) -> [[f32; ROWS]; TOKS] {
     use GgmlType::*;
-    let dot: fn(usize, &[u8], &[u8], &[u8], usize) -> f32 = match ty {
+    let dot: TwinFn = match ty {
         Q4_0 => twin_sym32::<BlockQ4_0>,
         Q5_0 => twin_sym32::<BlockQ5_0>,
         Q8_0 => twin_sym32::<BlockQ8_0>,
@@ -608,6 +608,9 @@ pub fn dot_scalar(ty: GgmlType, n: usize, packed: &[u8], act: &[&[u8]], aux: &[&
     }
     out
 }
+
+/// One row's dot in the twin: `(n, packed strip, activation row, its aux, row) -> dot`.
+type TwinFn = fn(usize, &[u8], &[u8], &[u8], usize) -> f32;
 
 /// Row r's quant of element e in a strip block's `qs`.
 fn q_at(qs: &[u8], r: usize, e: usize) -> i32 {

@@ -522,7 +522,9 @@ const fn i16_steps(qmax: u8) -> usize {
 
 /// Σ q·y per row (lane) over `steps` steps of 4 quants ≤ `qmax` (32 bytes
 /// each at `qs`), for NT tokens' quants `y[t]`; widened plainly, or times
-/// the rows' scales `sc` (`tile::sc_pair`s, [`Isa::widen_mul`]).
+/// the rows' scales `sc` (`tile::sc_pair`s, [`Isa::widen_mul`]). Reads
+/// 32·steps bytes at `qs` and 4·steps at each `y[t]`: the callers' strip
+/// and activation blocks hold them.
 #[inline(always)]
 unsafe fn tile_isum<I: Isa, const NT: usize>(
     qs: *const u8,
@@ -574,7 +576,8 @@ unsafe fn tile_isum<I: Isa, const NT: usize>(
 
 /// Σ w·y per row of a 32-block of Q8_0 quants stored as w + 128, where
 /// `maddubs` would overflow (AVX2): the signed w, `maddubs(|w|, sign(y, w))`
-/// (pairs ≤ 2·128·128, exact) widened at every step.
+/// (pairs ≤ 2·128·128, exact) widened at every step. Reads 256 bytes at
+/// `qs` and 32 at each `y[t]`.
 #[inline(always)]
 unsafe fn tile_isum_i8<I: Isa, const NT: usize>(qs: *const u8, y: [*const i8; NT]) -> [__m256i; NT] {
     let mut isum = [_mm256_setzero_si256(); NT];
