@@ -36,8 +36,11 @@ impl Default for MatmulScratch {
 const TOK_TILE: usize = 16;
 
 /// From this many tokens on, the strip tile kernels (when the table has
-/// one for the format) beat the row kernels: packing a strip costs about
-/// as much as dotting it with one token.
+/// one for the format) replace the row kernels. Packing a strip costs as
+/// much as 10–25 tokens of its dots, but those are 3–6× faster than the row
+/// kernels (x86, `simd::bench`): at 4 tokens the two are at par (Q2_K and
+/// Q3_K, without SIMD row kernels, 10× faster; Q4_K, Q5_1, Q6_K up to a
+/// third slower), from 8 on the strips are faster for every format.
 const TILE_MIN_TOK: usize = 4;
 
 /// One product of a [`matmul_many`] call: `y = W · x` for the call's shared `x`.
@@ -67,23 +70,25 @@ pub fn matmul(
 }
 
 /// Several products of the same input (attention's q, k, v; the FFN's gate
-/// and up). In generation they run as one parallel region, the activations
-/// quantized once per `vec_dot_type`: each region costs a fork-join and a
-/// ramp-up of the memory streams, and a token runs hundreds of them.
+/// and up), the activations quantized once per `vec_dot_type`. In
+/// generation they run as one parallel region: each region costs a
+/// fork-join and a ramp-up of the memory streams, and a token runs hundreds
+/// of them.
 pub fn matmul_many(n_in: usize, x: &[f32], jobs: &mut [MatJob], scratch: &mut MatmulScratch) {
     let n_tok = x.len() / n_in;
     debug_assert_eq!(x.len(), n_tok * n_in);
+    // Time per weight type when profiling; a region running several products
+    // splits its time by their weight bytes.
     let mut profile = scratch.profile.take();
-    if n_tok >= TILE_MIN_TOK {
-        for j in jobs {
-            let kind = [(OpKind::Matmul(j.ty), j.w.len() as u64)];
-            profile::timed(&mut profile, &kind, || matmul_batch(j.ty, j.w, n_in, j.n_out, x, j.y, scratch));
-        }
-    } else {
-        for chunk in jobs.chunks_mut(MAX_JOBS) {
-            let kinds: [_; MAX_JOBS] = std::array::from_fn(|i| chunk.get(i).map_or((OpKind::Attention, 0), |j| (OpKind::Matmul(j.ty), j.w.len() as u64)));
-            profile::timed(&mut profile, &kinds[..chunk.len()], || matmul_gen(n_in, x, chunk, scratch));
-        }
+    for chunk in jobs.chunks_mut(MAX_JOBS) {
+        let kinds: [_; MAX_JOBS] = std::array::from_fn(|i| chunk.get(i).map_or((OpKind::Attention, 0), |j| (OpKind::Matmul(j.ty), j.w.len() as u64)));
+        profile::timed(&mut profile, &kinds[..chunk.len()], || {
+            if n_tok >= TILE_MIN_TOK {
+                matmul_batch(n_in, x, chunk, scratch)
+            } else {
+                matmul_gen(n_in, x, chunk, scratch)
+            }
+        });
     }
     scratch.profile = profile;
 }
@@ -106,37 +111,68 @@ fn act_aux(fmt: &TileFormat, n_in: usize, act: &[u8], act_row: usize, aux: &mut 
     off
 }
 
-/// Prompt processing: strip tiles where the table has them, else row
-/// kernels over tiles of tokens.
-fn matmul_batch(
-    ty: GgmlType,
-    w: &[u8],
-    n_in: usize,
-    n_out: usize,
-    x: &[f32],
-    y: &mut [f32],
-    scratch: &mut MatmulScratch,
-) {
+/// Prompt processing: the jobs one after another, with the activations
+/// quantized once per `vec_dot_type` and their aux once per strip layout
+/// for all of them (quantizing a batch costs about as much as the dots of
+/// a small product, such as k or v with few KV heads).
+fn matmul_batch(n_in: usize, x: &[f32], jobs: &mut [MatJob], scratch: &mut MatmulScratch) {
     let n_tok = x.len() / n_in;
-    debug_assert_eq!(y.len(), n_tok * n_out);
-    let act_ty = quant::vec_dot_type(ty);
-    let act_row = act_ty.row_size(n_in).expect("activation row is a whole number of blocks");
+    let k = scratch.kernels;
+    scratch.act.clear();
+    scratch.aux.clear();
+    // Per job: its activations (offset in act, row size), reusing those of an
+    // earlier job with the same vec_dot_type, and its strip kernel with the
+    // aux it reads (offset in aux), reused likewise for the same layout.
+    type Strips = Option<(&'static TileFormat, TileDotFn, usize)>;
+    let mut at: [(usize, usize, Strips); MAX_JOBS] = [(0, 0, None); MAX_JOBS];
+    for i in 0..jobs.len() {
+        let act_ty = quant::vec_dot_type(jobs[i].ty);
+        let same = (0..i).find(|&p| quant::vec_dot_type(jobs[p].ty) == act_ty);
+        let (off, act_row) = match same {
+            Some(p) => (at[p].0, at[p].1),
+            None => {
+                let act_row = act_ty.row_size(n_in).expect("activation row is a whole number of blocks");
+                (quantize_act(act_ty, n_in, x, &mut scratch.act), act_row)
+            }
+        };
+        let strips = k.tile(jobs[i].ty).map(|(fmt, dot)| {
+            let earlier = (0..i).filter(|&p| at[p].0 == off).find_map(|p| at[p].2.filter(|s| std::ptr::eq(s.0, fmt)));
+            let aux_off = match earlier {
+                Some(s) => s.2,
+                None => act_aux(fmt, n_in, &scratch.act[off..off + n_tok * act_row], act_row, &mut scratch.aux),
+            };
+            (fmt, dot, aux_off)
+        });
+        at[i] = (off, act_row, strips);
+    }
+    for (j, &(off, act_row, strips)) in jobs.iter_mut().zip(&at) {
+        let act = &scratch.act[off..off + n_tok * act_row];
+        let strips = strips.map(|(fmt, dot, a)| (fmt, dot, &bytemuck::cast_slice(&scratch.aux[a..])[..n_tok * (fmt.aux_size)(n_in)]));
+        batch_job(j, n_in, act, act_row, strips, k);
+    }
+}
+
+/// One product of a prompt batch: strip tiles where the table has them,
+/// else row kernels over tiles of tokens.
+fn batch_job(
+    j: &mut MatJob,
+    n_in: usize,
+    act: &[u8],
+    act_row: usize,
+    strips: Option<(&'static TileFormat, TileDotFn, &[u8])>,
+    k: &CpuKernels,
+) {
+    let (ty, w, n_out) = (j.ty, j.w, j.n_out);
+    let n_tok = act.len() / act_row;
+    debug_assert_eq!(j.y.len(), n_tok * n_out);
     let w_row = ty.row_size(n_in).expect("weight row is a whole number of blocks");
     debug_assert_eq!(w.len(), n_out * w_row);
-
-    scratch.act.clear();
-    quantize_act(act_ty, n_in, x, &mut scratch.act);
-    let act = &scratch.act[..];
-    let k = scratch.kernels;
     let n_threads = rayon::current_num_threads().max(1);
-    let yp = SharedMut(y.as_mut_ptr());
+    let yp = SharedMut(j.y.as_mut_ptr());
 
     let mut tiled_rows = 0;
-    if let Some((fmt, dot)) = k.tile(ty) {
+    if let Some((fmt, dot, aux)) = strips {
         tiled_rows = n_out / ROWS * ROWS;
-        scratch.aux.clear();
-        act_aux(fmt, n_in, act, act_row, &mut scratch.aux);
-        let aux: &[u8] = bytemuck::cast_slice(&scratch.aux[..]);
         let aux_row = (fmt.aux_size)(n_in);
         let tiles = Tiles { fmt, dot, n_in, n_out, n_tok, w, w_row, act, act_row, aux, aux_row };
         tiles.run(n_threads, yp);
@@ -153,19 +189,7 @@ fn matmul_batch(
             let t1 = (t0 + TOK_TILE).min(n_tok);
             for o in r0..r1 {
                 let wr = &w[o * w_row..(o + 1) * w_row];
-                let mut t = t0;
-                if let Some(f4) = k.vec_dot_x4(ty) {
-                    while t + 4 <= t1 {
-                        let a = |i: usize| &act[(t + i) * act_row..(t + i + 1) * act_row];
-                        let v = f4(n_in, wr, [a(0), a(1), a(2), a(3)]);
-                        for (i, v) in v.into_iter().enumerate() {
-                            // SAFETY: as below.
-                            unsafe { *yp.0.add((t + i) * n_out + o) = v };
-                        }
-                        t += 4;
-                    }
-                }
-                for t in t..t1 {
+                for t in t0..t1 {
                     let v = k.vec_dot(ty, n_in, wr, &act[t * act_row..(t + 1) * act_row]);
                     // SAFETY: each (t, o) is written by exactly one task (o is in
                     // this task's disjoint row range) and y outlives the scope.

@@ -10,19 +10,39 @@
 
 use std::arch::aarch64::*;
 
-use super::tile::{Q8KAux, Q8_0Aux, Q8_1Aux, ROWS};
+use super::tile::{KQuant, KStrip, Q4_0x8, Q4_1x8, Q8KAux, Q8_0Aux, Q8_1Aux, Quants, Sym32, ROWS, TOKS};
 use super::{rows_len, CpuKernels};
 use crate::quant::iq4_nl::{BlockIQ4NL, KVALUES_IQ4NL};
 use crate::quant::iq4_xs::{self, BlockIQ4XS};
+use crate::quant::q2_k::BlockQ2K;
+use crate::quant::q3_k::BlockQ3K;
 use crate::quant::q4_0::BlockQ4_0;
 use crate::quant::q4_1::BlockQ4_1;
 use crate::quant::q4_k::BlockQ4K;
+use crate::quant::q5_0::BlockQ5_0;
+use crate::quant::q5_1::BlockQ5_1;
 use crate::quant::q5_k::BlockQ5K;
 use crate::quant::q6_k::BlockQ6K;
 use crate::quant::q8_0::BlockQ8_0;
 use crate::quant::q8_1::BlockQ8_1;
 use crate::quant::q8_k::BlockQ8K;
 use crate::quant::{self, QK_K};
+
+/// Strip-kernel entry points of one table (inside its module): one
+/// instance per token count, so the accumulators are registers.
+macro_rules! tile_fns {
+    ($feat:literal, $d:ty, $($name:ident => $kernel:ident [$F:ty]),*) => {$(
+        #[target_feature(enable = $feat)]
+        pub unsafe fn $name(n: usize, x: &[u8], y: &[&[u8]], a: &[&[u8]]) -> [[f32; ROWS]; TOKS] {
+            match y.len() {
+                4 => $kernel::<$d, 4, $F>(n, x, y, a),
+                3 => $kernel::<$d, 3, $F>(n, x, y, a),
+                2 => $kernel::<$d, 2, $F>(n, x, y, a),
+                _ => $kernel::<$d, 1, $F>(n, x, y, a),
+            }
+        }
+    )*};
+}
 
 // Each table gets a module of `#[target_feature]` entry points; the kernels
 // below are `#[inline(always)]` generics, so they are compiled inside those
@@ -53,6 +73,11 @@ macro_rules! table {
             pub unsafe fn iq4_nl(n: usize, w: &[u8], a: &[u8]) -> f32 { vec_dot_iq4_nl::<$d>(n, w, a) }
             #[target_feature(enable = $feat)]
             pub unsafe fn iq4_xs(n: usize, w: &[u8], a: &[u8]) -> f32 { vec_dot_iq4_xs::<$d>(n, w, a) }
+            tile_fns!($feat, $d,
+                q4_0_tile => tile_sym32[BlockQ4_0], q4_1_tile => tile_min32[BlockQ4_1], q4_k_tile => tile_k[BlockQ4K],
+                q5_0_tile => tile_sym32[BlockQ5_0], q5_1_tile => tile_min32[BlockQ5_1], q8_0_tile => tile_sym32[BlockQ8_0],
+                q2_k_tile => tile_k[BlockQ2K], q3_k_tile => tile_k[BlockQ3K], q5_k_tile => tile_k[BlockQ5K],
+                q6_k_tile => tile_k[BlockQ6K]);
         }
         static $name: CpuKernels = CpuKernels {
             isa: $isa,
@@ -75,13 +100,16 @@ macro_rules! table {
             dot_f16: super::SCALAR.dot_f16,
             axpy_f16: super::SCALAR.axpy_f16,
             round_f16: super::SCALAR.round_f16,
-            q4_0_x4: None,
-            q4_1_x4: None,
-            q8_0_x4: None,
-            q4_k_x4: None,
-            q4_0_tile: None,
-            q4_1_tile: None,
-            q4_k_tile: None,
+            q4_0_tile: Some(|n, x, y, a| unsafe { $m::q4_0_tile(n, x, y, a) }),
+            q4_1_tile: Some(|n, x, y, a| unsafe { $m::q4_1_tile(n, x, y, a) }),
+            q4_k_tile: Some(|n, x, y, a| unsafe { $m::q4_k_tile(n, x, y, a) }),
+            q5_0_tile: Some(|n, x, y, a| unsafe { $m::q5_0_tile(n, x, y, a) }),
+            q5_1_tile: Some(|n, x, y, a| unsafe { $m::q5_1_tile(n, x, y, a) }),
+            q8_0_tile: Some(|n, x, y, a| unsafe { $m::q8_0_tile(n, x, y, a) }),
+            q2_k_tile: Some(|n, x, y, a| unsafe { $m::q2_k_tile(n, x, y, a) }),
+            q3_k_tile: Some(|n, x, y, a| unsafe { $m::q3_k_tile(n, x, y, a) }),
+            q5_k_tile: Some(|n, x, y, a| unsafe { $m::q5_k_tile(n, x, y, a) }),
+            q6_k_tile: Some(|n, x, y, a| unsafe { $m::q6_k_tile(n, x, y, a) }),
             q4_0_rows: Some(|n, w, a, x| unsafe { $m::q4_0_rows(n, w, a, x) }),
             q4_1_rows: Some(|n, w, a, x| unsafe { $m::q4_1_rows(n, w, a, x) }),
             q4_k_rows: Some(|n, w, a, x| unsafe { $m::q4_k_rows(n, w, a, x) }),
@@ -514,6 +542,186 @@ unsafe fn rows_q4_k<D: Dot>(n: usize, w: &[u8], act: &[u8], aux: &[u8]) -> [f32;
         }
     }
     rows_out([vsubq_f32(acc[0], acc_m[0]), vsubq_f32(acc[1], acc_m[1])])
+}
+
+// ------------------------------------------------ strips × tokens (tile.rs)
+//
+// Lane i of a vector is row i (rows 0..4 in one vector, 4..8 in the next);
+// the token's 4 bytes are broadcast, so one `sdot` gives 4 rows' partial
+// sums and the accumulators are the outputs. One kernel per strip layout,
+// generic over the formats sharing it (their quant range, offset and
+// rounding are `tile`'s trait constants). `sdot` sums in i32 and the quants
+// are below 128 (Q8_0's flipped back to signed bytes): no bounds to mind.
+
+/// `acc` + Σ of the 4 products of bytes 4i..4i + 4 in lane i: a strip step
+/// of 4 rows (4 quants each) against a token's 4 quants broadcast.
+pub(super) trait Dot4: Dot {
+    unsafe fn dot4(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t;
+}
+
+impl Dot4 for Sdot {
+    #[inline(always)]
+    unsafe fn dot4(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+        // `sdot`'s lanes are exactly these groups.
+        sdot(acc, a, b)
+    }
+}
+
+impl Dot4 for Mull {
+    #[inline(always)]
+    unsafe fn dot4(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+        // i16 products, pairs → i32, then pairs of pairs: [Σ0..4, Σ4..8, Σ8..12, Σ12..16].
+        let p0 = vpaddlq_s16(vmull_s8(vget_low_s8(a), vget_low_s8(b)));
+        let p1 = vpaddlq_s16(vmull_high_s8(a, b));
+        vaddq_s32(acc, vpaddq_s32(p0, p1))
+    }
+}
+
+/// 8 f32 of `p`: rows 0..4, 4..8.
+#[inline(always)]
+unsafe fn load_rows(p: &[f32; ROWS]) -> [float32x4_t; 2] {
+    [vld1q_f32(p.as_ptr()), vld1q_f32(p.as_ptr().add(4))]
+}
+
+#[inline(always)]
+unsafe fn store_tokens<const NT: usize>(acc: [[float32x4_t; 2]; NT]) -> [[f32; ROWS]; TOKS] {
+    let mut out = [[0f32; ROWS]; TOKS];
+    for t in 0..NT {
+        out[t] = rows_out(acc[t]);
+    }
+    out
+}
+
+/// Σ q·y per row (rows 0..4, 4..8) over `steps` steps of 4 quants (32
+/// bytes each at `qs`) for NT tokens' quants `y[t]`; `flip`: the bytes are
+/// Q8_0's w + 128, flipped back to the signed w. Reads 32·steps bytes at
+/// `qs` and 4·steps at each `y[t]`: the callers' strip and activation
+/// blocks hold them.
+#[inline(always)]
+unsafe fn tile_isum<D: Dot4, const NT: usize>(qs: *const u8, y: [*const i8; NT], steps: usize, flip: bool) -> [[int32x4_t; 2]; NT] {
+    let mut acc = [[vdupq_n_s32(0); 2]; NT];
+    for k in 0..steps {
+        let (mut w0, mut w1) = (vld1q_u8(qs.add(32 * k)), vld1q_u8(qs.add(32 * k + 16)));
+        if flip {
+            (w0, w1) = (veorq_u8(w0, vdupq_n_u8(0x80)), veorq_u8(w1, vdupq_n_u8(0x80)));
+        }
+        let (w0, w1) = (vreinterpretq_s8_u8(w0), vreinterpretq_s8_u8(w1));
+        for t in 0..NT {
+            let yb = vreinterpretq_s8_s32(vdupq_n_s32((y[t].add(4 * k) as *const i32).read_unaligned()));
+            acc[t][0] = D::dot4(acc[t][0], w0, yb);
+            acc[t][1] = D::dot4(acc[t][1], w1, yb);
+        }
+    }
+    acc
+}
+
+/// Q4_0, Q5_0, Q8_0 ([`Q4_0x8`]): Σ(q − OFFSET)·y = Σq·y − OFFSET·Σy per
+/// block (Q8_0: Σw·y directly), then its f32 steps as the scalar
+/// `vec_dot`'s (equal bit for bit).
+#[inline(always)]
+unsafe fn tile_sym32<D: Dot4, const NT: usize, F: Sym32>(n: usize, packed: &[u8], act: &[&[u8]], aux: &[&[u8]]) -> [[f32; ROWS]; TOKS] {
+    let nb = n / 32;
+    let flip = F::QMAX > i8::MAX as u8;
+    let x: &[Q4_0x8] = &bytemuck::cast_slice(packed)[..nb];
+    let y: [&[BlockQ8_0]; NT] = std::array::from_fn(|t| &bytemuck::cast_slice(act[t])[..nb]);
+    let a: [&[Q8_0Aux]; NT] = std::array::from_fn(|t| &bytemuck::cast_slice(aux[t])[..nb]);
+    let mut acc = [[vdupq_n_f32(0.0); 2]; NT];
+    for (b, x) in x.iter().enumerate() {
+        let isum = tile_isum::<D, NT>(x.qs.as_ptr(), std::array::from_fn(|t| y[t][b].qs.as_ptr()), 8, flip);
+        let dx = load_rows(&x.d);
+        for t in 0..NT {
+            let off = vdupq_n_s32(if flip { 0 } else { F::OFFSET * a[t][b].sum });
+            let dy = vdupq_n_f32(a[t][b].d);
+            for h in 0..2 {
+                let s = vcvtq_f32_s32(vsubq_s32(isum[t][h], off));
+                let blk = if F::DXY_FIRST { vmulq_f32(vmulq_f32(dx[h], dy), s) } else { vmulq_f32(vmulq_f32(s, dx[h]), dy) };
+                acc[t][h] = vaddq_f32(acc[t][h], blk);
+            }
+        }
+    }
+    store_tokens(acc)
+}
+
+/// Q4_1, Q5_1 ([`Q4_1x8`]): (dx·dy)·Σq·y + m·s per block, rounded like the
+/// scalar `vec_dot` (equal bit for bit).
+#[inline(always)]
+unsafe fn tile_min32<D: Dot4, const NT: usize, F: Quants>(n: usize, packed: &[u8], act: &[&[u8]], aux: &[&[u8]]) -> [[f32; ROWS]; TOKS] {
+    let nb = n / 32;
+    debug_assert!(F::QMAX <= i8::MAX as u8);
+    let x: &[Q4_1x8] = &bytemuck::cast_slice(packed)[..nb];
+    let y: [&[BlockQ8_1]; NT] = std::array::from_fn(|t| &bytemuck::cast_slice(act[t])[..nb]);
+    let a: [&[Q8_1Aux]; NT] = std::array::from_fn(|t| &bytemuck::cast_slice(aux[t])[..nb]);
+    let mut acc = [[vdupq_n_f32(0.0); 2]; NT];
+    for (b, x) in x.iter().enumerate() {
+        let isum = tile_isum::<D, NT>(x.qs.as_ptr(), std::array::from_fn(|t| y[t][b].qs.as_ptr()), 8, false);
+        let (dx, mx) = (load_rows(&x.d), load_rows(&x.m));
+        for t in 0..NT {
+            let (dy, sy) = (vdupq_n_f32(a[t][b].d), vdupq_n_f32(a[t][b].s));
+            for h in 0..2 {
+                let blk = vaddq_f32(vmulq_f32(vmulq_f32(dx[h], dy), vcvtq_f32_s32(isum[t][h])), vmulq_f32(mx[h], sy));
+                acc[t][h] = vaddq_f32(acc[t][h], blk);
+            }
+        }
+    }
+    store_tokens(acc)
+}
+
+/// The K-quants ([`Q4Kx8`]: Q4_K, Q5_K; [`K16x8`]: Q6_K, Q3_K, Q2_K): per
+/// super-block Σ_j sc_j·(q·y)_j and the min term Σ_j mn_j·Σy_j; then
+/// d·dy·Σ − dmin·dy·mins, or d·dy·(Σ − mins) where the mins are the quants' offset.
+#[inline(always)]
+unsafe fn tile_k<D: Dot4, const NT: usize, F: KQuant>(n: usize, packed: &[u8], act: &[&[u8]], aux: &[&[u8]]) -> [[f32; ROWS]; TOKS] {
+    let nb = n / QK_K;
+    let subs = F::X::SUBS;
+    let steps = QK_K / 4 / subs;
+    debug_assert!(F::QMAX <= i8::MAX as u8);
+    let x: &[F::X] = &bytemuck::cast_slice(packed)[..nb];
+    let y: [&[BlockQ8K]; NT] = std::array::from_fn(|t| &bytemuck::cast_slice(act[t])[..nb]);
+    let a: [&[Q8KAux]; NT] = std::array::from_fn(|t| &bytemuck::cast_slice(aux[t])[..nb]);
+    let mut acc = [[vdupq_n_f32(0.0); 2]; NT];
+    for (b, x) in x.iter().enumerate() {
+        let mut sumi = [[vdupq_n_s32(0); 2]; NT];
+        for j in 0..subs {
+            // The scales sit in both i16 halves (`tile::sc_pair`).
+            let sc = x.sc(j).as_ptr();
+            let sc = [vshrq_n_s32::<16>(vld1q_s32(sc)), vshrq_n_s32::<16>(vld1q_s32(sc.add(4)))];
+            let yq = std::array::from_fn(|t| y[t][b].qs.as_ptr().add(4 * steps * j));
+            let isum = tile_isum::<D, NT>(x.qs().as_ptr().add(32 * steps * j), yq, steps, false);
+            for t in 0..NT {
+                for h in 0..2 {
+                    sumi[t][h] = vmlaq_s32(sumi[t][h], isum[t][h], sc[h]);
+                }
+            }
+        }
+        let (dx, dmin) = (load_rows(x.d()), load_rows(x.dmin()));
+        for t in 0..NT {
+            // Half h (rows 4h..4h + 4): m[h][0] sums rows 4h and 4h + 1's
+            // mins times their sub-blocks' Σy (lanes: row, sub-block 2p + 0/1),
+            // m[h][1] rows 4h + 2 and 4h + 3's; a pairwise add gives the 4 rows.
+            let mut m = [[vdupq_n_s32(0); 2]; 2];
+            for p in 0..subs / 2 {
+                let bs = vreinterpretq_s16_s32(vdupq_n_s32(bytemuck::cast(F::X::bsum_pair(&a[t][b], &y[t][b], p))));
+                let mn = x.mn(p).as_ptr();
+                for (h, m) in m.iter_mut().enumerate() {
+                    let mn = vld1q_s16(mn.add(8 * h));
+                    m[0] = vmlal_s16(m[0], vget_low_s16(mn), vget_low_s16(bs));
+                    m[1] = vmlal_high_s16(m[1], mn, bs);
+                }
+            }
+            let dy = vdupq_n_f32(a[t][b].d);
+            for h in 0..2 {
+                let summ = vpaddq_s32(m[h][0], m[h][1]);
+                if F::MIN_IS_OFFSET {
+                    let s = vcvtq_f32_s32(vsubq_s32(sumi[t][h], summ));
+                    acc[t][h] = vfmaq_f32(acc[t][h], vmulq_f32(dx[h], dy), s);
+                } else {
+                    acc[t][h] = vfmaq_f32(acc[t][h], vmulq_f32(dx[h], dy), vcvtq_f32_s32(sumi[t][h]));
+                    acc[t][h] = vfmsq_f32(acc[t][h], vmulq_f32(dmin[h], dy), vcvtq_f32_s32(summ));
+                }
+            }
+        }
+    }
+    store_tokens(acc)
 }
 
 // ---------------------------------------------------------------- floats

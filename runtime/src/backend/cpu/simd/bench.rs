@@ -34,6 +34,12 @@ fn thread_cpu_ns() -> u64 {
     t.sec as u64 * 1_000_000_000 + t.nsec as u64
 }
 
+/// The least CPU ns per run of `f` over `trials` [`time`]s of `reps` runs:
+/// on a shared machine, the run least disturbed by the others.
+fn best_time(trials: usize, reps: usize, mut f: impl FnMut()) -> f64 {
+    (0..trials).map(|_| time(reps, &mut f).0).fold(f64::MAX, f64::min)
+}
+
 /// Runs `f` `reps` times; (CPU ns, wall ns) per run.
 fn time(reps: usize, mut f: impl FnMut()) -> (f64, f64) {
     f();
@@ -102,6 +108,128 @@ fn bench_matmul() {
                 let gmacs = (n_tok * n_in * n_out) as f64 / cpu;
                 eprintln!("{:>14} {ty:>5} n_tok {n_tok:>2}: {:9.0} µs  {gmacs:6.2} GMAC/s (cpu)", k.isa, cpu / 1e3);
             }
+        }
+    }
+}
+
+/// Every quantized format a prompt's matmul meets (the strip kernels' formats and the rest).
+const PROMPT_TYPES: [GgmlType; 10] = [
+    GgmlType::Q4_0,
+    GgmlType::Q4_1,
+    GgmlType::Q5_0,
+    GgmlType::Q5_1,
+    GgmlType::Q8_0,
+    GgmlType::Q2_K,
+    GgmlType::Q3_K,
+    GgmlType::Q4_K,
+    GgmlType::Q5_K,
+    GgmlType::Q6_K,
+];
+
+/// Prompt-shaped matmuls (2304 × 1024 weights, 4, 8, 16 and 512 tokens, 1
+/// thread; best of 3): CPU ns per weight row·token with the table's strip
+/// kernels and with its row kernels (strips off), activation quantization
+/// and packing included. `EMBER_BENCH_TY` picks one format.
+#[test]
+#[ignore]
+fn bench_prompt_matmul() {
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+    let (n_in, n_out) = (2304, 1024);
+    let mut rng = Rng(6);
+    for ty in PROMPT_TYPES {
+        if std::env::var("EMBER_BENCH_TY").is_ok_and(|t| t != ty.to_string()) {
+            continue;
+        }
+        let w = weight_row(&mut rng, ty, n_in * n_out, false);
+        for k in CpuKernels::available() {
+            let rows = CpuKernels { q4_0_tile: None, q4_1_tile: None, q4_k_tile: None, q5_0_tile: None, q5_1_tile: None, q8_0_tile: None, q2_k_tile: None, q3_k_tile: None, q5_k_tile: None, q6_k_tile: None, ..*k };
+            let rows: &'static CpuKernels = Box::leak(Box::new(rows));
+            let mut line = format!("{:>14} {ty:>5}", k.isa);
+            for n_tok in [4, 8, 16, 512] {
+                let x: Vec<f32> = (0..n_tok * n_in).map(|_| rng.f()).collect();
+                let mut y = vec![0f32; n_tok * n_out];
+                let mut ns = [0f64; 2];
+                for (i, kk) in [k, rows].into_iter().enumerate() {
+                    if kk.tile(ty).is_none() && i == 0 {
+                        continue;
+                    }
+                    let mut mm = MatmulScratch::default();
+                    mm.kernels = kk;
+                    let reps = (2048 / n_tok).max(1);
+                    ns[i] = pool.install(|| best_time(3, reps, || matmul(ty, &w, n_in, n_out, &x, &mut y, &mut mm))) / (n_out * n_tok) as f64;
+                }
+                line += &format!(" | {n_tok:>3} tok: strip {:5.1} row {:6.1}", ns[0], ns[1]);
+            }
+            eprintln!("{line}  (ns per row·token, cpu)");
+        }
+    }
+}
+
+/// The strip kernels alone (2304-wide rows, 32 strips, 64 tokens, in L2):
+/// CPU ns per strip packed and per weight row·token dotted, against the row
+/// kernel (`vec_dot`) on the same rows and tokens; best of 5 trials each.
+/// `EMBER_BENCH_TY` picks one format.
+#[test]
+#[ignore]
+fn bench_tile() {
+    use super::tile::{ROWS, TOKS};
+    let (n, strips, n_tok) = (2304, 32, 64);
+    let mut rng = Rng(7);
+    for ty in PROMPT_TYPES {
+        if std::env::var("EMBER_BENCH_TY").is_ok_and(|t| t != ty.to_string()) {
+            continue;
+        }
+        let w = weight_row(&mut rng, ty, n * ROWS * strips, false);
+        let rs = w.len() / (ROWS * strips);
+        let act: Vec<Vec<u8>> = (0..n_tok).map(|_| act_row(&mut rng, ty, n, false)).collect();
+        for k in CpuKernels::available() {
+            let mut s = 0f32;
+            let row = best_time(5, 1, || {
+                for r in 0..ROWS * strips {
+                    for a in &act {
+                        s += k.vec_dot(ty, n, &w[r * rs..(r + 1) * rs], a);
+                    }
+                }
+            });
+            let row = row / (ROWS * strips * n_tok) as f64;
+            let Some((fmt, f)) = k.tile(ty) else {
+                eprintln!("{:>14} {ty:>5}: row {row:6.1} ns per row·token (cpu)", k.isa);
+                continue;
+            };
+            let size = (fmt.packed_size)(n);
+            let mut packed = vec![0u32; strips * size / 4];
+            let pack = best_time(5, 4, || {
+                for (p, wc) in bytemuck::cast_slice_mut::<u32, u8>(&mut packed).chunks_mut(size).zip(w.chunks(ROWS * rs)) {
+                    (fmt.pack)(n, wc, p);
+                }
+            });
+            let aux: Vec<Vec<u32>> = act
+                .iter()
+                .map(|a| {
+                    let mut x = vec![0u32; (fmt.aux_size)(n) / 4];
+                    (fmt.aux)(n, a, bytemuck::cast_slice_mut(&mut x));
+                    x
+                })
+                .collect();
+            let act: Vec<&[u8]> = act.iter().map(|a| &a[..]).collect();
+            let aux: Vec<&[u8]> = aux.iter().map(|a| bytemuck::cast_slice(a)).collect();
+            let dot = best_time(5, 2, || {
+                for p in bytemuck::cast_slice::<u32, u8>(&packed).chunks(size) {
+                    for t in (0..n_tok).step_by(TOKS) {
+                        s += f(n, p, &act[t..t + TOKS], &aux[t..t + TOKS])[0][0];
+                    }
+                }
+            });
+            std::hint::black_box(s);
+            let dot = dot / (ROWS * strips * n_tok) as f64;
+            let pack = pack / strips as f64;
+            eprintln!(
+                "{:>14} {ty:>5}: row {row:6.1}, strip {dot:5.1} ns per row·token ({:4.1}× faster); pack {:5.0} ns per strip ({:4.1} ns per row·token at 64 tokens)",
+                k.isa,
+                row / dot,
+                pack,
+                pack / (ROWS * n_tok) as f64
+            );
         }
     }
 }

@@ -30,9 +30,6 @@ mod tests;
 /// `vec_dot` of one weight row (n elements) with one activation row in its `vec_dot_type`.
 pub type VecDotFn = fn(usize, &[u8], &[u8]) -> f32;
 
-/// `vec_dot` of one weight row with 4 activation rows (4 tokens).
-pub type VecDot4Fn = fn(usize, &[u8], [&[u8]; 4]) -> [f32; 4];
-
 /// `vec_dot` of [`tile::ROWS`] consecutive weight rows, in place in their
 /// GGUF layout (`w.len() == ROWS · row_size`), with one activation row and its
 /// [`tile::TileFormat`] aux: `(n, w, act, aux) -> [row dots]`. Decoding one
@@ -69,17 +66,18 @@ pub struct CpuKernels {
     pub axpy_f16: fn(&[f32], &[f16], usize, &mut [f32]),
     /// Rounds each value to the nearest f16 (ties to even), in place.
     pub round_f16: fn(&mut [f32]),
-    /// 4-token variants for prompt processing (weight block decoded once,
-    /// used for 4 tokens); `None`: the matmul calls the 1-token kernel 4 times.
-    pub q4_0_x4: Option<VecDot4Fn>,
-    pub q4_1_x4: Option<VecDot4Fn>,
-    pub q8_0_x4: Option<VecDot4Fn>,
-    pub q4_k_x4: Option<VecDot4Fn>,
     /// Strip kernels for prompt processing (see [`tile`]); `None`: the
     /// matmul uses the row kernels above.
     pub q4_0_tile: Option<tile::TileDotFn>,
     pub q4_1_tile: Option<tile::TileDotFn>,
     pub q4_k_tile: Option<tile::TileDotFn>,
+    pub q5_0_tile: Option<tile::TileDotFn>,
+    pub q5_1_tile: Option<tile::TileDotFn>,
+    pub q8_0_tile: Option<tile::TileDotFn>,
+    pub q2_k_tile: Option<tile::TileDotFn>,
+    pub q3_k_tile: Option<tile::TileDotFn>,
+    pub q5_k_tile: Option<tile::TileDotFn>,
+    pub q6_k_tile: Option<tile::TileDotFn>,
     /// 8-row kernels for generation (see [`RowsDotFn`]); `None`: the matmul
     /// calls the row kernels above once per row.
     pub q4_0_rows: Option<RowsDotFn>,
@@ -107,13 +105,16 @@ pub static SCALAR: CpuKernels = CpuKernels {
     dot_f16: dot_f16_scalar,
     axpy_f16: axpy_f16_scalar,
     round_f16: round_f16_scalar,
-    q4_0_x4: None,
-    q4_1_x4: None,
-    q8_0_x4: None,
-    q4_k_x4: None,
     q4_0_tile: None,
     q4_1_tile: None,
     q4_k_tile: None,
+    q5_0_tile: None,
+    q5_1_tile: None,
+    q8_0_tile: None,
+    q2_k_tile: None,
+    q3_k_tile: None,
+    q5_k_tile: None,
+    q6_k_tile: None,
     q4_0_rows: None,
     q4_1_rows: None,
     q4_k_rows: None,
@@ -174,27 +175,21 @@ impl CpuKernels {
 }
 
 impl CpuKernels {
-    /// The 4-token kernel for `ty`, if this table has one.
-    #[inline]
-    pub fn vec_dot_x4(&self, ty: GgmlType) -> Option<VecDot4Fn> {
-        match ty {
-            GgmlType::Q4_0 => self.q4_0_x4,
-            GgmlType::Q4_1 => self.q4_1_x4,
-            GgmlType::Q8_0 => self.q8_0_x4,
-            GgmlType::Q4_K => self.q4_k_x4,
-            _ => None,
-        }
-    }
-}
-
-impl CpuKernels {
     /// The strip layout and kernel for `ty`, if this table has one.
     #[inline]
     pub fn tile(&self, ty: GgmlType) -> Option<(&'static tile::TileFormat, tile::TileDotFn)> {
+        use GgmlType::*;
         let f = match ty {
-            GgmlType::Q4_0 => self.q4_0_tile,
-            GgmlType::Q4_1 => self.q4_1_tile,
-            GgmlType::Q4_K => self.q4_k_tile,
+            Q4_0 => self.q4_0_tile,
+            Q4_1 => self.q4_1_tile,
+            Q4_K => self.q4_k_tile,
+            Q5_0 => self.q5_0_tile,
+            Q5_1 => self.q5_1_tile,
+            Q8_0 => self.q8_0_tile,
+            Q2_K => self.q2_k_tile,
+            Q3_K => self.q3_k_tile,
+            Q5_K => self.q5_k_tile,
+            Q6_K => self.q6_k_tile,
             _ => None,
         }?;
         Some((tile::format(ty)?, f))

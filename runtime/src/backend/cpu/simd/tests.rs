@@ -98,10 +98,15 @@ pub(super) fn act_row(rng: &mut Rng, ty: GgmlType, n: usize, unit: bool) -> Vec<
         quant::quantize_row_act(at, &x, &mut a);
         return a;
     }
+    unit_act(at, n, || rng.q8())
+}
+
+/// Activations of type `at` (Q8_0, Q8_1, Q8_K) with d = 1 and the quants `q()`.
+fn unit_act(at: GgmlType, n: usize, mut q: impl FnMut() -> u8) -> Vec<u8> {
     let one = f16::from_f32(1.0).to_bits().to_le_bytes();
     let mut a = Vec::new();
     for _ in 0..n / at.block_size() {
-        let qs: Vec<u8> = (0..at.block_size()).map(|_| rng.q8()).collect();
+        let qs: Vec<u8> = (0..at.block_size()).map(|_| q()).collect();
         let sum: i32 = qs.iter().map(|&q| q as i8 as i32).sum();
         match at {
             GgmlType::Q8_0 => a.extend(one),
@@ -234,37 +239,31 @@ fn detect_respects_force_scalar() {
     assert!(CpuKernels::available().iter().any(|k| std::ptr::eq(*k, best)));
 }
 
-/// The 4-token kernels run the 1-token kernel's instructions per token: equal bit for bit.
-#[test]
-fn simd_x4_kernels_match_single_token_kernels() {
-    let mut rng = Rng(7);
-    for k in CpuKernels::available() {
-        for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::Q4_K] {
-            let Some(f) = k.vec_dot_x4(ty) else { continue };
-            for n in [QK_K, 9 * QK_K] {
-                for unit in [true, false] {
-                    let w = weight_row(&mut rng, ty, n, unit);
-                    let a: Vec<Vec<u8>> = (0..4).map(|_| act_row(&mut rng, ty, n, unit)).collect();
-                    let got = f(n, &w, [&a[0], &a[1], &a[2], &a[3]]);
-                    for t in 0..4 {
-                        let want = k.vec_dot(ty, n, &w, &a[t]);
-                        assert_eq!(got[t].to_bits(), want.to_bits(), "{} {ty} x4 token {t}: {} vs {want}", k.isa, got[t]);
-                    }
-                }
-            }
-        }
-    }
-}
+/// The formats with a strip layout (`tile::format`).
+const TILE_TYPES: [GgmlType; 10] = [
+    GgmlType::Q4_0,
+    GgmlType::Q4_1,
+    GgmlType::Q5_0,
+    GgmlType::Q5_1,
+    GgmlType::Q8_0,
+    GgmlType::Q2_K,
+    GgmlType::Q3_K,
+    GgmlType::Q4_K,
+    GgmlType::Q5_K,
+    GgmlType::Q6_K,
+];
 
 /// Tile kernels (strip of 8 rows × up to 4 tokens): packing + the scalar
 /// twin reproduce `vec_dot` per row and token, and every table's SIMD tile
 /// kernel reproduces the scalar twin: bit for bit on integer sums, and for
-/// Q4_0/Q4_1 bit for bit with any scales (they round like `vec_dot`).
+/// the 32-block formats bit for bit with any scales (they round like
+/// `vec_dot`); the K-quants within the f32-order tolerance.
 #[test]
 fn simd_tile_kernels_match_scalar() {
     use super::tile::{self, ROWS};
     let mut rng = Rng(11);
-    for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q4_K] {
+    let mut checked = 0;
+    for ty in TILE_TYPES {
         let fmt = tile::format(ty).unwrap();
         for n in [QK_K, 9 * QK_K] {
             for unit in [true, false] {
@@ -284,16 +283,19 @@ fn simd_tile_kernels_match_scalar() {
                 let act: Vec<&[u8]> = act.iter().map(|a| &a[..]).collect();
                 let aux: Vec<&[u8]> = aux.iter().map(|a| bytemuck::cast_slice(a)).collect();
                 let rs = w.len() / ROWS;
+                // 32-block strips round each block like `vec_dot`; K-quant strips sum in another order.
+                let exact = unit || ty.block_size() == 32;
+                let tol: Vec<[f32; ROWS]> = act
+                    .iter()
+                    .map(|a| std::array::from_fn(|r| if exact { 0.0 } else { 1e-5 * magnitude(ty, &w[r * rs..(r + 1) * rs], a, n) + 1e-6 }))
+                    .collect();
                 for nt in 1..=4 {
                     let twin = tile::dot_scalar(ty, n, packed, &act[..nt], &aux[..nt]);
                     for t in 0..nt {
                         for r in 0..ROWS {
-                            let wr = &w[r * rs..(r + 1) * rs];
-                            let want = SCALAR.vec_dot(ty, n, wr, act[t]);
-                            let exact = unit || ty != GgmlType::Q4_K;
-                            let tol = if exact { 0.0 } else { 1e-5 * magnitude(ty, wr, act[t], n) + 1e-6 };
-                            let got = twin[t][r];
-                            assert!((got - want).abs() <= tol, "{ty} twin t{t} r{r}: {got} vs {want}");
+                            let want = SCALAR.vec_dot(ty, n, &w[r * rs..(r + 1) * rs], act[t]);
+                            let (got, tol) = (twin[t][r], tol[t][r]);
+                            assert!((got - want).abs() <= tol, "{ty} n={n} unit={unit} twin t{t} r{r}: {got} vs {want}");
                         }
                     }
                     for k in CpuKernels::available() {
@@ -302,15 +304,105 @@ fn simd_tile_kernels_match_scalar() {
                         for t in 0..4 {
                             for r in 0..ROWS {
                                 let (g, w) = (got[t][r], if t < nt { twin[t][r] } else { 0.0 });
-                                let exact = unit || ty != GgmlType::Q4_K;
-                                let tol = if exact { 0.0 } else { 1e-5 * w.abs().max(1.0) };
-                                assert!((g - w).abs() <= tol, "{} {ty} tile nt={nt} t{t} r{r}: {g} vs {w}", k.isa);
+                                let tol = if t < nt { tol[t][r] } else { 0.0 };
+                                assert!((g - w).abs() <= tol, "{} {ty} n={n} unit={unit} tile nt={nt} t{t} r{r}: {g} vs {w}", k.isa);
                             }
                         }
+                        checked += 1;
                     }
                 }
             }
         }
+    }
+    eprintln!("{checked} tile-kernel cases");
+}
+
+/// Tile kernels at the extremes their integer sums are sized for: every
+/// packed quant at `QMAX` and the activations at ±127 (AVX2's i16 partial
+/// sums would overflow by 2^16 past the bounds): each table's SIMD kernel
+/// against the scalar twin.
+#[test]
+fn simd_tile_kernels_exact_at_extreme_quants() {
+    use super::tile::{self, ROWS};
+    let mut rng = Rng(15);
+    for ty in TILE_TYPES {
+        let fmt = tile::format(ty).unwrap();
+        let n = 9 * QK_K;
+        let w = weight_row(&mut rng, ty, n * ROWS, true);
+        let mut packed = vec![0u32; (fmt.packed_size)(n) / 4];
+        (fmt.pack)(n, &w, bytemuck::cast_slice_mut(&mut packed));
+        let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut packed);
+        // Each strip block ends with its quants, 8 rows × its elements.
+        let (blk, qs) = ((fmt.packed_size)(ty.block_size()), ty.block_size() * ROWS);
+        let top = bytes.chunks(blk).flat_map(|b| &b[blk - qs..]).copied().max().unwrap();
+        for b in bytes.chunks_mut(blk) {
+            b[blk - qs..].fill(top);
+        }
+        let packed: &[u8] = bytemuck::cast_slice(&packed);
+        let act: Vec<Vec<u8>> = [127i8, -127, 127, -127].iter().map(|&q| unit_act(quant::vec_dot_type(ty), n, || q as u8)).collect();
+        let aux: Vec<Vec<u32>> = act
+            .iter()
+            .map(|a| {
+                let mut x = vec![0u32; (fmt.aux_size)(n) / 4];
+                (fmt.aux)(n, a, bytemuck::cast_slice_mut(&mut x));
+                x
+            })
+            .collect();
+        let act: Vec<&[u8]> = act.iter().map(|a| &a[..]).collect();
+        let aux: Vec<&[u8]> = aux.iter().map(|a| bytemuck::cast_slice(a)).collect();
+        let twin = tile::dot_scalar(ty, n, packed, &act, &aux);
+        for k in CpuKernels::available() {
+            let Some((_, f)) = k.tile(ty) else { continue };
+            let got = f(n, packed, &act, &aux);
+            for t in 0..4 {
+                for r in 0..ROWS {
+                    // Sums of integers (unit d); only K-quant sums past 2^24 may round differently.
+                    let (g, w) = (got[t][r], twin[t][r]);
+                    assert!((g - w).abs() <= 1e-6 * w.abs(), "{} {ty} extreme t{t} r{r}: {g} vs {w}", k.isa);
+                }
+            }
+        }
+    }
+}
+
+/// The strips' quants stay within the bounds the kernels are sized for
+/// (`tile::Quants::QMAX`: AVX2's i16 sums rely on it) and reach them: on
+/// random bytes and on the extreme ones (all bits set; 0x7F, Q8_0's 127).
+#[test]
+fn tile_packs_respect_qmax() {
+    use super::tile::{self, Quants, ROWS};
+    use crate::quant::{q2_k, q3_k, q4_0, q4_1, q4_k, q5_0, q5_1, q5_k, q6_k, q8_0};
+    let qmax = |ty: GgmlType| match ty {
+        GgmlType::Q4_0 => q4_0::BlockQ4_0::QMAX,
+        GgmlType::Q4_1 => q4_1::BlockQ4_1::QMAX,
+        GgmlType::Q5_0 => q5_0::BlockQ5_0::QMAX,
+        GgmlType::Q5_1 => q5_1::BlockQ5_1::QMAX,
+        GgmlType::Q8_0 => q8_0::BlockQ8_0::QMAX,
+        GgmlType::Q2_K => q2_k::BlockQ2K::QMAX,
+        GgmlType::Q3_K => q3_k::BlockQ3K::QMAX,
+        GgmlType::Q4_K => q4_k::BlockQ4K::QMAX,
+        GgmlType::Q5_K => q5_k::BlockQ5K::QMAX,
+        GgmlType::Q6_K => q6_k::BlockQ6K::QMAX,
+        _ => unreachable!(),
+    };
+    let mut rng = Rng(14);
+    for ty in TILE_TYPES {
+        let fmt = tile::format(ty).unwrap();
+        let n = 2 * QK_K;
+        let mut top = 0;
+        for fill in [None, Some(0xFF), Some(0x7F)] {
+            let w: Vec<u8> = match fill {
+                Some(b) => vec![b; ty.row_size(n).unwrap() * ROWS],
+                None => weight_row(&mut rng, ty, n * ROWS, false),
+            };
+            let mut packed = vec![0u32; (fmt.packed_size)(n) / 4];
+            (fmt.pack)(n, &w, bytemuck::cast_slice_mut(&mut packed));
+            // Each strip block ends with its quants, 8 rows × its elements.
+            let (blk, qs) = ((fmt.packed_size)(ty.block_size()), ty.block_size() * ROWS);
+            let bytes: &[u8] = bytemuck::cast_slice(&packed);
+            top = top.max(bytes.chunks(blk).flat_map(|b| &b[blk - qs..]).copied().max().unwrap());
+        }
+        assert_eq!(top, qmax(ty), "{ty}");
     }
 }
 

@@ -8,10 +8,12 @@ use std::arch::x86_64::*;
 
 use half::f16;
 
-use super::tile::{Q4Kx8, Q4_0x8, Q4_1x8, Q8KAux, Q8_0Aux, Q8_1Aux, ROWS, TOKS};
+use super::tile::{KQuant, KStrip, Q4_0x8, Q4_1x8, Q8KAux, Q8_0Aux, Q8_1Aux, Quants, Sym32, ROWS, TOKS};
 use super::CpuKernels;
 use crate::quant::iq4_nl::{BlockIQ4NL, KVALUES_IQ4NL};
 use crate::quant::iq4_xs::BlockIQ4XS;
+use crate::quant::q2_k::BlockQ2K;
+use crate::quant::q3_k::BlockQ3K;
 use crate::quant::q4_0::BlockQ4_0;
 use crate::quant::q4_1::BlockQ4_1;
 use crate::quant::q4_k::BlockQ4K;
@@ -32,9 +34,11 @@ macro_rules! kernel_table {
         kernel_table!(@wrap $feat, $I, fn(&[u8]) -> f32,
             q4_0 => vec_dot_q4_0, q4_1 => vec_dot_q4_1, q5_0 => vec_dot_q5_0, q5_1 => vec_dot_q5_1,
             q8_0 => vec_dot_q8_0, q4_k => vec_dot_q4_k, q5_k => vec_dot_q5_k, q6_k => vec_dot_q6_k);
-        kernel_table!(@wrap $feat, $I, fn([&[u8]; 4]) -> [f32; 4],
-            q8_0_x4 => vec_dot_q8_0_x4, q4_k_x4 => vec_dot_q4_k_x4);
-        kernel_table!(@tile $feat, $I, q4_0_tile => tile_q4_0, q4_1_tile => tile_q4_1, q4_k_tile => tile_q4_k);
+        kernel_table!(@tile $feat, $I,
+            q4_0_tile => tile_sym32[BlockQ4_0], q4_1_tile => tile_min32[BlockQ4_1], q4_k_tile => tile_k[BlockQ4K],
+            q5_0_tile => tile_sym32[BlockQ5_0], q5_1_tile => tile_min32[BlockQ5_1], q8_0_tile => tile_sym32[BlockQ8_0],
+            q2_k_tile => tile_k[BlockQ2K], q3_k_tile => tile_k[BlockQ3K], q5_k_tile => tile_k[BlockQ5K],
+            q6_k_tile => tile_k[BlockQ6K]);
         kernel_table!(@rows $feat, $I, q4_0_rows => rows_q4_0, q4_1_rows => rows_q4_1);
         kernel_table!(@wrap $feat, $I, fn(&[u8]) -> f32, iq4_nl => vec_dot_iq4_nl, iq4_xs => vec_dot_iq4_xs);
         CpuKernels {
@@ -56,14 +60,16 @@ macro_rules! kernel_table {
             dot_f16: |q, k, stride, out| unsafe { dot_f16_rows(q, k, stride, out) },
             axpy_f16: |p, v, stride, acc| unsafe { axpy_f16_rows(p, v, stride, acc) },
             round_f16: |x| unsafe { round_f16(x) },
-            // Q4_0/Q4_1 batches take the strip tiles instead.
-            q4_0_x4: None,
-            q4_1_x4: None,
-            q8_0_x4: Some(|n, w, a| unsafe { q8_0_x4(n, w, a) }),
-            q4_k_x4: Some(|n, w, a| unsafe { q4_k_x4(n, w, a) }),
             q4_0_tile: Some(|n, x, y, a| unsafe { q4_0_tile(n, x, y, a) }),
             q4_1_tile: Some(|n, x, y, a| unsafe { q4_1_tile(n, x, y, a) }),
             q4_k_tile: Some(|n, x, y, a| unsafe { q4_k_tile(n, x, y, a) }),
+            q5_0_tile: Some(|n, x, y, a| unsafe { q5_0_tile(n, x, y, a) }),
+            q5_1_tile: Some(|n, x, y, a| unsafe { q5_1_tile(n, x, y, a) }),
+            q8_0_tile: Some(|n, x, y, a| unsafe { q8_0_tile(n, x, y, a) }),
+            q2_k_tile: Some(|n, x, y, a| unsafe { q2_k_tile(n, x, y, a) }),
+            q3_k_tile: Some(|n, x, y, a| unsafe { q3_k_tile(n, x, y, a) }),
+            q5_k_tile: Some(|n, x, y, a| unsafe { q5_k_tile(n, x, y, a) }),
+            q6_k_tile: Some(|n, x, y, a| unsafe { q6_k_tile(n, x, y, a) }),
             q4_0_rows: Some(|n, w, y, a| unsafe { q4_0_rows(n, w, y, a) }),
             q4_1_rows: Some(|n, w, y, a| unsafe { q4_1_rows(n, w, y, a) }),
             // An 8-row Q4_K kernel (as NEON's) measured 3–10% slower end to end than
@@ -83,15 +89,15 @@ macro_rules! kernel_table {
             $kernel::<$I>(n, w, act, aux)
         }
     )*};
-    (@tile $feat:literal, $I:ty, $($name:ident => $kernel:ident),*) => {$(
+    (@tile $feat:literal, $I:ty, $($name:ident => $kernel:ident [$F:ty]),*) => {$(
         // One instance per token count, so the accumulators are registers.
         #[target_feature(enable = $feat)]
         unsafe fn $name(n: usize, x: &[u8], y: &[&[u8]], a: &[&[u8]]) -> [[f32; ROWS]; TOKS] {
             match y.len() {
-                4 => $kernel::<$I, 4>(n, x, y, a),
-                3 => $kernel::<$I, 3>(n, x, y, a),
-                2 => $kernel::<$I, 2>(n, x, y, a),
-                _ => $kernel::<$I, 1>(n, x, y, a),
+                4 => $kernel::<$I, 4, $F>(n, x, y, a),
+                3 => $kernel::<$I, 3, $F>(n, x, y, a),
+                2 => $kernel::<$I, 2, $F>(n, x, y, a),
+                _ => $kernel::<$I, 1, $F>(n, x, y, a),
             }
         }
     )*};
@@ -186,7 +192,8 @@ trait Isa {
     /// Partial sums of u8·i8 products.
     unsafe fn mul(u: __m256i, s: __m256i) -> __m256i;
     /// `acc` + `mul(u, s)`. On AVX2 the sums stay i16, so at most 8 of
-    /// these for 4-bit `u` (8 · 2 · 15 · 128 < 2^15) before `widen`.
+    /// these for 4-bit `u` (8 · 2 · 15 · 128 < 2^15) before `widen`, 4 for
+    /// 5-bit, 2 for 6-bit (`i16_steps`).
     unsafe fn mul_acc(acc: __m256i, u: __m256i, s: __m256i) -> __m256i;
     /// Difference of two `mul` results.
     unsafe fn sub(a: __m256i, b: __m256i) -> __m256i;
@@ -202,6 +209,13 @@ trait Isa {
     /// in each half).
     unsafe fn widen_by2(p: __m256i, sc16: __m256i, lo: usize, hi: usize) -> __m256i;
 
+    /// Whether `mul` sums in i16 (AVX2), bounding the quants and the
+    /// number of `mul_acc`s before `widen` (see `i16_steps`).
+    const I16_SUMS: bool;
+    /// `mul` results → Σ of 4 adjacent products per i32 lane, times that
+    /// lane's scale `sc` (an i32 holding it in both i16 halves, `tile::sc_pair`).
+    unsafe fn widen_mul(p: __m256i, sc: __m256i) -> __m256i;
+
     /// Σ of 4 adjacent u8·i8 products per i32 lane.
     #[inline(always)]
     unsafe fn dot(u: __m256i, s: __m256i) -> __m256i {
@@ -212,6 +226,12 @@ trait Isa {
 /// AVX2: `maddubs` (i16 pairs), then `madd` to i32.
 struct Avx2;
 impl Isa for Avx2 {
+    const I16_SUMS: bool = true;
+    #[inline(always)]
+    unsafe fn widen_mul(p: __m256i, sc: __m256i) -> __m256i {
+        // i16 pairs (a, b) · (s, s): s·(a + b), widened and scaled in one step.
+        _mm256_madd_epi16(p, sc)
+    }
     #[inline(always)]
     unsafe fn mul(u: __m256i, s: __m256i) -> __m256i {
         _mm256_maddubs_epi16(u, s)
@@ -243,6 +263,11 @@ impl Isa for Avx2 {
 /// by `vpmulld`.
 struct Vnni;
 impl Isa for Vnni {
+    const I16_SUMS: bool = false;
+    #[inline(always)]
+    unsafe fn widen_mul(p: __m256i, sc: __m256i) -> __m256i {
+        _mm256_mullo_epi32(p, _mm256_srai_epi32(sc, 16))
+    }
     #[inline(always)]
     unsafe fn mul(u: __m256i, s: __m256i) -> __m256i {
         _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s)
@@ -470,74 +495,12 @@ unsafe fn vec_dot_q8_0<I: Isa>(_n: usize, w: &[u8], act: &[u8]) -> f32 {
     hsum_f32_8(acc)
 }
 
-// ------------------------------------------- 4 tokens per weight row
-//
-// Prompt processing dots each weight row with many tokens. These variants
-// decode a weight block once (nibbles, scales) and use it for 4 tokens; per
-// token they run exactly the instructions of the 1-token kernels above, so
-// their results are bit-identical to them (tested).
-
-#[inline(always)]
-unsafe fn vec_dot_q8_0_x4<I: Isa>(_n: usize, w: &[u8], act: [&[u8]; 4]) -> [f32; 4] {
-    let x: &[BlockQ8_0] = bytemuck::cast_slice(w);
-    let y: [&[BlockQ8_0]; 4] = act.map(|a| bytemuck::cast_slice(a));
-    let mut acc = [_mm256_setzero_ps(); 4];
-    for (i, x) in x.iter().enumerate() {
-        let dx = fp16(x.d);
-        let qx = _mm256_loadu_si256(x.qs.as_ptr() as *const __m256i);
-        let ax = _mm256_sign_epi8(qx, qx);
-        for t in 0..4 {
-            let y = &y[t][i];
-            let d = _mm256_set1_ps(dx * fp16(y.d));
-            let qy = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
-            let q = _mm256_cvtepi32_ps(I::dot(ax, _mm256_sign_epi8(qy, qx)));
-            acc[t] = _mm256_fmadd_ps(d, q, acc[t]);
-        }
-    }
-    acc.map(|a| hsum_f32_8(a))
-}
-
-#[inline(always)]
-unsafe fn vec_dot_q4_k_x4<I: Isa>(_n: usize, w: &[u8], act: [&[u8]; 4]) -> [f32; 4] {
-    let x: &[BlockQ4K] = bytemuck::cast_slice(w);
-    let y: [&[BlockQ8K]; 4] = act.map(|a| bytemuck::cast_slice(a));
-    let m4 = _mm256_set1_epi8(0xF);
-    let mut acc = [_mm256_setzero_ps(); 4];
-    let mut acc_m = [_mm_setzero_ps(); 4];
-    for (i, x) in x.iter().enumerate() {
-        let (dx, dmin) = (fp16(x.d), fp16(x.dmin));
-        let v = scales_mins_k4(&x.scales);
-        let sc16 = scales16_k4(v);
-        for t in 0..4 {
-            let summ = min_term_k4(v, &y[t][i]);
-            acc_m[t] = _mm_fmadd_ps(_mm_set1_ps(dmin * y[t][i].d()), _mm_cvtepi32_ps(summ), acc_m[t]);
-        }
-        let mut sumi = [_mm256_setzero_si256(); 4];
-        for j in 0..QK_K / 64 {
-            let q4bits = _mm256_loadu_si256(x.qs.as_ptr().add(32 * j) as *const __m256i);
-            let q4l = _mm256_and_si256(q4bits, m4);
-            let q4h = _mm256_and_si256(_mm256_srli_epi16(q4bits, 4), m4);
-            for t in 0..4 {
-                let q8 = y[t][i].qs.as_ptr();
-                let q8l = _mm256_loadu_si256(q8.add(64 * j) as *const __m256i);
-                let q8h = _mm256_loadu_si256(q8.add(64 * j + 32) as *const __m256i);
-                let pl = I::widen_by(I::mul(q4l, q8l), sc16, 2 * j);
-                let ph = I::widen_by(I::mul(q4h, q8h), sc16, 2 * j + 1);
-                sumi[t] = _mm256_add_epi32(sumi[t], _mm256_add_epi32(pl, ph));
-            }
-        }
-        for t in 0..4 {
-            let d = _mm256_set1_ps(dx * y[t][i].d());
-            acc[t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi[t]), acc[t]);
-        }
-    }
-    [0, 1, 2, 3].map(|t| hsum_f32_8(acc[t]) - hsum_f32_4(acc_m[t]))
-}
-
 // ------------------------------------------------ strips × tokens (tile.rs)
 //
 // Lane r of every vector is weight row r of the strip; the token's 4 bytes
-// are broadcast. No horizontal sums: the accumulators are the outputs.
+// are broadcast. No horizontal sums: the accumulators are the outputs. One
+// kernel per layout, generic over the formats sharing it (their quant range,
+// offset and rounding are `tile`'s trait constants).
 
 /// 4 bytes of `p` broadcast to every i32 lane.
 #[inline(always)]
@@ -554,22 +517,90 @@ unsafe fn store_tokens<const NT: usize>(acc: [__m256; NT]) -> [[f32; ROWS]; TOKS
     out
 }
 
-/// Σ q·y per row (lane) of one strip block of 32 byte quants `qs`, for NT
-/// tokens' 32-byte blocks `y[t]`.
-#[inline(always)]
-unsafe fn tile_isum32<I: Isa, const NT: usize>(qs: *const u8, y: [*const i8; NT]) -> [__m256i; NT] {
-    let mut isum = [_mm256_setzero_si256(); NT];
-    for k in 0..8 {
-        let w = _mm256_loadu_si256(qs.add(32 * k) as *const __m256i);
-        for t in 0..NT {
-            isum[t] = I::mul_acc(isum[t], w, bcast4(y[t].add(4 * k)));
-        }
-    }
-    isum.map(|s| I::widen(s))
+/// Steps of 4 quants ≤ `qmax` (one `mul_acc` each, adding a pair of
+/// products ≤ 2·qmax·128 to each i16 lane) that AVX2's i16 sums hold
+/// before they must be widened: 8 for 4 bits, 4 for 5, 2 for 6; 0 for Q8_0's
+/// bytes 0..256, whose single pair can overflow.
+const fn i16_steps(qmax: u8) -> usize {
+    i16::MAX as usize / (2 * 128 * qmax as usize)
 }
 
+/// Σ q·y per row (lane) over `steps` steps of 4 quants ≤ `qmax` (32 bytes
+/// each at `qs`), for NT tokens' quants `y[t]`; widened plainly, or times
+/// the rows' scales `sc` (`tile::sc_pair`s, [`Isa::widen_mul`]). Reads
+/// 32·steps bytes at `qs` and 4·steps at each `y[t]`: the callers' strip
+/// and activation blocks hold them.
 #[inline(always)]
-unsafe fn tile_q4_0<I: Isa, const NT: usize>(
+unsafe fn tile_isum<I: Isa, const NT: usize>(
+    qs: *const u8,
+    y: [*const i8; NT],
+    steps: usize,
+    qmax: u8,
+    sc: Option<__m256i>,
+) -> [__m256i; NT] {
+    let mut isum = [_mm256_setzero_si256(); NT];
+    if !I::I16_SUMS {
+        // i32 sums: two chains per token (even and odd steps), as one
+        // chain of dependent `vpdpbusd`s is bound by its latency.
+        let mut acc = [[_mm256_setzero_si256(); NT]; 2];
+        for k in 0..steps {
+            let w = _mm256_loadu_si256(qs.add(32 * k) as *const __m256i);
+            for t in 0..NT {
+                acc[k % 2][t] = I::mul_acc(acc[k % 2][t], w, bcast4(y[t].add(4 * k)));
+            }
+        }
+        for t in 0..NT {
+            let p = _mm256_add_epi32(acc[0][t], acc[1][t]);
+            isum[t] = match sc {
+                Some(sc) => I::widen_mul(p, sc),
+                None => I::widen(p),
+            };
+        }
+        return isum;
+    }
+    let span = i16_steps(qmax);
+    debug_assert!(span > 0);
+    for k0 in (0..steps).step_by(span) {
+        let mut acc = [_mm256_setzero_si256(); NT];
+        for k in k0..(k0 + span).min(steps) {
+            let w = _mm256_loadu_si256(qs.add(32 * k) as *const __m256i);
+            for t in 0..NT {
+                acc[t] = I::mul_acc(acc[t], w, bcast4(y[t].add(4 * k)));
+            }
+        }
+        for t in 0..NT {
+            let v = match sc {
+                Some(sc) => I::widen_mul(acc[t], sc),
+                None => I::widen(acc[t]),
+            };
+            isum[t] = if k0 == 0 { v } else { _mm256_add_epi32(isum[t], v) };
+        }
+    }
+    isum
+}
+
+/// Σ w·y per row of a 32-block of Q8_0 quants stored as w + 128, where
+/// `maddubs` would overflow (AVX2): the signed w, `maddubs(|w|, sign(y, w))`
+/// (pairs ≤ 2·128·128, exact) widened at every step. Reads 256 bytes at
+/// `qs` and 32 at each `y[t]`.
+#[inline(always)]
+unsafe fn tile_isum_i8<I: Isa, const NT: usize>(qs: *const u8, y: [*const i8; NT]) -> [__m256i; NT] {
+    let mut isum = [_mm256_setzero_si256(); NT];
+    for k in 0..8 {
+        let w = _mm256_xor_si256(_mm256_loadu_si256(qs.add(32 * k) as *const __m256i), _mm256_set1_epi8(-128));
+        let aw = _mm256_sign_epi8(w, w);
+        for t in 0..NT {
+            let sy = _mm256_sign_epi8(bcast4(y[t].add(4 * k)), w);
+            isum[t] = _mm256_add_epi32(isum[t], I::dot(aw, sy));
+        }
+    }
+    isum
+}
+
+/// Q4_0, Q5_0, Q8_0 ([`Q4_0x8`]): Σ(q − OFFSET)·y = Σq·y − OFFSET·Σy per
+/// block, then its f32 steps as the scalar `vec_dot`'s (equal bit for bit).
+#[inline(always)]
+unsafe fn tile_sym32<I: Isa, const NT: usize, F: Sym32>(
     n: usize,
     packed: &[u8],
     act: &[&[u8]],
@@ -581,23 +612,35 @@ unsafe fn tile_q4_0<I: Isa, const NT: usize>(
     let a: [&[Q8_0Aux]; NT] = std::array::from_fn(|t| &bytemuck::cast_slice(aux[t])[..nb]);
     let mut acc = [_mm256_setzero_ps(); NT];
     for (b, x) in x.iter().enumerate() {
-        let isum = tile_isum32::<I, NT>(x.qs.as_ptr(), std::array::from_fn(|t| y[t][b].qs.as_ptr()));
+        let yq = std::array::from_fn(|t| y[t][b].qs.as_ptr());
+        let mut isum = [_mm256_setzero_si256(); NT];
+        if I::I16_SUMS && i16_steps(F::QMAX) == 0 {
+            isum = tile_isum_i8::<I, NT>(x.qs.as_ptr(), yq);
+        } else {
+            let s = tile_isum::<I, NT>(x.qs.as_ptr(), yq, 8, F::QMAX, None);
+            for t in 0..NT {
+                isum[t] = _mm256_sub_epi32(s[t], _mm256_set1_epi32(F::OFFSET * a[t][b].sum));
+            }
+        }
         let dx = _mm256_loadu_ps(x.d.as_ptr());
         for t in 0..NT {
-            let a = &a[t][b];
-            // Σ(q − 8)·y = Σq·y − 8·Σy.
-            let s = _mm256_sub_epi32(isum[t], _mm256_set1_epi32(8 * a.sum));
-            // (Σ·dx)·dy, rounded step by step like the scalar `vec_dot`,
-            // whose results these equal bit for bit.
-            let blk = _mm256_mul_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(s), dx), _mm256_set1_ps(a.d));
+            let (s, dy) = (_mm256_cvtepi32_ps(isum[t]), _mm256_set1_ps(a[t][b].d));
+            let blk = if F::DXY_FIRST {
+                _mm256_mul_ps(_mm256_mul_ps(dx, dy), s)
+            } else {
+                _mm256_mul_ps(_mm256_mul_ps(s, dx), dy)
+            };
             acc[t] = _mm256_add_ps(acc[t], blk);
         }
     }
     store_tokens(acc)
 }
 
+/// Q4_1, Q5_1 ([`Q4_1x8`]): (dx·dy)·Σq·y + m·s per block, the min term
+/// m·Σy = m·s with s from the activation quantizer; rounded step by step
+/// like the scalar `vec_dot`, whose results these equal bit for bit.
 #[inline(always)]
-unsafe fn tile_q4_1<I: Isa, const NT: usize>(
+unsafe fn tile_min32<I: Isa, const NT: usize, F: Quants>(
     n: usize,
     packed: &[u8],
     act: &[&[u8]],
@@ -609,13 +652,11 @@ unsafe fn tile_q4_1<I: Isa, const NT: usize>(
     let a: [&[Q8_1Aux]; NT] = std::array::from_fn(|t| &bytemuck::cast_slice(aux[t])[..nb]);
     let mut acc = [_mm256_setzero_ps(); NT];
     for (b, x) in x.iter().enumerate() {
-        let isum = tile_isum32::<I, NT>(x.qs.as_ptr(), std::array::from_fn(|t| y[t][b].qs.as_ptr()));
+        let yq = std::array::from_fn(|t| y[t][b].qs.as_ptr());
+        let isum = tile_isum::<I, NT>(x.qs.as_ptr(), yq, 8, F::QMAX, None);
         let (dx, mx) = (_mm256_loadu_ps(x.d.as_ptr()), _mm256_loadu_ps(x.m.as_ptr()));
         for t in 0..NT {
             let a = &a[t][b];
-            // (dx·dy)·Σq·y + m·s, the min term m·Σy = m·s with s from the
-            // activation quantizer; rounded step by step like the scalar
-            // `vec_dot`, whose results these equal bit for bit.
             let d = _mm256_mul_ps(dx, _mm256_set1_ps(a.d));
             let blk = _mm256_add_ps(_mm256_mul_ps(d, _mm256_cvtepi32_ps(isum[t])), _mm256_mul_ps(mx, _mm256_set1_ps(a.s)));
             acc[t] = _mm256_add_ps(acc[t], blk);
@@ -624,46 +665,50 @@ unsafe fn tile_q4_1<I: Isa, const NT: usize>(
     store_tokens(acc)
 }
 
+/// The K-quants ([`Q4Kx8`]: Q4_K, Q5_K; [`K16x8`]: Q6_K, Q3_K, Q2_K): per
+/// super-block Σ_j sc_j·(q·y)_j and the min term Σ_j mn_j·Σy_j, two
+/// sub-blocks per `madd`; then d·dy·Σ − dmin·dy·mins, or d·dy·(Σ − mins)
+/// where the mins are the quants' offset.
 #[inline(always)]
-unsafe fn tile_q4_k<I: Isa, const NT: usize>(
+unsafe fn tile_k<I: Isa, const NT: usize, F: KQuant>(
     n: usize,
     packed: &[u8],
     act: &[&[u8]],
     aux: &[&[u8]],
 ) -> [[f32; ROWS]; TOKS] {
     let nb = n / QK_K;
-    let x: &[Q4Kx8] = &bytemuck::cast_slice(packed)[..nb];
+    let subs = F::X::SUBS;
+    let steps = QK_K / 4 / subs;
+    let x: &[F::X] = &bytemuck::cast_slice(packed)[..nb];
     let y: [&[BlockQ8K]; NT] = std::array::from_fn(|t| &bytemuck::cast_slice(act[t])[..nb]);
     let a: [&[Q8KAux]; NT] = std::array::from_fn(|t| &bytemuck::cast_slice(aux[t])[..nb]);
     let mut acc = [_mm256_setzero_ps(); NT];
     for (b, x) in x.iter().enumerate() {
         let mut sumi = [_mm256_setzero_si256(); NT];
-        for j in 0..8 {
-            let mut isum = [_mm256_setzero_si256(); NT];
-            for k in 0..8 {
-                let w = _mm256_loadu_si256(x.qs.as_ptr().add(256 * j + 32 * k) as *const __m256i);
-                for t in 0..NT {
-                    isum[t] = I::mul_acc(isum[t], w, bcast4(y[t][b].qs.as_ptr().add(32 * j + 4 * k)));
-                }
-            }
-            let sc = _mm256_loadu_si256(x.sc[j].as_ptr() as *const __m256i);
+        for j in 0..subs {
+            let sc = _mm256_loadu_si256(x.sc(j).as_ptr() as *const __m256i);
+            let yq = std::array::from_fn(|t| y[t][b].qs.as_ptr().add(4 * steps * j));
+            let isum = tile_isum::<I, NT>(x.qs().as_ptr().add(32 * steps * j), yq, steps, F::QMAX, Some(sc));
             for t in 0..NT {
-                sumi[t] = _mm256_add_epi32(sumi[t], _mm256_mullo_epi32(I::widen(isum[t]), sc));
+                sumi[t] = _mm256_add_epi32(sumi[t], isum[t]);
             }
         }
-        let (dx, dmin) = (_mm256_loadu_ps(x.d.as_ptr()), _mm256_loadu_ps(x.dmin.as_ptr()));
+        let (dx, dmin) = (_mm256_loadu_ps(x.d().as_ptr()), _mm256_loadu_ps(x.dmin().as_ptr()));
         for t in 0..NT {
-            let a = &a[t][b];
-            // The min term Σ_j mn_j · Σ_{32 elements of j} y, two j per madd.
             let mut summ = _mm256_setzero_si256();
-            for p in 0..4 {
-                let mn = _mm256_loadu_si256(x.mn[p].as_ptr() as *const __m256i);
-                let bs = _mm256_set1_epi32(i32::from_le_bytes(bytemuck::cast(a.bsum2[p])));
-                summ = _mm256_add_epi32(summ, _mm256_madd_epi16(mn, bs));
+            for p in 0..subs / 2 {
+                let mn = _mm256_loadu_si256(x.mn(p).as_ptr() as *const __m256i);
+                let bs = F::X::bsum_pair(&a[t][b], &y[t][b], p);
+                summ = _mm256_add_epi32(summ, _mm256_madd_epi16(mn, _mm256_set1_epi32(bytemuck::cast(bs))));
             }
-            let dy = _mm256_set1_ps(a.d);
-            acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(dx, dy), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
-            acc[t] = _mm256_fnmadd_ps(_mm256_mul_ps(dmin, dy), _mm256_cvtepi32_ps(summ), acc[t]);
+            let dy = _mm256_set1_ps(a[t][b].d);
+            if F::MIN_IS_OFFSET {
+                let s = _mm256_cvtepi32_ps(_mm256_sub_epi32(sumi[t], summ));
+                acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(dx, dy), s, acc[t]);
+            } else {
+                acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(dx, dy), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+                acc[t] = _mm256_fnmadd_ps(_mm256_mul_ps(dmin, dy), _mm256_cvtepi32_ps(summ), acc[t]);
+            }
         }
     }
     store_tokens(acc)
