@@ -78,16 +78,37 @@ macro_rules! table {
                 q5_0_tile => tile_sym32[BlockQ5_0], q5_1_tile => tile_min32[BlockQ5_1], q8_0_tile => tile_sym32[BlockQ8_0],
                 q2_k_tile => tile_k[BlockQ2K], q3_k_tile => tile_k[BlockQ3K], q5_k_tile => tile_k[BlockQ5K],
                 q6_k_tile => tile_k[BlockQ6K]);
+            pub unsafe fn q5_0(n: usize, w: &[u8], a: &[u8]) -> f32 { vec_dot_q5_0::<$d>(n, w, a) }
+            #[target_feature(enable = $feat)]
+            pub unsafe fn q5_1(n: usize, w: &[u8], a: &[u8]) -> f32 { vec_dot_q5_1::<$d>(n, w, a) }
+            #[target_feature(enable = $feat)]
+            pub unsafe fn q2_k(_n: usize, w: &[u8], a: &[u8]) -> f32 { vec_dot_k::<$d, BlockQ2K>(w, a) }
+            #[target_feature(enable = $feat)]
+            pub unsafe fn q3_k(_n: usize, w: &[u8], a: &[u8]) -> f32 { vec_dot_k::<$d, BlockQ3K>(w, a) }
+            #[target_feature(enable = $feat)]
+            pub unsafe fn q8_0_rows(n: usize, w: &[u8], a: &[u8], x: &[u8]) -> [f32; ROWS] { rows_q8_0::<$d>(n, w, a, x) }
+            #[target_feature(enable = $feat)]
+            pub unsafe fn q5_0_rows(n: usize, w: &[u8], a: &[u8], x: &[u8]) -> [f32; ROWS] { rows_q5_0::<$d>(n, w, a, x) }
+            #[target_feature(enable = $feat)]
+            pub unsafe fn q5_1_rows(n: usize, w: &[u8], a: &[u8], x: &[u8]) -> [f32; ROWS] { rows_q5_1::<$d>(n, w, a, x) }
+            #[target_feature(enable = $feat)]
+            pub unsafe fn q2_k_rows(n: usize, w: &[u8], a: &[u8], _x: &[u8]) -> [f32; ROWS] { rows_k::<$d, BlockQ2K>(n, w, a) }
+            #[target_feature(enable = $feat)]
+            pub unsafe fn q3_k_rows(n: usize, w: &[u8], a: &[u8], _x: &[u8]) -> [f32; ROWS] { rows_k::<$d, BlockQ3K>(n, w, a) }
+            #[target_feature(enable = $feat)]
+            pub unsafe fn q5_k_rows(n: usize, w: &[u8], a: &[u8], _x: &[u8]) -> [f32; ROWS] { rows_k::<$d, BlockQ5K>(n, w, a) }
+            #[target_feature(enable = $feat)]
+            pub unsafe fn q6_k_rows(n: usize, w: &[u8], a: &[u8], _x: &[u8]) -> [f32; ROWS] { rows_k::<$d, BlockQ6K>(n, w, a) }
         }
         static $name: CpuKernels = CpuKernels {
             isa: $isa,
             q4_0: |n, w, a| unsafe { $m::q4_0(n, w, a) },
             q4_1: |n, w, a| unsafe { $m::q4_1(n, w, a) },
-            q5_0: quant::q5_0::vec_dot,
-            q5_1: quant::q5_1::vec_dot,
+            q5_0: |n, w, a| unsafe { $m::q5_0(n, w, a) },
+            q5_1: |n, w, a| unsafe { $m::q5_1(n, w, a) },
             q8_0: |n, w, a| unsafe { $m::q8_0(n, w, a) },
-            q2_k: quant::q2_k::vec_dot,
-            q3_k: quant::q3_k::vec_dot,
+            q2_k: |n, w, a| unsafe { $m::q2_k(n, w, a) },
+            q3_k: |n, w, a| unsafe { $m::q3_k(n, w, a) },
             q4_k: |n, w, a| unsafe { $m::q4_k(n, w, a) },
             q5_k: |n, w, a| unsafe { $m::q5_k(n, w, a) },
             q6_k: |n, w, a| unsafe { $m::q6_k(n, w, a) },
@@ -113,6 +134,13 @@ macro_rules! table {
             q4_0_rows: Some(|n, w, a, x| unsafe { $m::q4_0_rows(n, w, a, x) }),
             q4_1_rows: Some(|n, w, a, x| unsafe { $m::q4_1_rows(n, w, a, x) }),
             q4_k_rows: Some(|n, w, a, x| unsafe { $m::q4_k_rows(n, w, a, x) }),
+            q8_0_rows: Some(|n, w, a, x| unsafe { $m::q8_0_rows(n, w, a, x) }),
+            q5_0_rows: Some(|n, w, a, x| unsafe { $m::q5_0_rows(n, w, a, x) }),
+            q5_1_rows: Some(|n, w, a, x| unsafe { $m::q5_1_rows(n, w, a, x) }),
+            q2_k_rows: Some(|n, w, a, x| unsafe { $m::q2_k_rows(n, w, a, x) }),
+            q3_k_rows: Some(|n, w, a, x| unsafe { $m::q3_k_rows(n, w, a, x) }),
+            q5_k_rows: Some(|n, w, a, x| unsafe { $m::q5_k_rows(n, w, a, x) }),
+            q6_k_rows: Some(|n, w, a, x| unsafe { $m::q6_k_rows(n, w, a, x) }),
         };
     };
 }
@@ -230,6 +258,56 @@ unsafe fn vec_dot_q4_1<D: Dot>(_n: usize, w: &[u8], act: &[u8]) -> f32 {
     vaddvq_f32(sumv) + summs
 }
 
+/// 16 bits (the low 16 of `bits`) → 16 bytes, 16 where bit i is set: a
+/// Q5 quant's fifth bit for 16 elements.
+#[inline(always)]
+unsafe fn fifth_bits(bits: u32) -> uint8x16_t {
+    const SEL: [u8; 16] = [1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128];
+    let b = vcombine_u8(vdup_n_u8(bits as u8), vdup_n_u8((bits >> 8) as u8));
+    vandq_u8(vtstq_u8(b, vld1q_u8(SEL.as_ptr())), vdupq_n_u8(16))
+}
+
+/// A Q5 block's 32 quants (0..32) as (elements 0..16, 16..32): nibbles of
+/// `qs` and fifth bits of `qh` (bit j for element j).
+#[inline(always)]
+unsafe fn q5_quants(qs: &[u8; 16], qh: [u8; 4]) -> (uint8x16_t, uint8x16_t) {
+    let qh = u32::from_le_bytes(qh);
+    let m4 = vdupq_n_u8(0xF);
+    let v = vld1q_u8(qs.as_ptr());
+    (vorrq_u8(vandq_u8(v, m4), fifth_bits(qh)), vorrq_u8(vshrq_n_u8(v, 4), fifth_bits(qh >> 16)))
+}
+
+#[inline(always)]
+unsafe fn vec_dot_q5_0<D: Dot>(_n: usize, w: &[u8], act: &[u8]) -> f32 {
+    let (x, y): (&[BlockQ5_0], &[BlockQ8_0]) = (bytemuck::cast_slice(w), bytemuck::cast_slice(act));
+    let s16 = vdupq_n_s8(16);
+    let mut sumv = vdupq_n_f32(0.0);
+    for (x, y) in x.iter().zip(y) {
+        let (lo, hi) = q5_quants(&x.qs, x.qh);
+        let (lo, hi) = (vsubq_s8(vreinterpretq_s8_u8(lo), s16), vsubq_s8(vreinterpretq_s8_u8(hi), s16));
+        let (y0, y1) = (vld1q_s8(y.qs.as_ptr()), vld1q_s8(y.qs.as_ptr().add(16)));
+        let p = dot32v::<D>(lo, hi, y0, y1);
+        sumv = vmlaq_n_f32(sumv, vcvtq_f32_s32(p), fp16(x.d) * fp16(y.d));
+    }
+    vaddvq_f32(sumv)
+}
+
+#[inline(always)]
+unsafe fn vec_dot_q5_1<D: Dot>(_n: usize, w: &[u8], act: &[u8]) -> f32 {
+    let (x, y): (&[BlockQ5_1], &[BlockQ8_1]) = (bytemuck::cast_slice(w), bytemuck::cast_slice(act));
+    let mut sumv = vdupq_n_f32(0.0);
+    let mut summs = 0f32;
+    for (x, y) in x.iter().zip(y) {
+        // The min term m·Σy uses s = d·Σq from the activation quantizer.
+        summs += fp16(x.m) * fp16(y.s);
+        let (lo, hi) = q5_quants(&x.qs, x.qh);
+        let (y0, y1) = (vld1q_s8(y.qs.as_ptr()), vld1q_s8(y.qs.as_ptr().add(16)));
+        let p = dot32v::<D>(vreinterpretq_s8_u8(lo), vreinterpretq_s8_u8(hi), y0, y1);
+        sumv = vmlaq_n_f32(sumv, vcvtq_f32_s32(p), fp16(x.d) * fp16(y.d));
+    }
+    vaddvq_f32(sumv) + summs
+}
+
 #[inline(always)]
 unsafe fn vec_dot_q8_0<D: Dot>(_n: usize, w: &[u8], act: &[u8]) -> f32 {
     let (x, y): (&[BlockQ8_0], &[BlockQ8_0]) = (bytemuck::cast_slice(w), bytemuck::cast_slice(act));
@@ -307,43 +385,51 @@ unsafe fn vec_dot_q5_k<D: Dot>(_n: usize, w: &[u8], act: &[u8]) -> f32 {
     sumf
 }
 
+/// The 8 groups of 16 quants of half `h` of a Q6_K block (elements 128h +
+/// 16g..), as signed -32..32.
+#[inline(always)]
+unsafe fn q6_k_quants(x: &BlockQ6K, h: usize) -> [int8x16_t; 8] {
+    let (m4, m3) = (vdupq_n_u8(0xF), vdupq_n_u8(3));
+    let ql = x.ql.as_ptr().add(64 * h);
+    let qh = x.qh.as_ptr().add(32 * h);
+    let (l0, l1, l2, l3) = (vld1q_u8(ql), vld1q_u8(ql.add(16)), vld1q_u8(ql.add(32)), vld1q_u8(ql.add(48)));
+    let (h0, h1) = (vld1q_u8(qh), vld1q_u8(qh.add(16)));
+    let hb = |v: uint8x16_t, s: i32| -> uint8x16_t {
+        let v = match s {
+            0 => v,
+            2 => vshrq_n_u8(v, 2),
+            4 => vshrq_n_u8(v, 4),
+            _ => vshrq_n_u8(v, 6),
+        };
+        vshlq_n_u8(vandq_u8(v, m3), 4)
+    };
+    let q = [
+        vorrq_u8(vandq_u8(l0, m4), hb(h0, 0)),
+        vorrq_u8(vandq_u8(l1, m4), hb(h1, 0)),
+        vorrq_u8(vandq_u8(l2, m4), hb(h0, 2)),
+        vorrq_u8(vandq_u8(l3, m4), hb(h1, 2)),
+        vorrq_u8(vshrq_n_u8(l0, 4), hb(h0, 4)),
+        vorrq_u8(vshrq_n_u8(l1, 4), hb(h1, 4)),
+        vorrq_u8(vshrq_n_u8(l2, 4), hb(h0, 6)),
+        vorrq_u8(vshrq_n_u8(l3, 4), hb(h1, 6)),
+    ];
+    let s32 = vdupq_n_s8(32);
+    let mut out = [vdupq_n_s8(0); 8];
+    for (o, q) in out.iter_mut().zip(q) {
+        *o = vsubq_s8(vreinterpretq_s8_u8(q), s32);
+    }
+    out
+}
+
 #[inline(always)]
 unsafe fn vec_dot_q6_k<D: Dot>(_n: usize, w: &[u8], act: &[u8]) -> f32 {
     let (x, y): (&[BlockQ6K], &[BlockQ8K]) = (bytemuck::cast_slice(w), bytemuck::cast_slice(act));
-    let m4 = vdupq_n_u8(0xF);
-    let m3 = vdupq_n_u8(3);
-    let s32 = vdupq_n_s8(32);
     let mut sumf = 0f32;
     for (x, y) in x.iter().zip(y) {
         let mut sumi = 0i32;
         for h in 0..QK_K / 128 {
-            let ql = x.ql.as_ptr().add(64 * h);
-            let qh = x.qh.as_ptr().add(32 * h);
-            let (l0, l1, l2, l3) = (vld1q_u8(ql), vld1q_u8(ql.add(16)), vld1q_u8(ql.add(32)), vld1q_u8(ql.add(48)));
-            let (h0, h1) = (vld1q_u8(qh), vld1q_u8(qh.add(16)));
-            let hb = |v: uint8x16_t, s: i32| -> uint8x16_t {
-                let v = match s {
-                    0 => v,
-                    2 => vshrq_n_u8(v, 2),
-                    4 => vshrq_n_u8(v, 4),
-                    _ => vshrq_n_u8(v, 6),
-                };
-                vshlq_n_u8(vandq_u8(v, m3), 4)
-            };
-            // The 8 groups of 16 elements of this half, as signed -32..32.
-            let q = [
-                vorrq_u8(vandq_u8(l0, m4), hb(h0, 0)),
-                vorrq_u8(vandq_u8(l1, m4), hb(h1, 0)),
-                vorrq_u8(vandq_u8(l2, m4), hb(h0, 2)),
-                vorrq_u8(vandq_u8(l3, m4), hb(h1, 2)),
-                vorrq_u8(vshrq_n_u8(l0, 4), hb(h0, 4)),
-                vorrq_u8(vshrq_n_u8(l1, 4), hb(h1, 4)),
-                vorrq_u8(vshrq_n_u8(l2, 4), hb(h0, 6)),
-                vorrq_u8(vshrq_n_u8(l3, 4), hb(h1, 6)),
-            ];
             let q8 = y.qs.as_ptr().add(128 * h);
-            for (g, q) in q.into_iter().enumerate() {
-                let q = vsubq_s8(vreinterpretq_s8_u8(q), s32);
+            for (g, q) in q6_k_quants(x, h).into_iter().enumerate() {
                 let p = vaddvq_s32(D::dot(vdupq_n_s32(0), q, vld1q_s8(q8.add(16 * g))));
                 sumi += p * x.scales[8 * h + g] as i32;
             }
@@ -372,15 +458,20 @@ unsafe fn hsum8(v: [int32x4_t; 8]) -> [int32x4_t; 2] {
     [h(v[0], v[1], v[2], v[3]), h(v[4], v[5], v[6], v[7])]
 }
 
-/// The 8 rows' 32-element integer dots of one Q4_0/Q4_1 block (nibbles as
-/// 0..16): `q[r]` points at row r's 16 nibble bytes (low nibbles elements
-/// 0..16, high 16..32), `y` at the token's 32 quants.
+/// The 8 rows' 32-element integer dots of one Q4_0/Q4_1/Q5_0/Q5_1 block
+/// (unsigned quants): `q[r]` points at row r's 16 nibble bytes (low nibbles
+/// elements 0..16, high 16..32), `qh[r]` holds its fifth bits (Q5: bit j
+/// for element j), `y` points at the token's 32 quants.
 #[inline(always)]
-unsafe fn rows_isum32<D: Dot>(q: [*const u8; ROWS], y: *const i8) -> [int32x4_t; 2] {
+unsafe fn rows_isum32<D: Dot>(q: [*const u8; ROWS], qh: Option<[u32; ROWS]>, y: *const i8) -> [int32x4_t; 2] {
     let (y0, y1) = (vld1q_s8(y), vld1q_s8(y.add(16)));
     let mut p = [vdupq_n_s32(0); ROWS];
-    for (p, q) in p.iter_mut().zip(q) {
-        let (lo, hi) = nibbles(vld1q_u8(q));
+    for (r, p) in p.iter_mut().enumerate() {
+        let (mut lo, mut hi) = nibbles(vld1q_u8(q[r]));
+        if let Some(qh) = qh {
+            lo = vorrq_s8(lo, vreinterpretq_s8_u8(fifth_bits(qh[r])));
+            hi = vorrq_s8(hi, vreinterpretq_s8_u8(fifth_bits(qh[r] >> 16)));
+        }
         *p = dot32v::<D>(lo, hi, y0, y1);
     }
     hsum8(p)
@@ -446,7 +537,7 @@ unsafe fn rows_q4_0<D: Dot>(n: usize, w: &[u8], act: &[u8], aux: &[u8]) -> [f32;
         // SAFETY: block b of row r is w[r·row + b·BLOCK..][..BLOCK], inside w (rows_len).
         let blk = w.as_ptr().add(b * BLOCK);
         let qs = std::mem::offset_of!(BlockQ4_0, qs);
-        let isum = rows_isum32::<D>(std::array::from_fn(|r| blk.add(r * row + qs)), y[b].qs.as_ptr());
+        let isum = rows_isum32::<D>(std::array::from_fn(|r| blk.add(r * row + qs)), None, y[b].qs.as_ptr());
         let dx = rows_f16(blk, row, std::mem::offset_of!(BlockQ4_0, d));
         let (sum8, dy) = (vdupq_n_s32(8 * a[b].sum), vdupq_n_f32(a[b].d));
         for h in 0..2 {
@@ -472,7 +563,7 @@ unsafe fn rows_q4_1<D: Dot>(n: usize, w: &[u8], act: &[u8], aux: &[u8]) -> [f32;
         // SAFETY: block b of row r is w[r·row + b·BLOCK..][..BLOCK], inside w (rows_len).
         let blk = w.as_ptr().add(b * BLOCK);
         let qs = std::mem::offset_of!(BlockQ4_1, qs);
-        let isum = rows_isum32::<D>(std::array::from_fn(|r| blk.add(r * row + qs)), y[b].qs.as_ptr());
+        let isum = rows_isum32::<D>(std::array::from_fn(|r| blk.add(r * row + qs)), None, y[b].qs.as_ptr());
         let dx = rows_f16(blk, row, std::mem::offset_of!(BlockQ4_1, d));
         let mx = rows_f16(blk, row, std::mem::offset_of!(BlockQ4_1, m));
         let (dy, sy) = (vdupq_n_f32(a[b].d), vdupq_n_f32(a[b].s));
@@ -498,10 +589,18 @@ unsafe fn row_q4_k<D: Dot>(x: &BlockQ4K, y: &[int8x16_t; 16], bsum: int16x8_t) -
         p[2 * j] = dot32v::<D>(l0, l1, y[4 * j], y[4 * j + 1]);
         p[2 * j + 1] = dot32v::<D>(h0, h1, y[4 * j + 2], y[4 * j + 3]);
     }
+    k4_sums(p, &x.scales, bsum)
+}
+
+/// A Q4_K/Q5_K row block's sums from its 8 sub-blocks' dot lanes `p`, its
+/// packed scales and the token's 8 sub-block sums `bsum`: (lanes summing
+/// to Σ_j sc_j·p_j, lanes summing to the min term Σ_j mn_j·Σy_j).
+#[inline(always)]
+unsafe fn k4_sums(p: [int32x4_t; 8], scales: &[u8; 12], bsum: int16x8_t) -> (int32x4_t, int32x4_t) {
     // One tree reduces the 8 sub-blocks' lanes (not an `addv` each); their
     // 6-bit scales then apply to 4 sub-block sums per vector.
     let [s0, s1] = hsum8(p);
-    let (sc, mn) = quant::scale_min_k4(&x.scales);
+    let (sc, mn) = quant::scale_min_k4(scales);
     let sc = vmovl_u8(vld1_u8(sc.as_ptr()));
     let (sc0, sc1) = (vreinterpretq_s32_u32(vmovl_u16(vget_low_u16(sc))), vreinterpretq_s32_u32(vmovl_high_u16(sc)));
     let isum = vmlaq_s32(vmulq_s32(s0, sc0), s1, sc1);
@@ -722,6 +821,308 @@ unsafe fn tile_k<D: Dot4, const NT: usize, F: KQuant>(n: usize, packed: &[u8], a
         }
     }
     store_tokens(acc)
+}
+
+// ------------------------- 8 rows × 1 token: Q8_0, Q5_0, Q5_1 and K-quants
+//
+// As above: the 32-block formats as Q4_0/Q4_1 (their f32 steps the scalar
+// `vec_dot`'s, bit for bit), the K-quants as Q4_K, each row's super-block
+// summed by [`BlockK::isum`], which the one-row Q2_K/Q3_K kernels share.
+
+#[inline(always)]
+unsafe fn rows_q8_0<D: Dot>(n: usize, w: &[u8], act: &[u8], aux: &[u8]) -> [f32; ROWS] {
+    const BLOCK: usize = std::mem::size_of::<BlockQ8_0>();
+    let nb = n / 32;
+    let row = rows_len::<BlockQ8_0>(w, nb);
+    let y: &[BlockQ8_0] = &bytemuck::cast_slice(act)[..nb];
+    let a: &[Q8_0Aux] = &bytemuck::cast_slice(aux)[..nb];
+    let mut acc = [vdupq_n_f32(0.0); 2];
+    for b in 0..nb {
+        prefetch_next_rows(w, b, BLOCK);
+        // SAFETY: block b of row r is w[r·row + b·BLOCK..][..BLOCK], inside w (rows_len).
+        let blk = w.as_ptr().add(b * BLOCK);
+        let yq = y[b].qs.as_ptr();
+        let (y0, y1) = (vld1q_s8(yq), vld1q_s8(yq.add(16)));
+        let mut p = [vdupq_n_s32(0); ROWS];
+        for (r, p) in p.iter_mut().enumerate() {
+            let q = blk.add(r * row + std::mem::offset_of!(BlockQ8_0, qs)) as *const i8;
+            *p = dot32v::<D>(vld1q_s8(q), vld1q_s8(q.add(16)), y0, y1);
+        }
+        let isum = hsum8(p);
+        let dx = rows_f16(blk, row, std::mem::offset_of!(BlockQ8_0, d));
+        let dy = vdupq_n_f32(a[b].d);
+        for h in 0..2 {
+            // Σ·(dx·dy), added, rounded like the scalar `vec_dot`.
+            acc[h] = vaddq_f32(acc[h], vmulq_f32(vcvtq_f32_s32(isum[h]), vmulq_f32(dx[h], dy)));
+        }
+    }
+    rows_out(acc)
+}
+
+/// The 8 rows' fifth bits of a Q5 block at `blk` (rows `row` bytes apart).
+#[inline(always)]
+unsafe fn rows_qh(blk: *const u8, row: usize, off: usize) -> [u32; ROWS] {
+    std::array::from_fn(|r| (blk.add(r * row + off) as *const u32).read_unaligned())
+}
+
+#[inline(always)]
+unsafe fn rows_q5_0<D: Dot>(n: usize, w: &[u8], act: &[u8], aux: &[u8]) -> [f32; ROWS] {
+    const BLOCK: usize = std::mem::size_of::<BlockQ5_0>();
+    let nb = n / 32;
+    let row = rows_len::<BlockQ5_0>(w, nb);
+    let y: &[BlockQ8_0] = &bytemuck::cast_slice(act)[..nb];
+    let a: &[Q8_0Aux] = &bytemuck::cast_slice(aux)[..nb];
+    let mut acc = [vdupq_n_f32(0.0); 2];
+    for b in 0..nb {
+        prefetch_next_rows(w, b, BLOCK);
+        // SAFETY: block b of row r is w[r·row + b·BLOCK..][..BLOCK], inside w (rows_len).
+        let blk = w.as_ptr().add(b * BLOCK);
+        let q = std::array::from_fn(|r| blk.add(r * row + std::mem::offset_of!(BlockQ5_0, qs)));
+        let qh = rows_qh(blk, row, std::mem::offset_of!(BlockQ5_0, qh));
+        let isum = rows_isum32::<D>(q, Some(qh), y[b].qs.as_ptr());
+        let dx = rows_f16(blk, row, std::mem::offset_of!(BlockQ5_0, d));
+        let (sum16, dy) = (vdupq_n_s32(16 * a[b].sum), vdupq_n_f32(a[b].d));
+        for h in 0..2 {
+            // Σ(q − 16)·y = Σq·y − 16·Σy; then (dx·dy)·Σ, added, rounded like the scalar `vec_dot`.
+            let s = vcvtq_f32_s32(vsubq_s32(isum[h], sum16));
+            acc[h] = vaddq_f32(acc[h], vmulq_f32(vmulq_f32(dx[h], dy), s));
+        }
+    }
+    rows_out(acc)
+}
+
+#[inline(always)]
+unsafe fn rows_q5_1<D: Dot>(n: usize, w: &[u8], act: &[u8], aux: &[u8]) -> [f32; ROWS] {
+    const BLOCK: usize = std::mem::size_of::<BlockQ5_1>();
+    let nb = n / 32;
+    let row = rows_len::<BlockQ5_1>(w, nb);
+    let y: &[BlockQ8_1] = &bytemuck::cast_slice(act)[..nb];
+    let a: &[Q8_1Aux] = &bytemuck::cast_slice(aux)[..nb];
+    let mut acc = [vdupq_n_f32(0.0); 2];
+    for b in 0..nb {
+        prefetch_next_rows(w, b, BLOCK);
+        // SAFETY: block b of row r is w[r·row + b·BLOCK..][..BLOCK], inside w (rows_len).
+        let blk = w.as_ptr().add(b * BLOCK);
+        let q = std::array::from_fn(|r| blk.add(r * row + std::mem::offset_of!(BlockQ5_1, qs)));
+        let qh = rows_qh(blk, row, std::mem::offset_of!(BlockQ5_1, qh));
+        let isum = rows_isum32::<D>(q, Some(qh), y[b].qs.as_ptr());
+        let dx = rows_f16(blk, row, std::mem::offset_of!(BlockQ5_1, d));
+        let mx = rows_f16(blk, row, std::mem::offset_of!(BlockQ5_1, m));
+        let (dy, sy) = (vdupq_n_f32(a[b].d), vdupq_n_f32(a[b].s));
+        for h in 0..2 {
+            // (dx·dy)·Σq·y + m·s, then added, rounded like the scalar `vec_dot`.
+            let v = vaddq_f32(vmulq_f32(vmulq_f32(dx[h], dy), vcvtq_f32_s32(isum[h])), vmulq_f32(mx[h], sy));
+            acc[h] = vaddq_f32(acc[h], v);
+        }
+    }
+    rows_out(acc)
+}
+
+/// A K-quant super-block against a Q8_K block, for the kernels generic
+/// over the format: one row ([`vec_dot_k`]) and 8 rows ([`rows_k`]).
+trait BlockK: bytemuck::Pod {
+    /// Byte offset of the fp16 super-block scale `d`.
+    const D: usize;
+    /// Byte offset of the fp16 `dmin`, for the formats with a min term.
+    const DMIN: Option<usize>;
+    /// Against the token's 256 quants `yv` (block `y`): (lanes summing to
+    /// Σ sc·q·y, lanes summing to the min term Σ mn·Σy; zero without mins).
+    unsafe fn isum<D: Dot>(&self, yv: &[int8x16_t; 16], y: &BlockQ8K) -> (int32x4_t, int32x4_t);
+}
+
+/// The fp16 field at byte `off` of `x`.
+#[inline(always)]
+fn f16_at<X: bytemuck::Pod>(x: &X, off: usize) -> [u8; 2] {
+    let b = bytemuck::bytes_of(x);
+    [b[off], b[off + 1]]
+}
+
+/// The token block's 16-element sums, as two vectors (groups 0..8, 8..16).
+#[inline(always)]
+unsafe fn bsums16(y: &BlockQ8K) -> [int16x8_t; 2] {
+    // Byte loads: the block has alignment 1.
+    let p = y.bsums.as_ptr() as *const u8;
+    [vreinterpretq_s16_u8(vld1q_u8(p)), vreinterpretq_s16_u8(vld1q_u8(p.add(16)))]
+}
+
+/// Lanes summing to Σ_g sc_g·p_g for 16 groups' dot lanes `p` and their i8
+/// scales `sc`: two trees reduce the groups' lanes, then the scales apply
+/// to 4 group sums per vector.
+#[inline(always)]
+unsafe fn scale16(p: [int32x4_t; 16], sc: int8x16_t) -> int32x4_t {
+    let [a, b] = hsum8(std::array::from_fn(|g| p[g]));
+    let [c, d] = hsum8(std::array::from_fn(|g| p[8 + g]));
+    let (lo, hi) = (vmovl_s8(vget_low_s8(sc)), vmovl_high_s8(sc));
+    let acc = vmulq_s32(a, vmovl_s16(vget_low_s16(lo)));
+    let acc = vmlaq_s32(acc, b, vmovl_high_s16(lo));
+    let acc = vmlaq_s32(acc, c, vmovl_s16(vget_low_s16(hi)));
+    vmlaq_s32(acc, d, vmovl_high_s16(hi))
+}
+
+/// `v >> s` for the even shifts 0..8 of the 2-bit fields.
+#[inline(always)]
+unsafe fn shr2(v: uint8x16_t, s: usize) -> uint8x16_t {
+    match s {
+        0 => v,
+        2 => vshrq_n_u8(v, 2),
+        4 => vshrq_n_u8(v, 4),
+        _ => vshrq_n_u8(v, 6),
+    }
+}
+
+/// Q2_K/Q3_K's low 2 bits of the 16 groups: group g = 8n + 2j + h (elements
+/// 16g..) is bits 2j.. of qs[32n + 16h..][..16].
+#[inline(always)]
+unsafe fn low2_groups(qs: &[u8; 64]) -> [uint8x16_t; 16] {
+    let m3 = vdupq_n_u8(3);
+    let mut q = [vdupq_n_u8(0); 16];
+    for n in 0..2 {
+        for h in 0..2 {
+            let bits = vld1q_u8(qs.as_ptr().add(32 * n + 16 * h));
+            for j in 0..4 {
+                q[8 * n + 2 * j + h] = vandq_u8(shr2(bits, 2 * j), m3);
+            }
+        }
+    }
+    q
+}
+
+impl BlockK for BlockQ2K {
+    const D: usize = std::mem::offset_of!(BlockQ2K, d);
+    const DMIN: Option<usize> = Some(std::mem::offset_of!(BlockQ2K, dmin));
+    #[inline(always)]
+    unsafe fn isum<D: Dot>(&self, yv: &[int8x16_t; 16], y: &BlockQ8K) -> (int32x4_t, int32x4_t) {
+        // scales[g]: the group's scale in the low nibble, its min in the high one.
+        let raw = vld1q_u8(self.scales.as_ptr());
+        let sc = vreinterpretq_s8_u8(vandq_u8(raw, vdupq_n_u8(0xF)));
+        let mn = vshrq_n_u8(raw, 4);
+        let mut p = [vdupq_n_s32(0); 16];
+        for (g, q) in low2_groups(&self.qs).into_iter().enumerate() {
+            p[g] = D::dot(vdupq_n_s32(0), vreinterpretq_s8_u8(q), yv[g]);
+        }
+        let [b0, b1] = bsums16(y);
+        let (m0, m1) = (vreinterpretq_s16_u16(vmovl_u8(vget_low_u8(mn))), vreinterpretq_s16_u16(vmovl_high_u8(mn)));
+        let msum = vmlal_high_s16(vmull_s16(vget_low_s16(m0), vget_low_s16(b0)), m0, b0);
+        let msum = vmlal_high_s16(vmlal_s16(msum, vget_low_s16(m1), vget_low_s16(b1)), m1, b1);
+        (scale16(p, sc), msum)
+    }
+}
+
+impl BlockK for BlockQ3K {
+    const D: usize = std::mem::offset_of!(BlockQ3K, d);
+    const DMIN: Option<usize> = None;
+    #[inline(always)]
+    unsafe fn isum<D: Dot>(&self, yv: &[int8x16_t; 16], _y: &BlockQ8K) -> (int32x4_t, int32x4_t) {
+        let sc = vsubq_s8(vreinterpretq_s8_u8(vld1q_u8(super::k3_scales(&self.scales).as_ptr())), vdupq_n_s8(32));
+        let hm = [vld1q_u8(self.hmask.as_ptr()), vld1q_u8(self.hmask.as_ptr().add(16))];
+        let mut p = [vdupq_n_s32(0); 16];
+        for (g, lo) in low2_groups(&self.qs).into_iter().enumerate() {
+            // q = low 2 bits − 4 where the high bit is clear: bit 4n + j of
+            // hmask[16h + l] for group g = 8n + 2j + h.
+            let bit = 4 * (g / 8) + g % 8 / 2;
+            let clear = vbicq_u8(vdupq_n_u8(4), vtstq_u8(hm[g % 2], vdupq_n_u8(1 << bit)));
+            let q = vsubq_s8(vreinterpretq_s8_u8(lo), vreinterpretq_s8_u8(clear));
+            p[g] = D::dot(vdupq_n_s32(0), q, yv[g]);
+        }
+        (scale16(p, sc), vdupq_n_s32(0))
+    }
+}
+
+impl BlockK for BlockQ5K {
+    const D: usize = std::mem::offset_of!(BlockQ5K, d);
+    const DMIN: Option<usize> = Some(std::mem::offset_of!(BlockQ5K, dmin));
+    #[inline(always)]
+    unsafe fn isum<D: Dot>(&self, yv: &[int8x16_t; 16], y: &BlockQ8K) -> (int32x4_t, int32x4_t) {
+        let (m4, m16) = (vdupq_n_u8(0xF), vdupq_n_u8(16));
+        let (qh0, qh1) = (vld1q_u8(self.qh.as_ptr()), vld1q_u8(self.qh.as_ptr().add(16)));
+        let mut p = [vdupq_n_s32(0); 8];
+        for j in 0..QK_K / 64 {
+            let q5 = self.qs.as_ptr().add(32 * j);
+            let (b0, b1) = (vld1q_u8(q5), vld1q_u8(q5.add(16)));
+            // Fifth bit (+16): bit 2j of qh[l] for the low nibbles, 2j+1 for the high.
+            let (u1, u2) = (vdupq_n_u8(1 << (2 * j)), vdupq_n_u8(2 << (2 * j)));
+            let h = |qh: uint8x16_t, u: uint8x16_t| vandq_u8(vtstq_u8(qh, u), m16);
+            let l0 = vreinterpretq_s8_u8(vorrq_u8(vandq_u8(b0, m4), h(qh0, u1)));
+            let l1 = vreinterpretq_s8_u8(vorrq_u8(vandq_u8(b1, m4), h(qh1, u1)));
+            let h0 = vreinterpretq_s8_u8(vorrq_u8(vshrq_n_u8(b0, 4), h(qh0, u2)));
+            let h1 = vreinterpretq_s8_u8(vorrq_u8(vshrq_n_u8(b1, 4), h(qh1, u2)));
+            p[2 * j] = dot32v::<D>(l0, l1, yv[4 * j], yv[4 * j + 1]);
+            p[2 * j + 1] = dot32v::<D>(h0, h1, yv[4 * j + 2], yv[4 * j + 3]);
+        }
+        // The 8 sub-blocks' Σy: pairs of the 16-element sums.
+        let [b0, b1] = bsums16(y);
+        k4_sums(p, &self.scales, vpaddq_s16(b0, b1))
+    }
+}
+
+impl BlockK for BlockQ6K {
+    const D: usize = std::mem::offset_of!(BlockQ6K, d);
+    const DMIN: Option<usize> = None;
+    #[inline(always)]
+    unsafe fn isum<D: Dot>(&self, yv: &[int8x16_t; 16], _y: &BlockQ8K) -> (int32x4_t, int32x4_t) {
+        let mut p = [vdupq_n_s32(0); 16];
+        for h in 0..QK_K / 128 {
+            for (g, q) in q6_k_quants(self, h).into_iter().enumerate() {
+                p[8 * h + g] = D::dot(vdupq_n_s32(0), q, yv[8 * h + g]);
+            }
+        }
+        (scale16(p, vld1q_s8(self.scales.as_ptr())), vdupq_n_s32(0))
+    }
+}
+
+/// The token block's 256 quants.
+#[inline(always)]
+unsafe fn q8k_vectors(y: &BlockQ8K) -> [int8x16_t; 16] {
+    std::array::from_fn(|i| vld1q_s8(y.qs.as_ptr().add(16 * i)))
+}
+
+/// One row of a K-quant: Σ_b d_b·dy_b·Σ isum (− dmin_b·dy_b·min term).
+#[inline(always)]
+unsafe fn vec_dot_k<D: Dot, X: BlockK>(w: &[u8], act: &[u8]) -> f32 {
+    let (x, y): (&[X], &[BlockQ8K]) = (bytemuck::cast_slice(w), bytemuck::cast_slice(act));
+    let mut sumf = 0f32;
+    for (x, y) in x.iter().zip(y) {
+        let (s, m) = x.isum::<D>(&q8k_vectors(y), y);
+        if let Some(o) = X::DMIN {
+            sumf -= fp16(f16_at(x, o)) * y.d() * vaddvq_s32(m) as f32;
+        }
+        sumf += fp16(f16_at(x, X::D)) * y.d() * vaddvq_s32(s) as f32;
+    }
+    sumf
+}
+
+/// K-quants, the 8 rows block by block (as [`rows_q4_k`]).
+#[inline(always)]
+unsafe fn rows_k<D: Dot, X: BlockK>(n: usize, w: &[u8], act: &[u8]) -> [f32; ROWS] {
+    let block = std::mem::size_of::<X>();
+    let nb = n / QK_K;
+    let row = rows_len::<X>(w, nb);
+    let x: &[X] = bytemuck::cast_slice(w);
+    let y: &[BlockQ8K] = &bytemuck::cast_slice(act)[..nb];
+    let (mut acc, mut acc_m) = ([vdupq_n_f32(0.0); 2], [vdupq_n_f32(0.0); 2]);
+    for b in 0..nb {
+        prefetch_next_rows(w, b, block);
+        let yv = q8k_vectors(&y[b]);
+        let (mut is, mut ms) = ([vdupq_n_s32(0); ROWS], [vdupq_n_s32(0); ROWS]);
+        for r in 0..ROWS {
+            (is[r], ms[r]) = x[r * nb + b].isum::<D>(&yv, &y[b]);
+        }
+        // SAFETY: block b of row r is w[r·row + b·block..][..block], inside w (rows_len).
+        let blk = w.as_ptr().add(b * block);
+        let dx = rows_f16(blk, row, X::D);
+        let dy = vdupq_n_f32(y[b].d());
+        let is = hsum8(is);
+        for h in 0..2 {
+            acc[h] = vfmaq_f32(acc[h], vmulq_f32(dx[h], dy), vcvtq_f32_s32(is[h]));
+        }
+        if let Some(o) = X::DMIN {
+            let (mx, ms) = (rows_f16(blk, row, o), hsum8(ms));
+            for h in 0..2 {
+                acc_m[h] = vfmaq_f32(acc_m[h], vmulq_f32(mx[h], dy), vcvtq_f32_s32(ms[h]));
+            }
+        }
+    }
+    rows_out([vsubq_f32(acc[0], acc_m[0]), vsubq_f32(acc[1], acc_m[1])])
 }
 
 // ---------------------------------------------------------------- floats

@@ -4,16 +4,21 @@
 //! The machine is shared, so each figure is the thread's own CPU time
 //! (`CLOCK_THREAD_CPUTIME_ID`), not wall time, over a weight matrix that
 //! stays in L2: it measures the kernels' compute, not memory bandwidth.
-//! The `*_dram` / `*_regions` ones time wall clock over weights far larger
-//! than the caches (run them on an idle machine); `bench_matmul_dram` takes
-//! `EMBER_BENCH_TY` (one type, e.g. `Q4_0`) and `EMBER_BENCH_NIN` (row width).
+//! The `*_dram` / `*_regions` / `*_mix` ones time wall clock over weights far
+//! larger than the caches (run them on an idle machine; they alternate the
+//! variants they compare rep by rep and report the median ratio, which
+//! drifts of a shared machine move less than the best times).
+//! `EMBER_BENCH_TY` (types, e.g. `Q4_0,Q6_K`) and `EMBER_BENCH_NIN` (row
+//! width) select what `bench_vec_dot` and `bench_matmul_dram` run;
+//! `bench_matmul_dram` also takes `EMBER_BENCH_SRC` (`anon,mmap,huge`),
+//! `EMBER_BENCH_THREADS` (`1,2`) and `EMBER_BENCH_REPS` (7).
 
 use std::time::Instant;
 
 use super::tests::{act_row, weight_row, Rng};
 use super::CpuKernels;
 use crate::backend::cpu::{matmul, MatmulScratch};
-use crate::quant::GgmlType;
+use crate::quant::{GgmlType, QK_K};
 
 /// CPU time of this thread in ns (`CLOCK_THREAD_CPUTIME_ID`; exact, unlike
 /// /proc's schedstat, which only moves at scheduler ticks).
@@ -51,16 +56,58 @@ fn time(reps: usize, mut f: impl FnMut()) -> (f64, f64) {
     (cpu, t0.elapsed().as_nanos() as f64 / reps as f64)
 }
 
-const TYPES: [GgmlType; 8] = [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K, GgmlType::IQ4_NL, GgmlType::IQ4_XS];
+const TYPES: [GgmlType; 12] = [
+    GgmlType::Q4_0,
+    GgmlType::Q4_1,
+    GgmlType::Q5_0,
+    GgmlType::Q5_1,
+    GgmlType::Q8_0,
+    GgmlType::Q2_K,
+    GgmlType::Q3_K,
+    GgmlType::Q4_K,
+    GgmlType::Q5_K,
+    GgmlType::Q6_K,
+    GgmlType::IQ4_NL,
+    GgmlType::IQ4_XS,
+];
+
+/// The types `EMBER_BENCH_TY` names (comma-separated), else `all`.
+fn types_from_env(all: &[GgmlType]) -> Vec<GgmlType> {
+    match std::env::var("EMBER_BENCH_TY") {
+        Ok(t) => all.iter().copied().filter(|ty| t.split(',').any(|t| t == ty.to_string())).collect(),
+        Err(_) => all.to_vec(),
+    }
+}
+
+/// `k` without any 8-row kernel: generation one row at a time.
+fn without_rows(k: &CpuKernels) -> &'static CpuKernels {
+    Box::leak(Box::new(CpuKernels {
+        q4_0_rows: None,
+        q4_1_rows: None,
+        q4_k_rows: None,
+        q8_0_rows: None,
+        q5_0_rows: None,
+        q5_1_rows: None,
+        q2_k_rows: None,
+        q3_k_rows: None,
+        q5_k_rows: None,
+        q6_k_rows: None,
+        ..*k
+    }))
+}
 
 #[test]
 #[ignore]
 fn bench_vec_dot() {
-    // 2B-shaped rows (n_embd 2304), 64 of them: ~80 KiB of Q4 weights.
-    let (n, rows) = (2304, 64);
+    // 2B-shaped rows (n_embd 2304, or `EMBER_BENCH_NIN`), 64 of them: ~80 KiB of Q4 weights.
+    let n: usize = std::env::var("EMBER_BENCH_NIN").map_or(2304, |v| v.parse().unwrap());
+    let rows = 64;
     let mut rng = Rng(1);
     for k in CpuKernels::available() {
-        for ty in TYPES {
+        for ty in types_from_env(&TYPES) {
+            if ty.row_size(n).is_none() {
+                continue;
+            }
             let w = weight_row(&mut rng, ty, n * rows, false);
             let a = act_row(&mut rng, ty, n, false);
             let rs = w.len() / rows;
@@ -240,46 +287,72 @@ fn bench_tile() {
 #[test]
 #[ignore]
 fn bench_matmul_dram() {
+    use crate::backend::cpu::team;
     let n_in: usize = std::env::var("EMBER_BENCH_NIN").map_or(2304, |v| v.parse().unwrap());
     let n_out = 2304 * (48 * 2304 / n_in);
+    let reps: usize = std::env::var("EMBER_BENCH_REPS").map_or(7, |v| v.parse().unwrap());
     let mut rng = Rng(3);
     let k = CpuKernels::detect(false);
-    let plain: &'static CpuKernels = Box::leak(Box::new(CpuKernels { q4_0_rows: None, q4_1_rows: None, q4_k_rows: None, ..*k }));
-    for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q4_K] {
-        if std::env::var("EMBER_BENCH_TY").is_ok_and(|t| t != ty.to_string()) {
+    let plain = without_rows(k);
+    let threads_list: Vec<usize> = std::env::var("EMBER_BENCH_THREADS").map_or(vec![1, 2], |v| v.split(',').map(|t| t.parse().unwrap()).collect());
+    for ty in types_from_env(&TYPES) {
+        if ty.row_size(n_in).is_none() || k.rows(ty).is_none() {
             continue;
         }
         let w = weight_row(&mut rng, ty, n_in * n_out, false);
         let map = mapped_copy(&w);
-        for (src, w) in [("anon", &w[..]), ("mmap", &map[..])] {
-            eprintln!("{src}:");
+        let huge = huge_copy(&w);
+        let srcs = std::env::var("EMBER_BENCH_SRC").unwrap_or("anon,mmap,huge".into());
+        for (src, w) in [("anon", &w[..]), ("mmap", &map[..]), ("huge", &huge[..])] {
+            if !srcs.split(',').any(|s| s == src) {
+                continue;
+            }
             let x: Vec<f32> = (0..n_in).map(|_| rng.f()).collect();
             let mut y = vec![0f32; n_out];
-            for threads in [1, 2] {
+            for &threads in &threads_list {
                 let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-                for (name, kk) in [("rows", k), ("row", plain)] {
-                    let mut mm = MatmulScratch::default();
-                    mm.kernels = kk;
-                    // One call for the whole matrix, and model-sized calls
-                    // (2304 × 2304, as in a 2B model's attention) one after another.
-                    for per_call in [n_out, 2304] {
-                        let rs = w.len() / n_out;
-                        let mut best = f64::MAX;
-                        for _ in 0..7 {
+                // One call for the whole matrix, and model-sized calls
+                // (2304 × 2304, as in a 2B model's attention) one after another.
+                for per_call in [n_out, 2304] {
+                    let rs = w.len() / n_out;
+                    // The 8-row and the one-row kernels alternating, rep by rep.
+                    let mut t = [vec![], vec![]];
+                    for _ in 0..reps {
+                        for (v, kk) in [k, plain].into_iter().enumerate() {
+                            let mut mm = MatmulScratch::default();
+                            mm.kernels = kk;
                             let t0 = Instant::now();
-                            pool.install(|| {
+                            team::run(&pool, || {
                                 for (wc, yc) in w.chunks(per_call * rs).zip(y.chunks_mut(per_call)) {
                                     matmul(ty, wc, n_in, per_call, &x, yc, &mut mm);
                                 }
                             });
-                            best = best.min(t0.elapsed().as_nanos() as f64);
+                            t[v].push(t0.elapsed().as_nanos() as f64);
                         }
-                        eprintln!("{:>12} {ty:>5} {threads} thr {name:>4} {per_call:>6} rows/call: {:5.1} GB/s (best of 7)", k.isa, w.len() as f64 / best);
                     }
+                    let best = |v: &[f64]| w.len() as f64 / v.iter().copied().fold(f64::MAX, f64::min);
+                    let mut ratio: Vec<f64> = (0..reps).map(|i| t[1][i] / t[0][i]).collect();
+                    ratio.sort_by(f64::total_cmp);
+                    eprintln!(
+                        "{:>12} {ty:>5} {src} {threads} thr {per_call:>6} rows/call: rows {:5.1}, row {:5.1} GB/s (best of {reps}); median time row/rows {:.3}",
+                        k.isa,
+                        best(&t[0]),
+                        best(&t[1]),
+                        ratio[reps / 2]
+                    );
                 }
             }
         }
     }
+}
+
+/// `bytes` copied into anonymous memory advised into transparent huge
+/// pages, as the engine copies the weights by default (`--weights auto`).
+fn huge_copy(bytes: &[u8]) -> memmap2::Mmap {
+    let mut m = memmap2::MmapMut::map_anon(bytes.len()).unwrap();
+    let _ = m.advise(memmap2::Advice::HugePage);
+    m.copy_from_slice(bytes);
+    m.make_read_only().unwrap()
 }
 
 /// `bytes` written to a temporary file and memory-mapped, as model weights
@@ -421,5 +494,123 @@ fn bench_model_layers() {
             best = best.min(t0.elapsed().as_nanos() as f64);
         }
         eprintln!("{kind:>5}: {:5.1} GB/s ({:.1} ms for {} MB, best of 5)", total as f64 / best, best / 1e6, total / 1_000_000);
+    }
+}
+
+/// A generation step's matmuls of a Q4_K_M-typed model shape alone (all
+/// layers in order: q/k/v as one region, o, gate/up as one region, down;
+/// then the output head), its weights in transparent huge pages as the
+/// engine copies them, on a spinning team of 2 threads; with and without
+/// the 8-row kernels (`EMBER_BENCH_ROWS`: the types whose 8-row kernel to
+/// drop in the "row" variant, default all), alternating, `EMBER_BENCH_REPS`
+/// (7) times. `EMBER_BENCH_SHAPE`: `qwen1.5b` (Qwen2.5-1.5B: n_embd 1536,
+/// 28 layers, n_ff 8960, 2 KV heads of 128, vocab 151936) or `minicpm2b`
+/// (n_embd 2304, 40 layers, n_ff 5760, vocab 122753: ffn_down Q5_0 / Q8_0,
+/// as llama.cpp's Q4_K_M falls back for rows that are not whole
+/// super-blocks); `EMBER_BENCH_MIX=q4_k` makes every matrix Q4_K instead.
+#[test]
+#[ignore]
+fn bench_generation_mix() {
+    use crate::backend::cpu::{matmul_many, team, MatJob};
+    use GgmlType::*;
+    let shape = std::env::var("EMBER_BENCH_SHAPE").unwrap_or("qwen1.5b".into());
+    let (e, kv, ff, layers, vocab) = match shape.as_str() {
+        "qwen1.5b" => (1536, 256, 8960, 28, 151936),
+        "minicpm2b" => (2304, 2304, 5760, 40, 122753),
+        s => panic!("unknown shape {s}"),
+    };
+    // llama.cpp's Q4_K_M: attn_v and ffn_down get Q6_K in the first and last
+    // eighth of the layers and every third one between.
+    let more_bits = |l: usize| l < layers / 8 || l >= 7 * layers / 8 || (l - layers / 8) % 3 == 2;
+    // `EMBER_BENCH_MIX=q4_k`: every matrix Q4_K (Q4_0 where rows are not whole super-blocks).
+    let q4_only = std::env::var("EMBER_BENCH_MIX").is_ok_and(|m| m == "q4_k");
+    let six = |n_in: usize| match (n_in % QK_K == 0, q4_only) {
+        (true, false) => Q6_K,
+        (false, false) => Q8_0,
+        (true, true) => Q4_K,
+        (false, true) => Q4_0,
+    };
+    let four = |n_in: usize| match (n_in % QK_K == 0, q4_only) {
+        (true, _) => Q4_K,
+        (false, false) => Q5_0,
+        (false, true) => Q4_0,
+    };
+    // Per layer: regions of (type, n_in, n_out).
+    let layer = |l: usize| -> Vec<Vec<(GgmlType, usize, usize)>> {
+        let v = if more_bits(l) { six(e) } else { four(e) };
+        let down = if more_bits(l) { six(ff) } else { four(ff) };
+        vec![vec![(Q4_K, e, e), (Q4_K, e, kv), (v, e, kv)], vec![(Q4_K, e, e)], vec![(Q4_K, e, ff), (Q4_K, e, ff)], vec![(down, ff, e)]]
+    };
+    let mut regions: Vec<Vec<(GgmlType, usize, usize)>> = (0..layers).flat_map(layer).collect();
+    regions.push(vec![(six(e), e, vocab)]);
+    let size = |j: &(GgmlType, usize, usize)| j.0.row_size(j.1).unwrap() * j.2;
+    let total: usize = regions.iter().flatten().map(size).sum();
+    let mut by_type = std::collections::BTreeMap::<String, usize>::new();
+    for j in regions.iter().flatten() {
+        *by_type.entry(j.0.to_string()).or_default() += size(j);
+    }
+    let mix: Vec<String> = by_type.iter().map(|(t, b)| format!("{t} {:.0}%", 100.0 * *b as f64 / total as f64)).collect();
+    eprintln!("{shape}: {} MB per token ({})", total / 1_000_000, mix.join(", "));
+    let mut rng = Rng(6);
+    let mut bytes = Vec::with_capacity(total);
+    let mut views = vec![];
+    for r in &regions {
+        let mut v = vec![];
+        for j in r {
+            let w = weight_row(&mut rng, j.0, j.1 * j.2, false);
+            v.push((j.0, bytes.len(), w.len(), j.1, j.2));
+            bytes.extend(w);
+        }
+        views.push(v);
+    }
+    let mem = huge_copy(&bytes);
+    drop(bytes);
+    let x: Vec<f32> = (0..ff.max(e)).map(|_| rng.f()).collect();
+    let mut ys: Vec<Vec<f32>> = (0..3).map(|_| vec![0f32; vocab.max(ff)]).collect();
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+    let k = CpuKernels::detect(false);
+    let drop_rows = std::env::var("EMBER_BENCH_ROWS").map_or(TYPES.to_vec(), |t| TYPES.iter().copied().filter(|ty| t.split(',').any(|t| t == ty.to_string())).collect());
+    let row: &'static CpuKernels = Box::leak(Box::new(CpuKernels {
+        q4_0_rows: k.q4_0_rows.filter(|_| !drop_rows.contains(&Q4_0)),
+        q4_1_rows: k.q4_1_rows.filter(|_| !drop_rows.contains(&Q4_1)),
+        q4_k_rows: k.q4_k_rows.filter(|_| !drop_rows.contains(&Q4_K)),
+        q8_0_rows: k.q8_0_rows.filter(|_| !drop_rows.contains(&Q8_0)),
+        q5_0_rows: k.q5_0_rows.filter(|_| !drop_rows.contains(&Q5_0)),
+        q5_1_rows: k.q5_1_rows.filter(|_| !drop_rows.contains(&Q5_1)),
+        q2_k_rows: k.q2_k_rows.filter(|_| !drop_rows.contains(&Q2_K)),
+        q3_k_rows: k.q3_k_rows.filter(|_| !drop_rows.contains(&Q3_K)),
+        q5_k_rows: k.q5_k_rows.filter(|_| !drop_rows.contains(&Q5_K)),
+        q6_k_rows: k.q6_k_rows.filter(|_| !drop_rows.contains(&Q6_K)),
+        ..*k
+    }));
+    let variants = [("rows", k), ("row", row)];
+    let mut times: Vec<Vec<f64>> = vec![vec![]; variants.len()];
+    let reps: usize = std::env::var("EMBER_BENCH_REPS").map_or(7, |v| v.parse().unwrap());
+    for _ in 0..reps {
+        for (v, (_, kk)) in variants.iter().enumerate() {
+            let mut mm = MatmulScratch::default();
+            mm.kernels = kk;
+            let t0 = Instant::now();
+            team::run(&pool, || {
+                for r in &views {
+                    let n_in = r[0].3;
+                    let mut jobs: Vec<MatJob> = r.iter().zip(ys.iter_mut()).map(|(j, y)| MatJob { ty: j.0, w: &mem[j.1..j.1 + j.2], n_out: j.4, y: &mut y[..j.4] }).collect();
+                    matmul_many(n_in, &x[..n_in], &mut jobs, &mut mm);
+                }
+            });
+            times[v].push(t0.elapsed().as_nanos() as f64);
+        }
+    }
+    for (v, (name, _)) in variants.iter().enumerate() {
+        let mut t = times[v].clone();
+        t.sort_by(f64::total_cmp);
+        let (best, med) = (t[0], t[t.len() / 2]);
+        eprintln!("{:>12} {shape} {name:>4}: best {:6.2} ms ({:5.1} GB/s), median {:6.2} ms of {reps}", k.isa, best / 1e6, total as f64 / best, med / 1e6);
+    }
+    // Per rep, each variant against the first ("rows"): the median ratio.
+    for v in 1..variants.len() {
+        let mut r: Vec<f64> = (0..reps).map(|i| times[v][i] / times[0][i]).collect();
+        r.sort_by(f64::total_cmp);
+        eprintln!("{:>12} {shape} {} / {}: median time ratio {:.3}", k.isa, variants[v].0, variants[0].0, r[reps / 2]);
     }
 }

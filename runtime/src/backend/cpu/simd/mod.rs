@@ -83,6 +83,13 @@ pub struct CpuKernels {
     pub q4_0_rows: Option<RowsDotFn>,
     pub q4_1_rows: Option<RowsDotFn>,
     pub q4_k_rows: Option<RowsDotFn>,
+    pub q8_0_rows: Option<RowsDotFn>,
+    pub q5_0_rows: Option<RowsDotFn>,
+    pub q5_1_rows: Option<RowsDotFn>,
+    pub q2_k_rows: Option<RowsDotFn>,
+    pub q3_k_rows: Option<RowsDotFn>,
+    pub q5_k_rows: Option<RowsDotFn>,
+    pub q6_k_rows: Option<RowsDotFn>,
 }
 
 /// The portable path: the scalar references of `quant/`.
@@ -118,6 +125,13 @@ pub static SCALAR: CpuKernels = CpuKernels {
     q4_0_rows: None,
     q4_1_rows: None,
     q4_k_rows: None,
+    q8_0_rows: None,
+    q5_0_rows: None,
+    q5_1_rows: None,
+    q2_k_rows: None,
+    q3_k_rows: None,
+    q5_k_rows: None,
+    q6_k_rows: None,
 };
 
 impl CpuKernels {
@@ -200,13 +214,37 @@ impl CpuKernels {
     /// The 8-row kernel for `ty` and the aux layout it reads, if this table has one.
     #[inline]
     pub fn rows(&self, ty: GgmlType) -> Option<(&'static tile::TileFormat, RowsDotFn)> {
+        use GgmlType::*;
         let f = match ty {
-            GgmlType::Q4_0 => self.q4_0_rows,
-            GgmlType::Q4_1 => self.q4_1_rows,
-            GgmlType::Q4_K => self.q4_k_rows,
+            Q4_0 => self.q4_0_rows,
+            Q4_1 => self.q4_1_rows,
+            Q4_K => self.q4_k_rows,
+            Q8_0 => self.q8_0_rows,
+            Q5_0 => self.q5_0_rows,
+            Q5_1 => self.q5_1_rows,
+            Q2_K => self.q2_k_rows,
+            Q3_K => self.q3_k_rows,
+            Q5_K => self.q5_k_rows,
+            Q6_K => self.q6_k_rows,
             _ => None,
         }?;
-        Some((tile::format(ty)?, f))
+        Some((rows_aux(ty)?, f))
+    }
+}
+
+/// The aux an 8-row kernel for `ty` reads: the one of its activations'
+/// `vec_dot_type` ([`tile::Q8_0Aux`], [`tile::Q8_1Aux`] or [`tile::Q8KAux`]),
+/// whichever weight format it is for. The Q4 strip layouts carry exactly
+/// these (the 8-row kernels use only a layout's `aux_size` and `aux`), and
+/// one shared layout per activation type lets products of different formats
+/// in one generation region share one aux.
+fn rows_aux(ty: GgmlType) -> Option<&'static tile::TileFormat> {
+    use GgmlType::*;
+    match quant::vec_dot_type(ty) {
+        Q8_0 => tile::format(Q4_0),
+        Q8_1 => tile::format(Q4_1),
+        Q8_K => tile::format(Q4_K),
+        _ => None,
     }
 }
 
@@ -243,6 +281,28 @@ fn rows_len<B>(w: &[u8], nb: usize) -> usize {
     let row = nb * std::mem::size_of::<B>();
     assert_eq!(w.len(), tile::ROWS * row, "8-row kernel: w is not 8 rows of {nb} blocks");
     row
+}
+
+/// Q3_K's 16 sub-block scales as their unsigned 6-bit values (scale + 32),
+/// unpacked from the 12 packed bytes with word operations (ggml's
+/// `kmask1`/`kmask2` form of `quant::q3k_scales`, without its per-element
+/// loop); the kernels subtract the 32 in SIMD.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+#[inline(always)]
+fn k3_scales(q: &[u8; 12]) -> [u8; 16] {
+    const M4: u32 = 0x0F0F_0F0F;
+    const M2: u32 = 0x0303_0303;
+    let w = |k: usize| u32::from_le_bytes([q[4 * k], q[4 * k + 1], q[4 * k + 2], q[4 * k + 3]]);
+    let (w0, w1, hi) = (w(0), w(1), w(2));
+    // Scales 0..8: low nibbles of bytes 0..8; 8..16: their high nibbles. The
+    // top 2 bits of scale j are bits 2(j / 4).. of byte 8 + j % 4.
+    let s = [
+        (w0 & M4) | ((hi & M2) << 4),
+        (w1 & M4) | (((hi >> 2) & M2) << 4),
+        ((w0 >> 4) & M4) | (((hi >> 4) & M2) << 4),
+        ((w1 >> 4) & M4) | (((hi >> 6) & M2) << 4),
+    ];
+    bytemuck::cast(s.map(u32::to_le_bytes))
 }
 
 impl std::fmt::Debug for CpuKernels {

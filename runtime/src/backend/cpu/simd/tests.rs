@@ -232,6 +232,18 @@ fn simd_attention_rows_equal_per_key_calls() {
     }
 }
 
+/// The word-operation unpacking of Q3_K's scales equals the per-element one.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+#[test]
+fn k3_scales_match_the_scalar_unpacking() {
+    let mut rng = Rng(14);
+    for _ in 0..1000 {
+        let q: [u8; 12] = std::array::from_fn(|_| rng.byte());
+        let want = quant::common::q3k_scales(&q).map(|s| (s as i32 + 32) as u8);
+        assert_eq!(super::k3_scales(&q), want, "{q:?}");
+    }
+}
+
 #[test]
 fn detect_respects_force_scalar() {
     assert_eq!(CpuKernels::detect(true).isa, "scalar");
@@ -407,33 +419,33 @@ fn tile_packs_respect_qmax() {
 }
 
 /// 8-row generation kernels: every table's kernel reproduces the scalar
-/// `vec_dot` of each row: bit for bit on integer sums, and for Q4_1 bit for
-/// bit with any scales (it rounds per block like `vec_dot`); Q4_0 and Q4_K
-/// within the f32-order tolerance (x86's Q4_0 sums 8 blocks per lane).
+/// `vec_dot` of each row: bit for bit on integer sums, and for the 32-block
+/// formats bit for bit with any scales (they round per block like
+/// `vec_dot`); the K-quants within the f32-order tolerance.
 #[test]
 fn simd_rows_kernels_match_scalar() {
-    use super::tile::{self, ROWS};
+    use super::tile::ROWS;
+    use GgmlType::*;
     let mut rng = Rng(12);
     let mut checked = 0;
-    for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q4_K] {
-        let fmt = tile::format(ty).unwrap();
+    for ty in [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K] {
         // 32-block formats also at widths that are not whole groups of 8 blocks (5760: ffn_down).
-        let widths: &[usize] = if ty == GgmlType::Q4_K { &[QK_K, 9 * QK_K, 23 * QK_K] } else { &[96, QK_K, 9 * QK_K, 5760] };
+        let kquant = ty.block_size() == QK_K;
+        let widths: &[usize] = if kquant { &[QK_K, 6 * QK_K, 9 * QK_K, 23 * QK_K] } else { &[96, QK_K, 9 * QK_K, 5760] };
         for &n in widths {
             for unit in [true, false] {
                 let w = weight_row(&mut rng, ty, n * ROWS, unit);
                 let act = act_row(&mut rng, ty, n, unit);
-                let mut aux = vec![0u32; (fmt.aux_size)(n) / 4];
-                (fmt.aux)(n, &act, bytemuck::cast_slice_mut(&mut aux));
-                let aux: &[u8] = bytemuck::cast_slice(&aux);
                 let rs = w.len() / ROWS;
                 for k in CpuKernels::available() {
-                    let Some((_, f)) = k.rows(ty) else { continue };
-                    let got = f(n, &w, &act, aux);
+                    let Some((fmt, f)) = k.rows(ty) else { continue };
+                    let mut aux = vec![0u32; (fmt.aux_size)(n) / 4];
+                    (fmt.aux)(n, &act, bytemuck::cast_slice_mut(&mut aux));
+                    let got = f(n, &w, &act, bytemuck::cast_slice(&aux));
                     for (r, &g) in got.iter().enumerate() {
                         let wr = &w[r * rs..(r + 1) * rs];
                         let want = SCALAR.vec_dot(ty, n, wr, &act);
-                        let exact = unit || matches!(ty, GgmlType::Q4_0 | GgmlType::Q4_1);
+                        let exact = unit || !kquant;
                         let tol = if exact { 0.0 } else { 1e-5 * magnitude(ty, wr, &act, n) + 1e-6 };
                         assert!((g - want).abs() <= tol, "{} {ty} rows n={n} unit={unit} r{r}: {g} vs {want}", k.isa);
                     }
@@ -453,8 +465,10 @@ fn simd_rows_kernels_match_scalar() {
 fn matmul_many_equals_one_matmul_per_product() {
     use crate::backend::cpu::{matmul, matmul_many, MatJob, MatmulScratch};
     let n_in = 2 * QK_K;
-    let types = [GgmlType::Q4_0, GgmlType::Q4_K, GgmlType::Q4_1, GgmlType::Q6_K, GgmlType::Q4_0];
-    let n_outs = [24, 19, 40, 8, 13];
+    use GgmlType::*;
+    // Q4_0, Q5_0 and Q8_0 share their activations and aux, as do the K-quants.
+    let types = [Q4_0, Q4_K, Q4_1, Q6_K, Q4_0, Q5_0, Q8_0, Q2_K, Q5_1, Q5_K, Q3_K];
+    let n_outs = [24, 19, 40, 8, 13, 16, 17, 9, 24, 8, 32];
     let mut rng = Rng(13);
     let ws: Vec<Vec<u8>> = types.iter().zip(n_outs).map(|(&ty, n)| weight_row(&mut rng, ty, n_in * n, false)).collect();
     let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();

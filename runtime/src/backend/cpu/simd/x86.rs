@@ -24,7 +24,7 @@ use crate::quant::q6_k::BlockQ6K;
 use crate::quant::q8_0::BlockQ8_0;
 use crate::quant::q8_1::BlockQ8_1;
 use crate::quant::q8_k::BlockQ8K;
-use crate::quant::{self, QK_K};
+use crate::quant::QK_K;
 
 /// Builds a kernel table: instantiates the integer kernels (written once,
 /// generic over [`Isa`]) inside `#[target_feature]` wrappers, so each table's
@@ -33,13 +33,14 @@ macro_rules! kernel_table {
     ($isa:literal, $feat:literal, $I:ty) => {{
         kernel_table!(@wrap $feat, $I, fn(&[u8]) -> f32,
             q4_0 => vec_dot_q4_0, q4_1 => vec_dot_q4_1, q5_0 => vec_dot_q5_0, q5_1 => vec_dot_q5_1,
-            q8_0 => vec_dot_q8_0, q4_k => vec_dot_q4_k, q5_k => vec_dot_q5_k, q6_k => vec_dot_q6_k);
+            q8_0 => vec_dot_q8_0, q2_k => vec_dot_q2_k, q3_k => vec_dot_q3_k, q4_k => vec_dot_q4_k, q5_k => vec_dot_q5_k, q6_k => vec_dot_q6_k);
         kernel_table!(@tile $feat, $I,
             q4_0_tile => tile_sym32[BlockQ4_0], q4_1_tile => tile_min32[BlockQ4_1], q4_k_tile => tile_k[BlockQ4K],
             q5_0_tile => tile_sym32[BlockQ5_0], q5_1_tile => tile_min32[BlockQ5_1], q8_0_tile => tile_sym32[BlockQ8_0],
             q2_k_tile => tile_k[BlockQ2K], q3_k_tile => tile_k[BlockQ3K], q5_k_tile => tile_k[BlockQ5K],
             q6_k_tile => tile_k[BlockQ6K]);
         kernel_table!(@rows $feat, $I, q4_0_rows => rows_q4_0, q4_1_rows => rows_q4_1);
+        kernel_table!(@rows $feat, $I, q8_0_rows => rows_q8_0, q5_0_rows => rows_q5_0, q5_1_rows => rows_q5_1);
         kernel_table!(@wrap $feat, $I, fn(&[u8]) -> f32, iq4_nl => vec_dot_iq4_nl, iq4_xs => vec_dot_iq4_xs);
         CpuKernels {
             isa: $isa,
@@ -48,8 +49,8 @@ macro_rules! kernel_table {
             q5_0: |n, w, a| unsafe { q5_0(n, w, a) },
             q5_1: |n, w, a| unsafe { q5_1(n, w, a) },
             q8_0: |n, w, a| unsafe { q8_0(n, w, a) },
-            q2_k: quant::q2_k::vec_dot,
-            q3_k: quant::q3_k::vec_dot,
+            q2_k: |n, w, a| unsafe { q2_k(n, w, a) },
+            q3_k: |n, w, a| unsafe { q3_k(n, w, a) },
             q4_k: |n, w, a| unsafe { q4_k(n, w, a) },
             q5_k: |n, w, a| unsafe { q5_k(n, w, a) },
             q6_k: |n, w, a| unsafe { q6_k(n, w, a) },
@@ -75,6 +76,18 @@ macro_rules! kernel_table {
             // An 8-row Q4_K kernel (as NEON's) measured 3–10% slower end to end than
             // the one-row kernel, which streams each row linearly.
             q4_k_rows: None,
+            q8_0_rows: Some(|n, w, y, a| unsafe { q8_0_rows(n, w, y, a) }),
+            q5_0_rows: Some(|n, w, y, a| unsafe { q5_0_rows(n, w, y, a) }),
+            q5_1_rows: Some(|n, w, y, a| unsafe { q5_1_rows(n, w, y, a) }),
+            // The K-quants stream one row at a time, as Q4_K: 8-row Q2_K,
+            // Q3_K, Q5_K and Q6_K kernels (as NEON's) were 5-13% faster from
+            // L2 but not from memory (2 threads, huge pages: 0.86-1.04× the
+            // one-row kernels' time; Q6_K 0.95× on a Qwen2.5-1.5B-shaped
+            // token's matmuls).
+            q2_k_rows: None,
+            q3_k_rows: None,
+            q5_k_rows: None,
+            q6_k_rows: None,
         }
     }};
     (@wrap $feat:literal, $I:ty, fn($A:ty) -> $R:ty, $($name:ident => $kernel:ident),*) => {$(
@@ -195,8 +208,6 @@ trait Isa {
     /// these for 4-bit `u` (8 · 2 · 15 · 128 < 2^15) before `widen`, 4 for
     /// 5-bit, 2 for 6-bit (`i16_steps`).
     unsafe fn mul_acc(acc: __m256i, u: __m256i, s: __m256i) -> __m256i;
-    /// Difference of two `mul` results.
-    unsafe fn sub(a: __m256i, b: __m256i) -> __m256i;
     /// `mul` results → Σ of 4 adjacent products per i32 lane.
     unsafe fn widen(p: __m256i) -> __m256i;
     /// `mul` results → Σ of 4 adjacent products per i32 lane, times i16
@@ -204,10 +215,10 @@ trait Isa {
     /// K-quant block's sub-block scales), picked in registers rather than
     /// broadcast from a general register.
     unsafe fn widen_by(p: __m256i, sc16: __m256i, i: usize) -> __m256i;
-    /// `mul` results → Σ of 4 adjacent products per i32 lane, times signed
-    /// i16 element `lo` (bytes 0..16) or `hi` (16..32) of `sc16` (the same 8
-    /// in each half).
-    unsafe fn widen_by2(p: __m256i, sc16: __m256i, lo: usize, hi: usize) -> __m256i;
+
+    /// `v` with bit 4 set in each byte i where bit i of `bits` is set (Q5
+    /// quants' fifth bits; bit 4 of `v` is clear).
+    unsafe fn or_bit4(v: __m256i, bits: u32) -> __m256i;
 
     /// Whether `mul` sums in i16 (AVX2), bounding the quants and the
     /// number of `mul_acc`s before `widen` (see `i16_steps`).
@@ -241,21 +252,16 @@ impl Isa for Avx2 {
         _mm256_add_epi16(acc, _mm256_maddubs_epi16(u, s))
     }
     #[inline(always)]
-    unsafe fn sub(a: __m256i, b: __m256i) -> __m256i {
-        _mm256_sub_epi16(a, b)
-    }
-    #[inline(always)]
     unsafe fn widen(p: __m256i) -> __m256i {
         _mm256_madd_epi16(_mm256_set1_epi16(1), p)
     }
     #[inline(always)]
     unsafe fn widen_by(p: __m256i, sc16: __m256i, i: usize) -> __m256i {
-        Self::widen_by2(p, sc16, i, i)
+        scale_pairs(p, sc16, i, i)
     }
     #[inline(always)]
-    unsafe fn widen_by2(p: __m256i, sc16: __m256i, lo: usize, hi: usize) -> __m256i {
-        let pick = |i: usize| _mm_set1_epi16((((2 * i + 1) << 8) | 2 * i) as i16);
-        _mm256_madd_epi16(_mm256_shuffle_epi8(sc16, _mm256_set_m128i(pick(hi), pick(lo))), p)
+    unsafe fn or_bit4(v: __m256i, bits: u32) -> __m256i {
+        _mm256_or_si256(v, _mm256_and_si256(bytes_from_bits_32(bits.to_le_bytes()), _mm256_set1_epi8(0x10)))
     }
 }
 
@@ -277,10 +283,6 @@ impl Isa for Vnni {
         _mm256_dpbusd_epi32(acc, u, s)
     }
     #[inline(always)]
-    unsafe fn sub(a: __m256i, b: __m256i) -> __m256i {
-        _mm256_sub_epi32(a, b)
-    }
-    #[inline(always)]
     unsafe fn widen(p: __m256i) -> __m256i {
         p
     }
@@ -291,13 +293,30 @@ impl Isa for Vnni {
         _mm256_mullo_epi32(p, _mm256_shuffle_epi8(sc16, _mm256_set1_epi32(pick)))
     }
     #[inline(always)]
-    unsafe fn widen_by2(p: __m256i, sc16: __m256i, lo: usize, hi: usize) -> __m256i {
-        // Element i into the top half of each i32 lane, then an arithmetic
-        // shift down: sign-extended.
-        let pick = |i: usize| _mm_set1_epi32(((((2 * i as u32 + 1) << 24) | ((2 * i as u32) << 16)) | 0x8080) as i32);
-        let sc = _mm256_srai_epi32(_mm256_shuffle_epi8(sc16, _mm256_set_m128i(pick(hi), pick(lo))), 16);
-        _mm256_mullo_epi32(p, sc)
+    unsafe fn or_bit4(v: __m256i, bits: u32) -> __m256i {
+        // The bits as a byte mask: one masked add.
+        _mm256_mask_add_epi8(v, bits, v, _mm256_set1_epi8(0x10))
     }
+}
+
+/// `maddubs` results (i16 pairs) → Σ of 2 pairs per i32 lane, times
+/// signed i16 element `lo` of `sc16` in bytes 0..16 and `hi` in 16..32
+/// (`sc16`: 16 i16 lanes, the same 8 in each half), picked in registers
+/// rather than broadcast from a general register: one `madd`.
+#[inline(always)]
+unsafe fn scale_pairs(p: __m256i, sc16: __m256i, lo: usize, hi: usize) -> __m256i {
+    let pick = |i: usize| _mm_set1_epi16((((2 * i + 1) << 8) | 2 * i) as i16);
+    _mm256_madd_epi16(_mm256_shuffle_epi8(sc16, _mm256_set_m128i(pick(hi), pick(lo))), p)
+}
+
+/// Σ u·y over 32 u8·i8 pairs, 16 times scale `lo` then 16 times scale `hi`
+/// of `sc16` (as [`scale_pairs`]), in i32 lanes. `maddubs` and a `madd`
+/// in both tables: VNNI's i32 quads would need their signed scales
+/// shifted into place and a `vpmulld` (measured 5-12% slower per row for
+/// Q6_K and Q3_K).
+#[inline(always)]
+unsafe fn mul_by2(u: __m256i, y: __m256i, sc16: __m256i, lo: usize, hi: usize) -> __m256i {
+    scale_pairs(_mm256_maddubs_epi16(u, y), sc16, lo, hi)
 }
 
 /// Σ pairs of i8·i8 → 8 i32 lanes (maddubs wants unsigned × signed: move
@@ -731,10 +750,11 @@ unsafe fn tile_k<I: Isa, const NT: usize, F: KQuant>(
 const PAIR_ORDER: [usize; ROWS] = [0, 2, 4, 6, 1, 3, 5, 7];
 
 /// The 8 rows' 32-element integer dots of one block: `q[r]` points at row
-/// r's 16 nibble bytes (low nibbles elements 0..16, high 16..32), `y` at
-/// the token's 32 quants. Lane i holds row `PAIR_ORDER[i]`.
+/// r's 16 nibble bytes (low nibbles elements 0..16, high 16..32), `qh[r]`
+/// holds its fifth bits (Q5_0/Q5_1: bit j for element j), `y` points at the
+/// token's 32 quants. Lane i holds row `PAIR_ORDER[i]`.
 #[inline(always)]
-unsafe fn rows_isum32<I: Isa>(q: [*const u8; ROWS], y: *const i8) -> __m256i {
+unsafe fn rows_isum32<I: Isa>(q: [*const u8; ROWS], qh: Option<[u32; ROWS]>, y: *const i8) -> __m256i {
     let m4 = _mm256_set1_epi8(0xF);
     let ylo = _mm256_broadcastsi128_si256(_mm_loadu_si128(y as *const __m128i));
     let yhi = _mm256_broadcastsi128_si256(_mm_loadu_si128(y.add(16) as *const __m128i));
@@ -743,7 +763,13 @@ unsafe fn rows_isum32<I: Isa>(q: [*const u8; ROWS], y: *const i8) -> __m256i {
         // Row 2p in bytes 0..16, row 2p+1 in 16..32.
         let lo = _mm_loadu_si128(q[2 * p] as *const __m128i);
         let v = _mm256_inserti128_si256(_mm256_castsi128_si256(lo), _mm_loadu_si128(q[2 * p + 1] as *const __m128i), 1);
-        let (l, h) = (_mm256_and_si256(v, m4), _mm256_and_si256(_mm256_srli_epi16(v, 4), m4));
+        let (mut l, mut h) = (_mm256_and_si256(v, m4), _mm256_and_si256(_mm256_srli_epi16(v, 4), m4));
+        if let Some(qh) = qh {
+            // Bytes 0..16: row 2p's elements 0..16 (l) or 16..32 (h); 16..32: row 2p+1's.
+            let (a, b) = (qh[2 * p], qh[2 * p + 1]);
+            l = I::or_bit4(l, (a & 0xFFFF) | (b << 16));
+            h = I::or_bit4(h, (a >> 16) | (b & 0xFFFF_0000));
+        }
         // Lanes 0..4: row 2p's partial sums, 4..8: row 2p+1's.
         s[p] = I::widen(I::mul_acc(I::mul(l, ylo), h, yhi));
     }
@@ -800,7 +826,7 @@ unsafe fn rows_q4_0<I: Isa>(n: usize, w: &[u8], act: &[u8], aux: &[u8]) -> [f32;
     for b in 0..nb {
         let blk = w.as_ptr().add(b * std::mem::size_of::<BlockQ4_0>());
         prefetch_next_rows(w, b, std::mem::size_of::<BlockQ4_0>());
-        let isum = rows_isum32::<I>(std::array::from_fn(|r| blk.add(r * row + 2)), y[b].qs.as_ptr());
+        let isum = rows_isum32::<I>(std::array::from_fn(|r| blk.add(r * row + 2)), None, y[b].qs.as_ptr());
         let isum = _mm256_sub_epi32(isum, _mm256_set1_epi32(8 * a[b].sum));
         // (Σ·dx)·dy, as the scalar `vec_dot` rounds it.
         let v = _mm256_mul_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(isum), rows_f16(blk, row, 0)), _mm256_set1_ps(a[b].d));
@@ -819,8 +845,95 @@ unsafe fn rows_q4_1<I: Isa>(n: usize, w: &[u8], act: &[u8], aux: &[u8]) -> [f32;
     for b in 0..nb {
         let blk = w.as_ptr().add(b * std::mem::size_of::<BlockQ4_1>());
         prefetch_next_rows(w, b, std::mem::size_of::<BlockQ4_1>());
-        let isum = rows_isum32::<I>(std::array::from_fn(|r| blk.add(r * row + 4)), y[b].qs.as_ptr());
+        let isum = rows_isum32::<I>(std::array::from_fn(|r| blk.add(r * row + 4)), None, y[b].qs.as_ptr());
         let (dx, mx) = (rows_f16(blk, row, 0), rows_f16(blk, row, 2));
+        // (dx·dy)·Σq·y + m·s, rounded like the scalar `vec_dot`.
+        let d = _mm256_mul_ps(dx, _mm256_set1_ps(a[b].d));
+        let v = _mm256_add_ps(_mm256_mul_ps(d, _mm256_cvtepi32_ps(isum)), _mm256_mul_ps(mx, _mm256_set1_ps(a[b].s)));
+        acc = _mm256_add_ps(acc, v);
+    }
+    rows_out(acc)
+}
+
+// ------------------------------------- 8 rows × 1 token: Q8_0, Q5_0, Q5_1
+//
+// The 32-block formats as [`rows_q4_1`]: the token's block loaded once for
+// the 8 rows, one reduction tree per block, the 8 rows' scales by one
+// `vcvtph2ps`, the next 8 rows prefetched in lock-step; their f32 steps are
+// the scalar `vec_dot`'s, so they equal it bit for bit.
+
+#[inline(always)]
+unsafe fn rows_q8_0<I: Isa>(n: usize, w: &[u8], act: &[u8], aux: &[u8]) -> [f32; ROWS] {
+    const BLOCK: usize = std::mem::size_of::<BlockQ8_0>();
+    let nb = n / 32;
+    let row = super::rows_len::<BlockQ8_0>(w, nb);
+    let y: &[BlockQ8_0] = &bytemuck::cast_slice(act)[..nb];
+    let a: &[Q8_0Aux] = &bytemuck::cast_slice(aux)[..nb];
+    let qs = std::mem::offset_of!(BlockQ8_0, qs);
+    let mut acc = _mm256_setzero_ps();
+    for b in 0..nb {
+        // SAFETY: block b of row r is w[r·row + b·BLOCK..][..BLOCK], inside w (rows_len).
+        let blk = w.as_ptr().add(b * BLOCK);
+        prefetch_next_rows(w, b, BLOCK);
+        let yq = _mm256_loadu_si256(y[b].qs.as_ptr() as *const __m256i);
+        let mut s = [_mm256_setzero_si256(); ROWS];
+        for (i, s) in s.iter_mut().enumerate() {
+            *s = sum_i8::<I>(_mm256_loadu_si256(blk.add(PAIR_ORDER[i] * row + qs) as *const __m256i), yq);
+        }
+        // Σ·(dx·dy), as the scalar `vec_dot` rounds it.
+        let d = _mm256_mul_ps(rows_f16(blk, row, std::mem::offset_of!(BlockQ8_0, d)), _mm256_set1_ps(a[b].d));
+        acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_cvtepi32_ps(hsum_i32_8x8(s)), d));
+    }
+    rows_out(acc)
+}
+
+/// The 8 rows' fifth bits of Q5 block `b` at `blk` (rows `row` bytes apart).
+#[inline(always)]
+unsafe fn rows_qh(blk: *const u8, row: usize, off: usize) -> [u32; ROWS] {
+    std::array::from_fn(|r| (blk.add(r * row + off) as *const u32).read_unaligned())
+}
+
+#[inline(always)]
+unsafe fn rows_q5_0<I: Isa>(n: usize, w: &[u8], act: &[u8], aux: &[u8]) -> [f32; ROWS] {
+    const BLOCK: usize = std::mem::size_of::<BlockQ5_0>();
+    let nb = n / 32;
+    let row = super::rows_len::<BlockQ5_0>(w, nb);
+    let y: &[BlockQ8_0] = &bytemuck::cast_slice(act)[..nb];
+    let a: &[Q8_0Aux] = &bytemuck::cast_slice(aux)[..nb];
+    let mut acc = _mm256_setzero_ps();
+    for b in 0..nb {
+        // SAFETY: block b of row r is w[r·row + b·BLOCK..][..BLOCK], inside w (rows_len).
+        let blk = w.as_ptr().add(b * BLOCK);
+        prefetch_next_rows(w, b, BLOCK);
+        let q = std::array::from_fn(|r| blk.add(r * row + std::mem::offset_of!(BlockQ5_0, qs)));
+        let qh = rows_qh(blk, row, std::mem::offset_of!(BlockQ5_0, qh));
+        // Unsigned 5-bit quants: Σ(q − 16)·y = Σq·y − 16·Σy.
+        let isum = rows_isum32::<I>(q, Some(qh), y[b].qs.as_ptr());
+        let isum = _mm256_sub_epi32(isum, _mm256_set1_epi32(16 * a[b].sum));
+        // (dx·dy)·Σ, as the scalar `vec_dot` rounds it.
+        let d = _mm256_mul_ps(rows_f16(blk, row, std::mem::offset_of!(BlockQ5_0, d)), _mm256_set1_ps(a[b].d));
+        acc = _mm256_add_ps(acc, _mm256_mul_ps(d, _mm256_cvtepi32_ps(isum)));
+    }
+    rows_out(acc)
+}
+
+#[inline(always)]
+unsafe fn rows_q5_1<I: Isa>(n: usize, w: &[u8], act: &[u8], aux: &[u8]) -> [f32; ROWS] {
+    const BLOCK: usize = std::mem::size_of::<BlockQ5_1>();
+    let nb = n / 32;
+    let row = super::rows_len::<BlockQ5_1>(w, nb);
+    let y: &[BlockQ8_1] = &bytemuck::cast_slice(act)[..nb];
+    let a: &[Q8_1Aux] = &bytemuck::cast_slice(aux)[..nb];
+    let mut acc = _mm256_setzero_ps();
+    for b in 0..nb {
+        // SAFETY: block b of row r is w[r·row + b·BLOCK..][..BLOCK], inside w (rows_len).
+        let blk = w.as_ptr().add(b * BLOCK);
+        prefetch_next_rows(w, b, BLOCK);
+        let q = std::array::from_fn(|r| blk.add(r * row + std::mem::offset_of!(BlockQ5_1, qs)));
+        let qh = rows_qh(blk, row, std::mem::offset_of!(BlockQ5_1, qh));
+        let isum = rows_isum32::<I>(q, Some(qh), y[b].qs.as_ptr());
+        let dx = rows_f16(blk, row, std::mem::offset_of!(BlockQ5_1, d));
+        let mx = rows_f16(blk, row, std::mem::offset_of!(BlockQ5_1, m));
         // (dx·dy)·Σq·y + m·s, rounded like the scalar `vec_dot`.
         let d = _mm256_mul_ps(dx, _mm256_set1_ps(a[b].d));
         let v = _mm256_add_ps(_mm256_mul_ps(d, _mm256_cvtepi32_ps(isum)), _mm256_mul_ps(mx, _mm256_set1_ps(a[b].s)));
@@ -901,85 +1014,220 @@ unsafe fn vec_dot_q4_k<I: Isa>(_n: usize, w: &[u8], act: &[u8]) -> f32 {
     hsum_f32_8(acc) - hsum_f32_4(acc_m)
 }
 
+// ------------------------------------------------- K-quants, one body each
+//
+// Q2_K, Q3_K, Q5_K and Q6_K are written once as a block's integer sums
+// ([`BlockK::isum`]) and dotted by one generic driver ([`vec_dot_k`]).
+
+/// A K-quant super-block against a Q8_K block.
+trait BlockK: bytemuck::Pod {
+    /// Byte offset of the fp16 super-block scale `d`.
+    const D: usize;
+    /// Byte offset of the fp16 `dmin`, for the formats with a min term.
+    const DMIN: Option<usize>;
+    /// (i32 lanes summing to Σ sc·q·y, lanes summing to the min term
+    /// Σ mn·Σy; zero for formats without mins). Each lane is converted to
+    /// f32 on its own, so it must stay within f32's exact integers as the
+    /// scalar reference's lanes do.
+    unsafe fn isum<I: Isa>(&self, y: &BlockQ8K) -> (__m256i, __m256i);
+}
+
+/// The fp16 field at byte `off` of `x`.
 #[inline(always)]
-unsafe fn vec_dot_q5_k<I: Isa>(_n: usize, w: &[u8], act: &[u8]) -> f32 {
-    let (x, y): (&[BlockQ5K], &[BlockQ8K]) = (bytemuck::cast_slice(w), bytemuck::cast_slice(act));
-    let m4 = _mm256_set1_epi8(0xF);
-    let mut acc = _mm256_setzero_ps();
-    let mut acc_m = _mm_setzero_ps();
-    for (x, y) in x.iter().zip(y) {
-        let v = scales_mins_k4(&x.scales);
-        let sc16 = scales16_k4(v);
-        acc_m = _mm_fmadd_ps(_mm_set1_ps(fp16(x.dmin) * y.d()), _mm_cvtepi32_ps(min_term_k4(v, y)), acc_m);
+fn f16_at<X: bytemuck::Pod>(x: &X, off: usize) -> [u8; 2] {
+    let b = bytemuck::bytes_of(x);
+    [b[off], b[off + 1]]
+}
+
+/// The 16 signed i8 sub-block scales `sc` as i16 in the layouts the sums
+/// need: 0..8 and 8..16 each in both 128-bit halves (for [`mul_by2`],
+/// one per half-block of 128 elements), and all 16 in order (for a `madd`
+/// against the activations' 16-element sums).
+#[inline(always)]
+unsafe fn scales16_k16(sc: __m128i) -> ([__m256i; 2], __m256i) {
+    let lo = _mm_cvtepi8_epi16(sc);
+    let hi = _mm_cvtepi8_epi16(_mm_srli_si128::<8>(sc));
+    ([_mm256_broadcastsi128_si256(lo), _mm256_broadcastsi128_si256(hi)], _mm256_set_m128i(hi, lo))
+}
+
+/// −`k`·Σ_j sc_j·Σy_j (as lanes), for formats whose quants are stored
+/// with an offset `k` (q = u − k): Σ sc·q·y = Σ sc·u·y − k·Σ_j sc_j·Σy_j,
+/// so the kernels multiply the unsigned u and take the offset once per
+/// block from the activations' 16-element sums (`sc16`: the 16 scales in
+/// order). The lanes' partial sums then differ from the scalar
+/// reference's by their share of the offset: only for small quants and
+/// scales (Q3_K), where that stays far inside f32's exact integers.
+#[inline(always)]
+unsafe fn offset_k16(sc16: __m256i, y: &BlockQ8K, k: i32) -> __m256i {
+    let bs = _mm256_loadu_si256(y.bsums.as_ptr() as *const __m256i);
+    _mm256_mullo_epi32(_mm256_madd_epi16(sc16, bs), _mm256_set1_epi32(-k))
+}
+
+/// The token's 32 quants from element `i`.
+#[inline(always)]
+unsafe fn q8k(y: &BlockQ8K, i: usize) -> __m256i {
+    _mm256_loadu_si256(y.qs.as_ptr().add(i) as *const __m256i)
+}
+
+/// Bits `from..from + width` of every byte of `v` moved to `to..to + width`,
+/// the others cleared (16-bit shifts: what they carry over from the
+/// neighbouring byte lands outside the field and is masked off).
+#[inline(always)]
+unsafe fn move_bits(v: __m256i, from: usize, to: usize, width: usize) -> __m256i {
+    let v = if from >= to {
+        _mm256_srl_epi16(v, _mm_cvtsi32_si128((from - to) as i32))
+    } else {
+        _mm256_sll_epi16(v, _mm_cvtsi32_si128((to - from) as i32))
+    };
+    _mm256_and_si256(v, _mm256_set1_epi8((((1 << width) - 1) << to) as i8))
+}
+
+impl BlockK for BlockQ2K {
+    const D: usize = std::mem::offset_of!(BlockQ2K, d);
+    const DMIN: Option<usize> = Some(std::mem::offset_of!(BlockQ2K, dmin));
+    #[inline(always)]
+    unsafe fn isum<I: Isa>(&self, y: &BlockQ8K) -> (__m256i, __m256i) {
+        // scales[j]: scale in the low nibble, min in the high one.
+        let raw = _mm_loadu_si128(self.scales.as_ptr() as *const __m128i);
+        let m4 = _mm_set1_epi8(0xF);
+        let (sc, _) = scales16_k16(_mm_and_si128(raw, m4));
+        let (_, mn) = scales16_k16(_mm_and_si128(_mm_srli_epi16::<4>(raw), m4));
+        let summ = _mm256_madd_epi16(mn, _mm256_loadu_si256(y.bsums.as_ptr() as *const __m256i));
         let mut sumi = _mm256_setzero_si256();
-        let (q5, q8) = (x.qs.as_ptr(), y.qs.as_ptr());
-        let hbits = _mm256_loadu_si256(x.qh.as_ptr() as *const __m256i);
+        for n in 0..QK_K / 128 {
+            // Element 128n + 32j + l: bits 2j.. of qs[32n + l]; sub-blocks 2j, 2j + 1 of this half.
+            let bits = _mm256_loadu_si256(self.qs.as_ptr().add(32 * n) as *const __m256i);
+            for j in 0..4 {
+                let q = move_bits(bits, 2 * j, 0, 2);
+                sumi = _mm256_add_epi32(sumi, mul_by2(q, q8k(y, 128 * n + 32 * j), sc[n], 2 * j, 2 * j + 1));
+            }
+        }
+        (sumi, summ)
+    }
+}
+
+impl BlockK for BlockQ3K {
+    const D: usize = std::mem::offset_of!(BlockQ3K, d);
+    const DMIN: Option<usize> = None;
+    #[inline(always)]
+    unsafe fn isum<I: Isa>(&self, y: &BlockQ8K) -> (__m256i, __m256i) {
+        let sc = _mm_sub_epi8(_mm_loadu_si128(super::k3_scales(&self.scales).as_ptr() as *const __m128i), _mm_set1_epi8(32));
+        let (sc, sc_all) = scales16_k16(sc);
+        // q = u − 4 with u = the low 2 bits + 4·(high bit), 0..8.
+        let mut sumi = offset_k16(sc_all, y, 4);
+        let hbits = _mm256_loadu_si256(self.hmask.as_ptr() as *const __m256i);
+        for n in 0..QK_K / 128 {
+            // Element 128n + 32j + l: low bits as Q2_K's, high bit = bit 4n + j of hmask[l].
+            let bits = _mm256_loadu_si256(self.qs.as_ptr().add(32 * n) as *const __m256i);
+            for j in 0..4 {
+                let lo = move_bits(bits, 2 * j, 0, 2);
+                let u = _mm256_or_si256(lo, move_bits(hbits, 4 * n + j, 2, 1));
+                sumi = _mm256_add_epi32(sumi, mul_by2(u, q8k(y, 128 * n + 32 * j), sc[n], 2 * j, 2 * j + 1));
+            }
+        }
+        (sumi, _mm256_setzero_si256())
+    }
+}
+
+impl BlockK for BlockQ5K {
+    const D: usize = std::mem::offset_of!(BlockQ5K, d);
+    const DMIN: Option<usize> = Some(std::mem::offset_of!(BlockQ5K, dmin));
+    #[inline(always)]
+    unsafe fn isum<I: Isa>(&self, y: &BlockQ8K) -> (__m256i, __m256i) {
+        let m4 = _mm256_set1_epi8(0xF);
+        let v = scales_mins_k4(&self.scales);
+        let sc16 = scales16_k4(v);
+        let summ = _mm256_set_m128i(_mm_setzero_si128(), min_term_k4(v, y));
+        let mut sumi = _mm256_setzero_si256();
+        let hbits = _mm256_loadu_si256(self.qh.as_ptr() as *const __m256i);
         for j in 0..QK_K / 64 {
-            let q5bits = _mm256_loadu_si256(q5.add(32 * j) as *const __m256i);
+            let q5bits = _mm256_loadu_si256(self.qs.as_ptr().add(32 * j) as *const __m256i);
             // Fifth bits: bit 2j of qh[l] for the low nibbles, bit 2j+1 for
             // the high ones, moved to bit 4 (+16).
-            let b0 = _mm256_and_si256(hbits, _mm256_set1_epi8(1 << (2 * j)));
-            let b1 = _mm256_and_si256(hbits, _mm256_set1_epi8(1 << (2 * j + 1)));
-            let h0 = _mm256_slli_epi16(_mm256_srl_epi16(b0, _mm_cvtsi32_si128(2 * j as i32)), 4);
-            let h1 = _mm256_slli_epi16(_mm256_srl_epi16(b1, _mm_cvtsi32_si128(2 * j as i32 + 1)), 4);
-            let q5l = _mm256_add_epi8(_mm256_and_si256(q5bits, m4), h0);
-            let q5h = _mm256_add_epi8(_mm256_and_si256(_mm256_srli_epi16(q5bits, 4), m4), h1);
-            let q8l = _mm256_loadu_si256(q8.add(64 * j) as *const __m256i);
-            let q8h = _mm256_loadu_si256(q8.add(64 * j + 32) as *const __m256i);
-            let pl = I::widen_by(I::mul(q5l, q8l), sc16, 2 * j);
-            let ph = I::widen_by(I::mul(q5h, q8h), sc16, 2 * j + 1);
+            let q5l = _mm256_add_epi8(_mm256_and_si256(q5bits, m4), move_bits(hbits, 2 * j, 4, 1));
+            let q5h = _mm256_add_epi8(_mm256_and_si256(_mm256_srli_epi16::<4>(q5bits), m4), move_bits(hbits, 2 * j + 1, 4, 1));
+            let pl = I::widen_by(I::mul(q5l, q8k(y, 64 * j)), sc16, 2 * j);
+            let ph = I::widen_by(I::mul(q5h, q8k(y, 64 * j + 32)), sc16, 2 * j + 1);
             sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
         }
-        let d = _mm256_set1_ps(fp16(x.d) * y.d());
-        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc);
+        (sumi, summ)
     }
-    hsum_f32_8(acc) - hsum_f32_4(acc_m)
+}
+
+impl BlockK for BlockQ6K {
+    const D: usize = std::mem::offset_of!(BlockQ6K, d);
+    const DMIN: Option<usize> = None;
+    #[inline(always)]
+    unsafe fn isum<I: Isa>(&self, y: &BlockQ8K) -> (__m256i, __m256i) {
+        let (sc, _) = scales16_k16(_mm_loadu_si128(self.scales.as_ptr() as *const __m128i));
+        // q = u − 32 with u the stored 6 bits, 0..64. The offset is taken
+        // per pair of products (Σ(u − 32)·y = Σu·y − Σ32·y, exact in i16),
+        // not once per block from the activations' 16-element sums: that
+        // would leave each lane biased by its share of the offset, past
+        // f32's exact integers.
+        let m32 = _mm256_set1_epi8(32);
+        let mut sumi = _mm256_setzero_si256();
+        let m4 = _mm256_set1_epi8(0xF);
+        for h in 0..QK_K / 128 {
+            let ql = self.ql.as_ptr().add(64 * h);
+            let bits1 = _mm256_loadu_si256(ql as *const __m256i);
+            let bits2 = _mm256_loadu_si256(ql.add(32) as *const __m256i);
+            let bitsh = _mm256_loadu_si256(self.qh.as_ptr().add(32 * h) as *const __m256i);
+            // Element 128h + 32k + l: a nibble of ql (bits1/bits2 low, then
+            // high) and bits 2k, 2k+1 of qh[l] as bits 4, 5; sub-blocks 2k, 2k + 1 of this half.
+            let lo = [
+                _mm256_and_si256(bits1, m4),
+                _mm256_and_si256(bits2, m4),
+                _mm256_and_si256(_mm256_srli_epi16::<4>(bits1), m4),
+                _mm256_and_si256(_mm256_srli_epi16::<4>(bits2), m4),
+            ];
+            for k in 0..4 {
+                let u = _mm256_or_si256(lo[k], move_bits(bitsh, 2 * k, 4, 2));
+                let y8 = q8k(y, 128 * h + 32 * k);
+                let p = _mm256_sub_epi16(_mm256_maddubs_epi16(u, y8), _mm256_maddubs_epi16(m32, y8));
+                sumi = _mm256_add_epi32(sumi, scale_pairs(p, sc[h], 2 * k, 2 * k + 1));
+            }
+        }
+        (sumi, _mm256_setzero_si256())
+    }
+}
+
+/// One row of a K-quant: Σ_b d_b·dy_b·Σ isum (− dmin_b·dy_b·min term).
+#[inline(always)]
+unsafe fn vec_dot_k<I: Isa, X: BlockK>(w: &[u8], act: &[u8]) -> f32 {
+    let (x, y): (&[X], &[BlockQ8K]) = (bytemuck::cast_slice(w), bytemuck::cast_slice(act));
+    let (mut acc, mut acc_m) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+    for (x, y) in x.iter().zip(y) {
+        let (s, m) = x.isum::<I>(y);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(fp16(f16_at(x, X::D)) * y.d()), _mm256_cvtepi32_ps(s), acc);
+        if let Some(o) = X::DMIN {
+            acc_m = _mm256_fmadd_ps(_mm256_set1_ps(fp16(f16_at(x, o)) * y.d()), _mm256_cvtepi32_ps(m), acc_m);
+        }
+    }
+    match X::DMIN {
+        Some(_) => hsum_f32_8(acc) - hsum_f32_8(acc_m),
+        None => hsum_f32_8(acc),
+    }
+}
+
+#[inline(always)]
+unsafe fn vec_dot_q2_k<I: Isa>(_n: usize, w: &[u8], act: &[u8]) -> f32 {
+    vec_dot_k::<I, BlockQ2K>(w, act)
+}
+
+#[inline(always)]
+unsafe fn vec_dot_q3_k<I: Isa>(_n: usize, w: &[u8], act: &[u8]) -> f32 {
+    vec_dot_k::<I, BlockQ3K>(w, act)
+}
+
+#[inline(always)]
+unsafe fn vec_dot_q5_k<I: Isa>(_n: usize, w: &[u8], act: &[u8]) -> f32 {
+    vec_dot_k::<I, BlockQ5K>(w, act)
 }
 
 #[inline(always)]
 unsafe fn vec_dot_q6_k<I: Isa>(_n: usize, w: &[u8], act: &[u8]) -> f32 {
-    let (x, y): (&[BlockQ6K], &[BlockQ8K]) = (bytemuck::cast_slice(w), bytemuck::cast_slice(act));
-    let m4 = _mm256_set1_epi8(0xF);
-    let m2 = _mm256_set1_epi8(3);
-    let m32s = _mm256_set1_epi8(32);
-    let mut acc = _mm256_setzero_ps();
-    for (x, y) in x.iter().zip(y) {
-        // The 16 signed scales as i16, 0..8 and 8..16 each in both halves.
-        let sc = _mm_loadu_si128(x.scales.as_ptr() as *const __m128i);
-        let sc16 = [_mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(sc)), _mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(_mm_srli_si128(sc, 8)))];
-        let mut sumi = _mm256_setzero_si256();
-        for h in 0..QK_K / 128 {
-            let ql = x.ql.as_ptr().add(64 * h);
-            let qh = x.qh.as_ptr().add(32 * h);
-            let q8 = y.qs.as_ptr().add(128 * h);
-            let bits1 = _mm256_loadu_si256(ql as *const __m256i);
-            let bits2 = _mm256_loadu_si256(ql.add(32) as *const __m256i);
-            let bitsh = _mm256_loadu_si256(qh as *const __m256i);
-            let hi = |s: i32| {
-                let v = _mm256_and_si256(_mm256_srl_epi16(bitsh, _mm_cvtsi32_si128(s)), m2);
-                _mm256_slli_epi16(v, 4)
-            };
-            let q = [
-                _mm256_or_si256(_mm256_and_si256(bits1, m4), hi(0)),
-                _mm256_or_si256(_mm256_and_si256(bits2, m4), hi(2)),
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bits1, 4), m4), hi(4)),
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bits2, 4), m4), hi(6)),
-            ];
-            for (k, q) in q.into_iter().enumerate() {
-                let q8k = _mm256_loadu_si256(q8.add(32 * k) as *const __m256i);
-                // Unsigned 6-bit quants 0..64; the −32 offset is applied as
-                // maddubs(q, y) − maddubs(32, y), both exact in i16 (per
-                // chunk, not from the block's 16-element sums: that would
-                // leave the lanes' partial sums biased past f32's exact range).
-                let p = I::sub(I::mul(q, q8k), I::mul(m32s, q8k));
-                // 32 elements: 16 × scale 8h+2k, then 16 × scale 8h+2k+1.
-                sumi = _mm256_add_epi32(sumi, I::widen_by2(p, sc16[h], 2 * k, 2 * k + 1));
-            }
-        }
-        let d = _mm256_set1_ps(fp16(x.d) * y.d());
-        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc);
-    }
-    hsum_f32_8(acc)
+    vec_dot_k::<I, BlockQ6K>(w, act)
 }
 
 // ---------------------------------------------------------------- floats
@@ -1152,7 +1400,7 @@ unsafe fn vec_dot_iq4_nl<I: Isa>(_n: usize, w: &[u8], act: &[u8]) -> f32 {
 }
 
 /// IQ4_XS's 8 sub-block scales `ls − 32` as 16 i16 (ls0..8 in both halves,
-/// for `Isa::widen_by2`), from word operations (`quant::iq4_xs::scales` bit
+/// for [`mul_by2`]), from word operations (`quant::iq4_xs::scales` bit
 /// for bit, without its per-element shifts).
 #[inline(always)]
 unsafe fn scales16_iq4_xs(x: &BlockIQ4XS) -> __m256i {
@@ -1180,10 +1428,9 @@ unsafe fn vec_dot_iq4_xs<I: Isa>(_n: usize, w: &[u8], act: &[u8]) -> f32 {
         for ib in 0..QK_K / 32 {
             let qx = iq4nl_values_32(x.qs[ib].as_ptr());
             let qy = _mm256_loadu_si256(y.qs.as_ptr().add(32 * ib) as *const __m256i);
-            // Signed × signed as `sum_i8` does (x's sign moved onto y), then
-            // each sub-block's signed scale (`widen_by2` sign-extends it).
-            let p = I::mul(_mm256_sign_epi8(qx, qx), _mm256_sign_epi8(qy, qx));
-            sumi = _mm256_add_epi32(sumi, I::widen_by2(p, sc16, ib, ib));
+            // Signed × signed as `sum_i8` does (x's sign moved onto y; the
+            // i16 pair sums stay below 2·127·127), then the sub-block's signed scale.
+            sumi = _mm256_add_epi32(sumi, mul_by2(_mm256_sign_epi8(qx, qx), _mm256_sign_epi8(qy, qx), sc16, ib, ib));
         }
         acc = _mm256_fmadd_ps(_mm256_set1_ps(fp16(x.d) * y.d()), _mm256_cvtepi32_ps(sumi), acc);
     }
