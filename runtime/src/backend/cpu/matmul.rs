@@ -35,13 +35,9 @@ impl Default for MatmulScratch {
 /// so each weight block loaded is reused by 16 tokens before it is evicted.
 const TOK_TILE: usize = 16;
 
-/// From this many tokens on, the strip tile kernels (when the table has
-/// one for the format) replace the row kernels. Packing a strip costs as
-/// much as 10–25 tokens of its dots, but those are 3–6× faster than the row
-/// kernels (x86, `simd::bench`): at 4 tokens the two are at par (Q2_K and
-/// Q3_K, without SIMD row kernels, 10× faster; Q4_K, Q5_1, Q6_K up to a
-/// third slower), from 8 on the strips are faster for every format.
-const TILE_MIN_TOK: usize = 4;
+/// From this many tokens on, a product takes the prompt path (strips, see
+/// [`super::simd::tile::MIN_TOK`]), below it generation's.
+const TILE_MIN_TOK: usize = super::simd::tile::MIN_TOK;
 
 /// One product of a [`matmul_many`] call: `y = W · x` for the call's shared `x`.
 pub struct MatJob<'a> {
@@ -135,7 +131,7 @@ fn matmul_batch(n_in: usize, x: &[f32], jobs: &mut [MatJob], scratch: &mut Matmu
                 (quantize_act(act_ty, n_in, x, &mut scratch.act), act_row)
             }
         };
-        let strips = k.tile(jobs[i].ty).map(|(fmt, dot)| {
+        let strips = k.tile(jobs[i].ty).filter(|(fmt, _)| n_tok >= fmt.min_tok).map(|(fmt, dot)| {
             let earlier = (0..i).filter(|&p| at[p].0 == off).find_map(|p| at[p].2.filter(|s| std::ptr::eq(s.0, fmt)));
             let aux_off = match earlier {
                 Some(s) => s.2,

@@ -99,6 +99,7 @@ macro_rules! table {
             pub unsafe fn q5_k_rows(n: usize, w: &[u8], a: &[u8], _x: &[u8]) -> [f32; ROWS] { rows_k::<$d, BlockQ5K>(n, w, a) }
             #[target_feature(enable = $feat)]
             pub unsafe fn q6_k_rows(n: usize, w: &[u8], a: &[u8], _x: &[u8]) -> [f32; ROWS] { rows_k::<$d, BlockQ6K>(n, w, a) }
+            tile_fns!($feat, $d, iq4_nl_tile => tile_sym32[BlockIQ4NL], iq4_xs_tile => tile_k[BlockIQ4XS]);
         }
         static $name: CpuKernels = CpuKernels {
             isa: $isa,
@@ -131,6 +132,8 @@ macro_rules! table {
             q3_k_tile: Some(|n, x, y, a| unsafe { $m::q3_k_tile(n, x, y, a) }),
             q5_k_tile: Some(|n, x, y, a| unsafe { $m::q5_k_tile(n, x, y, a) }),
             q6_k_tile: Some(|n, x, y, a| unsafe { $m::q6_k_tile(n, x, y, a) }),
+            iq4_nl_tile: Some(|n, x, y, a| unsafe { $m::iq4_nl_tile(n, x, y, a) }),
+            iq4_xs_tile: Some(|n, x, y, a| unsafe { $m::iq4_xs_tile(n, x, y, a) }),
             q4_0_rows: Some(|n, w, a, x| unsafe { $m::q4_0_rows(n, w, a, x) }),
             q4_1_rows: Some(|n, w, a, x| unsafe { $m::q4_1_rows(n, w, a, x) }),
             q4_k_rows: Some(|n, w, a, x| unsafe { $m::q4_k_rows(n, w, a, x) }),
@@ -650,7 +653,8 @@ unsafe fn rows_q4_k<D: Dot>(n: usize, w: &[u8], act: &[u8], aux: &[u8]) -> [f32;
 // sums and the accumulators are the outputs. One kernel per strip layout,
 // generic over the formats sharing it (their quant range, offset and
 // rounding are `tile`'s trait constants). `sdot` sums in i32 and the quants
-// are below 128 (Q8_0's flipped back to signed bytes): no bounds to mind.
+// are below 128 (Q8_0's, IQ4_NL's and IQ4_XS's w + 128 flipped back to the
+// signed w, their offset term dropped): no bounds to mind.
 
 /// `acc` + Σ of the 4 products of bytes 4i..4i + 4 in lane i: a strip step
 /// of 4 rows (4 quants each) against a token's 4 quants broadcast.
@@ -693,7 +697,7 @@ unsafe fn store_tokens<const NT: usize>(acc: [[float32x4_t; 2]; NT]) -> [[f32; R
 
 /// Σ q·y per row (rows 0..4, 4..8) over `steps` steps of 4 quants (32
 /// bytes each at `qs`) for NT tokens' quants `y[t]`; `flip`: the bytes are
-/// Q8_0's w + 128, flipped back to the signed w. Reads 32·steps bytes at
+/// w + 128 (`tile::Quants`), flipped back to the signed w. Reads 32·steps bytes at
 /// `qs` and 4·steps at each `y[t]`: the callers' strip and activation
 /// blocks hold them.
 #[inline(always)]
@@ -714,8 +718,8 @@ unsafe fn tile_isum<D: Dot4, const NT: usize>(qs: *const u8, y: [*const i8; NT],
     acc
 }
 
-/// Q4_0, Q5_0, Q8_0 ([`Q4_0x8`]): Σ(q − OFFSET)·y = Σq·y − OFFSET·Σy per
-/// block (Q8_0: Σw·y directly), then its f32 steps as the scalar
+/// Q4_0, Q5_0, Q8_0, IQ4_NL ([`Q4_0x8`]): Σ(q − OFFSET)·y = Σq·y − OFFSET·Σy
+/// per block (bytes w + 128: Σw·y directly), then its f32 steps as the scalar
 /// `vec_dot`'s (equal bit for bit).
 #[inline(always)]
 unsafe fn tile_sym32<D: Dot4, const NT: usize, F: Sym32>(n: usize, packed: &[u8], act: &[&[u8]], aux: &[&[u8]]) -> [[f32; ROWS]; TOKS] {
@@ -765,15 +769,18 @@ unsafe fn tile_min32<D: Dot4, const NT: usize, F: Quants>(n: usize, packed: &[u8
     store_tokens(acc)
 }
 
-/// The K-quants ([`Q4Kx8`]: Q4_K, Q5_K; [`K16x8`]: Q6_K, Q3_K, Q2_K): per
-/// super-block Σ_j sc_j·(q·y)_j and the min term Σ_j mn_j·Σy_j; then
-/// d·dy·Σ − dmin·dy·mins, or d·dy·(Σ − mins) where the mins are the quants' offset.
+/// The K-quants ([`Q4Kx8`]: Q4_K, Q5_K, IQ4_XS; [`K16x8`]: Q6_K, Q3_K,
+/// Q2_K): per super-block Σ_j sc_j·(q·y)_j and the min term Σ_j mn_j·Σy_j;
+/// then d·dy·Σ − dmin·dy·mins, or d·dy·(Σ − mins) where the mins are the
+/// quants' offset (bytes w + 128: Σ_j sc_j·(w·y)_j directly, no min term).
 #[inline(always)]
 unsafe fn tile_k<D: Dot4, const NT: usize, F: KQuant>(n: usize, packed: &[u8], act: &[&[u8]], aux: &[&[u8]]) -> [[f32; ROWS]; TOKS] {
     let nb = n / QK_K;
     let subs = F::X::SUBS;
     let steps = QK_K / 4 / subs;
-    debug_assert!(F::QMAX <= i8::MAX as u8);
+    // The bytes are w + 128 and the mins 128·sc (`tile::Quants`).
+    let flip = F::QMAX > i8::MAX as u8;
+    debug_assert!(!flip || F::MIN_IS_OFFSET);
     let x: &[F::X] = &bytemuck::cast_slice(packed)[..nb];
     let y: [&[BlockQ8K]; NT] = std::array::from_fn(|t| &bytemuck::cast_slice(act[t])[..nb]);
     let a: [&[Q8KAux]; NT] = std::array::from_fn(|t| &bytemuck::cast_slice(aux[t])[..nb]);
@@ -785,7 +792,7 @@ unsafe fn tile_k<D: Dot4, const NT: usize, F: KQuant>(n: usize, packed: &[u8], a
             let sc = x.sc(j).as_ptr();
             let sc = [vshrq_n_s32::<16>(vld1q_s32(sc)), vshrq_n_s32::<16>(vld1q_s32(sc.add(4)))];
             let yq = std::array::from_fn(|t| y[t][b].qs.as_ptr().add(4 * steps * j));
-            let isum = tile_isum::<D, NT>(x.qs().as_ptr().add(32 * steps * j), yq, steps, false);
+            let isum = tile_isum::<D, NT>(x.qs().as_ptr().add(32 * steps * j), yq, steps, flip);
             for t in 0..NT {
                 for h in 0..2 {
                     sumi[t][h] = vmlaq_s32(sumi[t][h], isum[t][h], sc[h]);
@@ -798,7 +805,9 @@ unsafe fn tile_k<D: Dot4, const NT: usize, F: KQuant>(n: usize, packed: &[u8], a
             // mins times their sub-blocks' Σy (lanes: row, sub-block 2p + 0/1),
             // m[h][1] rows 4h + 2 and 4h + 3's; a pairwise add gives the 4 rows.
             let mut m = [[vdupq_n_s32(0); 2]; 2];
-            for p in 0..subs / 2 {
+            // Signed weights: no offset to take off.
+            let pairs = if flip { 0 } else { subs / 2 };
+            for p in 0..pairs {
                 let bs = vreinterpretq_s16_s32(vdupq_n_s32(bytemuck::cast(F::X::bsum_pair(&a[t][b], &y[t][b], p))));
                 let mn = x.mn(p).as_ptr();
                 for (h, m) in m.iter_mut().enumerate() {

@@ -160,7 +160,7 @@ fn bench_matmul() {
 }
 
 /// Every quantized format a prompt's matmul meets (the strip kernels' formats and the rest).
-const PROMPT_TYPES: [GgmlType; 10] = [
+const PROMPT_TYPES: [GgmlType; 12] = [
     GgmlType::Q4_0,
     GgmlType::Q4_1,
     GgmlType::Q5_0,
@@ -171,6 +171,8 @@ const PROMPT_TYPES: [GgmlType; 10] = [
     GgmlType::Q4_K,
     GgmlType::Q5_K,
     GgmlType::Q6_K,
+    GgmlType::IQ4_NL,
+    GgmlType::IQ4_XS,
 ];
 
 /// Prompt-shaped matmuls (2304 × 1024 weights, 4, 8, 16 and 512 tokens, 1
@@ -189,7 +191,7 @@ fn bench_prompt_matmul() {
         }
         let w = weight_row(&mut rng, ty, n_in * n_out, false);
         for k in CpuKernels::available() {
-            let rows = CpuKernels { q4_0_tile: None, q4_1_tile: None, q4_k_tile: None, q5_0_tile: None, q5_1_tile: None, q8_0_tile: None, q2_k_tile: None, q3_k_tile: None, q5_k_tile: None, q6_k_tile: None, ..*k };
+            let rows = CpuKernels { q4_0_tile: None, q4_1_tile: None, q4_k_tile: None, q5_0_tile: None, q5_1_tile: None, q8_0_tile: None, q2_k_tile: None, q3_k_tile: None, q5_k_tile: None, q6_k_tile: None, iq4_nl_tile: None, iq4_xs_tile: None, ..*k };
             let rows: &'static CpuKernels = Box::leak(Box::new(rows));
             let mut line = format!("{:>14} {ty:>5}", k.isa);
             for n_tok in [4, 8, 16, 512] {

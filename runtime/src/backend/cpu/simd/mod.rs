@@ -78,6 +78,8 @@ pub struct CpuKernels {
     pub q3_k_tile: Option<tile::TileDotFn>,
     pub q5_k_tile: Option<tile::TileDotFn>,
     pub q6_k_tile: Option<tile::TileDotFn>,
+    pub iq4_nl_tile: Option<tile::TileDotFn>,
+    pub iq4_xs_tile: Option<tile::TileDotFn>,
     /// 8-row kernels for generation (see [`RowsDotFn`]); `None`: the matmul
     /// calls the row kernels above once per row.
     pub q4_0_rows: Option<RowsDotFn>,
@@ -122,6 +124,8 @@ pub static SCALAR: CpuKernels = CpuKernels {
     q3_k_tile: None,
     q5_k_tile: None,
     q6_k_tile: None,
+    iq4_nl_tile: None,
+    iq4_xs_tile: None,
     q4_0_rows: None,
     q4_1_rows: None,
     q4_k_rows: None,
@@ -204,6 +208,8 @@ impl CpuKernels {
             Q3_K => self.q3_k_tile,
             Q5_K => self.q5_k_tile,
             Q6_K => self.q6_k_tile,
+            IQ4_NL => self.iq4_nl_tile,
+            IQ4_XS => self.iq4_xs_tile,
             _ => None,
         }?;
         Some((tile::format(ty)?, f))

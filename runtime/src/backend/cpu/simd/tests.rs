@@ -252,7 +252,7 @@ fn detect_respects_force_scalar() {
 }
 
 /// The formats with a strip layout (`tile::format`).
-const TILE_TYPES: [GgmlType; 10] = [
+const TILE_TYPES: [GgmlType; 12] = [
     GgmlType::Q4_0,
     GgmlType::Q4_1,
     GgmlType::Q5_0,
@@ -263,6 +263,8 @@ const TILE_TYPES: [GgmlType; 10] = [
     GgmlType::Q4_K,
     GgmlType::Q5_K,
     GgmlType::Q6_K,
+    GgmlType::IQ4_NL,
+    GgmlType::IQ4_XS,
 ];
 
 /// Tile kernels (strip of 8 rows × up to 4 tokens): packing + the scalar
@@ -383,7 +385,7 @@ fn simd_tile_kernels_exact_at_extreme_quants() {
 #[test]
 fn tile_packs_respect_qmax() {
     use super::tile::{self, Quants, ROWS};
-    use crate::quant::{q2_k, q3_k, q4_0, q4_1, q4_k, q5_0, q5_1, q5_k, q6_k, q8_0};
+    use crate::quant::{iq4_nl, iq4_xs, q2_k, q3_k, q4_0, q4_1, q4_k, q5_0, q5_1, q5_k, q6_k, q8_0};
     let qmax = |ty: GgmlType| match ty {
         GgmlType::Q4_0 => q4_0::BlockQ4_0::QMAX,
         GgmlType::Q4_1 => q4_1::BlockQ4_1::QMAX,
@@ -395,6 +397,8 @@ fn tile_packs_respect_qmax() {
         GgmlType::Q4_K => q4_k::BlockQ4K::QMAX,
         GgmlType::Q5_K => q5_k::BlockQ5K::QMAX,
         GgmlType::Q6_K => q6_k::BlockQ6K::QMAX,
+        GgmlType::IQ4_NL => iq4_nl::BlockIQ4NL::QMAX,
+        GgmlType::IQ4_XS => iq4_xs::BlockIQ4XS::QMAX,
         _ => unreachable!(),
     };
     let mut rng = Rng(14);

@@ -11,12 +11,15 @@
 //! vectors over the 8 rows. Each strip is packed once and then dotted with
 //! every token of the batch, so packing costs ~1/n_tok of the work.
 //!
-//! Ten formats share four layouts, their quants always unsigned bytes
+//! Twelve formats share four layouts, their quants always unsigned bytes
 //! `0..=`[`Quants::QMAX`] (element e of row r at `qs[32·(e/4) + 4r + e%4]`):
-//! - [`Q4_0x8`]: Q4_0, Q5_0 and Q8_0, symmetric 32-blocks: a quant q stands
-//!   for q − [`Sym32::OFFSET`] (Q8_0's signed weights are stored + 128);
+//! - [`Q4_0x8`]: Q4_0, Q5_0, Q8_0 and IQ4_NL, symmetric 32-blocks: a quant q
+//!   stands for q − [`Sym32::OFFSET`] (Q8_0's signed weights and IQ4_NL's
+//!   table values are stored + 128);
 //! - [`Q4_1x8`]: Q4_1 and Q5_1, 32-blocks with a min;
-//! - [`Q4Kx8`]: Q4_K and Q5_K, 8 sub-blocks of 32 with scales and mins;
+//! - [`Q4Kx8`]: Q4_K, Q5_K and IQ4_XS, 8 sub-blocks of 32 with scales and
+//!   mins (IQ4_XS's table values are stored + 128, its "mins" 128 times the
+//!   scale);
 //! - [`K16x8`]: Q6_K, Q3_K and Q2_K, 16 sub-blocks of 16 with scales and
 //!   mins (Q6_K's and Q3_K's "mins" are their quants' offset, 32 and 4,
 //!   times the scale).
@@ -34,6 +37,8 @@
 //! reference test); the K-quants' differ from it only in the accumulation order.
 
 use crate::quant::common::q3k_scales;
+use crate::quant::iq4_nl::{BlockIQ4NL, KVALUES_IQ4NL};
+use crate::quant::iq4_xs::{self, BlockIQ4XS};
 use crate::quant::q2_k::BlockQ2K;
 use crate::quant::q3_k::BlockQ3K;
 use crate::quant::q4_0::BlockQ4_0;
@@ -52,6 +57,13 @@ use crate::quant::{f16_to_f32, scale_min_k4, GgmlType, QK_K};
 pub const ROWS: usize = 8;
 /// Most tokens per kernel call (the accumulators stay in registers).
 pub const TOKS: usize = 4;
+/// From this many tokens on, the strips (where the table has them for the
+/// format, and from [`TileFormat::min_tok`]) replace the row kernels.
+/// Packing a strip costs as much as 10–25 tokens of its dots, but those are
+/// 3–6× faster than the row kernels (x86, `simd::bench`): at 4 tokens the
+/// two are at par (Q2_K and Q3_K 10× faster; Q4_K, Q5_1, Q6_K up to a third
+/// slower), from 8 on the strips are faster for every format but the IQ4s.
+pub const MIN_TOK: usize = 4;
 
 /// `[token][row]` dots of a packed strip with up to [`TOKS`] tokens:
 /// `(n, packed strip, activation rows, their aux)`; `act.len() == aux.len()`.
@@ -141,7 +153,12 @@ pub const fn sc_of(pair: i32) -> i32 {
 }
 
 /// How a weight format's quants sit in its strip: unsigned bytes
-/// `0..=QMAX` (AVX2's i16 partial sums are sized by it).
+/// `0..=QMAX` (AVX2's i16 partial sums are sized by it). QMAX > 127: the
+/// bytes are signed weights + 128 (Q8_0, IQ4_NL, IQ4_XS) and the format's
+/// offset term is 128·Σy ([`Sym32::OFFSET`]; IQ4_XS's mins 128·sc), so a
+/// kernel whose u8·i8 products cannot take such bytes (AVX2's i16 sums,
+/// NEON's signed `sdot`) flips them back to the signed weights and drops
+/// the offset term instead.
 pub trait Quants {
     const QMAX: u8;
 }
@@ -233,6 +250,29 @@ macro_rules! quants {
 quants!(BlockQ4_0 => 15, BlockQ5_0 => 31, BlockQ8_0 => 255, BlockQ4_1 => 15, BlockQ5_1 => 31,
     BlockQ4K => 15, BlockQ5K => 31, BlockQ6K => 63, BlockQ3K => 7, BlockQ2K => 3);
 
+// ------------------------------------------------ IQ4_NL, IQ4_XS: table values + 128
+quants!(BlockIQ4NL => IQ4_BYTES[15], BlockIQ4XS => IQ4_BYTES[15]);
+
+impl Sym32 for BlockIQ4NL {
+    const OFFSET: i32 = 128;
+    const DXY_FIRST: bool = true;
+}
+impl KQuant for BlockIQ4XS {
+    type X = Q4Kx8;
+    const MIN_IS_OFFSET: bool = true;
+}
+
+/// `KVALUES_IQ4NL` + 128 (the sign bit flipped): index → strip byte, 1..=241.
+const IQ4_BYTES: [u8; 16] = {
+    let mut t = [0u8; 16];
+    let mut i = 0;
+    while i < 16 {
+        t[i] = KVALUES_IQ4NL[i] as u8 ^ 0x80;
+        i += 1;
+    }
+    t
+};
+
 impl Sym32 for BlockQ4_0 {
     const OFFSET: i32 = 8;
     const DXY_FIRST: bool = false;
@@ -277,6 +317,10 @@ pub struct TileFormat {
     pub aux_size: fn(usize) -> usize,
     /// One activation row (in `vec_dot_type`) → its aux.
     pub aux: fn(usize, &[u8], &mut [u8]),
+    /// Fewest tokens for which the strips beat the row kernels: packing a
+    /// strip costs about as much as dotting it with 10–25 tokens (x86,
+    /// `simd::bench`), more where the pack looks every quant up in a table.
+    pub min_tok: usize,
 }
 
 /// The tile layout of `ty`, if it has one.
@@ -293,6 +337,8 @@ pub fn format(ty: GgmlType) -> Option<&'static TileFormat> {
         Q6_K => Some(&Q6_K_TILE),
         Q3_K => Some(&Q3_K_TILE),
         Q2_K => Some(&Q2_K_TILE),
+        IQ4_NL => Some(&IQ4_NL_TILE),
+        IQ4_XS => Some(&IQ4_XS_TILE),
         _ => None,
     }
 }
@@ -307,6 +353,7 @@ static Q4_0_TILE: TileFormat = TileFormat {
     pack: pack_q4_0,
     aux_size: size_of_blocks::<Q8_0Aux, 32>,
     aux: aux_q8_0,
+    min_tok: MIN_TOK,
 };
 
 static Q4_1_TILE: TileFormat = TileFormat {
@@ -314,6 +361,7 @@ static Q4_1_TILE: TileFormat = TileFormat {
     pack: pack_q4_1,
     aux_size: size_of_blocks::<Q8_1Aux, 32>,
     aux: aux_q8_1,
+    min_tok: MIN_TOK,
 };
 
 static Q4_K_TILE: TileFormat = TileFormat {
@@ -321,6 +369,7 @@ static Q4_K_TILE: TileFormat = TileFormat {
     pack: pack_q4_k,
     aux_size: size_of_blocks::<Q8KAux, QK_K>,
     aux: aux_q8_k,
+    min_tok: MIN_TOK,
 };
 
 // ------------------------------------------------ formats sharing the layouts above
@@ -335,9 +384,15 @@ static Q6_K_TILE: TileFormat = TileFormat {
     pack: pack_q6_k,
     aux_size: size_of_blocks::<Q8KAux, QK_K>,
     aux: aux_q8_k,
+    min_tok: MIN_TOK,
 };
 static Q3_K_TILE: TileFormat = TileFormat { pack: pack_q3_k, ..Q6_K_TILE };
 static Q2_K_TILE: TileFormat = TileFormat { pack: pack_q2_k, ..Q6_K_TILE };
+// The IQ4 packs look each quant up in the non-linear table: ~5× Q8_0's
+// pack, so their strips win from ~16 tokens on (4 tokens: 2.5× slower
+// than the row kernels, 16: par-to-faster; x86 `bench_prompt_matmul`).
+static IQ4_NL_TILE: TileFormat = TileFormat { pack: pack_iq4_nl, min_tok: 16, ..Q4_0_TILE };
+static IQ4_XS_TILE: TileFormat = TileFormat { pack: pack_iq4_xs, min_tok: 16, ..Q4_K_TILE };
 
 fn aux_q8_0(_: usize, act: &[u8], dst: &mut [u8]) {
     let y: &[BlockQ8_0] = bytemuck::cast_slice(act);
@@ -582,6 +637,35 @@ fn pack_q2_k(n: usize, w: &[u8], dst: &mut [u8]) {
     });
 }
 
+/// An IQ4_NL block's (or IQ4_XS sub-block's) 16 index bytes (Q4_0's nibble
+/// order) → its 32 quants as their table values + 128.
+#[inline(always)]
+fn iq4_words(qs: &[u8; 16]) -> [u32; 8] {
+    q4_words(qs).map(|w| u32::from_le_bytes(w.to_le_bytes().map(|i| IQ4_BYTES[i as usize])))
+}
+
+fn pack_iq4_nl(n: usize, w: &[u8], dst: &mut [u8]) {
+    pack_strip(n / 32, w, dst, |x: &BlockIQ4NL, o: &mut Q4_0x8, r| {
+        o.d[r] = f16_to_f32(x.d);
+        put_words(&mut o.qs, r, iq4_words(&x.qs));
+    });
+}
+
+fn pack_iq4_xs(n: usize, w: &[u8], dst: &mut [u8]) {
+    pack_strip(n / QK_K, w, dst, |x: &BlockIQ4XS, o: &mut Q4Kx8, r| {
+        o.d[r] = f16_to_f32(x.d);
+        o.dmin[r] = o.d[r];
+        // kvalue = byte − 128: the min 128·sc, with the scales ls − 32 (signed).
+        let sc = iq4_xs::scales(x);
+        put_scales(&mut o.sc, &mut o.mn, r, |j| sc[j] as i32, |j| 128 * sc[j] as i32);
+        let mut q = [0u32; QK_K / 4];
+        for (j, qs) in x.qs.iter().enumerate() {
+            q[8 * j..8 * j + 8].copy_from_slice(&iq4_words(qs));
+        }
+        put_words(&mut o.qs, r, q);
+    });
+}
+
 // ---------------------------------------------------------------- scalar twin
 
 /// The scalar twin of the SIMD tile kernels: the same integer sums from the
@@ -598,6 +682,8 @@ pub fn dot_scalar(ty: GgmlType, n: usize, packed: &[u8], act: &[&[u8]], aux: &[&
         Q6_K => twin_k::<BlockQ6K>,
         Q3_K => twin_k::<BlockQ3K>,
         Q2_K => twin_k::<BlockQ2K>,
+        IQ4_NL => twin_sym32::<BlockIQ4NL>,
+        IQ4_XS => twin_k::<BlockIQ4XS>,
         _ => unreachable!("no tile layout for {ty}"),
     };
     let mut out = [[0f32; ROWS]; TOKS];

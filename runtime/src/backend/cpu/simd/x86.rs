@@ -39,6 +39,7 @@ macro_rules! kernel_table {
             q5_0_tile => tile_sym32[BlockQ5_0], q5_1_tile => tile_min32[BlockQ5_1], q8_0_tile => tile_sym32[BlockQ8_0],
             q2_k_tile => tile_k[BlockQ2K], q3_k_tile => tile_k[BlockQ3K], q5_k_tile => tile_k[BlockQ5K],
             q6_k_tile => tile_k[BlockQ6K]);
+        kernel_table!(@tile $feat, $I, iq4_nl_tile => tile_sym32[BlockIQ4NL], iq4_xs_tile => tile_k[BlockIQ4XS]);
         kernel_table!(@rows $feat, $I, q4_0_rows => rows_q4_0, q4_1_rows => rows_q4_1);
         kernel_table!(@rows $feat, $I, q8_0_rows => rows_q8_0, q5_0_rows => rows_q5_0, q5_1_rows => rows_q5_1);
         kernel_table!(@wrap $feat, $I, fn(&[u8]) -> f32, iq4_nl => vec_dot_iq4_nl, iq4_xs => vec_dot_iq4_xs);
@@ -71,6 +72,8 @@ macro_rules! kernel_table {
             q3_k_tile: Some(|n, x, y, a| unsafe { q3_k_tile(n, x, y, a) }),
             q5_k_tile: Some(|n, x, y, a| unsafe { q5_k_tile(n, x, y, a) }),
             q6_k_tile: Some(|n, x, y, a| unsafe { q6_k_tile(n, x, y, a) }),
+            iq4_nl_tile: Some(|n, x, y, a| unsafe { iq4_nl_tile(n, x, y, a) }),
+            iq4_xs_tile: Some(|n, x, y, a| unsafe { iq4_xs_tile(n, x, y, a) }),
             q4_0_rows: Some(|n, w, y, a| unsafe { q4_0_rows(n, w, y, a) }),
             q4_1_rows: Some(|n, w, y, a| unsafe { q4_1_rows(n, w, y, a) }),
             // An 8-row Q4_K kernel (as NEON's) measured 3–10% slower end to end than
@@ -538,8 +541,9 @@ unsafe fn store_tokens<const NT: usize>(acc: [__m256; NT]) -> [[f32; ROWS]; TOKS
 
 /// Steps of 4 quants ≤ `qmax` (one `mul_acc` each, adding a pair of
 /// products ≤ 2·qmax·128 to each i16 lane) that AVX2's i16 sums hold
-/// before they must be widened: 8 for 4 bits, 4 for 5, 2 for 6; 0 for Q8_0's
-/// bytes 0..256, whose single pair can overflow.
+/// before they must be widened: 8 for 4 bits, 4 for 5, 2 for 6; 0 for the
+/// bytes of signed weights + 128 (Q8_0, IQ4_NL, IQ4_XS), whose single pair
+/// can overflow: those take [`tile_isum_i8`].
 const fn i16_steps(qmax: u8) -> usize {
     i16::MAX as usize / (2 * 128 * qmax as usize)
 }
@@ -598,26 +602,37 @@ unsafe fn tile_isum<I: Isa, const NT: usize>(
     isum
 }
 
-/// Σ w·y per row of a 32-block of Q8_0 quants stored as w + 128, where
-/// `maddubs` would overflow (AVX2): the signed w, `maddubs(|w|, sign(y, w))`
-/// (pairs ≤ 2·128·128, exact) widened at every step. Reads 256 bytes at
-/// `qs` and 32 at each `y[t]`.
+/// Σ w·y per row over `steps` steps of 4 quants stored as w + 128 (Q8_0,
+/// IQ4_NL, IQ4_XS), where `maddubs` would overflow (AVX2): the signed w,
+/// `maddubs(|w|, sign(y, w))` (pairs ≤ 2·128·127, exact) widened at every
+/// step, plainly or times the rows' scales `sc` (`tile::sc_pair`s). Reads
+/// 32·steps bytes at `qs` and 4·steps at each `y[t]`.
 #[inline(always)]
-unsafe fn tile_isum_i8<I: Isa, const NT: usize>(qs: *const u8, y: [*const i8; NT]) -> [__m256i; NT] {
+unsafe fn tile_isum_i8<I: Isa, const NT: usize>(
+    qs: *const u8,
+    y: [*const i8; NT],
+    steps: usize,
+    sc: Option<__m256i>,
+) -> [__m256i; NT] {
     let mut isum = [_mm256_setzero_si256(); NT];
-    for k in 0..8 {
+    for k in 0..steps {
         let w = _mm256_xor_si256(_mm256_loadu_si256(qs.add(32 * k) as *const __m256i), _mm256_set1_epi8(-128));
         let aw = _mm256_sign_epi8(w, w);
         for t in 0..NT {
-            let sy = _mm256_sign_epi8(bcast4(y[t].add(4 * k)), w);
-            isum[t] = _mm256_add_epi32(isum[t], I::dot(aw, sy));
+            let p = I::mul(aw, _mm256_sign_epi8(bcast4(y[t].add(4 * k)), w));
+            let v = match sc {
+                Some(sc) => I::widen_mul(p, sc),
+                None => I::widen(p),
+            };
+            isum[t] = _mm256_add_epi32(isum[t], v);
         }
     }
     isum
 }
 
-/// Q4_0, Q5_0, Q8_0 ([`Q4_0x8`]): Σ(q − OFFSET)·y = Σq·y − OFFSET·Σy per
-/// block, then its f32 steps as the scalar `vec_dot`'s (equal bit for bit).
+/// Q4_0, Q5_0, Q8_0, IQ4_NL ([`Q4_0x8`]): Σ(q − OFFSET)·y = Σq·y − OFFSET·Σy
+/// per block (AVX2 with bytes w + 128: Σw·y directly), then its f32 steps as
+/// the scalar `vec_dot`'s (equal bit for bit).
 #[inline(always)]
 unsafe fn tile_sym32<I: Isa, const NT: usize, F: Sym32>(
     n: usize,
@@ -634,7 +649,7 @@ unsafe fn tile_sym32<I: Isa, const NT: usize, F: Sym32>(
         let yq = std::array::from_fn(|t| y[t][b].qs.as_ptr());
         let mut isum = [_mm256_setzero_si256(); NT];
         if I::I16_SUMS && i16_steps(F::QMAX) == 0 {
-            isum = tile_isum_i8::<I, NT>(x.qs.as_ptr(), yq);
+            isum = tile_isum_i8::<I, NT>(x.qs.as_ptr(), yq, 8, None);
         } else {
             let s = tile_isum::<I, NT>(x.qs.as_ptr(), yq, 8, F::QMAX, None);
             for t in 0..NT {
@@ -684,10 +699,11 @@ unsafe fn tile_min32<I: Isa, const NT: usize, F: Quants>(
     store_tokens(acc)
 }
 
-/// The K-quants ([`Q4Kx8`]: Q4_K, Q5_K; [`K16x8`]: Q6_K, Q3_K, Q2_K): per
-/// super-block Σ_j sc_j·(q·y)_j and the min term Σ_j mn_j·Σy_j, two
-/// sub-blocks per `madd`; then d·dy·Σ − dmin·dy·mins, or d·dy·(Σ − mins)
-/// where the mins are the quants' offset.
+/// The K-quants ([`Q4Kx8`]: Q4_K, Q5_K, IQ4_XS; [`K16x8`]: Q6_K, Q3_K,
+/// Q2_K): per super-block Σ_j sc_j·(q·y)_j and the min term Σ_j mn_j·Σy_j,
+/// two sub-blocks per `madd`; then d·dy·Σ − dmin·dy·mins, or d·dy·(Σ − mins)
+/// where the mins are the quants' offset (AVX2 with bytes w + 128: Σ_j
+/// sc_j·(w·y)_j directly, no min term).
 #[inline(always)]
 unsafe fn tile_k<I: Isa, const NT: usize, F: KQuant>(
     n: usize,
@@ -701,13 +717,21 @@ unsafe fn tile_k<I: Isa, const NT: usize, F: KQuant>(
     let x: &[F::X] = &bytemuck::cast_slice(packed)[..nb];
     let y: [&[BlockQ8K]; NT] = std::array::from_fn(|t| &bytemuck::cast_slice(act[t])[..nb]);
     let a: [&[Q8KAux]; NT] = std::array::from_fn(|t| &bytemuck::cast_slice(aux[t])[..nb]);
+    // The bytes are w + 128 and the mins 128·sc (`tile::Quants`).
+    let signed = I::I16_SUMS && i16_steps(F::QMAX) == 0;
+    debug_assert!(!signed || F::MIN_IS_OFFSET);
     let mut acc = [_mm256_setzero_ps(); NT];
     for (b, x) in x.iter().enumerate() {
         let mut sumi = [_mm256_setzero_si256(); NT];
         for j in 0..subs {
             let sc = _mm256_loadu_si256(x.sc(j).as_ptr() as *const __m256i);
             let yq = std::array::from_fn(|t| y[t][b].qs.as_ptr().add(4 * steps * j));
-            let isum = tile_isum::<I, NT>(x.qs().as_ptr().add(32 * steps * j), yq, steps, F::QMAX, Some(sc));
+            let qs = x.qs().as_ptr().add(32 * steps * j);
+            let isum = if signed {
+                tile_isum_i8::<I, NT>(qs, yq, steps, Some(sc))
+            } else {
+                tile_isum::<I, NT>(qs, yq, steps, F::QMAX, Some(sc))
+            };
             for t in 0..NT {
                 sumi[t] = _mm256_add_epi32(sumi[t], isum[t]);
             }
@@ -715,7 +739,9 @@ unsafe fn tile_k<I: Isa, const NT: usize, F: KQuant>(
         let (dx, dmin) = (_mm256_loadu_ps(x.d().as_ptr()), _mm256_loadu_ps(x.dmin().as_ptr()));
         for t in 0..NT {
             let mut summ = _mm256_setzero_si256();
-            for p in 0..subs / 2 {
+            // Signed weights: no offset to take off.
+            let pairs = if signed { 0 } else { subs / 2 };
+            for p in 0..pairs {
                 let mn = _mm256_loadu_si256(x.mn(p).as_ptr() as *const __m256i);
                 let bs = F::X::bsum_pair(&a[t][b], &y[t][b], p);
                 summ = _mm256_add_epi32(summ, _mm256_madd_epi16(mn, _mm256_set1_epi32(bytemuck::cast(bs))));
