@@ -934,9 +934,30 @@ trait BlockK: bytemuck::Pod {
     const D: usize;
     /// Byte offset of the fp16 `dmin`, for the formats with a min term.
     const DMIN: Option<usize>;
-    /// Against the token's 256 quants `yv` (block `y`): (lanes summing to
-    /// Σ sc·q·y, lanes summing to the min term Σ mn·Σy; zero without mins).
-    unsafe fn isum<D: Dot>(&self, yv: &[int8x16_t; 16], y: &BlockQ8K) -> (int32x4_t, int32x4_t);
+    /// Against the token's block `y`: (lanes summing to Σ sc·q·y, lanes
+    /// summing to the min term Σ mn·Σy; zero without mins).
+    unsafe fn isum<D: Dot>(&self, y: &Q8KRegs) -> (int32x4_t, int32x4_t);
+}
+
+/// A Q8_K block in registers, loaded once per block for all the rows that
+/// dot it: its 256 quants, its 16-element sums (groups 0..8, 8..16) and
+/// the 8 sub-block sums of 32.
+struct Q8KRegs {
+    qs: [int8x16_t; 16],
+    bsums: [int16x8_t; 2],
+    bsums32: int16x8_t,
+}
+
+#[inline(always)]
+unsafe fn q8k_regs(y: &BlockQ8K) -> Q8KRegs {
+    // Byte loads: the block has alignment 1.
+    let p = y.bsums.as_ptr() as *const u8;
+    let bsums = [vreinterpretq_s16_u8(vld1q_u8(p)), vreinterpretq_s16_u8(vld1q_u8(p.add(16)))];
+    Q8KRegs {
+        qs: std::array::from_fn(|i| vld1q_s8(y.qs.as_ptr().add(16 * i))),
+        bsums,
+        bsums32: vpaddq_s16(bsums[0], bsums[1]),
+    }
 }
 
 /// The fp16 field at byte `off` of `x`.
@@ -944,14 +965,6 @@ trait BlockK: bytemuck::Pod {
 fn f16_at<X: bytemuck::Pod>(x: &X, off: usize) -> [u8; 2] {
     let b = bytemuck::bytes_of(x);
     [b[off], b[off + 1]]
-}
-
-/// The token block's 16-element sums, as two vectors (groups 0..8, 8..16).
-#[inline(always)]
-unsafe fn bsums16(y: &BlockQ8K) -> [int16x8_t; 2] {
-    // Byte loads: the block has alignment 1.
-    let p = y.bsums.as_ptr() as *const u8;
-    [vreinterpretq_s16_u8(vld1q_u8(p)), vreinterpretq_s16_u8(vld1q_u8(p.add(16)))]
 }
 
 /// Lanes summing to Σ_g sc_g·p_g for 16 groups' dot lanes `p` and their i8
@@ -1000,16 +1013,16 @@ impl BlockK for BlockQ2K {
     const D: usize = std::mem::offset_of!(BlockQ2K, d);
     const DMIN: Option<usize> = Some(std::mem::offset_of!(BlockQ2K, dmin));
     #[inline(always)]
-    unsafe fn isum<D: Dot>(&self, yv: &[int8x16_t; 16], y: &BlockQ8K) -> (int32x4_t, int32x4_t) {
+    unsafe fn isum<D: Dot>(&self, y: &Q8KRegs) -> (int32x4_t, int32x4_t) {
         // scales[g]: the group's scale in the low nibble, its min in the high one.
         let raw = vld1q_u8(self.scales.as_ptr());
         let sc = vreinterpretq_s8_u8(vandq_u8(raw, vdupq_n_u8(0xF)));
         let mn = vshrq_n_u8(raw, 4);
         let mut p = [vdupq_n_s32(0); 16];
         for (g, q) in low2_groups(&self.qs).into_iter().enumerate() {
-            p[g] = D::dot(vdupq_n_s32(0), vreinterpretq_s8_u8(q), yv[g]);
+            p[g] = D::dot(vdupq_n_s32(0), vreinterpretq_s8_u8(q), y.qs[g]);
         }
-        let [b0, b1] = bsums16(y);
+        let [b0, b1] = y.bsums;
         let (m0, m1) = (vreinterpretq_s16_u16(vmovl_u8(vget_low_u8(mn))), vreinterpretq_s16_u16(vmovl_high_u8(mn)));
         let msum = vmlal_high_s16(vmull_s16(vget_low_s16(m0), vget_low_s16(b0)), m0, b0);
         let msum = vmlal_high_s16(vmlal_s16(msum, vget_low_s16(m1), vget_low_s16(b1)), m1, b1);
@@ -1021,7 +1034,7 @@ impl BlockK for BlockQ3K {
     const D: usize = std::mem::offset_of!(BlockQ3K, d);
     const DMIN: Option<usize> = None;
     #[inline(always)]
-    unsafe fn isum<D: Dot>(&self, yv: &[int8x16_t; 16], _y: &BlockQ8K) -> (int32x4_t, int32x4_t) {
+    unsafe fn isum<D: Dot>(&self, y: &Q8KRegs) -> (int32x4_t, int32x4_t) {
         let sc = vsubq_s8(vreinterpretq_s8_u8(vld1q_u8(super::k3_scales(&self.scales).as_ptr())), vdupq_n_s8(32));
         let hm = [vld1q_u8(self.hmask.as_ptr()), vld1q_u8(self.hmask.as_ptr().add(16))];
         let mut p = [vdupq_n_s32(0); 16];
@@ -1031,7 +1044,7 @@ impl BlockK for BlockQ3K {
             let bit = 4 * (g / 8) + g % 8 / 2;
             let clear = vbicq_u8(vdupq_n_u8(4), vtstq_u8(hm[g % 2], vdupq_n_u8(1 << bit)));
             let q = vsubq_s8(vreinterpretq_s8_u8(lo), vreinterpretq_s8_u8(clear));
-            p[g] = D::dot(vdupq_n_s32(0), q, yv[g]);
+            p[g] = D::dot(vdupq_n_s32(0), q, y.qs[g]);
         }
         (scale16(p, sc), vdupq_n_s32(0))
     }
@@ -1041,7 +1054,7 @@ impl BlockK for BlockQ5K {
     const D: usize = std::mem::offset_of!(BlockQ5K, d);
     const DMIN: Option<usize> = Some(std::mem::offset_of!(BlockQ5K, dmin));
     #[inline(always)]
-    unsafe fn isum<D: Dot>(&self, yv: &[int8x16_t; 16], y: &BlockQ8K) -> (int32x4_t, int32x4_t) {
+    unsafe fn isum<D: Dot>(&self, y: &Q8KRegs) -> (int32x4_t, int32x4_t) {
         let (m4, m16) = (vdupq_n_u8(0xF), vdupq_n_u8(16));
         let (qh0, qh1) = (vld1q_u8(self.qh.as_ptr()), vld1q_u8(self.qh.as_ptr().add(16)));
         let mut p = [vdupq_n_s32(0); 8];
@@ -1055,12 +1068,10 @@ impl BlockK for BlockQ5K {
             let l1 = vreinterpretq_s8_u8(vorrq_u8(vandq_u8(b1, m4), h(qh1, u1)));
             let h0 = vreinterpretq_s8_u8(vorrq_u8(vshrq_n_u8(b0, 4), h(qh0, u2)));
             let h1 = vreinterpretq_s8_u8(vorrq_u8(vshrq_n_u8(b1, 4), h(qh1, u2)));
-            p[2 * j] = dot32v::<D>(l0, l1, yv[4 * j], yv[4 * j + 1]);
-            p[2 * j + 1] = dot32v::<D>(h0, h1, yv[4 * j + 2], yv[4 * j + 3]);
+            p[2 * j] = dot32v::<D>(l0, l1, y.qs[4 * j], y.qs[4 * j + 1]);
+            p[2 * j + 1] = dot32v::<D>(h0, h1, y.qs[4 * j + 2], y.qs[4 * j + 3]);
         }
-        // The 8 sub-blocks' Σy: pairs of the 16-element sums.
-        let [b0, b1] = bsums16(y);
-        k4_sums(p, &self.scales, vpaddq_s16(b0, b1))
+        k4_sums(p, &self.scales, y.bsums32)
     }
 }
 
@@ -1068,21 +1079,15 @@ impl BlockK for BlockQ6K {
     const D: usize = std::mem::offset_of!(BlockQ6K, d);
     const DMIN: Option<usize> = None;
     #[inline(always)]
-    unsafe fn isum<D: Dot>(&self, yv: &[int8x16_t; 16], _y: &BlockQ8K) -> (int32x4_t, int32x4_t) {
+    unsafe fn isum<D: Dot>(&self, y: &Q8KRegs) -> (int32x4_t, int32x4_t) {
         let mut p = [vdupq_n_s32(0); 16];
         for h in 0..QK_K / 128 {
             for (g, q) in q6_k_quants(self, h).into_iter().enumerate() {
-                p[8 * h + g] = D::dot(vdupq_n_s32(0), q, yv[8 * h + g]);
+                p[8 * h + g] = D::dot(vdupq_n_s32(0), q, y.qs[8 * h + g]);
             }
         }
         (scale16(p, vld1q_s8(self.scales.as_ptr())), vdupq_n_s32(0))
     }
-}
-
-/// The token block's 256 quants.
-#[inline(always)]
-unsafe fn q8k_vectors(y: &BlockQ8K) -> [int8x16_t; 16] {
-    std::array::from_fn(|i| vld1q_s8(y.qs.as_ptr().add(16 * i)))
 }
 
 /// One row of a K-quant: Σ_b d_b·dy_b·Σ isum (− dmin_b·dy_b·min term).
@@ -1091,7 +1096,7 @@ unsafe fn vec_dot_k<D: Dot, X: BlockK>(w: &[u8], act: &[u8]) -> f32 {
     let (x, y): (&[X], &[BlockQ8K]) = (bytemuck::cast_slice(w), bytemuck::cast_slice(act));
     let mut sumf = 0f32;
     for (x, y) in x.iter().zip(y) {
-        let (s, m) = x.isum::<D>(&q8k_vectors(y), y);
+        let (s, m) = x.isum::<D>(&q8k_regs(y));
         if let Some(o) = X::DMIN {
             sumf -= fp16(f16_at(x, o)) * y.d() * vaddvq_s32(m) as f32;
         }
@@ -1111,10 +1116,10 @@ unsafe fn rows_k<D: Dot, X: BlockK>(n: usize, w: &[u8], act: &[u8]) -> [f32; ROW
     let (mut acc, mut acc_m) = ([vdupq_n_f32(0.0); 2], [vdupq_n_f32(0.0); 2]);
     for b in 0..nb {
         prefetch_next_rows(w, b, block);
-        let yv = q8k_vectors(&y[b]);
+        let yr = q8k_regs(&y[b]);
         let (mut is, mut ms) = ([vdupq_n_s32(0); ROWS], [vdupq_n_s32(0); ROWS]);
         for r in 0..ROWS {
-            (is[r], ms[r]) = x[r * nb + b].isum::<D>(&yv, &y[b]);
+            (is[r], ms[r]) = x[r * nb + b].isum::<D>(&yr);
         }
         // SAFETY: block b of row r is w[r·row + b·block..][..block], inside w (rows_len).
         let blk = w.as_ptr().add(b * block);
