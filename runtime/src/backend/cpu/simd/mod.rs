@@ -83,6 +83,10 @@ pub struct CpuKernels {
     pub q4_0_rows: Option<RowsDotFn>,
     pub q4_1_rows: Option<RowsDotFn>,
     pub q4_k_rows: Option<RowsDotFn>,
+    /// Quantizes one activation row to a `vec_dot_type` (Q8_0, Q8_1, Q8_K,
+    /// F16, …): the same bytes as [`quant::quantize_row_act`], which the
+    /// formats without a SIMD quantizer fall back to.
+    pub quantize_act: fn(GgmlType, &[f32], &mut [u8]),
 }
 
 /// The portable path: the scalar references of `quant/`.
@@ -118,6 +122,7 @@ pub static SCALAR: CpuKernels = CpuKernels {
     q4_0_rows: None,
     q4_1_rows: None,
     q4_k_rows: None,
+    quantize_act: quant::quantize_row_act,
 };
 
 impl CpuKernels {
