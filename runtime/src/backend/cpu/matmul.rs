@@ -90,11 +90,11 @@ pub fn matmul_many(n_in: usize, x: &[f32], jobs: &mut [MatJob], scratch: &mut Ma
 }
 
 /// Quantizes `x` (`n_tok × n_in`) to `act_ty` at the end of `act`; its offset.
-fn quantize_act(act_ty: GgmlType, n_in: usize, x: &[f32], act: &mut Vec<u8>) -> usize {
+fn quantize_act(k: &CpuKernels, act_ty: GgmlType, n_in: usize, x: &[f32], act: &mut Vec<u8>) -> usize {
     let act_row = act_ty.row_size(n_in).expect("activation row is a whole number of blocks");
     let off = act.len();
     act.resize(off + x.len() / n_in * act_row, 0);
-    team::for_each_chunk_mut(&mut act[off..], act_row, |t, dst| quant::quantize_row_act(act_ty, &x[t * n_in..(t + 1) * n_in], dst));
+    team::for_each_chunk_mut(&mut act[off..], act_row, |t, dst| (k.quantize_act)(act_ty, &x[t * n_in..(t + 1) * n_in], dst));
     off
 }
 
@@ -128,7 +128,7 @@ fn matmul_batch(n_in: usize, x: &[f32], jobs: &mut [MatJob], scratch: &mut Matmu
             Some(p) => (at[p].0, at[p].1),
             None => {
                 let act_row = act_ty.row_size(n_in).expect("activation row is a whole number of blocks");
-                (quantize_act(act_ty, n_in, x, &mut scratch.act), act_row)
+                (quantize_act(k, act_ty, n_in, x, &mut scratch.act), act_row)
             }
         };
         let strips = k.tile(jobs[i].ty).filter(|(fmt, _)| n_tok >= fmt.min_tok).map(|(fmt, dot)| {
@@ -235,7 +235,7 @@ fn matmul_gen(n_in: usize, x: &[f32], jobs: &mut [MatJob], scratch: &mut MatmulS
             Some(p) => (at[p].0, at[p].1),
             None => {
                 let act_row = act_ty.row_size(n_in).expect("activation row is a whole number of blocks");
-                (quantize_act(act_ty, n_in, x, &mut scratch.act), act_row)
+                (quantize_act(k, act_ty, n_in, x, &mut scratch.act), act_row)
             }
         };
         let rows = k.rows(ty).map(|(fmt, dot)| {

@@ -144,6 +144,7 @@ macro_rules! table {
             q3_k_rows: Some(|n, w, a, x| unsafe { $m::q3_k_rows(n, w, a, x) }),
             q5_k_rows: Some(|n, w, a, x| unsafe { $m::q5_k_rows(n, w, a, x) }),
             q6_k_rows: Some(|n, w, a, x| unsafe { $m::q6_k_rows(n, w, a, x) }),
+            quantize_act: |ty, x, dst| unsafe { quantize_act(ty, x, dst) },
         };
     };
 }
@@ -1203,4 +1204,96 @@ unsafe fn vec_dot_iq4_xs<D: Dot>(_n: usize, w: &[u8], act: &[u8]) -> f32 {
         sumf += fp16(x.d) * y.d() * sumi as f32;
     }
     sumf
+}
+
+// ---- Activation quantizers (ggml's `quantize_row_q8_*_ref`, byte for byte) ----
+
+/// One activation row to `ty` (as [`quant::quantize_row_act`]): Q8_0, Q8_1
+/// and Q8_K here; F16 (the unstable float16x4_t) and the other formats
+/// through the scalar path.
+#[target_feature(enable = "neon")]
+unsafe fn quantize_act(ty: quant::GgmlType, x: &[f32], dst: &mut [u8]) {
+    use quant::GgmlType::*;
+    assert_eq!(ty.row_size(x.len()), Some(dst.len()), "quantize_act {ty}");
+    match ty {
+        Q8_0 => {
+            for (x, b) in x.chunks_exact(32).zip(bytemuck::cast_slice_mut::<_, BlockQ8_0>(dst)) {
+                b.d = quant::common::f32_to_f16(q8_block32(x, &mut b.qs));
+            }
+        }
+        Q8_1 => {
+            for (x, b) in x.chunks_exact(32).zip(bytemuck::cast_slice_mut::<_, BlockQ8_1>(dst)) {
+                let d = q8_block32(x, &mut b.qs);
+                b.d = quant::common::f32_to_f16(d);
+                let qs = b.qs.as_ptr();
+                let sum = vaddlvq_s8(vld1q_s8(qs)) as i32 + vaddlvq_s8(vld1q_s8(qs.add(16))) as i32;
+                b.s = quant::common::f32_to_f16(sum as f32 * d);
+            }
+        }
+        Q8_K => {
+            for (x, b) in x.chunks_exact(QK_K).zip(bytemuck::cast_slice_mut::<_, BlockQ8K>(dst)) {
+                q8_k_block(x, b);
+            }
+        }
+        _ => quant::quantize_row_act(ty, x, dst),
+    }
+}
+
+/// max |x| of 4k values; `fmaxnm` skips NaNs as `f32::max` does (`fmax` would keep them).
+#[inline(always)]
+unsafe fn amax_f32(x: &[f32]) -> f32 {
+    let mut m = vdupq_n_f32(0.0);
+    for c in x.chunks_exact(4) {
+        m = vmaxnmq_f32(m, vabsq_f32(vld1q_f32(c.as_ptr())));
+    }
+    vmaxnmvq_f32(m)
+}
+
+/// Q8_0/Q8_1's block: d = amax/127, qs = round_i8(x·id), the scalar's
+/// operations in its order; returns d. `fcvtas` is `roundf` (half away from
+/// zero, saturating, NaN → 0) and the saturating narrows clamp to i8, as
+/// `common::round_i8` does.
+#[inline(always)]
+unsafe fn q8_block32(x: &[f32], qs: &mut [i8; 32]) -> f32 {
+    let d = amax_f32(x) / 127.0;
+    let id = vdupq_n_f32(if d != 0.0 { 1.0 / d } else { 0.0 });
+    for (x, qs) in x.chunks_exact(8).zip(qs.chunks_exact_mut(8)) {
+        let lo = vcvtaq_s32_f32(vmulq_f32(vld1q_f32(x.as_ptr()), id));
+        let hi = vcvtaq_s32_f32(vmulq_f32(vld1q_f32(x.as_ptr().add(4)), id));
+        vst1_s8(qs.as_mut_ptr(), vqmovn_s16(vcombine_s16(vqmovn_s32(lo), vqmovn_s32(hi))));
+    }
+    d
+}
+
+/// Q8_K's block (`q8_k::quantize_row`): `max` is the first value of largest
+/// magnitude; qs = nearest_int(iscale·x).min(127) as i8: `fcvtns` rounds
+/// half to even and saturates like the scalar's casts (NaN → 0), the
+/// narrows keep the low byte like `as i8`; bsums from qs.
+#[inline(always)]
+unsafe fn q8_k_block(x: &[f32], b: &mut BlockQ8K) {
+    let amax = amax_f32(x);
+    if amax == 0.0 {
+        *b = bytemuck::Zeroable::zeroed();
+        return;
+    }
+    let vamax = vdupq_n_f32(amax);
+    let mut first = 0;
+    for (i, c) in x.chunks_exact(4).enumerate() {
+        if vmaxvq_u32(vceqq_f32(vabsq_f32(vld1q_f32(c.as_ptr())), vamax)) != 0 {
+            first = 4 * i + c.iter().position(|v| v.abs() == amax).unwrap_or(0);
+            break;
+        }
+    }
+    let iscale = -127.0 / x[first];
+    let vis = vdupq_n_f32(iscale);
+    let cap = vdupq_n_s32(127);
+    for (x, qs) in x.chunks_exact(8).zip(b.qs.chunks_exact_mut(8)) {
+        let lo = vminq_s32(vcvtnq_s32_f32(vmulq_f32(vis, vld1q_f32(x.as_ptr()))), cap);
+        let hi = vminq_s32(vcvtnq_s32_f32(vmulq_f32(vis, vld1q_f32(x.as_ptr().add(4)))), cap);
+        vst1_s8(qs.as_mut_ptr(), vmovn_s16(vcombine_s16(vmovn_s32(lo), vmovn_s32(hi))));
+    }
+    for (qs, s) in b.qs.chunks_exact(16).zip(b.bsums.iter_mut()) {
+        *s = vaddlvq_s8(vld1q_s8(qs.as_ptr())).to_le_bytes();
+    }
+    b.d = (1.0 / iscale).to_le_bytes();
 }

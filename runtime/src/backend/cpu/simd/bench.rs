@@ -616,3 +616,21 @@ fn bench_generation_mix() {
         eprintln!("{:>12} {shape} {} / {}: median time ratio {:.3}", k.isa, variants[v].0, variants[0].0, r[reps / 2]);
     }
 }
+
+/// The activation quantizers (`CpuKernels::quantize_act`): ns per value of
+/// a 2304-wide row (9 KiB of f32, in L1), for each `vec_dot_type`.
+#[test]
+#[ignore]
+fn bench_quantize_act() {
+    let n = 2304;
+    let mut rng = Rng(5);
+    let x: Vec<f32> = (0..n).map(|_| rng.f()).collect();
+    for k in CpuKernels::available() {
+        for ty in [GgmlType::Q8_0, GgmlType::Q8_1, GgmlType::Q8_K, GgmlType::F16] {
+            let mut dst = vec![0u8; ty.row_size(n).unwrap()];
+            let cpu = best_time(5, 2000, || (k.quantize_act)(ty, std::hint::black_box(&x), &mut dst));
+            std::hint::black_box(&dst);
+            eprintln!("{:>14} {ty:>5} quantize_act: {:6.3} ns/value (cpu)", k.isa, cpu / n as f64);
+        }
+    }
+}

@@ -92,6 +92,10 @@ pub struct CpuKernels {
     pub q3_k_rows: Option<RowsDotFn>,
     pub q5_k_rows: Option<RowsDotFn>,
     pub q6_k_rows: Option<RowsDotFn>,
+    /// Quantizes one activation row to a `vec_dot_type` (Q8_0, Q8_1, Q8_K,
+    /// F16, …): the same bytes as [`quant::quantize_row_act`], which the
+    /// formats without a SIMD quantizer fall back to.
+    pub quantize_act: fn(GgmlType, &[f32], &mut [u8]),
 }
 
 /// The portable path: the scalar references of `quant/`.
@@ -136,6 +140,7 @@ pub static SCALAR: CpuKernels = CpuKernels {
     q3_k_rows: None,
     q5_k_rows: None,
     q6_k_rows: None,
+    quantize_act: quant::quantize_row_act,
 };
 
 impl CpuKernels {

@@ -498,3 +498,74 @@ fn matmul_many_equals_one_matmul_per_product() {
         }
     }
 }
+
+/// Rows for the activation quantizers: random values with zeros, all-zero
+/// blocks, exact ties after scaling, huge, tiny and subnormal magnitudes,
+/// ±inf and NaN; `n` values each (a multiple of 256).
+fn act_test_rows(rng: &mut Rng, n: usize) -> Vec<Vec<f32>> {
+    let mut rows = Vec::new();
+    // Random, about one value in eight zero.
+    rows.push((0..n).map(|_| if rng.byte() < 32 { 0.0 } else { rng.f() }).collect());
+    rows.push(vec![0.0; n]);
+    // Ties: each 32-block holds ±127 (so d = 1, id = 1; Q8_K: iscale = ∓1)
+    // and k + 0.5 elsewhere, which the scalar rounds half away (Q8_0/Q8_1)
+    // or half to even (Q8_K); some blocks hold +127 and -127 (Q8_K keeps the first).
+    rows.push(
+        (0..n)
+            .map(|i| match i % 32 {
+                0 => if (i / 32) % 2 == 0 { 127.0 } else { -127.0 },
+                7 if (i / 32) % 3 == 0 => if (i / 32) % 2 == 0 { -127.0 } else { 127.0 },
+                _ => (rng.byte() % 254) as f32 - 127.0 + 0.5,
+            })
+            .collect(),
+    );
+    // Every block its own magnitude, 2^-149 (subnormal, where 1/d is inf) to 2^127.
+    let mut r = Vec::with_capacity(n);
+    for _ in 0..n / 32 {
+        let e = (rng.byte() as i32 % 277) - 149;
+        let s = 2f32.powi(e.clamp(-126, 127)) * if e < -126 { 2f32.powi(e + 126) } else { 1.0 };
+        r.extend((0..32).map(|_| if rng.byte() < 16 { 0.0 } else { rng.f() * s }));
+    }
+    rows.push(r);
+    for s in [1e38f32, 1e-36, 1e-38, 1e-40, 1e-44] {
+        rows.push((0..n).map(|_| rng.f() * s).collect());
+    }
+    // One value in 64 is ±inf or NaN.
+    rows.push(
+        (0..n)
+            .map(|_| match rng.byte() {
+                0..=1 => f32::INFINITY,
+                2..=3 => f32::NEG_INFINITY,
+                4..=5 => f32::NAN,
+                _ => rng.f(),
+            })
+            .collect(),
+    );
+    rows
+}
+
+#[test]
+fn simd_activation_quantizers_match_scalar_bytes() {
+    let mut rng = Rng(47);
+    let (n, at) = (4 * QK_K, [GgmlType::Q8_0, GgmlType::Q8_1, GgmlType::Q8_K, GgmlType::F16, GgmlType::F32, GgmlType::BF16]);
+    let rows = act_test_rows(&mut rng, n);
+    for k in CpuKernels::available() {
+        for &ty in &at {
+            for (r, x) in rows.iter().enumerate() {
+                // Also a shorter row of 7 blocks for the 32-value formats.
+                let lens: &[usize] = if ty == GgmlType::Q8_K { &[n, QK_K] } else { &[n, 7 * 32 + 8 * (ty.block_size() == 1) as usize] };
+                for &len in lens {
+                    let x = &x[..len];
+                    let mut want = vec![0u8; ty.row_size(len).unwrap()];
+                    let mut got = vec![0xAAu8; want.len()];
+                    quant::quantize_row_act(ty, x, &mut want);
+                    (k.quantize_act)(ty, x, &mut got);
+                    if let Some(i) = want.iter().zip(&got).position(|(a, b)| a != b) {
+                        let bs = ty.type_size();
+                        panic!("{k:?} {ty} row {r} len {len}: byte {i} (block {}) {} != scalar {}", i / bs, got[i], want[i]);
+                    }
+                }
+            }
+        }
+    }
+}

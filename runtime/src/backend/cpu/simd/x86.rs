@@ -24,7 +24,7 @@ use crate::quant::q6_k::BlockQ6K;
 use crate::quant::q8_0::BlockQ8_0;
 use crate::quant::q8_1::BlockQ8_1;
 use crate::quant::q8_k::BlockQ8K;
-use crate::quant::QK_K;
+use crate::quant::{self, QK_K};
 
 /// Builds a kernel table: instantiates the integer kernels (written once,
 /// generic over [`Isa`]) inside `#[target_feature]` wrappers, so each table's
@@ -91,6 +91,9 @@ macro_rules! kernel_table {
             q3_k_rows: None,
             q5_k_rows: None,
             q6_k_rows: None,
+            // The same AVX2 quantizers in both tables: 512-bit lanes would not
+            // shorten a pass over a 32-value block.
+            quantize_act: |ty, x, dst| unsafe { quantize_act(ty, x, dst) },
         }
     }};
     (@wrap $feat:literal, $I:ty, fn($A:ty) -> $R:ty, $($name:ident => $kernel:ident),*) => {$(
@@ -1461,4 +1464,174 @@ unsafe fn vec_dot_iq4_xs<I: Isa>(_n: usize, w: &[u8], act: &[u8]) -> f32 {
         acc = _mm256_fmadd_ps(_mm256_set1_ps(fp16(x.d) * y.d()), _mm256_cvtepi32_ps(sumi), acc);
     }
     hsum_f32_8(acc)
+}
+
+// ---- Activation quantizers (ggml's `quantize_row_q8_*_ref`, byte for byte) ----
+
+/// One activation row to `ty` (as [`quant::quantize_row_act`]): Q8_0, Q8_1,
+/// Q8_K and F16 here, the other formats through the scalar path.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn quantize_act(ty: quant::GgmlType, x: &[f32], dst: &mut [u8]) {
+    use quant::GgmlType::*;
+    assert_eq!(ty.row_size(x.len()), Some(dst.len()), "quantize_act {ty}");
+    match ty {
+        Q8_0 => {
+            for (x, b) in x.chunks_exact(32).zip(bytemuck::cast_slice_mut::<_, BlockQ8_0>(dst)) {
+                let (d, q) = q8_block32(x);
+                b.d = f16_bytes(d);
+                _mm256_storeu_si256(b.qs.as_mut_ptr() as *mut __m256i, pack_i8::<true>(q));
+            }
+        }
+        Q8_1 => {
+            for (x, b) in x.chunks_exact(32).zip(bytemuck::cast_slice_mut::<_, BlockQ8_1>(dst)) {
+                let (d, q) = q8_block32(x);
+                b.d = f16_bytes(d);
+                _mm256_storeu_si256(b.qs.as_mut_ptr() as *mut __m256i, pack_i8::<true>(q));
+                // The lanes are the stored quants (already within i8), so their sum is Σqs.
+                let sum = hsum_i32(_mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3])));
+                b.s = f16_bytes(sum as f32 * d);
+            }
+        }
+        Q8_K => {
+            for (x, b) in x.chunks_exact(QK_K).zip(bytemuck::cast_slice_mut::<_, BlockQ8K>(dst)) {
+                q8_k_block(x, b);
+            }
+        }
+        F16 => {
+            let mut c = x.chunks_exact(8);
+            let mut o = dst.chunks_exact_mut(16);
+            for (x, o) in (&mut c).zip(&mut o) {
+                let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm256_loadu_ps(x.as_ptr()));
+                _mm_storeu_si128(o.as_mut_ptr() as *mut __m128i, h);
+            }
+            quant::quantize_row_act(F16, c.remainder(), o.into_remainder());
+        }
+        _ => quant::quantize_row_act(ty, x, dst),
+    }
+}
+
+/// f32 → the f16 bytes of a block scale (F16C rounds to nearest even, like `f32_to_f16`).
+#[inline(always)]
+unsafe fn f16_bytes(d: f32) -> [u8; 2] {
+    (_mm_extract_epi16::<0>(_mm_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm_set_ss(d))) as u16).to_le_bytes()
+}
+
+#[inline(always)]
+unsafe fn hsum_i32(v: __m256i) -> i32 {
+    let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
+    let s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+    _mm_cvtsi128_si32(_mm_add_epi32(s, _mm_shuffle_epi32::<1>(s)))
+}
+
+/// The largest lane. `max_ps` returns its second operand when one is NaN,
+/// so with the running max second a NaN is skipped, as by `f32::max`.
+#[inline(always)]
+unsafe fn hmax_f32_8(m: __m256) -> f32 {
+    let m = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps::<1>(m));
+    let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)))
+}
+
+/// max |x| of 8k values (NaNs skipped).
+#[inline(always)]
+unsafe fn amax_f32(x: &[f32]) -> f32 {
+    let sign = _mm256_set1_ps(-0.0);
+    let mut m = _mm256_setzero_ps();
+    for c in x.chunks_exact(8) {
+        m = _mm256_max_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(c.as_ptr())), m);
+    }
+    hmax_f32_8(m)
+}
+
+/// Q8_0/Q8_1's block: d = amax/127 and the lanes of `round_i8(x·id)`, the
+/// scalar's operations in its order.
+#[inline(always)]
+unsafe fn q8_block32(x: &[f32]) -> (f32, [__m256i; 4]) {
+    let d = amax_f32(x) / 127.0;
+    let id = _mm256_set1_ps(if d != 0.0 { 1.0 / d } else { 0.0 });
+    let mut q = [_mm256_setzero_si256(); 4];
+    for (i, q) in q.iter_mut().enumerate() {
+        *q = _mm256_cvttps_epi32(round_i8(_mm256_mul_ps(_mm256_loadu_ps(x.as_ptr().add(8 * i)), id)));
+    }
+    (d, q)
+}
+
+/// `common::round_i8` (C's `roundf`, half away from zero, into [-128, 127],
+/// NaN → 0) as exact f32 integers. `_mm256_round_ps` only has ties to even,
+/// so: trunc(v), plus ±1 when the dropped part is ≥ 0.5 (v − trunc(v) is exact).
+#[inline(always)]
+unsafe fn round_i8(v: __m256) -> __m256 {
+    let sign = _mm256_set1_ps(-0.0);
+    let t = _mm256_round_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(v);
+    let frac = _mm256_andnot_ps(sign, _mm256_sub_ps(v, t));
+    let half = _mm256_cmp_ps::<_CMP_GE_OQ>(frac, _mm256_set1_ps(0.5));
+    let one = _mm256_or_ps(_mm256_set1_ps(1.0), _mm256_and_ps(v, sign));
+    let r = _mm256_add_ps(t, _mm256_and_ps(half, one));
+    // ±inf (from an id of inf) clamps like the scalar's saturating casts; NaN → 0.
+    let r = _mm256_max_ps(_mm256_min_ps(r, _mm256_set1_ps(127.0)), _mm256_set1_ps(-128.0));
+    _mm256_and_ps(r, _mm256_cmp_ps::<_CMP_ORD_Q>(v, v))
+}
+
+/// 32 i32 lanes to 32 bytes in order: saturating (`SAT`) or keeping the low
+/// byte (Q8_K's `as i8` after `min(127)`).
+#[inline(always)]
+unsafe fn pack_i8<const SAT: bool>(q: [__m256i; 4]) -> __m256i {
+    let c = if SAT {
+        _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]))
+    } else {
+        let m = _mm256_set1_epi32(0xff);
+        let (q0, q1) = (_mm256_and_si256(q[0], m), _mm256_and_si256(q[1], m));
+        let (q2, q3) = (_mm256_and_si256(q[2], m), _mm256_and_si256(q[3], m));
+        _mm256_packus_epi16(_mm256_packus_epi32(q0, q1), _mm256_packus_epi32(q2, q3))
+    };
+    // The packs work per 128-bit lane: dwords q0lo q1lo q2lo q3lo q0hi q1hi q2hi q3hi.
+    _mm256_permutevar8x32_epi32(c, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7))
+}
+
+/// Q8_K's block (`q8_k::quantize_row`): `max` is the first value of largest
+/// magnitude, qs = nearest_int(iscale·x).min(127) as i8 (`cvtps` rounds
+/// half to even as `nearest_int`; out-of-range and NaN give i32::MIN, whose
+/// low byte 0 is what the scalar's saturating casts give too), bsums from qs.
+#[inline(always)]
+unsafe fn q8_k_block(x: &[f32], b: &mut BlockQ8K) {
+    let amax = amax_f32(x);
+    if amax == 0.0 {
+        *b = bytemuck::Zeroable::zeroed();
+        return;
+    }
+    let sign = _mm256_set1_ps(-0.0);
+    let vamax = _mm256_set1_ps(amax);
+    let mut first = 0;
+    for (i, c) in x.chunks_exact(8).enumerate() {
+        let eq = _mm256_cmp_ps::<_CMP_EQ_OQ>(_mm256_andnot_ps(sign, _mm256_loadu_ps(c.as_ptr())), vamax);
+        let m = _mm256_movemask_ps(eq);
+        if m != 0 {
+            first = 8 * i + m.trailing_zeros() as usize;
+            break;
+        }
+    }
+    let max = x[first];
+    let iscale = -127.0 / max;
+    let vis = _mm256_set1_ps(iscale);
+    // `min` returns its second operand for a NaN: the product, so NaN stays NaN (→ 0).
+    let cap = _mm256_set1_ps(127.0);
+    for (x, qs) in x.chunks_exact(32).zip(b.qs.chunks_exact_mut(32)) {
+        let mut q = [_mm256_setzero_si256(); 4];
+        for (i, q) in q.iter_mut().enumerate() {
+            *q = _mm256_cvtps_epi32(_mm256_min_ps(cap, _mm256_mul_ps(vis, _mm256_loadu_ps(x.as_ptr().add(8 * i)))));
+        }
+        _mm256_storeu_si256(qs.as_mut_ptr() as *mut __m256i, pack_i8::<false>(q));
+    }
+    // bsums: sad against 0 of qs ^ 0x80 sums 8 biased bytes per u64 lane.
+    let bias = _mm256_set1_epi8(-128);
+    for (qs, s) in b.qs.chunks_exact(32).zip(b.bsums.chunks_exact_mut(2)) {
+        let v = _mm256_xor_si256(_mm256_loadu_si256(qs.as_ptr() as *const __m256i), bias);
+        let t = _mm256_sad_epu8(v, _mm256_setzero_si256());
+        let t = _mm256_add_epi64(t, _mm256_shuffle_epi32::<0x4E>(t));
+        let lo = _mm256_extract_epi32::<0>(t) - 16 * 128;
+        let hi = _mm256_extract_epi32::<4>(t) - 16 * 128;
+        s[0] = (lo as i16).to_le_bytes();
+        s[1] = (hi as i16).to_le_bytes();
+    }
+    b.d = (1.0 / iscale).to_le_bytes();
 }
