@@ -56,20 +56,8 @@ fn time(reps: usize, mut f: impl FnMut()) -> (f64, f64) {
     (cpu, t0.elapsed().as_nanos() as f64 / reps as f64)
 }
 
-const TYPES: [GgmlType; 12] = [
-    GgmlType::Q4_0,
-    GgmlType::Q4_1,
-    GgmlType::Q5_0,
-    GgmlType::Q5_1,
-    GgmlType::Q8_0,
-    GgmlType::Q2_K,
-    GgmlType::Q3_K,
-    GgmlType::Q4_K,
-    GgmlType::Q5_K,
-    GgmlType::Q6_K,
-    GgmlType::IQ4_NL,
-    GgmlType::IQ4_XS,
-];
+use super::tests::QUANT_TYPES as TYPES;
+
 
 /// The types `EMBER_BENCH_TY` names (comma-separated), else `all`.
 fn types_from_env(all: &[GgmlType]) -> Vec<GgmlType> {
@@ -159,21 +147,6 @@ fn bench_matmul() {
     }
 }
 
-/// Every quantized format a prompt's matmul meets (the strip kernels' formats and the rest).
-const PROMPT_TYPES: [GgmlType; 12] = [
-    GgmlType::Q4_0,
-    GgmlType::Q4_1,
-    GgmlType::Q5_0,
-    GgmlType::Q5_1,
-    GgmlType::Q8_0,
-    GgmlType::Q2_K,
-    GgmlType::Q3_K,
-    GgmlType::Q4_K,
-    GgmlType::Q5_K,
-    GgmlType::Q6_K,
-    GgmlType::IQ4_NL,
-    GgmlType::IQ4_XS,
-];
 
 /// Prompt-shaped matmuls (2304 × 1024 weights, 4, 8, 16 and 512 tokens, 1
 /// thread; best of 3): CPU ns per weight row·token with the table's strip
@@ -185,7 +158,7 @@ fn bench_prompt_matmul() {
     let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
     let (n_in, n_out) = (2304, 1024);
     let mut rng = Rng(6);
-    for ty in PROMPT_TYPES {
+    for ty in TYPES {
         if std::env::var("EMBER_BENCH_TY").is_ok_and(|t| t != ty.to_string()) {
             continue;
         }
@@ -224,7 +197,7 @@ fn bench_tile() {
     use super::tile::{ROWS, TOKS};
     let (n, strips, n_tok) = (2304, 32, 64);
     let mut rng = Rng(7);
-    for ty in PROMPT_TYPES {
+    for ty in TYPES {
         if std::env::var("EMBER_BENCH_TY").is_ok_and(|t| t != ty.to_string()) {
             continue;
         }

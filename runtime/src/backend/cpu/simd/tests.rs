@@ -36,7 +36,10 @@ impl Rng {
     }
 }
 
-const TYPES: [GgmlType; 14] = [
+/// Every quantized weight format Ember computes with; each has SIMD
+/// one-row kernels and a strip layout (`tile::format`), which the tile
+/// tests check. The benchmarks share this list.
+pub(super) const QUANT_TYPES: [GgmlType; 12] = [
     GgmlType::Q4_0,
     GgmlType::Q4_1,
     GgmlType::Q5_0,
@@ -47,11 +50,14 @@ const TYPES: [GgmlType; 14] = [
     GgmlType::Q4_K,
     GgmlType::Q5_K,
     GgmlType::Q6_K,
-    GgmlType::F16,
-    GgmlType::F32,
     GgmlType::IQ4_NL,
     GgmlType::IQ4_XS,
 ];
+
+/// The one-row kernels' formats: the quantized ones and the floats.
+fn types() -> impl Iterator<Item = GgmlType> {
+    QUANT_TYPES.into_iter().chain([GgmlType::F16, GgmlType::F32])
+}
 
 /// Byte offsets of the fp16 scale fields inside one block of `ty`.
 fn f16_fields(ty: GgmlType) -> &'static [usize] {
@@ -139,7 +145,7 @@ fn magnitude(ty: GgmlType, w: &[u8], a: &[u8], n: usize) -> f32 {
 
 fn check(k: &CpuKernels, unit: bool) {
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
-    for ty in TYPES {
+    for ty in types() {
         for n in [QK_K, 4 * QK_K, 11 * QK_K] {
             for rep in 0..20 {
                 let w = weight_row(&mut rng, ty, n, unit);
@@ -251,21 +257,6 @@ fn detect_respects_force_scalar() {
     assert!(CpuKernels::available().iter().any(|k| std::ptr::eq(*k, best)));
 }
 
-/// The formats with a strip layout (`tile::format`).
-const TILE_TYPES: [GgmlType; 12] = [
-    GgmlType::Q4_0,
-    GgmlType::Q4_1,
-    GgmlType::Q5_0,
-    GgmlType::Q5_1,
-    GgmlType::Q8_0,
-    GgmlType::Q2_K,
-    GgmlType::Q3_K,
-    GgmlType::Q4_K,
-    GgmlType::Q5_K,
-    GgmlType::Q6_K,
-    GgmlType::IQ4_NL,
-    GgmlType::IQ4_XS,
-];
 
 /// Tile kernels (strip of 8 rows × up to 4 tokens): packing + the scalar
 /// twin reproduce `vec_dot` per row and token, and every table's SIMD tile
@@ -277,7 +268,7 @@ fn simd_tile_kernels_match_scalar() {
     use super::tile::{self, ROWS};
     let mut rng = Rng(11);
     let mut checked = 0;
-    for ty in TILE_TYPES {
+    for ty in QUANT_TYPES {
         let fmt = tile::format(ty).unwrap();
         for n in [QK_K, 9 * QK_K] {
             for unit in [true, false] {
@@ -339,7 +330,7 @@ fn simd_tile_kernels_match_scalar() {
 fn simd_tile_kernels_exact_at_extreme_quants() {
     use super::tile::{self, ROWS};
     let mut rng = Rng(15);
-    for ty in TILE_TYPES {
+    for ty in QUANT_TYPES {
         let fmt = tile::format(ty).unwrap();
         let n = 9 * QK_K;
         let w = weight_row(&mut rng, ty, n * ROWS, true);
@@ -402,7 +393,7 @@ fn tile_packs_respect_qmax() {
         _ => unreachable!(),
     };
     let mut rng = Rng(14);
-    for ty in TILE_TYPES {
+    for ty in QUANT_TYPES {
         let fmt = tile::format(ty).unwrap();
         let n = 2 * QK_K;
         let mut top = 0;
