@@ -107,20 +107,25 @@ fn act_aux(fmt: &TileFormat, n_in: usize, act: &[u8], act_row: usize, aux: &mut 
     off
 }
 
-/// Prompt processing: the jobs one after another, with the activations
-/// quantized once per `vec_dot_type` and their aux once per strip layout
-/// for all of them (quantizing a batch costs about as much as the dots of
-/// a small product, such as k or v with few KV heads).
-fn matmul_batch(n_in: usize, x: &[f32], jobs: &mut [MatJob], scratch: &mut MatmulScratch) {
-    let n_tok = x.len() / n_in;
-    let k = scratch.kernels;
+/// Where [`prepare`] put each job's inputs: its activations (offset in
+/// `act`, row size) and, where it has a kernel, that kernel with the offset
+/// (in u32) of the aux it reads in `aux`.
+type Prepared<F> = [(usize, usize, Option<(&'static TileFormat, F, usize)>); MAX_JOBS];
+
+/// Quantizes `x` once per `vec_dot_type` of the jobs, and for each job whose
+/// weight type `kernel` gives a kernel (strips, 8 rows), the aux layout that
+/// kernel reads, once per activation buffer and layout.
+fn prepare<F: Copy>(
+    n_in: usize,
+    x: &[f32],
+    jobs: &[MatJob],
+    scratch: &mut MatmulScratch,
+    kernel: impl Fn(GgmlType) -> Option<(&'static TileFormat, F)>,
+) -> Prepared<F> {
+    let (n_tok, k) = (x.len() / n_in, scratch.kernels);
     scratch.act.clear();
     scratch.aux.clear();
-    // Per job: its activations (offset in act, row size), reusing those of an
-    // earlier job with the same vec_dot_type, and its strip kernel with the
-    // aux it reads (offset in aux), reused likewise for the same layout.
-    type Strips = Option<(&'static TileFormat, TileDotFn, usize)>;
-    let mut at: [(usize, usize, Strips); MAX_JOBS] = [(0, 0, None); MAX_JOBS];
+    let mut at: Prepared<F> = [(0, 0, None); MAX_JOBS];
     for i in 0..jobs.len() {
         let act_ty = quant::vec_dot_type(jobs[i].ty);
         let same = (0..i).find(|&p| quant::vec_dot_type(jobs[p].ty) == act_ty);
@@ -131,16 +136,27 @@ fn matmul_batch(n_in: usize, x: &[f32], jobs: &mut [MatJob], scratch: &mut Matmu
                 (quantize_act(k, act_ty, n_in, x, &mut scratch.act), act_row)
             }
         };
-        let strips = k.tile(jobs[i].ty).filter(|(fmt, _)| n_tok >= fmt.min_tok).map(|(fmt, dot)| {
-            let earlier = (0..i).filter(|&p| at[p].0 == off).find_map(|p| at[p].2.filter(|s| std::ptr::eq(s.0, fmt)));
+        let kern = kernel(jobs[i].ty).map(|(fmt, f)| {
+            let earlier = (0..i).filter(|&p| at[p].0 == off).find_map(|p| at[p].2.filter(|e| std::ptr::eq(e.0, fmt)));
             let aux_off = match earlier {
-                Some(s) => s.2,
+                Some(e) => e.2,
                 None => act_aux(fmt, n_in, &scratch.act[off..off + n_tok * act_row], act_row, &mut scratch.aux),
             };
-            (fmt, dot, aux_off)
+            (fmt, f, aux_off)
         });
-        at[i] = (off, act_row, strips);
+        at[i] = (off, act_row, kern);
     }
+    at
+}
+
+/// Prompt processing: the jobs one after another, with the activations
+/// quantized once per `vec_dot_type` and their aux once per strip layout
+/// for all of them (quantizing a batch costs about as much as the dots of
+/// a small product, such as k or v with few KV heads).
+fn matmul_batch(n_in: usize, x: &[f32], jobs: &mut [MatJob], scratch: &mut MatmulScratch) {
+    let n_tok = x.len() / n_in;
+    let k = scratch.kernels;
+    let at = prepare(n_in, x, jobs, scratch, |ty| k.tile(ty).filter(|(fmt, _)| n_tok >= fmt.min_tok));
     for (j, &(off, act_row, strips)) in jobs.iter_mut().zip(&at) {
         let act = &scratch.act[off..off + n_tok * act_row];
         let strips = strips.map(|(fmt, dot, a)| (fmt, dot, &bytemuck::cast_slice(&scratch.aux[a..])[..n_tok * (fmt.aux_size)(n_in)]));
@@ -218,43 +234,15 @@ struct GenJob<'a> {
 fn matmul_gen(n_in: usize, x: &[f32], jobs: &mut [MatJob], scratch: &mut MatmulScratch) {
     let n_tok = x.len() / n_in;
     let k = scratch.kernels;
-    // Per job: its activations (offset in act, row size), reusing those of an
-    // earlier job with the same vec_dot_type, and its 8-row kernel with the
-    // aux that kernel reads (offset, row size in bytes), reused likewise when
-    // an earlier job's kernel reads the same aux layout.
-    scratch.act.clear();
-    scratch.aux.clear();
-    type Rows = Option<(RowsDotFn, &'static TileFormat, usize)>;
-    let mut at: [(usize, usize, Rows); MAX_JOBS] = [(0, 0, None); MAX_JOBS];
-    for i in 0..jobs.len() {
-        let ty = jobs[i].ty;
-        debug_assert_eq!(jobs[i].y.len(), n_tok * jobs[i].n_out);
-        let act_ty = quant::vec_dot_type(ty);
-        let same = (0..i).find(|&p| quant::vec_dot_type(jobs[p].ty) == act_ty);
-        let (off, act_row) = match same {
-            Some(p) => (at[p].0, at[p].1),
-            None => {
-                let act_row = act_ty.row_size(n_in).expect("activation row is a whole number of blocks");
-                (quantize_act(k, act_ty, n_in, x, &mut scratch.act), act_row)
-            }
-        };
-        let rows = k.rows(ty).map(|(fmt, dot)| {
-            let earlier = same.and_then(|p| at[p].2).filter(|r| std::ptr::eq(r.1, fmt));
-            let aux_off = match earlier {
-                Some(r) => r.2,
-                None => act_aux(fmt, n_in, &scratch.act[off..off + n_tok * act_row], act_row, &mut scratch.aux),
-            };
-            (dot, fmt, aux_off)
-        });
-        at[i] = (off, act_row, rows);
-    }
+    debug_assert!(jobs.iter().all(|j| j.y.len() == n_tok * j.n_out));
+    let at = prepare(n_in, x, jobs, scratch, |ty| k.rows(ty));
     let (act, aux): (&[u8], &[u32]) = (&scratch.act, &scratch.aux);
     let views: [Option<GenJob>; MAX_JOBS] = std::array::from_fn(|i| {
         let j = jobs.get_mut(i)?;
         let (off, act_row, rows) = at[i];
         let w_row = j.ty.row_size(n_in).expect("weight row is a whole number of blocks");
         debug_assert_eq!(j.w.len(), j.n_out * w_row);
-        let rows = rows.map(|(dot, fmt, a)| {
+        let rows = rows.map(|(fmt, dot, a)| {
             let aux_row = (fmt.aux_size)(n_in);
             (dot, &bytemuck::cast_slice(&aux[a..])[..n_tok * aux_row], aux_row)
         });
