@@ -57,6 +57,7 @@ fn time(reps: usize, mut f: impl FnMut()) -> (f64, f64) {
 }
 
 use super::tests::QUANT_TYPES as TYPES;
+use super::tests::aux_rows;
 
 
 /// The types `EMBER_BENCH_TY` names (comma-separated), else `all`.
@@ -225,14 +226,7 @@ fn bench_tile() {
                     (fmt.pack)(n, wc, p);
                 }
             });
-            let aux: Vec<Vec<u32>> = act
-                .iter()
-                .map(|a| {
-                    let mut x = vec![0u32; (fmt.aux_size)(n) / 4];
-                    (fmt.aux)(n, a, bytemuck::cast_slice_mut(&mut x));
-                    x
-                })
-                .collect();
+            let aux = aux_rows(fmt, n, &act);
             let act: Vec<&[u8]> = act.iter().map(|a| &a[..]).collect();
             let aux: Vec<&[u8]> = aux.iter().map(|a| bytemuck::cast_slice(a)).collect();
             let dot = best_time(5, 2, || {

@@ -258,6 +258,17 @@ fn detect_respects_force_scalar() {
 }
 
 
+/// Each activation row's aux in `fmt`'s layout (u32 storage: its structs hold f32/i32).
+pub(super) fn aux_rows(fmt: &super::tile::TileFormat, n: usize, act: &[Vec<u8>]) -> Vec<Vec<u32>> {
+    act.iter()
+        .map(|a| {
+            let mut x = vec![0u32; (fmt.aux_size)(n) / 4];
+            (fmt.aux)(n, a, bytemuck::cast_slice_mut(&mut x));
+            x
+        })
+        .collect()
+}
+
 /// Tile kernels (strip of 8 rows × up to 4 tokens): packing + the scalar
 /// twin reproduce `vec_dot` per row and token, and every table's SIMD tile
 /// kernel reproduces the scalar twin: bit for bit on integer sums, and for
@@ -277,14 +288,7 @@ fn simd_tile_kernels_match_scalar() {
                 (fmt.pack)(n, &w, bytemuck::cast_slice_mut(&mut packed));
                 let packed: &[u8] = bytemuck::cast_slice(&packed);
                 let act: Vec<Vec<u8>> = (0..4).map(|_| act_row(&mut rng, ty, n, unit)).collect();
-                let aux: Vec<Vec<u32>> = act
-                    .iter()
-                    .map(|a| {
-                        let mut x = vec![0u32; (fmt.aux_size)(n) / 4];
-                        (fmt.aux)(n, a, bytemuck::cast_slice_mut(&mut x));
-                        x
-                    })
-                    .collect();
+                let aux = aux_rows(fmt, n, &act);
                 let act: Vec<&[u8]> = act.iter().map(|a| &a[..]).collect();
                 let aux: Vec<&[u8]> = aux.iter().map(|a| bytemuck::cast_slice(a)).collect();
                 let rs = w.len() / ROWS;
@@ -345,14 +349,7 @@ fn simd_tile_kernels_exact_at_extreme_quants() {
         }
         let packed: &[u8] = bytemuck::cast_slice(&packed);
         let act: Vec<Vec<u8>> = [127i8, -127, 127, -127].iter().map(|&q| unit_act(quant::vec_dot_type(ty), n, || q as u8)).collect();
-        let aux: Vec<Vec<u32>> = act
-            .iter()
-            .map(|a| {
-                let mut x = vec![0u32; (fmt.aux_size)(n) / 4];
-                (fmt.aux)(n, a, bytemuck::cast_slice_mut(&mut x));
-                x
-            })
-            .collect();
+        let aux = aux_rows(fmt, n, &act);
         let act: Vec<&[u8]> = act.iter().map(|a| &a[..]).collect();
         let aux: Vec<&[u8]> = aux.iter().map(|a| bytemuck::cast_slice(a)).collect();
         let twin = tile::dot_scalar(ty, n, packed, &act, &aux);
