@@ -396,11 +396,10 @@ def make(arch: str, out: Path) -> None:
     llm = load(gguf_path, kv_f32=False)
     print_info = [l.split("print_info: ", 1)[1].rstrip() for l in "".join(LOG).splitlines(True)
                   if l.startswith("print_info: ")]
-    hp["head_dim_k"] = int(llama_cpp.llama_model_n_embd(llm.model) // llama_cpp.llama_model_n_head(llm.model))
     info = {l.split("=", 1)[0].strip(): l.split("=", 1)[1].strip() for l in print_info if "=" in l}
-    hp["head_dim_k"] = int(info.get("n_embd_head_k", hp["head_dim_k"]))
-    hp["head_dim_v"] = int(info.get("n_embd_head_v", hp["head_dim_k"]))
-    hp["n_rot"] = int(info.get("n_rot", hp["head_dim_k"]))
+    hp["head_dim_k"] = int(info["n_embd_head_k"])
+    hp["head_dim_v"] = int(info["n_embd_head_v"])
+    hp["n_rot"] = int(info["n_rot"])
     hp["rope_type"] = rope_type_name(llm)
     logits = batch_logits(llm, ids)
     if not np.array_equal(logits, batch_logits(llm, ids)):
