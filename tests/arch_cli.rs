@@ -79,6 +79,7 @@ const FLOAT_FIXTURES: &[&str] = &[
     "gemma3",
     "gemma3_pattern3",
     "phi3",
+    "olmo2",
 ];
 
 const QUANT_FIXTURES: &[&str] = &["q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q2_k", "q3_k_m", "q4_k_m", "q5_k_m", "q6_k", "iq4_nl", "iq4_xs"];
@@ -144,6 +145,7 @@ fn inspect_reports_sizes_for_every_arch() {
         ("qwen3", 2 * (64 + 64) * 2),
         ("gemma3", 7 * (64 + 64) * 2),
         ("phi3", 2 * (32 + 32) * 2),
+        ("olmo2", 2 * (32 + 32) * 2),
     ] {
         let model = arch(&format!("{name}.gguf"));
         let out = run_ok(&["inspect", model.to_str().unwrap()]);

@@ -5,8 +5,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::backend::cpu::CpuBackend;
+use crate::backend::cpu::{CpuBackend, CpuRunner};
 use crate::backend::wgpu::{AdapterPolicy, GpuContext, WgpuBackend};
+use crate::graph::Runner;
 use crate::config::{BackendKind, EngineConfig, DEFAULT_MAX_CTX};
 use crate::gguf::GgufFile;
 use crate::model::{Model, ModelInfo};
@@ -18,9 +19,9 @@ pub struct Engine {
     file: Arc<GgufFile>,
     model: Model,
     tokenizer: Tokenizer,
-    cpu: CpuBackend,
+    cpu: Arc<CpuBackend>,
     /// The GPU backend with the model's weights, when the forward pass runs on wgpu.
-    gpu: Option<WgpuBackend>,
+    gpu: Option<Arc<WgpuBackend>>,
     config: EngineConfig,
 }
 
@@ -44,16 +45,16 @@ impl Engine {
                 model.info().n_vocab
             );
         }
-        let cpu = CpuBackend::with_kernels(config.n_threads, config.force_scalar)?;
+        let cpu = Arc::new(CpuBackend::with_kernels(config.n_threads, config.force_scalar)?);
         let gpu = match config.backend {
             BackendKind::Cpu => None,
             BackendKind::Wgpu => {
                 let ctx = GpuContext::new(AdapterPolicy::AllowSoftware)?
                     .ok_or_else(|| Error::Backend("no wgpu adapter found (for software Vulkan install mesa-vulkan-drivers)".into()))?;
-                Some(WgpuBackend::new(ctx, &model)?)
+                Some(WgpuBackend::new(ctx, model.forward().clone())?)
             }
             BackendKind::Auto => match GpuContext::new(AdapterPolicy::HardwareOnly) {
-                Ok(Some(ctx)) => match WgpuBackend::new(ctx, &model) {
+                Ok(Some(ctx)) => match WgpuBackend::new(ctx, model.forward().clone()) {
                     Ok(g) => Some(g),
                     Err(e) => {
                         log::info!("auto backend: {e}; using the CPU");
@@ -67,6 +68,7 @@ impl Engine {
                 }
             },
         };
+        let gpu = gpu.map(Arc::new);
         let mut file = file;
         if gpu.is_none() && file.is_mapped() && config.weights.copies() {
             let t = std::time::Instant::now();
@@ -117,7 +119,16 @@ impl Engine {
 
     /// The GPU backend, when the forward pass runs on wgpu.
     pub fn gpu(&self) -> Option<&WgpuBackend> {
-        self.gpu.as_ref()
+        self.gpu.as_deref()
+    }
+
+    /// A session's state on the engine's backend: the one place that picks
+    /// the executor (see [`crate::graph`]).
+    pub fn new_runner(&self, n_ctx: usize) -> Result<Box<dyn Runner>> {
+        Ok(match &self.gpu {
+            Some(g) => Box::new(g.new_runner(n_ctx)?),
+            None => Box::new(CpuRunner::new(self.cpu.clone(), self.model.forward().clone(), n_ctx)),
+        })
     }
 
     /// "cpu" or "wgpu": where the forward pass runs.

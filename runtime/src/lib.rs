@@ -11,6 +11,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod gguf;
+pub mod graph;
 pub mod kv_cache;
 pub mod model;
 pub mod ops;

@@ -5,12 +5,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::backend::cpu::OpProfile;
-use crate::backend::wgpu::Want;
-use crate::backend::wgpu::GpuSession;
 use crate::engine::Engine;
-use crate::kv_cache::KvCache;
-use crate::model::{LogitsWanted, Scratch};
+use crate::graph::{OpProfile, Runner, Want};
+use crate::model::LogitsWanted;
 use crate::sampling::{Sampler, SamplingParams};
 use crate::stop::StopMatcher;
 use crate::tokenizer::StreamDecoder;
@@ -93,28 +90,27 @@ fn tps(n: usize, ms: f64) -> f64 {
 
 pub struct Session {
     engine: Arc<Engine>,
-    cache: KvCache,
-    scratch: Scratch,
+    n_ctx: usize,
+    /// The KV cache and buffers on the engine's backend; made at the first eval.
+    runner: Option<Box<dyn Runner>>,
+    /// Whether passes are timed (applied when the runner is made).
+    profiling: bool,
     /// Tokens whose K/V are in the cache, in order.
     tokens: Vec<u32>,
     logits: Vec<f32>,
     cancel: Arc<AtomicBool>,
-    /// GPU state (KV cache, activations) when the engine runs on wgpu; made at the first eval.
-    gpu: Option<GpuSession>,
 }
 
 impl Session {
     pub(crate) fn new(engine: Arc<Engine>, n_ctx: usize) -> Session {
-        // On wgpu the KV cache lives on the GPU; the CPU one only keeps n_ctx.
-        let cache = if engine.gpu().is_some() { KvCache::new(n_ctx, Vec::new()) } else { engine.model().new_cache(n_ctx) };
         Session {
             engine,
-            cache,
-            scratch: Scratch::default(),
+            n_ctx,
+            runner: None,
+            profiling: false,
             tokens: Vec::new(),
             logits: Vec::new(),
             cancel: Arc::new(AtomicBool::new(false)),
-            gpu: None,
         }
     }
 
@@ -123,7 +119,7 @@ impl Session {
     }
 
     pub fn n_ctx(&self) -> usize {
-        self.cache.n_ctx
+        self.n_ctx
     }
 
     /// Tokens currently in the context.
@@ -140,12 +136,15 @@ impl Session {
     /// in this session's CPU forward passes (`ember bench --per-type`); the
     /// GPU backend records nothing.
     pub fn set_profiling(&mut self, on: bool) {
-        self.scratch.mm.profile = on.then(OpProfile::default);
+        self.profiling = on;
+        if let Some(r) = &mut self.runner {
+            r.set_profiling(on);
+        }
     }
 
     /// What was timed since profiling started or the last call (empty when off).
     pub fn take_profile(&mut self) -> OpProfile {
-        self.scratch.mm.profile.as_mut().map(std::mem::take).unwrap_or_default()
+        self.runner.as_mut().map(|r| r.take_profile()).unwrap_or_default()
     }
 
     /// Drops tokens after the first `n` (e.g. to rewind to a common prefix).
@@ -163,30 +162,18 @@ impl Session {
     /// [`PROMPT_BATCH`]. Returns the logits: the last token's row, or one row
     /// per id in `ids` for [`LogitsWanted::All`].
     pub fn eval(&mut self, ids: &[u32], wanted: LogitsWanted) -> Result<&[f32]> {
-        let n_vocab = self.engine.info().n_vocab;
-        if self.tokens.len() + ids.len() > self.cache.n_ctx {
-            return Err(Error::ContextFull { needed: self.tokens.len() + ids.len(), n_ctx: self.cache.n_ctx });
+        if self.tokens.len() + ids.len() > self.n_ctx {
+            return Err(Error::ContextFull { needed: self.tokens.len() + ids.len(), n_ctx: self.n_ctx });
         }
+        let want = if wanted == LogitsWanted::All { Want::All } else { Want::Last };
         let mut all = Vec::new();
         let mut batch_logits = std::mem::take(&mut self.logits);
         for chunk in ids.chunks(PROMPT_BATCH) {
             let is_last = chunk.as_ptr_range().end == ids.as_ptr_range().end;
-            let w = if wanted == LogitsWanted::All { LogitsWanted::All } else { LogitsWanted::Last };
-            if self.engine.gpu().is_some() {
-                let want = if w == LogitsWanted::All { Want::All } else { Want::Last };
-                self.forward_gpu(chunk, want, &mut batch_logits)?;
-            } else {
-                self.engine.model().forward(
-                    self.engine.cpu(),
-                    &mut self.cache,
-                    &mut self.scratch,
-                    chunk,
-                    self.tokens.len(),
-                    w,
-                    &mut batch_logits,
-                )?;
+            if let Err(e) = self.forward(chunk, want, &mut batch_logits) {
+                self.logits = batch_logits;
+                return Err(e);
             }
-            self.tokens.extend_from_slice(chunk);
             if wanted == LogitsWanted::All && !is_last {
                 all.extend_from_slice(&batch_logits);
             }
@@ -196,7 +183,6 @@ impl Session {
             batch_logits = all;
         }
         self.logits = batch_logits;
-        debug_assert!(self.logits.len() % n_vocab.max(1) == 0);
         Ok(&self.logits)
     }
 
@@ -227,20 +213,34 @@ impl Session {
         self.generate(&prompt[n..], params, on_text)
     }
 
-    /// The wgpu forward pass over `ids` at the end of the context.
-    fn forward_gpu(&mut self, ids: &[u32], want: Want, logits: &mut Vec<f32>) -> Result<Option<u32>> {
-        let engine = self.engine.clone();
-        let (Some(gpu), n_vocab) = (engine.gpu(), engine.info().n_vocab) else {
-            return Err(Error::Backend("the engine has no GPU backend".into()));
-        };
+    /// The session's state on the engine's backend, made at first use.
+    fn runner(&mut self) -> Result<&mut Box<dyn Runner>> {
+        if self.runner.is_none() {
+            let mut r = self.engine.new_runner(self.n_ctx)?;
+            r.set_profiling(self.profiling);
+            self.runner = Some(r);
+        }
+        self.runner.as_mut().ok_or_else(|| Error::Backend("no runner".into()))
+    }
+
+    /// One forward pass over `ids` at the end of the context (checked
+    /// here, for every backend), appended to [`Session::tokens`].
+    fn forward(&mut self, ids: &[u32], want: Want, logits: &mut Vec<f32>) -> Result<Option<u32>> {
+        let n_vocab = self.engine.info().n_vocab;
         if let Some(&id) = ids.iter().find(|&&id| id as usize >= n_vocab) {
             return Err(Error::TokenOutOfVocab { id, n_vocab });
         }
-        if self.gpu.is_none() {
-            self.gpu = Some(gpu.new_session(self.cache.n_ctx)?);
+        if self.tokens.len() + ids.len() > self.n_ctx {
+            return Err(Error::ContextFull { needed: self.tokens.len() + ids.len(), n_ctx: self.n_ctx });
         }
-        let s = self.gpu.as_mut().ok_or_else(|| Error::Backend("no GPU session".into()))?;
-        s.forward(gpu, ids, self.tokens.len(), want, logits)
+        if ids.is_empty() {
+            logits.clear();
+            return Ok(None);
+        }
+        let pos0 = self.tokens.len();
+        let id = self.runner()?.forward(ids, pos0, want, logits)?;
+        self.tokens.extend_from_slice(ids);
+        Ok(id)
     }
 
     /// Evaluates `ids` and returns the next id when it can be picked on the
@@ -252,18 +252,23 @@ impl Session {
             && (p.repeat_penalty == 1.0 || p.repeat_last_n == 0)
             && p.frequency_penalty == 0.0
             && p.presence_penalty == 0.0;
-        if !greedy || self.engine.gpu().is_none() || ids.is_empty() {
+        if !greedy || ids.is_empty() || !self.runner()?.argmax_on_device() {
             self.eval(ids, LogitsWanted::Last)?;
             return Ok(None);
         }
-        if self.tokens.len() + ids.len() > self.cache.n_ctx {
-            return Err(Error::ContextFull { needed: self.tokens.len() + ids.len(), n_ctx: self.cache.n_ctx });
+        if self.tokens.len() + ids.len() > self.n_ctx {
+            return Err(Error::ContextFull { needed: self.tokens.len() + ids.len(), n_ctx: self.n_ctx });
         }
         let mut logits = std::mem::take(&mut self.logits);
         let mut id = None;
         for chunk in ids.chunks(PROMPT_BATCH) {
-            id = self.forward_gpu(chunk, Want::Argmax, &mut logits)?;
-            self.tokens.extend_from_slice(chunk);
+            match self.forward(chunk, Want::Argmax, &mut logits) {
+                Ok(i) => id = i,
+                Err(e) => {
+                    self.logits = logits;
+                    return Err(e);
+                }
+            }
         }
         self.logits = logits;
         Ok(id)
@@ -324,7 +329,7 @@ impl Session {
             if stopped {
                 break StopReason::StopString;
             }
-            if self.tokens.len() >= self.cache.n_ctx {
+            if self.tokens.len() >= self.n_ctx {
                 break StopReason::ContextFull;
             }
             next = self.eval_next(&[id], &params.sampling)?;

@@ -1,14 +1,15 @@
 //! The tiny per-architecture fixtures (llama.cpp-made: llama in F32 and every
-//! quant format; minicpm, minicpm3 (MLA), qwen2, qwen3, gemma3, phi3 in F32)
+//! quant format; minicpm, minicpm3 (MLA), qwen2, qwen3, gemma3, phi3, olmo2 in F32)
 //! reproduced through a real forward pass, against the logits llama.cpp
 //! computed on them (see tests/fixtures/arch and the README of shared/reference/arch).
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use ember::backend::cpu::CpuBackend;
+use ember::backend::cpu::{CpuBackend, CpuRunner};
 use ember::gguf::GgufFile;
-use ember::model::{LogitsWanted, Model, Scratch};
+use ember::graph::{Runner, Want};
+use ember::model::Model;
 
 fn fixture_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/arch")
@@ -38,12 +39,10 @@ fn our_logits(name: &str, n_ctx: usize) -> Vec<f32> {
     let ids: Vec<u32> = meta["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
     let file = Arc::new(GgufFile::open(dir.join(format!("{name}.gguf"))).unwrap());
     let model = Model::from_gguf(file).unwrap();
-    let be = CpuBackend::new(2).unwrap();
-    let mut cache = model.new_cache(n_ctx);
+    let be = Arc::new(CpuBackend::new(2).unwrap());
+    let mut runner = CpuRunner::new(be, model.forward().clone(), n_ctx);
     let mut logits = Vec::new();
-    model
-        .forward(&be, &mut cache, &mut Scratch::default(), &ids, 0, LogitsWanted::All, &mut logits)
-        .unwrap();
+    runner.forward(&ids, 0, Want::All, &mut logits).unwrap();
     logits
 }
 
@@ -128,6 +127,7 @@ const FLOAT_FIXTURES: &[&str] = &[
     "gemma3",
     "gemma3_pattern3",
     "phi3",
+    "olmo2",
 ];
 
 fn is_longrope(name: &str) -> bool {
@@ -228,7 +228,8 @@ fn kv_bytes_per_token_reported() {
     let kv = |name: &str| {
         let file = Arc::new(GgufFile::open(fixture_dir().join(format!("{name}.gguf"))).unwrap());
         let m = Model::from_gguf(file).unwrap();
-        (m.info().kv_bytes_per_token, m.new_cache(16).bytes_per_token() as u64)
+        let be = Arc::new(CpuBackend::new(1).unwrap());
+        (m.info().kv_bytes_per_token, (CpuRunner::new(be, m.forward().clone(), 16).kv_bytes() / 16) as u64)
     };
     // minicpm3: 2 layers × (kv_lora 32 + rope 8) × 2 bytes; expanded would be 2 × 4 × (24 + 32) × 2.
     assert_eq!(kv("minicpm3"), (160, 160));

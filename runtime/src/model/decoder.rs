@@ -7,10 +7,10 @@
 
 use std::sync::Arc;
 
-use super::blocks::{self, Act, AttnCall, AttnLayer, AttnOpts, BaseHparams, FfnLayer, RopeFactors};
-use super::{buf, LogitsWanted, ModelInfo, Scratch, Weight, WeightLoader};
+use super::blocks::{self, AttnCall, AttnLayer, AttnOpts, BaseHparams, FfnLayer, LayerBufs};
+use super::ModelInfo;
 use crate::gguf::GgufFile;
-use crate::kv_cache::KvCache;
+use crate::graph::{Act, Exec, Forward, Graph, GraphBuilder, Head, Mat, RopeFactors, RopeId, Vector, Weights};
 use crate::Result;
 
 /// What distinguishes one standard decoder architecture from another.
@@ -38,93 +38,78 @@ impl DecoderSpec {
     }
 }
 
-pub(crate) struct Layer {
-    pub(crate) attn_norm: Vec<f32>,
-    pub(crate) attn: AttnLayer,
-    pub(crate) ffn_norm: Vec<f32>,
-    pub(crate) ffn: FfnLayer,
+struct Layer {
+    attn_norm: Vector,
+    attn: AttnLayer,
+    ffn_norm: Vector,
+    ffn: FfnLayer,
 }
 
 pub struct Decoder {
     pub hp: BaseHparams,
     pub info: ModelInfo,
     pub spec: DecoderSpec,
-    pub(crate) file: Arc<GgufFile>,
-    pub(crate) tok_embd: Weight,
-    pub(crate) output_norm: Vec<f32>,
-    /// `output.weight`, or `token_embd.weight` when tied.
-    pub(crate) output: Weight,
-    pub(crate) rope_factors: RopeFactors,
-    pub(crate) layers: Vec<Layer>,
+    graph: Graph,
+    tok_embd: Mat,
+    rope: RopeId,
+    b: LayerBufs,
+    layers: Vec<Layer>,
 }
 
 impl Decoder {
     /// Loads the weights by their GGUF names (`blk.{il}.attn_norm.weight` …).
     pub fn load(file: Arc<GgufFile>, hp: BaseHparams, spec: DecoderSpec) -> Result<Decoder> {
-        let b = &hp;
-        let w = WeightLoader::new(&file);
-        let tok_embd = w.matrix("token_embd.weight", b.n_embd, b.n_vocab)?;
-        let (output, tied) = blocks::output_weight(&w, &tok_embd, b.n_embd, b.n_vocab)?;
-        let mut layers = Vec::with_capacity(b.n_layer);
-        for il in 0..b.n_layer {
+        let mut w = Weights::new(file);
+        let tok_embd = w.matrix("token_embd.weight", hp.n_embd, hp.n_vocab)?;
+        let (output, tied) = w.output(tok_embd, hp.n_embd, hp.n_vocab)?;
+        let mut layers = Vec::with_capacity(hp.n_layer);
+        for il in 0..hp.n_layer {
             let n = |s: &str| format!("blk.{il}.{s}.weight");
             layers.push(Layer {
-                attn_norm: w.vector(&n("attn_norm"), b.n_embd)?,
-                attn: AttnLayer::load(&w, il, b, spec.attn)?,
-                ffn_norm: w.vector(&n("ffn_norm"), b.n_embd)?,
-                ffn: FfnLayer::load(&w, il, b.n_embd, b.n_ff, spec.fused_gate_up)?,
+                attn_norm: w.vec(&n("attn_norm"), hp.n_embd)?,
+                attn: AttnLayer::load(&mut w, il, &hp, spec.attn)?,
+                ffn_norm: w.vec(&n("ffn_norm"), hp.n_embd)?,
+                ffn: FfnLayer::load(&mut w, il, hp.n_embd, hp.n_ff, spec.fused_gate_up)?,
             });
         }
-        let output_norm = w.vector("output_norm.weight", b.n_embd)?;
-        let rope_factors = RopeFactors::load(&w, b.n_rot, b.rope.n_ctx_orig)?;
-        let info = blocks::model_info(&file, &w, spec.arch, b, tied, b.n_layer * (b.k_dim() + b.v_dim()));
-        Ok(Decoder { hp, info, spec, file, tok_embd, output_norm, output, rope_factors, layers })
+        let norm = w.vec("output_norm.weight", hp.n_embd)?;
+        // LongRoPE factors follow the session's n_ctx.
+        let factors = RopeFactors::load(&w, hp.n_rot, hp.rope.n_ctx_orig)?;
+        let info = blocks::model_info(&w, spec.arch, &hp, tied, hp.n_layer * (hp.k_dim() + hp.v_dim()));
+        let mut g = GraphBuilder::new(w);
+        let b = LayerBufs::declare(&mut g, &hp, spec.attn.qk_norm);
+        let rope = g.rope(hp.rope, factors);
+        // logits = logit_mul · output(rms_norm(x) · output_norm)     [rows, n_vocab]
+        let head = Head { norm, output, eps: hp.rms_eps, logit_mul: spec.logit_mul, softcap: None };
+        let graph = g.finish(vec![(hp.k_dim(), hp.v_dim()); hp.n_layer], b.x, head, hp.n_vocab);
+        Ok(Decoder { hp, info, spec, graph, tok_embd, rope, b, layers })
+    }
+}
+
+impl Forward for Decoder {
+    fn graph(&self) -> &Graph {
+        &self.graph
     }
 
-    pub fn new_cache(&self, n_ctx: usize) -> KvCache {
-        KvCache::new(n_ctx, vec![(self.hp.k_dim(), self.hp.v_dim()); self.hp.n_layer])
-    }
-
-    pub fn forward(
-        &self,
-        cache: &mut KvCache,
-        s: &mut Scratch,
-        ids: &[u32],
-        pos0: usize,
-        wanted: LogitsWanted,
-        logits: &mut Vec<f32>,
-    ) -> Result<()> {
-        let hp = &self.hp;
-        let f = &*self.file;
-        let n = ids.len();
+    fn forward(&self, e: &mut dyn Exec) -> Result<()> {
+        let (hp, sp, b) = (&self.hp, &self.spec, &self.b);
         let n_embd = hp.n_embd;
-        let Scratch { x, h, cur, gate, up, rope, attn, mm, .. } = s;
-
-        // x: [n, n_embd]
-        let x = buf(x, n * n_embd);
-        let h = buf(h, n * n_embd);
-        let cur = buf(cur, n * n_embd);
-        let sp = &self.spec;
-        blocks::embed(f, &self.tok_embd, ids, x, sp.embedding_scale)?;
-        // rope: [n, n_rot/2] (cos, sin); LongRoPE factors follow the session's n_ctx.
-        blocks::rope_table(&hp.rope, self.rope_factors.for_ctx(cache.n_ctx), pos0, n, rope);
-
+        // x = embedding_scale · token_embd[ids]      [n, n_embd]
+        e.embed(self.tok_embd, b.x, sp.embedding_scale)?;
         for (il, l) in self.layers.iter().enumerate() {
             // x += residual_scale · attn(rms_norm(x) · attn_norm)
-            h.copy_from_slice(x);
-            blocks::norm_rows(h, &l.attn_norm, hp.rms_eps);
-            blocks::self_attention(f, &l.attn, hp, &sp.call, rope, cache, il, pos0, h, cur, attn, mm);
-            blocks::add_scaled(x, cur, sp.residual_scale);
+            blocks::norm(e, b.x, l.attn_norm, b.h, n_embd, hp.rms_eps)?;
+            e.name(b.h, "attn_norm", Some(il))?;
+            blocks::self_attention(e, &l.attn, hp, &sp.call, self.rope, il, b)?;
+            e.name(b.cur, "attn_out", Some(il))?;
+            e.add(b.x, b.cur, sp.residual_scale)?;
             // x += residual_scale · down(silu(gate(h)) · up(h)),  h = rms_norm(x) · ffn_norm
-            h.copy_from_slice(x);
-            blocks::norm_rows(h, &l.ffn_norm, hp.rms_eps);
-            blocks::ffn(f, &l.ffn, Act::Silu, h, cur, gate, up, mm);
-            blocks::add_scaled(x, cur, sp.residual_scale);
-        }
-        // logits = logit_mul · output(rms_norm(x) · output_norm)     [rows, n_vocab]
-        blocks::output_head(f, x, &self.output_norm, hp.rms_eps, &self.output, wanted, logits, mm);
-        if sp.logit_mul != 1.0 {
-            logits.iter_mut().for_each(|v| *v *= sp.logit_mul);
+            blocks::norm(e, b.x, l.ffn_norm, b.h, n_embd, hp.rms_eps)?;
+            e.name(b.h, "ffn_norm", Some(il))?;
+            blocks::ffn(e, &l.ffn, Act::Silu, b.h, [b.gate, b.up], b.cur)?;
+            e.name(b.cur, "ffn_out", Some(il))?;
+            e.add(b.x, b.cur, sp.residual_scale)?;
+            e.name(b.x, "l_out", Some(il))?;
         }
         Ok(())
     }

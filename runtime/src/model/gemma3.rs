@@ -11,10 +11,10 @@
 
 use std::sync::Arc;
 
-use super::blocks::{self, Act, AttnCall, AttnLayer, AttnOpts, BaseHparams, FfnLayer};
-use super::{buf, LogitsWanted, ModelInfo, Scratch, Weight, WeightLoader};
+use super::blocks::{self, AttnCall, AttnLayer, AttnOpts, BaseHparams, FfnLayer, LayerBufs};
+use super::ModelInfo;
 use crate::gguf::GgufFile;
-use crate::kv_cache::KvCache;
+use crate::graph::{Act, Exec, Forward, Graph, GraphBuilder, Head, Mat, RopeFactors, RopeId, Vector, Weights};
 use crate::ops::rope::{RopeMode, RopeParams};
 use crate::Result;
 
@@ -57,98 +57,87 @@ impl Hparams {
     }
 }
 
-pub(crate) struct Layer {
-    pub(crate) attn_norm: Vec<f32>,
-    pub(crate) attn: AttnLayer,
-    pub(crate) post_attention_norm: Vec<f32>,
-    pub(crate) ffn_norm: Vec<f32>,
-    pub(crate) ffn: FfnLayer,
-    pub(crate) post_ffw_norm: Vec<f32>,
+struct Layer {
+    attn_norm: Vector,
+    attn: AttnLayer,
+    post_attention_norm: Vector,
+    ffn_norm: Vector,
+    ffn: FfnLayer,
+    post_ffw_norm: Vector,
 }
 
 pub struct Gemma3 {
     pub hp: Hparams,
     pub info: ModelInfo,
-    pub(crate) file: Arc<GgufFile>,
-    pub(crate) tok_embd: Weight,
-    pub(crate) output_norm: Vec<f32>,
-    /// `output.weight`, or `token_embd.weight` when tied (released Gemma 3).
-    pub(crate) output: Weight,
-    pub(crate) layers: Vec<Layer>,
+    graph: Graph,
+    tok_embd: Mat,
+    /// RoPE tables of the global and of the sliding-window layers.
+    rope: RopeId,
+    rope_swa: RopeId,
+    b: LayerBufs,
+    layers: Vec<Layer>,
 }
 
 impl Gemma3 {
     pub fn from_gguf(file: Arc<GgufFile>) -> Result<Gemma3> {
         let hp = Hparams::from_gguf(&file)?;
         let b = &hp.base;
-        let w = WeightLoader::new(&file);
+        let mut w = Weights::new(file);
         let tok_embd = w.matrix("token_embd.weight", b.n_embd, b.n_vocab)?;
-        let (output, tied) = blocks::output_weight(&w, &tok_embd, b.n_embd, b.n_vocab)?;
+        // `output.weight`, or `token_embd.weight` when tied (released Gemma 3).
+        let (output, tied) = w.output(tok_embd, b.n_embd, b.n_vocab)?;
         let mut layers = Vec::with_capacity(b.n_layer);
         for il in 0..b.n_layer {
             let n = |s: &str| format!("blk.{il}.{s}.weight");
             layers.push(Layer {
-                attn_norm: w.vector(&n("attn_norm"), b.n_embd)?,
-                attn: AttnLayer::load(&w, il, b, AttnOpts { qk_norm: true, ..Default::default() })?,
-                post_attention_norm: w.vector(&n("post_attention_norm"), b.n_embd)?,
-                ffn_norm: w.vector(&n("ffn_norm"), b.n_embd)?,
-                ffn: FfnLayer::load(&w, il, b.n_embd, b.n_ff, false)?,
-                post_ffw_norm: w.vector(&n("post_ffw_norm"), b.n_embd)?,
+                attn_norm: w.vec(&n("attn_norm"), b.n_embd)?,
+                attn: AttnLayer::load(&mut w, il, b, AttnOpts { qk_norm: true, ..Default::default() })?,
+                post_attention_norm: w.vec(&n("post_attention_norm"), b.n_embd)?,
+                ffn_norm: w.vec(&n("ffn_norm"), b.n_embd)?,
+                ffn: FfnLayer::load(&mut w, il, b.n_embd, b.n_ff, false)?,
+                post_ffw_norm: w.vec(&n("post_ffw_norm"), b.n_embd)?,
             });
         }
-        let output_norm = w.vector("output_norm.weight", b.n_embd)?;
-        let info = blocks::model_info(&file, &w, "gemma3", b, tied, b.n_layer * (b.k_dim() + b.v_dim()));
-        Ok(Gemma3 { hp, info, file, tok_embd, output_norm, output, layers })
+        let norm = w.vec("output_norm.weight", b.n_embd)?;
+        let info = blocks::model_info(&w, "gemma3", b, tied, b.n_layer * (b.k_dim() + b.v_dim()));
+        let mut g = GraphBuilder::new(w);
+        let lb = LayerBufs::declare(&mut g, b, true);
+        let rope = g.rope(b.rope, RopeFactors::default());
+        let rope_swa = g.rope(hp.rope_swa, RopeFactors::default());
+        let head = Head { norm, output, eps: b.rms_eps, logit_mul: 1.0, softcap: hp.final_softcap };
+        let graph = g.finish(vec![(b.k_dim(), b.v_dim()); b.n_layer], lb.x, head, b.n_vocab);
+        Ok(Gemma3 { hp, info, graph, tok_embd, rope, rope_swa, b: lb, layers })
+    }
+}
+
+impl Forward for Gemma3 {
+    fn graph(&self) -> &Graph {
+        &self.graph
     }
 
-    pub fn new_cache(&self, n_ctx: usize) -> KvCache {
-        let b = &self.hp.base;
-        KvCache::new(n_ctx, vec![(b.k_dim(), b.v_dim()); b.n_layer])
-    }
-
-    pub fn forward(
-        &self,
-        cache: &mut KvCache,
-        s: &mut Scratch,
-        ids: &[u32],
-        pos0: usize,
-        wanted: LogitsWanted,
-        logits: &mut Vec<f32>,
-    ) -> Result<()> {
-        let hp = &self.hp.base;
-        let f = &*self.file;
-        let n = ids.len();
+    fn forward(&self, e: &mut dyn Exec) -> Result<()> {
+        let (hp, b) = (&self.hp.base, &self.b);
         let n_embd = hp.n_embd;
-        let Scratch { x, h, cur, gate, up, rope, rope_swa, attn, mm, .. } = s;
-
-        // x = √n_embd · token_embd[ids]        [n, n_embd]
-        let x = buf(x, n * n_embd);
-        let h = buf(h, n * n_embd);
-        let cur = buf(cur, n * n_embd);
-        blocks::embed(f, &self.tok_embd, ids, x, (n_embd as f32).sqrt())?;
-        // Two RoPE tables: global layers and sliding-window layers.
-        blocks::rope_table(&hp.rope, None, pos0, n, rope);
-        blocks::rope_table(&self.hp.rope_swa, None, pos0, n, rope_swa);
         let (global, swa) = self.hp.attn_calls();
-
+        // x = √n_embd · token_embd[ids]        [n, n_embd]
+        e.embed(self.tok_embd, b.x, (n_embd as f32).sqrt())?;
         for (il, l) in self.layers.iter().enumerate() {
-            let (call, rc) = if self.hp.is_swa(il) { (&swa, &rope_swa[..]) } else { (&global, &rope[..]) };
+            let (call, rope) = if self.hp.is_swa(il) { (&swa, self.rope_swa) } else { (&global, self.rope) };
             // x += post_attention_norm(attn(rms_norm(x) · attn_norm))
-            h.copy_from_slice(x);
-            blocks::norm_rows(h, &l.attn_norm, hp.rms_eps);
-            blocks::self_attention(f, &l.attn, hp, call, rc, cache, il, pos0, h, cur, attn, mm);
-            blocks::norm_rows(cur, &l.post_attention_norm, hp.rms_eps);
-            blocks::add_scaled(x, cur, 1.0);
+            blocks::norm(e, b.x, l.attn_norm, b.h, n_embd, hp.rms_eps)?;
+            e.name(b.h, "attn_norm", Some(il))?;
+            blocks::self_attention(e, &l.attn, hp, call, rope, il, b)?;
+            blocks::norm(e, b.cur, l.post_attention_norm, b.h, n_embd, hp.rms_eps)?;
+            e.name(b.h, "attn_out", Some(il))?;
+            e.add(b.x, b.h, 1.0)?;
             // x += post_ffw_norm(down(gelu(gate(h)) · up(h))),  h = rms_norm(x) · ffn_norm
-            h.copy_from_slice(x);
-            blocks::norm_rows(h, &l.ffn_norm, hp.rms_eps);
-            blocks::ffn(f, &l.ffn, Act::Gelu, h, cur, gate, up, mm);
-            blocks::norm_rows(cur, &l.post_ffw_norm, hp.rms_eps);
-            blocks::add_scaled(x, cur, 1.0);
-        }
-        blocks::output_head(f, x, &self.output_norm, hp.rms_eps, &self.output, wanted, logits, mm);
-        if let Some(cap) = self.hp.final_softcap {
-            logits.iter_mut().for_each(|v| *v = cap * (*v / cap).tanh());
+            blocks::norm(e, b.x, l.ffn_norm, b.h, n_embd, hp.rms_eps)?;
+            e.name(b.h, "ffn_norm", Some(il))?;
+            blocks::ffn(e, &l.ffn, Act::Gelu, b.h, [b.gate, b.up], b.cur)?;
+            blocks::norm(e, b.cur, l.post_ffw_norm, b.h, n_embd, hp.rms_eps)?;
+            e.name(b.h, "ffn_out", Some(il))?;
+            e.add(b.x, b.h, 1.0)?;
+            e.name(b.x, "l_out", Some(il))?;
         }
         Ok(())
     }

@@ -17,12 +17,11 @@
 
 use std::sync::Arc;
 
-use super::blocks::{self, Act, BaseHparams, FfnLayer, RopeFactors};
-use super::{buf, LogitsWanted, ModelInfo, Scratch, Weight, WeightLoader};
-use crate::backend::cpu::{attention_strided, team, AttnShape};
+use super::blocks::{self, BaseHparams, FfnLayer};
+use super::ModelInfo;
 use crate::gguf::GgufFile;
-use crate::kv_cache::KvCache;
-use crate::ops::rope::{self, RopeMode};
+use crate::graph::{Act, Attn, Buf, Exec, Forward, Graph, GraphBuilder, Head, HeadMatmul, Mat, Rope, RopeFactors, RopeId, Vector, View, Weights};
+use crate::ops::rope::RopeMode;
 use crate::Result;
 
 #[derive(Debug, Clone)]
@@ -54,221 +53,178 @@ impl Hparams {
     }
 }
 
-pub(crate) struct Layer {
-    pub(crate) attn_norm: Vec<f32>,
-    pub(crate) q_a: Weight,
-    pub(crate) q_a_norm: Vec<f32>,
-    pub(crate) q_b: Weight,
-    pub(crate) kv_a_mqa: Weight,
-    pub(crate) kv_a_norm: Vec<f32>,
-    pub(crate) kv_b: Weight,
-    pub(crate) wo: Weight,
-    pub(crate) ffn_norm: Vec<f32>,
-    pub(crate) ffn: FfnLayer,
+struct Layer {
+    attn_norm: Vector,
+    q_a: Mat,
+    q_a_norm: Vector,
+    q_b: Mat,
+    kv_a_mqa: Mat,
+    kv_a_norm: Vector,
+    /// Read as f32 by the per-head products: per head `qk_nope` rows of W_kb,
+    /// then `hd_v` rows of W_vb, each `kv_lora_rank` wide.
+    kv_b: Mat,
+    wo: Mat,
+    ffn_norm: Vector,
+    ffn: FfnLayer,
 }
 
-impl Layer {
-    /// kv_b dequantized into `dst` (`n_head·(qk_nope + hd_v)` rows of
-    /// kv_lora_rank): the absorbed maps W_kb and W_vb, per head.
-    pub(crate) fn kv_b_f32(&self, f: &GgufFile, dst: &mut [f32]) -> Result<()> {
-        for (r, row) in dst.chunks_mut(self.kv_b.n_in).enumerate() {
-            self.kv_b.dequantize_row(f, r, row)?;
-        }
-        Ok(())
-    }
-}
-
-/// Buffers of the MLA block.
-#[derive(Default)]
-pub struct MlaBufs {
-    qa: Vec<f32>,
-    q: Vec<f32>,
-    kva: Vec<f32>,
-    qabs: Vec<f32>,
-    olat: Vec<f32>,
-    attn: Vec<f32>,
-    /// kv_b dequantized: `n_head·(qk_nope + hd_v)` rows of kv_lora_rank.
-    wkv: Vec<f32>,
+/// The activations of a layer.
+struct Bufs {
+    /// `[n, n_embd]`: the residual stream, a block's normed input, its output.
+    x: Buf,
+    h: Buf,
+    cur: Buf,
+    /// `[n, q_lora_rank]`: q_a's output, then normed.
+    qa_raw: Buf,
+    qa: Buf,
+    /// `[n, n_head·(nope + rope)]`.
+    q: Buf,
+    /// `[n, lat + rope]`: kv_a_mqa's output, then the cache row.
+    kva: Buf,
+    kv_row: Buf,
+    /// `[n, n_head·(lat + rope)]`: absorbed q per head.
+    qabs: Buf,
+    /// `[n, n_head·lat]`: attention's output in latent space.
+    olat: Buf,
+    /// `[n, n_head·hd_v]`.
+    attn: Buf,
+    /// `[n, n_ff]`.
+    gate: Buf,
+    up: Buf,
 }
 
 pub struct MiniCpm3 {
     pub hp: Hparams,
     pub info: ModelInfo,
-    pub(crate) file: Arc<GgufFile>,
-    pub(crate) tok_embd: Weight,
-    pub(crate) output_norm: Vec<f32>,
-    pub(crate) output: Weight,
-    pub(crate) rope_factors: RopeFactors,
-    pub(crate) layers: Vec<Layer>,
+    graph: Graph,
+    tok_embd: Mat,
+    rope: RopeId,
+    b: Bufs,
+    layers: Vec<Layer>,
 }
 
 impl MiniCpm3 {
     pub fn from_gguf(file: Arc<GgufFile>) -> Result<MiniCpm3> {
         let hp = Hparams::from_gguf(&file)?;
         let b = &hp.base;
-        let w = WeightLoader::new(&file);
+        let (lat, row) = (hp.kv_lora_rank, hp.cache_row());
+        let mut w = Weights::new(file);
         let tok_embd = w.matrix("token_embd.weight", b.n_embd, b.n_vocab)?;
-        let (output, tied) = blocks::output_weight(&w, &tok_embd, b.n_embd, b.n_vocab)?;
+        let (output, tied) = w.output(tok_embd, b.n_embd, b.n_vocab)?;
         let mut layers = Vec::with_capacity(b.n_layer);
         for il in 0..b.n_layer {
             let n = |s: &str| format!("blk.{il}.{s}.weight");
             layers.push(Layer {
-                attn_norm: w.vector(&n("attn_norm"), b.n_embd)?,
+                attn_norm: w.vec(&n("attn_norm"), b.n_embd)?,
                 q_a: w.matrix(&n("attn_q_a"), b.n_embd, hp.q_lora_rank)?,
-                q_a_norm: w.vector(&n("attn_q_a_norm"), hp.q_lora_rank)?,
+                q_a_norm: w.vec(&n("attn_q_a_norm"), hp.q_lora_rank)?,
                 q_b: w.matrix(&n("attn_q_b"), hp.q_lora_rank, b.q_dim())?,
-                kv_a_mqa: w.matrix(&n("attn_kv_a_mqa"), b.n_embd, hp.cache_row())?,
-                kv_a_norm: w.vector(&n("attn_kv_a_norm"), hp.kv_lora_rank)?,
-                kv_b: w.matrix(&n("attn_kv_b"), hp.kv_lora_rank, b.n_head * (hp.qk_nope + b.head_dim_v))?,
+                kv_a_mqa: w.matrix(&n("attn_kv_a_mqa"), b.n_embd, row)?,
+                kv_a_norm: w.vec(&n("attn_kv_a_norm"), lat)?,
+                kv_b: w.dense(&n("attn_kv_b"), lat, b.n_head * (hp.qk_nope + b.head_dim_v))?,
                 wo: w.matrix(&n("attn_output"), b.n_head * b.head_dim_v, b.n_embd)?,
-                ffn_norm: w.vector(&n("ffn_norm"), b.n_embd)?,
-                ffn: FfnLayer::load(&w, il, b.n_embd, b.n_ff, false)?,
+                ffn_norm: w.vec(&n("ffn_norm"), b.n_embd)?,
+                ffn: FfnLayer::load(&mut w, il, b.n_embd, b.n_ff, false)?,
             });
         }
-        let output_norm = w.vector("output_norm.weight", b.n_embd)?;
-        let rope_factors = RopeFactors::load(&w, b.n_rot, b.rope.n_ctx_orig)?;
-        let info = blocks::model_info(&file, &w, "minicpm3", b, tied, b.n_layer * hp.cache_row());
-        Ok(MiniCpm3 { hp, info, file, tok_embd, output_norm, output, rope_factors, layers })
+        let norm = w.vec("output_norm.weight", b.n_embd)?;
+        let factors = RopeFactors::load(&w, b.n_rot, b.rope.n_ctx_orig)?;
+        let info = blocks::model_info(&w, "minicpm3", b, tied, b.n_layer * row);
+        let mut g = GraphBuilder::new(w);
+        let bufs = Bufs {
+            x: g.buf("x", b.n_embd),
+            h: g.buf("h", b.n_embd),
+            cur: g.buf("cur", b.n_embd),
+            qa_raw: g.buf("qa_raw", hp.q_lora_rank),
+            qa: g.buf("qa", hp.q_lora_rank),
+            q: g.buf("q", b.q_dim()),
+            kva: g.buf("kva", row),
+            kv_row: g.buf("kv_row", row),
+            qabs: g.buf("qabs", b.n_head * row),
+            olat: g.buf("olat", b.n_head * lat),
+            attn: g.buf("attn", b.n_head * b.head_dim_v),
+            gate: g.buf("gate", b.n_ff),
+            up: g.buf("up", b.n_ff),
+        };
+        let rope = g.rope(b.rope, factors);
+        // logits = output(rms_norm(x) · output_norm · 256/n_embd), as llama.cpp's graph.
+        let head = Head { norm, output, eps: b.rms_eps, logit_mul: 256.0 / b.n_embd as f32, softcap: None };
+        // Per layer: K rows `[latent | k_pe]`, no separate V (V is the latent).
+        let graph = g.finish(vec![(row, 0); b.n_layer], bufs.x, head, b.n_vocab);
+        Ok(MiniCpm3 { hp, info, graph, tok_embd, rope, b: bufs, layers })
     }
 
-    /// Per layer: K rows `[latent | k_pe]`, no separate V (V is the latent).
-    pub fn new_cache(&self, n_ctx: usize) -> KvCache {
-        KvCache::new(n_ctx, vec![(self.hp.cache_row(), 0); self.hp.base.n_layer])
-    }
-
-    pub fn forward(
-        &self,
-        cache: &mut KvCache,
-        s: &mut Scratch,
-        ids: &[u32],
-        pos0: usize,
-        wanted: LogitsWanted,
-        logits: &mut Vec<f32>,
-    ) -> Result<()> {
-        let hp = &self.hp.base;
-        let f = &*self.file;
-        let n = ids.len();
-        let n_embd = hp.n_embd;
-        let rs = 1.4 / (hp.n_layer as f32).sqrt();
-        let Scratch { x, h, cur, gate, up, rope, mla, mm, .. } = s;
-
-        // x = 12 · token_embd[ids]       [n, n_embd]
-        let x = buf(x, n * n_embd);
-        let h = buf(h, n * n_embd);
-        let cur = buf(cur, n * n_embd);
-        blocks::embed(f, &self.tok_embd, ids, x, 12.0)?;
-        blocks::rope_table(&hp.rope, self.rope_factors.for_ctx(cache.n_ctx), pos0, n, rope);
-
-        for (il, l) in self.layers.iter().enumerate() {
-            // x += rs · mla(rms_norm(x) · attn_norm)
-            h.copy_from_slice(x);
-            blocks::norm_rows(h, &l.attn_norm, hp.rms_eps);
-            self.mla(l, il, pos0, rope, cache, h, cur, mla, mm)?;
-            blocks::add_scaled(x, cur, rs);
-            // x += rs · ffn(rms_norm(x) · ffn_norm)
-            h.copy_from_slice(x);
-            blocks::norm_rows(h, &l.ffn_norm, hp.rms_eps);
-            blocks::ffn(f, &l.ffn, Act::Silu, h, cur, gate, up, mm);
-            blocks::add_scaled(x, cur, rs);
-        }
-        // logits = output(rms_norm(x) · output_norm · 256/n_embd)
-        blocks::output_head(f, x, &self.output_norm, hp.rms_eps, &self.output, wanted, logits, mm);
-        let s = 256.0 / n_embd as f32;
-        logits.iter_mut().for_each(|v| *v *= s);
-        Ok(())
-    }
-
-    /// MLA for `h [n, n_embd]` into `out [n, n_embd]`, caching latent + k_pe.
-    #[allow(clippy::too_many_arguments)]
-    fn mla(
-        &self,
-        l: &Layer,
-        il: usize,
-        pos0: usize,
-        rc: &[(f32, f32)],
-        cache: &mut KvCache,
-        h: &[f32],
-        out: &mut [f32],
-        b: &mut MlaBufs,
-        mm: &mut crate::backend::cpu::MatmulScratch,
-    ) -> Result<()> {
-        let f = &*self.file;
-        let hp = &self.hp;
-        let bh = &hp.base;
-        let n = h.len() / bh.n_embd;
-        let (n_head, hdk, hdv, nope, nrot, lat) =
-            (bh.n_head, bh.head_dim_k, bh.head_dim_v, hp.qk_nope, hp.qk_rope, hp.kv_lora_rank);
-        let half = nrot / 2;
-
-        // q = q_b(rms_norm(q_a(h)) · q_a_norm)      [n, n_head·(nope + rope)]
-        let qa = buf(&mut b.qa, n * hp.q_lora_rank);
-        l.q_a.matmul(f, h, qa, mm);
-        blocks::norm_rows(qa, &l.q_a_norm, bh.rms_eps);
-        let q = buf(&mut b.q, n * n_head * hdk);
-        l.q_b.matmul(f, qa, q, mm);
-        // kva = kv_a_mqa(h)   [n, lat + rope]: latent normed, k_pe roped.
+    /// MLA for `b.h [n, n_embd]` into `b.cur [n, n_embd]`, caching latent + k_pe.
+    fn mla(&self, e: &mut dyn Exec, l: &Layer, il: usize) -> Result<()> {
+        let (hp, bh, b) = (&self.hp, &self.hp.base, &self.b);
+        let (n_head, hdk, hdv, nope, nrot, lat) = (bh.n_head, bh.head_dim_k, bh.head_dim_v, hp.qk_nope, hp.qk_rope, hp.kv_lora_rank);
         let row = hp.cache_row();
-        let kva = buf(&mut b.kva, n * row);
-        l.kv_a_mqa.matmul(f, h, kva, mm);
-        for t in 0..n {
-            let c = &rc[t * half..(t + 1) * half];
-            let r = &mut kva[t * row..(t + 1) * row];
-            blocks::norm_rows(&mut r[..lat], &l.kv_a_norm, bh.rms_eps);
-            rope::apply(&mut r[lat..], c, RopeMode::Neox);
-            q[t * n_head * hdk..(t + 1) * n_head * hdk]
-                .chunks_mut(hdk)
-                .for_each(|head| rope::apply(&mut head[nope..], c, RopeMode::Neox));
-        }
-        cache.write(il, pos0, kva, &[]);
 
-        // W_kv = kv_b as f32: per head `nope` rows of W_kb then `hdv` rows of W_vb, each `lat` wide.
-        let per_head = nope + hdv;
-        let wkv = buf(&mut b.wkv, n_head * per_head * lat);
-        l.kv_b_f32(f, wkv)?;
-        let wkv = &*wkv;
+        // q = q_b(rms_norm(q_a(h)) · q_a_norm)      [n, n_head·(nope + rope)], rope part roped;
+        // kva = kv_a_mqa(h)                          [n, lat + rope]
+        e.matmul(b.h, &[(l.q_a, b.qa_raw), (l.kv_a_mqa, b.kva)])?;
+        blocks::norm(e, b.qa_raw, l.q_a_norm, b.qa, hp.q_lora_rank, bh.rms_eps)?;
+        e.matmul(b.qa, &[(l.q_b, b.q)])?;
+        let rope_q = Rope { table: self.rope, off: nope, n_head, head_dim: hdk, n_rot: nrot, mode: RopeMode::Neox };
+        e.rope(b.q, &rope_q)?;
+        // The cache row: [rms_norm(latent) · kv_a_norm | rope(k_pe)]
+        e.rms_norm(View { buf: b.kva, off: 0, width: lat }, l.kv_a_norm, View { buf: b.kv_row, off: 0, width: lat }, bh.rms_eps)?;
+        e.copy(View { buf: b.kva, off: lat, width: nrot }, View { buf: b.kv_row, off: lat, width: nrot }, 1)?;
+        e.rope(b.kv_row, &Rope { off: lat, n_head: 1, head_dim: nrot, ..rope_q })?;
+        e.kv_store(il, b.kv_row, None)?;
 
         // Absorbed q per head: [W_kbᵀ q_nope (lat) | q_pe (rope)]    [n, n_head·row]
-        let qabs = buf(&mut b.qabs, n * n_head * row);
-        let q = &*q;
-        team::for_each_chunk_mut(qabs, row, |th, dst| {
-            let (t, hh) = (th / n_head, th % n_head);
-            let qh = &q[(t * n_head + hh) * hdk..][..hdk];
-            let (qa_lat, qa_pe) = dst.split_at_mut(lat);
-            qa_lat.iter_mut().for_each(|v| *v = 0.0);
-            for (d, &qd) in qh[..nope].iter().enumerate() {
-                let wr = &wkv[(hh * per_head + d) * lat..][..lat];
-                qa_lat.iter_mut().zip(wr).for_each(|(a, &w)| *a += qd * w);
-            }
-            qa_pe.copy_from_slice(&qh[nope..]);
-        });
+        let per_head = (nope + hdv) * lat;
+        let absorb = HeadMatmul { n_head, n_out: lat, n_in: nope, x_head: hdk, y_head: row, w_off: 0, w_head: per_head, w_o: 1, w_i: lat };
+        e.head_matmul(b.q, l.kv_b, b.qabs, &absorb)?;
+        e.copy(View { buf: b.q, off: nope, width: nrot }, View { buf: b.qabs, off: lat, width: nrot }, n_head)?;
 
-        // olat [n, n_head·lat] = softmax(q·k / √key_length) · latent
-        let olat = buf(&mut b.olat, n * n_head * lat);
-        let shape = AttnShape {
+        // olat [n, n_head·lat] = softmax(qabs·[latent | k_pe] / √key_length) · latent
+        let a = Attn {
             n_head,
             n_head_kv: 1,
             head_dim_k: row,
             head_dim_v: lat,
-            pos0,
             kq_scale: 1.0 / (hdk as f32).sqrt(),
             window: None,
             softcap: None,
+            v_in_k: true,
         };
-        let (kc, _) = cache.layer(il);
-        attention_strided(mm.kernels, &shape, qabs, kc, row, kc, row, olat);
+        e.attention(il, b.qabs, b.olat, &a)?;
 
-        // attn[t, h] = W_vb[h] · olat[t, h]      [n, n_head·hd_v]
-        let attn = buf(&mut b.attn, n * n_head * hdv);
-        let olat = &*olat;
-        team::for_each_chunk_mut(attn, hdv, |th, dst| {
-            let hh = th % n_head;
-            let o = &olat[th * lat..(th + 1) * lat];
-            for (e, d) in dst.iter_mut().enumerate() {
-                let wr = &wkv[(hh * per_head + nope + e) * lat..][..lat];
-                *d = wr.iter().zip(o).map(|(a, b)| a * b).sum();
-            }
-        });
-        l.wo.matmul(f, attn, out, mm);
+        // attn[t, h] = W_vb[h] · olat[t, h]      [n, n_head·hd_v]; cur = wo · attn
+        let unabsorb = HeadMatmul { n_out: hdv, n_in: lat, x_head: lat, y_head: hdv, w_off: nope * lat, w_o: lat, w_i: 1, ..absorb };
+        e.head_matmul(b.olat, l.kv_b, b.attn, &unabsorb)?;
+        e.matmul(b.attn, &[(l.wo, b.cur)])
+    }
+}
+
+impl Forward for MiniCpm3 {
+    fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    fn forward(&self, e: &mut dyn Exec) -> Result<()> {
+        let (hp, b) = (&self.hp.base, &self.b);
+        let n_embd = hp.n_embd;
+        let rs = 1.4 / (hp.n_layer as f32).sqrt();
+        // x = 12 · token_embd[ids]       [n, n_embd]
+        e.embed(self.tok_embd, b.x, 12.0)?;
+        for (il, l) in self.layers.iter().enumerate() {
+            // x += rs · mla(rms_norm(x) · attn_norm)
+            blocks::norm(e, b.x, l.attn_norm, b.h, n_embd, hp.rms_eps)?;
+            e.name(b.h, "attn_norm", Some(il))?;
+            self.mla(e, l, il)?;
+            e.name(b.cur, "attn_out", Some(il))?;
+            e.add(b.x, b.cur, rs)?;
+            // x += rs · ffn(rms_norm(x) · ffn_norm)
+            blocks::norm(e, b.x, l.ffn_norm, b.h, n_embd, hp.rms_eps)?;
+            e.name(b.h, "ffn_norm", Some(il))?;
+            blocks::ffn(e, &l.ffn, Act::Silu, b.h, [b.gate, b.up], b.cur)?;
+            e.name(b.cur, "ffn_out", Some(il))?;
+            e.add(b.x, b.cur, rs)?;
+            e.name(b.x, "l_out", Some(il))?;
+        }
         Ok(())
     }
 }

@@ -1,15 +1,16 @@
-//! The CPU backend: a persistent thread pool and kernels that split their
-//! work by rows over it.
+//! The CPU backend: a persistent thread pool, kernels that split their
+//! work by rows over it, and the executor that runs a model's graph on them.
 
 mod attention;
+mod exec;
 mod matmul;
-pub mod profile;
 pub mod simd;
 pub mod team;
 
+pub use crate::graph::profile::{self, OpKind, OpProfile, OpStat};
 pub use attention::{attention, attention_strided, AttnShape};
+pub use exec::CpuRunner;
 pub use matmul::{matmul, matmul_many, MatJob, MatmulScratch};
-pub use profile::{OpKind, OpProfile, OpStat};
 pub use simd::CpuKernels;
 
 use crate::{Error, Result};

@@ -148,6 +148,9 @@ pub struct Recorder<'a> {
     bind_groups: &'a mut HashMap<(ShaderKey, Vec<u64>), wgpu::BindGroup>,
     slots: Vec<[u32; 64]>,
     ops: Vec<Op>,
+    /// Only counts dispatches (and checks their pipelines and sizes): the
+    /// dry run that sizes a session's parameter buffer.
+    counting: bool,
 }
 
 impl<'a> Recorder<'a> {
@@ -157,7 +160,17 @@ impl<'a> Recorder<'a> {
         params: &'a GBuf,
         bind_groups: &'a mut HashMap<(ShaderKey, Vec<u64>), wgpu::BindGroup>,
     ) -> Self {
-        Recorder { ctx, kernels, params, bind_groups, slots: Vec::new(), ops: Vec::new() }
+        Recorder { ctx, kernels, params, bind_groups, slots: Vec::new(), ops: Vec::new(), counting: false }
+    }
+
+    /// A recorder that only counts (see [`Recorder::n_dispatches`]); `params` is not written.
+    pub fn counting(
+        ctx: &'a GpuContext,
+        kernels: &'a Kernels,
+        params: &'a GBuf,
+        bind_groups: &'a mut HashMap<(ShaderKey, Vec<u64>), wgpu::BindGroup>,
+    ) -> Self {
+        Recorder { counting: true, ..Recorder::new(ctx, kernels, params, bind_groups) }
     }
 
     /// Queues `key` over `bufs` (bindings 1.., in order) with params `p`
@@ -172,6 +185,10 @@ impl<'a> Recorder<'a> {
         }
         let pipe = self.kernels.get(self.ctx, key)?;
         debug_assert_eq!(bufs.len() as u32, pipe.sig.n_read + pipe.sig.n_rw);
+        if self.counting {
+            self.slots.push([0; 64]);
+            return Ok(());
+        }
         let bk = (key, bufs.iter().map(|b| b.id).collect::<Vec<_>>());
         let bg = match self.bind_groups.get(&bk) {
             Some(bg) => bg.clone(),
@@ -228,7 +245,7 @@ impl<'a> Recorder<'a> {
     }
 
     pub fn n_dispatches(&self) -> usize {
-        self.ops.len()
+        self.slots.len()
     }
 }
 

@@ -1,0 +1,515 @@
+//! The wgpu executor: records an architecture's graph ([`crate::graph`])
+//! into one command encoder per micro-batch (one submit; only the sampled
+//! id or the wanted logits rows come back).
+//!
+//! [`GpuWeights`] holds every weight of the graph on the device (matrices
+//! repacked, dense ones as f32, vectors as f32); a [`GpuRunner`] is one
+//! session: f16 KV caches per layer, the graph's buffers for a micro-batch,
+//! RoPE tables for the whole context, the parameter slots and cached bind
+//! groups. Each graph op maps to one or a few kernels (`kernels::ops`);
+//! products first round their input as llama.cpp's CPU product would
+//! (act_quant), so the GPU holds llama.cpp's answers.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::device::GpuContext;
+use super::kernels::{ops, params_buffer, GBuf, Kernels, Readback, Recorder};
+use super::shaders::ShaderKey;
+use super::weights::GpuMatrix;
+use crate::graph::{Act, Attn, Buf, Exec, Forward, Graph, HeadMatmul, Mat, Rope, Runner, Vector, View, Want, Weights};
+use crate::ops::rope::RopeMode;
+use crate::{Error, Result};
+
+/// A matrix of the graph on the device.
+enum GpuWeight {
+    /// Repacked for the matrix kernels; rows zero-padded to a multiple of 32
+    /// elements where the layouts need it.
+    Matrix(GpuMatrix),
+    /// Dequantized f32, row-major (per-head products).
+    Dense(GBuf),
+}
+
+/// Every weight of a graph, uploaded once.
+pub struct GpuWeights {
+    mats: Vec<GpuWeight>,
+    vectors: Vec<GBuf>,
+}
+
+impl GpuWeights {
+    pub fn upload(ctx: &GpuContext, w: &Weights) -> Result<GpuWeights> {
+        let f = &*w.file;
+        let mut mats = Vec::with_capacity(w.mats.len());
+        for m in &w.mats {
+            mats.push(if m.dense {
+                let mut d = vec![0f32; m.n_in * m.n_out];
+                for (r, row) in d.chunks_mut(m.n_in).enumerate() {
+                    m.dequantize_row(f, r, row)?;
+                }
+                GpuWeight::Dense(GBuf::from_f32(ctx, &m.name, &d))
+            } else {
+                GpuWeight::Matrix(GpuMatrix::upload_padded(ctx, &m.name, m.ty, m.data(f), m.n_in, m.n_out)?)
+            });
+        }
+        let vectors = w.vectors.iter().zip(&w.vector_names).map(|(v, name)| GBuf::from_f32(ctx, name, v)).collect();
+        ctx.queue.submit(None);
+        super::kernels::wait(ctx)?;
+        Ok(GpuWeights { mats, vectors })
+    }
+
+    fn matrix(&self, m: Mat) -> Result<&GpuMatrix> {
+        match &self.mats[m.0 as usize] {
+            GpuWeight::Matrix(w) => Ok(w),
+            GpuWeight::Dense(_) => Err(Error::Backend("graph: a dense weight used as a matrix".into())),
+        }
+    }
+
+    fn dense(&self, m: Mat) -> Result<&GBuf> {
+        match &self.mats[m.0 as usize] {
+            GpuWeight::Dense(w) => Ok(w),
+            GpuWeight::Matrix(_) => Err(Error::Backend("graph: a matrix used as a dense weight".into())),
+        }
+    }
+
+    /// The widest input row any matrix reads (padded).
+    fn widest_in(&self) -> usize {
+        self.mats.iter().map(|m| if let GpuWeight::Matrix(w) = m { w.n_in } else { 0 }).max().unwrap_or(0)
+    }
+
+    /// The padded input widths of matrices whose rows were padded, with their real width.
+    fn padded(&self, w: &Weights) -> Vec<usize> {
+        let mut v: Vec<usize> = self
+            .mats
+            .iter()
+            .zip(&w.mats)
+            .filter_map(|(g, m)| match g {
+                GpuWeight::Matrix(g) if g.n_in != m.n_in => Some(g.n_in),
+                _ => None,
+            })
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+}
+
+/// A session's device buffers.
+struct SessionBufs {
+    ids: GBuf,
+    /// The graph's buffers, `[ubatch, width]` each.
+    bufs: Vec<GBuf>,
+    kc: Vec<GBuf>,
+    vc: Vec<GBuf>,
+    /// cos/sin of every position of the context, per RoPE table.
+    ropes: Vec<GBuf>,
+    /// Activations rounded like llama.cpp's quantized products (act_quant).
+    xq: GBuf,
+    /// Input rows zero-padded for matrices with padded rows, by padded width
+    /// (only written at that width, so the tails stay zero).
+    pads: Vec<(usize, GBuf)>,
+    /// The head's normed rows `[ubatch, n_embd]`, its logits, the argmax id.
+    hn: GBuf,
+    logits: GBuf,
+    out_id: GBuf,
+}
+
+impl SessionBufs {
+    fn new(ctx: &GpuContext, be: &WgpuBackend, ubatch: usize, n_ctx: usize) -> Result<SessionBufs> {
+        let g = be.arch.graph();
+        let max = ctx.profile.max_binding();
+        let e = wgpu::BufferUsages::empty();
+        let act = |label: &str, n: usize| GBuf::new(ctx, label, (ubatch * n * 4) as u64, e);
+        let cache = |label: &str, width: usize| -> Result<GBuf> {
+            let bytes = (n_ctx * width * 2) as u64;
+            if bytes > max {
+                return Err(Error::Backend(format!("a layer's KV cache ({bytes} bytes) exceeds the binding limit {max}; use a smaller context")));
+            }
+            Ok(GBuf::new(ctx, label, bytes, e))
+        };
+        let rope = |t: &crate::graph::RopeTable| {
+            // Computed once by the reference code: GPU sin/cos are too coarse at large angles.
+            let mut table = Vec::new();
+            t.fill(n_ctx, 0, n_ctx, &mut table);
+            let flat: Vec<f32> = table.iter().flat_map(|&(c, s)| [c, s]).collect();
+            GBuf::from_f32(ctx, "rope table", &flat)
+        };
+        let n_embd = g.width(g.hidden);
+        Ok(SessionBufs {
+            ids: act("ids", 1),
+            bufs: g.bufs.iter().map(|&(name, w)| act(name, w)).collect(),
+            kc: g.kv.iter().map(|&(k, _)| cache("k cache", k)).collect::<Result<_>>()?,
+            vc: g.kv.iter().map(|&(_, v)| cache("v cache", v)).collect::<Result<_>>()?,
+            ropes: g.ropes.iter().map(rope).collect(),
+            xq: act("xq", be.weights.widest_in().max(n_embd)),
+            pads: be.weights.padded(&g.weights).into_iter().map(|w| (w, act("padded input", w))).collect(),
+            hn: act("head norm", n_embd),
+            logits: act("logits", g.n_vocab),
+            out_id: GBuf::new(ctx, "argmax", 4, e),
+        })
+    }
+
+    /// Stand-ins of every buffer for the dry run that counts dispatches.
+    fn placeholders(ctx: &GpuContext, be: &WgpuBackend) -> SessionBufs {
+        let g = be.arch.graph();
+        let p = GBuf::new(ctx, "placeholder", 16, wgpu::BufferUsages::empty());
+        SessionBufs {
+            ids: p.clone(),
+            bufs: vec![p.clone(); g.bufs.len()],
+            kc: vec![p.clone(); g.kv.len()],
+            vc: vec![p.clone(); g.kv.len()],
+            ropes: vec![p.clone(); g.ropes.len()],
+            xq: p.clone(),
+            pads: be.weights.padded(&g.weights).into_iter().map(|w| (w, p.clone())).collect(),
+            hn: p.clone(),
+            logits: p.clone(),
+            out_id: p,
+        }
+    }
+}
+
+/// A model's weights on a device, the device's pipelines, and the model's graph.
+pub struct WgpuBackend {
+    pub ctx: GpuContext,
+    pub kernels: Kernels,
+    weights: GpuWeights,
+    arch: Arc<dyn Forward>,
+    /// Dispatches one micro-batch records (graph and head).
+    dispatches: usize,
+}
+
+impl WgpuBackend {
+    /// Uploads the model's weights to `ctx` and records its graph once, dry,
+    /// so a shape or kernel the device can't run fails here (and `auto`
+    /// falls back to the CPU), not in the middle of a conversation.
+    pub fn new(ctx: GpuContext, arch: Arc<dyn Forward>) -> Result<WgpuBackend> {
+        let weights = GpuWeights::upload(&ctx, &arch.graph().weights)?;
+        let mut be = WgpuBackend { ctx, kernels: Kernels::default(), weights, arch, dispatches: 0 };
+        let b = SessionBufs::placeholders(&be.ctx, &be);
+        let mut bg = HashMap::new();
+        let mut rec = Recorder::counting(&be.ctx, &be.kernels, &b.ids, &mut bg);
+        let mut e = GpuExec { rec: &mut rec, be: &be, b: &b, n: 1, pos0: 0 };
+        be.arch.forward(&mut e)?;
+        e.head(Want::All)?;
+        let dispatches = rec.n_dispatches();
+        drop(b);
+        be.dispatches = dispatches;
+        Ok(be)
+    }
+
+    pub fn new_runner(self: &Arc<Self>, n_ctx: usize) -> Result<GpuRunner> {
+        GpuRunner::new(self.clone(), n_ctx)
+    }
+}
+
+/// One session on the GPU.
+pub struct GpuRunner {
+    be: Arc<WgpuBackend>,
+    n_ctx: usize,
+    /// Tokens per submit.
+    ubatch: usize,
+    b: SessionBufs,
+    params: GBuf,
+    bind_groups: HashMap<(ShaderKey, Vec<u64>), wgpu::BindGroup>,
+    readback: Readback,
+    bytes: Vec<u8>,
+    kv_bytes: usize,
+}
+
+impl GpuRunner {
+    fn new(be: Arc<WgpuBackend>, n_ctx: usize) -> Result<GpuRunner> {
+        let ctx = &be.ctx;
+        let g = be.arch.graph();
+        let max = ctx.profile.max_binding() as usize;
+        let widest = g.bufs.iter().map(|b| b.1).chain([g.n_vocab, be.weights.widest_in()]).max().unwrap_or(1) * 4;
+        if max / widest == 0 {
+            return Err(Error::Backend(format!("one row of {widest} bytes exceeds the binding limit {max}")));
+        }
+        // Tokens per submit: a software adapter gets small micro-batches so one
+        // submit stays short (wgpu's wait gives up after 60 s; lavapipe on a
+        // busy CPU does a few tokens per second); a GPU gets up to 512.
+        let cap = if ctx.profile.software { 64 } else { 512 };
+        let ubatch = (max / widest).clamp(1, cap);
+        let b = SessionBufs::new(ctx, &be, ubatch, n_ctx)?;
+        let kv_bytes: usize = g.kv.iter().map(|&(k, v)| n_ctx * (k + v) * 2).sum();
+        log::info!("wgpu session: ctx {n_ctx}, micro-batch {ubatch}, KV cache {} MiB on the GPU", kv_bytes >> 20);
+        Ok(GpuRunner {
+            n_ctx,
+            ubatch,
+            params: params_buffer(ctx, be.dispatches + 8),
+            bind_groups: HashMap::new(),
+            readback: Readback::new(ctx, (ubatch * g.n_vocab * 4) as u64),
+            bytes: Vec::new(),
+            kv_bytes,
+            b,
+            be,
+        })
+    }
+}
+
+impl Runner for GpuRunner {
+    fn n_ctx(&self) -> usize {
+        self.n_ctx
+    }
+
+    fn argmax_on_device(&self) -> bool {
+        true
+    }
+
+    fn kv_bytes(&self) -> usize {
+        self.kv_bytes
+    }
+
+    fn forward(&mut self, ids: &[u32], pos0: usize, want: Want, logits: &mut Vec<f32>) -> Result<Option<u32>> {
+        if pos0 + ids.len() > self.n_ctx {
+            return Err(Error::ContextFull { needed: pos0 + ids.len(), n_ctx: self.n_ctx });
+        }
+        logits.clear();
+        let be = &*self.be;
+        let (ctx, n_vocab) = (&be.ctx, be.arch.graph().n_vocab);
+        let mut result = None;
+        let n_chunks = ids.len().div_ceil(self.ubatch);
+        for (c, chunk) in ids.chunks(self.ubatch).enumerate() {
+            let last = c + 1 == n_chunks;
+            let head = match want {
+                Want::All => Some(Want::All),
+                w if last => Some(w),
+                _ => None,
+            };
+            ctx.queue.write_buffer(&self.b.ids.buf, 0, bytemuck::cast_slice(chunk));
+            let n = chunk.len();
+            let bytes = match head {
+                None => 0,
+                Some(Want::Last) => n_vocab * 4,
+                Some(Want::All) => n * n_vocab * 4,
+                Some(Want::Argmax) => 4,
+            } as u64;
+            let mut rec = Recorder::new(ctx, &be.kernels, &self.params, &mut self.bind_groups);
+            let mut e = GpuExec { rec: &mut rec, be, b: &self.b, n, pos0: pos0 + c * self.ubatch };
+            be.arch.forward(&mut e)?;
+            if let Some(h) = head {
+                e.head(h)?;
+            }
+            let src = if head == Some(Want::Argmax) { &self.b.out_id } else { &self.b.logits };
+            let readback = &self.readback;
+            rec.submit(|enc| {
+                if bytes > 0 {
+                    readback.copy(enc, src, 0, bytes);
+                }
+            });
+            if bytes > 0 {
+                self.readback.read(ctx, bytes, &mut self.bytes)?;
+                match head {
+                    Some(Want::Argmax) => result = Some(u32::from_le_bytes([self.bytes[0], self.bytes[1], self.bytes[2], self.bytes[3]])),
+                    _ => logits.extend_from_slice(bytemuck::cast_slice(&self.bytes)),
+                }
+            }
+        }
+        Ok(result)
+    }
+}
+
+/// rope.wgsl's mode word.
+fn rope_mode(m: RopeMode) -> u32 {
+    match m {
+        RopeMode::Norm => 0,
+        RopeMode::Neox => 1,
+    }
+}
+
+/// One micro-batch's recording.
+struct GpuExec<'r, 'a> {
+    rec: &'r mut Recorder<'a>,
+    be: &'a WgpuBackend,
+    b: &'a SessionBufs,
+    n: usize,
+    pos0: usize,
+}
+
+impl GpuExec<'_, '_> {
+    fn g(&self) -> &Graph {
+        self.be.arch.graph()
+    }
+
+    fn width(&self, b: Buf) -> usize {
+        self.g().width(b)
+    }
+
+    /// `y = W · x` for `n` rows of `x` (`x_width` wide), with x first rounded
+    /// like llama.cpp's CPU product rounds it for this weight type.
+    fn mm(&mut self, w: &GpuMatrix, x: &GBuf, x_width: usize, n: usize, y: &GBuf) -> Result<()> {
+        let mut x = x;
+        if w.n_in != x_width {
+            // Rows padded to w.n_in: copy into the zero-tailed buffer of that width.
+            let pad = self.b.pads.iter().find(|p| p.0 == w.n_in).map(|p| &p.1);
+            let pad = pad.ok_or_else(|| Error::Backend(format!("{}: no padded input buffer", w.name)))?;
+            ops::copy_rows(self.rec, x, 0, x_width, pad, 0, w.n_in, x_width, n)?;
+            x = pad;
+        }
+        match ops::act_mode(w.ty) {
+            Some(mode) if w.n_in % (if mode == 1 { 256 } else { 32 }) == 0 => {
+                ops::act_quant(self.rec, x, &self.b.xq, n * w.n_in, mode)?;
+                ops::matmul(self.rec, w, &self.b.xq, w.n_in, 0, n, y, w.n_out)
+            }
+            _ => ops::matmul(self.rec, w, x, w.n_in, 0, n, y, w.n_out),
+        }
+    }
+
+    /// logits = logit_mul · output(rms_norm(hidden) · norm) for the rows `want` needs.
+    fn head(&mut self, want: Want) -> Result<()> {
+        let (h, n) = (self.g().head, self.n);
+        let n_embd = self.width(self.g().hidden);
+        let n_vocab = self.g().n_vocab;
+        let (row0, rows) = match want {
+            Want::All => (0, n),
+            Want::Last | Want::Argmax => (n - 1, 1),
+        };
+        let (b, be) = (self.b, self.be);
+        let x = &b.bufs[self.g().hidden.0 as usize];
+        ops::rms_norm(self.rec, x, row0 * n_embd, &be.weights.vectors[h.norm.0 as usize], &b.hn, 0, n_embd, rows, h.eps)?;
+        self.mm(be.weights.matrix(h.output)?, &b.hn, n_embd, rows, &b.logits)?;
+        if h.logit_mul != 1.0 {
+            ops::scale(self.rec, &b.logits, 0, rows * n_vocab, h.logit_mul)?;
+        }
+        if let Some(cap) = h.softcap {
+            ops::softcap(self.rec, &b.logits, 0, rows * n_vocab, cap)?;
+        }
+        if want == Want::Argmax {
+            ops::argmax(self.rec, &b.logits, 0, n_vocab, &b.out_id)?;
+        }
+        Ok(())
+    }
+}
+
+impl Exec for GpuExec<'_, '_> {
+    fn n_tok(&self) -> usize {
+        self.n
+    }
+
+    fn pos0(&self) -> usize {
+        self.pos0
+    }
+
+    fn embed(&mut self, table: Mat, out: Buf, scale: f32) -> Result<()> {
+        let (b, be) = (self.b, self.be);
+        let w = be.weights.matrix(table)?;
+        ops::get_rows(self.rec, w, &b.ids, self.n, &b.bufs[out.0 as usize])?;
+        if scale != 1.0 {
+            ops::scale(self.rec, &b.bufs[out.0 as usize], 0, self.n * w.n_in, scale)?;
+        }
+        Ok(())
+    }
+
+    fn matmul(&mut self, x: Buf, products: &[(Mat, Buf)]) -> Result<()> {
+        let (b, be, n, xw) = (self.b, self.be, self.n, self.width(x));
+        for &(m, y) in products {
+            self.mm(be.weights.matrix(m)?, &b.bufs[x.0 as usize], xw, n, &b.bufs[y.0 as usize])?;
+        }
+        Ok(())
+    }
+
+    fn rms_norm(&mut self, x: View, w: Vector, out: View, eps: f32) -> Result<()> {
+        let group = self.g().weights.vector(w).len();
+        let (xs, os) = (self.width(x.buf), self.width(out.buf));
+        let (b, n) = (self.b, self.n);
+        let (xb, ob, wb) = (&b.bufs[x.buf.0 as usize], &b.bufs[out.buf.0 as usize], &self.be.weights.vectors[w.0 as usize]);
+        if x.width == group {
+            ops::rms_norm_strided(self.rec, xb, x.off, xs, wb, ob, out.off, os, group, n, eps)
+        } else if x.width == xs && out.width == os && xs == os && group > 0 && xs % group == 0 {
+            // Per-head norms over whole rows: heads are contiguous rows of `group`.
+            ops::rms_norm(self.rec, xb, 0, wb, ob, 0, group, n * (xs / group), eps)
+        } else {
+            Err(Error::Backend(format!("graph: rms_norm of {} of {xs} values in groups of {group}", x.width)))
+        }
+    }
+
+    fn add_bias(&mut self, x: Buf, bias: Vector) -> Result<()> {
+        let w = self.width(x);
+        let (b, be) = (self.b, self.be);
+        ops::add_bias(self.rec, &be.weights.vectors[bias.0 as usize], &b.bufs[x.0 as usize], self.n, w, w, 0)
+    }
+
+    fn rope(&mut self, x: Buf, r: &Rope) -> Result<()> {
+        let a = ops::RopeArgs {
+            n_tok: self.n,
+            n_head: r.n_head,
+            head_dim: r.head_dim,
+            n_rot: r.n_rot,
+            mode: rope_mode(r.mode),
+            pos0: self.pos0,
+            row_stride: self.width(x),
+            off: r.off,
+        };
+        let b = self.b;
+        ops::rope(self.rec, &b.ropes[r.table.0 as usize], &b.bufs[x.0 as usize], &a)
+    }
+
+    fn scale(&mut self, x: Buf, s: f32) -> Result<()> {
+        let n = self.n * self.width(x);
+        let b = self.b;
+        ops::scale(self.rec, &b.bufs[x.0 as usize], 0, n, s)
+    }
+
+    fn add(&mut self, x: Buf, y: Buf, s: f32) -> Result<()> {
+        let n = self.n * self.width(x);
+        let b = self.b;
+        ops::add_scaled(self.rec, &b.bufs[y.0 as usize], &b.bufs[x.0 as usize], n, s)
+    }
+
+    fn glu(&mut self, gate: Buf, up: Buf, act: Act) -> Result<()> {
+        let n = self.n * self.width(gate);
+        let b = self.b;
+        ops::glu(self.rec, &b.bufs[up.0 as usize], &b.bufs[gate.0 as usize], n, act == Act::Gelu)
+    }
+
+    fn copy(&mut self, src: View, dst: View, n_head: usize) -> Result<()> {
+        let (sw, dw) = (self.width(src.buf), self.width(dst.buf));
+        if src.buf == dst.buf || src.width != dst.width || n_head == 0 || sw % n_head != 0 || dw % n_head != 0 {
+            return Err(Error::Backend("graph: copy between mismatched views".into()));
+        }
+        // Heads are rows of sw/n_head and dw/n_head values.
+        let b = self.b;
+        ops::copy_rows(self.rec, &b.bufs[src.buf.0 as usize], src.off, sw / n_head, &b.bufs[dst.buf.0 as usize], dst.off, dw / n_head, src.width, self.n * n_head)
+    }
+
+    fn kv_store(&mut self, il: usize, k: Buf, v: Option<Buf>) -> Result<()> {
+        let (b, n, pos0) = (self.b, self.n, self.pos0);
+        ops::kv_store(self.rec, &b.bufs[k.0 as usize], &b.kc[il], n, self.width(k), pos0)?;
+        if let Some(v) = v {
+            ops::kv_store(self.rec, &b.bufs[v.0 as usize], &b.vc[il], n, self.width(v), pos0)?;
+        }
+        Ok(())
+    }
+
+    fn attention(&mut self, il: usize, q: Buf, out: Buf, a: &Attn) -> Result<()> {
+        let (k_row, v_row) = self.g().kv[il];
+        let args = ops::AttnArgs {
+            window: a.window,
+            softcap: a.softcap,
+            k_row,
+            v_row: if a.v_in_k { k_row } else { v_row },
+            ..ops::AttnArgs::standard(self.n, a.n_head, a.n_head_kv, a.head_dim_k, a.head_dim_v, self.pos0, a.kq_scale)
+        };
+        let b = self.b;
+        let vc = if a.v_in_k { &b.kc[il] } else { &b.vc[il] };
+        ops::attention(self.rec, &b.bufs[q.0 as usize], &b.kc[il], vc, &b.bufs[out.0 as usize], &args)
+    }
+
+    fn head_matmul(&mut self, x: Buf, w: Mat, y: Buf, a: &HeadMatmul) -> Result<()> {
+        let args = ops::HeadMatmulArgs {
+            n_tok: self.n,
+            n_head: a.n_head,
+            n_out: a.n_out,
+            n_in: a.n_in,
+            x_stride: self.width(x),
+            x_head: a.x_head,
+            y_stride: self.width(y),
+            y_head: a.y_head,
+            w_off: a.w_off,
+            w_head: a.w_head,
+            w_o: a.w_o,
+            w_i: a.w_i,
+        };
+        let (b, be) = (self.b, self.be);
+        ops::head_matmul(self.rec, &b.bufs[x.0 as usize], be.weights.dense(w)?, &b.bufs[y.0 as usize], &args)
+    }
+}
