@@ -159,3 +159,42 @@ fn inspect_reports_sizes_for_every_arch() {
         assert!(per_tok <= weights && per_tok >= weights - 4 * 512 * 128, "{name}: {per_tok} of {weights}");
     }
 }
+
+/// `ember logits --dump-layers` on each backend and `ember compare-dumps`:
+/// the GPU's named intermediates match the CPU's layer by layer, and a dump
+/// that differs is reported at the first tensor where it parts.
+#[test]
+fn layer_dumps_compare_across_backends() {
+    let tmp = std::env::temp_dir().join(format!("ember-dumps-{}", std::process::id()));
+    let model = arch("qwen3.gguf");
+    let dump = |backend: &str| {
+        let dir = tmp.join(backend);
+        run_ok(&["logits", "-m", model.to_str().unwrap(), "--ids", "1,7,300,42,9", "--last", "--backend", backend, "--dump-layers", dir.to_str().unwrap()]);
+        dir
+    };
+    let cpu = dump("cpu");
+    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(cpu.join("dump.json")).unwrap()).unwrap();
+    let names: Vec<&str> = index["tensors"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(names[..5], ["attn_norm-0", "attn_out-0", "ffn_norm-0", "ffn_out-0", "l_out-0"], "{names:?}");
+    assert_eq!(std::fs::metadata(cpu.join("l_out-1.f32")).unwrap().len(), 5 * 64 * 4, "[tokens, n_embd] f32");
+    if wgpu_available() {
+        let gpu = dump("wgpu");
+        let out = run_ok(&["compare-dumps", cpu.to_str().unwrap(), gpu.to_str().unwrap()]);
+        assert!(out.contains("within"), "{out}");
+    }
+    // A dump whose ffn_out-1 is off parts there, and only from there.
+    let bad = tmp.join("bad");
+    std::fs::create_dir_all(&bad).unwrap();
+    for e in std::fs::read_dir(&cpu).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), bad.join(e.file_name())).unwrap();
+    }
+    let mut v = read_f32(&bad.join("ffn_out-1.f32"));
+    v[3] += 10.0;
+    std::fs::write(bad.join("ffn_out-1.f32"), v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>()).unwrap();
+    let out = run(&["compare-dumps", cpu.to_str().unwrap(), bad.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("part at ffn_out-1"), "{err}");
+    let _ = std::fs::remove_dir_all(&tmp);
+}

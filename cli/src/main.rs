@@ -56,6 +56,8 @@ enum Cmd {
     Perplexity(commands::perplexity::PerplexityArgs),
     /// Logits at every position of a prompt, one JSON line per position.
     Logits(commands::logits::LogitsArgs),
+    /// Compare two `ember logits --dump-layers` directories: where do two backends part?
+    CompareDumps(commands::dumps::CompareArgs),
     /// Architecture, hyper-parameters, tokenizer and tensors of a GGUF file.
     Inspect(commands::inspect::InspectArgs),
     /// Fetch a known model into the cache.
@@ -80,6 +82,7 @@ fn main() -> ExitCode {
         Cmd::Tokenize(a) => commands::tokenize::run(a),
         Cmd::Perplexity(a) => commands::perplexity::run(a),
         Cmd::Logits(a) => commands::logits::run(a),
+        Cmd::CompareDumps(a) => commands::dumps::compare(a),
         Cmd::Inspect(a) => commands::inspect::run(a),
         Cmd::Pull(a) => commands::pull::run(a),
         Cmd::Bench(a) => commands::bench::run(a),

@@ -95,6 +95,8 @@ pub struct Session {
     runner: Option<Box<dyn Runner>>,
     /// Whether passes are timed (applied when the runner is made).
     profiling: bool,
+    /// Whether named intermediates are kept (applied when the runner is made).
+    dumping: bool,
     /// Tokens whose K/V are in the cache, in order.
     tokens: Vec<u32>,
     logits: Vec<f32>,
@@ -108,6 +110,7 @@ impl Session {
             n_ctx,
             runner: None,
             profiling: false,
+            dumping: false,
             tokens: Vec::new(),
             logits: Vec::new(),
             cancel: Arc::new(AtomicBool::new(false)),
@@ -120,6 +123,11 @@ impl Session {
 
     pub fn n_ctx(&self) -> usize {
         self.n_ctx
+    }
+
+    /// The logits of the last evaluation (see [`Session::eval`]).
+    pub fn logits(&self) -> &[f32] {
+        &self.logits
     }
 
     /// Tokens currently in the context.
@@ -140,6 +148,22 @@ impl Session {
         if let Some(r) = &mut self.runner {
             r.set_profiling(on);
         }
+    }
+
+    /// Keeps every layer's named intermediates (`attn_norm-3`, `ffn_out-3`, …)
+    /// of the following evaluations, from either backend (`ember logits
+    /// --dump-layers`), to find where two backends part.
+    pub fn set_dump(&mut self, on: bool) -> Result<()> {
+        self.dumping = on;
+        match &mut self.runner {
+            Some(r) => r.set_dump(on),
+            None => Ok(()),
+        }
+    }
+
+    /// The named intermediates kept since dumping started.
+    pub fn take_dump(&mut self) -> Vec<crate::graph::Dumped> {
+        self.runner.as_mut().map(|r| r.take_dump()).unwrap_or_default()
     }
 
     /// What was timed since profiling started or the last call (empty when off).
@@ -218,6 +242,7 @@ impl Session {
         if self.runner.is_none() {
             let mut r = self.engine.new_runner(self.n_ctx)?;
             r.set_profiling(self.profiling);
+            r.set_dump(self.dumping)?;
             self.runner = Some(r);
         }
         self.runner.as_mut().ok_or_else(|| Error::Backend("no runner".into()))

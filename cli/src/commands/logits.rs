@@ -26,6 +26,11 @@ pub struct LogitsArgs {
     /// Session context size (default: the model's, capped at 4096).
     #[arg(long = "ctx")]
     ctx: Option<usize>,
+    /// Also write every layer's named intermediates (attn_norm-3, ffn_out-3, l_out-3 …) into
+    /// DIR: one NAME.f32 file each (little-endian f32, [tokens, width]) and dump.json listing
+    /// them; compare two such directories with `ember compare-dumps`.
+    #[arg(long = "dump-layers", value_name = "DIR")]
+    dump_layers: Option<std::path::PathBuf>,
 }
 
 fn parse_ids(s: &str) -> Result<Vec<u32>> {
@@ -49,7 +54,16 @@ pub fn run(a: LogitsArgs) -> Result<()> {
     let n_vocab = engine.info().n_vocab;
     let mut session = engine.new_session();
     let (wanted, first) = if a.last { (LogitsWanted::Last, ids.len() - 1) } else { (LogitsWanted::All, 0) };
-    let logits = session.eval(&ids, wanted)?;
+    if a.dump_layers.is_some() {
+        session.set_dump(true)?;
+    }
+    session.eval(&ids, wanted)?;
+    if let Some(dir) = &a.dump_layers {
+        let dumped = session.take_dump();
+        super::dumps::write(dir, &dumped, engine.backend_name(), ids.len())?;
+        eprintln!("ember: {} intermediates written to {}", dumped.len(), dir.display());
+    }
+    let logits = session.logits();
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for (i, row) in logits.chunks(n_vocab).enumerate() {
         let pos = first + i;

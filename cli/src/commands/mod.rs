@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod chat;
+pub mod dumps;
 pub mod inspect;
 pub mod logits;
 pub mod perplexity;

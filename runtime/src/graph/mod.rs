@@ -298,4 +298,37 @@ pub trait Runner: Send {
     }
     /// Bytes of the KV cache.
     fn kv_bytes(&self) -> usize;
+    /// Keeps a copy of every named intermediate ([`Exec::name`]) of the
+    /// following passes (`ember logits --dump-layers`).
+    fn set_dump(&mut self, on: bool) -> Result<()>;
+    /// The named intermediates kept since dumping started, in pass order.
+    fn take_dump(&mut self) -> Vec<Dumped>;
+}
+
+/// A named intermediate of a pass: `rows × width` f32 values, its rows the
+/// pass's tokens (a later pass appends its rows).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dumped {
+    /// `attn_norm-3`, `ffn_out-3`, `l_out-3` … (the layer after the dash).
+    pub name: String,
+    pub width: usize,
+    pub data: Vec<f32>,
+}
+
+impl Dumped {
+    /// `name-il`, or `name` for tensors outside the layers.
+    pub fn key(name: &str, il: Option<usize>) -> String {
+        match il {
+            Some(il) => format!("{name}-{il}"),
+            None => name.to_string(),
+        }
+    }
+
+    /// Appends `rows` (a multiple of `width`) under `name`, in first-seen order.
+    pub fn push(list: &mut Vec<Dumped>, name: String, width: usize, rows: &[f32]) {
+        match list.iter_mut().find(|d| d.name == name) {
+            Some(d) => d.data.extend_from_slice(rows),
+            None => list.push(Dumped { name, width, data: rows.to_vec() }),
+        }
+    }
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use super::profile::{timed, OpKind, OpProfile};
 use super::{attention_strided, matmul_many, team, AttnShape, CpuBackend, MatJob, MatmulScratch};
-use crate::graph::{Act, Attn, Buf, Exec, Forward, Graph, HeadMatmul, Mat, Rope, Runner, Vector, View, Want};
+use crate::graph::{Act, Attn, Buf, Dumped, Exec, Forward, Graph, HeadMatmul, Mat, Rope, Runner, Vector, View, Want};
 use crate::kv_cache::KvCache;
 use crate::ops::activation::{geglu_ggml, swiglu};
 use crate::ops::rms_norm::rms_norm;
@@ -31,6 +31,8 @@ struct State {
     mm: MatmulScratch,
     /// The dense weight dequantized last (MLA's kv_b, read twice per layer).
     dense: Option<(Mat, Vec<f32>)>,
+    /// Copies of the named intermediates, while dumping.
+    dump: Option<Vec<Dumped>>,
 }
 
 impl CpuRunner {
@@ -42,6 +44,7 @@ impl CpuRunner {
             ropes: vec![Vec::new(); g.ropes.len()],
             mm: MatmulScratch::default(),
             dense: None,
+            dump: None,
         };
         CpuRunner { be, arch, s }
     }
@@ -87,6 +90,15 @@ impl Runner for CpuRunner {
 
     fn kv_bytes(&self) -> usize {
         self.s.cache.bytes()
+    }
+
+    fn set_dump(&mut self, on: bool) -> Result<()> {
+        self.s.dump = on.then(Vec::new);
+        Ok(())
+    }
+
+    fn take_dump(&mut self) -> Vec<Dumped> {
+        self.s.dump.as_mut().map(std::mem::take).unwrap_or_default()
     }
 }
 
@@ -331,6 +343,15 @@ impl Exec for CpuExec<'_> {
         let qb = &s.bufs[q.0 as usize];
         timed(&mut s.mm.profile, &[(OpKind::Attention, 0)], || attention_strided(kernels, &shape, qb, kc, k_row, vc, v_row, &mut o));
         self.put(out, o);
+        Ok(())
+    }
+
+    fn name(&mut self, x: Buf, name: &str, il: Option<usize>) -> Result<()> {
+        let width = self.width(x);
+        let s = &mut *self.s;
+        if let Some(d) = &mut s.dump {
+            Dumped::push(d, Dumped::key(name, il), width, &s.bufs[x.0 as usize]);
+        }
         Ok(())
     }
 

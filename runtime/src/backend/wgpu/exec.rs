@@ -17,7 +17,7 @@ use super::device::GpuContext;
 use super::kernels::{ops, params_buffer, GBuf, Kernels, Readback, Recorder};
 use super::shaders::ShaderKey;
 use super::weights::GpuMatrix;
-use crate::graph::{Act, Attn, Buf, Exec, Forward, Graph, HeadMatmul, Mat, Rope, Runner, Vector, View, Want, Weights};
+use crate::graph::{Act, Attn, Buf, Dumped, Exec, Forward, Graph, HeadMatmul, Mat, Rope, Runner, Vector, View, Want, Weights};
 use crate::ops::rope::RopeMode;
 use crate::{Error, Result};
 
@@ -184,16 +184,21 @@ impl WgpuBackend {
     pub fn new(ctx: GpuContext, arch: Arc<dyn Forward>) -> Result<WgpuBackend> {
         let weights = GpuWeights::upload(&ctx, &arch.graph().weights)?;
         let mut be = WgpuBackend { ctx, kernels: Kernels::default(), weights, arch, dispatches: 0 };
-        let b = SessionBufs::placeholders(&be.ctx, &be);
-        let mut bg = HashMap::new();
-        let mut rec = Recorder::counting(&be.ctx, &be.kernels, &b.ids, &mut bg);
-        let mut e = GpuExec { rec: &mut rec, be: &be, b: &b, n: 1, pos0: 0 };
-        be.arch.forward(&mut e)?;
-        e.head(Want::All)?;
-        let dispatches = rec.n_dispatches();
-        drop(b);
-        be.dispatches = dispatches;
+        be.dispatches = be.count_dispatches(false)?;
         Ok(be)
+    }
+
+    /// Dispatches one micro-batch records (graph, head, and the copies of
+    /// named intermediates when dumping), counted by a dry run.
+    fn count_dispatches(&self, dump: bool) -> Result<usize> {
+        let b = SessionBufs::placeholders(&self.ctx, self);
+        let mut bg = HashMap::new();
+        let mut rec = Recorder::counting(&self.ctx, &self.kernels, &b.ids, &mut bg);
+        let mut dumps = Vec::new();
+        let mut e = GpuExec { rec: &mut rec, be: self, b: &b, n: 1, pos0: 0, dump: dump.then_some(&mut dumps) };
+        self.arch.forward(&mut e)?;
+        e.head(Want::All)?;
+        Ok(rec.n_dispatches())
     }
 
     pub fn new_runner(self: &Arc<Self>, n_ctx: usize) -> Result<GpuRunner> {
@@ -213,6 +218,8 @@ pub struct GpuRunner {
     readback: Readback,
     bytes: Vec<u8>,
     kv_bytes: usize,
+    /// Copies of the named intermediates, while dumping.
+    dump: Option<Vec<Dumped>>,
 }
 
 impl GpuRunner {
@@ -240,6 +247,7 @@ impl GpuRunner {
             readback: Readback::new(ctx, (ubatch * g.n_vocab * 4) as u64),
             bytes: Vec::new(),
             kv_bytes,
+            dump: None,
             b,
             be,
         })
@@ -257,6 +265,23 @@ impl Runner for GpuRunner {
 
     fn kv_bytes(&self) -> usize {
         self.kv_bytes
+    }
+
+    fn set_dump(&mut self, on: bool) -> Result<()> {
+        if on {
+            // The copies are dispatches too: make room for them.
+            let n = self.be.count_dispatches(true)? + 8;
+            if n as u64 * super::kernels::SLOT > self.params.size {
+                self.params = params_buffer(&self.be.ctx, n);
+                self.bind_groups.clear();
+            }
+        }
+        self.dump = on.then(Vec::new);
+        Ok(())
+    }
+
+    fn take_dump(&mut self) -> Vec<Dumped> {
+        self.dump.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
     fn forward(&mut self, ids: &[u32], pos0: usize, want: Want, logits: &mut Vec<f32>) -> Result<Option<u32>> {
@@ -284,18 +309,39 @@ impl Runner for GpuRunner {
                 Some(Want::Argmax) => 4,
             } as u64;
             let mut rec = Recorder::new(ctx, &be.kernels, &self.params, &mut self.bind_groups);
-            let mut e = GpuExec { rec: &mut rec, be, b: &self.b, n, pos0: pos0 + c * self.ubatch };
+            let mut dumps = Vec::new();
+            let dump = self.dump.is_some().then_some(&mut dumps);
+            let mut e = GpuExec { rec: &mut rec, be, b: &self.b, n, pos0: pos0 + c * self.ubatch, dump };
             be.arch.forward(&mut e)?;
             if let Some(h) = head {
                 e.head(h)?;
             }
             let src = if head == Some(Want::Argmax) { &self.b.out_id } else { &self.b.logits };
             let readback = &self.readback;
+            let dump_bytes: u64 = dumps.iter().map(|d| (n * d.1 * 4) as u64).sum();
+            let staging = (dump_bytes > 0).then(|| Readback::new(ctx, dump_bytes));
             rec.submit(|enc| {
                 if bytes > 0 {
                     readback.copy(enc, src, 0, bytes);
                 }
+                if let Some(st) = &staging {
+                    let mut at = 0;
+                    for (_, width, g) in &dumps {
+                        let len = (n * width * 4) as u64;
+                        st.copy_to(enc, g, len, at);
+                        at += len;
+                    }
+                }
             });
+            if let (Some(st), Some(list)) = (&staging, &mut self.dump) {
+                st.read(ctx, dump_bytes, &mut self.bytes)?;
+                let all: &[f32] = bytemuck::cast_slice(&self.bytes);
+                let mut at = 0;
+                for (name, width, _) in dumps {
+                    Dumped::push(list, name, width, &all[at..at + n * width]);
+                    at += n * width;
+                }
+            }
             if bytes > 0 {
                 self.readback.read(ctx, bytes, &mut self.bytes)?;
                 match head {
@@ -323,6 +369,9 @@ struct GpuExec<'r, 'a> {
     b: &'a SessionBufs,
     n: usize,
     pos0: usize,
+    /// While dumping: each named intermediate copied into a buffer of its own
+    /// (name, width, copy), read back after the submit.
+    dump: Option<&'r mut Vec<(String, usize, GBuf)>>,
 }
 
 impl GpuExec<'_, '_> {
@@ -492,6 +541,16 @@ impl Exec for GpuExec<'_, '_> {
         let b = self.b;
         let vc = if a.v_in_k { &b.kc[il] } else { &b.vc[il] };
         ops::attention(self.rec, &b.bufs[q.0 as usize], &b.kc[il], vc, &b.bufs[out.0 as usize], &args)
+    }
+
+    fn name(&mut self, x: Buf, name: &str, il: Option<usize>) -> Result<()> {
+        let (width, n, b) = (self.width(x), self.n, self.b);
+        if let Some(list) = &mut self.dump {
+            let copy = GBuf::new(&self.be.ctx, name, (n * width * 4) as u64, wgpu::BufferUsages::empty());
+            ops::copy_rows(self.rec, &b.bufs[x.0 as usize], 0, width, &copy, 0, width, width, n)?;
+            list.push((Dumped::key(name, il), width, copy));
+        }
+        Ok(())
     }
 
     fn head_matmul(&mut self, x: Buf, w: Mat, y: Buf, a: &HeadMatmul) -> Result<()> {

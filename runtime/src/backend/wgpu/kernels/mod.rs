@@ -283,6 +283,11 @@ impl Readback {
         enc.copy_buffer_to_buffer(&src.buf, offset, &self.staging, 0, n.min(self.size));
     }
 
+    /// Copies the first `n` bytes of `src` to `at` in the staging buffer.
+    pub fn copy_to(&self, enc: &mut wgpu::CommandEncoder, src: &GBuf, n: u64, at: u64) {
+        enc.copy_buffer_to_buffer(&src.buf, 0, &self.staging, at, n.min(self.size.saturating_sub(at)));
+    }
+
     /// Waits for the GPU and reads the first `n` bytes.
     pub fn read(&self, ctx: &GpuContext, n: u64, out: &mut Vec<u8>) -> Result<()> {
         let slice = self.staging.slice(..n);
