@@ -3,6 +3,7 @@
 //! preprocessor), cached by [`ShaderKey`]. `all_variants` is what the CPU-only
 //! naga test validates.
 
+use super::kernels::params::{self as kp, KernelParams, ParamsLayout};
 use super::repack::Layout;
 
 const DEQUANT: &str = include_str!("shaders/dequant.wgsl");
@@ -99,6 +100,28 @@ impl ShaderKey {
             ShaderKey::ActQuant => ACT_QUANT.into(),
             ShaderKey::Copy => COPY.into(),
             ShaderKey::HeadMatmul => HEAD_MATMUL.into(),
+        }
+    }
+
+    /// Layout of the Rust struct for this variant's `Params` uniform block
+    /// (what `Recorder::dispatch` must be given; checked against the WGSL
+    /// struct by the naga test).
+    pub fn params(&self) -> ParamsLayout {
+        match self {
+            ShaderKey::Matmul(_) | ShaderKey::MatmulSg(_) | ShaderKey::MatmulRows(_) => kp::MatmulParams::LAYOUT,
+            ShaderKey::GetRows(_) => kp::GetRowsParams::LAYOUT,
+            ShaderKey::RmsNorm => kp::RmsNormParams::LAYOUT,
+            ShaderKey::Rope => kp::RopeParams::LAYOUT,
+            ShaderKey::KvStore => kp::KvStoreParams::LAYOUT,
+            ShaderKey::Attention => kp::AttentionParams::LAYOUT,
+            ShaderKey::Swiglu => kp::SwigluParams::LAYOUT,
+            ShaderKey::Add => kp::AddParams::LAYOUT,
+            ShaderKey::Scale => kp::ScaleParams::LAYOUT,
+            ShaderKey::AddBias => kp::AddBiasParams::LAYOUT,
+            ShaderKey::Argmax => kp::ArgmaxParams::LAYOUT,
+            ShaderKey::ActQuant => kp::ActQuantParams::LAYOUT,
+            ShaderKey::Copy => kp::CopyParams::LAYOUT,
+            ShaderKey::HeadMatmul => kp::HeadMatmulParams::LAYOUT,
         }
     }
 
