@@ -1,8 +1,10 @@
 //! Every WGSL shader variant Ember builds: plain `.wgsl` files embedded with
 //! `include_str!`, variants made by prepending a few `const` lines (the tiny
 //! preprocessor), cached by [`ShaderKey`]. `all_variants` is what the CPU-only
-//! naga test validates.
+//! naga test validates, including each variant's `Params` uniform block
+//! against the Rust struct [`ShaderKey::params`] names.
 
+use super::kernels::params::{self as kp, KernelParams, ParamsLayout};
 use super::repack::Layout;
 
 const DEQUANT: &str = include_str!("shaders/dequant.wgsl");
@@ -102,6 +104,28 @@ impl ShaderKey {
         }
     }
 
+    /// Layout of the Rust struct for this variant's `Params` uniform block
+    /// (what `Recorder::dispatch` must be given; checked against the WGSL
+    /// struct by the naga test).
+    pub fn params(&self) -> ParamsLayout {
+        match self {
+            ShaderKey::Matmul(_) | ShaderKey::MatmulSg(_) | ShaderKey::MatmulRows(_) => kp::MatmulParams::LAYOUT,
+            ShaderKey::GetRows(_) => kp::GetRowsParams::LAYOUT,
+            ShaderKey::RmsNorm => kp::RmsNormParams::LAYOUT,
+            ShaderKey::Rope => kp::RopeParams::LAYOUT,
+            ShaderKey::KvStore => kp::KvStoreParams::LAYOUT,
+            ShaderKey::Attention => kp::AttentionParams::LAYOUT,
+            ShaderKey::Swiglu => kp::SwigluParams::LAYOUT,
+            ShaderKey::Add => kp::AddParams::LAYOUT,
+            ShaderKey::Scale => kp::ScaleParams::LAYOUT,
+            ShaderKey::AddBias => kp::AddBiasParams::LAYOUT,
+            ShaderKey::Argmax => kp::ArgmaxParams::LAYOUT,
+            ShaderKey::ActQuant => kp::ActQuantParams::LAYOUT,
+            ShaderKey::Copy => kp::CopyParams::LAYOUT,
+            ShaderKey::HeadMatmul => kp::HeadMatmulParams::LAYOUT,
+        }
+    }
+
     pub fn signature(&self) -> Signature {
         let s = |n_read, n_rw| Signature { n_read, n_rw };
         match self {
@@ -166,6 +190,43 @@ mod tests {
             let sig = key.signature();
             let n_bindings = module.global_variables.iter().filter(|(_, g)| g.binding.is_some()).count() as u32;
             assert_eq!(n_bindings, 1 + sig.n_read + sig.n_rw, "{}: binding count", key.label());
+            check_params(key, &module);
         }
+    }
+
+    /// The variant's uniform global (binding 0) is a struct whose span,
+    /// member names, offsets and scalar types are those of the Rust struct
+    /// `key.params()` (so `Recorder::dispatch` writes what the shader reads).
+    fn check_params(key: ShaderKey, module: &naga::Module) {
+        use kp::ParamScalar;
+        use naga::{AddressSpace, Scalar, TypeInner};
+        let label = key.label();
+        let rust = key.params();
+        let uniforms: Vec<_> = module.global_variables.iter().filter(|(_, g)| g.space == AddressSpace::Uniform).collect();
+        assert_eq!(uniforms.len(), 1, "{label}: one uniform block");
+        let (_, g) = uniforms[0];
+        let binding = g.binding.as_ref().expect("uniform has a binding");
+        assert_eq!((binding.group, binding.binding), (0, 0), "{label}: params at group 0 binding 0");
+        let ty = &module.types[g.ty];
+        let TypeInner::Struct { members, span } = &ty.inner else {
+            panic!("{label}: uniform is not a struct: {:?}", ty.inner)
+        };
+        let wgsl: Vec<(String, usize, Option<ParamScalar>)> = members
+            .iter()
+            .map(|m| {
+                let scalar = match module.types[m.ty].inner {
+                    TypeInner::Scalar(Scalar::U32) => Some(ParamScalar::U32),
+                    TypeInner::Scalar(Scalar::I32) => Some(ParamScalar::I32),
+                    TypeInner::Scalar(Scalar::F32) => Some(ParamScalar::F32),
+                    _ => None,
+                };
+                (m.name.clone().unwrap_or_default(), m.offset as usize, scalar)
+            })
+            .collect();
+        let ours: Vec<(String, usize, Option<ParamScalar>)> =
+            rust.fields.iter().map(|f| (f.name.to_string(), f.offset, Some(f.scalar))).collect();
+        assert_eq!(wgsl, ours, "{label}: WGSL `{}` members (name, offset, type) vs Rust {}", ty.name.as_deref().unwrap_or("?"), rust.name);
+        assert_eq!(*span as usize, rust.size, "{label}: WGSL struct span vs size_of::<{}>()", rust.name);
+        assert!(rust.size as u64 <= super::super::kernels::SLOT, "{label}: {} larger than a parameter slot", rust.name);
     }
 }

@@ -4,9 +4,11 @@
 //!
 //! Per-dispatch parameters go into one uniform buffer of 256-byte slots bound
 //! with a dynamic offset, written once per submit: bind groups never change
-//! between tokens, so nothing is created per token once warm.
+//! between tokens, so nothing is created per token once warm. Each kernel's
+//! parameters are a typed struct from [`params`] (its WGSL `Params` block).
 
 pub mod ops;
+pub mod params;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use super::device::GpuContext;
 use super::shaders::{ShaderKey, Signature};
 use crate::{Error, Result};
+use params::KernelParams;
 
 /// Bytes of one parameter slot (≥ every adapter's uniform offset alignment).
 pub const SLOT: u64 = 256;
@@ -146,7 +149,8 @@ pub struct Recorder<'a> {
     pub kernels: &'a Kernels,
     params: &'a GBuf,
     bind_groups: &'a mut HashMap<(ShaderKey, Vec<u64>), wgpu::BindGroup>,
-    slots: Vec<[u32; 64]>,
+    /// One parameter slot per dispatch (u32s so the slot is 4-aligned).
+    slots: Vec<[u32; SLOT as usize / 4]>,
     ops: Vec<Op>,
     /// Only counts dispatches (and checks their pipelines and sizes): the
     /// dry run that sizes a session's parameter buffer.
@@ -173,9 +177,12 @@ impl<'a> Recorder<'a> {
         Recorder { counting: true, ..Recorder::new(ctx, kernels, params, bind_groups) }
     }
 
-    /// Queues `key` over `bufs` (bindings 1.., in order) with params `p`
-    /// (u32 words; f32 as bits) and `wg` workgroups.
-    pub fn dispatch(&mut self, key: ShaderKey, bufs: &[&GBuf], p: &[u32], wg: [u32; 3]) -> Result<()> {
+    /// Queues `key` over `bufs` (bindings 1.., in order) with params `p` (the
+    /// struct of `key`'s WGSL `Params` block, see [`ShaderKey::params`]) and
+    /// `wg` workgroups.
+    pub fn dispatch<P: KernelParams>(&mut self, key: ShaderKey, bufs: &[&GBuf], p: &P, wg: [u32; 3]) -> Result<()> {
+        const { assert!(std::mem::size_of::<P>() <= SLOT as usize, "parameter struct larger than a slot") };
+        debug_assert_eq!(P::LAYOUT.name, key.params().name, "{}: wrong parameter struct", key.label());
         if wg.iter().any(|&n| n == 0) {
             return Ok(());
         }
@@ -213,8 +220,9 @@ impl<'a> Recorder<'a> {
                 bg
             }
         };
-        let mut slot = [0u32; 64];
-        slot[..p.len()].copy_from_slice(p);
+        let mut slot = [0u32; SLOT as usize / 4];
+        let bytes = bytemuck::bytes_of(p);
+        bytemuck::bytes_of_mut(&mut slot)[..bytes.len()].copy_from_slice(bytes);
         let idx = self.slots.len() as u32;
         if (idx as u64 + 1) * SLOT > self.params.size {
             return Err(Error::Backend(format!("more than {} dispatches in one graph", self.params.size / SLOT)));

@@ -1,6 +1,7 @@
 //! One function per kernel: its bindings, parameters and dispatch geometry.
 //! Shapes are in elements; activations are row-major f32 `[n_tok, width]`.
 
+use super::params::*;
 use super::{GBuf, Recorder};
 use crate::backend::wgpu::shaders::ShaderKey;
 use crate::backend::wgpu::weights::GpuMatrix;
@@ -56,12 +57,22 @@ pub fn matmul_with(
     y: &GBuf,
     y_stride: usize,
 ) -> Result<()> {
+    // One row part: rows r0..r0 + n_rows of W, written at y[t·y_stride + r0..].
+    let params = |n_rows: usize, r0: usize| MatmulParams {
+        n_in: w.n_in as u32,
+        n_rows: n_rows as u32,
+        n_tok: n_tok as u32,
+        x_stride: x_stride as u32,
+        x_off: x_off as u32,
+        y_stride: y_stride as u32,
+        y_off: r0 as u32,
+        ..Default::default()
+    };
     if kind == MatmulKind::Rows {
         for part in &w.parts {
             let groups = (part.n_rows as u32).div_ceil(64);
             let (gx, gz) = if groups <= 65535 { (groups, 1) } else { (65535, groups.div_ceil(65535)) };
-            let p = [w.n_in as u32, part.n_rows as u32, n_tok as u32, x_stride as u32, x_off as u32, y_stride as u32, part.r0 as u32, 0];
-            rec.dispatch(ShaderKey::MatmulRows(w.layout), &[x, &part.wa, &part.wb, y], &p, [gx, (n_tok as u32).div_ceil(4), gz])?;
+            rec.dispatch(ShaderKey::MatmulRows(w.layout), &[x, &part.wa, &part.wb, y], &params(part.n_rows, part.r0), [gx, (n_tok as u32).div_ceil(4), gz])?;
         }
         return Ok(());
     }
@@ -69,8 +80,7 @@ pub fn matmul_with(
     for part in &w.parts {
         let groups = (part.n_rows as u32).div_ceil(4);
         let (gx, gy) = if groups <= 8192 { (groups, 1) } else { (8192, groups.div_ceil(8192)) };
-        let p = [w.n_in as u32, part.n_rows as u32, n_tok as u32, x_stride as u32, x_off as u32, y_stride as u32, part.r0 as u32, 0];
-        rec.dispatch(key, &[x, &part.wa, &part.wb, y], &p, [gx, gy, (n_tok as u32).div_ceil(8)])?;
+        rec.dispatch(key, &[x, &part.wa, &part.wb, y], &params(part.n_rows, part.r0), [gx, gy, (n_tok as u32).div_ceil(8)])?;
     }
     Ok(())
 }
@@ -79,7 +89,7 @@ pub fn matmul_with(
 pub fn get_rows(rec: &mut Recorder, w: &GpuMatrix, ids: &GBuf, n_tok: usize, out: &GBuf) -> Result<()> {
     let upr = (w.n_in / 32) as u32;
     for part in &w.parts {
-        let p = [w.n_in as u32, part.r0 as u32, part.n_rows as u32, n_tok as u32];
+        let p = GetRowsParams { n_in: w.n_in as u32, r0: part.r0 as u32, n_rows: part.n_rows as u32, n_tok: n_tok as u32 };
         rec.dispatch(ShaderKey::GetRows(w.layout), &[ids, &part.wa, &part.wb, out], &p, [upr.div_ceil(64), n_tok as u32, 1])?;
     }
     Ok(())
@@ -107,7 +117,16 @@ pub fn rms_norm_strided(
     n_rows: usize,
     eps: f32,
 ) -> Result<()> {
-    let p = [n as u32, eps.to_bits(), x_off as u32, out_off as u32, x_stride as u32, out_stride as u32, n_rows as u32, 0];
+    let p = RmsNormParams {
+        n: n as u32,
+        eps,
+        x_off: x_off as u32,
+        out_off: out_off as u32,
+        x_stride: x_stride as u32,
+        out_stride: out_stride as u32,
+        n_rows: n_rows as u32,
+        ..Default::default()
+    };
     let [gx, gy] = split(n_rows as u32);
     rec.dispatch(ShaderKey::RmsNorm, &[x, w, out], &p, [gx, gy, 1])
 }
@@ -126,14 +145,23 @@ pub struct RopeArgs {
 }
 
 pub fn rope(rec: &mut Recorder, table: &GBuf, x: &GBuf, a: &RopeArgs) -> Result<()> {
-    let p = [a.n_tok, a.n_head, a.head_dim, a.n_rot, a.mode as usize, a.pos0, a.row_stride, a.off].map(|v| v as u32);
+    let p = RopeParams {
+        n_tok: a.n_tok as u32,
+        n_head: a.n_head as u32,
+        head_dim: a.head_dim as u32,
+        n_rot: a.n_rot as u32,
+        mode: a.mode,
+        pos0: a.pos0 as u32,
+        row_stride: a.row_stride as u32,
+        off: a.off as u32,
+    };
     let threads = (a.n_head * a.n_rot / 2) as u32;
     rec.dispatch(ShaderKey::Rope, &[table, x], &p, [threads.div_ceil(64), a.n_tok as u32, 1])
 }
 
 /// Writes `n_tok` rows of `width` f32 into the f16 cache at `pos0`.
 pub fn kv_store(rec: &mut Recorder, src: &GBuf, cache: &GBuf, n_tok: usize, width: usize, pos0: usize) -> Result<()> {
-    let p = [n_tok as u32, width as u32, pos0 as u32, 0];
+    let p = KvStoreParams { n_tok: n_tok as u32, width: width as u32, pos0: pos0 as u32, ..Default::default() };
     rec.dispatch(ShaderKey::KvStore, &[src, cache], &p, [(width as u32 / 2).div_ceil(64), n_tok as u32, 1])
 }
 
@@ -186,27 +214,27 @@ pub fn attention(rec: &mut Recorder, q: &GBuf, kc: &GBuf, vc: &GBuf, out: &GBuf,
             a.head_dim_k, a.head_dim_v, a.n_head, a.n_head_kv
         )));
     }
-    let p = [
-        a.n_head as u32,
-        a.n_head_kv as u32,
-        a.head_dim_k as u32,
-        a.head_dim_v as u32,
-        a.pos0 as u32,
-        a.kq_scale.to_bits(),
-        a.window.unwrap_or(0) as u32,
-        a.softcap.unwrap_or(0.0).to_bits(),
-        (a.n_head * a.head_dim_k) as u32,
-        (a.n_head * a.head_dim_v) as u32,
-        a.k_row as u32,
-        a.v_row as u32,
-    ];
+    let p = AttentionParams {
+        n_head: a.n_head as u32,
+        n_head_kv: a.n_head_kv as u32,
+        head_dim_k: a.head_dim_k as u32,
+        head_dim_v: a.head_dim_v as u32,
+        pos0: a.pos0 as u32,
+        kq_scale: a.kq_scale,
+        window: a.window.unwrap_or(0) as u32,
+        softcap: a.softcap.unwrap_or(0.0),
+        q_stride: (a.n_head * a.head_dim_k) as u32,
+        out_stride: (a.n_head * a.head_dim_v) as u32,
+        k_row: a.k_row as u32,
+        v_row: a.v_row as u32,
+    };
     rec.dispatch(ShaderKey::Attention, &[q, kc, vc, out], &p, [a.n_head as u32, a.n_tok as u32, 1])
 }
 
 /// `gate = silu(gate) · up` (`gelu` = false) or `gelu(gate) · up`.
 pub fn glu(rec: &mut Recorder, up: &GBuf, gate: &GBuf, n: usize, gelu: bool) -> Result<()> {
     let [x, y] = split((n as u32).div_ceil(64));
-    rec.dispatch(ShaderKey::Swiglu, &[up, gate], &[n as u32, gelu as u32, 0, 0], [x, y, 1])
+    rec.dispatch(ShaderKey::Swiglu, &[up, gate], &SwigluParams { n: n as u32, op: gelu as u32, ..Default::default() }, [x, y, 1])
 }
 
 /// `x += y` over `n` elements.
@@ -217,30 +245,30 @@ pub fn add(rec: &mut Recorder, y: &GBuf, x: &GBuf, n: usize) -> Result<()> {
 /// `x += s · y` over `n` elements (a residual branch with MiniCPM's scale).
 pub fn add_scaled(rec: &mut Recorder, y: &GBuf, x: &GBuf, n: usize, s: f32) -> Result<()> {
     let [gx, gy] = split((n as u32).div_ceil(64));
-    rec.dispatch(ShaderKey::Add, &[y, x], &[n as u32, s.to_bits(), 0, 0], [gx, gy, 1])
+    rec.dispatch(ShaderKey::Add, &[y, x], &AddParams { n: n as u32, s, ..Default::default() }, [gx, gy, 1])
 }
 
 /// `x[off..off + n] *= s`.
 pub fn scale(rec: &mut Recorder, x: &GBuf, off: usize, n: usize, s: f32) -> Result<()> {
     let [gx, gy] = split((n as u32).div_ceil(64));
-    rec.dispatch(ShaderKey::Scale, &[x], &[n as u32, off as u32, 0, s.to_bits()], [gx, gy, 1])
+    rec.dispatch(ShaderKey::Scale, &[x], &ScaleParams { n: n as u32, off: off as u32, op: 0, s }, [gx, gy, 1])
 }
 
 /// `x[off..off + n] = cap · tanh(x / cap)` (final logit soft-capping).
 pub fn softcap(rec: &mut Recorder, x: &GBuf, off: usize, n: usize, cap: f32) -> Result<()> {
     let [gx, gy] = split((n as u32).div_ceil(64));
-    rec.dispatch(ShaderKey::Scale, &[x], &[n as u32, off as u32, 1, cap.to_bits()], [gx, gy, 1])
+    rec.dispatch(ShaderKey::Scale, &[x], &ScaleParams { n: n as u32, off: off as u32, op: 1, s: cap }, [gx, gy, 1])
 }
 
 /// `x[t·stride + off + i] += b[i]` for `i < width`, `t < n_tok` (q/k/v biases).
 pub fn add_bias(rec: &mut Recorder, b: &GBuf, x: &GBuf, n_tok: usize, width: usize, stride: usize, off: usize) -> Result<()> {
-    let p = [n_tok as u32, width as u32, stride as u32, off as u32];
+    let p = AddBiasParams { n_tok: n_tok as u32, width: width as u32, stride: stride as u32, off: off as u32 };
     rec.dispatch(ShaderKey::AddBias, &[b, x], &p, [(width as u32).div_ceil(64), n_tok as u32, 1])
 }
 
 /// `out[0] = argmax(v[off..off + n])`.
 pub fn argmax(rec: &mut Recorder, v: &GBuf, off: usize, n: usize, out: &GBuf) -> Result<()> {
-    rec.dispatch(ShaderKey::Argmax, &[v, out], &[n as u32, off as u32, 0, 0], [1, 1, 1])
+    rec.dispatch(ShaderKey::Argmax, &[v, out], &ArgmaxParams { n: n as u32, off: off as u32, ..Default::default() }, [1, 1, 1])
 }
 
 /// The activation rounding llama.cpp's CPU product applies for weights of
@@ -259,7 +287,7 @@ pub fn act_mode(ty: crate::quant::GgmlType) -> Option<u32> {
 pub fn act_quant(rec: &mut Recorder, x: &GBuf, out: &GBuf, n: usize, mode: u32) -> Result<()> {
     let bs = if mode == 1 { 256 } else { 32 };
     let [gx, gy] = split((n.div_ceil(bs) as u32).div_ceil(64));
-    rec.dispatch(ShaderKey::ActQuant, &[x, out], &[n as u32, mode, 0, 0], [gx, gy, 1])
+    rec.dispatch(ShaderKey::ActQuant, &[x, out], &ActQuantParams { n: n as u32, mode, ..Default::default() }, [gx, gy, 1])
 }
 
 /// `out[dst_off + r·dst_stride + i] = x[src_off + r·src_stride + i]` for
@@ -276,7 +304,15 @@ pub fn copy_rows(
     width: usize,
     n_rows: usize,
 ) -> Result<()> {
-    let p = [width, n_rows, src_off, src_stride, dst_off, dst_stride, 0, 0].map(|v| v as u32);
+    let p = CopyParams {
+        width: width as u32,
+        n_rows: n_rows as u32,
+        src_off: src_off as u32,
+        src_stride: src_stride as u32,
+        dst_off: dst_off as u32,
+        dst_stride: dst_stride as u32,
+        ..Default::default()
+    };
     let [gy, gz] = split(n_rows as u32);
     rec.dispatch(ShaderKey::Copy, &[x, out], &p, [(width as u32).div_ceil(64), gy, gz])
 }
@@ -301,6 +337,19 @@ pub struct HeadMatmulArgs {
 
 /// Per-head products with a plain f32 weight `w` (see [`HeadMatmulArgs`]).
 pub fn head_matmul(rec: &mut Recorder, x: &GBuf, w: &GBuf, y: &GBuf, a: &HeadMatmulArgs) -> Result<()> {
-    let p = [a.n_tok, a.n_head, a.n_out, a.n_in, a.x_stride, a.x_head, a.y_stride, a.y_head, a.w_off, a.w_head, a.w_o, a.w_i].map(|v| v as u32);
+    let p = HeadMatmulParams {
+        n_tok: a.n_tok as u32,
+        n_head: a.n_head as u32,
+        n_out: a.n_out as u32,
+        n_in: a.n_in as u32,
+        x_stride: a.x_stride as u32,
+        x_head: a.x_head as u32,
+        y_stride: a.y_stride as u32,
+        y_head: a.y_head as u32,
+        w_off: a.w_off as u32,
+        w_head: a.w_head as u32,
+        w_o: a.w_o as u32,
+        w_i: a.w_i as u32,
+    };
     rec.dispatch(ShaderKey::HeadMatmul, &[x, w, y], &p, [(a.n_out as u32).div_ceil(64), a.n_head as u32, a.n_tok as u32])
 }
