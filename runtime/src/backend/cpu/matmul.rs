@@ -4,7 +4,7 @@
 //! activation row. Work is split over threads by blocks of weight rows; each
 //! weight row is read once per call and dotted with every token's activations.
 
-use super::simd::tile::{TileDotFn, TileFormat, ROWS, TOKS};
+use super::simd::tile::{PackFn, TileFormat, ROWS, WIDE_ROWS};
 use super::simd::{CpuKernels, RowsDotFn, SCALAR};
 use super::profile::{self, OpKind, OpProfile};
 use super::{team, SharedMut};
@@ -171,7 +171,7 @@ fn batch_job(
     n_in: usize,
     act: &[u8],
     act_row: usize,
-    strips: Option<(&'static TileFormat, TileDotFn, &[u8])>,
+    strips: Option<(&'static TileFormat, super::simd::tile::TileDotFn, &[u8])>,
     k: &CpuKernels,
 ) {
     let (ty, w, n_out) = (j.ty, j.w, j.n_out);
@@ -184,10 +184,21 @@ fn batch_job(
 
     let mut tiled_rows = 0;
     if let Some((fmt, dot, aux)) = strips {
-        tiled_rows = n_out / ROWS * ROWS;
         let aux_row = (fmt.aux_size)(n_in);
-        let tiles = Tiles { fmt, dot, n_in, n_out, n_tok, w, w_row, act, act_row, aux, aux_row };
-        tiles.run(n_threads, yp);
+        // Wide (16-row) strips where the table has them, 8-row ones for the rest.
+        if let Some((pack, dot)) = k.wide(ty) {
+            let (packed_size, rows) = (2 * (fmt.packed_size)(n_in), n_out / WIDE_ROWS * WIDE_ROWS);
+            let tiles = Tiles { pack, packed_size, dot, n_in, n_out, rows: 0..rows, n_tok, w, w_row, act, act_row, aux, aux_row };
+            tiles.run(n_threads, yp);
+            tiled_rows = rows;
+        }
+        let rows = tiled_rows..tiled_rows + (n_out - tiled_rows) / ROWS * ROWS;
+        if !rows.is_empty() {
+            let packed_size = (fmt.packed_size)(n_in);
+            let tiles = Tiles { pack: fmt.pack, packed_size, dot, n_in, n_out, rows: rows.clone(), n_tok, w, w_row, act, act_row, aux, aux_row };
+            tiles.run(n_threads, yp);
+        }
+        tiled_rows = rows.end;
     }
 
     // Rows per task: enough tasks to balance, few enough to keep overhead low.
@@ -297,12 +308,16 @@ fn matmul_gen(n_in: usize, x: &[f32], jobs: &mut [MatJob], scratch: &mut MatmulS
     });
 }
 
-/// One matmul's strip-tiled part: rows `0..n_out / ROWS * ROWS`, all tokens.
-struct Tiles<'a> {
-    fmt: &'static TileFormat,
-    dot: TileDotFn,
+/// One matmul's strip-tiled part: `rows` (a multiple of `R`), all tokens,
+/// in strips of `R` rows dotted with up to `T` tokens per call.
+struct Tiles<'a, const R: usize, const T: usize> {
+    pack: PackFn,
+    /// Bytes of one packed strip.
+    packed_size: usize,
+    dot: fn(usize, &[u8], &[&[u8]], &[&[u8]]) -> [[f32; R]; T],
     n_in: usize,
     n_out: usize,
+    rows: std::ops::Range<usize>,
     n_tok: usize,
     w: &'a [u8],
     w_row: usize,
@@ -312,30 +327,30 @@ struct Tiles<'a> {
     aux_row: usize,
 }
 
-impl Tiles<'_> {
+impl<const R: usize, const T: usize> Tiles<'_, R, T> {
     fn run(&self, n_threads: usize, yp: SharedMut<f32>) {
-        let n_strips = self.n_out / ROWS;
+        let n_strips = self.rows.len() / R;
         let strips_per_task = (n_strips / (n_threads * 8)).clamp(1, 64);
         team::for_each(n_strips.div_ceil(strips_per_task), |task| {
             let yp = yp;
             // u32 storage: the packed structs hold f32/i32.
-            let mut packed = vec![0u32; (self.fmt.packed_size)(self.n_in) / 4];
+            let mut packed = vec![0u32; self.packed_size / 4];
             let s0 = task * strips_per_task;
             for s in s0..(s0 + strips_per_task).min(n_strips) {
-                let r0 = s * ROWS;
+                let r0 = self.rows.start + s * R;
                 let packed = bytemuck::cast_slice_mut(&mut packed);
-                (self.fmt.pack)(self.n_in, &self.w[r0 * self.w_row..(r0 + ROWS) * self.w_row], packed);
+                (self.pack)(self.n_in, &self.w[r0 * self.w_row..(r0 + R) * self.w_row], packed);
                 // Every token against the strip while it is in L1.
-                for t0 in (0..self.n_tok).step_by(TOKS) {
-                    let t1 = (t0 + TOKS).min(self.n_tok);
-                    let act: [&[u8]; TOKS] = std::array::from_fn(|i| self.row(self.act, self.act_row, t0 + i));
-                    let aux: [&[u8]; TOKS] = std::array::from_fn(|i| self.row(self.aux, self.aux_row, t0 + i));
+                for t0 in (0..self.n_tok).step_by(T) {
+                    let t1 = (t0 + T).min(self.n_tok);
+                    let act: [&[u8]; T] = std::array::from_fn(|i| self.row(self.act, self.act_row, t0 + i));
+                    let aux: [&[u8]; T] = std::array::from_fn(|i| self.row(self.aux, self.aux_row, t0 + i));
                     let v = (self.dot)(self.n_in, packed, &act[..t1 - t0], &aux[..t1 - t0]);
                     for (t, v) in (t0..t1).zip(v) {
                         // SAFETY: each (t, row) is written by exactly one task (its
-                        // strips are disjoint) and y outlives the scope; the 8
+                        // strips are disjoint) and y outlives the scope; the R
                         // rows of a strip are < n_out.
-                        unsafe { std::ptr::copy_nonoverlapping(v.as_ptr(), yp.0.add(t * self.n_out + r0), ROWS) };
+                        unsafe { std::ptr::copy_nonoverlapping(v.as_ptr(), yp.0.add(t * self.n_out + r0), R) };
                     }
                 }
             }

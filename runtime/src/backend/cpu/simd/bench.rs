@@ -188,6 +188,58 @@ fn bench_prompt_matmul() {
     }
 }
 
+/// Q4_0 prompt products of MiniCPM-2B's shapes (2304 → 5760, 2304 → 2304,
+/// 5760 → 2304; 512 tokens, 1 thread, best of 3): CPU ns per weight
+/// row·token per table, activation quantization and packing included.
+/// `EMBER_BENCH_TY` picks another format.
+#[test]
+#[ignore]
+fn bench_prompt_shapes() {
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+    let ty = std::env::var("EMBER_BENCH_TY").map_or(GgmlType::Q4_0, |t| *TYPES.iter().find(|ty| ty.to_string() == t).unwrap());
+    let n_tok = 512;
+    let mut rng = Rng(8);
+    for (n_in, n_out) in [(2304, 5760), (2304, 2304), (5760, 2304)] {
+        let w = weight_row(&mut rng, ty, n_in * n_out, false);
+        let x: Vec<f32> = (0..n_tok * n_in).map(|_| rng.f()).collect();
+        let mut y = vec![0f32; n_tok * n_out];
+        // Each table, and where it has wide strips, the same without them (8-row strips only).
+        // Also the wide kernel at 4 tokens per call (two calls per 8).
+        let mut tables: Vec<(&CpuKernels, &str)> = Vec::new();
+        for k in CpuKernels::available().into_iter().filter(|k| k.isa != "scalar") {
+            if let Some((_, f)) = k.wide(ty) {
+                let narrow = CpuKernels { q4_0_wide: None, q5_0_wide: None, q8_0_wide: None, iq4_nl_wide: None, ..*k };
+                tables.push((Box::leak(Box::new(narrow)), "8-row"));
+                WIDE.get_or_init(|| f);
+                let by4 = CpuKernels { q4_0_wide: Some(wide_by4), q5_0_wide: Some(wide_by4), q8_0_wide: Some(wide_by4), iq4_nl_wide: Some(wide_by4), ..*k };
+                tables.push((Box::leak(Box::new(by4)), "16x4"));
+            }
+            tables.push((k, if k.wide(ty).is_some() { "16x8" } else { "8-row" }));
+        }
+        for rep in 0..2 {
+            for &(k, strips) in &tables {
+                let mut mm = MatmulScratch::default();
+                mm.kernels = k;
+                let ns = pool.install(|| best_time(3, 1, || matmul(ty, &w, n_in, n_out, &x, &mut y, &mut mm))) / (n_out * n_tok) as f64;
+                eprintln!("{rep} {:>14} {strips:>6} {ty:>5} {n_in:>4} -> {n_out:>4}: {ns:6.3} ns per row·token (cpu)", k.isa);
+            }
+        }
+    }
+}
+
+/// The wide kernel [`wide_by4`] calls (the AVX-512 table's: one table has them).
+static WIDE: std::sync::OnceLock<super::tile::WideDotFn> = std::sync::OnceLock::new();
+
+/// The [`WIDE`] kernel on at most 4 tokens per call.
+fn wide_by4(n: usize, x: &[u8], y: &[&[u8]], a: &[&[u8]]) -> [[f32; super::tile::WIDE_ROWS]; super::tile::WIDE_TOKS] {
+    let f = *WIDE.get().unwrap();
+    let mut out = f(n, x, &y[..y.len().min(4)], &a[..a.len().min(4)]);
+    if y.len() > 4 {
+        out[4..].copy_from_slice(&f(n, x, &y[4..], &a[4..])[..4]);
+    }
+    out
+}
+
 /// The strip kernels alone (2304-wide rows, 32 strips, 64 tokens, in L2):
 /// CPU ns per strip packed and per weight row·token dotted, against the row
 /// kernel (`vec_dot`) on the same rows and tokens; best of 5 trials each.

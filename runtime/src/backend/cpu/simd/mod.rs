@@ -80,6 +80,12 @@ pub struct CpuKernels {
     pub q6_k_tile: Option<tile::TileDotFn>,
     pub iq4_nl_tile: Option<tile::TileDotFn>,
     pub iq4_xs_tile: Option<tile::TileDotFn>,
+    /// Wide strip kernels ([`tile::Q4_0x16`], AVX-512); where one is `Some`,
+    /// the matmul packs 16-row strips for its format instead of 8-row ones.
+    pub q4_0_wide: Option<tile::WideDotFn>,
+    pub q5_0_wide: Option<tile::WideDotFn>,
+    pub q8_0_wide: Option<tile::WideDotFn>,
+    pub iq4_nl_wide: Option<tile::WideDotFn>,
     /// 8-row kernels for generation (see [`RowsDotFn`]); `None`: the matmul
     /// calls the row kernels above once per row.
     pub q4_0_rows: Option<RowsDotFn>,
@@ -130,6 +136,10 @@ pub static SCALAR: CpuKernels = CpuKernels {
     q6_k_tile: None,
     iq4_nl_tile: None,
     iq4_xs_tile: None,
+    q4_0_wide: None,
+    q5_0_wide: None,
+    q8_0_wide: None,
+    iq4_nl_wide: None,
     q4_0_rows: None,
     q4_1_rows: None,
     q4_k_rows: None,
@@ -218,6 +228,23 @@ impl CpuKernels {
             _ => None,
         }?;
         Some((tile::format(ty)?, f))
+    }
+}
+
+impl CpuKernels {
+    /// The wide strip pack and kernel for `ty`, if this table has one (its
+    /// aux is the [`tile::format`]'s).
+    #[inline]
+    pub fn wide(&self, ty: GgmlType) -> Option<(tile::PackFn, tile::WideDotFn)> {
+        use GgmlType::*;
+        let f = match ty {
+            Q4_0 => self.q4_0_wide,
+            Q5_0 => self.q5_0_wide,
+            Q8_0 => self.q8_0_wide,
+            IQ4_NL => self.iq4_nl_wide,
+            _ => None,
+        }?;
+        Some((tile::pack_wide(ty)?, f))
     }
 }
 

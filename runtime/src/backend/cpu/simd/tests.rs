@@ -326,6 +326,67 @@ fn simd_tile_kernels_match_scalar() {
     eprintln!("{checked} tile-kernel cases");
 }
 
+/// Wide strip kernels (16 rows × up to 8 tokens, [`super::tile::Q4_0x16`]):
+/// the wide pack + its scalar twin reproduce `vec_dot` bit for bit (the
+/// symmetric 32-block formats round like it), and every table's wide
+/// kernel reproduces the twin bit for bit, also at the extreme quants
+/// (each packed quant at its maximum, activations at ±127).
+#[test]
+fn simd_wide_tile_kernels_match_scalar() {
+    use super::tile::{self, WIDE_ROWS, WIDE_TOKS};
+    let mut rng = Rng(17);
+    let mut checked = 0;
+    for ty in QUANT_TYPES {
+        let Some(pack) = tile::pack_wide(ty) else { continue };
+        let fmt = tile::format(ty).unwrap();
+        for (n, unit, extreme) in [(QK_K, true, false), (QK_K, false, false), (9 * QK_K, false, false), (9 * QK_K, true, true)] {
+            let w = weight_row(&mut rng, ty, n * WIDE_ROWS, unit);
+            let mut packed = vec![0u32; 2 * (fmt.packed_size)(n) / 4];
+            pack(n, &w, bytemuck::cast_slice_mut(&mut packed));
+            let act: Vec<Vec<u8>> = if extreme {
+                // Each wide block ends with its quants, 16 rows × 32.
+                let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut packed);
+                let (blk, qs) = (2 * (fmt.packed_size)(32), 32 * WIDE_ROWS);
+                let top = bytes.chunks(blk).flat_map(|b| &b[blk - qs..]).copied().max().unwrap();
+                for b in bytes.chunks_mut(blk) {
+                    b[blk - qs..].fill(top);
+                }
+                (0..WIDE_TOKS).map(|t| unit_act(quant::vec_dot_type(ty), n, || if t % 2 == 0 { 127 } else { -127i8 as u8 })).collect()
+            } else {
+                (0..WIDE_TOKS).map(|_| act_row(&mut rng, ty, n, unit)).collect()
+            };
+            let packed: &[u8] = bytemuck::cast_slice(&packed);
+            let aux = aux_rows(fmt, n, &act);
+            let act: Vec<&[u8]> = act.iter().map(|a| &a[..]).collect();
+            let aux: Vec<&[u8]> = aux.iter().map(|a| bytemuck::cast_slice(a)).collect();
+            let rs = w.len() / WIDE_ROWS;
+            for nt in 1..=WIDE_TOKS {
+                let twin = tile::dot_scalar_wide(ty, n, packed, &act[..nt], &aux[..nt]);
+                if !extreme {
+                    for t in 0..nt {
+                        for r in 0..WIDE_ROWS {
+                            let want = SCALAR.vec_dot(ty, n, &w[r * rs..(r + 1) * rs], act[t]);
+                            assert_eq!(twin[t][r], want, "{ty} n={n} unit={unit} wide twin t{t} r{r}");
+                        }
+                    }
+                }
+                for k in CpuKernels::available() {
+                    let Some((_, f)) = k.wide(ty) else { continue };
+                    let got = f(n, packed, &act[..nt], &aux[..nt]);
+                    for t in 0..WIDE_TOKS {
+                        for r in 0..WIDE_ROWS {
+                            let want = if t < nt { twin[t][r] } else { 0.0 };
+                            assert_eq!(got[t][r], want, "{} {ty} n={n} unit={unit} extreme={extreme} wide nt={nt} t{t} r{r}", k.isa);
+                        }
+                    }
+                    checked += 1;
+                }
+            }
+        }
+    }
+    eprintln!("{checked} wide tile-kernel cases");
+}
+
 /// Tile kernels at the extremes their integer sums are sized for: every
 /// packed quant at `QMAX` and the activations at ±127 (AVX2's i16 partial
 /// sums would overflow by 2^16 past the bounds): each table's SIMD kernel
@@ -447,6 +508,41 @@ fn simd_rows_kernels_match_scalar() {
         }
     }
     eprintln!("{checked} row-kernel cases");
+}
+
+/// A prompt product split over wide strips, an 8-row strip and single rows
+/// (n_out = 3·16 + 8 + 3; 19 tokens: two full wide calls of 8 and one of 3,
+/// past every format's `min_tok`)
+/// equals the scalar table's `vec_dot` per row and token: bit for bit in
+/// the strips (the symmetric 32-block formats round like `vec_dot`), within
+/// the f32-order tolerance in the single rows.
+#[test]
+fn prompt_matmul_with_wide_strips_matches_scalar() {
+    use crate::backend::cpu::{matmul, MatmulScratch};
+    use super::tile::WIDE_ROWS;
+    use GgmlType::*;
+    let (n_in, n_out, n_tok) = (2 * QK_K, 3 * WIDE_ROWS + 8 + 3, 19);
+    let mut rng = Rng(19);
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+    for ty in [Q4_0, Q5_0, Q8_0, IQ4_NL] {
+        let w = weight_row(&mut rng, ty, n_in * n_out, false);
+        let x: Vec<f32> = (0..n_tok * n_in).map(|_| rng.f()).collect();
+        let mut want = vec![0f32; n_tok * n_out];
+        let mut mm = MatmulScratch::default();
+        pool.install(|| matmul(ty, &w, n_in, n_out, &x, &mut want, &mut mm));
+        for k in CpuKernels::available() {
+            let mut got = vec![0f32; n_tok * n_out];
+            mm.kernels = k;
+            pool.install(|| matmul(ty, &w, n_in, n_out, &x, &mut got, &mut mm));
+            for t in 0..n_tok {
+                for o in 0..n_out {
+                    let (g, w) = (got[t * n_out + o], want[t * n_out + o]);
+                    let tol = if o < n_out / 8 * 8 { 0.0 } else { 1e-4 * w.abs().max(1.0) };
+                    assert!((g - w).abs() <= tol, "{} {ty} t{t} row {o}: {g} vs {w}", k.isa);
+                }
+            }
+        }
+    }
 }
 
 /// `matmul_many` (one region, activations and aux shared by products of the

@@ -24,6 +24,11 @@
 //!   mins (Q6_K's and Q3_K's "mins" are their quants' offset, 32 and 4,
 //!   times the scale).
 //!
+//! AVX-512 packs the symmetric 32-block formats into wide strips instead
+//! ([`Q4_0x16`]: 16 rows, one per i32 lane of a zmm vector, the same aux),
+//! where one `vpdpbusd` per token covers 16 rows (ggml's AVX-512 Q4_0 repack
+//! GEMM also runs 16 rows per zmm); [`dot_scalar_wide`] is their twin.
+//!
 //! Per-token side data (`aux`: the activation block's scale as f32 and its
 //! integer sums) is computed once per matmul for all strips. The activations
 //! stay in the formats' `vec_dot_type` (Q8_0, Q8_1, Q8_K), so the integer
@@ -65,6 +70,14 @@ pub const TOKS: usize = 4;
 /// slower), from 8 on the strips are faster for every format but the IQ4s.
 pub const MIN_TOK: usize = 4;
 
+/// Weight rows per wide strip ([`Q4_0x16`]: one i32 lane per row in a
+/// 512-bit vector, for AVX-512).
+pub const WIDE_ROWS: usize = 16;
+/// Most tokens per wide kernel call: 2 × 8 i32 accumulators and 8 f32 ones
+/// stay in AVX-512's 32 registers, and each 64-byte weight load serves 8
+/// tokens.
+pub const WIDE_TOKS: usize = 8;
+
 /// `[token][row]` dots of a packed strip with up to [`TOKS`] tokens:
 /// `(n, packed strip, activation rows, their aux)`; `act.len() == aux.len()`.
 pub type TileDotFn = fn(usize, &[u8], &[&[u8]], &[&[u8]]) -> [[f32; ROWS]; TOKS];
@@ -76,6 +89,24 @@ pub type TileDotFn = fn(usize, &[u8], &[&[u8]], &[&[u8]]) -> [[f32; ROWS]; TOKS]
 pub struct Q4_0x8 {
     pub d: [f32; ROWS],
     pub qs: [u8; 32 * ROWS],
+}
+
+/// `[token][row]` dots of a packed wide strip with up to [`WIDE_TOKS`] tokens,
+/// as [`TileDotFn`].
+pub type WideDotFn = fn(usize, &[u8], &[&[u8]], &[&[u8]]) -> [[f32; WIDE_ROWS]; WIDE_TOKS];
+
+/// Packs strip rows of `n` elements (`w`: the rows, one after another) into `dst`.
+pub type PackFn = fn(usize, &[u8], &mut [u8]);
+
+/// [`Q4_0x8`] over [`WIDE_ROWS`] rows (`qs[64k + 4r + i]` = row r, element
+/// 4k + i): one 64-byte load gives 16 rows' 4 quants for one `vpdpbusd`
+/// on zmm, so a token's broadcast 4 bytes and the f32 steps per block serve
+/// twice the rows of an 8-row strip. Exactly two [`Q4_0x8`]s in size.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct Q4_0x16 {
+    pub d: [f32; WIDE_ROWS],
+    pub qs: [u8; 32 * WIDE_ROWS],
 }
 
 /// Q4_1/Q5_1 strip: [`Q4_0x8`] plus the rows' mins.
@@ -343,6 +374,20 @@ pub fn format(ty: GgmlType) -> Option<&'static TileFormat> {
     }
 }
 
+/// The wide ([`Q4_0x16`]) pack of `ty`, if it has one: the symmetric
+/// 32-block formats. A wide strip of `n`-element rows takes
+/// 2 · [`TileFormat::packed_size`] bytes; the aux is the format's.
+pub fn pack_wide(ty: GgmlType) -> Option<PackFn> {
+    use GgmlType::*;
+    match ty {
+        Q4_0 => Some(pack_q4_0::<Q4_0x16, WIDE_ROWS>),
+        Q5_0 => Some(pack_q5_0::<Q4_0x16, WIDE_ROWS>),
+        Q8_0 => Some(pack_q8_0::<Q4_0x16, WIDE_ROWS>),
+        IQ4_NL => Some(pack_iq4_nl::<Q4_0x16, WIDE_ROWS>),
+        _ => None,
+    }
+}
+
 /// Bytes of `n` elements as `X`s of `QB` elements each (a strip's or a token's aux).
 fn size_of_blocks<X, const QB: usize>(n: usize) -> usize {
     n / QB * std::mem::size_of::<X>()
@@ -350,7 +395,7 @@ fn size_of_blocks<X, const QB: usize>(n: usize) -> usize {
 
 static Q4_0_TILE: TileFormat = TileFormat {
     packed_size: size_of_blocks::<Q4_0x8, 32>,
-    pack: pack_q4_0,
+    pack: pack_q4_0::<Q4_0x8, ROWS>,
     aux_size: size_of_blocks::<Q8_0Aux, 32>,
     aux: aux_q8_0,
     min_tok: MIN_TOK,
@@ -374,8 +419,8 @@ static Q4_K_TILE: TileFormat = TileFormat {
 
 // ------------------------------------------------ formats sharing the layouts above
 
-static Q5_0_TILE: TileFormat = TileFormat { pack: pack_q5_0, ..Q4_0_TILE };
-static Q8_0_TILE: TileFormat = TileFormat { pack: pack_q8_0, ..Q4_0_TILE };
+static Q5_0_TILE: TileFormat = TileFormat { pack: pack_q5_0::<Q4_0x8, ROWS>, ..Q4_0_TILE };
+static Q8_0_TILE: TileFormat = TileFormat { pack: pack_q8_0::<Q4_0x8, ROWS>, ..Q4_0_TILE };
 static Q5_1_TILE: TileFormat = TileFormat { pack: pack_q5_1, ..Q4_1_TILE };
 static Q5_K_TILE: TileFormat = TileFormat { pack: pack_q5_k, ..Q4_K_TILE };
 
@@ -391,7 +436,7 @@ static Q2_K_TILE: TileFormat = TileFormat { pack: pack_q2_k, ..Q6_K_TILE };
 // The IQ4 packs look each quant up in the non-linear table: ~5× Q8_0's
 // pack, so their strips win from ~16 tokens on (4 tokens: 2.5× slower
 // than the row kernels, 16: par-to-faster; x86 `bench_prompt_matmul`).
-static IQ4_NL_TILE: TileFormat = TileFormat { pack: pack_iq4_nl, min_tok: 16, ..Q4_0_TILE };
+static IQ4_NL_TILE: TileFormat = TileFormat { pack: pack_iq4_nl::<Q4_0x8, ROWS>, min_tok: 16, ..Q4_0_TILE };
 static IQ4_XS_TILE: TileFormat = TileFormat { pack: pack_iq4_xs, min_tok: 16, ..Q4_K_TILE };
 
 fn aux_q8_0(_: usize, act: &[u8], dst: &mut [u8]) {
@@ -422,12 +467,12 @@ fn aux_q8_k(_: usize, act: &[u8], dst: &mut [u8]) {
 // words of 4 quant bytes (word operations, no per-element branches or
 // shifts), then [`put_words`] writes them into the strip layout.
 
-/// Packs `nb` blocks of the strip's [`ROWS`] rows of `w` into `dst`'s strip
+/// Packs `nb` blocks of the strip's `R` rows of `w` into `dst`'s strip
 /// blocks: `put(block, strip block, row)`.
 #[inline(always)]
-fn pack_strip<B: bytemuck::Pod, X: bytemuck::Pod>(nb: usize, w: &[u8], dst: &mut [u8], put: impl Fn(&B, &mut X, usize)) {
-    let len = w.len() / ROWS;
-    let rows: [&[B]; ROWS] = std::array::from_fn(|r| bytemuck::cast_slice(&w[r * len..(r + 1) * len]));
+fn pack_strip<B: bytemuck::Pod, X: bytemuck::Pod, const R: usize>(nb: usize, w: &[u8], dst: &mut [u8], put: impl Fn(&B, &mut X, usize)) {
+    let len = w.len() / R;
+    let rows: [&[B]; R] = std::array::from_fn(|r| bytemuck::cast_slice(&w[r * len..(r + 1) * len]));
     let out: &mut [X] = bytemuck::cast_slice_mut(dst);
     for (b, o) in out.iter_mut().enumerate().take(nb) {
         for (r, row) in rows.iter().enumerate() {
@@ -446,9 +491,47 @@ fn word(q: &[u8], k: usize) -> u32 {
 /// `qs` (element e of row r at 32·(e/4) + 4r + e%4).
 #[inline(always)]
 fn put_words<const W: usize>(qs: &mut [u8], r: usize, q: [u32; W]) {
+    put_words_n::<W, ROWS>(qs, r, q)
+}
+
+/// [`put_words`] for a strip of `R` rows (element e of row r at 4R·(e/4) + 4r + e%4).
+#[inline(always)]
+fn put_words_n<const W: usize, const R: usize>(qs: &mut [u8], r: usize, q: [u32; W]) {
     for (k, q) in q.into_iter().enumerate() {
-        qs[32 * k + 4 * r..32 * k + 4 * r + 4].copy_from_slice(&q.to_le_bytes());
+        qs[4 * R * k + 4 * r..4 * R * k + 4 * r + 4].copy_from_slice(&q.to_le_bytes());
     }
+}
+
+/// A [`Q4_0x8`] (R = [`ROWS`]) or [`Q4_0x16`] (R = [`WIDE_ROWS`]) block:
+/// its rows' scales and quants.
+trait Sym32Block: bytemuck::Pod {
+    fn parts(&mut self) -> (&mut [f32], &mut [u8]);
+}
+impl Sym32Block for Q4_0x8 {
+    #[inline(always)]
+    fn parts(&mut self) -> (&mut [f32], &mut [u8]) {
+        (&mut self.d, &mut self.qs)
+    }
+}
+impl Sym32Block for Q4_0x16 {
+    #[inline(always)]
+    fn parts(&mut self) -> (&mut [f32], &mut [u8]) {
+        (&mut self.d, &mut self.qs)
+    }
+}
+
+/// Packs a symmetric 32-block format into strips of `R` rows, blocks `X`
+/// ([`Q4_0x8`] with [`ROWS`], [`Q4_0x16`] with [`WIDE_ROWS`]): `words(block)`
+/// gives a row's scale and its 32 quants as 8 words.
+#[inline(always)]
+fn pack_sym32<B: bytemuck::Pod, X: Sym32Block, const R: usize>(n: usize, w: &[u8], dst: &mut [u8], words: impl Fn(&B) -> (f32, [u32; 8])) {
+    debug_assert_eq!(std::mem::size_of::<X>(), R * (4 + 32));
+    pack_strip::<B, X, R>(n / 32, w, dst, |x, o, r| {
+        let (d, q) = words(x);
+        let (od, oq) = o.parts();
+        od[r] = d;
+        put_words_n::<8, R>(oq, r, q);
+    });
 }
 
 const M4: u32 = 0x0F0F_0F0F;
@@ -482,40 +565,33 @@ fn q5_words(qs: &[u8; 16], qh: [u8; 4]) -> [u32; 8] {
     std::array::from_fn(|k| q4[k] | fifth_bits(qh >> (4 * k)))
 }
 
-fn pack_q4_0(n: usize, w: &[u8], dst: &mut [u8]) {
-    pack_strip(n / 32, w, dst, |x: &BlockQ4_0, o: &mut Q4_0x8, r| {
-        o.d[r] = f16_to_f32(x.d);
-        put_words(&mut o.qs, r, q4_words(&x.qs));
-    });
+fn pack_q4_0<X: Sym32Block, const R: usize>(n: usize, w: &[u8], dst: &mut [u8]) {
+    pack_sym32::<BlockQ4_0, X, R>(n, w, dst, |x| (f16_to_f32(x.d), q4_words(&x.qs)));
 }
 
 fn pack_q4_1(n: usize, w: &[u8], dst: &mut [u8]) {
-    pack_strip(n / 32, w, dst, |x: &BlockQ4_1, o: &mut Q4_1x8, r| {
+    pack_strip::<_, _, ROWS>(n / 32, w, dst, |x: &BlockQ4_1, o: &mut Q4_1x8, r| {
         (o.d[r], o.m[r]) = (f16_to_f32(x.d), f16_to_f32(x.m));
         put_words(&mut o.qs, r, q4_words(&x.qs));
     });
 }
 
-fn pack_q5_0(n: usize, w: &[u8], dst: &mut [u8]) {
-    pack_strip(n / 32, w, dst, |x: &BlockQ5_0, o: &mut Q4_0x8, r| {
-        o.d[r] = f16_to_f32(x.d);
-        put_words(&mut o.qs, r, q5_words(&x.qs, x.qh));
-    });
+fn pack_q5_0<X: Sym32Block, const R: usize>(n: usize, w: &[u8], dst: &mut [u8]) {
+    pack_sym32::<BlockQ5_0, X, R>(n, w, dst, |x| (f16_to_f32(x.d), q5_words(&x.qs, x.qh)));
 }
 
 fn pack_q5_1(n: usize, w: &[u8], dst: &mut [u8]) {
-    pack_strip(n / 32, w, dst, |x: &BlockQ5_1, o: &mut Q4_1x8, r| {
+    pack_strip::<_, _, ROWS>(n / 32, w, dst, |x: &BlockQ5_1, o: &mut Q4_1x8, r| {
         (o.d[r], o.m[r]) = (f16_to_f32(x.d), f16_to_f32(x.m));
         put_words(&mut o.qs, r, q5_words(&x.qs, x.qh));
     });
 }
 
-fn pack_q8_0(n: usize, w: &[u8], dst: &mut [u8]) {
-    pack_strip(n / 32, w, dst, |x: &BlockQ8_0, o: &mut Q4_0x8, r| {
-        o.d[r] = f16_to_f32(x.d);
+fn pack_q8_0<X: Sym32Block, const R: usize>(n: usize, w: &[u8], dst: &mut [u8]) {
+    pack_sym32::<BlockQ8_0, X, R>(n, w, dst, |x| {
         // w + 128 (the sign bit flipped): unsigned, see `Sym32::OFFSET`.
         let qs: &[u8] = bytemuck::cast_slice(&x.qs);
-        put_words::<8>(&mut o.qs, r, std::array::from_fn(|k| word(qs, k) ^ 0x8080_8080));
+        (f16_to_f32(x.d), std::array::from_fn(|k| word(qs, k) ^ 0x8080_8080))
     });
 }
 
@@ -551,7 +627,7 @@ fn k4_words(qs: &[u8; QK_K / 2], high: impl Fn(usize, usize) -> (u32, u32)) -> [
 }
 
 fn pack_q4_k(n: usize, w: &[u8], dst: &mut [u8]) {
-    pack_strip(n / QK_K, w, dst, |x: &BlockQ4K, o: &mut Q4Kx8, r| {
+    pack_strip::<_, _, ROWS>(n / QK_K, w, dst, |x: &BlockQ4K, o: &mut Q4Kx8, r| {
         (o.d[r], o.dmin[r]) = (f16_to_f32(x.d), f16_to_f32(x.dmin));
         let (sc, mn) = scale_min_k4(&x.scales);
         put_scales(&mut o.sc, &mut o.mn, r, |j| sc[j] as i32, |j| mn[j] as i32);
@@ -560,7 +636,7 @@ fn pack_q4_k(n: usize, w: &[u8], dst: &mut [u8]) {
 }
 
 fn pack_q5_k(n: usize, w: &[u8], dst: &mut [u8]) {
-    pack_strip(n / QK_K, w, dst, |x: &BlockQ5K, o: &mut Q4Kx8, r| {
+    pack_strip::<_, _, ROWS>(n / QK_K, w, dst, |x: &BlockQ5K, o: &mut Q4Kx8, r| {
         (o.d[r], o.dmin[r]) = (f16_to_f32(x.d), f16_to_f32(x.dmin));
         let (sc, mn) = scale_min_k4(&x.scales);
         put_scales(&mut o.sc, &mut o.mn, r, |j| sc[j] as i32, |j| mn[j] as i32);
@@ -574,7 +650,7 @@ fn pack_q5_k(n: usize, w: &[u8], dst: &mut [u8]) {
 }
 
 fn pack_q6_k(n: usize, w: &[u8], dst: &mut [u8]) {
-    pack_strip(n / QK_K, w, dst, |x: &BlockQ6K, o: &mut K16x8, r| {
+    pack_strip::<_, _, ROWS>(n / QK_K, w, dst, |x: &BlockQ6K, o: &mut K16x8, r| {
         o.d[r] = f16_to_f32(x.d);
         o.dmin[r] = o.d[r];
         // q − 32 = q with the min 32·sc.
@@ -619,7 +695,7 @@ fn two_bit_words(qs: &[u8; QK_K / 4], high: impl Fn(usize, usize, usize) -> u32)
 }
 
 fn pack_q3_k(n: usize, w: &[u8], dst: &mut [u8]) {
-    pack_strip(n / QK_K, w, dst, |x: &BlockQ3K, o: &mut K16x8, r| {
+    pack_strip::<_, _, ROWS>(n / QK_K, w, dst, |x: &BlockQ3K, o: &mut K16x8, r| {
         o.d[r] = f16_to_f32(x.d);
         o.dmin[r] = o.d[r];
         // The quant is (2 bits + 4·hmask bit) − 4: stored 0..8 with the min 4·sc.
@@ -630,7 +706,7 @@ fn pack_q3_k(n: usize, w: &[u8], dst: &mut [u8]) {
 }
 
 fn pack_q2_k(n: usize, w: &[u8], dst: &mut [u8]) {
-    pack_strip(n / QK_K, w, dst, |x: &BlockQ2K, o: &mut K16x8, r| {
+    pack_strip::<_, _, ROWS>(n / QK_K, w, dst, |x: &BlockQ2K, o: &mut K16x8, r| {
         (o.d[r], o.dmin[r]) = (f16_to_f32(x.d), f16_to_f32(x.dmin));
         put_scales(&mut o.sc, &mut o.mn, r, |j| (x.scales[j] & 0xF) as i32, |j| (x.scales[j] >> 4) as i32);
         put_words(&mut o.qs, r, two_bit_words(&x.qs, |_, _, _| 0));
@@ -644,15 +720,12 @@ fn iq4_words(qs: &[u8; 16]) -> [u32; 8] {
     q4_words(qs).map(|w| u32::from_le_bytes(w.to_le_bytes().map(|i| IQ4_BYTES[i as usize])))
 }
 
-fn pack_iq4_nl(n: usize, w: &[u8], dst: &mut [u8]) {
-    pack_strip(n / 32, w, dst, |x: &BlockIQ4NL, o: &mut Q4_0x8, r| {
-        o.d[r] = f16_to_f32(x.d);
-        put_words(&mut o.qs, r, iq4_words(&x.qs));
-    });
+fn pack_iq4_nl<X: Sym32Block, const R: usize>(n: usize, w: &[u8], dst: &mut [u8]) {
+    pack_sym32::<BlockIQ4NL, X, R>(n, w, dst, |x| (f16_to_f32(x.d), iq4_words(&x.qs)));
 }
 
 fn pack_iq4_xs(n: usize, w: &[u8], dst: &mut [u8]) {
-    pack_strip(n / QK_K, w, dst, |x: &BlockIQ4XS, o: &mut Q4Kx8, r| {
+    pack_strip::<_, _, ROWS>(n / QK_K, w, dst, |x: &BlockIQ4XS, o: &mut Q4Kx8, r| {
         o.d[r] = f16_to_f32(x.d);
         o.dmin[r] = o.d[r];
         // kvalue = byte − 128: the min 128·sc, with the scales ls − 32 (signed).
@@ -695,6 +768,26 @@ pub fn dot_scalar(ty: GgmlType, n: usize, packed: &[u8], act: &[&[u8]], aux: &[&
     out
 }
 
+/// [`dot_scalar`] for a wide ([`Q4_0x16`]) strip: the same integer sums
+/// and f32 steps per row as the 8-row twin.
+pub fn dot_scalar_wide(ty: GgmlType, n: usize, packed: &[u8], act: &[&[u8]], aux: &[&[u8]]) -> [[f32; WIDE_ROWS]; WIDE_TOKS] {
+    use GgmlType::*;
+    let dot = match ty {
+        Q4_0 => twin_sym32_n::<BlockQ4_0, Q4_0x16>,
+        Q5_0 => twin_sym32_n::<BlockQ5_0, Q4_0x16>,
+        Q8_0 => twin_sym32_n::<BlockQ8_0, Q4_0x16>,
+        IQ4_NL => twin_sym32_n::<BlockIQ4NL, Q4_0x16>,
+        _ => unreachable!("no wide tile layout for {ty}"),
+    };
+    let mut out = [[0f32; WIDE_ROWS]; WIDE_TOKS];
+    for (t, (act, aux)) in act.iter().zip(aux).enumerate() {
+        for (r, o) in out[t].iter_mut().enumerate() {
+            *o = dot(n, packed, act, aux, r);
+        }
+    }
+    out
+}
+
 /// One row's dot in the twin: `(n, packed strip, activation row, its aux, row) -> dot`.
 type TwinFn = fn(usize, &[u8], &[u8], &[u8], usize) -> f32;
 
@@ -704,12 +797,21 @@ fn q_at(qs: &[u8], r: usize, e: usize) -> i32 {
 }
 
 fn twin_sym32<F: Sym32>(n: usize, packed: &[u8], act: &[u8], aux: &[u8], r: usize) -> f32 {
-    let (x, y, a): (&[Q4_0x8], &[BlockQ8_0], &[Q8_0Aux]) =
+    twin_sym32_n::<F, Q4_0x8>(n, packed, act, aux, r)
+}
+
+/// [`twin_sym32`] over strips of `X` ([`Q4_0x8`] or [`Q4_0x16`]).
+fn twin_sym32_n<F: Sym32, X: Sym32Block>(n: usize, packed: &[u8], act: &[u8], aux: &[u8], r: usize) -> f32 {
+    let (x, y, a): (&[X], &[BlockQ8_0], &[Q8_0Aux]) =
         (bytemuck::cast_slice(packed), bytemuck::cast_slice(act), bytemuck::cast_slice(aux));
     let mut s = 0f32;
     for b in 0..n / 32 {
-        let sumi = (0..32).map(|e| q_at(&x[b].qs, r, e) * y[b].qs[e] as i32).sum::<i32>() - F::OFFSET * a[b].sum;
-        let (dx, dy, sumi) = (x[b].d[r], a[b].d, sumi as f32);
+        let mut xb = x[b];
+        let (d, qs) = xb.parts();
+        let rows = d.len();
+        let q = |e: usize| qs[4 * rows * (e / 4) + 4 * r + e % 4] as i32;
+        let sumi = (0..32).map(|e| q(e) * y[b].qs[e] as i32).sum::<i32>() - F::OFFSET * a[b].sum;
+        let (dx, dy, sumi) = (d[r], a[b].d, sumi as f32);
         s += if F::DXY_FIRST { (dx * dy) * sumi } else { sumi * dx * dy };
     }
     s

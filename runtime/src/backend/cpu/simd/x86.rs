@@ -8,7 +8,7 @@ use std::arch::x86_64::*;
 
 use half::f16;
 
-use super::tile::{KQuant, KStrip, Q4_0x8, Q4_1x8, Q8KAux, Q8_0Aux, Q8_1Aux, Quants, Sym32, ROWS, TOKS};
+use super::tile::{KQuant, KStrip, Q4_0x16, Q4_0x8, Q4_1x8, Q8KAux, Q8_0Aux, Q8_1Aux, Quants, Sym32, ROWS, TOKS, WIDE_ROWS, WIDE_TOKS};
 use super::CpuKernels;
 use crate::quant::iq4_nl::{BlockIQ4NL, KVALUES_IQ4NL};
 use crate::quant::iq4_xs::BlockIQ4XS;
@@ -74,6 +74,11 @@ macro_rules! kernel_table {
             q6_k_tile: Some(|n, x, y, a| unsafe { q6_k_tile(n, x, y, a) }),
             iq4_nl_tile: Some(|n, x, y, a| unsafe { iq4_nl_tile(n, x, y, a) }),
             iq4_xs_tile: Some(|n, x, y, a| unsafe { iq4_xs_tile(n, x, y, a) }),
+            // AVX-512's 16-row strips: `wide_kernels`, set in that table only.
+            q4_0_wide: None,
+            q5_0_wide: None,
+            q8_0_wide: None,
+            iq4_nl_wide: None,
             q4_0_rows: Some(|n, w, y, a| unsafe { q4_0_rows(n, w, y, a) }),
             q4_1_rows: Some(|n, w, y, a| unsafe { q4_1_rows(n, w, y, a) }),
             // An 8-row Q4_K kernel (as NEON's) measured 3–10% slower end to end than
@@ -122,11 +127,39 @@ macro_rules! kernel_table {
     )*};
 }
 
+/// The wide strip kernels ([`tile_sym32_x16`]) in `#[target_feature]`
+/// wrappers, one instance per token count (the accumulators stay registers).
+macro_rules! wide_kernels {
+    ($feat:literal, $($name:ident => $F:ty),*) => {$(
+        #[target_feature(enable = $feat)]
+        unsafe fn $name(n: usize, x: &[u8], y: &[&[u8]], a: &[&[u8]]) -> [[f32; WIDE_ROWS]; WIDE_TOKS] {
+            match y.len() {
+                8 => tile_sym32_x16::<8, $F>(n, x, y, a),
+                7 => tile_sym32_x16::<7, $F>(n, x, y, a),
+                6 => tile_sym32_x16::<6, $F>(n, x, y, a),
+                5 => tile_sym32_x16::<5, $F>(n, x, y, a),
+                4 => tile_sym32_x16::<4, $F>(n, x, y, a),
+                3 => tile_sym32_x16::<3, $F>(n, x, y, a),
+                2 => tile_sym32_x16::<2, $F>(n, x, y, a),
+                _ => tile_sym32_x16::<1, $F>(n, x, y, a),
+            }
+        }
+    )*};
+}
+wide_kernels!("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
+    q4_0_wide => BlockQ4_0, q5_0_wide => BlockQ5_0, q8_0_wide => BlockQ8_0, iq4_nl_wide => BlockIQ4NL);
+
 // SAFETY (both tables): `detect`/`available` hand a table out only after
-// `is_x86_feature_detected!` saw every feature in its `$feat`.
+// `is_x86_feature_detected!` saw every feature in its `$feat` (the wide
+// kernels' features are the AVX-512 table's).
 static AVX2: CpuKernels = kernel_table!("avx2+fma+f16c", "avx2,fma,f16c", Avx2);
-static AVX512: CpuKernels =
-    kernel_table!("avx512vnni", "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni", Vnni);
+static AVX512: CpuKernels = CpuKernels {
+    q4_0_wide: Some(|n, x, y, a| unsafe { q4_0_wide(n, x, y, a) }),
+    q5_0_wide: Some(|n, x, y, a| unsafe { q5_0_wide(n, x, y, a) }),
+    q8_0_wide: Some(|n, x, y, a| unsafe { q8_0_wide(n, x, y, a) }),
+    iq4_nl_wide: Some(|n, x, y, a| unsafe { iq4_nl_wide(n, x, y, a) }),
+    ..kernel_table!("avx512vnni", "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni", Vnni)
+};
 
 fn has_avx2() -> bool {
     is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c")
@@ -671,6 +704,58 @@ unsafe fn tile_sym32<I: Isa, const NT: usize, F: Sym32>(
         }
     }
     store_tokens(acc)
+}
+
+/// [`tile_sym32`] on a wide strip ([`Q4_0x16`]) with zmm vectors (AVX-512
+/// VNNI only: lane r is row r of 16): per step of 4 quants one 64-byte
+/// weight load serves NT tokens, and per token one `vpdpbusd` with its 4
+/// bytes broadcast covers 16 rows, as do the f32 steps per block: half the
+/// broadcasts, integer-to-float steps and f32 rounding steps per row of the
+/// 8-row kernel (ggml's AVX-512 Q4_0 repack GEMM also runs 16 rows per zmm).
+/// The even-step chain starts at −OFFSET·Σy, so no subtraction is left per
+/// block; its f32 steps are the scalar `vec_dot`'s (equal bit for bit).
+#[inline(always)]
+unsafe fn tile_sym32_x16<const NT: usize, F: Sym32>(
+    n: usize,
+    packed: &[u8],
+    act: &[&[u8]],
+    aux: &[&[u8]],
+) -> [[f32; WIDE_ROWS]; WIDE_TOKS] {
+    let nb = n / 32;
+    let x: &[Q4_0x16] = &bytemuck::cast_slice(packed)[..nb];
+    let y: [&[BlockQ8_0]; NT] = std::array::from_fn(|t| &bytemuck::cast_slice(act[t])[..nb]);
+    let a: [&[Q8_0Aux]; NT] = std::array::from_fn(|t| &bytemuck::cast_slice(aux[t])[..nb]);
+    let mut acc = [_mm512_setzero_ps(); NT];
+    for (b, x) in x.iter().enumerate() {
+        // Two chains per token (even and odd steps): one chain of dependent
+        // `vpdpbusd`s would be bound by its latency.
+        let mut s = [[_mm512_setzero_si512(); NT]; 2];
+        for t in 0..NT {
+            s[0][t] = _mm512_set1_epi32(-F::OFFSET * a[t][b].sum);
+        }
+        for k in 0..8 {
+            let w = _mm512_loadu_si512(x.qs.as_ptr().add(64 * k) as *const _);
+            for t in 0..NT {
+                let yk = _mm512_set1_epi32((y[t][b].qs.as_ptr().add(4 * k) as *const i32).read_unaligned());
+                s[k % 2][t] = _mm512_dpbusd_epi32(s[k % 2][t], w, yk);
+            }
+        }
+        let dx = _mm512_loadu_ps(x.d.as_ptr());
+        for t in 0..NT {
+            let (sf, dy) = (_mm512_cvtepi32_ps(_mm512_add_epi32(s[0][t], s[1][t])), _mm512_set1_ps(a[t][b].d));
+            let blk = if F::DXY_FIRST {
+                _mm512_mul_ps(_mm512_mul_ps(dx, dy), sf)
+            } else {
+                _mm512_mul_ps(_mm512_mul_ps(sf, dx), dy)
+            };
+            acc[t] = _mm512_add_ps(acc[t], blk);
+        }
+    }
+    let mut out = [[0f32; WIDE_ROWS]; WIDE_TOKS];
+    for t in 0..NT {
+        _mm512_storeu_ps(out[t].as_mut_ptr(), acc[t]);
+    }
+    out
 }
 
 /// Q4_1, Q5_1 ([`Q4_1x8`]): (dx·dy)·Σq·y + m·s per block, the min term
