@@ -2,6 +2,8 @@
 //! Every option field has a default, so `EngineConfig()` / `GenerateParams()`
 //! work as-is in Kotlin, Swift and Python.
 
+use ember::sampling;
+
 /// How to load a model. All fields have defaults.
 #[derive(Debug, Clone, uniffi::Record)]
 pub struct EngineConfig {
@@ -54,6 +56,10 @@ pub struct ModelInfo {
 }
 
 /// Sampling and stopping, one record. Defaults follow llama.cpp's.
+///
+/// uniffi's `default = ...` takes only literals, so the foreign-side defaults
+/// below repeat `ember::sampling::DEFAULT_*` (keep them equal); Rust callers
+/// get the constants themselves through `Default`.
 #[derive(Debug, Clone, uniffi::Record)]
 pub struct GenerateParams {
     /// Most tokens to generate.
@@ -86,11 +92,11 @@ impl Default for GenerateParams {
     fn default() -> Self {
         GenerateParams {
             max_tokens: 256,
-            temperature: 0.8,
-            top_k: 40,
-            top_p: 0.95,
-            min_p: 0.05,
-            repeat_penalty: 1.0,
+            temperature: sampling::DEFAULT_TEMPERATURE,
+            top_k: sampling::DEFAULT_TOP_K as u32,
+            top_p: sampling::DEFAULT_TOP_P,
+            min_p: sampling::DEFAULT_MIN_P,
+            repeat_penalty: sampling::DEFAULT_REPEAT_PENALTY,
             seed: None,
             stop: Vec::new(),
         }

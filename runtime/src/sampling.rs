@@ -43,20 +43,32 @@ pub struct SamplingParams {
     pub seed: u64,
 }
 
+// The defaults, named once: `SamplingParams::default()`, the CLI flags, the
+// bindings and the server all refer to these, so the numbers cannot drift
+// apart. They are llama.cpp's `common_params_sampling` values.
+pub const DEFAULT_TEMPERATURE: f32 = 0.8;
+pub const DEFAULT_TOP_K: usize = 40;
+pub const DEFAULT_TOP_P: f32 = 0.95;
+pub const DEFAULT_MIN_P: f32 = 0.05;
+/// 1.0: no repetition penalty.
+pub const DEFAULT_REPEAT_PENALTY: f32 = 1.0;
+pub const DEFAULT_REPEAT_LAST_N: usize = 64;
+pub const DEFAULT_FREQUENCY_PENALTY: f32 = 0.0;
+pub const DEFAULT_PRESENCE_PENALTY: f32 = 0.0;
 /// Default seed (fixed so that runs are reproducible unless a seed is given).
 pub const DEFAULT_SEED: u64 = 0xEEEE;
 
 impl Default for SamplingParams {
     fn default() -> Self {
         SamplingParams {
-            temperature: 0.8,
-            top_k: 40,
-            top_p: 0.95,
-            min_p: 0.05,
-            repeat_penalty: 1.0,
-            repeat_last_n: 64,
-            frequency_penalty: 0.0,
-            presence_penalty: 0.0,
+            temperature: DEFAULT_TEMPERATURE,
+            top_k: DEFAULT_TOP_K,
+            top_p: DEFAULT_TOP_P,
+            min_p: DEFAULT_MIN_P,
+            repeat_penalty: DEFAULT_REPEAT_PENALTY,
+            repeat_last_n: DEFAULT_REPEAT_LAST_N,
+            frequency_penalty: DEFAULT_FREQUENCY_PENALTY,
+            presence_penalty: DEFAULT_PRESENCE_PENALTY,
             seed: DEFAULT_SEED,
         }
     }

@@ -236,7 +236,8 @@ pub fn generate_params(f: &SamplingFields, prompt_tokens: usize, limits: &Limits
         top_p,
         min_p,
         repeat_penalty,
-        repeat_last_n: 64,
+        // OpenAI has no such field: the runtime's window.
+        repeat_last_n: ember::sampling::DEFAULT_REPEAT_LAST_N,
         frequency_penalty: f.frequency_penalty.unwrap_or(0.0),
         presence_penalty: f.presence_penalty.unwrap_or(0.0),
         seed,

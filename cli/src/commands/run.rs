@@ -2,7 +2,7 @@ use std::io::Write;
 
 use anyhow::{bail, Result};
 use clap::Args;
-use ember::sampling::SamplingParams;
+use ember::sampling::{self, SamplingParams};
 use ember::session::GenerateParams;
 
 use super::load_engine;
@@ -35,26 +35,26 @@ pub struct RunArgs {
 #[derive(Args, Clone, Debug)]
 pub struct SamplingArgs {
     /// Temperature; 0 = greedy.
-    #[arg(long = "temp", default_value_t = 0.8)]
+    #[arg(long = "temp", default_value_t = sampling::DEFAULT_TEMPERATURE)]
     pub temp: f32,
     /// Top-k (0 = off).
-    #[arg(long = "top-k", default_value_t = 40)]
+    #[arg(long = "top-k", default_value_t = sampling::DEFAULT_TOP_K)]
     pub top_k: usize,
     /// Top-p nucleus (1 = off).
-    #[arg(long = "top-p", default_value_t = 0.95)]
+    #[arg(long = "top-p", default_value_t = sampling::DEFAULT_TOP_P)]
     pub top_p: f32,
     /// Min-p relative to the most likely token (0 = off).
-    #[arg(long = "min-p", default_value_t = 0.05)]
+    #[arg(long = "min-p", default_value_t = sampling::DEFAULT_MIN_P)]
     pub min_p: f32,
     /// Repetition penalty (1 = off).
-    #[arg(long = "repeat-penalty", default_value_t = 1.0)]
+    #[arg(long = "repeat-penalty", default_value_t = sampling::DEFAULT_REPEAT_PENALTY)]
     pub repeat_penalty: f32,
     /// Tokens the penalties look back over.
-    #[arg(long = "repeat-last-n", default_value_t = 64)]
+    #[arg(long = "repeat-last-n", default_value_t = sampling::DEFAULT_REPEAT_LAST_N)]
     pub repeat_last_n: usize,
-    #[arg(long = "frequency-penalty", default_value_t = 0.0)]
+    #[arg(long = "frequency-penalty", default_value_t = sampling::DEFAULT_FREQUENCY_PENALTY)]
     pub frequency_penalty: f32,
-    #[arg(long = "presence-penalty", default_value_t = 0.0)]
+    #[arg(long = "presence-penalty", default_value_t = sampling::DEFAULT_PRESENCE_PENALTY)]
     pub presence_penalty: f32,
     /// RNG seed (default: random; printed with the stats).
     #[arg(long = "seed")]

@@ -7,6 +7,7 @@
 //! truncated or hostile file yields a [`GgufError`] naming what is wrong and
 //! where, never a panic.
 
+mod backing;
 mod reader;
 mod value;
 #[cfg(feature = "test-util")]

@@ -1,14 +1,14 @@
-//! Parsing of the GGUF header, metadata and tensor table.
+//! Parsing of the GGUF header, metadata and tensor table, and typed access
+//! to them ([`GgufFile`]). Where the bytes live is `backing.rs`'s business.
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::Path;
 
-use memmap2::Mmap;
-
+use super::backing::Backing;
 use super::value::{Value, ValueType};
 use super::{GgufError, GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC, MAX_DIMS};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::quant::GgmlType;
 
 /// Caps on sizes a file may claim. Counts are also bounded by the bytes left
@@ -70,23 +70,6 @@ impl TensorInfo {
     }
 }
 
-enum Backing {
-    Mmap(Mmap),
-    Owned(Vec<u8>),
-    /// A copy in anonymous memory ([`GgufFile::copy_to_memory`]).
-    Anon(Mmap),
-}
-
-impl Backing {
-    fn bytes(&self) -> &[u8] {
-        match self {
-            Backing::Mmap(m) => m,
-            Backing::Owned(v) => v,
-            Backing::Anon(m) => m,
-        }
-    }
-}
-
 /// A parsed GGUF file. Tensor data stays in the memory map.
 pub struct GgufFile {
     backing: Backing,
@@ -113,13 +96,7 @@ impl std::fmt::Debug for GgufFile {
 impl GgufFile {
     /// Memory-maps and parses a file.
     pub fn open(path: impl AsRef<Path>) -> Result<GgufFile> {
-        let path = path.as_ref();
-        let io = |source| Error::Io { path: path.to_path_buf(), source };
-        let file = File::open(path).map_err(io)?;
-        // SAFETY: the map is read-only; like every mmap-based loader we rely on
-        // the file not being truncated by another process while it is mapped.
-        let map = unsafe { Mmap::map(&file) }.map_err(io)?;
-        Ok(Self::parse(Backing::Mmap(map), &Limits::default())?)
+        Ok(Self::parse(Backing::map_file(path.as_ref())?, &Limits::default())?)
     }
 
     /// Memory-maps and parses `len` bytes of an open file starting at byte
@@ -127,62 +104,21 @@ impl GgufFile {
     /// asset, a content-URI descriptor). `len == 0` means "to the end of the
     /// file". `what` names the source in error messages.
     pub fn open_file_range(file: &File, offset: u64, len: u64, what: &str) -> Result<GgufFile> {
-        let io = |source| Error::Io { path: what.into(), source };
-        let size = file.metadata().map_err(io)?.len();
-        let len = if len == 0 { size.saturating_sub(offset) } else { len };
-        if offset.checked_add(len).map_or(true, |end| end > size) || len == 0 {
-            let msg = format!("range {offset}+{len} lies outside the file ({size} bytes)");
-            return Err(io(std::io::Error::new(std::io::ErrorKind::InvalidInput, msg)));
-        }
-        let len = usize::try_from(len)
-            .map_err(|_| io(std::io::Error::new(std::io::ErrorKind::InvalidInput, "range too large")))?;
-        // SAFETY: as in `open`. memmap2 aligns the offset to a page internally.
-        let map = unsafe { memmap2::MmapOptions::new().offset(offset).len(len).map(file) }.map_err(io)?;
-        Ok(Self::parse(Backing::Mmap(map), &Limits::default())?)
+        Ok(Self::parse(Backing::map_file_range(file, offset, len, what)?, &Limits::default())?)
     }
 
     /// Whether the bytes are a file mapping (rather than memory of our own).
     pub fn is_mapped(&self) -> bool {
-        matches!(self.backing, Backing::Mmap(_))
+        self.backing.is_mapped()
     }
 
     /// The same file with its bytes copied into anonymous memory, backed by
-    /// transparent huge pages when `huge` and the OS offers them (Linux).
-    /// For the CPU backend: generation streams every weight once per token,
-    /// and with 4 KiB pages each 4 KiB costs a TLB miss, a two-level walk in
-    /// a VM (see docs/PERFORMANCE.md: +30% tokens/s on a 2B model). The copy
-    /// goes in 4 MiB pieces, each piece of the mapping released as soon as
-    /// it is copied, so resident memory stays about one copy of the file.
-    /// Runs on rayon's global pool.
+    /// transparent huge pages when `huge` and the OS offers them (Linux); the
+    /// parsed tables are cloned, not re-parsed. Why and how: see
+    /// [`Backing::copy_to_anon`].
     pub fn copy_to_memory(&self, huge: bool) -> std::io::Result<GgufFile> {
-        const PIECE: usize = 4 << 20;
-        let src = self.backing.bytes();
-        let mut dst = memmap2::MmapMut::map_anon(src.len().max(1))?;
-        #[cfg(target_os = "linux")]
-        if huge {
-            // Only a hint: without THP the copy still works, in small pages.
-            if let Err(e) = dst.advise(memmap2::Advice::HugePage) {
-                log::debug!("madvise(MADV_HUGEPAGE): {e}");
-            }
-        }
-        #[cfg(not(target_os = "linux"))]
-        let _ = huge;
-        // In parallel: most of the time goes to the kernel zeroing the new
-        // pages (and, in a VM, the host backing them), done by the thread
-        // that touches them first.
-        use rayon::prelude::*;
-        dst.par_chunks_mut(PIECE).zip(src.par_chunks(PIECE)).enumerate().for_each(|(i, (d, s))| {
-            d.copy_from_slice(s);
-            #[cfg(unix)]
-            if let Backing::Mmap(m) = &self.backing {
-                // SAFETY: a read-only file mapping: after MADV_DONTNEED its
-                // pages read back from the file, the same bytes; this only
-                // drops them from our resident set.
-                let _ = unsafe { m.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, i * PIECE, s.len()) };
-            }
-        });
         Ok(GgufFile {
-            backing: Backing::Anon(dst.make_read_only()?),
+            backing: self.backing.copy_to_anon(huge)?,
             version: self.version,
             alignment: self.alignment,
             data_offset: self.data_offset,

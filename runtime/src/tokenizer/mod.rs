@@ -6,11 +6,15 @@
 //! only with `parse_special`), then runs the model algorithm on each raw fragment.
 
 mod bpe;
+mod detect;
 pub mod pretokenize;
+mod quirks;
+mod special;
 mod spm;
 mod stream;
 mod unicode;
 mod unicode_tables;
+mod vocab;
 
 use std::collections::{HashMap, HashSet};
 
@@ -31,19 +35,6 @@ pub mod attr {
     pub const BYTE: u32 = 1 << 5;
     pub const LSTRIP: u32 = 1 << 7;
     pub const RSTRIP: u32 = 1 << 8;
-}
-
-/// GGUF `tokenizer.ggml.token_type` values.
-fn attr_from_type(t: i64) -> u32 {
-    match t {
-        1 => attr::NORMAL,
-        2 => attr::UNKNOWN,
-        3 => attr::CONTROL,
-        4 => attr::USER_DEFINED,
-        5 => attr::UNUSED,
-        6 => attr::BYTE,
-        _ => attr::UNDEFINED,
-    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,19 +95,6 @@ impl std::fmt::Debug for Tokenizer {
     }
 }
 
-const EOG_TEXTS: &[&str] = &[
-    "<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>", "<|flush|>", "<|calls|>", "<end_of_turn>",
-    "<|endoftext|>", "</s>", "<|eom_id|>", "<EOT>", "_<EOT>", "[EOT]", "[EOS]", "<|end_of_text|>",
-    "<end_of_utterance>", "<eos>", "<turn|>", "<|tool_response>", "<｜end▁of▁sentence｜>", "[e~[",
-];
-const EOT_TEXTS: &[&str] = &[
-    "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|end_of_text|>", "<EOT>", "_<EOT>",
-    "[EOT]", "<｜end▁of▁sentence｜>", "<end_of_utterance>",
-];
-const FIM_PAD_TEXTS: &[&str] = &["<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>", "[PAD]"];
-const FIM_REP_TEXTS: &[&str] = &["<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>", "<reponame>"];
-const FIM_SEP_TEXTS: &[&str] = &["<|file_sep|>"];
-
 enum Frag {
     Token(u32),
     Raw(usize, usize),
@@ -128,236 +106,48 @@ fn tok_err(msg: impl Into<String>) -> Error {
 
 impl Tokenizer {
     /// Load the vocabulary from GGUF metadata, with llama.cpp's defaults and auto-detection.
+    /// The steps run in llama.cpp's order: later ones read and overwrite the token attributes
+    /// earlier ones set (the EOG set's exceptions, the strip flags over `special_cache`).
     pub fn from_gguf(g: &GgufFile) -> Result<Tokenizer> {
         let model_name = g.str_opt("tokenizer.ggml.model")?.ok_or_else(|| tok_err("missing tokenizer.ggml.model"))?;
         let pre = g.str_opt("tokenizer.ggml.pre")?.unwrap_or("").to_string();
-        let tokens = g.str_array("tokenizer.ggml.tokens")?.ok_or_else(|| tok_err("missing tokenizer.ggml.tokens"))?;
-        let n = tokens.len();
-        if n == 0 {
-            return Err(tok_err("empty vocabulary"));
-        }
-        let scores = g.f32_array("tokenizer.ggml.scores")?;
-        let types = g.i64_array("tokenizer.ggml.token_type")?;
-        if scores.as_ref().is_some_and(|s| s.len() < n) || types.as_ref().is_some_and(|t| t.len() < n) {
-            return Err(tok_err("tokenizer.ggml.scores / token_type shorter than the vocabulary"));
-        }
+        let raw = vocab::RawVocab::read(g)?;
+        let cfg = detect::detect(g, model_name, &pre)?;
+        let (mut toks, token_to_id) = raw.build();
 
-        let mut merges = bpe::Merges::default();
-        let (model, mut bos, mut eos, mut unk);
-        let (mut add_bos, mut add_eos, mut add_space_prefix, mut ignore_merges, mut clean_spaces) =
-            (false, false, false, false, false);
-        let mut pre_kind = PreKind::Default;
-        match model_name {
-            "llama" => {
-                model = Model::Spm;
-                (bos, eos, unk) = (Some(1), Some(2), Some(0));
-                add_space_prefix = true;
-                add_bos = true;
-            }
-            "gpt2" => {
-                model = Model::Bpe;
-                let m = g
-                    .str_array("tokenizer.ggml.merges")?
-                    .ok_or_else(|| tok_err("cannot find tokenizer merges in model file"))?;
-                merges = bpe::Merges::from_strings(&m);
-                (bos, eos, unk) = (Some(11), Some(11), None);
-                let info = pretokenize::pre_info(&pre);
-                if !info.known {
-                    log::warn!("unsupported pre-tokenizer '{pre}', using 'default' (tokenization may differ from llama.cpp)");
-                }
-                pre_kind = info.kind;
-                ignore_merges = info.ignore_merges;
-                clean_spaces = info.clean_spaces;
-                if let Some(b) = info.add_bos {
-                    add_bos = b;
-                }
-                if info.no_bos {
-                    bos = None;
-                }
-            }
-            other => return Err(tok_err(format!("unsupported tokenizer model '{other}' (supported: llama, gpt2)"))),
-        }
-        if let Some(v) = g.bool_opt("tokenizer.ggml.add_space_prefix")? {
-            add_space_prefix = v;
-        }
+        let mut ids = special::read_ids(g, toks.len(), cfg.bos, cfg.eos, cfg.unk)?;
+        let (add_bos, add_eos) = special::read_add_flags(g, &ids, cfg.add_bos, false)?;
+        special::detect_by_text(&mut toks, &mut ids);
+        special::mark_unused(&mut toks);
+        quirks::harmony_user_defined(&mut toks);
+        let eog = special::eog_set(&mut toks, &ids);
+        let special_cache = special::special_cache(&toks);
+        quirks::strip_attributes(g, &pre, &mut toks, &token_to_id, &special_cache);
 
-        let mut toks = Vec::with_capacity(n);
-        let mut token_to_id = HashMap::with_capacity(n);
-        for (i, t) in tokens.iter().enumerate() {
-            let text = if t.is_empty() { format!("[EMPTY_{i}]") } else { t.to_string() };
-            if token_to_id.contains_key(&text) {
-                log::warn!("duplicate token in vocabulary: '{text}' (id {i}); keeping the first");
-            } else {
-                token_to_id.insert(text.clone(), i as u32);
-            }
-            let score = scores.as_ref().map_or(0.0, |s| s[i]);
-            let attr = types.as_ref().map_or(attr::NORMAL, |t| attr_from_type(t[i]));
-            toks.push(TokenData { text, score, attr });
-        }
-        drop(tokens);
-
-        // special ids: defaults out of range are disabled; keys override when in range
-        let in_range = |id: Option<u32>| id.filter(|&x| (x as usize) < n);
-        (bos, eos, unk) = (in_range(bos), in_range(eos), in_range(unk));
-        let key_id = |key: &str, cur: Option<u32>| -> Result<Option<u32>> {
-            match g.i64_opt(key)? {
-                Some(v) if v >= 0 && (v as usize) < n => Ok(Some(v as u32)),
-                Some(v) => {
-                    log::warn!("bad special token {key} = {v}, using default");
-                    Ok(cur)
-                }
-                None => Ok(cur),
-            }
-        };
-        bos = key_id("tokenizer.ggml.bos_token_id", bos)?;
-        eos = key_id("tokenizer.ggml.eos_token_id", eos)?;
-        let mut eot = key_id("tokenizer.ggml.eot_token_id", None)?;
-        let mut eom = key_id("tokenizer.ggml.eom_token_id", None)?;
-        unk = key_id("tokenizer.ggml.unknown_token_id", unk)?;
-        let mut fim_pad = key_id("tokenizer.ggml.fim_pad_token_id", None)?;
-        let mut fim_rep = key_id("tokenizer.ggml.fim_rep_token_id", None)?;
-        let mut fim_sep = key_id("tokenizer.ggml.fim_sep_token_id", None)?;
-
-        if let Some(v) = g.bool_opt("tokenizer.ggml.add_bos_token")? {
-            add_bos = v;
-        }
-        if let Some(v) = g.bool_opt("tokenizer.ggml.add_eos_token")? {
-            add_eos = v;
-        }
-        if add_bos && bos.is_none() {
-            return Err(tok_err("tokenizer.ggml.add_bos_token is true, but tokenizer.ggml.bos_token_id is not set"));
-        }
-        if add_eos && eos.is_none() {
-            return Err(tok_err("tokenizer.ggml.add_eos_token is true, but tokenizer.ggml.eos_token_id is not set"));
-        }
-
-        // auto-detect special tokens by their text (llama.cpp does this in hash-map order; we go
-        // by id, which only matters for vocabularies with several candidates)
-        let mark_control = |toks: &mut Vec<TokenData>, id: u32| {
-            toks[id as usize].attr |= attr::CONTROL;
-        };
-        // (only texts starting with one of these bytes can be on the lists)
-        let candidate = |t: &str| matches!(t.as_bytes().first(), Some(b'<' | b'[' | b'_'));
-        for id in 0..n as u32 {
-            let t = toks[id as usize].text.as_str();
-            if !candidate(t) {
-                continue;
-            }
-            let lists: [&[&str]; 5] = [EOT_TEXTS, &["<|eom_id|>"], FIM_PAD_TEXTS, FIM_REP_TEXTS, FIM_SEP_TEXTS];
-            let hit = lists.iter().position(|l| l.contains(&t));
-            let slot = match hit {
-                Some(0) => &mut eot,
-                Some(1) => &mut eom,
-                Some(2) => &mut fim_pad,
-                Some(3) => &mut fim_rep,
-                Some(4) => &mut fim_sep,
-                _ => continue,
-            };
-            if slot.is_none() {
-                *slot = Some(id);
-                mark_control(&mut toks, id);
-            }
-        }
-        for td in toks.iter_mut() {
-            if td.attr & attr::CONTROL != 0 && td.text.contains("unused") {
-                td.attr |= attr::UNUSED;
-            }
-        }
-        let mut eog: HashSet<u32> = [fim_pad, fim_rep, fim_sep].into_iter().flatten().collect();
-        for td in toks.iter_mut() {
-            let t = td.text.as_str();
-            if matches!(t, "<|channel|>" | "<|message|>" | "<|start|>" | "<|constrain|>") {
-                td.attr = attr::USER_DEFINED;
-            }
-        }
-        for id in 0..n as u32 {
-            let t = toks[id as usize].text.as_str();
-            if candidate(t) && EOG_TEXTS.contains(&t) {
-                eog.insert(id);
-                mark_control(&mut toks, id);
-            }
-        }
-        eog.extend([eos, eot, eom].into_iter().flatten());
-        let find_eog = |toks: &[TokenData], eog: &HashSet<u32>, texts: &[&str]| {
-            eog.iter().copied().find(|&i| texts.contains(&toks[i as usize].text.as_str()))
-        };
-        if let Some(end) = find_eog(&toks, &eog, &["<|end|>"]) {
-            let has = |t: &[&str]| find_eog(&toks, &eog, t).is_some();
-            if (has(&["<|return|>"]) && has(&["<|call|>", "<|calls|>"])) || (has(&["<|call|>", "<|calls|>"]) && has(&["<|flush|>"])) {
-                eog.remove(&end);
-                toks[end as usize].attr = attr::USER_DEFINED;
-            }
-        }
-        if let (Some(s), Some(_)) = (find_eog(&toks, &eog, &["</s>"]), find_eog(&toks, &eog, &["<|tool_response>"])) {
-            eog.remove(&s);
-            toks[s as usize].attr = attr::NORMAL;
-        }
-
-        let mut special_cache: Vec<u32> = (0..n as u32)
-            .filter(|&i| toks[i as usize].attr & (attr::CONTROL | attr::USER_DEFINED | attr::UNKNOWN) != 0)
-            .collect();
-        special_cache.sort_by(|&a, &b| toks[b as usize].text.len().cmp(&toks[a as usize].text.len()));
-
-        // per-model strip attributes (llama.cpp sets these by model / pre-tokenizer name)
-        let name = g.str_opt("general.name").ok().flatten().unwrap_or("").to_lowercase();
-        let arch = g.str_opt("general.architecture").ok().flatten().unwrap_or("");
-        if ["jina-v2-de", "jina-v2-es", "jina-v2-code"].iter().any(|s| pre.contains(s))
-            || ["nomic-bert-moe", "jina-bert-v3"].iter().any(|s| arch.contains(s))
-        {
-            if let Some(&id) = token_to_id.get("<mask>") {
-                toks[id as usize].attr |= attr::LSTRIP;
-            }
-        } else if name.contains("phi-3") || name.contains("phi3") {
-            for &id in &special_cache {
-                toks[id as usize].attr |= attr::RSTRIP;
-            }
-            if let Some(&id) = token_to_id.get("</s>") {
-                toks[id as usize].attr |= attr::RSTRIP;
-            }
-            for t in ["<unk>", "<s>", "<|endoftext|>"] {
-                if let Some(&id) = token_to_id.get(t) {
-                    toks[id as usize].attr &= !attr::RSTRIP;
-                }
-            }
-        }
-
-        let byte_tokens = (0..=255u8)
-            .map(|b| {
-                token_to_id.get(format!("<0x{b:02X}>").as_str()).copied().or_else(|| {
-                    if b < 0x80 {
-                        token_to_id.get(std::str::from_utf8(&[b]).unwrap()).copied()
-                    } else {
-                        None
-                    }
-                })
-            })
-            .collect();
-
-        let chat_template = g.str_opt("tokenizer.chat_template").ok().flatten().map(str::to_string);
         Ok(Tokenizer {
-            model,
+            model: cfg.model,
             model_name: model_name.to_string(),
             pre,
-            pre_kind,
+            pre_kind: cfg.pre_kind,
             tokens: toks,
-            token_to_id,
-            merges,
-            bos,
-            eos,
-            eot,
-            eom,
-            unk,
+            merges: cfg.merges,
+            bos: ids.bos,
+            eos: ids.eos,
+            eot: ids.eot,
+            eom: ids.eom,
+            unk: ids.unk,
             add_bos,
             add_eos,
-            add_space_prefix,
-            ignore_merges,
-            clean_spaces,
+            add_space_prefix: cfg.add_space_prefix,
+            ignore_merges: cfg.ignore_merges,
+            clean_spaces: cfg.clean_spaces,
             special_cache,
             eog,
-            byte_tokens,
+            byte_tokens: vocab::byte_tokens(&token_to_id),
+            token_to_id,
             byte_to_char: bpe::byte_to_char_table(),
             char_to_byte: bpe::char_to_byte_table(),
-            chat_template,
+            chat_template: g.str_opt("tokenizer.chat_template").ok().flatten().map(str::to_string),
         })
     }
 
