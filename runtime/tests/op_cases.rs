@@ -147,7 +147,7 @@ fn perf_cases() -> Vec<Case> {
     for ty in [GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K, GgmlType::IQ4_XS, GgmlType::F16] {
         ops.push((format!("matmul {ty} 2048x2048"), Op::Matmul { n_in: 2048, products: vec![(ty, 2048)] }, vec![1, 64]));
     }
-    ops.push(("rms_norm row 2048".into(), Op::RmsNorm { width: 2048, group: 2048, in_place: true }, vec![1, 64]));
+    ops.push(("rms_norm row 2048".into(), Op::RmsNorm { width: 2048, group: 2048, in_place: false }, vec![1, 64]));
     ops.push(("rope neox 32x128".into(), Op::Rope { n_head: 32, head_dim: 128, off: 0, n_rot: 128, mode: RopeMode::Neox }, vec![1, 64]));
     ops.push(("glu silu 8192".into(), Op::Glu { width: 8192, act: Act::Silu }, vec![1, 64]));
     ops.push(("glu gelu 8192".into(), Op::Glu { width: 8192, act: Act::Gelu }, vec![1, 64]));
