@@ -422,7 +422,7 @@ fn build(case: &Case, seed: u64) -> Built {
         w.tensor_f32(name, &[*n as u64], &v);
         vec_vals.push(v);
     }
-    w.tensor_f32("head.norm", &[HEAD_W as u64], &vec![1.0; HEAD_W]);
+    w.tensor_f32("head.norm", &[HEAD_W as u64], &[1.0; HEAD_W]);
     w.tensor_f32("head.out", &[HEAD_W as u64, HEAD_VOCAB as u64], &rng.vec(HEAD_W * HEAD_VOCAB));
     let file = Arc::new(GgufFile::from_bytes(w.to_bytes()).expect("parse case gguf"));
 
@@ -534,9 +534,8 @@ fn build(case: &Case, seed: u64) -> Built {
             ops::attention::attention(&s, x, &k16, k_row, &v16, v_row, &mut y);
             want.push(("out0".into(), n_head * hd_v, y));
         }
-        Op::HeadMatmul { a, x_width, w_cols, .. } => {
+        Op::HeadMatmul { a, x_width, .. } => {
             let wd: Vec<f32> = mat_bytes[0].chunks(2).map(|b| f16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32()).collect();
-            let _ = w_cols;
             let yw = a.n_head * a.y_head;
             let mut y = vec![0f32; total * yw];
             for t in 0..total {
@@ -687,7 +686,7 @@ fn main() {
     }
     let has_gpu = gpu.is_some();
     let ex = Executors { cpus };
-    let mut exes: Vec<Exe> = ex.cpus.iter().map(|(k, _)| Exe::Cpu(*k)).collect();
+    let mut exes: Vec<Exe> = ex.cpus.iter().map(|&(k, _)| Exe::Cpu(k)).collect();
     if has_gpu {
         exes.push(Exe::Gpu);
     }
