@@ -180,7 +180,7 @@ fn matmul_case(ctx: &GpuContext, ty: GgmlType, n_in: usize, n_out: usize, n_tok:
     let ids: Vec<u32> = vec![0, (n_out - 1) as u32, (n_out / 2) as u32, 3];
     let idb = GBuf::from_u32(ctx, "ids", &ids);
     let ob = run.zeros(ids.len() * n_in);
-    run.go(|r| ops::get_rows(r, &gm, &idb, ids.len(), &ob).unwrap());
+    run.go(|r| ops::get_rows(r, &gm, &idb, ids.len(), &ob, n_in).unwrap());
     let rb = ty.row_size(n_in).unwrap();
     let mut want = vec![0f32; ids.len() * n_in];
     for (t, &id) in ids.iter().enumerate() {

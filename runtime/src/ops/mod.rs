@@ -3,6 +3,7 @@
 //! f32 out, no threads, written for clarity over speed.
 
 pub mod activation;
+pub mod attention;
 pub mod matmul;
 pub mod rms_norm;
 pub mod rope;

@@ -96,3 +96,61 @@ thread_local! {
     /// by every call (the pool's threads persist): no allocation per token.
     static BUFS: RefCell<(Vec<f32>, Vec<f16>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
 }
+
+#[cfg(test)]
+mod tests {
+    //! `attention_strided` against the scalar specification
+    //! [`crate::ops::attention`]. With [`super::super::simd::SCALAR`] it is
+    //! bit-exact: the same f32 sums in the same order. A SIMD table sums each
+    //! `q·k` in lanes (another order; the f16×f16 products themselves are
+    //! exact in f32, so FMA changes nothing), which moves a score by a few
+    //! ulps; after the softmax a probability may then round to the
+    //! neighbouring f16 (2⁻¹¹ relative), and `Σ p·v` is otherwise the same
+    //! sum in the same order. With |v| ≤ 1 that bounds the difference far
+    //! below 1e-3; the test holds SIMD tables to 1e-4.
+    use half::f16;
+
+    use super::super::simd::{CpuKernels, SCALAR};
+    use super::{attention_strided, AttnShape};
+    use crate::ops::attention::{attention as spec, AttnSpec};
+
+    fn rng(seed: &mut u64) -> f32 {
+        *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((*seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+
+    #[test]
+    fn strided_attention_matches_the_spec() {
+        // (n_head, n_head_kv, hd_k, hd_v, n_tok, pos0, window, softcap, v_in_k)
+        let cases = [
+            (4, 4, 64, 64, 1, 0, None, None, false),
+            (4, 2, 64, 64, 5, 9, None, None, false),
+            (8, 2, 40, 40, 3, 20, Some(6), None, false),
+            (4, 1, 128, 128, 17, 3, None, Some(50.0), false),
+            (2, 2, 32, 48, 4, 7, Some(3), Some(30.0), false),
+            (4, 1, 576, 512, 3, 11, None, None, true),
+        ];
+        let mut seed = 7u64;
+        for (n_head, n_head_kv, hk, hv, n_tok, pos0, window, softcap, v_in_k) in cases {
+            let n_pos = pos0 + n_tok;
+            let k_row = n_head_kv * hk;
+            let v_row = if v_in_k { k_row } else { n_head_kv * hv };
+            let q: Vec<f32> = (0..n_tok * n_head * hk).map(|_| rng(&mut seed) * 2.0).collect();
+            let kc: Vec<f16> = (0..n_pos * k_row).map(|_| f16::from_f32(rng(&mut seed))).collect();
+            let vc: Vec<f16> = if v_in_k { kc.clone() } else { (0..n_pos * v_row).map(|_| f16::from_f32(rng(&mut seed))).collect() };
+            let kq_scale = 1.0 / (hk as f32).sqrt();
+            let s = AttnSpec { n_head, n_head_kv, head_dim_k: hk, head_dim_v: hv, pos0, kq_scale, window, softcap };
+            let mut want = vec![0f32; n_tok * n_head * hv];
+            spec(&s, &q, &kc, k_row, &vc, v_row, &mut want);
+            let shape = AttnShape { n_head, n_head_kv, head_dim_k: hk, head_dim_v: hv, pos0, kq_scale, window, softcap };
+            for kern in CpuKernels::available() {
+                let mut got = vec![f32::NAN; want.len()];
+                attention_strided(kern, &shape, &q, &kc, k_row, &vc, v_row, &mut got);
+                let d = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+                let tol = if std::ptr::eq(kern, &SCALAR) { 0.0 } else { 1e-4 };
+                assert!(d <= tol, "{}: heads {n_head}/{n_head_kv} hd {hk}/{hv} n_tok {n_tok} pos0 {pos0} window {window:?} softcap {softcap:?} v_in_k {v_in_k}: max |Δ| {d:e} > {tol:e}", kern.isa);
+                assert!(got.iter().all(|v| v.is_finite()));
+            }
+        }
+    }
+}

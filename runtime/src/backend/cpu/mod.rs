@@ -35,6 +35,12 @@ impl CpuBackend {
     pub fn with_kernels(n_threads: usize, force_scalar: bool) -> Result<CpuBackend> {
         let kernels = CpuKernels::detect(force_scalar);
         log::info!("cpu kernels: {}{}", kernels.isa, if force_scalar { " (forced)" } else { "" });
+        Self::with_table(n_threads, kernels)
+    }
+
+    /// With a given kernel table (one of [`CpuKernels::available`]): the
+    /// op-case tests run every table this CPU has.
+    pub fn with_table(n_threads: usize, kernels: &'static CpuKernels) -> Result<CpuBackend> {
         let n_threads = if n_threads == 0 { default_threads() } else { n_threads };
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(n_threads)

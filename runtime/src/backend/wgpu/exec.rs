@@ -441,9 +441,10 @@ impl Exec for GpuExec<'_, '_> {
     fn embed(&mut self, table: Mat, out: Buf, scale: f32) -> Result<()> {
         let (b, be) = (self.b, self.be);
         let w = be.weights.matrix(table)?;
-        ops::get_rows(self.rec, w, &b.ids, self.n, &b.bufs[out.0 as usize])?;
+        let width = self.width(out);
+        ops::get_rows(self.rec, w, &b.ids, self.n, &b.bufs[out.0 as usize], width)?;
         if scale != 1.0 {
-            ops::scale(self.rec, &b.bufs[out.0 as usize], 0, self.n * w.n_in, scale)?;
+            ops::scale(self.rec, &b.bufs[out.0 as usize], 0, self.n * width, scale)?;
         }
         Ok(())
     }
@@ -460,6 +461,12 @@ impl Exec for GpuExec<'_, '_> {
         let group = self.g().weights.vector(w).len();
         let (xs, os) = (self.width(x.buf), self.width(out.buf));
         let (b, n) = (self.b, self.n);
+        if x.buf == out.buf {
+            // The kernel binds x read-only and out read-write: one buffer
+            // cannot be both in a dispatch (wgpu drops it). No architecture
+            // norms in place; fail at load rather than compute garbage.
+            return Err(Error::Backend("graph: rms_norm in place (out = x) is not supported on wgpu".into()));
+        }
         let (xb, ob, wb) = (&b.bufs[x.buf.0 as usize], &b.bufs[out.buf.0 as usize], &self.be.weights.vectors[w.0 as usize]);
         if x.width == group {
             ops::rms_norm_strided(self.rec, xb, x.off, xs, wb, ob, out.off, os, group, n, eps)

@@ -5,7 +5,7 @@ use super::params::*;
 use super::{GBuf, Recorder};
 use crate::backend::wgpu::shaders::ShaderKey;
 use crate::backend::wgpu::weights::GpuMatrix;
-use crate::Result;
+use crate::{Error, Result};
 
 fn split(n: u32) -> [u32; 2] {
     // Flatten a large 1-D count over x and y (x ≤ 65535 everywhere).
@@ -86,10 +86,16 @@ pub fn matmul_with(
 }
 
 /// `out[t] = W[ids[t]]` (embedding lookup, dequantized).
-pub fn get_rows(rec: &mut Recorder, w: &GpuMatrix, ids: &GBuf, n_tok: usize, out: &GBuf) -> Result<()> {
+/// `out` rows are `out_w` wide (≤ `w.n_in`): a weight uploaded with its rows
+/// padded to a multiple of 32 ([`GpuMatrix::upload_padded`]) gives back only
+/// its `out_w` real values per row.
+pub fn get_rows(rec: &mut Recorder, w: &GpuMatrix, ids: &GBuf, n_tok: usize, out: &GBuf, out_w: usize) -> Result<()> {
     let upr = (w.n_in / 32) as u32;
+    if out_w > w.n_in {
+        return Err(Error::Backend(format!("get_rows: rows of {} values into rows of {out_w}", w.n_in)));
+    }
     for part in &w.parts {
-        let p = GetRowsParams { n_in: w.n_in as u32, r0: part.r0 as u32, n_rows: part.n_rows as u32, n_tok: n_tok as u32 };
+        let p = GetRowsParams { n_in: w.n_in as u32, r0: part.r0 as u32, n_rows: part.n_rows as u32, n_tok: n_tok as u32, out_w: out_w as u32 };
         rec.dispatch(ShaderKey::GetRows(w.layout), &[ids, &part.wa, &part.wb, out], &p, [upr.div_ceil(64), n_tok as u32, 1])?;
     }
     Ok(())

@@ -106,12 +106,14 @@ kernel_params! {
 }
 
 kernel_params! {
-    /// `Params` of get_rows.wgsl: embedding lookup from rows `r0..r0 + n_rows`.
+    /// `Params` of get_rows.wgsl: embedding lookup from rows `r0..r0 + n_rows`,
+    /// written at rows of `out_w` (the real width; the table's rows may be padded).
     GetRowsParams {
         n_in: u32,
         r0: u32,
         n_rows: u32,
         n_tok: u32,
+        out_w: u32,
     }
 }
 

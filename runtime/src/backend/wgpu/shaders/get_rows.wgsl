@@ -1,5 +1,7 @@
 // Embedding lookup: out[t][k] = W[ids[t]][k] for the tokens whose id falls in
-// this weight part's rows [r0, r0 + n_rows). One thread per (unit, token).
+// this weight part's rows [r0, r0 + n_rows), k < out_w (rows padded to a
+// multiple of 32 at upload give back only their out_w real values; out rows
+// are out_w wide). One thread per (unit, token).
 // Bindings: 0 params, 1 ids (u32), 2 wa, 3 wb (dequant.wgsl), 4 out (f32).
 
 struct Params {
@@ -7,6 +9,7 @@ struct Params {
     r0: u32,
     n_rows: u32,
     n_tok: u32,
+    out_w: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -30,6 +33,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     var w: array<f32, 32>;
     dequant_unit((id - p.r0) * upr + u, &w);
     for (var i = 0u; i < 32u; i++) {
-        out[t * p.n_in + u * 32u + i] = w[i];
+        let k = u * 32u + i;
+        if k < p.out_w {
+            out[t * p.out_w + k] = w[i];
+        }
     }
 }
