@@ -11,7 +11,7 @@
 use std::arch::aarch64::*;
 
 use super::tile::{KQuant, KStrip, Q4_0x8, Q4_1x8, Q8KAux, Q8_0Aux, Q8_1Aux, Quants, Sym32, ROWS, TOKS};
-use super::{rows_len, CpuKernels};
+use super::{formats, rows_len, CpuKernels, FormatKernels, SCALAR_FORMATS};
 use crate::quant::iq4_nl::{BlockIQ4NL, KVALUES_IQ4NL};
 use crate::quant::iq4_xs::{self, BlockIQ4XS};
 use crate::quant::q2_k::BlockQ2K;
@@ -103,51 +103,87 @@ macro_rules! table {
         }
         static $name: CpuKernels = CpuKernels {
             isa: $isa,
-            q4_0: |n, w, a| unsafe { $m::q4_0(n, w, a) },
-            q4_1: |n, w, a| unsafe { $m::q4_1(n, w, a) },
-            q5_0: |n, w, a| unsafe { $m::q5_0(n, w, a) },
-            q5_1: |n, w, a| unsafe { $m::q5_1(n, w, a) },
-            q8_0: |n, w, a| unsafe { $m::q8_0(n, w, a) },
-            q2_k: |n, w, a| unsafe { $m::q2_k(n, w, a) },
-            q3_k: |n, w, a| unsafe { $m::q3_k(n, w, a) },
-            q4_k: |n, w, a| unsafe { $m::q4_k(n, w, a) },
-            q5_k: |n, w, a| unsafe { $m::q5_k(n, w, a) },
-            q6_k: |n, w, a| unsafe { $m::q6_k(n, w, a) },
-            // f16 needs the unstable float16x4_t; the scalar path converts
-            // through `half` (which uses NEON's fcvt itself).
-            f16: quant::float::vec_dot_f16,
-            f32: |n, w, a| unsafe { vec_dot_f32(n, w, a) },
-            iq4_nl: |n, w, a| unsafe { $m::iq4_nl(n, w, a) },
-            iq4_xs: |n, w, a| unsafe { $m::iq4_xs(n, w, a) },
+            formats: formats![SCALAR_FORMATS;
+                Q4_0 => FormatKernels {
+                    dot: |n, w, a| unsafe { $m::q4_0(n, w, a) },
+                    tile: Some(|n, x, y, a| unsafe { $m::q4_0_tile(n, x, y, a) }),
+                    wide: None,
+                    rows: Some(|n, w, a, x| unsafe { $m::q4_0_rows(n, w, a, x) }),
+                },
+                Q4_1 => FormatKernels {
+                    dot: |n, w, a| unsafe { $m::q4_1(n, w, a) },
+                    tile: Some(|n, x, y, a| unsafe { $m::q4_1_tile(n, x, y, a) }),
+                    wide: None,
+                    rows: Some(|n, w, a, x| unsafe { $m::q4_1_rows(n, w, a, x) }),
+                },
+                Q5_0 => FormatKernels {
+                    dot: |n, w, a| unsafe { $m::q5_0(n, w, a) },
+                    tile: Some(|n, x, y, a| unsafe { $m::q5_0_tile(n, x, y, a) }),
+                    wide: None,
+                    rows: Some(|n, w, a, x| unsafe { $m::q5_0_rows(n, w, a, x) }),
+                },
+                Q5_1 => FormatKernels {
+                    dot: |n, w, a| unsafe { $m::q5_1(n, w, a) },
+                    tile: Some(|n, x, y, a| unsafe { $m::q5_1_tile(n, x, y, a) }),
+                    wide: None,
+                    rows: Some(|n, w, a, x| unsafe { $m::q5_1_rows(n, w, a, x) }),
+                },
+                Q8_0 => FormatKernels {
+                    dot: |n, w, a| unsafe { $m::q8_0(n, w, a) },
+                    tile: Some(|n, x, y, a| unsafe { $m::q8_0_tile(n, x, y, a) }),
+                    wide: None,
+                    rows: Some(|n, w, a, x| unsafe { $m::q8_0_rows(n, w, a, x) }),
+                },
+                Q2_K => FormatKernels {
+                    dot: |n, w, a| unsafe { $m::q2_k(n, w, a) },
+                    tile: Some(|n, x, y, a| unsafe { $m::q2_k_tile(n, x, y, a) }),
+                    wide: None,
+                    rows: Some(|n, w, a, x| unsafe { $m::q2_k_rows(n, w, a, x) }),
+                },
+                Q3_K => FormatKernels {
+                    dot: |n, w, a| unsafe { $m::q3_k(n, w, a) },
+                    tile: Some(|n, x, y, a| unsafe { $m::q3_k_tile(n, x, y, a) }),
+                    wide: None,
+                    rows: Some(|n, w, a, x| unsafe { $m::q3_k_rows(n, w, a, x) }),
+                },
+                Q4_K => FormatKernels {
+                    dot: |n, w, a| unsafe { $m::q4_k(n, w, a) },
+                    tile: Some(|n, x, y, a| unsafe { $m::q4_k_tile(n, x, y, a) }),
+                    wide: None,
+                    rows: Some(|n, w, a, x| unsafe { $m::q4_k_rows(n, w, a, x) }),
+                },
+                Q5_K => FormatKernels {
+                    dot: |n, w, a| unsafe { $m::q5_k(n, w, a) },
+                    tile: Some(|n, x, y, a| unsafe { $m::q5_k_tile(n, x, y, a) }),
+                    wide: None,
+                    rows: Some(|n, w, a, x| unsafe { $m::q5_k_rows(n, w, a, x) }),
+                },
+                Q6_K => FormatKernels {
+                    dot: |n, w, a| unsafe { $m::q6_k(n, w, a) },
+                    tile: Some(|n, x, y, a| unsafe { $m::q6_k_tile(n, x, y, a) }),
+                    wide: None,
+                    rows: Some(|n, w, a, x| unsafe { $m::q6_k_rows(n, w, a, x) }),
+                },
+                // f16 needs the unstable float16x4_t; the scalar path converts
+                // through `half` (which uses NEON's fcvt itself).
+                F16 => FormatKernels::dot(quant::float::vec_dot_f16),
+                F32 => FormatKernels::dot(|n, w, a| unsafe { vec_dot_f32(n, w, a) }),
+                IQ4_NL => FormatKernels {
+                    dot: |n, w, a| unsafe { $m::iq4_nl(n, w, a) },
+                    tile: Some(|n, x, y, a| unsafe { $m::iq4_nl_tile(n, x, y, a) }),
+                    wide: None,
+                    rows: None,
+                },
+                IQ4_XS => FormatKernels {
+                    dot: |n, w, a| unsafe { $m::iq4_xs(n, w, a) },
+                    tile: Some(|n, x, y, a| unsafe { $m::iq4_xs_tile(n, x, y, a) }),
+                    wide: None,
+                    rows: None,
+                },
+            ],
             dot_f16: super::SCALAR.dot_f16,
             axpy_f16: super::SCALAR.axpy_f16,
             round_f16: super::SCALAR.round_f16,
-            q4_0_tile: Some(|n, x, y, a| unsafe { $m::q4_0_tile(n, x, y, a) }),
-            q4_1_tile: Some(|n, x, y, a| unsafe { $m::q4_1_tile(n, x, y, a) }),
-            q4_k_tile: Some(|n, x, y, a| unsafe { $m::q4_k_tile(n, x, y, a) }),
-            q5_0_tile: Some(|n, x, y, a| unsafe { $m::q5_0_tile(n, x, y, a) }),
-            q5_1_tile: Some(|n, x, y, a| unsafe { $m::q5_1_tile(n, x, y, a) }),
-            q8_0_tile: Some(|n, x, y, a| unsafe { $m::q8_0_tile(n, x, y, a) }),
-            q2_k_tile: Some(|n, x, y, a| unsafe { $m::q2_k_tile(n, x, y, a) }),
-            q3_k_tile: Some(|n, x, y, a| unsafe { $m::q3_k_tile(n, x, y, a) }),
-            q5_k_tile: Some(|n, x, y, a| unsafe { $m::q5_k_tile(n, x, y, a) }),
-            q6_k_tile: Some(|n, x, y, a| unsafe { $m::q6_k_tile(n, x, y, a) }),
-            iq4_nl_tile: Some(|n, x, y, a| unsafe { $m::iq4_nl_tile(n, x, y, a) }),
-            iq4_xs_tile: Some(|n, x, y, a| unsafe { $m::iq4_xs_tile(n, x, y, a) }),
-            q4_0_wide: None,
-            q5_0_wide: None,
-            q8_0_wide: None,
-            iq4_nl_wide: None,
-            q4_0_rows: Some(|n, w, a, x| unsafe { $m::q4_0_rows(n, w, a, x) }),
-            q4_1_rows: Some(|n, w, a, x| unsafe { $m::q4_1_rows(n, w, a, x) }),
-            q4_k_rows: Some(|n, w, a, x| unsafe { $m::q4_k_rows(n, w, a, x) }),
-            q8_0_rows: Some(|n, w, a, x| unsafe { $m::q8_0_rows(n, w, a, x) }),
-            q5_0_rows: Some(|n, w, a, x| unsafe { $m::q5_0_rows(n, w, a, x) }),
-            q5_1_rows: Some(|n, w, a, x| unsafe { $m::q5_1_rows(n, w, a, x) }),
-            q2_k_rows: Some(|n, w, a, x| unsafe { $m::q2_k_rows(n, w, a, x) }),
-            q3_k_rows: Some(|n, w, a, x| unsafe { $m::q3_k_rows(n, w, a, x) }),
-            q5_k_rows: Some(|n, w, a, x| unsafe { $m::q5_k_rows(n, w, a, x) }),
-            q6_k_rows: Some(|n, w, a, x| unsafe { $m::q6_k_rows(n, w, a, x) }),
             quantize_act: |ty, x, dst| unsafe { quantize_act(ty, x, dst) },
         };
     };

@@ -70,19 +70,11 @@ fn types_from_env(all: &[GgmlType]) -> Vec<GgmlType> {
 
 /// `k` without any 8-row kernel: generation one row at a time.
 fn without_rows(k: &CpuKernels) -> &'static CpuKernels {
-    Box::leak(Box::new(CpuKernels {
-        q4_0_rows: None,
-        q4_1_rows: None,
-        q4_k_rows: None,
-        q8_0_rows: None,
-        q5_0_rows: None,
-        q5_1_rows: None,
-        q2_k_rows: None,
-        q3_k_rows: None,
-        q5_k_rows: None,
-        q6_k_rows: None,
-        ..*k
-    }))
+    let mut k = *k;
+    for f in &mut k.formats {
+        f.rows = None;
+    }
+    Box::leak(Box::new(k))
 }
 
 #[test]
@@ -165,7 +157,10 @@ fn bench_prompt_matmul() {
         }
         let w = weight_row(&mut rng, ty, n_in * n_out, false);
         for k in CpuKernels::available() {
-            let rows = CpuKernels { q4_0_tile: None, q4_1_tile: None, q4_k_tile: None, q5_0_tile: None, q5_1_tile: None, q8_0_tile: None, q2_k_tile: None, q3_k_tile: None, q5_k_tile: None, q6_k_tile: None, iq4_nl_tile: None, iq4_xs_tile: None, ..*k };
+            let mut rows = *k;
+            for f in &mut rows.formats {
+                f.tile = None;
+            }
             let rows: &'static CpuKernels = Box::leak(Box::new(rows));
             let mut line = format!("{:>14} {ty:>5}", k.isa);
             for n_tok in [4, 8, 16, 512] {
@@ -208,10 +203,15 @@ fn bench_prompt_shapes() {
         let mut tables: Vec<(&CpuKernels, &str)> = Vec::new();
         for k in CpuKernels::available().into_iter().filter(|k| k.isa != "scalar") {
             if let Some((_, f)) = k.wide(ty) {
-                let narrow = CpuKernels { q4_0_wide: None, q5_0_wide: None, q8_0_wide: None, iq4_nl_wide: None, ..*k };
+                let (mut narrow, mut by4) = (*k, *k);
+                for (n, b) in narrow.formats.iter_mut().zip(&mut by4.formats) {
+                    if n.wide.is_some() {
+                        n.wide = None;
+                        b.wide = Some(wide_by4);
+                    }
+                }
                 tables.push((Box::leak(Box::new(narrow)), "8-row"));
                 WIDE.get_or_init(|| f);
-                let by4 = CpuKernels { q4_0_wide: Some(wide_by4), q5_0_wide: Some(wide_by4), q8_0_wide: Some(wide_by4), iq4_nl_wide: Some(wide_by4), ..*k };
                 tables.push((Box::leak(Box::new(by4)), "16x4"));
             }
             tables.push((k, if k.wide(ty).is_some() { "16x8" } else { "8-row" }));
@@ -591,19 +591,13 @@ fn bench_generation_mix() {
     let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
     let k = CpuKernels::detect(false);
     let drop_rows = std::env::var("EMBER_BENCH_ROWS").map_or(TYPES.to_vec(), |t| TYPES.iter().copied().filter(|ty| t.split(',').any(|t| t == ty.to_string())).collect());
-    let row: &'static CpuKernels = Box::leak(Box::new(CpuKernels {
-        q4_0_rows: k.q4_0_rows.filter(|_| !drop_rows.contains(&Q4_0)),
-        q4_1_rows: k.q4_1_rows.filter(|_| !drop_rows.contains(&Q4_1)),
-        q4_k_rows: k.q4_k_rows.filter(|_| !drop_rows.contains(&Q4_K)),
-        q8_0_rows: k.q8_0_rows.filter(|_| !drop_rows.contains(&Q8_0)),
-        q5_0_rows: k.q5_0_rows.filter(|_| !drop_rows.contains(&Q5_0)),
-        q5_1_rows: k.q5_1_rows.filter(|_| !drop_rows.contains(&Q5_1)),
-        q2_k_rows: k.q2_k_rows.filter(|_| !drop_rows.contains(&Q2_K)),
-        q3_k_rows: k.q3_k_rows.filter(|_| !drop_rows.contains(&Q3_K)),
-        q5_k_rows: k.q5_k_rows.filter(|_| !drop_rows.contains(&Q5_K)),
-        q6_k_rows: k.q6_k_rows.filter(|_| !drop_rows.contains(&Q6_K)),
-        ..*k
-    }));
+    let mut row = *k;
+    for ty in &drop_rows {
+        if let Some(i) = super::slot(*ty) {
+            row.formats[i].rows = None;
+        }
+    }
+    let row: &'static CpuKernels = Box::leak(Box::new(row));
     let variants = [("rows", k), ("row", row)];
     let mut times: Vec<Vec<f64>> = vec![vec![]; variants.len()];
     let reps: usize = std::env::var("EMBER_BENCH_REPS").map_or(7, |v| v.parse().unwrap());

@@ -37,26 +37,87 @@ pub type VecDotFn = fn(usize, &[u8], &[u8]) -> f32;
 /// the horizontal reductions among 8 rows instead of paying them per row.
 pub type RowsDotFn = fn(usize, &[u8], &[u8], &[u8]) -> [f32; tile::ROWS];
 
-/// The kernels of one instruction set. Formats without a SIMD kernel point
-/// at the scalar reference.
+/// One weight format's kernels in a table.
+#[derive(Clone, Copy)]
+pub struct FormatKernels {
+    /// `vec_dot` of one weight row with one activation row.
+    pub dot: VecDotFn,
+    /// Strip kernel for prompt processing (see [`tile`]); `None`: the
+    /// matmul uses `dot`.
+    pub tile: Option<tile::TileDotFn>,
+    /// Wide strip kernel ([`tile::Q4_0x16`], AVX-512); where `Some`, the
+    /// matmul packs 16-row strips for the format instead of 8-row ones.
+    pub wide: Option<tile::WideDotFn>,
+    /// 8-row kernel for generation (see [`RowsDotFn`]); `None`: the matmul
+    /// calls `dot` once per row.
+    pub rows: Option<RowsDotFn>,
+}
+
+impl FormatKernels {
+    /// An entry with only a one-row kernel.
+    pub const fn dot(dot: VecDotFn) -> Self {
+        FormatKernels { dot, tile: None, wide: None, rows: None }
+    }
+}
+
+/// How many weight formats have an entry in a [`CpuKernels`].
+pub const N_FORMATS: usize = 14;
+
+/// The entry of `ty` in [`CpuKernels`]' formats: the one mapping from
+/// [`GgmlType`] to a table entry. `None`: no kernel in any table (the
+/// scalar `quant::vec_dot` serves it).
+pub const fn slot(ty: GgmlType) -> Option<usize> {
+    use GgmlType::*;
+    Some(match ty {
+        Q4_0 => 0,
+        Q4_1 => 1,
+        Q5_0 => 2,
+        Q5_1 => 3,
+        Q8_0 => 4,
+        Q2_K => 5,
+        Q3_K => 6,
+        Q4_K => 7,
+        Q5_K => 8,
+        Q6_K => 9,
+        F16 => 10,
+        F32 => 11,
+        IQ4_NL => 12,
+        IQ4_XS => 13,
+        _ => return None,
+    })
+}
+
+/// [`slot`] of a format that has one (tables are built in const context,
+/// where this fails the build).
+const fn slot_of(ty: GgmlType) -> usize {
+    match slot(ty) {
+        Some(i) => i,
+        None => panic!("no kernel table entry for this format"),
+    }
+}
+
+/// Builds a table's formats: `formats![base; Q4_0 => FormatKernels { … }, …]`
+/// replaces the listed formats' entries of `base` (an array of
+/// [`N_FORMATS`] entries); the others keep `base`'s.
+macro_rules! formats {
+    ($base:expr; $($ty:ident => $k:expr),* $(,)?) => {{
+        let mut f: [$crate::backend::cpu::simd::FormatKernels; $crate::backend::cpu::simd::N_FORMATS] = $base;
+        $( f[$crate::backend::cpu::simd::slot_of($crate::quant::GgmlType::$ty)] = $k; )*
+        f
+    }};
+}
+#[allow(unused_imports)]
+use formats;
+
+/// The kernels of one instruction set: one [`FormatKernels`] per weight
+/// format (those without a SIMD kernel point at the scalar reference), and
+/// the kernels of attention and activation quantization.
+#[derive(Clone, Copy)]
 pub struct CpuKernels {
     /// What was chosen, for the log and `ember bench` ("avx2+fma+f16c", "neon+dotprod", "scalar").
     pub isa: &'static str,
-    pub q4_0: VecDotFn,
-    pub q4_1: VecDotFn,
-    pub q5_0: VecDotFn,
-    pub q5_1: VecDotFn,
-    pub q8_0: VecDotFn,
-    pub q2_k: VecDotFn,
-    pub q3_k: VecDotFn,
-    pub q4_k: VecDotFn,
-    pub q5_k: VecDotFn,
-    pub q6_k: VecDotFn,
-    pub f16: VecDotFn,
-    pub f32: VecDotFn,
-    /// The non-linear 4-bit formats (table lookup of the nibbles).
-    pub iq4_nl: VecDotFn,
-    pub iq4_xs: VecDotFn,
+    /// Indexed by [`slot`].
+    formats: [FormatKernels; N_FORMATS],
     /// Attention's scores: `out[j] = q·k_j` (f32 sums of f16 products), k_j
     /// the `q.len()` values at `k[j·stride..]`. One call per query and head,
     /// not per key: no indirect call and no set-up per key.
@@ -66,90 +127,43 @@ pub struct CpuKernels {
     pub axpy_f16: fn(&[f32], &[f16], usize, &mut [f32]),
     /// Rounds each value to the nearest f16 (ties to even), in place.
     pub round_f16: fn(&mut [f32]),
-    /// Strip kernels for prompt processing (see [`tile`]); `None`: the
-    /// matmul uses the row kernels above.
-    pub q4_0_tile: Option<tile::TileDotFn>,
-    pub q4_1_tile: Option<tile::TileDotFn>,
-    pub q4_k_tile: Option<tile::TileDotFn>,
-    pub q5_0_tile: Option<tile::TileDotFn>,
-    pub q5_1_tile: Option<tile::TileDotFn>,
-    pub q8_0_tile: Option<tile::TileDotFn>,
-    pub q2_k_tile: Option<tile::TileDotFn>,
-    pub q3_k_tile: Option<tile::TileDotFn>,
-    pub q5_k_tile: Option<tile::TileDotFn>,
-    pub q6_k_tile: Option<tile::TileDotFn>,
-    pub iq4_nl_tile: Option<tile::TileDotFn>,
-    pub iq4_xs_tile: Option<tile::TileDotFn>,
-    /// Wide strip kernels ([`tile::Q4_0x16`], AVX-512); where one is `Some`,
-    /// the matmul packs 16-row strips for its format instead of 8-row ones.
-    pub q4_0_wide: Option<tile::WideDotFn>,
-    pub q5_0_wide: Option<tile::WideDotFn>,
-    pub q8_0_wide: Option<tile::WideDotFn>,
-    pub iq4_nl_wide: Option<tile::WideDotFn>,
-    /// 8-row kernels for generation (see [`RowsDotFn`]); `None`: the matmul
-    /// calls the row kernels above once per row.
-    pub q4_0_rows: Option<RowsDotFn>,
-    pub q4_1_rows: Option<RowsDotFn>,
-    pub q4_k_rows: Option<RowsDotFn>,
-    pub q8_0_rows: Option<RowsDotFn>,
-    pub q5_0_rows: Option<RowsDotFn>,
-    pub q5_1_rows: Option<RowsDotFn>,
-    pub q2_k_rows: Option<RowsDotFn>,
-    pub q3_k_rows: Option<RowsDotFn>,
-    pub q5_k_rows: Option<RowsDotFn>,
-    pub q6_k_rows: Option<RowsDotFn>,
     /// Quantizes one activation row to a `vec_dot_type` (Q8_0, Q8_1, Q8_K,
     /// F16, …): the same bytes as [`quant::quantize_row_act`], which the
     /// formats without a SIMD quantizer fall back to.
     pub quantize_act: fn(GgmlType, &[f32], &mut [u8]),
 }
 
+/// The scalar references of `quant/`, every table's base: an entry with no
+/// `dot` until listed (every format is, in [`SCALAR_FORMATS`]).
+const SCALAR_FORMATS: [FormatKernels; N_FORMATS] = formats![[FormatKernels::dot(no_dot); N_FORMATS];
+    Q4_0 => FormatKernels::dot(quant::q4_0::vec_dot),
+    Q4_1 => FormatKernels::dot(quant::q4_1::vec_dot),
+    Q5_0 => FormatKernels::dot(quant::q5_0::vec_dot),
+    Q5_1 => FormatKernels::dot(quant::q5_1::vec_dot),
+    Q8_0 => FormatKernels::dot(quant::q8_0::vec_dot),
+    Q2_K => FormatKernels::dot(quant::q2_k::vec_dot),
+    Q3_K => FormatKernels::dot(quant::q3_k::vec_dot),
+    Q4_K => FormatKernels::dot(quant::q4_k::vec_dot),
+    Q5_K => FormatKernels::dot(quant::q5_k::vec_dot),
+    Q6_K => FormatKernels::dot(quant::q6_k::vec_dot),
+    F16 => FormatKernels::dot(quant::float::vec_dot_f16),
+    F32 => FormatKernels::dot(quant::float::vec_dot_f32),
+    IQ4_NL => FormatKernels::dot(quant::iq4_nl::vec_dot),
+    IQ4_XS => FormatKernels::dot(quant::iq4_xs::vec_dot),
+];
+
+/// [`SCALAR_FORMATS`]' placeholder before its entries are listed.
+fn no_dot(_: usize, _: &[u8], _: &[u8]) -> f32 {
+    unreachable!("a format slot without a kernel")
+}
+
 /// The portable path: the scalar references of `quant/`.
 pub static SCALAR: CpuKernels = CpuKernels {
     isa: "scalar",
-    q4_0: quant::q4_0::vec_dot,
-    q4_1: quant::q4_1::vec_dot,
-    q5_0: quant::q5_0::vec_dot,
-    q5_1: quant::q5_1::vec_dot,
-    q8_0: quant::q8_0::vec_dot,
-    q2_k: quant::q2_k::vec_dot,
-    q3_k: quant::q3_k::vec_dot,
-    q4_k: quant::q4_k::vec_dot,
-    q5_k: quant::q5_k::vec_dot,
-    q6_k: quant::q6_k::vec_dot,
-    f16: quant::float::vec_dot_f16,
-    f32: quant::float::vec_dot_f32,
-    iq4_nl: quant::iq4_nl::vec_dot,
-    iq4_xs: quant::iq4_xs::vec_dot,
+    formats: SCALAR_FORMATS,
     dot_f16: dot_f16_scalar,
     axpy_f16: axpy_f16_scalar,
     round_f16: round_f16_scalar,
-    q4_0_tile: None,
-    q4_1_tile: None,
-    q4_k_tile: None,
-    q5_0_tile: None,
-    q5_1_tile: None,
-    q8_0_tile: None,
-    q2_k_tile: None,
-    q3_k_tile: None,
-    q5_k_tile: None,
-    q6_k_tile: None,
-    iq4_nl_tile: None,
-    iq4_xs_tile: None,
-    q4_0_wide: None,
-    q5_0_wide: None,
-    q8_0_wide: None,
-    iq4_nl_wide: None,
-    q4_0_rows: None,
-    q4_1_rows: None,
-    q4_k_rows: None,
-    q8_0_rows: None,
-    q5_0_rows: None,
-    q5_1_rows: None,
-    q2_k_rows: None,
-    q3_k_rows: None,
-    q5_k_rows: None,
-    q6_k_rows: None,
     quantize_act: quant::quantize_row_act,
 };
 
@@ -180,92 +194,42 @@ impl CpuKernels {
         v
     }
 
+    /// `ty`'s kernels, if it has an entry (see [`slot`]).
+    #[inline]
+    pub fn format(&self, ty: GgmlType) -> Option<&FormatKernels> {
+        Some(&self.formats[slot(ty)?])
+    }
+
     /// Dot of a weight row with an activation row already in `vec_dot_type(ty)`.
     #[inline]
     pub fn vec_dot(&self, ty: GgmlType, n: usize, w: &[u8], act: &[u8]) -> f32 {
-        use GgmlType::*;
         debug_assert_eq!(ty.row_size(n), Some(w.len()));
         debug_assert_eq!(quant::vec_dot_type(ty).row_size(n), Some(act.len()));
-        let f = match ty {
-            Q4_0 => self.q4_0,
-            Q4_1 => self.q4_1,
-            Q5_0 => self.q5_0,
-            Q5_1 => self.q5_1,
-            Q8_0 => self.q8_0,
-            Q2_K => self.q2_k,
-            Q3_K => self.q3_k,
-            Q4_K => self.q4_k,
-            Q5_K => self.q5_k,
-            Q6_K => self.q6_k,
-            F16 => self.f16,
-            F32 => self.f32,
-            IQ4_NL => self.iq4_nl,
-            IQ4_XS => self.iq4_xs,
-            _ => return quant::vec_dot(ty, n, w, act),
-        };
-        f(n, w, act)
+        match self.format(ty) {
+            Some(f) => (f.dot)(n, w, act),
+            None => quant::vec_dot(ty, n, w, act),
+        }
     }
-}
 
-impl CpuKernels {
     /// The strip layout and kernel for `ty`, if this table has one.
     #[inline]
     pub fn tile(&self, ty: GgmlType) -> Option<(&'static tile::TileFormat, tile::TileDotFn)> {
-        use GgmlType::*;
-        let f = match ty {
-            Q4_0 => self.q4_0_tile,
-            Q4_1 => self.q4_1_tile,
-            Q4_K => self.q4_k_tile,
-            Q5_0 => self.q5_0_tile,
-            Q5_1 => self.q5_1_tile,
-            Q8_0 => self.q8_0_tile,
-            Q2_K => self.q2_k_tile,
-            Q3_K => self.q3_k_tile,
-            Q5_K => self.q5_k_tile,
-            Q6_K => self.q6_k_tile,
-            IQ4_NL => self.iq4_nl_tile,
-            IQ4_XS => self.iq4_xs_tile,
-            _ => None,
-        }?;
+        let f = self.format(ty)?.tile?;
         Some((tile::format(ty)?, f))
     }
-}
 
-impl CpuKernels {
     /// The wide strip pack and kernel for `ty`, if this table has one (its
     /// aux is the [`tile::format`]'s).
     #[inline]
     pub fn wide(&self, ty: GgmlType) -> Option<(tile::PackFn, tile::WideDotFn)> {
-        use GgmlType::*;
-        let f = match ty {
-            Q4_0 => self.q4_0_wide,
-            Q5_0 => self.q5_0_wide,
-            Q8_0 => self.q8_0_wide,
-            IQ4_NL => self.iq4_nl_wide,
-            _ => None,
-        }?;
+        let f = self.format(ty)?.wide?;
         Some((tile::pack_wide(ty)?, f))
     }
-}
 
-impl CpuKernels {
     /// The 8-row kernel for `ty` and the aux layout it reads, if this table has one.
     #[inline]
     pub fn rows(&self, ty: GgmlType) -> Option<(&'static tile::TileFormat, RowsDotFn)> {
-        use GgmlType::*;
-        let f = match ty {
-            Q4_0 => self.q4_0_rows,
-            Q4_1 => self.q4_1_rows,
-            Q4_K => self.q4_k_rows,
-            Q8_0 => self.q8_0_rows,
-            Q5_0 => self.q5_0_rows,
-            Q5_1 => self.q5_1_rows,
-            Q2_K => self.q2_k_rows,
-            Q3_K => self.q3_k_rows,
-            Q5_K => self.q5_k_rows,
-            Q6_K => self.q6_k_rows,
-            _ => None,
-        }?;
+        let f = self.format(ty)?.rows?;
         Some((rows_aux(ty)?, f))
     }
 }

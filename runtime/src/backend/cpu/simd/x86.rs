@@ -9,7 +9,7 @@ use std::arch::x86_64::*;
 use half::f16;
 
 use super::tile::{KQuant, KStrip, Q4_0x16, Q4_0x8, Q4_1x8, Q8KAux, Q8_0Aux, Q8_1Aux, Quants, Sym32, ROWS, TOKS, WIDE_ROWS, WIDE_TOKS};
-use super::CpuKernels;
+use super::{formats, slot_of, CpuKernels, FormatKernels, SCALAR_FORMATS};
 use crate::quant::iq4_nl::{BlockIQ4NL, KVALUES_IQ4NL};
 use crate::quant::iq4_xs::BlockIQ4XS;
 use crate::quant::q2_k::BlockQ2K;
@@ -45,57 +45,93 @@ macro_rules! kernel_table {
         kernel_table!(@wrap $feat, $I, fn(&[u8]) -> f32, iq4_nl => vec_dot_iq4_nl, iq4_xs => vec_dot_iq4_xs);
         CpuKernels {
             isa: $isa,
-            q4_0: |n, w, a| unsafe { q4_0(n, w, a) },
-            q4_1: |n, w, a| unsafe { q4_1(n, w, a) },
-            q5_0: |n, w, a| unsafe { q5_0(n, w, a) },
-            q5_1: |n, w, a| unsafe { q5_1(n, w, a) },
-            q8_0: |n, w, a| unsafe { q8_0(n, w, a) },
-            q2_k: |n, w, a| unsafe { q2_k(n, w, a) },
-            q3_k: |n, w, a| unsafe { q3_k(n, w, a) },
-            q4_k: |n, w, a| unsafe { q4_k(n, w, a) },
-            q5_k: |n, w, a| unsafe { q5_k(n, w, a) },
-            q6_k: |n, w, a| unsafe { q6_k(n, w, a) },
-            f16: |n, w, a| unsafe { dot_f16_raw(w.as_ptr() as *const u16, a.as_ptr() as *const u16, n) },
-            f32: |n, w, a| unsafe { vec_dot_f32(n, w, a) },
-            iq4_nl: |n, w, a| unsafe { iq4_nl(n, w, a) },
-            iq4_xs: |n, w, a| unsafe { iq4_xs(n, w, a) },
+            formats: formats![SCALAR_FORMATS;
+                Q4_0 => FormatKernels {
+                    dot: |n, w, a| unsafe { q4_0(n, w, a) },
+                    tile: Some(|n, x, y, a| unsafe { q4_0_tile(n, x, y, a) }),
+                    // AVX-512's 16-row strips: `wide_kernels`, set in that table only.
+                    wide: None,
+                    rows: Some(|n, w, y, a| unsafe { q4_0_rows(n, w, y, a) }),
+                },
+                Q4_1 => FormatKernels {
+                    dot: |n, w, a| unsafe { q4_1(n, w, a) },
+                    tile: Some(|n, x, y, a| unsafe { q4_1_tile(n, x, y, a) }),
+                    wide: None,
+                    rows: Some(|n, w, y, a| unsafe { q4_1_rows(n, w, y, a) }),
+                },
+                Q5_0 => FormatKernels {
+                    dot: |n, w, a| unsafe { q5_0(n, w, a) },
+                    tile: Some(|n, x, y, a| unsafe { q5_0_tile(n, x, y, a) }),
+                    wide: None,
+                    rows: Some(|n, w, y, a| unsafe { q5_0_rows(n, w, y, a) }),
+                },
+                Q5_1 => FormatKernels {
+                    dot: |n, w, a| unsafe { q5_1(n, w, a) },
+                    tile: Some(|n, x, y, a| unsafe { q5_1_tile(n, x, y, a) }),
+                    wide: None,
+                    rows: Some(|n, w, y, a| unsafe { q5_1_rows(n, w, y, a) }),
+                },
+                Q8_0 => FormatKernels {
+                    dot: |n, w, a| unsafe { q8_0(n, w, a) },
+                    tile: Some(|n, x, y, a| unsafe { q8_0_tile(n, x, y, a) }),
+                    wide: None,
+                    rows: Some(|n, w, y, a| unsafe { q8_0_rows(n, w, y, a) }),
+                },
+                // The K-quants stream one row at a time, as Q4_K: 8-row Q2_K,
+                // Q3_K, Q5_K and Q6_K kernels (as NEON's) were 5-13% faster from
+                // L2 but not from memory (2 threads, huge pages: 0.86-1.04× the
+                // one-row kernels' time; Q6_K 0.95× on a Qwen2.5-1.5B-shaped
+                // token's matmuls).
+                Q2_K => FormatKernels {
+                    dot: |n, w, a| unsafe { q2_k(n, w, a) },
+                    tile: Some(|n, x, y, a| unsafe { q2_k_tile(n, x, y, a) }),
+                    wide: None,
+                    rows: None,
+                },
+                Q3_K => FormatKernels {
+                    dot: |n, w, a| unsafe { q3_k(n, w, a) },
+                    tile: Some(|n, x, y, a| unsafe { q3_k_tile(n, x, y, a) }),
+                    wide: None,
+                    rows: None,
+                },
+                Q4_K => FormatKernels {
+                    dot: |n, w, a| unsafe { q4_k(n, w, a) },
+                    tile: Some(|n, x, y, a| unsafe { q4_k_tile(n, x, y, a) }),
+                    wide: None,
+                    // An 8-row Q4_K kernel (as NEON's) measured 3–10% slower end to end than
+                    // the one-row kernel, which streams each row linearly.
+                    rows: None,
+                },
+                Q5_K => FormatKernels {
+                    dot: |n, w, a| unsafe { q5_k(n, w, a) },
+                    tile: Some(|n, x, y, a| unsafe { q5_k_tile(n, x, y, a) }),
+                    wide: None,
+                    rows: None,
+                },
+                Q6_K => FormatKernels {
+                    dot: |n, w, a| unsafe { q6_k(n, w, a) },
+                    tile: Some(|n, x, y, a| unsafe { q6_k_tile(n, x, y, a) }),
+                    wide: None,
+                    rows: None,
+                },
+                F16 => FormatKernels::dot(|n, w, a| unsafe { dot_f16_raw(w.as_ptr() as *const u16, a.as_ptr() as *const u16, n) }),
+                F32 => FormatKernels::dot(|n, w, a| unsafe { vec_dot_f32(n, w, a) }),
+                IQ4_NL => FormatKernels {
+                    dot: |n, w, a| unsafe { iq4_nl(n, w, a) },
+                    tile: Some(|n, x, y, a| unsafe { iq4_nl_tile(n, x, y, a) }),
+                    wide: None,
+                    rows: None,
+                },
+                IQ4_XS => FormatKernels {
+                    dot: |n, w, a| unsafe { iq4_xs(n, w, a) },
+                    tile: Some(|n, x, y, a| unsafe { iq4_xs_tile(n, x, y, a) }),
+                    wide: None,
+                    rows: None,
+                },
+            ],
             dot_f16: |q, k, stride, out| unsafe { dot_f16_rows(q, k, stride, out) },
             axpy_f16: |p, v, stride, acc| unsafe { axpy_f16_rows(p, v, stride, acc) },
             round_f16: |x| unsafe { round_f16(x) },
-            q4_0_tile: Some(|n, x, y, a| unsafe { q4_0_tile(n, x, y, a) }),
-            q4_1_tile: Some(|n, x, y, a| unsafe { q4_1_tile(n, x, y, a) }),
-            q4_k_tile: Some(|n, x, y, a| unsafe { q4_k_tile(n, x, y, a) }),
-            q5_0_tile: Some(|n, x, y, a| unsafe { q5_0_tile(n, x, y, a) }),
-            q5_1_tile: Some(|n, x, y, a| unsafe { q5_1_tile(n, x, y, a) }),
-            q8_0_tile: Some(|n, x, y, a| unsafe { q8_0_tile(n, x, y, a) }),
-            q2_k_tile: Some(|n, x, y, a| unsafe { q2_k_tile(n, x, y, a) }),
-            q3_k_tile: Some(|n, x, y, a| unsafe { q3_k_tile(n, x, y, a) }),
-            q5_k_tile: Some(|n, x, y, a| unsafe { q5_k_tile(n, x, y, a) }),
-            q6_k_tile: Some(|n, x, y, a| unsafe { q6_k_tile(n, x, y, a) }),
-            iq4_nl_tile: Some(|n, x, y, a| unsafe { iq4_nl_tile(n, x, y, a) }),
-            iq4_xs_tile: Some(|n, x, y, a| unsafe { iq4_xs_tile(n, x, y, a) }),
-            // AVX-512's 16-row strips: `wide_kernels`, set in that table only.
-            q4_0_wide: None,
-            q5_0_wide: None,
-            q8_0_wide: None,
-            iq4_nl_wide: None,
-            q4_0_rows: Some(|n, w, y, a| unsafe { q4_0_rows(n, w, y, a) }),
-            q4_1_rows: Some(|n, w, y, a| unsafe { q4_1_rows(n, w, y, a) }),
-            // An 8-row Q4_K kernel (as NEON's) measured 3–10% slower end to end than
-            // the one-row kernel, which streams each row linearly.
-            q4_k_rows: None,
-            q8_0_rows: Some(|n, w, y, a| unsafe { q8_0_rows(n, w, y, a) }),
-            q5_0_rows: Some(|n, w, y, a| unsafe { q5_0_rows(n, w, y, a) }),
-            q5_1_rows: Some(|n, w, y, a| unsafe { q5_1_rows(n, w, y, a) }),
-            // The K-quants stream one row at a time, as Q4_K: 8-row Q2_K,
-            // Q3_K, Q5_K and Q6_K kernels (as NEON's) were 5-13% faster from
-            // L2 but not from memory (2 threads, huge pages: 0.86-1.04× the
-            // one-row kernels' time; Q6_K 0.95× on a Qwen2.5-1.5B-shaped
-            // token's matmuls).
-            q2_k_rows: None,
-            q3_k_rows: None,
-            q5_k_rows: None,
-            q6_k_rows: None,
             // The same AVX2 quantizers in both tables: 512-bit lanes would not
             // shorten a pass over a 32-value block.
             quantize_act: |ty, x, dst| unsafe { quantize_act(ty, x, dst) },
@@ -153,12 +189,13 @@ wide_kernels!("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
 // `is_x86_feature_detected!` saw every feature in its `$feat` (the wide
 // kernels' features are the AVX-512 table's).
 static AVX2: CpuKernels = kernel_table!("avx2+fma+f16c", "avx2,fma,f16c", Avx2);
-static AVX512: CpuKernels = CpuKernels {
-    q4_0_wide: Some(|n, x, y, a| unsafe { q4_0_wide(n, x, y, a) }),
-    q5_0_wide: Some(|n, x, y, a| unsafe { q5_0_wide(n, x, y, a) }),
-    q8_0_wide: Some(|n, x, y, a| unsafe { q8_0_wide(n, x, y, a) }),
-    iq4_nl_wide: Some(|n, x, y, a| unsafe { iq4_nl_wide(n, x, y, a) }),
-    ..kernel_table!("avx512vnni", "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni", Vnni)
+static AVX512: CpuKernels = {
+    let mut k = kernel_table!("avx512vnni", "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni", Vnni);
+    k.formats[slot_of(quant::GgmlType::Q4_0)].wide = Some(|n, x, y, a| unsafe { q4_0_wide(n, x, y, a) });
+    k.formats[slot_of(quant::GgmlType::Q5_0)].wide = Some(|n, x, y, a| unsafe { q5_0_wide(n, x, y, a) });
+    k.formats[slot_of(quant::GgmlType::Q8_0)].wide = Some(|n, x, y, a| unsafe { q8_0_wide(n, x, y, a) });
+    k.formats[slot_of(quant::GgmlType::IQ4_NL)].wide = Some(|n, x, y, a| unsafe { iq4_nl_wide(n, x, y, a) });
+    k
 };
 
 fn has_avx2() -> bool {
