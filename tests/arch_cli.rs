@@ -29,7 +29,8 @@ fn compare(name: &str, reference: &str, ctx: usize, backend: &str) -> Result<Cmp
     let n_vocab = meta["n_vocab"].as_u64().unwrap() as usize;
     let want = read_f32(&arch(&format!("{name}.{reference}")));
     let model = arch(&format!("{name}.gguf"));
-    let args = ["logits", "-m", model.to_str().unwrap(), "--ids", &ids.join(","), "--ctx", &ctx.to_string(), "-t", "2", "--backend", backend];
+    let args =
+        ["logits", "-m", model.to_str().unwrap(), "--ids", &ids.join(","), "--ctx", &ctx.to_string(), "-t", "2", "--backend", backend];
     let out = run(&args);
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
@@ -169,7 +170,18 @@ fn layer_dumps_compare_across_backends() {
     let model = arch("qwen3.gguf");
     let dump = |backend: &str| {
         let dir = tmp.join(backend);
-        run_ok(&["logits", "-m", model.to_str().unwrap(), "--ids", "1,7,300,42,9", "--last", "--backend", backend, "--dump-layers", dir.to_str().unwrap()]);
+        run_ok(&[
+            "logits",
+            "-m",
+            model.to_str().unwrap(),
+            "--ids",
+            "1,7,300,42,9",
+            "--last",
+            "--backend",
+            backend,
+            "--dump-layers",
+            dir.to_str().unwrap(),
+        ]);
         dir
     };
     let cpu = dump("cpu");

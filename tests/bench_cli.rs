@@ -8,10 +8,8 @@ use common::{ember, fixtures};
 #[test]
 fn bench_json_has_positive_fields() {
     let model = fixtures().join("arch/llama.gguf");
-    let out = ember()
-        .args(["bench", "-m", model.to_str().unwrap(), "-p", "16", "-n", "4", "-r", "1", "-t", "1", "--json"])
-        .output()
-        .unwrap();
+    let out =
+        ember().args(["bench", "-m", model.to_str().unwrap(), "-p", "16", "-n", "4", "-r", "1", "-t", "1", "--json"]).output().unwrap();
     assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object on stdout");
     for key in ["pp_tps", "tg_tps", "load_ms", "peak_rss_mb"] {
@@ -49,10 +47,7 @@ fn bench_on_wgpu_reports_the_gpu_backend() {
 #[test]
 fn bench_table_and_scalar_knob() {
     let model = fixtures().join("arch/llama.gguf");
-    let out = ember()
-        .args(["bench", "-m", model.to_str().unwrap(), "-p", "8", "-n", "2", "-r", "1", "--scalar"])
-        .output()
-        .unwrap();
+    let out = ember().args(["bench", "-m", model.to_str().unwrap(), "-p", "8", "-n", "2", "-r", "1", "--scalar"]).output().unwrap();
     assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
     let s = String::from_utf8_lossy(&out.stdout);
     assert!(s.contains("pp8") && s.contains("tg2") && s.contains("scalar"), "{s}");
@@ -65,7 +60,23 @@ fn bench_table_and_scalar_knob() {
 fn bench_per_type_times_products_by_weight_type() {
     let model = fixtures().join("arch/llama.gguf");
     let out = ember()
-        .args(["bench", "-m", model.to_str().unwrap(), "-p", "16", "-n", "4", "-r", "1", "-t", "1", "--backend", "cpu", "--per-type", "--json"])
+        .args([
+            "bench",
+            "-m",
+            model.to_str().unwrap(),
+            "-p",
+            "16",
+            "-n",
+            "4",
+            "-r",
+            "1",
+            "-t",
+            "1",
+            "--backend",
+            "cpu",
+            "--per-type",
+            "--json",
+        ])
         .output()
         .unwrap();
     assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));

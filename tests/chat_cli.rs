@@ -15,12 +15,8 @@ fn prompt_stats(stderr: &str) -> Vec<(usize, usize, usize)> {
         .lines()
         .filter_map(|l| l.strip_prefix("[prompt "))
         .map(|l| {
-            let nums: Vec<usize> = l
-                .split(|c: char| !c.is_ascii_digit())
-                .filter(|s| !s.is_empty())
-                .take(3)
-                .map(|s| s.parse().unwrap())
-                .collect();
+            let nums: Vec<usize> =
+                l.split(|c: char| !c.is_ascii_digit()).filter(|s| !s.is_empty()).take(3).map(|s| s.parse().unwrap()).collect();
             (nums[0], nums[1], nums[2])
         })
         .collect()

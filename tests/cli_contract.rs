@@ -100,11 +100,7 @@ fn run_streams_only_generated_text_to_stdout() {
 #[test]
 fn run_without_model_uses_the_cached_default() {
     let home = models_dir().parent().unwrap().to_path_buf();
-    let out = ember()
-        .env("EMBER_HOME", &home)
-        .args(["run", "The capital of France is", "-n", "3", "--temp", "0"])
-        .output()
-        .unwrap();
+    let out = ember().env("EMBER_HOME", &home).args(["run", "The capital of France is", "-n", "3", "--temp", "0"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("Paris"));
 }
@@ -161,7 +157,9 @@ fn errors_are_clear_and_nonzero() {
 #[test]
 fn weight_memory_modes_agree() {
     let smol = smollm2();
-    let args = |w: &'static str| vec!["logits", "-m", smol.to_str().unwrap(), "--ids", "1,504,3458,282", "--top", "5", "--backend", "cpu", "--weights", w];
+    let args = |w: &'static str| {
+        vec!["logits", "-m", smol.to_str().unwrap(), "--ids", "1,504,3458,282", "--top", "5", "--backend", "cpu", "--weights", w]
+    };
     let mapped = run_ok(&args("mmap"));
     assert_eq!(run_ok(&args("copy")), mapped);
     assert_eq!(run_ok(&args("auto")), mapped);

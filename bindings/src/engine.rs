@@ -128,9 +128,7 @@ fn dup_fd(fd: i32) -> Result<std::fs::File, EmberError> {
     // SAFETY: the caller guarantees `fd` is open for the duration of this call;
     // we only borrow it to duplicate it and never close it.
     let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
-    let owned = borrowed
-        .try_clone_to_owned()
-        .map_err(|e| EmberError::Io(format!("cannot duplicate file descriptor {fd}: {e}")))?;
+    let owned = borrowed.try_clone_to_owned().map_err(|e| EmberError::Io(format!("cannot duplicate file descriptor {fd}: {e}")))?;
     Ok(std::fs::File::from(owned))
 }
 

@@ -38,9 +38,7 @@ impl From<ember::Error> for EmberError {
         let msg = e.to_string();
         match e {
             E::Io { .. } => EmberError::Io(msg),
-            E::Gguf(_) | E::MissingTensor(_) | E::TensorShape { .. } | E::Model(_) | E::Tokenizer(_) => {
-                EmberError::InvalidModel(msg)
-            }
+            E::Gguf(_) | E::MissingTensor(_) | E::TensorShape { .. } | E::Model(_) | E::Tokenizer(_) => EmberError::InvalidModel(msg),
             E::UnsupportedType { .. } | E::UnknownArchitecture { .. } => EmberError::UnsupportedModel(msg),
             E::TokenOutOfVocab { .. } | E::InvalidParam(_) | E::ChatTemplate(_) => EmberError::InvalidParams(msg),
             E::ContextFull { .. } => EmberError::ContextFull(msg),

@@ -56,12 +56,7 @@ impl Session {
     }
 
     /// Generates after `prompt` ids (appended to what `s` holds) and reports to `sink`.
-    fn run(
-        s: &mut ember::Session,
-        prompt: &[u32],
-        params: &GenerateParams,
-        sink: &dyn TokenSink,
-    ) -> Result<GenerationStats, EmberError> {
+    fn run(s: &mut ember::Session, prompt: &[u32], params: &GenerateParams, sink: &dyn TokenSink) -> Result<GenerationStats, EmberError> {
         let rt = params.to_runtime();
         rt.sampling.validate()?;
         let stats = s.generate(prompt, &rt, &mut |text: &str| sink.on_token(text.to_string()))?;
@@ -80,7 +75,12 @@ impl Session {
         Self::run(&mut s, &ids, params, sink)
     }
 
-    fn chat_blocking(&self, messages: &[ChatMessage], params: &GenerateParams, sink: &dyn TokenSink) -> Result<GenerationStats, EmberError> {
+    fn chat_blocking(
+        &self,
+        messages: &[ChatMessage],
+        params: &GenerateParams,
+        sink: &dyn TokenSink,
+    ) -> Result<GenerationStats, EmberError> {
         let tok = self.tokenizer();
         let ids = crate::chat::encode(tok, messages)?;
         if ids.is_empty() {
@@ -106,19 +106,34 @@ impl Session {
     /// Renders `messages` (the whole conversation so far) with the model's
     /// chat template and generates the assistant's reply. The KV cache of the
     /// prefix shared with the previous call is reused.
-    pub fn chat(&self, messages: Vec<ChatMessage>, params: GenerateParams, sink: Arc<dyn TokenSink>) -> Result<GenerationStats, EmberError> {
+    pub fn chat(
+        &self,
+        messages: Vec<ChatMessage>,
+        params: GenerateParams,
+        sink: Arc<dyn TokenSink>,
+    ) -> Result<GenerationStats, EmberError> {
         guard("Session.chat", || self.chat_blocking(&messages, &params, sink.as_ref()))
     }
 
     /// `generate` as a suspend/async function (runs on its own thread).
     /// Cancelling the coroutine/task cancels the generation.
-    pub async fn generate_async(self: Arc<Self>, prompt: String, params: GenerateParams, sink: Arc<dyn TokenSink>) -> Result<GenerationStats, EmberError> {
+    pub async fn generate_async(
+        self: Arc<Self>,
+        prompt: String,
+        params: GenerateParams,
+        sink: Arc<dyn TokenSink>,
+    ) -> Result<GenerationStats, EmberError> {
         let cancel = self.cancel.clone();
         oneshot::spawn("generate", Some(cancel), move || self.generate_blocking(&prompt, &params, sink.as_ref())).await
     }
 
     /// `chat` as a suspend/async function (runs on its own thread).
-    pub async fn chat_async(self: Arc<Self>, messages: Vec<ChatMessage>, params: GenerateParams, sink: Arc<dyn TokenSink>) -> Result<GenerationStats, EmberError> {
+    pub async fn chat_async(
+        self: Arc<Self>,
+        messages: Vec<ChatMessage>,
+        params: GenerateParams,
+        sink: Arc<dyn TokenSink>,
+    ) -> Result<GenerationStats, EmberError> {
         let cancel = self.cancel.clone();
         oneshot::spawn("chat", Some(cancel), move || self.chat_blocking(&messages, &params, sink.as_ref())).await
     }

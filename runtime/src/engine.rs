@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use crate::backend::cpu::{CpuBackend, CpuRunner};
 use crate::backend::wgpu::{AdapterPolicy, GpuContext, WgpuBackend};
-use crate::graph::Runner;
 use crate::config::{BackendKind, EngineConfig, DEFAULT_MAX_CTX};
 use crate::gguf::GgufFile;
+use crate::graph::Runner;
 use crate::model::{Model, ModelInfo};
 use crate::session::Session;
 use crate::tokenizer::Tokenizer;
@@ -39,11 +39,7 @@ impl Engine {
         let mut model = Model::from_gguf(file.clone())?;
         let tokenizer = Tokenizer::from_gguf(&file)?;
         if tokenizer.n_vocab() < model.info().n_vocab {
-            log::warn!(
-                "tokenizer has {} tokens, the model's head {}",
-                tokenizer.n_vocab(),
-                model.info().n_vocab
-            );
+            log::warn!("tokenizer has {} tokens, the model's head {}", tokenizer.n_vocab(), model.info().n_vocab);
         }
         let cpu = Arc::new(CpuBackend::with_kernels(config.n_threads, config.force_scalar)?);
         let gpu = match config.backend {

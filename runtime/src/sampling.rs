@@ -77,14 +77,7 @@ impl Default for SamplingParams {
 impl SamplingParams {
     /// Greedy decoding: argmax of the logits, all filters and penalties off.
     pub fn greedy() -> Self {
-        SamplingParams {
-            temperature: 0.0,
-            top_k: 0,
-            top_p: 1.0,
-            min_p: 0.0,
-            repeat_penalty: 1.0,
-            ..Default::default()
-        }
+        SamplingParams { temperature: 0.0, top_k: 0, top_p: 1.0, min_p: 0.0, repeat_penalty: 1.0, ..Default::default() }
     }
 
     /// Checks that every parameter is in range.
@@ -93,10 +86,7 @@ impl SamplingParams {
             Err(Error::InvalidParam(msg))
         }
         if !self.temperature.is_finite() {
-            return bad(format!(
-                "temperature must be finite, got {}",
-                self.temperature
-            ));
+            return bad(format!("temperature must be finite, got {}", self.temperature));
         }
         if !(0.0..=1.0).contains(&self.top_p) {
             return bad(format!("top_p must be in [0, 1], got {}", self.top_p));
@@ -105,31 +95,19 @@ impl SamplingParams {
             return bad(format!("min_p must be in [0, 1], got {}", self.min_p));
         }
         if !(self.repeat_penalty.is_finite() && self.repeat_penalty > 0.0) {
-            return bad(format!(
-                "repeat_penalty must be finite and > 0, got {}",
-                self.repeat_penalty
-            ));
+            return bad(format!("repeat_penalty must be finite and > 0, got {}", self.repeat_penalty));
         }
         if !self.frequency_penalty.is_finite() {
-            return bad(format!(
-                "frequency_penalty must be finite, got {}",
-                self.frequency_penalty
-            ));
+            return bad(format!("frequency_penalty must be finite, got {}", self.frequency_penalty));
         }
         if !self.presence_penalty.is_finite() {
-            return bad(format!(
-                "presence_penalty must be finite, got {}",
-                self.presence_penalty
-            ));
+            return bad(format!("presence_penalty must be finite, got {}", self.presence_penalty));
         }
         Ok(())
     }
 
     fn penalties_active(&self) -> bool {
-        self.repeat_last_n > 0
-            && (self.repeat_penalty != 1.0
-                || self.frequency_penalty != 0.0
-                || self.presence_penalty != 0.0)
+        self.repeat_last_n > 0 && (self.repeat_penalty != 1.0 || self.frequency_penalty != 0.0 || self.presence_penalty != 0.0)
     }
 }
 
@@ -160,12 +138,7 @@ pub fn apply_penalties(logits: &mut [f32], history: &[u32], params: &SamplingPar
     apply_penalties_with(logits, history, params, &mut scratch);
 }
 
-fn apply_penalties_with(
-    logits: &mut [f32],
-    history: &[u32],
-    params: &SamplingParams,
-    scratch: &mut Vec<u32>,
-) {
+fn apply_penalties_with(logits: &mut [f32], history: &[u32], params: &SamplingParams, scratch: &mut Vec<u32>) {
     if !params.penalties_active() {
         return;
     }
@@ -210,9 +183,7 @@ impl Rng {
             z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
             z ^ (z >> 31)
         };
-        Rng {
-            s: [next(), next(), next(), next()],
-        }
+        Rng { s: [next(), next(), next(), next()] }
     }
 
     fn next_u64(&mut self) -> u64 {
@@ -260,13 +231,7 @@ impl Sampler {
     pub fn new(params: SamplingParams) -> Result<Sampler> {
         params.validate()?;
         let rng = Rng::new(params.seed);
-        Ok(Sampler {
-            params,
-            rng,
-            cands: Vec::new(),
-            probs: Vec::new(),
-            window: Vec::new(),
-        })
+        Ok(Sampler { params, rng, cands: Vec::new(), probs: Vec::new(), window: Vec::new() })
     }
 
     pub fn params(&self) -> &SamplingParams {
@@ -298,10 +263,7 @@ impl Sampler {
         // Candidates, NaN -> -inf.
         self.cands.clear();
         self.cands
-            .extend(logits.iter().enumerate().map(|(i, &l)| Cand {
-                logit: if l.is_nan() { f32::NEG_INFINITY } else { l },
-                id: i as u32,
-            }));
+            .extend(logits.iter().enumerate().map(|(i, &l)| Cand { logit: if l.is_nan() { f32::NEG_INFINITY } else { l }, id: i as u32 }));
         let mut sorted = false;
 
         // top-k
@@ -335,20 +297,10 @@ impl Sampler {
 
         // min-p: keep logit >= max_logit + ln(min_p)
         if p.min_p > 0.0 && self.cands.len() > 1 {
-            let max_logit = if sorted {
-                self.cands[0].logit
-            } else {
-                self.cands
-                    .iter()
-                    .fold(f32::NEG_INFINITY, |m, c| m.max(c.logit))
-            };
+            let max_logit = if sorted { self.cands[0].logit } else { self.cands.iter().fold(f32::NEG_INFINITY, |m, c| m.max(c.logit)) };
             let min_logit = max_logit + p.min_p.ln();
             if sorted {
-                let keep = self
-                    .cands
-                    .iter()
-                    .take_while(|c| c.logit >= min_logit)
-                    .count();
+                let keep = self.cands.iter().take_while(|c| c.logit >= min_logit).count();
                 self.cands.truncate(keep.max(1));
             } else {
                 // The max itself always satisfies the condition, so at least one remains.
@@ -387,11 +339,7 @@ impl Sampler {
 }
 
 fn best_cand(cands: &[Cand]) -> u32 {
-    cands
-        .iter()
-        .min_by(|a, b| cand_order(a, b))
-        .map(|c| c.id)
-        .unwrap_or(0)
+    cands.iter().min_by(|a, b| cand_order(a, b)).map(|c| c.id).unwrap_or(0)
 }
 
 /// Unnormalized-safe softmax of candidate logits into `out` (f64). Handles
@@ -404,11 +352,7 @@ fn softmax_into(cands: &[Cand], out: &mut Vec<f64>) {
         return;
     }
     if max == f32::INFINITY {
-        out.extend(
-            cands
-                .iter()
-                .map(|c| if c.logit == f32::INFINITY { 1.0 } else { 0.0 }),
-        );
+        out.extend(cands.iter().map(|c| if c.logit == f32::INFINITY { 1.0 } else { 0.0 }));
     } else {
         let m = max as f64;
         out.extend(cands.iter().map(|c| (c.logit as f64 - m).exp()));
@@ -619,10 +563,7 @@ mod tests {
         let n = got.len() as f64;
         for (id, &e) in expected.iter().enumerate() {
             let f = got.iter().filter(|&&t| t as usize == id).count() as f64 / n;
-            assert!(
-                (f - e).abs() < tol,
-                "token {id}: frequency {f:.4}, expected {e:.4}"
-            );
+            assert!((f - e).abs() < tol, "token {id}: frequency {f:.4}, expected {e:.4}");
         }
     }
 
@@ -638,10 +579,7 @@ mod tests {
         assert_freqs_match(&got, &expected, 0.015);
 
         // temperature 2: softmax(logits / 2)
-        let w: Vec<f64> = logits
-            .iter()
-            .map(|&l| ((l as f64 - m) / 2.0).exp())
-            .collect();
+        let w: Vec<f64> = logits.iter().map(|&l| ((l as f64 - m) / 2.0).exp()).collect();
         let z: f64 = w.iter().sum();
         let expected: Vec<f64> = w.iter().map(|x| x / z).collect();
         let mut s = Sampler::new(params(|p| p.temperature = 2.0)).unwrap();
@@ -700,11 +638,7 @@ mod tests {
     fn penalties_applied_in_sampler() {
         // Greedy would pick 4; a strong presence penalty on 4 moves it to 0.
         let base = [2.0f32, -2.0, 1.0, 0.0, 3.0];
-        let mut s = Sampler::new(SamplingParams {
-            presence_penalty: 1.5,
-            ..SamplingParams::greedy()
-        })
-        .unwrap();
+        let mut s = Sampler::new(SamplingParams { presence_penalty: 1.5, ..SamplingParams::greedy() }).unwrap();
         let mut l = base;
         assert_eq!(s.sample(&mut l, &[4]), 0);
         let mut l = base;

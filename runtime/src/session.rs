@@ -302,12 +302,7 @@ impl Session {
     /// Evaluates `prompt` (appended to the context) and generates up to
     /// `params.max_tokens` tokens, calling `on_text` with each newly complete
     /// piece of UTF-8 text; `on_text` returns `false` to stop.
-    pub fn generate(
-        &mut self,
-        prompt: &[u32],
-        params: &GenerateParams,
-        on_text: &mut dyn FnMut(&str) -> bool,
-    ) -> Result<GenerationStats> {
+    pub fn generate(&mut self, prompt: &[u32], params: &GenerateParams, on_text: &mut dyn FnMut(&str) -> bool) -> Result<GenerationStats> {
         self.cancel.store(false, Ordering::Relaxed);
         let mut sampler = Sampler::new(params.sampling.clone())?;
         if prompt.is_empty() && self.tokens.is_empty() {

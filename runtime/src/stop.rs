@@ -18,11 +18,7 @@ impl StopMatcher {
     /// Empty stop strings are ignored.
     pub fn new(stops: Vec<String>) -> Self {
         let stops = stops.into_iter().filter(|s| !s.is_empty()).collect();
-        StopMatcher {
-            stops,
-            held: String::new(),
-            stopped: false,
-        }
+        StopMatcher { stops, held: String::new(), stopped: false }
     }
 
     /// Whether a stop string has been seen.
@@ -45,11 +41,7 @@ impl StopMatcher {
         self.held.push_str(text);
 
         // Earliest complete occurrence of any stop string.
-        let first = self
-            .stops
-            .iter()
-            .filter_map(|s| self.held.find(s.as_str()))
-            .min();
+        let first = self.stops.iter().filter_map(|s| self.held.find(s.as_str())).min();
         if let Some(pos) = first {
             self.held.truncate(pos);
             self.stopped = true;
@@ -142,10 +134,7 @@ mod tests {
         assert_eq!(run(&["ab"], &["a", "a", "b", "c"]), ("a".to_string(), true));
         // Repeated prefix restarts: "ababc" with stop "abc".
         assert_eq!(run(&["abc"], &["ab", "ab", "c"]), ("ab".to_string(), true));
-        assert_eq!(
-            run(&["abc"], &["ab", "ab", "d"]),
-            ("ababd".to_string(), false)
-        );
+        assert_eq!(run(&["abc"], &["ab", "ab", "d"]), ("ababd".to_string(), false));
     }
 
     #[test]
@@ -164,19 +153,13 @@ mod tests {
         let (out, stopped) = run(&["🛑"], &["日本", "語🙂", "ok"]);
         assert_eq!((out.as_str(), stopped), ("日本語🙂ok", false));
         // Stop made of a 4-byte char.
-        assert_eq!(
-            run(&["🛑"], &["go 🙂 ", "🛑 tail"]),
-            ("go 🙂 ".to_string(), true)
-        );
+        assert_eq!(run(&["🛑"], &["go 🙂 ", "🛑 tail"]), ("go 🙂 ".to_string(), true));
     }
 
     #[test]
     fn multiple_stop_strings() {
         let stops = ["\n\n", "User:", "###"];
-        assert_eq!(
-            run(&stops, &["Hi", " there\n", "User", ": x"]),
-            ("Hi there\n".to_string(), true)
-        );
+        assert_eq!(run(&stops, &["Hi", " there\n", "User", ": x"]), ("Hi there\n".to_string(), true));
         assert_eq!(run(&stops, &["a#", "#", "#b"]), ("a".to_string(), true));
         assert_eq!(run(&stops, &["a\n", "\nb"]), ("a".to_string(), true));
         // Earliest occurrence wins, even if a later-listed stop appears first.
@@ -184,10 +167,7 @@ mod tests {
         // A prefix of one stop and a full match of another in the same push.
         assert_eq!(run(&["abcd", "bc"], &["abc"]), ("a".to_string(), true));
         // None of them match.
-        assert_eq!(
-            run(&stops, &["User", " said #1\n", "ok"]),
-            ("User said #1\nok".to_string(), false)
-        );
+        assert_eq!(run(&stops, &["User", " said #1\n", "ok"]), ("User said #1\nok".to_string(), false));
     }
 
     #[test]

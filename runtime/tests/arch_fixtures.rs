@@ -34,8 +34,7 @@ fn run_fixture(name: &str, reference: &str) -> Comparison {
 /// Our logits over the fixture's 40 ids with a session of `n_ctx`.
 fn our_logits(name: &str, n_ctx: usize) -> Vec<f32> {
     let dir = fixture_dir();
-    let meta: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join(format!("{name}.json"))).unwrap()).unwrap();
+    let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join(format!("{name}.json"))).unwrap()).unwrap();
     let ids: Vec<u32> = meta["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
     let file = Arc::new(GgufFile::open(dir.join(format!("{name}.gguf"))).unwrap());
     let model = Model::from_gguf(file).unwrap();
@@ -50,13 +49,11 @@ fn our_logits(name: &str, n_ctx: usize) -> Vec<f32> {
 /// values are multiplied by `ref_mul` first.
 fn run_fixture_ctx(name: &str, reference: &str, n_ctx: usize, ref_mul: f32) -> Comparison {
     let dir = fixture_dir();
-    let meta: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join(format!("{name}.json"))).unwrap()).unwrap();
+    let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join(format!("{name}.json"))).unwrap()).unwrap();
     let ids: Vec<u32> = meta["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
     let n_vocab = meta["n_vocab"].as_u64().unwrap() as usize;
     let want = std::fs::read(dir.join(format!("{name}.{reference}"))).unwrap();
-    let want: Vec<f32> =
-        want.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap()) * ref_mul).collect();
+    let want: Vec<f32> = want.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap()) * ref_mul).collect();
     assert_eq!(want.len(), ids.len() * n_vocab);
     let logits = our_logits(name, n_ctx);
     assert_eq!(logits.len(), want.len());
@@ -105,10 +102,7 @@ fn llama_quantized_fixtures_match_llama_cpp() {
         let c = run_fixture(&name, "logits.f32");
         let ok = c.agree as f64 >= 0.95 * c.confident as f64 && c.mean_abs <= 0.1 && c.max_abs <= 0.3;
         if !ok {
-            failures.push(format!(
-                "{name}: max {:.3} mean {:.4} top-1 {}/{}",
-                c.max_abs, c.mean_abs, c.agree, c.confident
-            ));
+            failures.push(format!("{name}: max {:.3} mean {:.4} top-1 {}/{}", c.max_abs, c.mean_abs, c.agree, c.confident));
         }
     }
     assert!(failures.is_empty(), "fixtures off: {failures:#?}");
@@ -117,18 +111,8 @@ fn llama_quantized_fixtures_match_llama_cpp() {
 /// The float fixtures of the other architectures, run at session n_ctx 256 and
 /// 512. 512 > context_length 256 switches the LongRoPE fixtures to their long
 /// factors, so at 512 those are held to their `nctx512` logits instead.
-const FLOAT_FIXTURES: &[&str] = &[
-    "minicpm",
-    "minicpm_longrope",
-    "minicpm3",
-    "minicpm3_longrope",
-    "qwen2",
-    "qwen3",
-    "gemma3",
-    "gemma3_pattern3",
-    "phi3",
-    "olmo2",
-];
+const FLOAT_FIXTURES: &[&str] =
+    &["minicpm", "minicpm_longrope", "minicpm3", "minicpm3_longrope", "qwen2", "qwen3", "gemma3", "gemma3_pattern3", "phi3", "olmo2"];
 
 fn is_longrope(name: &str) -> bool {
     name.ends_with("_longrope")

@@ -60,16 +60,7 @@ fn every_value_type_round_trips() {
 
 #[test]
 fn u32_accepts_every_integer_type_that_fits() {
-    for v in [
-        Value::U8(7),
-        Value::I8(7),
-        Value::U16(7),
-        Value::I16(7),
-        Value::U32(7),
-        Value::I32(7),
-        Value::U64(7),
-        Value::I64(7),
-    ] {
+    for v in [Value::U8(7), Value::I8(7), Value::U16(7), Value::I16(7), Value::U32(7), Value::I32(7), Value::U64(7), Value::I64(7)] {
         let f = one_kv_file("k", v.clone());
         assert_eq!(f.u32("k"), Ok(7), "{v:?}");
         assert_eq!(f.u32_opt("k"), Ok(Some(7)), "{v:?}");

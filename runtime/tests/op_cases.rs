@@ -34,7 +34,10 @@ use ember::backend::cpu::simd::{CpuKernels, SCALAR};
 use ember::backend::cpu::{CpuBackend, CpuRunner};
 use ember::backend::wgpu::{AdapterPolicy, GpuContext, WgpuBackend};
 use ember::gguf::{GgufFile, GgufWriter};
-use ember::graph::{Act, Attn, Buf, Dumped, Exec, Forward, Graph, GraphBuilder, Head, HeadMatmul, Mat, Rope, RopeFactors, RopeId, Runner, Vector, View, Want, Weights};
+use ember::graph::{
+    Act, Attn, Buf, Dumped, Exec, Forward, Graph, GraphBuilder, Head, HeadMatmul, Mat, Rope, RopeFactors, RopeId, Runner, Vector, View,
+    Want, Weights,
+};
 use ember::ops;
 use ember::ops::rope::{RopeMode, RopeParams};
 use ember::quant::{self, GgmlType};
@@ -45,21 +48,66 @@ use half::f16;
 #[derive(Debug, Clone)]
 enum Op {
     /// `products` of one input of width `n_in`: (type, n_out) each.
-    Matmul { n_in: usize, products: Vec<(GgmlType, usize)> },
+    Matmul {
+        n_in: usize,
+        products: Vec<(GgmlType, usize)>,
+    },
     /// RMSNorm of a `width` row in groups of `group` (whole row or per head),
     /// in place or into another buffer.
-    RmsNorm { width: usize, group: usize, in_place: bool },
+    RmsNorm {
+        width: usize,
+        group: usize,
+        in_place: bool,
+    },
     /// RoPE of `n_head` heads of `head_dim`, starting at column `off` of each head.
-    Rope { n_head: usize, head_dim: usize, off: usize, n_rot: usize, mode: RopeMode },
-    Glu { width: usize, act: Act },
-    Add { width: usize, s: f32 },
-    Scale { width: usize, s: f32 },
-    AddBias { width: usize },
+    Rope {
+        n_head: usize,
+        head_dim: usize,
+        off: usize,
+        n_rot: usize,
+        mode: RopeMode,
+    },
+    Glu {
+        width: usize,
+        act: Act,
+    },
+    Add {
+        width: usize,
+        s: f32,
+    },
+    Scale {
+        width: usize,
+        s: f32,
+    },
+    AddBias {
+        width: usize,
+    },
     /// `width` columns at `src_off` of each of `n_head` heads of `src_head` → `dst_off` of heads of `dst_head`.
-    Copy { n_head: usize, src_head: usize, dst_head: usize, src_off: usize, dst_off: usize, width: usize },
-    Attention { n_head: usize, n_head_kv: usize, hd_k: usize, hd_v: usize, window: Option<usize>, softcap: Option<f32>, v_in_k: bool, prefix: usize },
+    Copy {
+        n_head: usize,
+        src_head: usize,
+        dst_head: usize,
+        src_off: usize,
+        dst_off: usize,
+        width: usize,
+    },
+    Attention {
+        n_head: usize,
+        n_head_kv: usize,
+        hd_k: usize,
+        hd_v: usize,
+        window: Option<usize>,
+        softcap: Option<f32>,
+        v_in_k: bool,
+        prefix: usize,
+    },
     /// A per-head product with a dense F16 weight of `w_rows × w_cols`.
-    HeadMatmul { a: HeadMatmul, x_width: usize, w_cols: usize, w_rows: usize },
+    HeadMatmul {
+        a: HeadMatmul,
+        x_width: usize,
+        w_cols: usize,
+        w_rows: usize,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -93,7 +141,10 @@ fn cases() -> Vec<Case> {
     for ty in TYPES {
         ops.push((format!("matmul {ty} 256x72"), Op::Matmul { n_in: 256, products: vec![(ty, 72)] }));
     }
-    ops.push(("matmul Q4_0+Q8_0+Q6_K 512x(64,32,40)".into(), Op::Matmul { n_in: 512, products: vec![(GgmlType::Q4_0, 64), (GgmlType::Q8_0, 32), (GgmlType::Q6_K, 40)] }));
+    ops.push((
+        "matmul Q4_0+Q8_0+Q6_K 512x(64,32,40)".into(),
+        Op::Matmul { n_in: 512, products: vec![(GgmlType::Q4_0, 64), (GgmlType::Q8_0, 32), (GgmlType::Q6_K, 40)] },
+    ));
     ops.push(("rms_norm row 96".into(), Op::RmsNorm { width: 96, group: 96, in_place: true }));
     ops.push(("rms_norm heads 4x32".into(), Op::RmsNorm { width: 128, group: 32, in_place: false }));
     ops.push(("rope norm 4x32".into(), Op::Rope { n_head: 4, head_dim: 32, off: 0, n_rot: 32, mode: RopeMode::Norm }));
@@ -106,8 +157,20 @@ fn cases() -> Vec<Case> {
     ops.push(("scale 96".into(), Op::Scale { width: 96, s: -1.7 }));
     ops.push(("scale 40".into(), Op::Scale { width: 40, s: 0.5 }));
     ops.push(("add_bias 96".into(), Op::AddBias { width: 96 }));
-    ops.push(("copy heads 4x(16+8)->4x(8+8)".into(), Op::Copy { n_head: 4, src_head: 24, dst_head: 16, src_off: 16, dst_off: 8, width: 8 }));
-    let attn = |n_head, n_head_kv, hd_k, hd_v, window, softcap, v_in_k| Op::Attention { n_head, n_head_kv, hd_k, hd_v, window, softcap, v_in_k, prefix: 0 };
+    ops.push((
+        "copy heads 4x(16+8)->4x(8+8)".into(),
+        Op::Copy { n_head: 4, src_head: 24, dst_head: 16, src_off: 16, dst_off: 8, width: 8 },
+    ));
+    let attn = |n_head, n_head_kv, hd_k, hd_v, window, softcap, v_in_k| Op::Attention {
+        n_head,
+        n_head_kv,
+        hd_k,
+        hd_v,
+        window,
+        softcap,
+        v_in_k,
+        prefix: 0,
+    };
     ops.push(("attention 4/4 hd64".into(), attn(4, 4, 64, 64, None, None, false)));
     ops.push(("attention gqa 8/2 hd32".into(), attn(8, 2, 32, 32, None, None, false)));
     ops.push(("attention gqa 4/2 hd64 window 5".into(), attn(4, 2, 64, 64, Some(5), None, false)));
@@ -116,12 +179,22 @@ fn cases() -> Vec<Case> {
     // y[h·16 + o] = Σ_i w[h·16 + o][i] · x[h·8 + i]   (rows per output)
     ops.push((
         "head_matmul 4x(8->16) rows".into(),
-        Op::HeadMatmul { a: HeadMatmul { n_head: 4, n_out: 16, n_in: 8, x_head: 8, y_head: 16, w_off: 0, w_head: 128, w_o: 8, w_i: 1 }, x_width: 32, w_cols: 8, w_rows: 64 },
+        Op::HeadMatmul {
+            a: HeadMatmul { n_head: 4, n_out: 16, n_in: 8, x_head: 8, y_head: 16, w_off: 0, w_head: 128, w_o: 8, w_i: 1 },
+            x_width: 32,
+            w_cols: 8,
+            w_rows: 64,
+        },
     ));
     // y[h·12 + o] = Σ_i w[h·8 + i][o] · x[h·10 + i], o < 12 of 16 columns, x heads 10 wide (rows per input, MLA's absorbed k)
     ops.push((
         "head_matmul 4x(8->12) cols".into(),
-        Op::HeadMatmul { a: HeadMatmul { n_head: 4, n_out: 12, n_in: 8, x_head: 10, y_head: 12, w_off: 0, w_head: 128, w_o: 1, w_i: 16 }, x_width: 40, w_cols: 16, w_rows: 32 },
+        Op::HeadMatmul {
+            a: HeadMatmul { n_head: 4, n_out: 12, n_in: 8, x_head: 10, y_head: 12, w_off: 0, w_head: 128, w_o: 1, w_i: 16 },
+            x_width: 40,
+            w_cols: 16,
+            w_rows: 32,
+        },
     ));
     let mut v = Vec::new();
     for (name, op) in ops {
@@ -196,12 +269,18 @@ fn tol(op: &Op, kind: Kind) -> Tol {
         // (Against f32 activations the Q8 rounding alone is an NMSE ≈ 1.5e-5.)
         // Q4_1 and Q5_1 add their min term with Q8_1's block sum `s`, which is
         // d·Σq stored as f16 on the CPU (as in ggml): 2⁻¹¹ relative on that term.
-        Op::Matmul { products, .. } if kind != Kind::Gpu && products.iter().any(|(t, _)| matches!(t, GgmlType::Q4_1 | GgmlType::Q5_1)) => Tol { max_abs: 1e-4, nmse: 1e-8 },
+        Op::Matmul { products, .. } if kind != Kind::Gpu && products.iter().any(|(t, _)| matches!(t, GgmlType::Q4_1 | GgmlType::Q5_1)) => {
+            Tol { max_abs: 1e-4, nmse: 1e-8 }
+        }
         Op::Matmul { .. } => Tol { max_abs: 1e-5, nmse: 1e-12 },
         // The CPU runs the spec's own functions (ops::rms_norm, ops::rope::apply
         // with RopeParams::cache, swiglu / geglu_ggml, plain adds) on every
         // table — none of them is in a SIMD table — so it is exact.
-        Op::RmsNorm { .. } | Op::Rope { .. } | Op::Glu { .. } | Op::Add { .. } | Op::Scale { .. } | Op::AddBias { .. } if kind != Kind::Gpu => EXACT,
+        Op::RmsNorm { .. } | Op::Rope { .. } | Op::Glu { .. } | Op::Add { .. } | Op::Scale { .. } | Op::AddBias { .. }
+            if kind != Kind::Gpu =>
+        {
+            EXACT
+        }
         // Copies move values: exact everywhere.
         Op::Copy { .. } => EXACT,
         // Adds and scales: one f32 op per value; a GPU may fuse s·y + x into an fma (½ ulp).
@@ -331,7 +410,16 @@ impl Forward for OpModel {
             Op::Attention { n_head, n_head_kv, hd_k, hd_v, window, softcap, v_in_k, .. } => {
                 let (k, v) = (self.inputs[1].1, self.inputs.get(2).map(|i| i.1));
                 e.kv_store(0, k, v)?;
-                let a = Attn { n_head: *n_head, n_head_kv: *n_head_kv, head_dim_k: *hd_k, head_dim_v: *hd_v, kq_scale: 1.0 / (*hd_k as f32).sqrt(), window: *window, softcap: *softcap, v_in_k: *v_in_k };
+                let a = Attn {
+                    n_head: *n_head,
+                    n_head_kv: *n_head_kv,
+                    head_dim_k: *hd_k,
+                    head_dim_v: *hd_v,
+                    kq_scale: 1.0 / (*hd_k as f32).sqrt(),
+                    window: *window,
+                    softcap: *softcap,
+                    v_in_k: *v_in_k,
+                };
                 e.attention(0, x, self.outs[0], &a)?;
             }
             Op::HeadMatmul { a, .. } => e.head_matmul(x, self.mats[0], self.outs[0], a)?,
@@ -430,7 +518,13 @@ fn build(case: &Case, seed: u64) -> Built {
     let in_mats: Vec<Mat> = inputs.iter().map(|(n, width)| wt.matrix(&format!("in.{n}"), *width, total).unwrap()).collect();
     let m_handles: Vec<Mat> = mats
         .iter()
-        .map(|(n, _, n_in, n_out)| if matches!(case.op, Op::HeadMatmul { .. }) { wt.dense(n, *n_in, *n_out).unwrap() } else { wt.matrix(n, *n_in, *n_out).unwrap() })
+        .map(|(n, _, n_in, n_out)| {
+            if matches!(case.op, Op::HeadMatmul { .. }) {
+                wt.dense(n, *n_in, *n_out).unwrap()
+            } else {
+                wt.matrix(n, *n_in, *n_out).unwrap()
+            }
+        })
         .collect();
     let v_handles: Vec<Vector> = vecs.iter().map(|(n, len)| wt.vec(n, *len).unwrap()).collect();
     let head_norm = wt.vec("head.norm", HEAD_W).unwrap();
@@ -528,8 +622,18 @@ fn build(case: &Case, seed: u64) -> Built {
         Op::Attention { n_head, n_head_kv, hd_k, hd_v, window, softcap, v_in_k, .. } => {
             let k16: Vec<f16> = input_rows[1].iter().map(|&v| f16::from_f32(v)).collect();
             let k_row = n_head_kv * hd_k;
-            let (v16, v_row) = if *v_in_k { (k16.clone(), k_row) } else { (input_rows[2].iter().map(|&v| f16::from_f32(v)).collect(), n_head_kv * hd_v) };
-            let s = ops::attention::AttnSpec { n_head: *n_head, n_head_kv: *n_head_kv, head_dim_k: *hd_k, head_dim_v: *hd_v, pos0: 0, kq_scale: 1.0 / (*hd_k as f32).sqrt(), window: *window, softcap: *softcap };
+            let (v16, v_row) =
+                if *v_in_k { (k16.clone(), k_row) } else { (input_rows[2].iter().map(|&v| f16::from_f32(v)).collect(), n_head_kv * hd_v) };
+            let s = ops::attention::AttnSpec {
+                n_head: *n_head,
+                n_head_kv: *n_head_kv,
+                head_dim_k: *hd_k,
+                head_dim_v: *hd_v,
+                pos0: 0,
+                kq_scale: 1.0 / (*hd_k as f32).sqrt(),
+                window: *window,
+                softcap: *softcap,
+            };
             let mut y = vec![0f32; total * n_head * hd_v];
             ops::attention::attention(&s, x, &k16, k_row, &v16, v_row, &mut y);
             want.push(("out0".into(), n_head * hd_v, y));
@@ -541,7 +645,9 @@ fn build(case: &Case, seed: u64) -> Built {
             for t in 0..total {
                 for h in 0..a.n_head {
                     for o in 0..a.n_out {
-                        let s: f64 = (0..a.n_in).map(|i| wd[a.w_off + h * a.w_head + o * a.w_o + i * a.w_i] as f64 * x[t * x_width + h * a.x_head + i] as f64).sum();
+                        let s: f64 = (0..a.n_in)
+                            .map(|i| wd[a.w_off + h * a.w_head + o * a.w_o + i * a.w_i] as f64 * x[t * x_width + h * a.x_head + i] as f64)
+                            .sum();
                         y[t * yw + h * a.y_head + o] = s as f32;
                     }
                 }
@@ -679,7 +785,8 @@ fn main() {
     let filter = args.iter().position(|a| a == "--filter").and_then(|i| args.get(i + 1)).cloned();
     // libtest-style flags `cargo test` may pass (--nocapture, --test-threads …) are ignored.
     let threads = if perf { 0 } else { 2 };
-    let cpus: Vec<(&'static CpuKernels, Arc<CpuBackend>)> = CpuKernels::available().into_iter().map(|k| (k, Arc::new(CpuBackend::with_table(threads, k).unwrap()))).collect();
+    let cpus: Vec<(&'static CpuKernels, Arc<CpuBackend>)> =
+        CpuKernels::available().into_iter().map(|k| (k, Arc::new(CpuBackend::with_table(threads, k).unwrap()))).collect();
     let mut gpu = gpu_ctx();
     if let Some(c) = &gpu {
         println!("wgpu adapter: {} ({})", c.profile.adapter_name, c.profile.device_type);
@@ -731,7 +838,13 @@ fn main() {
             println!("{tag:<5} {:<48} {:<20} {detail}{why}", case.name, exe_name(exe));
         }
     }
-    println!("op_cases: {n} runs ({} cases × {} executors{}), {failures} failed, {:.1} s", list.len(), exes.len(), if has_gpu { "" } else { "; wgpu skipped" }, t0.elapsed().as_secs_f64());
+    println!(
+        "op_cases: {n} runs ({} cases × {} executors{}), {failures} failed, {:.1} s",
+        list.len(),
+        exes.len(),
+        if has_gpu { "" } else { "; wgpu skipped" },
+        t0.elapsed().as_secs_f64()
+    );
     if failures > 0 {
         std::process::exit(1);
     }

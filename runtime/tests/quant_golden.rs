@@ -5,24 +5,17 @@
 
 use std::path::PathBuf;
 
-use ember::quant::{
-    dequantize_row, is_supported, quantize_row_act, vec_dot, vec_dot_type, GgmlType,
-};
+use ember::quant::{dequantize_row, is_supported, quantize_row_act, vec_dot, vec_dot_type, GgmlType};
 
-const TYPES: [&str; 15] = [
-    "F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K",
-    "Q6_K", "IQ4_NL", "IQ4_XS",
-];
+const TYPES: [&str; 15] =
+    ["F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ4_NL", "IQ4_XS"];
 
 fn dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/quant_golden")
 }
 
 fn ty_of(name: &str) -> GgmlType {
-    (0..64)
-        .filter_map(GgmlType::from_u32)
-        .find(|t| t.name() == name)
-        .unwrap()
+    (0..64).filter_map(GgmlType::from_u32).find(|t| t.name() == name).unwrap()
 }
 
 struct Fixture {
@@ -35,32 +28,16 @@ struct Fixture {
 
 fn load(name: &str, index: &serde_json::Value) -> Fixture {
     let entry = &index["types"][name];
-    let n = entry["n"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("index.json has no entry for {name}")) as usize;
+    let n = entry["n"].as_u64().unwrap_or_else(|| panic!("index.json has no entry for {name}")) as usize;
     let row_elements = entry["row_elements"].as_u64().unwrap() as usize;
     let read = |ext: &str| {
         let p = dir().join(format!("{name}.{ext}"));
-        std::fs::read(&p).unwrap_or_else(|e| {
-            panic!(
-                "missing golden fixture {}: {e} (run scripts/gen_quant_golden.py)",
-                p.display()
-            )
-        })
+        std::fs::read(&p).unwrap_or_else(|e| panic!("missing golden fixture {}: {e} (run scripts/gen_quant_golden.py)", p.display()))
     };
     let raw = read("bin");
-    let want: Vec<f32> = read("f32")
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-        .collect();
+    let want: Vec<f32> = read("f32").chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
     assert_eq!(want.len(), n, "{name}.f32 length");
-    Fixture {
-        ty: ty_of(name),
-        n,
-        row_elements,
-        raw,
-        want,
-    }
+    Fixture { ty: ty_of(name), n, row_elements, raw, want }
 }
 
 fn index() -> serde_json::Value {
@@ -84,15 +61,9 @@ fn dequantize_matches_gguf_py_on_real_tensors() {
                 exact += 1;
                 continue;
             }
-            assert!(
-                (g - w).abs() <= 1e-6 * w.abs(),
-                "{name}[{i}]: ours {g}, gguf-py {w}"
-            );
+            assert!((g - w).abs() <= 1e-6 * w.abs(), "{name}[{i}]: ours {g}, gguf-py {w}");
         }
-        assert!(
-            f.want.iter().any(|&w| w != 0.0),
-            "{name}: fixture is all zeros"
-        );
+        assert!(f.want.iter().any(|&w| w != 0.0), "{name}: fixture is all zeros");
         eprintln!("{name:5}: {} elements, {exact} bit-exact", f.n);
     }
 }
@@ -123,16 +94,9 @@ fn vec_dot_on_real_rows_matches_float_math() {
             dequantize_row(act_ty, &act, &mut xq).unwrap();
             let got = vec_dot(f.ty, n, w, &act) as f64;
             let want: f64 = wf.iter().zip(&xq).map(|(&a, &b)| a as f64 * b as f64).sum();
-            let scale: f64 = wf
-                .iter()
-                .zip(&xq)
-                .map(|(&a, &b)| (a as f64 * b as f64).abs())
-                .sum();
+            let scale: f64 = wf.iter().zip(&xq).map(|(&a, &b)| (a as f64 * b as f64).abs()).sum();
             let rel = if act_ty == GgmlType::Q8_1 { 2e-3 } else { 1e-5 };
-            assert!(
-                (got - want).abs() <= rel * scale + 1e-9,
-                "{name}: vec_dot {got} vs float {want} (scale {scale})"
-            );
+            assert!((got - want).abs() <= rel * scale + 1e-9, "{name}: vec_dot {got} vs float {want} (scale {scale})");
         }
     }
 }

@@ -177,8 +177,7 @@ fn bpe_vocab() -> Vocab {
     v
 }
 
-const BPE_MERGES: &[&str] =
-    &["h e", "l l", "ll o", "he llo", "Ġ w", "o r", "Ġw or", "l d", "Ġwor ld", "1 2", "' s", "Ġ Ġ"];
+const BPE_MERGES: &[&str] = &["h e", "l l", "ll o", "he llo", "Ġ w", "o r", "Ġw or", "l d", "Ġwor ld", "1 2", "' s", "Ġ Ġ"];
 
 #[test]
 fn bpe_merges_and_pretokenizer() {

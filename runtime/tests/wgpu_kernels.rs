@@ -285,7 +285,16 @@ fn rope_norm_and_neox_match_reference() {
         let tb = GBuf::from_f32(&ctx, "table", &flat);
         let x = rng.vec(n_tok * n_head * hd);
         let xb = GBuf::from_f32(&ctx, "x", &x);
-        let args = ops::RopeArgs { n_tok, n_head, head_dim: hd, n_rot: hd, mode: (mode == RopeMode::Neox) as u32, pos0, row_stride: n_head * hd, off: 0 };
+        let args = ops::RopeArgs {
+            n_tok,
+            n_head,
+            head_dim: hd,
+            n_rot: hd,
+            mode: (mode == RopeMode::Neox) as u32,
+            pos0,
+            row_stride: n_head * hd,
+            off: 0,
+        };
         run.go(|r| ops::rope(r, &tb, &xb, &args).unwrap());
         let mut want = x.clone();
         for t in 0..n_tok {
@@ -307,7 +316,10 @@ fn attention_matches_cpu_reference_with_gqa_and_window() {
         let q = rng.vec(n_tok * n_head * hd);
         let k = rng.vec((pos0 + n_tok) * kv_dim);
         let v = rng.vec((pos0 + n_tok) * kv_dim);
-        let (kc, vc) = (GBuf::new(&ctx, "kc", (n_ctx * kv_dim * 2) as u64, wgpu::BufferUsages::empty()), GBuf::new(&ctx, "vc", (n_ctx * kv_dim * 2) as u64, wgpu::BufferUsages::empty()));
+        let (kc, vc) = (
+            GBuf::new(&ctx, "kc", (n_ctx * kv_dim * 2) as u64, wgpu::BufferUsages::empty()),
+            GBuf::new(&ctx, "vc", (n_ctx * kv_dim * 2) as u64, wgpu::BufferUsages::empty()),
+        );
         let (kb, vb, qb) = (GBuf::from_f32(&ctx, "k", &k), GBuf::from_f32(&ctx, "v", &v), GBuf::from_f32(&ctx, "q", &q));
         let ob = run.zeros(n_tok * n_head * hd);
         let args = ops::AttnArgs { window, ..ops::AttnArgs::standard(n_tok, n_head, n_head_kv, hd, hd, pos0, 1.0 / (hd as f32).sqrt()) };

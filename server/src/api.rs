@@ -127,9 +127,9 @@ pub fn completion_prompt(v: &Value) -> Result<PromptIn, ApiError> {
     match v {
         Value::String(s) => Ok(PromptIn::Text(s.clone())),
         Value::Array(a) if a.len() == 1 && a[0].is_string() => Ok(PromptIn::Text(a[0].as_str().unwrap_or("").to_owned())),
-        Value::Array(a) if !a.is_empty() && a.iter().all(|x| x.is_u64()) => Ok(PromptIn::Ids(
-            a.iter().map(|x| x.as_u64().and_then(|n| u32::try_from(n).ok()).ok_or_else(bad)).collect::<Result<_, _>>()?,
-        )),
+        Value::Array(a) if !a.is_empty() && a.iter().all(|x| x.is_u64()) => {
+            Ok(PromptIn::Ids(a.iter().map(|x| x.as_u64().and_then(|n| u32::try_from(n).ok()).ok_or_else(bad)).collect::<Result<_, _>>()?))
+        }
         Value::Array(a) if a.len() > 1 => Err(ApiError::param("prompt", "only one prompt per request is supported")),
         _ => Err(bad()),
     }
@@ -271,7 +271,9 @@ mod tests {
 
     #[test]
     fn fields_are_mapped() {
-        let f = fields(r#"{"temperature":0,"top_p":0.5,"max_tokens":7,"stop":["a","b"],"seed":3,"presence_penalty":0.5,"frequency_penalty":-1}"#);
+        let f = fields(
+            r#"{"temperature":0,"top_p":0.5,"max_tokens":7,"stop":["a","b"],"seed":3,"presence_penalty":0.5,"frequency_penalty":-1}"#,
+        );
         let p = generate_params(&f, 10, &limits()).unwrap();
         assert_eq!(p.sampling.temperature, 0.0);
         assert_eq!(p.sampling.top_p, 0.5);
@@ -320,7 +322,8 @@ mod tests {
         assert!(parse_body::<ChatRequest>(b"[1]").is_err());
         let e = parse_body::<ChatRequest>(br#"{"model":"m"}"#).unwrap_err();
         assert!(e.message.contains("messages"), "{}", e.message);
-        let r: ChatRequest = parse_body(br#"{"messages":[{"role":"user","content":[{"type":"text","text":"a"},{"type":"text","text":"b"}]}]}"#).unwrap();
+        let r: ChatRequest =
+            parse_body(br#"{"messages":[{"role":"user","content":[{"type":"text","text":"a"},{"type":"text","text":"b"}]}]}"#).unwrap();
         assert_eq!(chat_messages(&r).unwrap()[0].content, "ab");
         let r: ChatRequest = parse_body(br#"{"messages":[]}"#).unwrap();
         assert_eq!(chat_messages(&r).unwrap_err().param.as_deref(), Some("messages"));

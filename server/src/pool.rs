@@ -44,11 +44,7 @@ impl SessionPool {
         let permit = self.sem.clone().acquire_owned().await?;
         let session = {
             let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-            let best = idle
-                .iter()
-                .enumerate()
-                .max_by_key(|(_, s)| common_prefix_len(s.tokens(), prompt))
-                .map(|(i, _)| i);
+            let best = idle.iter().enumerate().max_by_key(|(_, s)| common_prefix_len(s.tokens(), prompt)).map(|(i, _)| i);
             best.map(|i| idle.swap_remove(i))
         };
         let session = match session {

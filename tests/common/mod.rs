@@ -24,11 +24,7 @@ pub fn models_dir() -> PathBuf {
 /// A reference model's path; fails (never skips) when it has not been fetched.
 pub fn model(file: &str) -> PathBuf {
     let p = models_dir().join(file);
-    assert!(
-        p.exists(),
-        "{} is missing: run scripts/fetch-models.sh (or `ember pull`) first",
-        p.display()
-    );
+    assert!(p.exists(), "{} is missing: run scripts/fetch-models.sh (or `ember pull`) first", p.display());
     p
 }
 
@@ -62,13 +58,7 @@ pub fn run(args: &[&str]) -> Output {
 /// Runs ember and requires success; returns stdout.
 pub fn run_ok(args: &[&str]) -> String {
     let out = run(args);
-    assert!(
-        out.status.success(),
-        "ember {:?} failed ({}): {}",
-        args,
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "ember {:?} failed ({}): {}", args, out.status, String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).expect("stdout is UTF-8")
 }
 
@@ -122,7 +112,19 @@ impl Reference {
         let want: serde_json::Value =
             serde_json::from_slice(&std::fs::read(fixtures().join(self.dir).join("perplexity.json")).unwrap()).unwrap();
         let text = fixtures().join("ppl_public.txt");
-        let out = run_ok(&["perplexity", "-m", &self.model_arg(), "-f", text.to_str().unwrap(), "--ctx", "512", "-t", "2", "--backend", self.backend]);
+        let out = run_ok(&[
+            "perplexity",
+            "-m",
+            &self.model_arg(),
+            "-f",
+            text.to_str().unwrap(),
+            "--ctx",
+            "512",
+            "-t",
+            "2",
+            "--backend",
+            self.backend,
+        ]);
         let last = out.lines().last().expect("perplexity prints a JSON line");
         let got: serde_json::Value = serde_json::from_str(last).unwrap();
         assert_eq!(got["tokens"], want["n_tokens"], "token count differs from llama.cpp");
@@ -150,7 +152,19 @@ impl Reference {
             let mut ids = ids_of(&row["ids"]);
             ids.extend(ids_of(&row["greedy"]));
             let ids_arg: Vec<String> = ids.iter().map(u32::to_string).collect();
-            let out = run_ok(&["logits", "-m", &self.model_arg(), "--ids", &ids_arg.join(","), "--top", "10", "-t", "2", "--backend", self.backend]);
+            let out = run_ok(&[
+                "logits",
+                "-m",
+                &self.model_arg(),
+                "--ids",
+                &ids_arg.join(","),
+                "--top",
+                "10",
+                "-t",
+                "2",
+                "--backend",
+                self.backend,
+            ]);
             let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
             let want = row["top"].as_array().unwrap();
             assert_eq!(lines.len(), want.len(), "one line per position");
@@ -176,10 +190,7 @@ impl Reference {
                 }
             }
         }
-        eprintln!(
-            "top-1 agreement {agree}/{confident} confident positions; mean |Δlogit| on shared top-10 {:.4}",
-            sum_abs / n_abs as f64
-        );
+        eprintln!("top-1 agreement {agree}/{confident} confident positions; mean |Δlogit| on shared top-10 {:.4}", sum_abs / n_abs as f64);
         assert!(agree as f64 >= 0.99 * confident as f64, "top-1 agreement {agree}/{confident}: {misses:#?}");
     }
 
@@ -226,7 +237,8 @@ impl Reference {
             let prompt = row["prompt"].as_str().unwrap();
             let stable_text = row["stable_text"].as_str().unwrap();
             let n_stable = row["stable"].as_array().unwrap().len();
-            let out = run_ok(&["run", "-m", &self.model_arg(), "-p", prompt, "--temp", "0", "-n", "16", "-t", "2", "--backend", self.backend]);
+            let out =
+                run_ok(&["run", "-m", &self.model_arg(), "-p", prompt, "--temp", "0", "-n", "16", "-t", "2", "--backend", self.backend]);
             // `run` ends its output with one newline of its own.
             let text = out.strip_suffix('\n').unwrap_or(&out);
             let pass = if n_stable <= 16 { text.starts_with(stable_text) } else { stable_text.starts_with(text) && !text.is_empty() };
@@ -236,7 +248,6 @@ impl Reference {
         eprintln!("{}", report.join("\n"));
         assert!(ok >= 5, "greedy matched on {ok}/{} prompts:\n{}", rows.len(), report.join("\n"));
     }
-
 }
 
 /// Whether `ember --backend wgpu` finds an adapter. Without one, fails when

@@ -43,7 +43,7 @@ pub struct BenchArgs {
 /// One profiled phase: the op rows plus the untimed rest (norms, RoPE, embedding …).
 fn per_type_rows(p: &OpProfile, wall_ns: u64) -> Vec<serde_json::Value> {
     let mut ops = p.ops.clone();
-    ops.sort_by(|a, b| b.1.ns.cmp(&a.1.ns));
+    ops.sort_by_key(|o| std::cmp::Reverse(o.1.ns));
     let share = |ns: u64| if wall_ns == 0 { 0.0 } else { ns as f64 / wall_ns as f64 };
     let mut rows: Vec<serde_json::Value> = ops
         .iter()
@@ -89,18 +89,18 @@ fn median(v: &mut [f64]) -> f64 {
     if n == 0 {
         return 0.0;
     }
-    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
 }
 
 /// Peak resident set size in MiB (VmHWM), 0 where /proc is not there.
 pub fn peak_rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
@@ -237,7 +237,11 @@ pub fn run(a: BenchArgs) -> Result<()> {
             j["tg_membw_fraction"] = f.into();
         }
         if a.per_type {
-            j["per_type"] = per_type.iter().map(|(phase, rows)| (phase.clone(), serde_json::Value::from(rows.clone()))).collect::<serde_json::Map<_, _>>().into();
+            j["per_type"] = per_type
+                .iter()
+                .map(|(phase, rows)| (phase.clone(), serde_json::Value::from(rows.clone())))
+                .collect::<serde_json::Map<_, _>>()
+                .into();
         }
         println!("{j}");
     } else {

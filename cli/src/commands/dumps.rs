@@ -25,7 +25,8 @@ pub fn write(dir: &Path, dumped: &[Dumped], backend: &str, n_tok: usize) -> Resu
 
 fn read(dir: &Path) -> Result<(String, Vec<Dumped>)> {
     let index: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(dir.join("dump.json")).with_context(|| format!("{}: no dump.json (make one with `ember logits --dump-layers`)", dir.display()))?,
+        &std::fs::read(dir.join("dump.json"))
+            .with_context(|| format!("{}: no dump.json (make one with `ember logits --dump-layers`)", dir.display()))?,
     )
     .with_context(|| format!("{}/dump.json is not JSON", dir.display()))?;
     let backend = index["backend"].as_str().unwrap_or("?").to_string();
@@ -66,18 +67,33 @@ pub fn compare(a: CompareArgs) -> Result<()> {
     for x in &da {
         let Some(y) = db.iter().find(|y| y.name == x.name) else { continue };
         if x.width != y.width || x.data.len() != y.data.len() {
-            println!("{:<24} shapes differ: {}×{} vs {}×{}", x.name, x.data.len() / x.width.max(1), x.width, y.data.len() / y.width.max(1), y.width);
+            println!(
+                "{:<24} shapes differ: {}×{} vs {}×{}",
+                x.name,
+                x.data.len() / x.width.max(1),
+                x.width,
+                y.data.len() / y.width.max(1),
+                y.width
+            );
             first_bad.get_or_insert(x.name.clone());
             continue;
         }
-        let max_d = x.data.iter().zip(&y.data).map(|(p, q)| (p - q).abs()).fold(0f32, |m, d| if d.is_nan() { f32::INFINITY } else { m.max(d) });
+        let max_d =
+            x.data.iter().zip(&y.data).map(|(p, q)| (p - q).abs()).fold(0f32, |m, d| if d.is_nan() { f32::INFINITY } else { m.max(d) });
         let scale = x.data.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
         let rel = max_d / scale;
         let flag = if rel > a.tol { "  <- parts here" } else { "" };
         if rel > a.tol {
             first_bad.get_or_insert(x.name.clone());
         }
-        println!("{:<24} {:>8} {:>12.3e} {:>12.3e}{}", x.name, x.width, max_d, rel, if first_bad.as_deref() == Some(&x.name) { flag } else { "" });
+        println!(
+            "{:<24} {:>8} {:>12.3e} {:>12.3e}{}",
+            x.name,
+            x.width,
+            max_d,
+            rel,
+            if first_bad.as_deref() == Some(&x.name) { flag } else { "" }
+        );
         compared += 1;
     }
     if compared == 0 {

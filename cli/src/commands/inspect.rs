@@ -39,7 +39,13 @@ pub fn run(a: InspectArgs) -> Result<()> {
     let file = Arc::new(GgufFile::open(&path).with_context(|| format!("cannot load {}", path.display()))?);
     let file_bytes = file.bytes().len() as u64;
     println!("file:          {} ({})", path.display(), human(file_bytes));
-    println!("gguf version:  {}, alignment {}, {} metadata keys, {} tensors", file.version, file.alignment, file.metadata().len(), file.tensors().len());
+    println!(
+        "gguf version:  {}, alignment {}, {} metadata keys, {} tensors",
+        file.version,
+        file.alignment,
+        file.metadata().len(),
+        file.tensors().len()
+    );
     println!("architecture:  {}", file.architecture().unwrap_or("(missing general.architecture)"));
 
     println!("\nmetadata:");
@@ -89,7 +95,10 @@ pub fn run(a: InspectArgs) -> Result<()> {
     match Model::from_gguf(file.clone()) {
         Ok(m) => {
             let i = m.info();
-            println!("  {} layers, n_embd {}, {} heads ({} kv), n_ff {}, vocab {}, trained context {}", i.n_layer, i.n_embd, i.n_head, i.n_head_kv, i.n_ff, i.n_vocab, i.n_ctx_train);
+            println!(
+                "  {} layers, n_embd {}, {} heads ({} kv), n_ff {}, vocab {}, trained context {}",
+                i.n_layer, i.n_embd, i.n_head, i.n_head_kv, i.n_ff, i.n_vocab, i.n_ctx_train
+            );
             println!("  parameters:            {}", i.n_params);
             println!("  weight bytes:          {} ({})", i.weight_bytes, human(i.weight_bytes));
             println!("  bytes read per token:  {} ({})", i.bytes_per_token, human(i.bytes_per_token));

@@ -74,9 +74,7 @@ impl ChatTemplate {
             Err(minijinja::Error::new(ErrorKind::InvalidOperation, msg))
         });
         env.add_function("strftime_now", |_fmt: String| -> String { String::new() });
-        env.add_template_owned("chat", source.to_owned()).map_err(|e| {
-            tmpl_err(format!("template '{name}' does not compile: {e}"))
-        })?;
+        env.add_template_owned("chat", source.to_owned()).map_err(|e| tmpl_err(format!("template '{name}' does not compile: {e}")))?;
         Ok(ChatTemplate { env, name: name.to_owned(), bos_token: bos_token.to_owned(), eos_token: eos_token.to_owned() })
     }
 
@@ -121,10 +119,7 @@ impl ChatTemplate {
     /// Renders `messages`; with `add_generation_prompt` the text ends where the
     /// assistant's answer begins.
     pub fn render(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String> {
-        let msgs: Vec<Value> = messages
-            .iter()
-            .map(|m| context! { role => m.role.as_str(), content => m.content.as_str() })
-            .collect();
+        let msgs: Vec<Value> = messages.iter().map(|m| context! { role => m.role.as_str(), content => m.content.as_str() }).collect();
         let tmpl = self.env.get_template("chat").map_err(tmpl_err)?;
         tmpl.render(context! {
             messages => msgs,

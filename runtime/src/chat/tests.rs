@@ -46,12 +46,7 @@ fn smollm2_default_system_prompt_and_generation_prompt() {
 
 #[test]
 fn smollm2_explicit_system_multi_turn_no_generation_prompt() {
-    let msgs = [
-        ChatMessage::system("Be brief."),
-        ChatMessage::user("2+2?"),
-        ChatMessage::assistant("4"),
-        ChatMessage::user("And 3+3?"),
-    ];
+    let msgs = [ChatMessage::system("Be brief."), ChatMessage::user("2+2?"), ChatMessage::assistant("4"), ChatMessage::user("And 3+3?")];
     let out = smol().render(&msgs, false).unwrap();
     assert_eq!(
         out,
@@ -63,12 +58,7 @@ fn smollm2_explicit_system_multi_turn_no_generation_prompt() {
 #[test]
 fn gemma_like_template_with_system_and_python_methods() {
     let t = ChatTemplate::new("gemma", GEMMA_LIKE, "<bos>", "<eos>").unwrap();
-    let msgs = [
-        ChatMessage::system("  Be brief.  "),
-        ChatMessage::user("Hello "),
-        ChatMessage::assistant("Hi."),
-        ChatMessage::user("Bye"),
-    ];
+    let msgs = [ChatMessage::system("  Be brief.  "), ChatMessage::user("Hello "), ChatMessage::assistant("Hi."), ChatMessage::user("Bye")];
     let out = t.render(&msgs, true).unwrap();
     assert_eq!(
         out,
@@ -87,10 +77,7 @@ fn raise_exception_becomes_a_clear_error() {
 #[test]
 fn builtin_templates_by_name() {
     let t = ChatTemplate::builtin("chatml", "", "").unwrap();
-    assert_eq!(
-        t.render(&[ChatMessage::user("a")], true).unwrap(),
-        "<|im_start|>user\na<|im_end|>\n<|im_start|>assistant\n"
-    );
+    assert_eq!(t.render(&[ChatMessage::user("a")], true).unwrap(), "<|im_start|>user\na<|im_end|>\n<|im_start|>assistant\n");
     let g = ChatTemplate::builtin("gemma", "<bos>", "<eos>").unwrap();
     assert_eq!(
         g.render(&[ChatMessage::user(" a "), ChatMessage::assistant("b")], false).unwrap(),

@@ -46,12 +46,11 @@ impl Backing {
         let io = |source| Error::Io { path: what.into(), source };
         let size = file.metadata().map_err(io)?.len();
         let len = if len == 0 { size.saturating_sub(offset) } else { len };
-        if offset.checked_add(len).map_or(true, |end| end > size) || len == 0 {
+        if offset.checked_add(len).is_none_or(|end| end > size) || len == 0 {
             let msg = format!("range {offset}+{len} lies outside the file ({size} bytes)");
             return Err(io(std::io::Error::new(std::io::ErrorKind::InvalidInput, msg)));
         }
-        let len = usize::try_from(len)
-            .map_err(|_| io(std::io::Error::new(std::io::ErrorKind::InvalidInput, "range too large")))?;
+        let len = usize::try_from(len).map_err(|_| io(std::io::Error::new(std::io::ErrorKind::InvalidInput, "range too large")))?;
         // SAFETY: as in `map_file`. memmap2 aligns the offset to a page internally.
         let map = unsafe { memmap2::MmapOptions::new().offset(offset).len(len).map(file) }.map_err(io)?;
         Ok(Backing::Mmap(map))

@@ -13,7 +13,7 @@ mod value;
 #[cfg(feature = "test-util")]
 mod writer;
 
-pub use reader::{GgufFile, TensorInfo, Limits};
+pub use reader::{GgufFile, Limits, TensorInfo};
 pub use value::{Value, ValueType};
 #[cfg(feature = "test-util")]
 pub use writer::GgufWriter;

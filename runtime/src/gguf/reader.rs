@@ -172,11 +172,7 @@ impl GgufFile {
             let key = c.string("metadata key", limits.max_key_len)?;
             let ty_off = c.pos;
             let ty = c.u32("value type")?;
-            let ty = ValueType::from_u32(ty).ok_or_else(|| GgufError::UnknownValueType {
-                key: key.clone(),
-                ty,
-                offset: ty_off as u64,
-            })?;
+            let ty = ValueType::from_u32(ty).ok_or_else(|| GgufError::UnknownValueType { key: key.clone(), ty, offset: ty_off as u64 })?;
             let value = c.value(ty, &key, limits, 0)?;
             if kv_index.insert(key.clone(), kv.len()).is_some() {
                 return Err(GgufError::DuplicateKey(key));
@@ -213,8 +209,7 @@ impl GgufFile {
             }
             let ty_raw = c.u32("tensor type")?;
             let offset = c.u64("tensor data offset")?;
-            let ty = GgmlType::from_u32(ty_raw)
-                .ok_or_else(|| GgufError::UnknownTensorType { tensor: name.clone(), ty: ty_raw })?;
+            let ty = GgmlType::from_u32(ty_raw).ok_or_else(|| GgufError::UnknownTensorType { tensor: name.clone(), ty: ty_raw })?;
             let size = tensor_size(&name, &ne, ty)?;
             if offset % alignment != 0 {
                 return Err(GgufError::Misaligned { tensor: name, offset, alignment });
@@ -253,16 +248,7 @@ impl GgufFile {
             }
         }
 
-        Ok(GgufFile {
-            backing,
-            version,
-            alignment,
-            data_offset,
-            kv,
-            kv_index,
-            tensors,
-            tensor_index,
-        })
+        Ok(GgufFile { backing, version, alignment, data_offset, kv, kv_index, tensors, tensor_index })
     }
 
     /// The whole file.
@@ -289,11 +275,7 @@ impl GgufFile {
 
     fn int_as<T: TryFrom<i128>>(&self, key: &str, v: &Value, expected: &str) -> Result<T, GgufError> {
         let i = v.as_int().ok_or_else(|| wrong_type(key, expected, v))?;
-        T::try_from(i).map_err(|_| GgufError::OutOfRange {
-            key: key.into(),
-            value: i.to_string(),
-            expected: expected.into(),
-        })
+        T::try_from(i).map_err(|_| GgufError::OutOfRange { key: key.into(), value: i.to_string(), expected: expected.into() })
     }
 
     /// An integer key as u32 (any integer type whose value fits is accepted).
@@ -346,10 +328,7 @@ impl GgufFile {
     /// A string array, or `None` if the key is absent.
     pub fn str_array(&self, key: &str) -> Result<Option<Vec<&str>>, GgufError> {
         let Some(a) = self.array(key)? else { return Ok(None) };
-        a.iter()
-            .map(|v| v.as_str().ok_or_else(|| wrong_type(key, "array of strings", v)))
-            .collect::<Result<Vec<_>, _>>()
-            .map(Some)
+        a.iter().map(|v| v.as_str().ok_or_else(|| wrong_type(key, "array of strings", v))).collect::<Result<Vec<_>, _>>().map(Some)
     }
     /// A numeric array as f32, or `None` if the key is absent.
     pub fn f32_array(&self, key: &str) -> Result<Option<Vec<f32>>, GgufError> {
@@ -362,10 +341,7 @@ impl GgufFile {
     /// An integer array as i64, or `None` if the key is absent.
     pub fn i64_array(&self, key: &str) -> Result<Option<Vec<i64>>, GgufError> {
         let Some(a) = self.array(key)? else { return Ok(None) };
-        a.iter()
-            .map(|v| self.int_as::<i64>(key, v, "i64"))
-            .collect::<Result<Vec<_>, _>>()
-            .map(Some)
+        a.iter().map(|v| self.int_as::<i64>(key, v, "i64")).collect::<Result<Vec<_>, _>>().map(Some)
     }
     /// A per-layer value that may be a single integer or an array of `n` integers
     /// (llama.cpp's `get_key_or_arr`).
@@ -417,11 +393,7 @@ impl GgufFile {
 }
 
 fn wrong_type(key: &str, expected: &str, v: &Value) -> GgufError {
-    GgufError::WrongType {
-        key: key.into(),
-        expected: expected.into(),
-        found: format!("{:?}", v.value_type()),
-    }
+    GgufError::WrongType { key: key.into(), expected: expected.into(), found: format!("{:?}", v.value_type()) }
 }
 
 pub(crate) fn align_up(o: u64, a: u64) -> u64 {
@@ -431,25 +403,13 @@ pub(crate) fn align_up(o: u64, a: u64) -> u64 {
 /// Checks a count read at `offset`: above `limit` it is `TooLarge`; if its
 /// items (at least `min_size` bytes each) cannot fit in the bytes left after
 /// the cursor, the file is `Truncated`. Either way nothing is allocated.
-fn check_count(
-    what: &str,
-    n: u64,
-    limit: u64,
-    min_size: usize,
-    c: &Cursor<'_>,
-    offset: usize,
-) -> Result<(), GgufError> {
+fn check_count(what: &str, n: u64, limit: u64, min_size: usize, c: &Cursor<'_>, offset: usize) -> Result<(), GgufError> {
     if n > limit {
         return Err(GgufError::TooLarge { what: what.into(), value: n, limit, offset: offset as u64 });
     }
     let need = n.saturating_mul(min_size as u64);
     if need > c.left() as u64 {
-        return Err(GgufError::Truncated {
-            what: format!("{n} items of {what}"),
-            offset: c.pos as u64,
-            need,
-            left: c.left() as u64,
-        });
+        return Err(GgufError::Truncated { what: format!("{n} items of {what}"), offset: c.pos as u64, need, left: c.left() as u64 });
     }
     Ok(())
 }
@@ -491,12 +451,7 @@ impl<'a> Cursor<'a> {
 
     fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], GgufError> {
         if n > self.left() {
-            return Err(GgufError::Truncated {
-                what: what.into(),
-                offset: self.pos as u64,
-                need: n as u64,
-                left: self.left() as u64,
-            });
+            return Err(GgufError::Truncated { what: what.into(), offset: self.pos as u64, need: n as u64, left: self.left() as u64 });
         }
         let s = &self.buf[self.pos..self.pos + n];
         self.pos += n;
@@ -521,16 +476,10 @@ impl<'a> Cursor<'a> {
         let off = self.pos;
         let len = self.u64(what)?;
         if len > max {
-            return Err(GgufError::TooLarge {
-                what: format!("{what} length"),
-                value: len,
-                limit: max,
-                offset: off as u64,
-            });
+            return Err(GgufError::TooLarge { what: format!("{what} length"), value: len, limit: max, offset: off as u64 });
         }
         let s = self.take(len as usize, what)?;
-        String::from_utf8(s.to_vec())
-            .map_err(|_| GgufError::InvalidUtf8 { what: what.into(), offset: off as u64 + 8 })
+        String::from_utf8(s.to_vec()).map_err(|_| GgufError::InvalidUtf8 { what: what.into(), offset: off as u64 + 8 })
     }
 
     fn value(&mut self, ty: ValueType, key: &str, limits: &Limits, depth: u32) -> Result<Value, GgufError> {
@@ -566,8 +515,11 @@ impl<'a> Cursor<'a> {
                 }
                 let ty_off = self.pos;
                 let et = self.u32(key)?;
-                let et = ValueType::from_u32(et)
-                    .ok_or_else(|| GgufError::UnknownValueType { key: key.into(), ty: et, offset: ty_off as u64 })?;
+                let et = ValueType::from_u32(et).ok_or_else(|| GgufError::UnknownValueType {
+                    key: key.into(),
+                    ty: et,
+                    offset: ty_off as u64,
+                })?;
                 let n_off = self.pos;
                 let n = self.u64(key)?;
                 let what = format!("array length of '{key}'");

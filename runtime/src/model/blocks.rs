@@ -53,9 +53,7 @@ impl BaseHparams {
         let head_dim_v = g.u32_opt(&key("attention.value_length"))?.map_or(n_embd / n_head, |d| d as usize);
         let n_rot = g.u32_opt(&key("rope.dimension_count"))?.map_or(head_dim_k, |v| v as usize);
         if n_rot > head_dim_k || n_rot % 2 != 0 || head_dim_k == 0 || head_dim_v == 0 {
-            return Err(Error::Model(format!(
-                "rope.dimension_count {n_rot} must be even and ≤ the key head size {head_dim_k}"
-            )));
+            return Err(Error::Model(format!("rope.dimension_count {n_rot} must be even and ≤ the key head size {head_dim_k}")));
         }
         let n_tok_embd = g
             .tensor("token_embd.weight")
@@ -141,7 +139,6 @@ pub fn model_info(w: &Weights, arch: &str, hp: &BaseHparams, tied: bool, kv_row_
         quant: w.dominant_type(),
     }
 }
-
 
 /// Every column of `b`, which is `width` wide.
 pub fn all(b: Buf, width: usize) -> View {
@@ -259,7 +256,15 @@ pub struct AttnCall {
 /// `b.cur = Wo · softmax(kq_scale · rope(q)·rope(k)ᵀ) · v` over the cache of
 /// layer `il`, for `b.h` (the normed input) at the pass's positions.
 #[allow(clippy::too_many_arguments)]
-pub fn self_attention(e: &mut dyn Exec, l: &AttnLayer, hp: &BaseHparams, c: &AttnCall, rope: RopeId, il: usize, b: &LayerBufs) -> Result<()> {
+pub fn self_attention(
+    e: &mut dyn Exec,
+    l: &AttnLayer,
+    hp: &BaseHparams,
+    c: &AttnCall,
+    rope: RopeId,
+    il: usize,
+    b: &LayerBufs,
+) -> Result<()> {
     // q [n, n_head·hd_k], k [n, n_head_kv·hd_k], v [n, n_head_kv·hd_v]; with
     // q/k norms the products land in q_raw/k_raw, then are normed per head.
     let (q0, k0) = b.qk_raw.unwrap_or((b.q, b.k));
@@ -302,7 +307,6 @@ pub fn rope_attend(e: &mut dyn Exec, l: &AttnLayer, hp: &BaseHparams, c: &AttnCa
     e.attention(il, b.q, b.attn, &a)?;
     e.matmul(b.attn, &[(l.wo, b.cur)])
 }
-
 
 // ---------------------------------------------------------------------- FFN
 

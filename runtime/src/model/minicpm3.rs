@@ -20,7 +20,9 @@ use std::sync::Arc;
 use super::blocks::{self, BaseHparams, FfnLayer};
 use super::ModelInfo;
 use crate::gguf::GgufFile;
-use crate::graph::{Act, Attn, Buf, Exec, Forward, Graph, GraphBuilder, Head, HeadMatmul, Mat, Rope, RopeFactors, RopeId, Vector, View, Weights};
+use crate::graph::{
+    Act, Attn, Buf, Exec, Forward, Graph, GraphBuilder, Head, HeadMatmul, Mat, Rope, RopeFactors, RopeId, Vector, View, Weights,
+};
 use crate::ops::rope::RopeMode;
 use crate::Result;
 

@@ -104,4 +104,3 @@ pub struct ModelInfo {
     /// The most common weight type of the 2-D tensors ("Q4_1" …).
     pub quant: String,
 }
-

@@ -80,7 +80,13 @@ mod tests {
         let mut g = xs.clone();
         geglu_ggml(&mut g, &up);
         for ((x, u), got) in xs.iter().zip(&up).zip(&g) {
-            let a = if *x <= -10.0 { 0.0 } else if *x >= 10.0 { *x } else { f16::from_f32(gelu(f16::from_f32(*x).to_f32())).to_f32() };
+            let a = if *x <= -10.0 {
+                0.0
+            } else if *x >= 10.0 {
+                *x
+            } else {
+                f16::from_f32(gelu(f16::from_f32(*x).to_f32())).to_f32()
+            };
             assert_eq!(got.to_bits(), (a * u).to_bits(), "x = {x}");
         }
     }

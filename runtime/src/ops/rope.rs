@@ -49,10 +49,8 @@ impl RopeParams {
 
     fn corr_dims(&self) -> [f32; 2] {
         let n_dims = self.n_rot as f32;
-        let corr_dim = |n_rot: f32| {
-            n_dims * (self.n_ctx_orig as f32 / (n_rot * 2.0 * std::f32::consts::PI)).ln()
-                / (2.0 * self.freq_base.ln())
-        };
+        let corr_dim =
+            |n_rot: f32| n_dims * (self.n_ctx_orig as f32 / (n_rot * 2.0 * std::f32::consts::PI)).ln() / (2.0 * self.freq_base.ln());
         let start = corr_dim(self.beta_fast).floor();
         let end = corr_dim(self.beta_slow).ceil();
         [start.max(0.0), end.min(n_dims - 1.0)]

@@ -15,9 +15,7 @@ use super::q8_0::BlockQ8_0;
 pub const QK4_NL: usize = 32;
 
 /// ggml's `kvalues_iq4nl`: what each 4-bit index stands for (IQ4_NL and IQ4_XS).
-pub const KVALUES_IQ4NL: [i8; 16] = [
-    -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113,
-];
+pub const KVALUES_IQ4NL: [i8; 16] = [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113];
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
@@ -50,10 +48,7 @@ pub(super) fn isum_32(qs: &[u8; 16], q8: &[i8]) -> i32 {
 }
 
 pub fn dequantize_row(src: &[u8], dst: &mut [f32]) {
-    for (b, y) in blocks::<BlockIQ4NL>(src)
-        .iter()
-        .zip(dst.chunks_exact_mut(QK4_NL))
-    {
+    for (b, y) in blocks::<BlockIQ4NL>(src).iter().zip(dst.chunks_exact_mut(QK4_NL)) {
         dequantize_32(f16_to_f32(b.d), &b.qs, y);
     }
 }

@@ -32,17 +32,13 @@ const _: () = assert!(std::mem::size_of::<BlockIQ4XS>() == 136);
 pub fn scales(b: &BlockIQ4XS) -> [i8; 8] {
     let h = u16::from_le_bytes(b.scales_h);
     std::array::from_fn(|ib| {
-        let ls =
-            ((b.scales_l[ib / 2] >> (4 * (ib % 2))) & 0xF) | ((((h >> (2 * ib)) & 3) as u8) << 4);
+        let ls = ((b.scales_l[ib / 2] >> (4 * (ib % 2))) & 0xF) | ((((h >> (2 * ib)) & 3) as u8) << 4);
         ls as i8 - 32
     })
 }
 
 pub fn dequantize_row(src: &[u8], dst: &mut [f32]) {
-    for (b, y) in blocks::<BlockIQ4XS>(src)
-        .iter()
-        .zip(dst.chunks_exact_mut(QK_K))
-    {
+    for (b, y) in blocks::<BlockIQ4XS>(src).iter().zip(dst.chunks_exact_mut(QK_K)) {
         let d = f16_to_f32(b.d);
         for (ib, (&ls, y)) in scales(b).iter().zip(y.chunks_exact_mut(32)).enumerate() {
             dequantize_32(d * ls as f32, &b.qs[ib], y);

@@ -39,10 +39,7 @@ use crate::{Error, Result};
 /// Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS).
 pub fn is_supported(ty: GgmlType) -> bool {
     use GgmlType::*;
-    matches!(
-        ty,
-        F32 | F16 | BF16 | Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q2_K | Q3_K | Q4_K | Q5_K | Q6_K | IQ4_NL | IQ4_XS
-    )
+    matches!(ty, F32 | F16 | BF16 | Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q2_K | Q3_K | Q4_K | Q5_K | Q6_K | IQ4_NL | IQ4_XS)
 }
 
 /// Dequantize one row (n = dst.len() elements, must be a multiple of the block size; src.len() == row_size).
@@ -69,10 +66,7 @@ pub fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<()> {
         IQ4_NL => iq4_nl::dequantize_row,
         IQ4_XS => iq4_xs::dequantize_row,
         _ => {
-            return Err(Error::UnsupportedType {
-                ty: ty.name().into(),
-                what: "dequantize_row".into(),
-            });
+            return Err(Error::UnsupportedType { ty: ty.name().into(), what: "dequantize_row".into() });
         }
     };
     let n = dst.len();
@@ -106,11 +100,7 @@ pub fn vec_dot_type(ty: GgmlType) -> GgmlType {
 /// `act_ty` must be one of F32, F16, BF16, Q8_0, Q8_1, Q8_K (other types: debug panic, dst untouched).
 pub fn quantize_row_act(act_ty: GgmlType, x: &[f32], dst: &mut [u8]) {
     use GgmlType::*;
-    debug_assert_eq!(
-        act_ty.row_size(x.len()),
-        Some(dst.len()),
-        "quantize_row_act {act_ty}"
-    );
+    debug_assert_eq!(act_ty.row_size(x.len()), Some(dst.len()), "quantize_row_act {act_ty}");
     match act_ty {
         F32 => float::quantize_row_f32(x, dst),
         F16 => float::quantize_row_f16(x, dst),
@@ -127,11 +117,7 @@ pub fn quantize_row_act(act_ty: GgmlType, x: &[f32], dst: &mut [u8]) {
 pub fn vec_dot(ty: GgmlType, n: usize, w: &[u8], act: &[u8]) -> f32 {
     use GgmlType::*;
     debug_assert_eq!(ty.row_size(n), Some(w.len()), "vec_dot {ty} weights");
-    debug_assert_eq!(
-        vec_dot_type(ty).row_size(n),
-        Some(act.len()),
-        "vec_dot {ty} activations"
-    );
+    debug_assert_eq!(vec_dot_type(ty).row_size(n), Some(act.len()), "vec_dot {ty} activations");
     match ty {
         F32 => float::vec_dot_f32(n, w, act),
         F16 => float::vec_dot_f16(n, w, act),

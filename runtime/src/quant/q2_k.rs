@@ -39,10 +39,7 @@ fn unpack(b: &BlockQ2K) -> [i8; QK_K] {
 }
 
 pub fn dequantize_row(src: &[u8], dst: &mut [f32]) {
-    for (b, y) in blocks::<BlockQ2K>(src)
-        .iter()
-        .zip(dst.chunks_exact_mut(QK_K))
-    {
+    for (b, y) in blocks::<BlockQ2K>(src).iter().zip(dst.chunks_exact_mut(QK_K)) {
         let (d, dmin) = (f16_to_f32(b.d), f16_to_f32(b.dmin));
         let a = unpack(b);
         for (j, (y, a)) in y.chunks_exact_mut(16).zip(a.chunks_exact(16)).enumerate() {

@@ -40,10 +40,7 @@ fn unpack(b: &BlockQ3K) -> [i8; QK_K] {
 }
 
 pub fn dequantize_row(src: &[u8], dst: &mut [f32]) {
-    for (b, y) in blocks::<BlockQ3K>(src)
-        .iter()
-        .zip(dst.chunks_exact_mut(QK_K))
-    {
+    for (b, y) in blocks::<BlockQ3K>(src).iter().zip(dst.chunks_exact_mut(QK_K)) {
         let d_all = f16_to_f32(b.d);
         let s = q3k_scales(&b.scales);
         let a = unpack(b);

@@ -21,10 +21,7 @@ pub struct BlockQ4_0 {
 const _: () = assert!(std::mem::size_of::<BlockQ4_0>() == 18);
 
 pub fn dequantize_row(src: &[u8], dst: &mut [f32]) {
-    for (b, y) in blocks::<BlockQ4_0>(src)
-        .iter()
-        .zip(dst.chunks_exact_mut(QK4_0))
-    {
+    for (b, y) in blocks::<BlockQ4_0>(src).iter().zip(dst.chunks_exact_mut(QK4_0)) {
         let d = f16_to_f32(b.d);
         let (lo, hi) = y.split_at_mut(QK4_0 / 2);
         for j in 0..QK4_0 / 2 {

@@ -23,10 +23,7 @@ pub struct BlockQ4_1 {
 const _: () = assert!(std::mem::size_of::<BlockQ4_1>() == 20);
 
 pub fn dequantize_row(src: &[u8], dst: &mut [f32]) {
-    for (b, y) in blocks::<BlockQ4_1>(src)
-        .iter()
-        .zip(dst.chunks_exact_mut(QK4_1))
-    {
+    for (b, y) in blocks::<BlockQ4_1>(src).iter().zip(dst.chunks_exact_mut(QK4_1)) {
         let (d, m) = (f16_to_f32(b.d), f16_to_f32(b.m));
         let (lo, hi) = y.split_at_mut(QK4_1 / 2);
         for j in 0..QK4_1 / 2 {
@@ -47,8 +44,7 @@ pub fn vec_dot(n: usize, w: &[u8], act: &[u8]) -> f32 {
             sumi0 += (x.qs[j] & 0xF) as i32 * y.qs[j] as i32;
             sumi1 += (x.qs[j] >> 4) as i32 * y.qs[j + QK4_1 / 2] as i32;
         }
-        sumf += (f16_to_f32(x.d) * f16_to_f32(y.d)) * (sumi0 + sumi1) as f32
-            + f16_to_f32(x.m) * f16_to_f32(y.s);
+        sumf += (f16_to_f32(x.d) * f16_to_f32(y.d)) * (sumi0 + sumi1) as f32 + f16_to_f32(x.m) * f16_to_f32(y.s);
     }
     sumf
 }

@@ -55,14 +55,7 @@ pub(super) fn dequantize_k4(d: f32, dmin: f32, scales: &[u8; 12], a: &[i8; QK_K]
 /// One Q4_K/Q5_K block · one Q8_K block, ggml's way: returns the 8 float-
 /// scaled lanes to add into `sums` and the min term to subtract.
 #[inline(always)]
-pub(super) fn dot_k4(
-    d: f32,
-    dmin: f32,
-    scales: &[u8; 12],
-    a: &[i8; QK_K],
-    y: &BlockQ8K,
-    sums: &mut [f32; 8],
-) -> f32 {
+pub(super) fn dot_k4(d: f32, dmin: f32, scales: &[u8; 12], a: &[i8; QK_K], y: &BlockQ8K, sums: &mut [f32; 8]) -> f32 {
     let (sc, mn) = scale_min_k4(scales);
     let mut sumi = 0i32;
     for j in 0..16 {
@@ -78,17 +71,8 @@ pub(super) fn dot_k4(
 }
 
 pub fn dequantize_row(src: &[u8], dst: &mut [f32]) {
-    for (b, y) in blocks::<BlockQ4K>(src)
-        .iter()
-        .zip(dst.chunks_exact_mut(QK_K))
-    {
-        dequantize_k4(
-            f16_to_f32(b.d),
-            f16_to_f32(b.dmin),
-            &b.scales,
-            &unpack(b),
-            y,
-        );
+    for (b, y) in blocks::<BlockQ4K>(src).iter().zip(dst.chunks_exact_mut(QK_K)) {
+        dequantize_k4(f16_to_f32(b.d), f16_to_f32(b.dmin), &b.scales, &unpack(b), y);
     }
 }
 
@@ -99,14 +83,7 @@ pub fn vec_dot(n: usize, w: &[u8], act: &[u8]) -> f32 {
     let mut sums = [0f32; 8];
     let mut sumf = 0f32;
     for (x, y) in x.iter().zip(y) {
-        sumf -= dot_k4(
-            f16_to_f32(x.d),
-            f16_to_f32(x.dmin),
-            &x.scales,
-            &unpack(x),
-            y,
-            &mut sums,
-        );
+        sumf -= dot_k4(f16_to_f32(x.d), f16_to_f32(x.dmin), &x.scales, &unpack(x), y, &mut sums);
     }
     sums.iter().fold(sumf, |s, v| s + v)
 }

@@ -27,17 +27,11 @@ const _: () = assert!(std::mem::size_of::<BlockQ5_0>() == 22);
 pub(super) fn q5_pair(qs: &[u8; 16], qh: u32, j: usize) -> (i32, i32) {
     let h0 = ((qh >> j) & 1) << 4;
     let h1 = ((qh >> (j + 16)) & 1) << 4;
-    (
-        ((qs[j] & 0xF) as u32 | h0) as i32,
-        ((qs[j] >> 4) as u32 | h1) as i32,
-    )
+    (((qs[j] & 0xF) as u32 | h0) as i32, ((qs[j] >> 4) as u32 | h1) as i32)
 }
 
 pub fn dequantize_row(src: &[u8], dst: &mut [f32]) {
-    for (b, y) in blocks::<BlockQ5_0>(src)
-        .iter()
-        .zip(dst.chunks_exact_mut(QK5_0))
-    {
+    for (b, y) in blocks::<BlockQ5_0>(src).iter().zip(dst.chunks_exact_mut(QK5_0)) {
         let d = f16_to_f32(b.d);
         let qh = u32::from_le_bytes(b.qh);
         let (lo, hi) = y.split_at_mut(QK5_0 / 2);

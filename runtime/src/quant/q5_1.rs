@@ -26,10 +26,7 @@ pub struct BlockQ5_1 {
 const _: () = assert!(std::mem::size_of::<BlockQ5_1>() == 24);
 
 pub fn dequantize_row(src: &[u8], dst: &mut [f32]) {
-    for (b, y) in blocks::<BlockQ5_1>(src)
-        .iter()
-        .zip(dst.chunks_exact_mut(QK5_1))
-    {
+    for (b, y) in blocks::<BlockQ5_1>(src).iter().zip(dst.chunks_exact_mut(QK5_1)) {
         let (d, m) = (f16_to_f32(b.d), f16_to_f32(b.m));
         let qh = u32::from_le_bytes(b.qh);
         let (lo, hi) = y.split_at_mut(QK5_1 / 2);
@@ -54,8 +51,7 @@ pub fn vec_dot(n: usize, w: &[u8], act: &[u8]) -> f32 {
             sumi0 += q0 * y.qs[j] as i32;
             sumi1 += q1 * y.qs[j + QK5_1 / 2] as i32;
         }
-        sumf += (f16_to_f32(x.d) * f16_to_f32(y.d)) * (sumi0 + sumi1) as f32
-            + f16_to_f32(x.m) * f16_to_f32(y.s);
+        sumf += (f16_to_f32(x.d) * f16_to_f32(y.d)) * (sumi0 + sumi1) as f32 + f16_to_f32(x.m) * f16_to_f32(y.s);
     }
     sumf
 }

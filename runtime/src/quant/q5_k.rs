@@ -43,17 +43,8 @@ pub(crate) fn unpack(b: &BlockQ5K) -> [i8; QK_K] {
 }
 
 pub fn dequantize_row(src: &[u8], dst: &mut [f32]) {
-    for (b, y) in blocks::<BlockQ5K>(src)
-        .iter()
-        .zip(dst.chunks_exact_mut(QK_K))
-    {
-        dequantize_k4(
-            f16_to_f32(b.d),
-            f16_to_f32(b.dmin),
-            &b.scales,
-            &unpack(b),
-            y,
-        );
+    for (b, y) in blocks::<BlockQ5K>(src).iter().zip(dst.chunks_exact_mut(QK_K)) {
+        dequantize_k4(f16_to_f32(b.d), f16_to_f32(b.dmin), &b.scales, &unpack(b), y);
     }
 }
 
@@ -64,14 +55,7 @@ pub fn vec_dot(n: usize, w: &[u8], act: &[u8]) -> f32 {
     let mut sums = [0f32; 8];
     let mut sumf = 0f32;
     for (x, y) in x.iter().zip(y) {
-        sumf -= dot_k4(
-            f16_to_f32(x.d),
-            f16_to_f32(x.dmin),
-            &x.scales,
-            &unpack(x),
-            y,
-            &mut sums,
-        );
+        sumf -= dot_k4(f16_to_f32(x.d), f16_to_f32(x.dmin), &x.scales, &unpack(x), y, &mut sums);
     }
     sums.iter().fold(sumf, |s, v| s + v)
 }

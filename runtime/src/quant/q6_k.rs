@@ -45,10 +45,7 @@ pub(crate) fn unpack(b: &BlockQ6K) -> [i8; QK_K] {
 }
 
 pub fn dequantize_row(src: &[u8], dst: &mut [f32]) {
-    for (b, y) in blocks::<BlockQ6K>(src)
-        .iter()
-        .zip(dst.chunks_exact_mut(QK_K))
-    {
+    for (b, y) in blocks::<BlockQ6K>(src).iter().zip(dst.chunks_exact_mut(QK_K)) {
         let d = f16_to_f32(b.d);
         let a = unpack(b);
         for (j, (y, a)) in y.chunks_exact_mut(16).zip(a.chunks_exact(16)).enumerate() {

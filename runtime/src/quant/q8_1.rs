@@ -21,10 +21,7 @@ pub struct BlockQ8_1 {
 const _: () = assert!(std::mem::size_of::<BlockQ8_1>() == 36);
 
 pub fn dequantize_row(src: &[u8], dst: &mut [f32]) {
-    for (b, y) in blocks::<BlockQ8_1>(src)
-        .iter()
-        .zip(dst.chunks_exact_mut(QK8_1))
-    {
+    for (b, y) in blocks::<BlockQ8_1>(src).iter().zip(dst.chunks_exact_mut(QK8_1)) {
         let d = f16_to_f32(b.d);
         for (y, &q) in y.iter_mut().zip(&b.qs) {
             *y = q as f32 * d;

@@ -33,10 +33,7 @@ impl BlockQ8K {
 }
 
 pub fn dequantize_row(src: &[u8], dst: &mut [f32]) {
-    for (b, y) in blocks::<BlockQ8K>(src)
-        .iter()
-        .zip(dst.chunks_exact_mut(QK_K))
-    {
+    for (b, y) in blocks::<BlockQ8K>(src).iter().zip(dst.chunks_exact_mut(QK_K)) {
         let d = b.d();
         for (y, &q) in y.iter_mut().zip(&b.qs) {
             *y = d * q as f32;

@@ -32,10 +32,7 @@ fn rd16(b: &[u8], o: usize) -> f32 {
 
 const WEIGHT_TYPES: [GgmlType; 15] = {
     use GgmlType::*;
-    [
-        F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL,
-        IQ4_XS,
-    ]
+    [F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS]
 };
 
 #[test]
@@ -102,11 +99,7 @@ fn ref_elem(ty: GgmlType, b: &[u8], e: usize) -> f32 {
             let high = (b[l] >> (e / 32)) & 1;
             let sb = e / 16;
             let sc = &b[96..108];
-            let lo = if sb < 8 {
-                sc[sb] & 0xF
-            } else {
-                sc[sb - 8] >> 4
-            };
+            let lo = if sb < 8 { sc[sb] & 0xF } else { sc[sb - 8] >> 4 };
             let hi = (sc[8 + sb % 4] >> (2 * (sb / 4))) & 3;
             let s = (lo | (hi << 4)) as i32 - 32;
             rd16(b, 108) * s as f32 * (low - if high == 1 { 0 } else { 4 }) as f32
@@ -117,10 +110,7 @@ fn ref_elem(ty: GgmlType, b: &[u8], e: usize) -> f32 {
             let (s, m) = if j < 4 {
                 (sc[j] & 63, sc[j + 4] & 63)
             } else {
-                (
-                    (sc[j + 4] & 0xF) | ((sc[j - 4] >> 6) << 4),
-                    (sc[j + 4] >> 4) | ((sc[j] >> 6) << 4),
-                )
+                ((sc[j + 4] & 0xF) | ((sc[j - 4] >> 6) << 4), (sc[j + 4] >> 4) | ((sc[j] >> 6) << 4))
             };
             let qs = if ty == Q4_K { &b[16..144] } else { &b[48..176] };
             let byte = qs[32 * (e / 64) + e % 32];
@@ -159,11 +149,7 @@ fn random_row(ty: GgmlType, n: usize, rng: &mut Rng) -> Vec<u8> {
             return (0..n).flat_map(|_| rng.f32().to_le_bytes()).collect();
         }
         F16 => return (0..n).flat_map(|_| h(rng.f32())).collect(),
-        BF16 => {
-            return (0..n)
-                .flat_map(|_| half::bf16::from_f32(rng.f32()).to_bits().to_le_bytes())
-                .collect()
-        }
+        BF16 => return (0..n).flat_map(|_| half::bf16::from_f32(rng.f32()).to_bits().to_le_bytes()).collect(),
         Q4_0 | Q5_0 | Q8_0 | IQ4_NL => &[(0, 0.01)],
         IQ4_XS => &[(0, 0.001)],
         Q4_1 | Q5_1 => &[(0, 0.01), (2, 0.1)],
@@ -197,11 +183,7 @@ fn dequantize_matches_layout_table() {
         for (e, &y) in y.iter().enumerate() {
             let b = &w[(e / ty.block_size()) * ty.type_size()..][..ty.type_size()];
             let r = ref_elem(ty, b, e % ty.block_size());
-            assert_eq!(
-                y.to_bits(),
-                r.to_bits(),
-                "{ty} element {e}: {y} vs table {r}"
-            );
+            assert_eq!(y.to_bits(), r.to_bits(), "{ty} element {e}: {y} vs table {r}");
         }
     }
 }
@@ -246,7 +228,7 @@ fn dequantize_hand_built_blocks() {
     assert_eq!(y[160], 47.0 * 3.0 - 0.5 * 16.0);
     assert_eq!(y[128], 0.0); // sub-block 4: low nibbles (2), scale 0, min 0
     assert_eq!(y[0], 0.0); // scale 0, min 0
-    // IQ4_NL: d = 0.5, qs[j] = j | (15 - j) << 4: the table in order, then reversed.
+                           // IQ4_NL: d = 0.5, qs[j] = j | (15 - j) << 4: the table in order, then reversed.
     let mut b = h(0.5).to_vec();
     b.extend((0..16u8).map(|j| j | ((15 - j) << 4)));
     let y = dequant(GgmlType::IQ4_NL, &b, 32);
@@ -264,10 +246,7 @@ fn dequantize_hand_built_blocks() {
 #[test]
 fn dequantize_rejects_bad_input() {
     let mut y = vec![0f32; 32];
-    assert!(matches!(
-        dequantize_row(GgmlType::IQ2_XXS, &[0; 66], &mut vec![0f32; 256]),
-        Err(crate::Error::UnsupportedType { .. })
-    ));
+    assert!(matches!(dequantize_row(GgmlType::IQ2_XXS, &[0; 66], &mut vec![0f32; 256]), Err(crate::Error::UnsupportedType { .. })));
     assert!(dequantize_row(GgmlType::Q4_0, &[0; 17], &mut y).is_err());
     assert!(dequantize_row(GgmlType::Q4_0, &[0; 18], &mut y[..16]).is_err());
     assert!(dequantize_row(GgmlType::Q4_0, &[0; 18], &mut y).is_ok());
@@ -284,9 +263,7 @@ fn vec_dot_parity_with_float_math() {
         let act_ty = vec_dot_type(ty);
         for (case, n) in [256usize, 1024, 4096].into_iter().enumerate() {
             let w = random_row(ty, n, &mut rng);
-            let x: Vec<f32> = (0..n)
-                .map(|i| rng.f32() * if i % 97 == 0 { 8.0 } else { 1.0 })
-                .collect();
+            let x: Vec<f32> = (0..n).map(|i| rng.f32() * if i % 97 == 0 { 8.0 } else { 1.0 }).collect();
             let mut act = vec![0u8; act_ty.row_size(n).unwrap()];
             quantize_row_act(act_ty, &x, &mut act);
             let wf = dequant(ty, &w, n);
@@ -294,11 +271,7 @@ fn vec_dot_parity_with_float_math() {
 
             let got = vec_dot(ty, n, &w, &act) as f64;
             let exact_q: f64 = wf.iter().zip(&xq).map(|(&a, &b)| a as f64 * b as f64).sum();
-            let abs_q: f64 = wf
-                .iter()
-                .zip(&xq)
-                .map(|(&a, &b)| (a as f64 * b as f64).abs())
-                .sum();
+            let abs_q: f64 = wf.iter().zip(&xq).map(|(&a, &b)| (a as f64 * b as f64).abs()).sum();
             let mut tol_q = 2e-6 * abs_q + 1e-12;
             if act_ty == GgmlType::Q8_1 {
                 // The min term uses s = f16(d·Σq) instead of f16(d)·Σq.
@@ -308,32 +281,15 @@ fn vec_dot_parity_with_float_math() {
                     tol_q += m.abs() * ((s - d * sq as f64).abs() + 1e-3 * s.abs());
                 }
             }
-            assert!(
-                (got - exact_q).abs() <= tol_q,
-                "{ty} n={n}: vec_dot {got} vs Σ deq(w)·deq(act) {exact_q} (tol {tol_q})"
-            );
+            assert!((got - exact_q).abs() <= tol_q, "{ty} n={n}: vec_dot {got} vs Σ deq(w)·deq(act) {exact_q} (tol {tol_q})");
 
             let exact: f64 = wf.iter().zip(&x).map(|(&a, &b)| a as f64 * b as f64).sum();
-            let qerr: f64 = wf
-                .iter()
-                .zip(x.iter().zip(&xq))
-                .map(|(&a, (&b, &c))| (a as f64 * (b - c) as f64).abs())
-                .sum();
+            let qerr: f64 = wf.iter().zip(x.iter().zip(&xq)).map(|(&a, (&b, &c))| (a as f64 * (b - c) as f64).abs()).sum();
             let tol = qerr + tol_q;
-            assert!(
-                (got - exact).abs() <= tol,
-                "{ty} n={n}: vec_dot {got} vs Σ deq(w)·x {exact} (tol {tol})"
-            );
+            assert!((got - exact).abs() <= tol, "{ty} n={n}: vec_dot {got} vs Σ deq(w)·x {exact} (tol {tol})");
             if case == 2 && !matches!(ty, GgmlType::F32) {
                 // The bound is not vacuous: quantization error is far below the dot's scale.
-                assert!(
-                    qerr < 0.05
-                        * wf.iter()
-                            .zip(&x)
-                            .map(|(&a, &b)| (a * b).abs() as f64)
-                            .sum::<f64>(),
-                    "{ty}"
-                );
+                assert!(qerr < 0.05 * wf.iter().zip(&x).map(|(&a, &b)| (a * b).abs() as f64).sum::<f64>(), "{ty}");
             }
         }
     }
@@ -347,10 +303,7 @@ fn q8_0_and_q8_1_quantize_round_half_away() {
     let mut b = [0u8; 34];
     quantize_row_act(GgmlType::Q8_0, &x, &mut b);
     assert_eq!(rd16(&b, 0), 1.0);
-    assert_eq!(
-        b[2..8].iter().map(|&q| q as i8).collect::<Vec<_>>(),
-        [127, 1, 3, -1, -3, 1]
-    );
+    assert_eq!(b[2..8].iter().map(|&q| q as i8).collect::<Vec<_>>(), [127, 1, 3, -1, -3, 1]);
     let mut b1 = [0u8; 36];
     quantize_row_act(GgmlType::Q8_1, &x, &mut b1);
     assert_eq!(b1[4..], b[2..]);
@@ -368,9 +321,7 @@ fn q8_k_quantize_rounds_half_even_and_sums() {
     assert_eq!(blk.d(), 1.0);
     assert_eq!(blk.qs[..7], [-127, 0, 2, 2, 0, -2, 126]);
     // Positive max: iscale = -127/max flips signs, d < 0.
-    let x2: Vec<f32> = (0..256)
-        .map(|i| if i == 3 { 10.0 } else { 0.01 * i as f32 - 1.0 })
-        .collect();
+    let x2: Vec<f32> = (0..256).map(|i| if i == 3 { 10.0 } else { 0.01 * i as f32 - 1.0 }).collect();
     quantize_row_act(GgmlType::Q8_K, &x2, &mut b);
     let blk: &q8_k::BlockQ8K = bytemuck::from_bytes(&b);
     assert_eq!(blk.qs[3], -127);
@@ -381,9 +332,7 @@ fn q8_k_quantize_rounds_half_even_and_sums() {
 fn activation_quantization_round_trips_within_half_step() {
     let mut rng = Rng(42);
     let n = 1024;
-    let x: Vec<f32> = (0..n)
-        .map(|i| rng.f32() * (1.0 + (i / 256) as f32 * 10.0))
-        .collect();
+    let x: Vec<f32> = (0..n).map(|i| rng.f32() * (1.0 + (i / 256) as f32 * 10.0)).collect();
 
     let mut a = vec![0u8; GgmlType::Q8_0.row_size(n).unwrap()];
     quantize_row_act(GgmlType::Q8_0, &x, &mut a);
@@ -394,10 +343,7 @@ fn activation_quantization_round_trips_within_half_step() {
         let d16 = rd16(blk, 0);
         for (j, &v) in x.iter().enumerate() {
             let q = blk[2 + j] as i8 as f32;
-            assert!(
-                (v - q * d32).abs() <= d32 / 2.0 * (1.0 + 1e-5),
-                "Q8_0 block {i}[{j}]"
-            );
+            assert!((v - q * d32).abs() <= d32 / 2.0 * (1.0 + 1e-5), "Q8_0 block {i}[{j}]");
             // Dequantized with the stored f16 d: half a step plus the f16 rounding of d.
             assert!((v - xq[32 * i + j]).abs() <= d32 / 2.0 + 127.0 * (d32 - d16).abs() + 1e-6);
         }
@@ -410,10 +356,7 @@ fn activation_quantization_round_trips_within_half_step() {
         let blk: &q8_k::BlockQ8K = bytemuck::from_bytes(blk);
         let d = blk.d().abs();
         for (j, &v) in x.iter().enumerate() {
-            assert!(
-                (v - xq[256 * i + j]).abs() <= d / 2.0 * (1.0 + 1e-5),
-                "Q8_K block {i}[{j}]"
-            );
+            assert!((v - xq[256 * i + j]).abs() <= d / 2.0 * (1.0 + 1e-5), "Q8_K block {i}[{j}]");
         }
         for j in 0..16 {
             let s: i32 = blk.qs[16 * j..16 * j + 16].iter().map(|&q| q as i32).sum();
@@ -457,10 +400,9 @@ fn weight_quantizers_round_trip() {
     };
     let n = 8 * QK_K;
     let x: Vec<f32> = (0..n).map(|_| rnd() * 0.05).collect();
-    for (ty, quantize) in [
-        (GgmlType::Q4_0, super::q4_0::quantize_row as fn(&[f32], &mut [u8])),
-        (GgmlType::Q4_K, super::q4_k::quantize_row),
-    ] {
+    for (ty, quantize) in
+        [(GgmlType::Q4_0, super::q4_0::quantize_row as fn(&[f32], &mut [u8])), (GgmlType::Q4_K, super::q4_k::quantize_row)]
+    {
         let mut q = vec![0u8; ty.row_size(n).unwrap()];
         quantize(&x, &mut q);
         let mut y = vec![0f32; n];

@@ -134,7 +134,7 @@ impl GgmlType {
 
     /// Bytes of one row of `n` elements, or `None` if `n` is not a whole number of blocks.
     pub fn row_size(self, n: usize) -> Option<usize> {
-        if n % self.block_size() != 0 {
+        if !n.is_multiple_of(self.block_size()) {
             return None;
         }
         (n / self.block_size()).checked_mul(self.type_size())

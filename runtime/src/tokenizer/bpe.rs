@@ -104,13 +104,7 @@ impl PartialOrd for Bigram {
 }
 
 /// Tokenize one byte-encoded word, appending ids to `out`.
-pub(crate) fn bpe_word(
-    word: &str,
-    merges: &Merges,
-    lookup: &dyn Fn(&str) -> Option<u32>,
-    ignore_merges: bool,
-    out: &mut Vec<u32>,
-) {
+pub(crate) fn bpe_word(word: &str, merges: &Merges, lookup: &dyn Fn(&str) -> Option<u32>, ignore_merges: bool, out: &mut Vec<u32>) {
     if word.is_empty() {
         return;
     }
@@ -198,8 +192,7 @@ mod tests {
 
     #[test]
     fn merge_priority_lowest_rank_first() {
-        let vocab: HashMap<&str, u32> =
-            [("a", 0), ("b", 1), ("c", 2), ("ab", 3), ("bc", 4), ("abc", 5)].into_iter().collect();
+        let vocab: HashMap<&str, u32> = [("a", 0), ("b", 1), ("c", 2), ("ab", 3), ("bc", 4), ("abc", 5)].into_iter().collect();
         let lookup = |s: &str| vocab.get(s).copied();
         // "b c" ranks before "a b": abc -> a + bc, and no "a bc" merge exists
         let m = Merges::from_strings(&["b c", "a b"]);

@@ -38,9 +38,7 @@ pub(super) fn detect(g: &GgufFile, model_name: &str, pre: &str) -> Result<ModelC
             clean_spaces: false,
         },
         "gpt2" => {
-            let m = g
-                .str_array("tokenizer.ggml.merges")?
-                .ok_or_else(|| tok_err("cannot find tokenizer merges in model file"))?;
+            let m = g.str_array("tokenizer.ggml.merges")?.ok_or_else(|| tok_err("cannot find tokenizer merges in model file"))?;
             let info = pretokenize::pre_info(pre);
             if !info.known {
                 log::warn!("unsupported pre-tokenizer '{pre}', using 'default' (tokenization may differ from llama.cpp)");

@@ -303,9 +303,8 @@ impl Tokenizer {
                             }
                             t.push_str(&text[s..e]);
                             let t = t.replace(' ', "\u{2581}");
-                            spm::spm_tokenize(&t, &|p| self.lookup(p), &score, &byte, &mut out).map_err(|b| {
-                                tok_err(format!("byte 0x{b:02X} has no token and the vocabulary has no <unk>"))
-                            })?;
+                            spm::spm_tokenize(&t, &|p| self.lookup(p), &score, &byte, &mut out)
+                                .map_err(|b| tok_err(format!("byte 0x{b:02X} has no token and the vocabulary has no <unk>")))?;
                             prev_special = false;
                         }
                     }
@@ -462,4 +461,3 @@ fn clean_spaces(t: &[u8]) -> Vec<u8> {
     text.truncate(total);
     text
 }
-

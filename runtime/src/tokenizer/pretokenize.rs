@@ -59,9 +59,7 @@ pub fn pre_info(name: &str) -> PreInfo {
         "falcon" => p.kind = PreKind::Falcon,
         // ("gpt2" is not a llama.cpp name -- it rejects it -- accepted here as an alias)
         "gpt-2" | "gpt2" | "phi-2" | "jina-es" | "jina-de" | "gigachat" | "jina-v2-es" | "jina-v2-de" | "a.x-4.0" | "mellum"
-        | "modern-bert" | "jina-v1-en" | "jina-v2-code" | "roberta-bpe" | "mpt" | "olmo" | "jais" | "exaone4" => {
-            p.kind = PreKind::Gpt2
-        }
+        | "modern-bert" | "jina-v1-en" | "jina-v2-code" | "roberta-bpe" | "mpt" | "olmo" | "jais" | "exaone4" => p.kind = PreKind::Gpt2,
         "trillion" | "granite-docling" => {
             p.kind = PreKind::Gpt2;
             p.clean_spaces = false;
@@ -162,7 +160,8 @@ fn number_run(cps: &[u32], pos: usize, end: usize) -> usize {
 }
 
 fn is_default_punct(c: u32) -> bool {
-    flags(c).is_punctuation() || matches!(c, 0x24 | 0x2B | 0x3C | 0x3D | 0x3E | 0x5E | 0x7E | 0x7C) // $ + < = > ^ ~ |
+    flags(c).is_punctuation() || matches!(c, 0x24 | 0x2B | 0x3C | 0x3D | 0x3E | 0x5E | 0x7E | 0x7C)
+    // $ + < = > ^ ~ |
 }
 
 fn punct_run(cps: &[u32], pos: usize, end: usize) -> usize {

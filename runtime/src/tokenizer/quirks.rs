@@ -20,13 +20,7 @@ pub(super) fn harmony_user_defined(toks: &mut [TokenData]) {
 /// after it when `encode` splits it out. Jina v2 / nomic-bert-moe / jina-bert-v3:
 /// `<mask>` strips left; Phi-3: every special token strips right except
 /// `<unk>`, `<s>`, `<|endoftext|>`, and `</s>` does too.
-pub(super) fn strip_attributes(
-    g: &GgufFile,
-    pre: &str,
-    toks: &mut [TokenData],
-    token_to_id: &HashMap<String, u32>,
-    special_cache: &[u32],
-) {
+pub(super) fn strip_attributes(g: &GgufFile, pre: &str, toks: &mut [TokenData], token_to_id: &HashMap<String, u32>, special_cache: &[u32]) {
     let name = g.str_opt("general.name").ok().flatten().unwrap_or("").to_lowercase();
     let arch = g.str_opt("general.architecture").ok().flatten().unwrap_or("");
     if ["jina-v2-de", "jina-v2-es", "jina-v2-code"].iter().any(|s| pre.contains(s))

@@ -40,10 +40,11 @@ pub fn seed_files() -> Vec<(&'static str, Vec<u8>)> {
     aligned.alignment = 64;
     aligned.kv("general.alignment", Value::U32(64));
     let mut quant = GgufWriter::new();
-    quant
-        .tensor("q4", GgmlType::Q4_0, &[64, 2], vec![0x11; 4 * 18])
-        .tensor("q8", GgmlType::Q8_0, &[32], vec![0x22; 34])
-        .tensor_f32("empty", &[0, 4], &[]);
+    quant.tensor("q4", GgmlType::Q4_0, &[64, 2], vec![0x11; 4 * 18]).tensor("q8", GgmlType::Q8_0, &[32], vec![0x22; 34]).tensor_f32(
+        "empty",
+        &[0, 4],
+        &[],
+    );
     let mut only_empty = GgufWriter::new();
     only_empty.kv("general.architecture", Value::Str("x".into())).tensor_f32("only_empty", &[0], &[]);
     vec![
@@ -61,10 +62,7 @@ pub fn seed_files() -> Vec<(&'static str, Vec<u8>)> {
 pub fn every_value_type() -> Vec<(String, Value)> {
     let nested = Value::Array(
         ValueType::Array,
-        vec![
-            Value::Array(ValueType::I16, vec![Value::I16(-1), Value::I16(2)]),
-            Value::Array(ValueType::I16, vec![]),
-        ],
+        vec![Value::Array(ValueType::I16, vec![Value::I16(-1), Value::I16(2)]), Value::Array(ValueType::I16, vec![])],
     );
     [
         ("t.u8", Value::U8(200)),
@@ -193,7 +191,7 @@ pub fn exercise(f: &GgufFile) {
         }
     }
     let _ = f.architecture();
-    assert!(f.data_offset % f.alignment == 0);
+    assert!(f.data_offset.is_multiple_of(f.alignment));
     for t in f.tensors() {
         assert!(std::ptr::eq(f.tensor(&t.name).unwrap(), t));
         assert_eq!(t.offset % f.alignment, 0);

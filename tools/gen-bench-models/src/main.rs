@@ -39,10 +39,50 @@ struct Shape {
 }
 
 const MODELS: [Shape; 4] = [
-    Shape { name: "minicpm2b-q4_0", arch: "minicpm", n_embd: 2304, n_layer: 40, n_ff: 5760, n_head: 36, n_head_kv: 36, n_vocab: 122753, ty: GgmlType::Q4_0 },
-    Shape { name: "minicpm2b-q4_k", arch: "minicpm", n_embd: 2304, n_layer: 40, n_ff: 5760, n_head: 36, n_head_kv: 36, n_vocab: 122753, ty: GgmlType::Q4_K },
-    Shape { name: "minicpm2b-f16", arch: "minicpm", n_embd: 2304, n_layer: 40, n_ff: 5760, n_head: 36, n_head_kv: 36, n_vocab: 122753, ty: GgmlType::F16 },
-    Shape { name: "llama1b-q4_k", arch: "llama", n_embd: 2048, n_layer: 16, n_ff: 8192, n_head: 32, n_head_kv: 8, n_vocab: 128256, ty: GgmlType::Q4_K },
+    Shape {
+        name: "minicpm2b-q4_0",
+        arch: "minicpm",
+        n_embd: 2304,
+        n_layer: 40,
+        n_ff: 5760,
+        n_head: 36,
+        n_head_kv: 36,
+        n_vocab: 122753,
+        ty: GgmlType::Q4_0,
+    },
+    Shape {
+        name: "minicpm2b-q4_k",
+        arch: "minicpm",
+        n_embd: 2304,
+        n_layer: 40,
+        n_ff: 5760,
+        n_head: 36,
+        n_head_kv: 36,
+        n_vocab: 122753,
+        ty: GgmlType::Q4_K,
+    },
+    Shape {
+        name: "minicpm2b-f16",
+        arch: "minicpm",
+        n_embd: 2304,
+        n_layer: 40,
+        n_ff: 5760,
+        n_head: 36,
+        n_head_kv: 36,
+        n_vocab: 122753,
+        ty: GgmlType::F16,
+    },
+    Shape {
+        name: "llama1b-q4_k",
+        arch: "llama",
+        n_embd: 2048,
+        n_layer: 16,
+        n_ff: 8192,
+        n_head: 32,
+        n_head_kv: 8,
+        n_vocab: 128256,
+        ty: GgmlType::Q4_K,
+    },
 ];
 
 /// Uniform in [-a, a], from a seed per row (so rows fill in parallel, reproducibly).
@@ -108,7 +148,7 @@ fn spm_vocab(w: &mut GgufWriter, n_vocab: usize) {
         .kv("tokenizer.ggml.add_bos_token", Value::Bool(true));
 }
 
-fn write(s: &Shape, out: &PathBuf) -> Result<()> {
+fn write(s: &Shape, out: &std::path::Path) -> Result<()> {
     let hd = s.n_embd / s.n_head;
     let mut w = GgufWriter::new();
     let k = |key: &str| format!("{}.{key}", s.arch);

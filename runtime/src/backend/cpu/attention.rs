@@ -58,6 +58,8 @@ pub fn attention_strided(
 
     team::for_each(n_tok * s.n_head, |task| {
         BUFS.with_borrow_mut(|(scores, qh16, acc)| {
+            // The whole SharedMut (Send), not its raw pointer field, into the closure.
+            #[allow(clippy::redundant_locals)]
             let op = op;
             let (t, h) = (task / s.n_head, task % s.n_head);
             let p = s.pos0 + t;

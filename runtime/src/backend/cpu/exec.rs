@@ -206,7 +206,10 @@ impl Exec for CpuExec<'_> {
                 MatJob { ty: w.ty, w: w.data(file), n_out: w.n_out, y }
             })
             .collect();
-        let ok = jobs.iter().zip(products).all(|(j, &(m, y))| self.g.weights.mat(m).n_in == n_in && j.y.len() == xb.len() / n_in * self.g.width(y));
+        let ok = jobs
+            .iter()
+            .zip(products)
+            .all(|(j, &(m, y))| self.g.weights.mat(m).n_in == n_in && j.y.len() == xb.len() / n_in * self.g.width(y));
         if ok {
             matmul_many(n_in, &xb, &mut jobs, &mut self.s.mm);
         }
@@ -225,7 +228,7 @@ impl Exec for CpuExec<'_> {
         let wv = self.g.weights.vector(w);
         let group = wv.len();
         let (xs, os) = (self.width(x.buf), self.width(out.buf));
-        if x.width != out.width || group == 0 || x.width % group != 0 {
+        if x.width != out.width || group == 0 || !x.width.is_multiple_of(group) {
             return Err(Error::Model(format!("graph: rms_norm of {} values with a weight of {group}", x.width)));
         }
         if x.buf == out.buf {

@@ -4,9 +4,9 @@
 //! activation row. Work is split over threads by blocks of weight rows; each
 //! weight row is read once per call and dotted with every token's activations.
 
+use super::profile::{self, OpKind, OpProfile};
 use super::simd::tile::{PackFn, TileFormat, ROWS, WIDE_ROWS};
 use super::simd::{CpuKernels, RowsDotFn, SCALAR};
-use super::profile::{self, OpKind, OpProfile};
 use super::{team, SharedMut};
 use crate::quant::{self, GgmlType};
 
@@ -53,15 +53,7 @@ pub struct MatJob<'a> {
 ///
 /// `w`: `n_out` rows of `n_in` elements of `ty` (`w.len() == n_out · row_size`);
 /// `x`: `n_tok × n_in` f32; `y`: `n_tok × n_out` f32.
-pub fn matmul(
-    ty: GgmlType,
-    w: &[u8],
-    n_in: usize,
-    n_out: usize,
-    x: &[f32],
-    y: &mut [f32],
-    scratch: &mut MatmulScratch,
-) {
+pub fn matmul(ty: GgmlType, w: &[u8], n_in: usize, n_out: usize, x: &[f32], y: &mut [f32], scratch: &mut MatmulScratch) {
     matmul_many(n_in, x, &mut [MatJob { ty, w, n_out, y }], scratch);
 }
 
@@ -77,7 +69,8 @@ pub fn matmul_many(n_in: usize, x: &[f32], jobs: &mut [MatJob], scratch: &mut Ma
     // splits its time by their weight bytes.
     let mut profile = scratch.profile.take();
     for chunk in jobs.chunks_mut(MAX_JOBS) {
-        let kinds: [_; MAX_JOBS] = std::array::from_fn(|i| chunk.get(i).map_or((OpKind::Attention, 0), |j| (OpKind::Matmul(j.ty), j.w.len() as u64)));
+        let kinds: [_; MAX_JOBS] =
+            std::array::from_fn(|i| chunk.get(i).map_or((OpKind::Attention, 0), |j| (OpKind::Matmul(j.ty), j.w.len() as u64)));
         profile::timed(&mut profile, &kinds[..chunk.len()], || {
             if n_tok >= TILE_MIN_TOK {
                 matmul_batch(n_in, x, chunk, scratch)
@@ -103,7 +96,9 @@ fn act_aux(fmt: &TileFormat, n_in: usize, act: &[u8], act_row: usize, aux: &mut 
     let aux_row = (fmt.aux_size)(n_in) / 4;
     let off = aux.len();
     aux.resize(off + act.len() / act_row * aux_row, 0);
-    team::for_each_chunk_mut(&mut aux[off..], aux_row, |t, dst| (fmt.aux)(n_in, &act[t * act_row..(t + 1) * act_row], bytemuck::cast_slice_mut(dst)));
+    team::for_each_chunk_mut(&mut aux[off..], aux_row, |t, dst| {
+        (fmt.aux)(n_in, &act[t * act_row..(t + 1) * act_row], bytemuck::cast_slice_mut(dst))
+    });
     off
 }
 
@@ -195,7 +190,8 @@ fn batch_job(
         let rows = tiled_rows..tiled_rows + (n_out - tiled_rows) / ROWS * ROWS;
         if !rows.is_empty() {
             let packed_size = (fmt.packed_size)(n_in);
-            let tiles = Tiles { pack: fmt.pack, packed_size, dot, n_in, n_out, rows: rows.clone(), n_tok, w, w_row, act, act_row, aux, aux_row };
+            let tiles =
+                Tiles { pack: fmt.pack, packed_size, dot, n_in, n_out, rows: rows.clone(), n_tok, w, w_row, act, act_row, aux, aux_row };
             tiles.run(n_threads, yp);
         }
         tiled_rows = rows.end;
@@ -205,6 +201,8 @@ fn batch_job(
     let rows = n_out - tiled_rows;
     let rows_per_task = (rows / (n_threads * 8)).clamp(1, 256);
     team::for_each(rows.div_ceil(rows_per_task), |task| {
+        // The whole SharedMut (Send), not its raw pointer field, into the closure.
+        #[allow(clippy::redundant_locals)]
         let yp = yp;
         let r0 = tiled_rows + task * rows_per_task;
         let r1 = (r0 + rows_per_task).min(n_out);
@@ -310,6 +308,7 @@ fn matmul_gen(n_in: usize, x: &[f32], jobs: &mut [MatJob], scratch: &mut MatmulS
 
 /// One matmul's strip-tiled part: `rows` (a multiple of `R`), all tokens,
 /// in strips of `R` rows dotted with up to `T` tokens per call.
+#[allow(clippy::type_complexity)] // `dot` is the strip kernel's signature, spelled out
 struct Tiles<'a, const R: usize, const T: usize> {
     pack: PackFn,
     /// Bytes of one packed strip.
@@ -332,6 +331,8 @@ impl<const R: usize, const T: usize> Tiles<'_, R, T> {
         let n_strips = self.rows.len() / R;
         let strips_per_task = (n_strips / (n_threads * 8)).clamp(1, 64);
         team::for_each(n_strips.div_ceil(strips_per_task), |task| {
+            // The whole SharedMut (Send), not its raw pointer field, into the closure.
+            #[allow(clippy::redundant_locals)]
             let yp = yp;
             // u32 storage: the packed structs hold f32/i32.
             let mut packed = vec![0u32; self.packed_size / 4];

@@ -101,7 +101,7 @@ pub fn for_each(n: usize, f: impl Fn(usize) + Sync) {
     if n <= 1 || IN_ROUND.get() {
         (0..n).for_each(f);
     } else if team.is_null() {
-        (0..n).into_par_iter().for_each(|i| f(i));
+        (0..n).into_par_iter().for_each(&f);
     } else {
         // SAFETY: LEADING points at the team of the enclosing `run`, which
         // outlives the leader's closure, and is cleared when that ends.
@@ -205,7 +205,7 @@ impl Team {
 #[inline]
 fn pause(spins: &mut u32) {
     *spins += 1;
-    if *spins % 256 == 0 {
+    if (*spins).is_multiple_of(256) {
         std::thread::yield_now();
     } else {
         std::hint::spin_loop();
@@ -249,6 +249,7 @@ mod tests {
             let ptr = super::super::SharedMut(out.as_mut_ptr());
             for _ in 0..20 {
                 for_each(out.len(), |i| {
+                    #[allow(clippy::redundant_locals)] // capture the Send wrapper, not its field
                     let ptr = ptr;
                     if rayon::current_thread_index() != Some(0) {
                         by_helper.fetch_add(1, Relaxed);

@@ -65,10 +65,7 @@ impl GpuContext {
     /// Like [`GpuContext::new`], with the storage binding limit lowered to
     /// `limit` (tests use this to exercise tensor splitting).
     pub fn with_binding_limit(policy: AdapterPolicy, limit: Option<u64>) -> Result<Option<GpuContext>> {
-        let instance = wgpu::Instance::new(&wgpu::InstanceDescriptor {
-            backends: wgpu::Backends::PRIMARY,
-            ..Default::default()
-        });
+        let instance = wgpu::Instance::new(&wgpu::InstanceDescriptor { backends: wgpu::Backends::PRIMARY, ..Default::default() });
         let rank = |t: wgpu::DeviceType| match t {
             wgpu::DeviceType::DiscreteGpu => 0,
             wgpu::DeviceType::IntegratedGpu => 1,

@@ -122,7 +122,9 @@ impl SessionBufs {
         let cache = |label: &str, width: usize| -> Result<GBuf> {
             let bytes = (n_ctx * width * 2) as u64;
             if bytes > max {
-                return Err(Error::Backend(format!("a layer's KV cache ({bytes} bytes) exceeds the binding limit {max}; use a smaller context")));
+                return Err(Error::Backend(format!(
+                    "a layer's KV cache ({bytes} bytes) exceeds the binding limit {max}; use a smaller context"
+                )));
             }
             Ok(GBuf::new(ctx, label, bytes, e))
         };
@@ -395,7 +397,7 @@ impl GpuExec<'_, '_> {
             x = pad;
         }
         match ops::act_mode(w.ty) {
-            Some(mode) if w.n_in % (if mode == 1 { 256 } else { 32 }) == 0 => {
+            Some(mode) if w.n_in.is_multiple_of(if mode == 1 { 256 } else { 32 }) => {
                 ops::act_quant(self.rec, x, &self.b.xq, n * w.n_in, mode)?;
                 ops::matmul(self.rec, w, &self.b.xq, w.n_in, 0, n, y, w.n_out)
             }
@@ -524,7 +526,17 @@ impl Exec for GpuExec<'_, '_> {
         }
         // Heads are rows of sw/n_head and dw/n_head values.
         let b = self.b;
-        ops::copy_rows(self.rec, &b.bufs[src.buf.0 as usize], src.off, sw / n_head, &b.bufs[dst.buf.0 as usize], dst.off, dw / n_head, src.width, self.n * n_head)
+        ops::copy_rows(
+            self.rec,
+            &b.bufs[src.buf.0 as usize],
+            src.off,
+            sw / n_head,
+            &b.bufs[dst.buf.0 as usize],
+            dst.off,
+            dw / n_head,
+            src.width,
+            self.n * n_head,
+        )
     }
 
     fn kv_store(&mut self, il: usize, k: Buf, v: Option<Buf>) -> Result<()> {

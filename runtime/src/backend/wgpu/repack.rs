@@ -34,7 +34,9 @@ pub enum Layout {
     F16,
     Qa4,
     /// Scale groups per 32-element unit (1 or 2).
-    Qa8 { sub: u32 },
+    Qa8 {
+        sub: u32,
+    },
 }
 
 impl Layout {
@@ -84,7 +86,7 @@ pub struct Repacked {
 /// Repacks `n_rows` rows of `n_in` elements of `ty` (`src` = those rows' bytes).
 pub fn repack(ty: GgmlType, src: &[u8], n_in: usize, n_rows: usize) -> Result<Repacked> {
     let layout = Layout::for_type(ty);
-    if n_in % 32 != 0 {
+    if !n_in.is_multiple_of(32) {
         return Err(Error::UnsupportedType { ty: ty.name().into(), what: format!("wgpu rows of {n_in} elements (need a multiple of 32)") });
     }
     let row_bytes = ty.row_size(n_in).ok_or_else(|| Error::InvalidParam(format!("{n_in} is not a whole number of {ty} blocks")))?;
@@ -215,7 +217,7 @@ impl Repacked {
             Layout::F32 => f32::from_bits(self.wa[32 * u + i]),
             Layout::F16 => {
                 let w = self.wa[16 * u + i / 2];
-                let h = if i % 2 == 0 { w & 0xFFFF } else { w >> 16 } as u16;
+                let h = if i.is_multiple_of(2) { w & 0xFFFF } else { w >> 16 } as u16;
                 half::f16::from_bits(h).to_f32()
             }
             Layout::Qa4 => {

@@ -131,7 +131,14 @@ impl ShaderKey {
         match self {
             ShaderKey::Matmul(_) | ShaderKey::MatmulSg(_) | ShaderKey::MatmulRows(_) | ShaderKey::GetRows(_) => s(3, 1),
             ShaderKey::RmsNorm => s(2, 1),
-            ShaderKey::Rope | ShaderKey::KvStore | ShaderKey::Swiglu | ShaderKey::Add | ShaderKey::AddBias | ShaderKey::Argmax | ShaderKey::ActQuant | ShaderKey::Copy => s(1, 1),
+            ShaderKey::Rope
+            | ShaderKey::KvStore
+            | ShaderKey::Swiglu
+            | ShaderKey::Add
+            | ShaderKey::AddBias
+            | ShaderKey::Argmax
+            | ShaderKey::ActQuant
+            | ShaderKey::Copy => s(1, 1),
             ShaderKey::Scale => s(0, 1),
             ShaderKey::Attention => s(3, 1),
             ShaderKey::HeadMatmul => s(2, 1),
@@ -176,8 +183,7 @@ mod tests {
     fn every_shader_variant_validates_with_naga() {
         for key in all_variants() {
             let src = key.source();
-            let module = naga::front::wgsl::parse_str(&src)
-                .unwrap_or_else(|e| panic!("{}: {}", key.label(), e.emit_to_string(&src)));
+            let module = naga::front::wgsl::parse_str(&src).unwrap_or_else(|e| panic!("{}: {}", key.label(), e.emit_to_string(&src)));
             // The baseline tier needs no capability; the subgroup tier only SUBGROUP.
             let caps = match key {
                 ShaderKey::MatmulSg(_) => naga::valid::Capabilities::SUBGROUP,
@@ -208,9 +214,7 @@ mod tests {
         let binding = g.binding.as_ref().expect("uniform has a binding");
         assert_eq!((binding.group, binding.binding), (0, 0), "{label}: params at group 0 binding 0");
         let ty = &module.types[g.ty];
-        let TypeInner::Struct { members, span } = &ty.inner else {
-            panic!("{label}: uniform is not a struct: {:?}", ty.inner)
-        };
+        let TypeInner::Struct { members, span } = &ty.inner else { panic!("{label}: uniform is not a struct: {:?}", ty.inner) };
         let wgsl: Vec<(String, usize, Option<ParamScalar>)> = members
             .iter()
             .map(|m| {

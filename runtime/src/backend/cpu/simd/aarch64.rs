@@ -994,11 +994,7 @@ unsafe fn q8k_regs(y: &BlockQ8K) -> Q8KRegs {
     // Byte loads: the block has alignment 1.
     let p = y.bsums.as_ptr() as *const u8;
     let bsums = [vreinterpretq_s16_u8(vld1q_u8(p)), vreinterpretq_s16_u8(vld1q_u8(p.add(16)))];
-    Q8KRegs {
-        qs: std::array::from_fn(|i| vld1q_s8(y.qs.as_ptr().add(16 * i))),
-        bsums,
-        bsums32: vpaddq_s16(bsums[0], bsums[1]),
-    }
+    Q8KRegs { qs: std::array::from_fn(|i| vld1q_s8(y.qs.as_ptr().add(16 * i))), bsums, bsums32: vpaddq_s16(bsums[0], bsums[1]) }
 }
 
 /// The fp16 field at byte `off` of `x`.

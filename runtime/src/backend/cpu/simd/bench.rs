@@ -56,9 +56,8 @@ fn time(reps: usize, mut f: impl FnMut()) -> (f64, f64) {
     (cpu, t0.elapsed().as_nanos() as f64 / reps as f64)
 }
 
-use super::tests::QUANT_TYPES as TYPES;
 use super::tests::aux_rows;
-
+use super::tests::QUANT_TYPES as TYPES;
 
 /// The types `EMBER_BENCH_TY` names (comma-separated), else `all`.
 fn types_from_env(all: &[GgmlType]) -> Vec<GgmlType> {
@@ -100,7 +99,12 @@ fn bench_vec_dot() {
             });
             std::hint::black_box(s);
             let gbs = (w.len() as f64) / cpu;
-            eprintln!("{:>14} {ty:>5} 1 tok: {:7.1} ns/row  {gbs:5.1} GB/s of weights (cpu)  wall/cpu {:.2}", k.isa, cpu / rows as f64, wall / cpu);
+            eprintln!(
+                "{:>14} {ty:>5} 1 tok: {:7.1} ns/row  {gbs:5.1} GB/s of weights (cpu)  wall/cpu {:.2}",
+                k.isa,
+                cpu / rows as f64,
+                wall / cpu
+            );
             if let Some((fmt, f)) = k.rows(ty) {
                 let mut aux = vec![0u32; (fmt.aux_size)(n) / 4];
                 (fmt.aux)(n, &a, bytemuck::cast_slice_mut(&mut aux));
@@ -140,7 +144,6 @@ fn bench_matmul() {
     }
 }
 
-
 /// Prompt-shaped matmuls (2304 × 1024 weights, 4, 8, 16 and 512 tokens, 1
 /// thread; best of 3): CPU ns per weight row·token with the table's strip
 /// kernels and with its row kernels (strips off), activation quantization
@@ -174,7 +177,8 @@ fn bench_prompt_matmul() {
                     let mut mm = MatmulScratch::default();
                     mm.kernels = kk;
                     let reps = (2048 / n_tok).max(1);
-                    ns[i] = pool.install(|| best_time(3, reps, || matmul(ty, &w, n_in, n_out, &x, &mut y, &mut mm))) / (n_out * n_tok) as f64;
+                    ns[i] =
+                        pool.install(|| best_time(3, reps, || matmul(ty, &w, n_in, n_out, &x, &mut y, &mut mm))) / (n_out * n_tok) as f64;
                 }
                 line += &format!(" | {n_tok:>3} tok: strip {:5.1} row {:6.1}", ns[0], ns[1]);
             }
@@ -315,7 +319,8 @@ fn bench_matmul_dram() {
     let mut rng = Rng(3);
     let k = CpuKernels::detect(false);
     let plain = without_rows(k);
-    let threads_list: Vec<usize> = std::env::var("EMBER_BENCH_THREADS").map_or(vec![1, 2], |v| v.split(',').map(|t| t.parse().unwrap()).collect());
+    let threads_list: Vec<usize> =
+        std::env::var("EMBER_BENCH_THREADS").map_or(vec![1, 2], |v| v.split(',').map(|t| t.parse().unwrap()).collect());
     for ty in types_from_env(&TYPES) {
         if ty.row_size(n_in).is_none() || k.rows(ty).is_none() {
             continue;
@@ -426,13 +431,16 @@ fn bench_generation_regions() {
     let (re, rf) = (ty.row_size(e).unwrap(), ty.row_size(ff).unwrap());
     let layer = 4 * e * re + 2 * ff * re + e * rf;
     let mut rng = Rng(5);
-    let bytes: Vec<u8> = (0..layers).flat_map(|_| weight_row(&mut rng, ty, e * (4 * e + 2 * ff), false).into_iter().chain(weight_row(&mut rng, ty, ff * e, false))).collect();
+    let bytes: Vec<u8> = (0..layers)
+        .flat_map(|_| weight_row(&mut rng, ty, e * (4 * e + 2 * ff), false).into_iter().chain(weight_row(&mut rng, ty, ff * e, false)))
+        .collect();
     assert_eq!(bytes.len(), layers * layer);
     let map = mapped_copy(&bytes);
     drop(bytes);
     let k = CpuKernels::detect(false);
     let x: Vec<f32> = (0..ff).map(|_| rng.f()).collect();
-    let (mut q, mut kk, mut v, mut o, mut g, mut u, mut d) = (vec![0f32; e], vec![0f32; e], vec![0f32; e], vec![0f32; e], vec![0f32; ff], vec![0f32; ff], vec![0f32; e]);
+    let (mut q, mut kk, mut v, mut o, mut g, mut u, mut d) =
+        (vec![0f32; e], vec![0f32; e], vec![0f32; e], vec![0f32; e], vec![0f32; ff], vec![0f32; ff], vec![0f32; e]);
     for threads in [1, 2] {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
         let mut mm = MatmulScratch::default();
@@ -444,10 +452,24 @@ fn bench_generation_regions() {
                 for l in 0..layers {
                     let w = &map[l * layer..(l + 1) * layer];
                     let m = |i: usize| &w[i * e * re..(i + 1) * e * re];
-                    matmul_many(e, &x[..e], &mut [MatJob { ty, w: m(0), n_out: e, y: &mut q }, MatJob { ty, w: m(1), n_out: e, y: &mut kk }, MatJob { ty, w: m(2), n_out: e, y: &mut v }], &mut mm);
+                    matmul_many(
+                        e,
+                        &x[..e],
+                        &mut [
+                            MatJob { ty, w: m(0), n_out: e, y: &mut q },
+                            MatJob { ty, w: m(1), n_out: e, y: &mut kk },
+                            MatJob { ty, w: m(2), n_out: e, y: &mut v },
+                        ],
+                        &mut mm,
+                    );
                     matmul(ty, m(3), e, e, &x[..e], &mut o, &mut mm);
                     let (gw, uw) = (&w[4 * e * re..4 * e * re + ff * re], &w[4 * e * re + ff * re..4 * e * re + 2 * ff * re]);
-                    matmul_many(e, &x[..e], &mut [MatJob { ty, w: gw, n_out: ff, y: &mut g }, MatJob { ty, w: uw, n_out: ff, y: &mut u }], &mut mm);
+                    matmul_many(
+                        e,
+                        &x[..e],
+                        &mut [MatJob { ty, w: gw, n_out: ff, y: &mut g }, MatJob { ty, w: uw, n_out: ff, y: &mut u }],
+                        &mut mm,
+                    );
                     matmul(ty, &w[4 * e * re + 2 * ff * re..], ff, e, &x, &mut d, &mut mm);
                 }
             });
@@ -457,7 +479,12 @@ fn bench_generation_regions() {
             pool.install(|| matmul(ty, &map[..y.len() * re], e, y.len(), &x[..e], &mut y, &mut mm));
             best[1] = best[1].min(t0.elapsed().as_nanos() as f64);
         }
-        eprintln!("{threads} thr: layer regions {:5.1} GB/s ({:.1} ms), one matmul {:5.1} GB/s", map.len() as f64 / best[0], best[0] / 1e6, map.len() as f64 / best[1]);
+        eprintln!(
+            "{threads} thr: layer regions {:5.1} GB/s ({:.1} ms), one matmul {:5.1} GB/s",
+            map.len() as f64 / best[0],
+            best[0] / 1e6,
+            map.len() as f64 / best[1]
+        );
     }
 }
 
@@ -489,10 +516,15 @@ fn bench_model_layers() {
         for l in 0.. {
             let Some(_) = f.tensor(&format!("blk.{l}.attn_q.weight")) else { break };
             for group in names {
-                regions.push(group.iter().map(|n| {
-                    let t = f.tensor(&format!("blk.{l}.{n}.weight")).unwrap();
-                    (t.ty, f.tensor_data(t), t.ne0(), t.n_rows())
-                }).collect::<Vec<_>>());
+                regions.push(
+                    group
+                        .iter()
+                        .map(|n| {
+                            let t = f.tensor(&format!("blk.{l}.{n}.weight")).unwrap();
+                            (t.ty, f.tensor_data(t), t.ne0(), t.n_rows())
+                        })
+                        .collect::<Vec<_>>(),
+                );
             }
         }
         let total: usize = regions.iter().flatten().map(|j| j.1.len()).sum();
@@ -508,7 +540,8 @@ fn bench_model_layers() {
             team::run(&pool, || {
                 for r in &regions {
                     let n_in = r[0].2;
-                    let mut jobs: Vec<MatJob> = r.iter().zip(ys.iter_mut()).map(|(j, y)| MatJob { ty: j.0, w: j.1, n_out: j.3, y: &mut y[..j.3] }).collect();
+                    let mut jobs: Vec<MatJob> =
+                        r.iter().zip(ys.iter_mut()).map(|(j, y)| MatJob { ty: j.0, w: j.1, n_out: j.3, y: &mut y[..j.3] }).collect();
                     matmul_many(n_in, &x[..n_in], &mut jobs, &mut mm);
                 }
             });
@@ -545,13 +578,13 @@ fn bench_generation_mix() {
     let more_bits = |l: usize| l < layers / 8 || l >= 7 * layers / 8 || (l - layers / 8) % 3 == 2;
     // `EMBER_BENCH_MIX=q4_k`: every matrix Q4_K (Q4_0 where rows are not whole super-blocks).
     let q4_only = std::env::var("EMBER_BENCH_MIX").is_ok_and(|m| m == "q4_k");
-    let six = |n_in: usize| match (n_in % QK_K == 0, q4_only) {
+    let six = |n_in: usize| match (n_in.is_multiple_of(QK_K), q4_only) {
         (true, false) => Q6_K,
         (false, false) => Q8_0,
         (true, true) => Q4_K,
         (false, true) => Q4_0,
     };
-    let four = |n_in: usize| match (n_in % QK_K == 0, q4_only) {
+    let four = |n_in: usize| match (n_in.is_multiple_of(QK_K), q4_only) {
         (true, _) => Q4_K,
         (false, false) => Q5_0,
         (false, true) => Q4_0,
@@ -590,7 +623,8 @@ fn bench_generation_mix() {
     let mut ys: Vec<Vec<f32>> = (0..3).map(|_| vec![0f32; vocab.max(ff)]).collect();
     let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
     let k = CpuKernels::detect(false);
-    let drop_rows = std::env::var("EMBER_BENCH_ROWS").map_or(TYPES.to_vec(), |t| TYPES.iter().copied().filter(|ty| t.split(',').any(|t| t == ty.to_string())).collect());
+    let drop_rows = std::env::var("EMBER_BENCH_ROWS")
+        .map_or(TYPES.to_vec(), |t| TYPES.iter().copied().filter(|ty| t.split(',').any(|t| t == ty.to_string())).collect());
     let mut row = *k;
     for ty in &drop_rows {
         if let Some(i) = super::slot(*ty) {
@@ -609,7 +643,11 @@ fn bench_generation_mix() {
             team::run(&pool, || {
                 for r in &views {
                     let n_in = r[0].3;
-                    let mut jobs: Vec<MatJob> = r.iter().zip(ys.iter_mut()).map(|(j, y)| MatJob { ty: j.0, w: &mem[j.1..j.1 + j.2], n_out: j.4, y: &mut y[..j.4] }).collect();
+                    let mut jobs: Vec<MatJob> = r
+                        .iter()
+                        .zip(ys.iter_mut())
+                        .map(|(j, y)| MatJob { ty: j.0, w: &mem[j.1..j.1 + j.2], n_out: j.4, y: &mut y[..j.4] })
+                        .collect();
                     matmul_many(n_in, &x[..n_in], &mut jobs, &mut mm);
                 }
             });
@@ -620,7 +658,13 @@ fn bench_generation_mix() {
         let mut t = times[v].clone();
         t.sort_by(f64::total_cmp);
         let (best, med) = (t[0], t[t.len() / 2]);
-        eprintln!("{:>12} {shape} {name:>4}: best {:6.2} ms ({:5.1} GB/s), median {:6.2} ms of {reps}", k.isa, best / 1e6, total as f64 / best, med / 1e6);
+        eprintln!(
+            "{:>12} {shape} {name:>4}: best {:6.2} ms ({:5.1} GB/s), median {:6.2} ms of {reps}",
+            k.isa,
+            best / 1e6,
+            total as f64 / best,
+            med / 1e6
+        );
     }
     // Per rep, each variant against the first ("rows"): the median ratio.
     for v in 1..variants.len() {

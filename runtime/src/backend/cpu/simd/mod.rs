@@ -23,9 +23,9 @@ mod x86;
 
 #[cfg(all(test, target_os = "linux"))]
 mod bench;
-pub mod tile;
 #[cfg(test)]
 mod tests;
+pub mod tile;
 
 /// `vec_dot` of one weight row (n elements) with one activation row in its `vec_dot_type`.
 pub type VecDotFn = fn(usize, &[u8], &[u8]) -> f32;

@@ -208,7 +208,12 @@ fn simd_attention_f16_kernels_match_scalar() {
             let mut y = x.clone();
             (k.round_f16)(&mut x);
             (SCALAR.round_f16)(&mut y);
-            assert_eq!(x.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), y.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), "{} round_f16", k.isa);
+            assert_eq!(
+                x.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                y.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                "{} round_f16",
+                k.isa
+            );
         }
     }
 }
@@ -256,7 +261,6 @@ fn detect_respects_force_scalar() {
     let best = CpuKernels::detect(false);
     assert!(CpuKernels::available().iter().any(|k| std::ptr::eq(*k, best)));
 }
-
 
 /// Each activation row's aux in `fmt`'s layout (u32 storage: its structs hold f32/i32).
 pub(super) fn aux_rows(fmt: &super::tile::TileFormat, n: usize, act: &[Vec<u8>]) -> Vec<Vec<u32>> {
@@ -518,8 +522,8 @@ fn simd_rows_kernels_match_scalar() {
 /// the f32-order tolerance in the single rows.
 #[test]
 fn prompt_matmul_with_wide_strips_matches_scalar() {
-    use crate::backend::cpu::{matmul, MatmulScratch};
     use super::tile::WIDE_ROWS;
+    use crate::backend::cpu::{matmul, MatmulScratch};
     use GgmlType::*;
     let (n_in, n_out, n_tok) = (2 * QK_K, 3 * WIDE_ROWS + 8 + 3, 19);
     let mut rng = Rng(19);
@@ -571,11 +575,8 @@ fn matmul_many_equals_one_matmul_per_product() {
                 for (i, w) in want.iter_mut().enumerate() {
                     matmul(types[i], &ws[i], n_in, n_outs[i], &x, w, &mut mm);
                 }
-                let mut jobs: Vec<MatJob> = got
-                    .iter_mut()
-                    .enumerate()
-                    .map(|(i, y)| MatJob { ty: types[i], w: &ws[i], n_out: n_outs[i], y })
-                    .collect();
+                let mut jobs: Vec<MatJob> =
+                    got.iter_mut().enumerate().map(|(i, y)| MatJob { ty: types[i], w: &ws[i], n_out: n_outs[i], y }).collect();
                 matmul_many(n_in, &x, &mut jobs, &mut mm);
             });
             assert_eq!(got, want, "{} n_tok {n_tok}", k.isa);
@@ -597,8 +598,20 @@ fn act_test_rows(rng: &mut Rng, n: usize) -> Vec<Vec<f32>> {
     rows.push(
         (0..n)
             .map(|i| match i % 32 {
-                0 => if (i / 32) % 2 == 0 { 127.0 } else { -127.0 },
-                7 if (i / 32) % 3 == 0 => if (i / 32) % 2 == 0 { -127.0 } else { 127.0 },
+                0 => {
+                    if (i / 32) % 2 == 0 {
+                        127.0
+                    } else {
+                        -127.0
+                    }
+                }
+                7 if (i / 32) % 3 == 0 => {
+                    if (i / 32) % 2 == 0 {
+                        -127.0
+                    } else {
+                        127.0
+                    }
+                }
                 _ => (rng.byte() % 254) as f32 - 127.0 + 0.5,
             })
             .collect(),

@@ -802,8 +802,7 @@ fn twin_sym32<F: Sym32>(n: usize, packed: &[u8], act: &[u8], aux: &[u8], r: usiz
 
 /// [`twin_sym32`] over strips of `X` ([`Q4_0x8`] or [`Q4_0x16`]).
 fn twin_sym32_n<F: Sym32, X: Sym32Block>(n: usize, packed: &[u8], act: &[u8], aux: &[u8], r: usize) -> f32 {
-    let (x, y, a): (&[X], &[BlockQ8_0], &[Q8_0Aux]) =
-        (bytemuck::cast_slice(packed), bytemuck::cast_slice(act), bytemuck::cast_slice(aux));
+    let (x, y, a): (&[X], &[BlockQ8_0], &[Q8_0Aux]) = (bytemuck::cast_slice(packed), bytemuck::cast_slice(act), bytemuck::cast_slice(aux));
     let mut s = 0f32;
     for b in 0..n / 32 {
         let mut xb = x[b];
@@ -829,8 +828,7 @@ fn twin_min32(n: usize, packed: &[u8], act: &[u8], aux: &[u8], r: usize) -> f32 
 }
 
 fn twin_k<F: KQuant>(n: usize, packed: &[u8], act: &[u8], aux: &[u8], r: usize) -> f32 {
-    let (x, y, a): (&[F::X], &[BlockQ8K], &[Q8KAux]) =
-        (bytemuck::cast_slice(packed), bytemuck::cast_slice(act), bytemuck::cast_slice(aux));
+    let (x, y, a): (&[F::X], &[BlockQ8K], &[Q8KAux]) = (bytemuck::cast_slice(packed), bytemuck::cast_slice(act), bytemuck::cast_slice(aux));
     let len = QK_K / F::X::SUBS;
     let mut s = 0f32;
     for b in 0..n / QK_K {
@@ -842,11 +840,7 @@ fn twin_k<F: KQuant>(n: usize, packed: &[u8], act: &[u8], aux: &[u8], r: usize) 
             summ += x[b].mn(j / 2)[2 * r + j % 2] as i32 * bsum;
         }
         let (d, dy) = (x[b].d()[r], a[b].d);
-        s += if F::MIN_IS_OFFSET {
-            d * dy * (sumi - summ) as f32
-        } else {
-            d * dy * sumi as f32 - x[b].dmin()[r] * dy * summ as f32
-        };
+        s += if F::MIN_IS_OFFSET { d * dy * (sumi - summ) as f32 } else { d * dy * sumi as f32 - x[b].dmin()[r] * dy * summ as f32 };
     }
     s
 }

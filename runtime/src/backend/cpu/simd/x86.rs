@@ -4,6 +4,10 @@
 //! table are sound because [`detect`] only hands the table out after
 //! `is_x86_feature_detected!` saw every feature it needs.
 
+// The block kernels index several arrays in lock-step by one counter, as
+// ggml's C does; iterator chains would hide that.
+#![allow(clippy::needless_range_loop)]
+
 use std::arch::x86_64::*;
 
 use half::f16;
@@ -365,7 +369,7 @@ impl Isa for Vnni {
     #[inline(always)]
     unsafe fn widen_by(p: __m256i, sc16: __m256i, i: usize) -> __m256i {
         // i32 lanes = element i (its high bytes zeroed by the 0x80 picks).
-        let pick = (0x8080_0000u32 | ((2 * i as u32 + 1) << 8) | 2 * i as u32) as i32;
+        let pick = (0x8080_0000u32 | ((2 * i as u32 + 1) << 8) | (2 * i as u32)) as i32;
         _mm256_mullo_epi32(p, _mm256_shuffle_epi8(sc16, _mm256_set1_epi32(pick)))
     }
     #[inline(always)]
@@ -381,7 +385,7 @@ impl Isa for Vnni {
 /// rather than broadcast from a general register: one `madd`.
 #[inline(always)]
 unsafe fn scale_pairs(p: __m256i, sc16: __m256i, lo: usize, hi: usize) -> __m256i {
-    let pick = |i: usize| _mm_set1_epi16((((2 * i + 1) << 8) | 2 * i) as i16);
+    let pick = |i: usize| _mm_set1_epi16((((2 * i + 1) << 8) | (2 * i)) as i16);
     _mm256_madd_epi16(_mm256_shuffle_epi8(sc16, _mm256_set_m128i(pick(hi), pick(lo))), p)
 }
 
@@ -681,12 +685,7 @@ unsafe fn tile_isum<I: Isa, const NT: usize>(
 /// step, plainly or times the rows' scales `sc` (`tile::sc_pair`s). Reads
 /// 32·steps bytes at `qs` and 4·steps at each `y[t]`.
 #[inline(always)]
-unsafe fn tile_isum_i8<I: Isa, const NT: usize>(
-    qs: *const u8,
-    y: [*const i8; NT],
-    steps: usize,
-    sc: Option<__m256i>,
-) -> [__m256i; NT] {
+unsafe fn tile_isum_i8<I: Isa, const NT: usize>(qs: *const u8, y: [*const i8; NT], steps: usize, sc: Option<__m256i>) -> [__m256i; NT] {
     let mut isum = [_mm256_setzero_si256(); NT];
     for k in 0..steps {
         let w = _mm256_xor_si256(_mm256_loadu_si256(qs.add(32 * k) as *const __m256i), _mm256_set1_epi8(-128));
@@ -707,12 +706,7 @@ unsafe fn tile_isum_i8<I: Isa, const NT: usize>(
 /// per block (AVX2 with bytes w + 128: Σw·y directly), then its f32 steps as
 /// the scalar `vec_dot`'s (equal bit for bit).
 #[inline(always)]
-unsafe fn tile_sym32<I: Isa, const NT: usize, F: Sym32>(
-    n: usize,
-    packed: &[u8],
-    act: &[&[u8]],
-    aux: &[&[u8]],
-) -> [[f32; ROWS]; TOKS] {
+unsafe fn tile_sym32<I: Isa, const NT: usize, F: Sym32>(n: usize, packed: &[u8], act: &[&[u8]], aux: &[&[u8]]) -> [[f32; ROWS]; TOKS] {
     let nb = n / 32;
     let x: &[Q4_0x8] = &bytemuck::cast_slice(packed)[..nb];
     let y: [&[BlockQ8_0]; NT] = std::array::from_fn(|t| &bytemuck::cast_slice(act[t])[..nb]);
@@ -732,11 +726,7 @@ unsafe fn tile_sym32<I: Isa, const NT: usize, F: Sym32>(
         let dx = _mm256_loadu_ps(x.d.as_ptr());
         for t in 0..NT {
             let (s, dy) = (_mm256_cvtepi32_ps(isum[t]), _mm256_set1_ps(a[t][b].d));
-            let blk = if F::DXY_FIRST {
-                _mm256_mul_ps(_mm256_mul_ps(dx, dy), s)
-            } else {
-                _mm256_mul_ps(_mm256_mul_ps(s, dx), dy)
-            };
+            let blk = if F::DXY_FIRST { _mm256_mul_ps(_mm256_mul_ps(dx, dy), s) } else { _mm256_mul_ps(_mm256_mul_ps(s, dx), dy) };
             acc[t] = _mm256_add_ps(acc[t], blk);
         }
     }
@@ -780,11 +770,7 @@ unsafe fn tile_sym32_x16<const NT: usize, F: Sym32>(
         let dx = _mm512_loadu_ps(x.d.as_ptr());
         for t in 0..NT {
             let (sf, dy) = (_mm512_cvtepi32_ps(_mm512_add_epi32(s[0][t], s[1][t])), _mm512_set1_ps(a[t][b].d));
-            let blk = if F::DXY_FIRST {
-                _mm512_mul_ps(_mm512_mul_ps(dx, dy), sf)
-            } else {
-                _mm512_mul_ps(_mm512_mul_ps(sf, dx), dy)
-            };
+            let blk = if F::DXY_FIRST { _mm512_mul_ps(_mm512_mul_ps(dx, dy), sf) } else { _mm512_mul_ps(_mm512_mul_ps(sf, dx), dy) };
             acc[t] = _mm512_add_ps(acc[t], blk);
         }
     }
@@ -799,12 +785,7 @@ unsafe fn tile_sym32_x16<const NT: usize, F: Sym32>(
 /// m·Σy = m·s with s from the activation quantizer; rounded step by step
 /// like the scalar `vec_dot`, whose results these equal bit for bit.
 #[inline(always)]
-unsafe fn tile_min32<I: Isa, const NT: usize, F: Quants>(
-    n: usize,
-    packed: &[u8],
-    act: &[&[u8]],
-    aux: &[&[u8]],
-) -> [[f32; ROWS]; TOKS] {
+unsafe fn tile_min32<I: Isa, const NT: usize, F: Quants>(n: usize, packed: &[u8], act: &[&[u8]], aux: &[&[u8]]) -> [[f32; ROWS]; TOKS] {
     let nb = n / 32;
     let x: &[Q4_1x8] = &bytemuck::cast_slice(packed)[..nb];
     let y: [&[BlockQ8_1]; NT] = std::array::from_fn(|t| &bytemuck::cast_slice(act[t])[..nb]);
@@ -830,12 +811,7 @@ unsafe fn tile_min32<I: Isa, const NT: usize, F: Quants>(
 /// where the mins are the quants' offset (AVX2 with bytes w + 128: Σ_j
 /// sc_j·(w·y)_j directly, no min term).
 #[inline(always)]
-unsafe fn tile_k<I: Isa, const NT: usize, F: KQuant>(
-    n: usize,
-    packed: &[u8],
-    act: &[&[u8]],
-    aux: &[&[u8]],
-) -> [[f32; ROWS]; TOKS] {
+unsafe fn tile_k<I: Isa, const NT: usize, F: KQuant>(n: usize, packed: &[u8], act: &[&[u8]], aux: &[&[u8]]) -> [[f32; ROWS]; TOKS] {
     let nb = n / QK_K;
     let subs = F::X::SUBS;
     let steps = QK_K / 4 / subs;
@@ -852,11 +828,8 @@ unsafe fn tile_k<I: Isa, const NT: usize, F: KQuant>(
             let sc = _mm256_loadu_si256(x.sc(j).as_ptr() as *const __m256i);
             let yq = std::array::from_fn(|t| y[t][b].qs.as_ptr().add(4 * steps * j));
             let qs = x.qs().as_ptr().add(32 * steps * j);
-            let isum = if signed {
-                tile_isum_i8::<I, NT>(qs, yq, steps, Some(sc))
-            } else {
-                tile_isum::<I, NT>(qs, yq, steps, F::QMAX, Some(sc))
-            };
+            let isum =
+                if signed { tile_isum_i8::<I, NT>(qs, yq, steps, Some(sc)) } else { tile_isum::<I, NT>(qs, yq, steps, F::QMAX, Some(sc)) };
             for t in 0..NT {
                 sumi[t] = _mm256_add_epi32(sumi[t], isum[t]);
             }
@@ -1416,7 +1389,7 @@ unsafe fn dot_f16_rows(q: &[f16], k: &[f16], stride: usize, out: &mut [f32]) {
     if let Some(last) = out.len().checked_sub(1) {
         assert!(k.len() >= last * stride + n, "dot_f16: k too short");
     }
-    if n % 16 != 0 || n > QF_MAX {
+    if !n.is_multiple_of(16) || n > QF_MAX {
         for (j, o) in out.iter_mut().enumerate() {
             *o = dot_f16_raw(q.as_ptr() as *const u16, k.as_ptr().add(j * stride) as *const u16, n);
         }

@@ -86,11 +86,7 @@ impl Kernels {
         let mut entries = vec![wgpu::BindGroupLayoutEntry {
             binding: 0,
             visibility: wgpu::ShaderStages::COMPUTE,
-            ty: wgpu::BindingType::Buffer {
-                ty: wgpu::BufferBindingType::Uniform,
-                has_dynamic_offset: true,
-                min_binding_size: None,
-            },
+            ty: wgpu::BindingType::Buffer { ty: wgpu::BufferBindingType::Uniform, has_dynamic_offset: true, min_binding_size: None },
             count: None,
         }];
         for i in 0..sig.n_read + sig.n_rw {
@@ -183,7 +179,7 @@ impl<'a> Recorder<'a> {
     pub fn dispatch<P: KernelParams>(&mut self, key: ShaderKey, bufs: &[&GBuf], p: &P, wg: [u32; 3]) -> Result<()> {
         const { assert!(std::mem::size_of::<P>() <= SLOT as usize, "parameter struct larger than a slot") };
         debug_assert_eq!(P::LAYOUT.name, key.params().name, "{}: wrong parameter struct", key.label());
-        if wg.iter().any(|&n| n == 0) {
+        if wg.contains(&0) {
             return Ok(());
         }
         let maxwg = self.ctx.profile.max_compute_workgroups_per_dimension;
@@ -211,11 +207,8 @@ impl<'a> Recorder<'a> {
                 for (i, b) in bufs.iter().enumerate() {
                     entries.push(wgpu::BindGroupEntry { binding: 1 + i as u32, resource: b.buf.as_entire_binding() });
                 }
-                let bg = self.ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                    label: None,
-                    layout: &pipe.layout,
-                    entries: &entries,
-                });
+                let bg =
+                    self.ctx.device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout: &pipe.layout, entries: &entries });
                 self.bind_groups.insert(bk, bg.clone());
                 bg
             }
@@ -304,9 +297,7 @@ impl Readback {
             let _ = tx.send(r);
         });
         wait(ctx)?;
-        rx.recv()
-            .map_err(|_| Error::Backend("map callback dropped".into()))?
-            .map_err(|e| Error::Backend(format!("map: {e}")))?;
+        rx.recv().map_err(|_| Error::Backend("map callback dropped".into()))?.map_err(|e| Error::Backend(format!("map: {e}")))?;
         out.clear();
         out.extend_from_slice(&slice.get_mapped_range());
         self.staging.unmap();

@@ -33,8 +33,17 @@ pub enum MatmulKind {
 /// are expensive there) and for batches of ≥ 4 tokens; for decode on GPUs,
 /// `ReduceSg` where subgroups exist, else `Reduce`.
 #[allow(clippy::too_many_arguments)]
-pub fn matmul(rec: &mut Recorder, w: &GpuMatrix, x: &GBuf, x_stride: usize, x_off: usize, n_tok: usize, y: &GBuf, y_stride: usize) -> Result<()> {
-    let aligned = x_stride % 4 == 0 && x_off % 4 == 0;
+pub fn matmul(
+    rec: &mut Recorder,
+    w: &GpuMatrix,
+    x: &GBuf,
+    x_stride: usize,
+    x_off: usize,
+    n_tok: usize,
+    y: &GBuf,
+    y_stride: usize,
+) -> Result<()> {
+    let aligned = x_stride.is_multiple_of(4) && x_off.is_multiple_of(4);
     let kind = if aligned && (rec.ctx.profile.software || n_tok >= 4) {
         MatmulKind::Rows
     } else if rec.ctx.profile.subgroups {
@@ -72,7 +81,12 @@ pub fn matmul_with(
         for part in &w.parts {
             let groups = (part.n_rows as u32).div_ceil(64);
             let (gx, gz) = if groups <= 65535 { (groups, 1) } else { (65535, groups.div_ceil(65535)) };
-            rec.dispatch(ShaderKey::MatmulRows(w.layout), &[x, &part.wa, &part.wb, y], &params(part.n_rows, part.r0), [gx, (n_tok as u32).div_ceil(4), gz])?;
+            rec.dispatch(
+                ShaderKey::MatmulRows(w.layout),
+                &[x, &part.wa, &part.wb, y],
+                &params(part.n_rows, part.r0),
+                [gx, (n_tok as u32).div_ceil(4), gz],
+            )?;
         }
         return Ok(());
     }
@@ -95,7 +109,8 @@ pub fn get_rows(rec: &mut Recorder, w: &GpuMatrix, ids: &GBuf, n_tok: usize, out
         return Err(Error::Backend(format!("get_rows: rows of {} values into rows of {out_w}", w.n_in)));
     }
     for part in &w.parts {
-        let p = GetRowsParams { n_in: w.n_in as u32, r0: part.r0 as u32, n_rows: part.n_rows as u32, n_tok: n_tok as u32, out_w: out_w as u32 };
+        let p =
+            GetRowsParams { n_in: w.n_in as u32, r0: part.r0 as u32, n_rows: part.n_rows as u32, n_tok: n_tok as u32, out_w: out_w as u32 };
         rec.dispatch(ShaderKey::GetRows(w.layout), &[ids, &part.wa, &part.wb, out], &p, [upr.div_ceil(64), n_tok as u32, 1])?;
     }
     Ok(())
@@ -103,7 +118,17 @@ pub fn get_rows(rec: &mut Recorder, w: &GpuMatrix, ids: &GBuf, n_tok: usize, out
 
 /// RMSNorm of `n_rows` contiguous rows of width `n`.
 #[allow(clippy::too_many_arguments)]
-pub fn rms_norm(rec: &mut Recorder, x: &GBuf, x_off: usize, w: &GBuf, out: &GBuf, out_off: usize, n: usize, n_rows: usize, eps: f32) -> Result<()> {
+pub fn rms_norm(
+    rec: &mut Recorder,
+    x: &GBuf,
+    x_off: usize,
+    w: &GBuf,
+    out: &GBuf,
+    out_off: usize,
+    n: usize,
+    n_rows: usize,
+    eps: f32,
+) -> Result<()> {
     rms_norm_strided(rec, x, x_off, n, w, out, out_off, n, n, n_rows, eps)
 }
 
@@ -190,7 +215,15 @@ pub struct AttnArgs {
 
 impl AttnArgs {
     /// Standard attention: K and V rows hold `n_head_kv` heads each.
-    pub fn standard(n_tok: usize, n_head: usize, n_head_kv: usize, head_dim_k: usize, head_dim_v: usize, pos0: usize, kq_scale: f32) -> AttnArgs {
+    pub fn standard(
+        n_tok: usize,
+        n_head: usize,
+        n_head_kv: usize,
+        head_dim_k: usize,
+        head_dim_v: usize,
+        pos0: usize,
+        kq_scale: f32,
+    ) -> AttnArgs {
         AttnArgs {
             n_tok,
             n_head,
@@ -214,7 +247,7 @@ pub const ATTN_MAX_HDV: usize = 512;
 /// `out [n_tok, n_head·head_dim_v] = softmax(kq_scale · q·Kᵀ) · V`, q `[n_tok, n_head·head_dim_k]`.
 pub fn attention(rec: &mut Recorder, q: &GBuf, kc: &GBuf, vc: &GBuf, out: &GBuf, a: &AttnArgs) -> Result<()> {
     let even = [a.head_dim_k, a.head_dim_v, a.k_row, a.v_row].iter().all(|v| v % 2 == 0);
-    if !even || a.head_dim_k > ATTN_MAX_HDK || a.head_dim_v > ATTN_MAX_HDV || a.n_head % a.n_head_kv != 0 {
+    if !even || a.head_dim_k > ATTN_MAX_HDK || a.head_dim_v > ATTN_MAX_HDV || !a.n_head.is_multiple_of(a.n_head_kv) {
         return Err(crate::Error::Backend(format!(
             "attention with K head {} / V head {} / {} heads over {} KV heads is not supported on wgpu",
             a.head_dim_k, a.head_dim_v, a.n_head, a.n_head_kv
