@@ -48,7 +48,6 @@ Usage (llama-cpp-python 0.3.36 with gguf and numpy):
 """
 
 import argparse
-import ctypes
 import json
 import sys
 import tempfile
@@ -58,6 +57,8 @@ import gguf
 import numpy as np
 import llama_cpp
 from llama_cpp import Llama
+
+from llamacpp_fixture import LOG, batch_logits, decode_logits, ggml_build, gguf_kv, load, tensors_ne
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "arch"
@@ -70,24 +71,6 @@ N_IDS = 40
 
 LOGITS_LAYOUT = ("little-endian float32, shape [n_tokens, n_vocab], row-major; row i = logits for "
                  "the position of ids[i] (after seeing ids[0..=i])")
-
-# llama.cpp's log lines, collected by the callback below (print_info among them).
-LOG: list[str] = []
-
-
-@llama_cpp.llama_log_callback
-def _log(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
-    LOG.append(text.decode("utf-8", errors="replace"))
-
-
-llama_cpp.llama_log_set(_log, ctypes.c_void_p(0))
-
-
-def ggml_build() -> dict:
-    lib = ctypes.CDLL(str(Path(llama_cpp.__file__).parent / "lib" / "libggml-base.so"))
-    lib.ggml_version.restype = ctypes.c_char_p
-    lib.ggml_commit.restype = ctypes.c_char_p
-    return {"ggml_commit": lib.ggml_commit().decode(), "ggml_version": lib.ggml_version().decode()}
 
 
 def fixture_ids() -> list[int]:
@@ -324,25 +307,6 @@ def read_tensors(path: Path) -> dict:
     return out
 
 
-def load(path: Path, kv_f32: bool) -> Llama:
-    kv = {"type_k": llama_cpp.GGML_TYPE_F32, "type_v": llama_cpp.GGML_TYPE_F32} if kv_f32 else {}
-    return Llama(model_path=str(path), n_ctx=256, n_batch=512, n_threads=1, n_threads_batch=1,
-                 logits_all=True, flash_attn=False, verbose=False, seed=0, **kv)
-
-
-def batch_logits(llm: Llama, ids: list[int]) -> np.ndarray:
-    llm.reset()
-    llm.eval(ids)
-    return np.array(llm.scores[: len(ids)], dtype=np.float32)
-
-
-def decode_logits(llm: Llama, ids: list[int]) -> np.ndarray:
-    llm.reset()
-    for i in ids:
-        llm.eval([i])
-    return np.array(llm.scores[: len(ids)], dtype=np.float32)
-
-
 def rope_type_name(llm: Llama) -> str:
     rt = llama_cpp.llama_model_rope_type(llm.model)
     return {llama_cpp.LLAMA_ROPE_TYPE_NORM: "NORM (adjacent pairs)",
@@ -351,31 +315,6 @@ def rope_type_name(llm: Llama) -> str:
 
 def max_abs(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64)).max())
-
-
-def jsonable(v):
-    if isinstance(v, (list, tuple)):
-        return [jsonable(x) for x in v]
-    if isinstance(v, np.generic):
-        return v.item()
-    return v
-
-
-def gguf_kv(path: Path) -> dict:
-    r = gguf.GGUFReader(str(path))
-    kv = {}
-    for k, f in r.fields.items():
-        if k.startswith("GGUF."):
-            continue
-        if k.startswith("tokenizer.ggml.") and f.types and f.types[0] == gguf.GGUFValueType.ARRAY:
-            continue
-        kv[k] = jsonable(f.contents())
-    return kv
-
-
-def tensors_ne(path: Path) -> list:
-    r = gguf.GGUFReader(str(path))
-    return [[t.name, t.tensor_type.name, [int(x) for x in t.shape]] for t in r.tensors]
 
 
 def make(arch: str, out: Path) -> None:

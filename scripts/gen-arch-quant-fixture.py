@@ -44,25 +44,9 @@ import numpy as np
 import llama_cpp
 from llama_cpp import Llama
 
+from llamacpp_fixture import LOG, batch_logits, decode_logits, ggml_build, gguf_kv, load, tensors_ne
+
 ROOT = Path(__file__).resolve().parent.parent
-
-# llama.cpp's log lines, collected by the callback below (print_info among them).
-LOG: list[str] = []
-
-
-@llama_cpp.llama_log_callback
-def _log(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
-    LOG.append(text.decode("utf-8", errors="replace"))
-
-
-llama_cpp.llama_log_set(_log, ctypes.c_void_p(0))
-
-
-def ggml_build() -> dict:
-    lib = ctypes.CDLL(str(Path(llama_cpp.__file__).parent / "lib" / "libggml-base.so"))
-    lib.ggml_version.restype = ctypes.c_char_p
-    lib.ggml_commit.restype = ctypes.c_char_p
-    return {"ggml_commit": lib.ggml_commit().decode(), "ggml_version": lib.ggml_version().decode()}
 
 
 def quantize(src: Path, dst: Path, ftype: int) -> None:
@@ -74,52 +58,8 @@ def quantize(src: Path, dst: Path, ftype: int) -> None:
         sys.exit(f"llama_model_quantize({src} -> {dst}, ftype {ftype}) returned {rc}")
 
 
-def load(path: Path, kv_f32: bool) -> Llama:
-    kv = {"type_k": llama_cpp.GGML_TYPE_F32, "type_v": llama_cpp.GGML_TYPE_F32} if kv_f32 else {}
-    return Llama(model_path=str(path), n_ctx=256, n_batch=512, n_threads=1, n_threads_batch=1,
-                 logits_all=True, flash_attn=False, verbose=False, seed=0, **kv)
-
-
-def batch_logits(llm: Llama, ids: list[int]) -> np.ndarray:
-    llm.reset()
-    llm.eval(ids)
-    return np.array(llm.scores[: len(ids)], dtype=np.float32)
-
-
-def decode_logits(llm: Llama, ids: list[int]) -> np.ndarray:
-    llm.reset()
-    for i in ids:
-        llm.eval([i])
-    return np.array(llm.scores[: len(ids)], dtype=np.float32)
-
-
 def max_abs(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(a - b).max())
-
-
-def jsonable(v):
-    if isinstance(v, (list, tuple)):
-        return [jsonable(x) for x in v]
-    if isinstance(v, np.generic):
-        return v.item()
-    return v
-
-
-def gguf_kv(path: Path) -> dict:
-    r = gguf.GGUFReader(str(path))
-    kv = {}
-    for k, f in r.fields.items():
-        if k.startswith("GGUF."):
-            continue
-        if k.startswith("tokenizer.ggml.") and f.types and f.types[0] == gguf.GGUFValueType.ARRAY:
-            continue
-        kv[k] = jsonable(f.contents())
-    return kv
-
-
-def tensors_ne(path: Path) -> list:
-    r = gguf.GGUFReader(str(path))
-    return [[t.name, t.tensor_type.name, [int(x) for x in t.shape]] for t in r.tensors]
 
 
 def make(src: Path, out: Path, ftype_name: str) -> None:
