@@ -261,11 +261,6 @@ impl Graph {
     pub fn width(&self, b: Buf) -> usize {
         self.bufs[b.0 as usize].1
     }
-
-    /// The whole rows of a buffer as a view.
-    pub fn all(&self, b: Buf) -> View {
-        View { buf: b, off: 0, width: self.width(b) }
-    }
 }
 
 /// An architecture: its graph and its forward pass over an executor.

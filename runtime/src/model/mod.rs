@@ -75,11 +75,6 @@ impl Model {
     pub fn graph(&self) -> &Graph {
         self.arch.graph()
     }
-
-    /// KV-cache bytes per token of context, as the CPU cache stores it (f16).
-    pub fn kv_bytes_per_token(&self) -> usize {
-        self.graph().kv.iter().map(|&(k, v)| (k + v) * 2).sum()
-    }
 }
 
 /// What every architecture reports about itself.
