@@ -12,6 +12,7 @@ use ember::backend::cpu::simd::SCALAR;
 use ember::backend::cpu::{attention, AttnShape};
 use ember::backend::wgpu::kernels::{ops, params_buffer, GBuf, Kernels, Readback, Recorder};
 use ember::backend::wgpu::repack::repack;
+use ember::backend::wgpu::shaders::RowsTile;
 use ember::backend::wgpu::weights::GpuMatrix;
 use ember::backend::wgpu::{AdapterPolicy, GpuContext};
 use ember::ops::rope::{self, RopeMode, RopeParams};
@@ -166,7 +167,8 @@ fn matmul_case(ctx: &GpuContext, ty: GgmlType, n_in: usize, n_out: usize, n_tok:
     let mut run = Run::new(ctx);
     let xb = GBuf::from_f32(ctx, "x", &x);
     // Every tier this adapter runs (lavapipe has subgroups: ReduceSg runs in CI).
-    let mut kinds = vec![ops::MatmulKind::Reduce, ops::MatmulKind::Rows];
+    let mut kinds = vec![ops::MatmulKind::Reduce];
+    kinds.extend(RowsTile::ALL.map(ops::MatmulKind::Rows));
     if ctx.profile.subgroups {
         kinds.push(ops::MatmulKind::ReduceSg);
     }
@@ -584,7 +586,7 @@ fn padded_rows_multiply_like_the_unpadded_weight() {
         assert_eq!(gm.n_in, pad);
         let xp: Vec<f32> = x.chunks(n_in).flat_map(|r| r.iter().copied().chain(std::iter::repeat_n(0.0, pad - n_in))).collect();
         let xb = GBuf::from_f32(&ctx, "x", &xp);
-        for kind in [ops::MatmulKind::Reduce, ops::MatmulKind::Rows] {
+        for kind in [ops::MatmulKind::Reduce].into_iter().chain(RowsTile::ALL.map(ops::MatmulKind::Rows)) {
             let yb = run.zeros(n_tok * n_out);
             run.go(|r| ops::matmul_with(r, kind, &gm, &xb, pad, 0, n_tok, &yb, n_out).unwrap());
             compare(&format!("mul_mat {kind:?} {ty} padded 48→64 x {n_out}"), &run.read(&yb, want.len()), &want, 1e-6);

@@ -33,8 +33,9 @@ pub enum ShaderKey {
     Matmul(Layout),
     /// Lanes + subgroup-shuffle reduction (GPU decode) on adapters with subgroups.
     MatmulSg(Layout),
-    /// One invocation per (row, 4 tokens), no barriers (software adapters, prompts).
-    MatmulRows(Layout),
+    /// One invocation per (rows, tokens) tile, no barriers (software
+    /// adapters, prompts): see [`RowsTile`].
+    MatmulRows(Layout, RowsTile),
     GetRows(Layout),
     RmsNorm,
     Rope,
@@ -50,6 +51,39 @@ pub enum ShaderKey {
     Copy,
     /// Per-head products with a plain f32 weight (MLA's absorbed maps).
     HeadMatmul,
+}
+
+/// The tile of matmul_rows.wgsl: `rows` weight rows × `tokens` tokens per
+/// invocation, `rows_per_group` rows per workgroup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RowsTile {
+    pub rows: u32,
+    pub tokens: u32,
+}
+
+impl RowsTile {
+    /// Software adapters (lavapipe), batches: each x value loaded once serves
+    /// 16 rows (every per-invocation load is a gather there, and x's dominated).
+    pub const SOFTWARE: RowsTile = RowsTile { rows: 16, tokens: 4 };
+    /// Software adapters, one token (decode).
+    pub const SOFTWARE_DECODE: RowsTile = RowsTile { rows: 16, tokens: 1 };
+    /// GPUs, prompt batches: one row per invocation, many invocations.
+    pub const GPU: RowsTile = RowsTile { rows: 1, tokens: 4 };
+    pub const ALL: [RowsTile; 3] = [RowsTile::SOFTWARE, RowsTile::SOFTWARE_DECODE, RowsTile::GPU];
+
+    /// Invocations per workgroup.
+    pub fn workgroup(&self) -> u32 {
+        if self.rows == 1 {
+            64
+        } else {
+            16
+        }
+    }
+
+    /// Weight rows per workgroup.
+    pub fn rows_per_group(&self) -> u32 {
+        self.rows * self.workgroup()
+    }
 }
 
 /// Binding signature: binding 0 is the params uniform (dynamic offset), then
@@ -75,7 +109,7 @@ impl ShaderKey {
         match self {
             ShaderKey::Matmul(l) => format!("matmul_{}", l.name()),
             ShaderKey::MatmulSg(l) => format!("matmul_sg_{}", l.name()),
-            ShaderKey::MatmulRows(l) => format!("matmul_rows_{}", l.name()),
+            ShaderKey::MatmulRows(l, t) => format!("matmul_rows_r{}t{}_{}", t.rows, t.tokens, l.name()),
             ShaderKey::GetRows(l) => format!("get_rows_{}", l.name()),
             other => format!("{other:?}").to_lowercase(),
         }
@@ -87,7 +121,14 @@ impl ShaderKey {
             // The binding declarations come first in the body; dequant_unit uses them.
             ShaderKey::Matmul(l) => format!("{}{}\n{}\n{}", layout_consts(*l), MATMUL, MATMUL_WG, DEQUANT),
             ShaderKey::MatmulSg(l) => format!("{}{}\n{}\n{}", layout_consts(*l), MATMUL, MATMUL_SG, DEQUANT),
-            ShaderKey::MatmulRows(l) => format!("{}{}", layout_consts(*l), MATMUL_ROWS),
+            ShaderKey::MatmulRows(l, t) => format!(
+                "{}const R: u32 = {}u;\nconst T: u32 = {}u;\nconst WG: u32 = {}u;\n{}",
+                layout_consts(*l),
+                t.rows,
+                t.tokens,
+                t.workgroup(),
+                MATMUL_ROWS
+            ),
             ShaderKey::GetRows(l) => format!("{}{}\n{}", layout_consts(*l), GET_ROWS, DEQUANT),
             ShaderKey::RmsNorm => RMS_NORM.into(),
             ShaderKey::Rope => ROPE.into(),
@@ -109,7 +150,7 @@ impl ShaderKey {
     /// struct by the naga test).
     pub fn params(&self) -> ParamsLayout {
         match self {
-            ShaderKey::Matmul(_) | ShaderKey::MatmulSg(_) | ShaderKey::MatmulRows(_) => kp::MatmulParams::LAYOUT,
+            ShaderKey::Matmul(_) | ShaderKey::MatmulSg(_) | ShaderKey::MatmulRows(..) => kp::MatmulParams::LAYOUT,
             ShaderKey::GetRows(_) => kp::GetRowsParams::LAYOUT,
             ShaderKey::RmsNorm => kp::RmsNormParams::LAYOUT,
             ShaderKey::Rope => kp::RopeParams::LAYOUT,
@@ -129,7 +170,7 @@ impl ShaderKey {
     pub fn signature(&self) -> Signature {
         let s = |n_read, n_rw| Signature { n_read, n_rw };
         match self {
-            ShaderKey::Matmul(_) | ShaderKey::MatmulSg(_) | ShaderKey::MatmulRows(_) | ShaderKey::GetRows(_) => s(3, 1),
+            ShaderKey::Matmul(_) | ShaderKey::MatmulSg(_) | ShaderKey::MatmulRows(..) | ShaderKey::GetRows(_) => s(3, 1),
             ShaderKey::RmsNorm => s(2, 1),
             ShaderKey::Rope
             | ShaderKey::KvStore
@@ -154,7 +195,7 @@ pub fn all_variants() -> Vec<ShaderKey> {
     for l in ALL_LAYOUTS {
         v.push(ShaderKey::Matmul(l));
         v.push(ShaderKey::MatmulSg(l));
-        v.push(ShaderKey::MatmulRows(l));
+        v.extend(RowsTile::ALL.map(|t| ShaderKey::MatmulRows(l, t)));
         v.push(ShaderKey::GetRows(l));
     }
     v.extend([

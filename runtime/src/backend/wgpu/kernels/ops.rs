@@ -3,7 +3,7 @@
 
 use super::params::*;
 use super::{GBuf, Recorder};
-use crate::backend::wgpu::shaders::ShaderKey;
+use crate::backend::wgpu::shaders::{RowsTile, ShaderKey};
 use crate::backend::wgpu::weights::GpuMatrix;
 use crate::{Error, Result};
 
@@ -24,8 +24,8 @@ pub enum MatmulKind {
     Reduce,
     /// matmul.wgsl + matmul_sg.wgsl: the same with subgroup shuffles (subgroup tier).
     ReduceSg,
-    /// matmul_rows.wgsl: one invocation per (row, 4 tokens), no barriers.
-    Rows,
+    /// matmul_rows.wgsl: one invocation per tile of rows × tokens, no barriers.
+    Rows(RowsTile),
 }
 
 /// `y[t][y_off..] = W · x[t][x_off..]` over every row part of `w`, with the
@@ -44,8 +44,11 @@ pub fn matmul(
     y_stride: usize,
 ) -> Result<()> {
     let aligned = x_stride.is_multiple_of(4) && x_off.is_multiple_of(4);
-    let kind = if aligned && (rec.ctx.profile.software || n_tok >= 4) {
-        MatmulKind::Rows
+    let software = rec.ctx.profile.software;
+    let kind = if aligned && software {
+        MatmulKind::Rows(if n_tok == 1 { RowsTile::SOFTWARE_DECODE } else { RowsTile::SOFTWARE })
+    } else if aligned && n_tok >= 4 {
+        MatmulKind::Rows(RowsTile::GPU)
     } else if rec.ctx.profile.subgroups {
         MatmulKind::ReduceSg
     } else {
@@ -77,15 +80,15 @@ pub fn matmul_with(
         y_off: r0 as u32,
         ..Default::default()
     };
-    if kind == MatmulKind::Rows {
+    if let MatmulKind::Rows(t) = kind {
         for part in &w.parts {
-            let groups = (part.n_rows as u32).div_ceil(64);
+            let groups = (part.n_rows as u32).div_ceil(t.rows_per_group());
             let (gx, gz) = if groups <= 65535 { (groups, 1) } else { (65535, groups.div_ceil(65535)) };
             rec.dispatch(
-                ShaderKey::MatmulRows(w.layout),
+                ShaderKey::MatmulRows(w.layout, t),
                 &[x, &part.wa, &part.wb, y],
                 &params(part.n_rows, part.r0),
-                [gx, (n_tok as u32).div_ceil(4), gz],
+                [gx, (n_tok as u32).div_ceil(t.tokens), gz],
             )?;
         }
         return Ok(());
