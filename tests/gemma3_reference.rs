@@ -2,7 +2,8 @@
 //! what llama.cpp produced on the same file (tests/fixtures/gemma3). The checks
 //! live in tests/common (`Reference`), shared with the other reference models.
 //!
-//! Every criterion runs on each backend: `cpu`, and `wgpu` (lavapipe in CI).
+//! Every criterion runs on each backend: `cpu`, and `wgpu` (lavapipe in CI),
+//! but perplexity, which runs on the CPU only (see below).
 
 mod common;
 
@@ -12,7 +13,15 @@ fn reference(backend: &'static str) -> Reference {
     Reference { dir: "gemma3", model: gemma3(), centred_tol: 0.25, backend }
 }
 
-on_every_backend!(perplexity_within_one_percent: perplexity_within_one_percent_of_llama_cpp, wgpu_perplexity_within_one_percent_of_llama_cpp);
+// Perplexity on the CPU only: on lavapipe (CI's software GPU) it would cost
+// ~10 minutes, nearly all in the 262k-row output head run at every position;
+// wgpu's long-context path (KV across micro-batches, attention over 512
+// positions) is held to llama.cpp's perplexity on SmolLM2, and Gemma's own ops
+// on wgpu by the per-position top-1, last-logits and greedy checks below.
+#[test]
+fn perplexity_within_one_percent_of_llama_cpp() {
+    reference("cpu").perplexity_within_one_percent();
+}
 // Along prompt + greedy continuation fed as one batch, our top-1 equals
 // llama.cpp's at ≥ 99% of the positions where its top-1/top-2 margin ≥ 0.3.
 on_every_backend!(top1_agrees: top1_agrees_with_llama_cpp_along_every_sequence, wgpu_top1_agrees_with_llama_cpp_along_every_sequence);

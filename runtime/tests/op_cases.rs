@@ -21,6 +21,7 @@
 //! on any failure. `EMBER_REQUIRE_GPU=1` (or `CI`) makes a missing adapter
 //! a failure.
 //!
+//! `cargo bench -p ember --bench ops` (benches/ops.rs, the same table) or
 //! `cargo test --release -p ember --test op_cases -- --perf` instead times
 //! bigger cases (2048×2048 products at 1 and 64 tokens, …) per executor:
 //! the median of several whole passes (embed + op + a tiny head; on wgpu
@@ -780,8 +781,13 @@ fn compare(got: &[Dumped], want: &[(String, usize, Vec<f32>)]) -> Result<(f64, f
 }
 
 fn main() {
+    run(std::env::args().any(|a| a == "--perf"));
+}
+
+/// Checks every case on every executor (exits non-zero on a failure), or
+/// with `perf` times the bigger cases (also `cargo bench -p ember --bench ops`).
+pub fn run(perf: bool) {
     let args: Vec<String> = std::env::args().collect();
-    let perf = args.iter().any(|a| a == "--perf");
     let filter = args.iter().position(|a| a == "--filter").and_then(|i| args.get(i + 1)).cloned();
     // libtest-style flags `cargo test` may pass (--nocapture, --test-threads …) are ignored.
     let threads = if perf { 0 } else { 2 };
