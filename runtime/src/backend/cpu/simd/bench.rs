@@ -1,5 +1,8 @@
-//! Kernel throughput on this CPU, for tuning (ignored by default):
-//! `cargo test --release -p ember --lib simd::bench -- --ignored --nocapture`.
+//! Kernel throughput on this CPU, for tuning:
+//! `cargo bench -p ember --bench kernels [-- NAME...]` runs the named
+//! benchmarks (`vec_dot`, `matmul_dram`, …: the `bench_*` functions here,
+//! with or without the prefix; all of them without a name), one after
+//! another; an unknown name fails with the list (see [`run`]).
 //!
 //! The machine is shared, so each figure is the thread's own CPU time
 //! (`CLOCK_THREAD_CPUTIME_ID`), not wall time, over a weight matrix that
@@ -15,10 +18,44 @@
 
 use std::time::Instant;
 
-use super::tests::{act_row, weight_row, Rng};
+use super::sample::{act_row, aux_rows, weight_row, Rng, QUANT_TYPES as TYPES};
 use super::CpuKernels;
 use crate::backend::cpu::{matmul, MatmulScratch};
 use crate::quant::{GgmlType, QK_K};
+
+/// Every benchmark, by the name [`run`] takes (the function's without `bench_`).
+pub const BENCHES: &[(&str, fn())] = &[
+    ("vec_dot", bench_vec_dot),
+    ("matmul", bench_matmul),
+    ("prompt_matmul", bench_prompt_matmul),
+    ("prompt_shapes", bench_prompt_shapes),
+    ("tile", bench_tile),
+    ("matmul_dram", bench_matmul_dram),
+    ("matmul_overhead", bench_matmul_overhead),
+    ("generation_regions", bench_generation_regions),
+    ("model_layers", bench_model_layers),
+    ("generation_mix", bench_generation_mix),
+    ("quantize_act", bench_quantize_act),
+];
+
+/// Runs the benchmarks `names` (each with or without the `bench_` prefix)
+/// in order, all of [`BENCHES`] when `names` is empty. Any unknown name:
+/// prints the known ones and runs nothing.
+pub fn run(names: &[String]) -> Result<(), String> {
+    let find = |name: &str| BENCHES.iter().find(|(n, _)| *n == name.strip_prefix("bench_").unwrap_or(name));
+    let unknown: Vec<&str> = names.iter().map(|n| n.as_str()).filter(|n| find(n).is_none()).collect();
+    if !unknown.is_empty() {
+        let known: Vec<&str> = BENCHES.iter().map(|(n, _)| *n).collect();
+        eprintln!("the benchmarks: {}", known.join(" "));
+        return Err(format!("unknown benchmark {}", unknown.join(", ")));
+    }
+    let todo: Vec<&(&str, fn())> = if names.is_empty() { BENCHES.iter().collect() } else { names.iter().filter_map(|n| find(n)).collect() };
+    for (name, bench) in todo {
+        eprintln!("== {name}");
+        bench();
+    }
+    Ok(())
+}
 
 /// CPU time of this thread in ns (`CLOCK_THREAD_CPUTIME_ID`; exact, unlike
 /// /proc's schedstat, which only moves at scheduler ticks).
@@ -56,9 +93,6 @@ fn time(reps: usize, mut f: impl FnMut()) -> (f64, f64) {
     (cpu, t0.elapsed().as_nanos() as f64 / reps as f64)
 }
 
-use super::tests::aux_rows;
-use super::tests::QUANT_TYPES as TYPES;
-
 /// The types `EMBER_BENCH_TY` names (comma-separated), else `all`.
 fn types_from_env(all: &[GgmlType]) -> Vec<GgmlType> {
     match std::env::var("EMBER_BENCH_TY") {
@@ -76,9 +110,7 @@ fn without_rows(k: &CpuKernels) -> &'static CpuKernels {
     Box::leak(Box::new(k))
 }
 
-#[test]
-#[ignore]
-fn bench_vec_dot() {
+pub fn bench_vec_dot() {
     // 2B-shaped rows (n_embd 2304, or `EMBER_BENCH_NIN`), 64 of them: ~80 KiB of Q4 weights.
     let n: usize = std::env::var("EMBER_BENCH_NIN").map_or(2304, |v| v.parse().unwrap());
     let rows = 64;
@@ -122,9 +154,7 @@ fn bench_vec_dot() {
     }
 }
 
-#[test]
-#[ignore]
-fn bench_matmul() {
+pub fn bench_matmul() {
     let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
     let (n_in, n_out) = (2304, 256);
     let mut rng = Rng(2);
@@ -148,9 +178,7 @@ fn bench_matmul() {
 /// thread; best of 3): CPU ns per weight row·token with the table's strip
 /// kernels and with its row kernels (strips off), activation quantization
 /// and packing included. `EMBER_BENCH_TY` picks one format.
-#[test]
-#[ignore]
-fn bench_prompt_matmul() {
+pub fn bench_prompt_matmul() {
     let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
     let (n_in, n_out) = (2304, 1024);
     let mut rng = Rng(6);
@@ -191,9 +219,7 @@ fn bench_prompt_matmul() {
 /// 5760 → 2304; 512 tokens, 1 thread, best of 3): CPU ns per weight
 /// row·token per table, activation quantization and packing included.
 /// `EMBER_BENCH_TY` picks another format.
-#[test]
-#[ignore]
-fn bench_prompt_shapes() {
+pub fn bench_prompt_shapes() {
     let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
     let ty = std::env::var("EMBER_BENCH_TY").map_or(GgmlType::Q4_0, |t| *TYPES.iter().find(|ty| ty.to_string() == t).unwrap());
     let n_tok = 512;
@@ -248,9 +274,7 @@ fn wide_by4(n: usize, x: &[u8], y: &[&[u8]], a: &[&[u8]]) -> [[f32; super::tile:
 /// CPU ns per strip packed and per weight row·token dotted, against the row
 /// kernel (`vec_dot`) on the same rows and tokens; best of 5 trials each.
 /// `EMBER_BENCH_TY` picks one format.
-#[test]
-#[ignore]
-fn bench_tile() {
+pub fn bench_tile() {
     use super::tile::{ROWS, TOKS};
     let (n, strips, n_tok) = (2304, 32, 64);
     let mut rng = Rng(7);
@@ -309,9 +333,7 @@ fn bench_tile() {
 /// Generation-shaped matmuls over weights far larger than the caches
 /// (wall time, 1 and 2 threads): what the kernels reach from DRAM, with and
 /// without the 8-row kernels.
-#[test]
-#[ignore]
-fn bench_matmul_dram() {
+pub fn bench_matmul_dram() {
     use crate::backend::cpu::team;
     let n_in: usize = std::env::var("EMBER_BENCH_NIN").map_or(2304, |v| v.parse().unwrap());
     let n_out = 2304 * (48 * 2304 / n_in);
@@ -394,9 +416,7 @@ fn mapped_copy(bytes: &[u8]) -> memmap2::Mmap {
 }
 
 /// Fork-join cost: tiny matmuls back to back on 2 threads.
-#[test]
-#[ignore]
-fn bench_matmul_overhead() {
+pub fn bench_matmul_overhead() {
     let (n_in, n_out) = (2304, 128);
     let mut rng = Rng(4);
     let k = CpuKernels::detect(false);
@@ -422,9 +442,7 @@ fn bench_matmul_overhead() {
 /// A 2B-shaped generation step's matmuls alone (40 layers: q/k/v as one
 /// region, o, gate/up as one region, down; Q4_0; memory-mapped weights),
 /// against the same bytes as one matmul: what the region boundaries cost.
-#[test]
-#[ignore]
-fn bench_generation_regions() {
+pub fn bench_generation_regions() {
     use crate::backend::cpu::{matmul_many, MatJob};
     let (e, ff, layers) = (2304, 5760, 40);
     let ty = GgmlType::Q4_0;
@@ -493,9 +511,7 @@ fn bench_generation_regions() {
 /// into 4 KiB pages or into huge pages: what the weight memory costs.
 /// `EMBER_BENCH_MODEL` (a GGUF with `blk.N.attn_q` … `ffn_down` tensors),
 /// `EMBER_BENCH_WEIGHTS` (`mmap,small,huge` by default).
-#[test]
-#[ignore]
-fn bench_model_layers() {
+pub fn bench_model_layers() {
     use crate::backend::cpu::{matmul_many, team, MatJob};
     let Ok(path) = std::env::var("EMBER_BENCH_MODEL") else {
         eprintln!("set EMBER_BENCH_MODEL to a GGUF file");
@@ -562,9 +578,7 @@ fn bench_model_layers() {
 /// (n_embd 2304, 40 layers, n_ff 5760, vocab 122753: ffn_down Q5_0 / Q8_0,
 /// as llama.cpp's Q4_K_M falls back for rows that are not whole
 /// super-blocks); `EMBER_BENCH_MIX=q4_k` makes every matrix Q4_K instead.
-#[test]
-#[ignore]
-fn bench_generation_mix() {
+pub fn bench_generation_mix() {
     use crate::backend::cpu::{matmul_many, team, MatJob};
     use GgmlType::*;
     let shape = std::env::var("EMBER_BENCH_SHAPE").unwrap_or("qwen1.5b".into());
@@ -676,9 +690,7 @@ fn bench_generation_mix() {
 
 /// The activation quantizers (`CpuKernels::quantize_act`): ns per value of
 /// a 2304-wide row (9 KiB of f32, in L1), for each `vec_dot_type`.
-#[test]
-#[ignore]
-fn bench_quantize_act() {
+pub fn bench_quantize_act() {
     let n = 2304;
     let mut rng = Rng(5);
     let x: Vec<f32> = (0..n).map(|_| rng.f()).collect();

@@ -21,8 +21,13 @@ mod aarch64;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
-#[cfg(all(test, target_os = "linux"))]
-mod bench;
+/// The kernel microbenchmarks, run by `cargo bench -p ember --bench kernels`
+/// (`runtime/benches/kernels.rs`); public only for that target.
+#[cfg(target_os = "linux")]
+#[doc(hidden)]
+pub mod bench;
+#[cfg(any(test, target_os = "linux"))]
+mod sample;
 #[cfg(test)]
 mod tests;
 pub mod tile;
