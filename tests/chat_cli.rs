@@ -112,3 +112,16 @@ fn ctrl_c_stops_the_answer_not_the_program() {
     assert!(stderr.contains("stop: cancelled"), "{stderr}");
     assert_eq!(prompt_stats(&stderr).len(), 2, "{stderr}");
 }
+
+/// The Gemma-3 GGUF as distributed carries no `tokenizer.chat_template`: the
+/// built-in template its turn tokens name is used, and stderr says so once.
+/// (The Qwen2.5-Coder files do carry theirs.)
+#[test]
+fn models_without_a_template_get_the_builtin_their_turn_tokens_name() {
+    let msgs = r#"[{"role":"user","content":"x"}]"#;
+    let out = run(&["chat-template", "-m", gemma3().to_str().unwrap(), "--messages", msgs]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "<bos><start_of_turn>user\nx<end_of_turn>\n<start_of_turn>model\n");
+    assert_eq!(err.matches("using the built-in 'gemma'").count(), 1, "said once: {err}");
+}

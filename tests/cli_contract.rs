@@ -130,7 +130,7 @@ fn errors_are_clear_and_nonzero() {
     let bad = dir.join("bad.gguf");
     std::fs::write(&bad, b"not a gguf file at all").unwrap();
     let e = stderr_of(&["run", "-m", bad.to_str().unwrap(), "-p", "hi"]);
-    assert!(e.contains("bad magic"), "{e}");
+    assert!(e.contains("not a GGUF file") && e.contains("\"not \""), "the start shown as text: {e}");
     let trunc = dir.join("trunc.gguf");
     let full = std::fs::read(fixtures().join("arch/llama.gguf")).unwrap();
     std::fs::write(&trunc, &full[..full.len() / 2]).unwrap();
@@ -150,6 +150,31 @@ fn errors_are_clear_and_nonzero() {
     assert!(e.contains("unknown model"), "{e}");
     let e = stderr_of(&["run", "-m", &tiny(), "-p", "hi", "--top-p", "7"]);
     assert!(e.contains("top_p") || e.contains("top-p"), "{e}");
+    // Sizes from the caller are checked before anything is allocated.
+    let e = stderr_of(&["run", "-m", &tiny(), "-p", "hi", "-t", "100000"]);
+    assert!(e.contains("100000 threads"), "{e}");
+    let e = stderr_of(&["logits", "-m", &tiny(), "--ids", "1", "--ctx", "1000000000000"]);
+    assert!(e.contains("MiB of KV cache"), "{e}");
+    // Odd paths: named, with what is wrong, at once (a FIFO must not block).
+    let dir = std::env::temp_dir().join(format!("ember-odd-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let e = stderr_of(&["inspect", dir.to_str().unwrap()]);
+    assert!(e.contains("a directory") && e.contains(dir.to_str().unwrap()), "{e}");
+    #[cfg(unix)]
+    {
+        let e = stderr_of(&["inspect", "/dev/null"]);
+        assert!(e.contains("not a regular file") && e.contains("/dev/null"), "{e}");
+        let fifo = dir.join("fifo.gguf");
+        if std::process::Command::new("mkfifo").arg(&fifo).status().is_ok_and(|s| s.success()) {
+            let e = stderr_of(&["inspect", fifo.to_str().unwrap()]);
+            assert!(e.contains("not a regular file"), "{e}");
+        }
+        let empty = dir.join("empty.gguf");
+        std::fs::write(&empty, b"").unwrap();
+        let e = stderr_of(&["inspect", empty.to_str().unwrap()]);
+        assert!(e.contains("empty"), "{e}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
 }
 
 /// `--weights`: the file mapping, a copy in memory and the default give
@@ -176,4 +201,74 @@ fn logits_last_prints_only_the_last_row() {
     let b: serde_json::Value = serde_json::from_str(last.trim()).unwrap();
     assert_eq!(b["pos"], 3);
     assert_eq!(a, b, "--last is the last row of the full output");
+}
+
+/// A run on the default backend (`auto`, which probes for a GPU) prints only
+/// its summary line on stderr: no wgpu warnings, nothing a Vulkan driver or
+/// its window-system library prints while adapters are enumerated (lavapipe
+/// in CI: "XDG_RUNTIME_DIR is invalid…"). With -v the probing is shown.
+#[test]
+fn gpu_probing_is_quiet_unless_verbose() {
+    let out =
+        ember().env_remove("XDG_RUNTIME_DIR").env_remove("EMBER_LOG").args(["run", "-m", &tiny(), "-p", "hi", "-n", "2"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "stderr should be the one summary line, got:\n{err}");
+    assert!(lines[0].starts_with("ember: prompt"), "{err}");
+}
+
+/// A killed `ember pull` takes its pip child with it, and the next pull
+/// removes the work folder it left (`models/.pull-NAME-PID`). Python is a
+/// stand-in script (`EMBER_PYTHON`): the first hangs, the second fails.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_killed_pull_leaves_no_child_and_its_folder_is_swept() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::time::{Duration, Instant};
+    let home = std::env::temp_dir().join(format!("ember-pull-kill-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&home);
+    std::fs::create_dir_all(&home).unwrap();
+    let script = |name: &str, body: &str| {
+        let p = home.join(name);
+        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        p
+    };
+    let hang = script("hang.sh", &format!("echo $$ > {}/child.pid\nexec sleep 60", home.display()));
+    let fail = script("fail.sh", "exit 1");
+    let models = home.join("models");
+    let pulls = || -> Vec<String> {
+        std::fs::read_dir(&models)
+            .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with(".pull-")).collect())
+            .unwrap_or_default()
+    };
+
+    let mut pull = ember().env("EMBER_HOME", &home).env("EMBER_PYTHON", &hang).args(["pull", "smollm2-135m"]).spawn().unwrap();
+    let pid_file = home.join("child.pid");
+    let t = Instant::now();
+    while !pid_file.exists() || std::fs::read_to_string(&pid_file).unwrap().trim().is_empty() {
+        assert!(t.elapsed() < Duration::from_secs(20), "the stand-in pip never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let child_pid = std::fs::read_to_string(&pid_file).unwrap().trim().to_string();
+    assert_eq!(pulls().len(), 1, "{:?}", pulls());
+    pull.kill().unwrap();
+    pull.wait().unwrap();
+    let t = Instant::now();
+    // Gone, or a zombie nobody has reaped yet (PID 1 of a container may not).
+    let alive = || {
+        std::fs::read_to_string(format!("/proc/{child_pid}/stat"))
+            .is_ok_and(|s| !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
+    };
+    while alive() {
+        assert!(t.elapsed() < Duration::from_secs(5), "pip's stand-in outlived the killed pull");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(pulls().len(), 1, "the killed pull's folder is still there: {:?}", pulls());
+
+    let out = ember().env("EMBER_HOME", &home).env("EMBER_PYTHON", &fail).args(["pull", "smollm2-135m"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(pulls().is_empty(), "left behind: {:?}", pulls());
+    std::fs::remove_dir_all(&home).ok();
 }

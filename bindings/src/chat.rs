@@ -1,6 +1,7 @@
 //! Chat prompts for `Session.chat`: the runtime's chat templates
 //! (`ember::chat`, the GGUF's `tokenizer.chat_template` rendered with
-//! minijinja), with ChatML for models that carry no template, so mobile apps
+//! minijinja; for models that carry none, the built-in one their turn tokens
+//! name, else ChatML), so mobile apps
 //! always get a usable conversation format.
 
 use ember::chat::{encode_prompt, ChatMessage as RtMessage, ChatTemplate};
@@ -13,7 +14,8 @@ pub(crate) fn encode(tok: &ember::tokenizer::Tokenizer, messages: &[ChatMessage]
     if messages.is_empty() {
         return Err(EmberError::InvalidParams("chat needs at least one message".into()));
     }
-    let name = if tok.chat_template().is_some() { None } else { Some("chatml") };
+    // No template and no turn tokens that name a built-in one: ChatML.
+    let name = if tok.chat_template().is_some() || ember::chat::builtin_for(tok).is_some() { None } else { Some("chatml") };
     let template = ChatTemplate::for_tokenizer(tok, name)?;
     let msgs: Vec<RtMessage> = messages.iter().map(|m| RtMessage::new(m.role.clone(), m.content.clone())).collect();
     let text = template.render(&msgs, true)?;

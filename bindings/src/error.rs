@@ -27,7 +27,14 @@ pub enum EmberError {
     /// an architecture not yet on the GPU, a device error).
     #[error("{0}")]
     Backend(String),
-    /// A bug in Ember (a caught panic) or in a callback; the message says which.
+    /// The session is in use on this very thread: a call from inside its own
+    /// callback (`on_token`/`on_done`), which would otherwise wait for itself.
+    #[error("{0}")]
+    Busy(String),
+    /// The app's `TokenSink` threw; the message carries what it threw.
+    #[error("{0}")]
+    Callback(String),
+    /// A bug in Ember (a caught panic); the message says where.
     #[error("{0}")]
     Internal(String),
 }
@@ -45,6 +52,14 @@ impl From<ember::Error> for EmberError {
             E::Cancelled => EmberError::Cancelled(msg),
             E::Backend(_) => EmberError::Backend(msg),
         }
+    }
+}
+
+/// What a foreign callback threw that is not an `EmberError` (uniffi hands
+/// it over as this instead of panicking, because the callbacks return `Result`).
+impl From<uniffi::UnexpectedUniFFICallbackError> for EmberError {
+    fn from(e: uniffi::UnexpectedUniFFICallbackError) -> Self {
+        EmberError::Callback(format!("the TokenSink callback threw: {}", e.reason))
     }
 }
 

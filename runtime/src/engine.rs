@@ -37,6 +37,9 @@ impl Engine {
             return Err(Error::InvalidParam("context size must be at least 1".into()));
         }
         let mut model = Model::from_gguf(file.clone())?;
+        if let Some(n) = config.n_ctx {
+            check_ctx(n, model.info().n_ctx_train, model.info().kv_bytes_per_token)?;
+        }
         let tokenizer = Tokenizer::from_gguf(&file)?;
         if tokenizer.n_vocab() < model.info().n_vocab {
             log::warn!("tokenizer has {} tokens, the model's head {}", tokenizer.n_vocab(), model.info().n_vocab);
@@ -150,11 +153,60 @@ impl Engine {
         Session::new(self.clone(), self.n_ctx())
     }
 
-    /// A new session with an explicit context size.
+    /// A new session with an explicit context size (see [`Engine::check_ctx`]).
     pub fn new_session_with_ctx(self: &Arc<Self>, n_ctx: usize) -> Result<Session> {
-        if n_ctx == 0 {
-            return Err(Error::InvalidParam("context size must be at least 1".into()));
-        }
+        self.check_ctx(n_ctx)?;
         Ok(Session::new(self.clone(), n_ctx))
+    }
+
+    /// A context size is at least 1 and its KV cache fits in the memory this
+    /// machine has available (checked before anything is allocated); past the
+    /// model's training context it is allowed, with a warning.
+    pub fn check_ctx(&self, n_ctx: usize) -> Result<()> {
+        check_ctx(n_ctx, self.info().n_ctx_train, self.info().kv_bytes_per_token)
+    }
+}
+
+fn check_ctx(n_ctx: usize, n_ctx_train: usize, kv_bytes_per_token: u64) -> Result<()> {
+    if n_ctx == 0 {
+        return Err(Error::InvalidParam("context size must be at least 1".into()));
+    }
+    let kv = (n_ctx as u64).saturating_mul(kv_bytes_per_token);
+    if let Some(avail) = mem_available() {
+        if kv > avail {
+            return Err(Error::InvalidParam(format!(
+                "context {n_ctx} needs {} MiB of KV cache; {} MiB of memory is available (the model was trained for {})",
+                kv >> 20,
+                avail >> 20,
+                n_ctx_train
+            )));
+        }
+    }
+    if n_ctx > n_ctx_train {
+        log::warn!("context {n_ctx} is beyond the model's training context {n_ctx_train} ({} MiB of KV cache)", kv >> 20);
+    }
+    Ok(())
+}
+
+/// MemAvailable of /proc/meminfo in bytes (Linux; None elsewhere).
+fn mem_available() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+#[cfg(test)]
+mod ctx_tests {
+    use super::*;
+
+    #[test]
+    fn context_sizes_are_checked_against_memory() {
+        let mib = 1 << 20;
+        assert!(check_ctx(0, 8192, mib).is_err());
+        assert!(check_ctx(16, 8192, mib).is_ok());
+        // 2^40 tokens × 1 MiB: more than any machine has.
+        let err = check_ctx(1 << 40, 8192, mib).unwrap_err().to_string();
+        assert!(err.contains("MiB of KV cache"), "{err}");
     }
 }

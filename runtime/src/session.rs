@@ -176,10 +176,22 @@ impl Session {
         self.tokens.truncate(n);
     }
 
-    /// A flag that, once set, stops the current generation within one token.
-    /// Cleared at the start of each `generate`.
+    /// A flag that, once set, stops the current generation: within one
+    /// token, and inside the prompt within one product (CPU) or micro-batch
+    /// (GPU). A set flag is never lost: a `generate` that starts with it set
+    /// stops at once; `generate` clears it when it ends (the cancel is
+    /// consumed). `eval` with it set fails with [`Error::Cancelled`].
     pub fn cancel_handle(&self) -> Arc<AtomicBool> {
         self.cancel.clone()
+    }
+
+    /// Uses `flag` as this session's cancel flag from now on (a server
+    /// gives each request its own, set when the client goes away).
+    pub fn set_cancel_handle(&mut self, flag: Arc<AtomicBool>) {
+        if let Some(r) = &mut self.runner {
+            r.set_cancel(Some(flag.clone()));
+        }
+        self.cancel = flag;
     }
 
     /// Appends `ids` to the context and evaluates them, in batches of
@@ -241,6 +253,7 @@ impl Session {
     fn runner(&mut self) -> Result<&mut Box<dyn Runner>> {
         if self.runner.is_none() {
             let mut r = self.engine.new_runner(self.n_ctx)?;
+            r.set_cancel(Some(self.cancel.clone()));
             r.set_profiling(self.profiling);
             r.set_dump(self.dumping)?;
             self.runner = Some(r);
@@ -303,17 +316,43 @@ impl Session {
     /// `params.max_tokens` tokens, calling `on_text` with each newly complete
     /// piece of UTF-8 text; `on_text` returns `false` to stop.
     pub fn generate(&mut self, prompt: &[u32], params: &GenerateParams, on_text: &mut dyn FnMut(&str) -> bool) -> Result<GenerationStats> {
+        let r = self.generate_inner(prompt, params, on_text);
+        // The cancel (if any) was for this generation: consumed.
         self.cancel.store(false, Ordering::Relaxed);
+        r
+    }
+
+    fn generate_inner(
+        &mut self,
+        prompt: &[u32],
+        params: &GenerateParams,
+        on_text: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<GenerationStats> {
         let mut sampler = Sampler::new(params.sampling.clone())?;
         if prompt.is_empty() && self.tokens.is_empty() {
             return Err(Error::InvalidParam("the prompt is empty".into()));
         }
         let t0 = Instant::now();
         let mut next = None;
-        if !prompt.is_empty() {
-            next = self.eval_next(prompt, &params.sampling)?;
+        let mut cancelled = self.cancel.load(Ordering::Relaxed);
+        if !prompt.is_empty() && !cancelled {
+            match self.eval_next(prompt, &params.sampling) {
+                Ok(id) => next = id,
+                Err(Error::Cancelled) => cancelled = true,
+                Err(e) => return Err(e),
+            }
         }
         let prompt_ms = t0.elapsed().as_secs_f64() * 1e3;
+        if cancelled {
+            // Stopped before the first token: the prompt's evaluated part stays in the context.
+            return Ok(GenerationStats {
+                prompt_tokens: prompt.len(),
+                generated_tokens: 0,
+                prompt_ms,
+                generation_ms: 0.0,
+                stop_reason: StopReason::Cancelled,
+            });
+        }
         let t1 = Instant::now();
 
         let engine = self.engine.clone();
@@ -352,7 +391,11 @@ impl Session {
             if self.tokens.len() >= self.n_ctx {
                 break StopReason::ContextFull;
             }
-            next = self.eval_next(&[id], &params.sampling)?;
+            next = match self.eval_next(&[id], &params.sampling) {
+                Ok(n) => n,
+                Err(Error::Cancelled) => break StopReason::Cancelled,
+                Err(e) => return Err(e),
+            };
         };
         if reason != StopReason::StopString {
             let mut rest = decoder.flush();

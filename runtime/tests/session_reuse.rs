@@ -106,3 +106,39 @@ fn concurrent_sessions_share_the_cpu_team() {
     });
     assert_eq!(together, alone);
 }
+
+/// A cancel is never lost: set before `generate` starts, the generation stops
+/// at once (nothing of the prompt evaluated) and the flag is consumed, so the
+/// next one runs; set while a prompt is evaluated, the pass stops at its next
+/// product (the runner sees the session's flag); `eval` with it set fails.
+#[test]
+fn cancel_before_and_during_the_prompt() {
+    use std::sync::atomic::Ordering;
+    let engine = tiny();
+    let mut s = engine.new_session();
+    let prompt: Vec<u32> = (1..100).collect();
+    s.cancel_handle().store(true, Ordering::Relaxed);
+    let (text, st) = gen(&mut s, &prompt, 8, false);
+    assert_eq!((st.stop_reason, st.generated_tokens, text.as_str()), (ember::StopReason::Cancelled, 0, ""));
+    assert!(s.tokens().is_empty(), "nothing evaluated after a cancel that came first");
+    assert!(!s.cancel_handle().load(Ordering::Relaxed), "the cancel was consumed");
+    let (_, st) = gen(&mut s, &prompt, 4, false);
+    assert_ne!(st.stop_reason, ember::StopReason::Cancelled);
+    assert!(s.tokens().len() > prompt.len(), "the next generation ran");
+
+    // The flag as the runner sees it: a pass started with it set stops with Cancelled.
+    s.reset();
+    s.cancel_handle().store(true, Ordering::Relaxed);
+    let e = s.eval(&prompt, ember::model::LogitsWanted::Last).expect_err("eval with the flag set");
+    assert!(matches!(e, ember::Error::Cancelled), "{e}");
+    assert!(s.tokens().is_empty());
+    s.cancel_handle().store(false, Ordering::Relaxed);
+    s.eval(&prompt, ember::model::LogitsWanted::Last).unwrap();
+
+    // A server gives each request its own flag.
+    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    s.set_cancel_handle(flag.clone());
+    let (_, st) = gen(&mut s, &[7, 8, 9], 4, false);
+    assert_eq!(st.stop_reason, ember::StopReason::Cancelled);
+    assert!(!flag.load(Ordering::Relaxed));
+}

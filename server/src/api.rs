@@ -82,15 +82,21 @@ pub fn parse_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Api
     if !v.is_object() {
         return Err(ApiError::invalid("the request body must be a JSON object"));
     }
-    serde_json::from_value(v).map_err(|e| ApiError::invalid(format!("invalid request: {e}")))
+    // A field of the wrong type is malformed JSON for this API (docs/SERVER.md).
+    serde_json::from_value(v).map_err(|e| ApiError::invalid(format!("invalid request: {e}")).with_code("invalid_json"))
 }
+
+/// The roles a chat message may have.
+pub const ROLES: [&str; 4] = ["system", "user", "assistant", "tool"];
 
 /// A message's text: a string, or the `text` parts of a content array.
 pub fn message_text(i: usize, m: &MessageIn) -> Result<ChatMessage, ApiError> {
     let param = format!("messages[{i}].content");
     let content = match &m.content {
         Value::String(s) => s.clone(),
-        Value::Null => String::new(),
+        // OpenAI allows a null content only on assistant turns (that call tools).
+        Value::Null if m.role == "assistant" => String::new(),
+        Value::Null => return Err(ApiError::param(&param, "content must not be null")),
         Value::Array(parts) => {
             let mut s = String::new();
             for p in parts {
@@ -103,8 +109,8 @@ pub fn message_text(i: usize, m: &MessageIn) -> Result<ChatMessage, ApiError> {
         }
         _ => return Err(ApiError::param(&param, "content must be a string or an array of text parts")),
     };
-    if m.role.is_empty() {
-        return Err(ApiError::param(&format!("messages[{i}].role"), "role must not be empty"));
+    if !ROLES.contains(&m.role.as_str()) {
+        return Err(ApiError::param(&format!("messages[{i}].role"), format!("role must be one of {}, got {:?}", ROLES.join(", "), m.role)));
     }
     Ok(ChatMessage::new(m.role.clone(), content))
 }
@@ -194,6 +200,7 @@ pub fn generate_params(f: &SamplingFields, prompt_tokens: usize, limits: &Limits
         return Err(ApiError::param("repeat_penalty", "repeat_penalty must be > 0"));
     }
     let seed = match f.seed {
+        Some(s) if s < 0 => return Err(ApiError::param("seed", "seed must be ≥ 0")),
         Some(s) => s as u64,
         None => random_seed(),
     };

@@ -213,11 +213,12 @@ async fn generate(
     }
     let task = tokio::task::spawn_blocking(move || {
         let session = lease.session();
-        let session_cancel = session.cancel_handle();
+        // The request's flag is the session's for this job: a client that goes
+        // away stops the prompt's evaluation too (within one product or micro-batch).
+        session.set_cancel_handle(cancel.clone());
         let mut text = String::new();
         let stats = session.generate_from(&job.ids, &job.params, &mut |piece| {
             if cancel.load(Ordering::Relaxed) {
-                session_cancel.store(true, Ordering::Relaxed);
                 return false;
             }
             text.push_str(piece);

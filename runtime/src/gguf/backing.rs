@@ -33,6 +33,16 @@ impl Backing {
     /// Maps a whole file read-only.
     pub(super) fn map_file(path: &Path) -> Result<Backing> {
         let io = |source| Error::Io { path: path.to_path_buf(), source };
+        // stat first: opening a FIFO would block until a writer comes, and
+        // mapping a directory or a device says only "No such device".
+        let meta = std::fs::metadata(path).map_err(io)?;
+        if !meta.is_file() {
+            let kind = if meta.is_dir() { "a directory" } else { "not a regular file (a device, FIFO or socket)" };
+            return Err(io(std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{kind}, not a GGUF model file"))));
+        }
+        if meta.len() == 0 {
+            return Err(io(std::io::Error::new(std::io::ErrorKind::InvalidInput, "the file is empty")));
+        }
         let file = File::open(path).map_err(io)?;
         // SAFETY: the map is read-only; like every mmap-based loader we rely on
         // the file not being truncated by another process while it is mapped.

@@ -27,7 +27,7 @@ pub const MAX_DIMS: usize = 4;
 /// What is wrong with a GGUF file. Offsets are byte offsets into the file.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum GgufError {
-    #[error("bad magic {found:02x?} at offset 0 (expected \"GGUF\")")]
+    #[error("not a GGUF file: it starts with \"{}\" (bytes {}), not the magic \"GGUF\"", found.escape_ascii(), found.map(|b| format!("{b:#04x}")).join(" "))]
     BadMagic { found: [u8; 4] },
     #[error("unsupported GGUF version {0} (supported: 2, 3)")]
     UnsupportedVersion(u32),

@@ -20,6 +20,9 @@ pub mod weights;
 pub use profile::OpProfile;
 pub use weights::{Mat, Vector, Weight, Weights};
 
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
 use crate::ops::rope::{RopeMode, RopeParams};
 use crate::Result;
 
@@ -285,6 +288,12 @@ pub trait Runner: Send {
     fn argmax_on_device(&self) -> bool {
         false
     }
+    /// A flag that, once set, makes the running and later passes stop early
+    /// with [`crate::Error::Cancelled`] (the CPU checks it before every
+    /// product, the GPU before every micro-batch): cancel takes effect inside
+    /// a long prompt, not after it. The cache positions of a cancelled pass
+    /// are simply overwritten by the next one.
+    fn set_cancel(&mut self, flag: Option<Arc<AtomicBool>>);
     /// Starts (or stops) timing each product per weight type and attention.
     fn set_profiling(&mut self, _on: bool) {}
     /// What was timed since profiling started or the last call.

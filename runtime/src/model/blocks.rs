@@ -38,6 +38,12 @@ impl BaseHparams {
         let key = |k: &str| format!("{arch}.{k}");
         let n_embd = g.u32(&key("embedding_length"))? as usize;
         let n_layer = g.u32(&key("block_count"))? as usize;
+        // Per-layer keys may be scalars expanded to n_layer values: check the
+        // count against the tensor table before anything is sized by it.
+        let blocks = blocks_in_tensor_table(g);
+        if n_layer != blocks {
+            return Err(Error::Model(format!("{arch}.block_count is {n_layer} but the tensor table holds {blocks} blocks (blk.N.*)")));
+        }
         let n_head = uniform(g, &key("attention.head_count"), n_layer)?;
         let n_head_kv = match g.u32_or_array(&key("attention.head_count_kv"), n_layer)? {
             Some(_) => uniform(g, &key("attention.head_count_kv"), n_layer)?,
@@ -52,13 +58,18 @@ impl BaseHparams {
         let head_dim_k = g.u32_opt(&key("attention.key_length"))?.map_or(n_embd / n_head, |d| d as usize);
         let head_dim_v = g.u32_opt(&key("attention.value_length"))?.map_or(n_embd / n_head, |d| d as usize);
         let n_rot = g.u32_opt(&key("rope.dimension_count"))?.map_or(head_dim_k, |v| v as usize);
-        if n_rot > head_dim_k || n_rot % 2 != 0 || head_dim_k == 0 || head_dim_v == 0 {
-            return Err(Error::Model(format!("rope.dimension_count {n_rot} must be even and ≤ the key head size {head_dim_k}")));
+        if n_rot == 0 || n_rot > head_dim_k || n_rot % 2 != 0 || head_dim_k == 0 || head_dim_v == 0 {
+            return Err(Error::Model(format!(
+                "rope.dimension_count {n_rot} must be even, > 0 and ≤ the key head size {head_dim_k} (value head size {head_dim_v})"
+            )));
         }
-        let n_tok_embd = g
-            .tensor("token_embd.weight")
-            .and_then(|t| t.ne.get(1).copied())
-            .ok_or_else(|| Error::MissingTensor("token_embd.weight".into()))? as usize;
+        let embd = g.tensor("token_embd.weight").ok_or_else(|| Error::MissingTensor("token_embd.weight".into()))?;
+        let (embd_w, n_tok_embd) = (embd.ne.first().copied().unwrap_or(0) as usize, embd.ne.get(1).copied().unwrap_or(0) as usize);
+        if embd_w != n_embd || n_tok_embd == 0 {
+            return Err(Error::Model(format!(
+                "token_embd.weight is [{embd_w}, {n_tok_embd}]: expected [{n_embd} (embedding_length), n_vocab > 0]"
+            )));
+        }
         let n_ctx_train = g.u32_opt(&key("context_length"))?.unwrap_or(2048) as usize;
         let freq_base = g.f32_opt(&key("rope.freq_base"))?.unwrap_or(10000.0);
         let mut rope = RopeParams::plain(n_rot, mode, freq_base);
@@ -105,6 +116,11 @@ impl BaseHparams {
     pub fn v_dim(&self) -> usize {
         self.n_head_kv * self.head_dim_v
     }
+}
+
+/// 1 + the largest N of the `blk.N.*` tensors (0 when there are none).
+pub fn blocks_in_tensor_table(g: &GgufFile) -> usize {
+    g.tensors().iter().filter_map(|t| t.name.strip_prefix("blk.")?.split('.').next()?.parse::<usize>().ok()).max().map_or(0, |n| n + 1)
 }
 
 /// A per-layer key that must hold the same value for every layer here.

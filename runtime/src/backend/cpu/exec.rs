@@ -5,6 +5,7 @@
 //! activations of a prompt in parallel rows, one token's on a spinning team
 //! ([`CpuBackend::install_forward`]).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use super::profile::{timed, OpKind, OpProfile};
@@ -33,6 +34,8 @@ struct State {
     dense: Option<(Mat, Vec<f32>)>,
     /// Copies of the named intermediates, while dumping.
     dump: Option<Vec<Dumped>>,
+    /// Set: stop the pass before its next product ([`Runner::set_cancel`]).
+    cancel: Option<Arc<AtomicBool>>,
 }
 
 impl CpuRunner {
@@ -45,6 +48,7 @@ impl CpuRunner {
             mm: MatmulScratch::default(),
             dense: None,
             dump: None,
+            cancel: None,
         };
         CpuRunner { be, arch, s }
     }
@@ -78,6 +82,10 @@ impl Runner for CpuRunner {
             arch.forward(&mut e)?;
             e.head(want, logits)
         })
+    }
+
+    fn set_cancel(&mut self, flag: Option<Arc<AtomicBool>>) {
+        self.s.cancel = flag;
     }
 
     fn set_profiling(&mut self, on: bool) {
@@ -194,6 +202,9 @@ impl Exec for CpuExec<'_> {
     }
 
     fn matmul(&mut self, x: Buf, products: &[(Mat, Buf)]) -> Result<()> {
+        if self.s.cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed)) {
+            return Err(Error::Cancelled);
+        }
         let n_in = self.width(x);
         let xb = self.take(x);
         let mut outs: Vec<Vec<f32>> = products.iter().map(|&(_, y)| self.take(y)).collect();

@@ -41,6 +41,11 @@ impl CpuBackend {
     /// With a given kernel table (one of [`CpuKernels::available`]): the
     /// op-case tests run every table this CPU has.
     pub fn with_table(n_threads: usize, kernels: &'static CpuKernels) -> Result<CpuBackend> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if n_threads > cores {
+            // More threads than cores only slows the spinning team down (20× at -t 1000).
+            return Err(Error::InvalidParam(format!("{n_threads} threads requested; this machine runs {cores} at once (0 = default)")));
+        }
         let n_threads = if n_threads == 0 { default_threads() } else { n_threads };
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(n_threads)

@@ -65,6 +65,10 @@ impl GpuContext {
     /// Like [`GpuContext::new`], with the storage binding limit lowered to
     /// `limit` (tests use this to exercise tensor splitting).
     pub fn with_binding_limit(policy: AdapterPolicy, limit: Option<u64>) -> Result<Option<GpuContext>> {
+        // Vulkan drivers and their window-system libraries print to stderr while
+        // adapters are probed (lavapipe: "XDG_RUNTIME_DIR is invalid…" from
+        // libwayland); shown with -v (log level info), silenced otherwise.
+        let _quiet = (!log::log_enabled!(log::Level::Info)).then(QuietStderr::new);
         let instance = wgpu::Instance::new(&wgpu::InstanceDescriptor { backends: wgpu::Backends::PRIMARY, ..Default::default() });
         let rank = |t: wgpu::DeviceType| match t {
             wgpu::DeviceType::DiscreteGpu => 0,
@@ -137,5 +141,60 @@ impl GpuContext {
         );
         device.on_uncaptured_error(Box::new(|e| log::error!("wgpu: {e}")));
         Ok(Some(GpuContext { device, queue, profile }))
+    }
+}
+
+/// While alive, the process's stderr (fd 2) goes to /dev/null; restored on
+/// drop. Only around adapter probing, where C libraries print directly.
+struct QuietStderr {
+    #[cfg(unix)]
+    saved: Option<i32>,
+}
+
+impl QuietStderr {
+    #[cfg(unix)]
+    fn new() -> QuietStderr {
+        use std::os::fd::AsRawFd;
+        extern "C" {
+            fn dup(fd: i32) -> i32;
+            fn dup2(from: i32, to: i32) -> i32;
+            fn close(fd: i32) -> i32;
+        }
+        let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") else { return QuietStderr { saved: None } };
+        // SAFETY: dup/dup2/close on fd 2 and fds we own; on any failure stderr
+        // is left as it was.
+        unsafe {
+            let saved = dup(2);
+            if saved < 0 {
+                return QuietStderr { saved: None };
+            }
+            if dup2(null.as_raw_fd(), 2) < 0 {
+                close(saved);
+                return QuietStderr { saved: None };
+            }
+            QuietStderr { saved: Some(saved) }
+        }
+    }
+
+    #[cfg(not(unix))]
+    fn new() -> QuietStderr {
+        QuietStderr {}
+    }
+}
+
+#[cfg(unix)]
+impl Drop for QuietStderr {
+    fn drop(&mut self) {
+        extern "C" {
+            fn dup2(from: i32, to: i32) -> i32;
+            fn close(fd: i32) -> i32;
+        }
+        if let Some(fd) = self.saved.take() {
+            // SAFETY: fd is the dup of the original stderr made in `new`.
+            unsafe {
+                dup2(fd, 2);
+                close(fd);
+            }
+        }
     }
 }

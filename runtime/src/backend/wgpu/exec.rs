@@ -11,6 +11,7 @@
 //! (act_quant), so the GPU holds llama.cpp's answers.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use super::device::GpuContext;
@@ -222,6 +223,8 @@ pub struct GpuRunner {
     kv_bytes: usize,
     /// Copies of the named intermediates, while dumping.
     dump: Option<Vec<Dumped>>,
+    /// Set: stop before the next micro-batch ([`Runner::set_cancel`]).
+    cancel: Option<Arc<AtomicBool>>,
 }
 
 impl GpuRunner {
@@ -250,6 +253,7 @@ impl GpuRunner {
             bytes: Vec::new(),
             kv_bytes,
             dump: None,
+            cancel: None,
             b,
             be,
         })
@@ -267,6 +271,10 @@ impl Runner for GpuRunner {
 
     fn kv_bytes(&self) -> usize {
         self.kv_bytes
+    }
+
+    fn set_cancel(&mut self, flag: Option<Arc<AtomicBool>>) {
+        self.cancel = flag;
     }
 
     fn set_dump(&mut self, on: bool) -> Result<()> {
@@ -296,6 +304,9 @@ impl Runner for GpuRunner {
         let mut result = None;
         let n_chunks = ids.len().div_ceil(self.ubatch);
         for (c, chunk) in ids.chunks(self.ubatch).enumerate() {
+            if self.cancel.as_ref().is_some_and(|f| f.load(Ordering::Relaxed)) {
+                return Err(Error::Cancelled);
+            }
             let last = c + 1 == n_chunks;
             let head = match want {
                 Want::All => Some(Want::All),
