@@ -37,39 +37,24 @@ pub struct Session {
     owner: AtomicU64,
     /// Calls that will generate, running or waiting for the lock: `cancel()`
     /// with none is a no-op (the runtime keeps a set flag for the next one).
-    active: AtomicUsize,
+    active: Arc<AtomicUsize>,
     n_ctx: u32,
 }
 
-/// Counts a generating call in `active` while alive.
-struct Active<'a>(&'a AtomicUsize);
+/// Counts a generating call in `active` while alive (an async call's guard
+/// is made with the call and moves into its thread).
+struct Active(Arc<AtomicUsize>);
 
-impl<'a> Active<'a> {
-    fn new(n: &'a AtomicUsize) -> Self {
+impl Active {
+    fn new(n: &Arc<AtomicUsize>) -> Self {
         n.fetch_add(1, Ordering::AcqRel);
-        Active(n)
+        Active(n.clone())
     }
 }
 
-impl Drop for Active<'_> {
+impl Drop for Active {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// [`Active`] for an async call, owned by its thread's closure.
-struct Pending(Arc<Session>);
-
-impl Pending {
-    fn new(s: Arc<Session>) -> Self {
-        s.active.fetch_add(1, Ordering::AcqRel);
-        Pending(s)
-    }
-}
-
-impl Drop for Pending {
-    fn drop(&mut self) {
-        self.0.active.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -111,7 +96,7 @@ impl Session {
     pub(crate) fn new(engine: Arc<Engine>, s: ember::Session) -> Session {
         let cancel = s.cancel_handle();
         let n_ctx = s.n_ctx() as u32;
-        Session { engine, inner: Mutex::new(s), cancel, owner: AtomicU64::new(0), active: AtomicUsize::new(0), n_ctx }
+        Session { engine, inner: Mutex::new(s), cancel, owner: AtomicU64::new(0), active: Arc::new(AtomicUsize::new(0)), n_ctx }
     }
 
     /// The session, recovering from a panic in an earlier call (its context is
@@ -234,7 +219,7 @@ impl Session {
         let cancel = self.cancel.clone();
         // Counted from here, not from when the thread gets going: a cancel()
         // in between is for this call.
-        let pending = Pending::new(self.clone());
+        let pending = Active::new(&self.active);
         oneshot::spawn("generate", Some(cancel), move || {
             let _pending = pending;
             self.generate_blocking(&prompt, &params, sink.as_ref())
@@ -250,7 +235,7 @@ impl Session {
         sink: Arc<dyn TokenSink>,
     ) -> Result<GenerationStats, EmberError> {
         let cancel = self.cancel.clone();
-        let pending = Pending::new(self.clone());
+        let pending = Active::new(&self.active);
         oneshot::spawn("chat", Some(cancel), move || {
             let _pending = pending;
             self.chat_blocking(&messages, &params, sink.as_ref())

@@ -33,9 +33,6 @@ impl Engine {
     }
 
     pub fn from_file(file: Arc<GgufFile>, config: EngineConfig) -> Result<Arc<Engine>> {
-        if let Some(0) = config.n_ctx {
-            return Err(Error::InvalidParam("context size must be at least 1".into()));
-        }
         let mut model = Model::from_gguf(file.clone())?;
         if let Some(n) = config.n_ctx {
             check_ctx(n, model.info().n_ctx_train, model.info().kv_bytes_per_token)?;

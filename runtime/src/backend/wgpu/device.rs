@@ -151,15 +151,17 @@ struct QuietStderr {
     saved: Option<i32>,
 }
 
+#[cfg(unix)]
+extern "C" {
+    fn dup(fd: i32) -> i32;
+    fn dup2(from: i32, to: i32) -> i32;
+    fn close(fd: i32) -> i32;
+}
+
 impl QuietStderr {
     #[cfg(unix)]
     fn new() -> QuietStderr {
         use std::os::fd::AsRawFd;
-        extern "C" {
-            fn dup(fd: i32) -> i32;
-            fn dup2(from: i32, to: i32) -> i32;
-            fn close(fd: i32) -> i32;
-        }
         let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") else { return QuietStderr { saved: None } };
         // SAFETY: dup/dup2/close on fd 2 and fds we own; on any failure stderr
         // is left as it was.
@@ -185,10 +187,6 @@ impl QuietStderr {
 #[cfg(unix)]
 impl Drop for QuietStderr {
     fn drop(&mut self) {
-        extern "C" {
-            fn dup2(from: i32, to: i32) -> i32;
-            fn close(fd: i32) -> i32;
-        }
         if let Some(fd) = self.saved.take() {
             // SAFETY: fd is the dup of the original stderr made in `new`.
             unsafe {

@@ -101,6 +101,8 @@ fn layout_consts(l: Layout) -> String {
         Layout::Qa4 => (2, 1),
         Layout::Qa8 { sub } => (3, sub),
     };
+    // dequant.wgsl reads one (d, m) for words 0..3 and one for 4..7: 1 or 2 sub-groups.
+    debug_assert!(sub == 1 || sub == 2, "QA8 with {sub} sub-groups per unit");
     format!("const LAYOUT: u32 = {id}u;\nconst SUB: u32 = {sub}u;\n")
 }
 
@@ -122,12 +124,13 @@ impl ShaderKey {
             ShaderKey::Matmul(l) => format!("{}{}\n{}\n{}", layout_consts(*l), MATMUL, MATMUL_WG, DEQUANT),
             ShaderKey::MatmulSg(l) => format!("{}{}\n{}\n{}", layout_consts(*l), MATMUL, MATMUL_SG, DEQUANT),
             ShaderKey::MatmulRows(l, t) => format!(
-                "{}const R: u32 = {}u;\nconst T: u32 = {}u;\nconst WG: u32 = {}u;\n{}",
+                "{}const R: u32 = {}u;\nconst T: u32 = {}u;\nconst WG: u32 = {}u;\n{}\n{}",
                 layout_consts(*l),
                 t.rows,
                 t.tokens,
                 t.workgroup(),
-                MATMUL_ROWS
+                MATMUL_ROWS,
+                DEQUANT
             ),
             ShaderKey::GetRows(l) => format!("{}{}\n{}", layout_consts(*l), GET_ROWS, DEQUANT),
             ShaderKey::RmsNorm => RMS_NORM.into(),
