@@ -118,6 +118,7 @@ impl GenerateParams {
             },
             max_tokens: self.max_tokens as usize,
             stop: self.stop.clone(),
+            constraint: None,
         }
     }
 }

@@ -3,11 +3,12 @@
 //! compute backend), shared by any number of [`Session`]s.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crate::backend::cpu::{CpuBackend, CpuRunner};
 use crate::backend::wgpu::{AdapterPolicy, GpuContext, WgpuBackend};
 use crate::config::{BackendKind, EngineConfig, DEFAULT_MAX_CTX};
+use crate::constrain::{Constraint, Grammars, TokenMask};
 use crate::gguf::GgufFile;
 use crate::graph::Runner;
 use crate::model::{Model, ModelInfo};
@@ -18,7 +19,10 @@ use crate::{Error, Result};
 pub struct Engine {
     file: Arc<GgufFile>,
     model: Model,
-    tokenizer: Tokenizer,
+    tokenizer: Arc<Tokenizer>,
+    /// The vocabulary as the constraint library sees it, made at the first
+    /// constrained generation (a trie of every token's bytes).
+    grammars: OnceLock<Arc<Grammars>>,
     cpu: Arc<CpuBackend>,
     /// The GPU backend with the model's weights, when the forward pass runs on wgpu.
     gpu: Option<Arc<WgpuBackend>>,
@@ -90,7 +94,7 @@ impl Engine {
             model.info().n_params,
             model.info().quant,
         );
-        Ok(Arc::new(Engine { file, model, tokenizer, cpu, gpu, config }))
+        Ok(Arc::new(Engine { file, model, tokenizer: Arc::new(tokenizer), grammars: OnceLock::new(), cpu, gpu, config }))
     }
 
     pub fn info(&self) -> &ModelInfo {
@@ -103,6 +107,20 @@ impl Engine {
 
     pub fn tokenizer(&self) -> &Tokenizer {
         &self.tokenizer
+    }
+
+    /// A fresh token mask for `c` (the constraint compiled against this
+    /// model's vocabulary): fails with [`crate::Error::InvalidConstraint`]
+    /// when the schema, regex or grammar is invalid.
+    pub fn constraint_mask(&self, c: &Constraint) -> Result<TokenMask> {
+        let grammars = match self.grammars.get() {
+            Some(g) => g.clone(),
+            None => {
+                let g = Arc::new(Grammars::new(self.tokenizer.clone(), self.model.info().n_vocab)?);
+                self.grammars.get_or_init(|| g).clone()
+            }
+        };
+        grammars.mask(c)
     }
 
     pub fn gguf(&self) -> &GgufFile {

@@ -37,6 +37,8 @@ pub enum Error {
     ChatTemplate(String),
     #[error("gpu backend: {0}")]
     Backend(String),
+    #[error("{0}")]
+    InvalidConstraint(String),
     #[error("cancelled")]
     Cancelled,
 }

@@ -8,6 +8,7 @@
 pub mod backend;
 pub mod chat;
 pub mod config;
+pub mod constrain;
 pub mod engine;
 pub mod error;
 pub mod gguf;

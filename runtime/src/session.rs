@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::constrain::Constraint;
 use crate::engine::Engine;
 use crate::graph::{OpProfile, Runner, Want};
 use crate::model::LogitsWanted;
@@ -23,11 +24,14 @@ pub struct GenerateParams {
     pub max_tokens: usize,
     /// Generation stops when the text contains one of these (not emitted).
     pub stop: Vec<String>,
+    /// What the output must match (JSON schema, regex, grammar): a token
+    /// mask applied before sampling; the constraint's end ends generation.
+    pub constraint: Option<Constraint>,
 }
 
 impl Default for GenerateParams {
     fn default() -> Self {
-        GenerateParams { sampling: SamplingParams::default(), max_tokens: 256, stop: Vec::new() }
+        GenerateParams { sampling: SamplingParams::default(), max_tokens: 256, stop: Vec::new(), constraint: None }
     }
 }
 
@@ -284,9 +288,11 @@ impl Session {
     /// Evaluates `ids` and returns the next id when it can be picked on the
     /// GPU (pure greedy sampling on wgpu: only the id is read back); else
     /// evaluates them for the last row's logits and returns `None`.
-    fn eval_next(&mut self, ids: &[u32], sampling: &crate::sampling::SamplingParams) -> Result<Option<u32>> {
-        let p = sampling;
-        let greedy = p.temperature <= 0.0
+    fn eval_next(&mut self, ids: &[u32], params: &GenerateParams) -> Result<Option<u32>> {
+        let p = &params.sampling;
+        // A constraint masks the logits on the CPU, so they are read back.
+        let greedy = params.constraint.is_none()
+            && p.temperature <= 0.0
             && (p.repeat_penalty == 1.0 || p.repeat_last_n == 0)
             && p.frequency_penalty == 0.0
             && p.presence_penalty == 0.0;
@@ -329,6 +335,11 @@ impl Session {
         on_text: &mut dyn FnMut(&str) -> bool,
     ) -> Result<GenerationStats> {
         let mut sampler = Sampler::new(params.sampling.clone())?;
+        // Compiled before the prompt is evaluated: a bad schema costs nothing.
+        let mut mask = match &params.constraint {
+            Some(c) => Some(self.engine.constraint_mask(c)?),
+            None => None,
+        };
         if prompt.is_empty() && self.tokens.is_empty() {
             return Err(Error::InvalidParam("the prompt is empty".into()));
         }
@@ -336,7 +347,7 @@ impl Session {
         let mut next = None;
         let mut cancelled = self.cancel.load(Ordering::Relaxed);
         if !prompt.is_empty() && !cancelled {
-            match self.eval_next(prompt, &params.sampling) {
+            match self.eval_next(prompt, params) {
                 Ok(id) => next = id,
                 Err(Error::Cancelled) => cancelled = true,
                 Err(e) => return Err(e),
@@ -373,11 +384,17 @@ impl Session {
                 None => {
                     logits.clear();
                     logits.extend_from_slice(&self.logits);
+                    if let Some(m) = &mut mask {
+                        m.apply(&mut logits)?;
+                    }
                     sampler.sample(&mut logits, &self.tokens)
                 }
             };
             if tok.is_eog(id) {
                 break StopReason::Eog;
+            }
+            if let Some(m) = &mut mask {
+                m.accept(id)?;
             }
             generated += 1;
             let piece = decoder.push(tok, id)?;
@@ -388,10 +405,14 @@ impl Session {
             if stopped {
                 break StopReason::StopString;
             }
+            if mask.as_ref().is_some_and(|m| m.is_done()) {
+                // The constraint is complete: nothing but the end may follow.
+                break StopReason::Eog;
+            }
             if self.tokens.len() >= self.n_ctx {
                 break StopReason::ContextFull;
             }
-            next = match self.eval_next(&[id], &params.sampling) {
+            next = match self.eval_next(&[id], params) {
                 Ok(n) => n,
                 Err(Error::Cancelled) => break StopReason::Cancelled,
                 Err(e) => return Err(e),

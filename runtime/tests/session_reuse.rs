@@ -13,7 +13,7 @@ fn tiny() -> std::sync::Arc<Engine> {
 }
 
 fn greedy(n: usize) -> GenerateParams {
-    GenerateParams { sampling: SamplingParams::greedy(), max_tokens: n, stop: vec![] }
+    GenerateParams { sampling: SamplingParams::greedy(), max_tokens: n, stop: vec![], constraint: None }
 }
 
 fn gen(s: &mut ember::Session, prompt: &[u32], n: usize, from: bool) -> (String, ember::GenerationStats) {

@@ -250,7 +250,7 @@ pub fn generate_params(f: &SamplingFields, prompt_tokens: usize, limits: &Limits
         seed,
     };
     sampling.validate().map_err(|e| ApiError::invalid(e.to_string()))?;
-    Ok(GenerateParams { sampling, max_tokens, stop: stop_list(&f.stop)? })
+    Ok(GenerateParams { sampling, max_tokens, stop: stop_list(&f.stop)?, constraint: None })
 }
 
 #[cfg(test)]

@@ -40,7 +40,7 @@ pub fn run(a: ChatArgs) -> Result<()> {
     let engine = load_engine(&a.opts, a.ctx)?;
     let template = ChatTemplate::for_tokenizer(engine.tokenizer(), a.chat_template.as_deref())?;
     let mut session = engine.new_session();
-    let params = GenerateParams { sampling: a.sampling.to_params(), max_tokens: a.n_predict, stop: vec![] };
+    let params = GenerateParams { sampling: a.sampling.to_params(), max_tokens: a.n_predict, stop: vec![], constraint: None };
 
     // Ctrl-C stops the answer being generated; at the prompt it ends the program.
     let generating = Arc::new(AtomicBool::new(false));

@@ -2,6 +2,7 @@ use std::io::Write;
 
 use anyhow::{bail, Result};
 use clap::Args;
+use ember::constrain::Constraint;
 use ember::sampling::{self, SamplingParams};
 use ember::session::GenerateParams;
 
@@ -29,6 +30,45 @@ pub struct RunArgs {
     /// Stop when the output contains this text (repeatable).
     #[arg(long = "stop")]
     stop: Vec<String>,
+    #[command(flatten)]
+    constraint: ConstraintArgs,
+}
+
+/// Constrained output: at most one of these (a token mask before sampling).
+#[derive(Args, Clone, Debug, Default)]
+pub struct ConstraintArgs {
+    /// The output is JSON valid against this JSON schema file.
+    #[arg(long = "json-schema", value_name = "FILE", group = "constraint")]
+    pub json_schema: Option<std::path::PathBuf>,
+    /// The output is a JSON object (any).
+    #[arg(long = "json", group = "constraint")]
+    pub json: bool,
+    /// The output follows this grammar file: llama.cpp GBNF (`root ::= …`) or llguidance Lark (`start: …`).
+    #[arg(long = "grammar", value_name = "FILE", group = "constraint")]
+    pub grammar: Option<std::path::PathBuf>,
+    /// The whole output matches this regular expression.
+    #[arg(long = "regex", value_name = "RE", group = "constraint")]
+    pub regex: Option<String>,
+}
+
+impl ConstraintArgs {
+    /// The constraint asked for, its file read; `None` without one.
+    pub fn to_constraint(&self) -> Result<Option<Constraint>> {
+        let read = |p: &std::path::Path, what: &str| {
+            std::fs::read_to_string(p).map_err(|e| anyhow::anyhow!("cannot read the {what} {}: {e}", p.display()))
+        };
+        Ok(if let Some(p) = &self.json_schema {
+            Some(Constraint::JsonSchema(read(p, "JSON schema")?))
+        } else if let Some(p) = &self.grammar {
+            Some(Constraint::Grammar(read(p, "grammar")?))
+        } else if let Some(rx) = &self.regex {
+            Some(Constraint::Regex(rx.clone()))
+        } else if self.json {
+            Some(Constraint::JsonObject)
+        } else {
+            None
+        })
+    }
 }
 
 /// Sampling flags, named as in llama.cpp.
@@ -85,13 +125,18 @@ pub fn run(a: RunArgs) -> Result<()> {
     let Some(prompt) = a.prompt.or(a.prompt_text) else {
         bail!("no prompt: use -p PROMPT or give the prompt as an argument");
     };
+    let constraint = a.constraint.to_constraint()?;
     let engine = load_engine(&a.opts, a.ctx)?;
     let ids = engine.tokenizer().encode(&prompt, true, true)?;
     let mut session = engine.new_session();
     if ids.len() >= session.n_ctx() {
         bail!("the prompt has {} tokens; the context holds {} (raise --ctx)", ids.len(), session.n_ctx());
     }
-    let params = GenerateParams { sampling: a.sampling.to_params(), max_tokens: a.n_predict, stop: a.stop };
+    let params = GenerateParams { sampling: a.sampling.to_params(), max_tokens: a.n_predict, stop: a.stop, constraint };
+    if let Some(c) = &params.constraint {
+        // Compiled now, so a bad schema or grammar is reported before the prompt is evaluated.
+        engine.constraint_mask(c)?;
+    }
     let mut out = std::io::stdout().lock();
     let mut write_failed = false;
     let stats = session.generate(&ids, &params, &mut |text| {

@@ -174,6 +174,11 @@ impl Tokenizer {
     pub fn add_bos(&self) -> bool {
         self.add_bos
     }
+    /// Whether SentencePiece text gets a leading space before tokenizing
+    /// (so the ids of a text depend on where it starts).
+    pub fn add_space_prefix(&self) -> bool {
+        self.add_space_prefix
+    }
     pub fn add_eos(&self) -> bool {
         self.add_eos
     }
