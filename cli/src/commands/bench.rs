@@ -38,6 +38,45 @@ pub struct BenchArgs {
     /// type and attention (CPU backend), printed as a table (or under "per_type" in JSON).
     #[arg(long)]
     per_type: bool,
+    /// Also time generation through the sampler (greedy, from a short text prompt) with and
+    /// without this JSON schema as a constraint: the cost of the token mask.
+    #[arg(long = "json-schema", value_name = "FILE")]
+    json_schema: Option<std::path::PathBuf>,
+}
+
+/// Generation through `Session::generate` (sampling, detokenizing, the
+/// mask when constrained): tokens/s of each repetition and tokens generated.
+fn sampled_runs(session: &mut ember::Session, prompt: &[u32], params: &ember::GenerateParams, reps: usize) -> Result<(Vec<f64>, usize)> {
+    let mut tps = Vec::new();
+    let mut tokens = 0;
+    for rep in 0..=reps {
+        session.reset();
+        let st = session.generate(prompt, params, &mut |_| true)?;
+        if rep > 0 {
+            tps.push(st.generation_tps());
+            tokens = st.generated_tokens;
+        }
+    }
+    Ok((tps, tokens))
+}
+
+/// The mask's cost: (unconstrained t/s, constrained t/s, constrained tokens).
+fn json_schema_bench(engine: &std::sync::Arc<ember::Engine>, a: &BenchArgs, path: &std::path::Path) -> Result<(f64, f64, usize)> {
+    let schema = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+    let text = format!("A JSON document valid against this schema:\n{schema}\nThe document:\n");
+    let prompt = engine.tokenizer().encode(&text, true, false)?;
+    let n_ctx = prompt.len() + a.n_gen + 1;
+    let mut session = engine.new_session_with_ctx(n_ctx)?;
+    let mut params = ember::GenerateParams {
+        sampling: ember::sampling::SamplingParams::greedy(),
+        max_tokens: a.n_gen,
+        stop: Vec::new(),
+        constraint: Some(ember::constrain::Constraint::JsonSchema(schema)),
+    };
+    let (mut with, n_with) = sampled_runs(&mut session, &prompt, &params, a.reps)?;
+    params.constraint = None;
+    let (mut without, _) = sampled_runs(&mut session, &prompt, &params, a.reps)?;
+    Ok((median(&mut without), median(&mut with), n_with))
 }
 
 /// One profiled phase: the op rows plus the untimed rest (norms, RoPE, embedding …).
@@ -206,6 +245,11 @@ pub fn run(a: BenchArgs) -> Result<()> {
     } else {
         Vec::new()
     };
+    let schema_bench = match &a.json_schema {
+        Some(p) if a.n_gen > 0 => Some(json_schema_bench(&engine, &a, p)?),
+        Some(_) => bail!("--json-schema times generation: give -n > 0"),
+        None => None,
+    };
     let rss = peak_rss_mb();
     let model_name = a.opts.model.clone().unwrap_or_default();
     let bw = if a.membw { Some(membw_gbs(threads)?) } else { None };
@@ -232,6 +276,12 @@ pub fn run(a: BenchArgs) -> Result<()> {
             "load_ms": load_ms,
             "peak_rss_mb": rss,
         });
+        if let Some((plain, constrained, n)) = schema_bench {
+            j["tg_sampled_tps"] = plain.into();
+            j["tg_json_schema_tps"] = constrained.into();
+            j["json_schema_tokens"] = n.into();
+            j["json_schema_ratio"] = (constrained / plain).into();
+        }
         if let (Some(bw), Some(f)) = (bw, bw_frac) {
             j["membw_gbs"] = bw.into();
             j["tg_membw_fraction"] = f.into();
@@ -262,6 +312,11 @@ pub fn run(a: BenchArgs) -> Result<()> {
         }
         if a.n_gen > 0 {
             row(format!("tg{}", a.n_gen), tg_tps);
+        }
+        if let Some((plain, constrained, n)) = schema_bench {
+            row(format!("tg{} sampled", a.n_gen), plain);
+            row(format!("tg{} json-schema ({n} tokens)", a.n_gen), constrained);
+            println!("json schema: {:.3}× the unconstrained sampled generation", constrained / plain);
         }
         println!("load {load_ms:.0} ms, peak RSS {rss:.1} MiB, median of {} run(s) after a warm-up", a.reps);
         if let (Some(bw), Some(f)) = (bw, bw_frac) {
