@@ -8,7 +8,10 @@ cd "$(dirname "$0")/.."
 TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 LIB="$TARGET_DIR/release/libember_ffi.so"
 OUT="$TARGET_DIR/bindings"
-cargo build --release -p ember-ffi -p uniffi-bindgen
+# The whole workspace with its tests: the same feature set as `cargo test --workspace
+# --release` (dev-dependencies turn on features of shared crates), so after the test
+# build (scripts/test.sh) this only links; `-p ember-ffi` alone would rebuild wgpu & co.
+cargo build --release --workspace --lib --bins --tests
 for lang in python kotlin swift; do
   rm -rf "$OUT/$lang"
   "$TARGET_DIR/release/uniffi-bindgen" generate --library "$LIB" --language "$lang" --out-dir "$OUT/$lang" >/dev/null
