@@ -242,3 +242,27 @@ fn bench_reports_the_mask_cost() {
     assert_eq!(j["json_schema_tokens"].as_u64().unwrap(), 16, "{j}");
     assert!(j["json_schema_ratio"].as_f64().unwrap() > 0.0, "{j}");
 }
+
+/// Greedy on wgpu picks the id on the device; with a constraint the logits
+/// come back and the mask applies (the same check as on the CPU).
+#[test]
+fn the_mask_applies_on_wgpu_greedy() {
+    if !wgpu_available() {
+        return;
+    }
+    let (text, stop) = constrained(&[
+        "--backend",
+        "wgpu",
+        "--temp",
+        "0",
+        "-n",
+        "40",
+        "--regex",
+        "(red|green|blue)(, (red|green|blue)){2}",
+        "Name some colours:",
+    ]);
+    assert_eq!(stop, "eog", "{text:?}");
+    let parts: Vec<&str> = text.split(", ").collect();
+    assert_eq!(parts.len(), 3, "{text:?}");
+    assert!(parts.iter().all(|p| ["red", "green", "blue"].contains(p)), "{text:?}");
+}
