@@ -13,8 +13,9 @@
 //! - **At most [`ServerConfig::max_connections`] are open.** Past that the loop
 //!   stops accepting; new clients wait in the kernel's listen backlog until one
 //!   closes. A flood holds bounded memory (~12 KB per connection).
-//! - **Memory goes back to the OS** once no connection has been open for
-//!   [`TRIM_AFTER`] ([`crate::memory`]).
+//! - **Memory goes back to the OS** once connections have closed and no new
+//!   one has arrived for [`TRIM_AFTER`] ([`crate::memory`]). Idle keep-alive
+//!   connections left open do not hold it back.
 //! - **Ctrl-C** (the `shutdown` future) stops accepting, closes idle
 //!   connections, lets requests in flight finish, then returns (as
 //!   `axum::serve(..).with_graceful_shutdown(..)` did).
@@ -22,7 +23,7 @@
 use std::future::Future;
 use std::io;
 use std::pin::pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,17 +35,17 @@ use tokio::sync::{watch, Notify, Semaphore};
 
 use crate::{memory, router, AppState};
 
-/// How long the server must have had no open connection before it returns free
-/// memory to the OS (a flood passes through zero connections many times).
+/// How long after connections closed, with none accepted meanwhile, the server
+/// returns free memory to the OS (not while a burst is still arriving).
 pub const TRIM_AFTER: Duration = Duration::from_secs(1);
 
 /// Open connections, and a wake-up when there are none.
 struct Slots {
     /// One permit per connection that may open (the accept loop takes one before accepting).
     sem: Semaphore,
-    open: AtomicUsize,
     accepted: AtomicU64,
-    idle: Notify,
+    /// Woken when a connection closes.
+    closed: Notify,
 }
 
 /// One open connection: gives its slot back when dropped (also if its task panics).
@@ -53,9 +54,7 @@ struct Open(Arc<Slots>);
 impl Drop for Open {
     fn drop(&mut self) {
         self.0.sem.add_permits(1);
-        if self.0.open.fetch_sub(1, Ordering::Relaxed) == 1 {
-            self.0.idle.notify_one();
-        }
+        self.0.closed.notify_one();
     }
 }
 
@@ -69,8 +68,8 @@ where
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new()).header_read_timeout(state.config.idle_timeout);
     let app = router(state);
-    let slots = Arc::new(Slots { sem: Semaphore::new(max), open: AtomicUsize::new(0), accepted: AtomicU64::new(0), idle: Notify::new() });
-    let trimmer = tokio::spawn(trim_when_idle(slots.clone()));
+    let slots = Arc::new(Slots { sem: Semaphore::new(max), accepted: AtomicU64::new(0), closed: Notify::new() });
+    let trimmer = tokio::spawn(trim_when_quiet(slots.clone()));
     // Tells every connection to finish its request in flight and close.
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut shutdown = pin!(shutdown);
@@ -94,7 +93,6 @@ where
         };
         // The permit travels with the connection's task, as `Open`.
         permit.forget();
-        slots.open.fetch_add(1, Ordering::Relaxed);
         slots.accepted.fetch_add(1, Ordering::Relaxed);
         let open = Open(slots.clone());
         // Server-sent events are many small writes: don't let Nagle hold them back.
@@ -144,19 +142,24 @@ async fn accept(listener: &TcpListener) -> TcpStream {
     }
 }
 
-/// Returns free heap to the OS after each burst, once no connection has been
-/// open (and none accepted) for [`TRIM_AFTER`].
-async fn trim_when_idle(slots: Arc<Slots>) {
+/// Returns free heap to the OS after each burst: once connections have closed
+/// and none has been accepted for [`TRIM_AFTER`]. Under steady traffic it waits
+/// (the freed memory is being reused); a client keeping an idle connection open
+/// does not stop it.
+async fn trim_when_quiet(slots: Arc<Slots>) {
     loop {
-        slots.idle.notified().await;
-        let seen = slots.accepted.load(Ordering::Relaxed);
-        tokio::time::sleep(TRIM_AFTER).await;
-        // Busy again: the next time the count falls to zero notifies again.
-        if slots.open.load(Ordering::Relaxed) == 0 && slots.accepted.load(Ordering::Relaxed) == seen {
-            let t = Instant::now();
-            let released = memory::release_free_memory();
-            let ms = t.elapsed().as_secs_f64() * 1e3;
-            log::debug!("idle: malloc_trim {} in {ms:.1} ms", if released { "returned memory to the OS" } else { "had nothing to return" });
+        // Something was freed (closes meanwhile are covered by this trim; one more wakes it again).
+        slots.closed.notified().await;
+        loop {
+            let seen = slots.accepted.load(Ordering::Relaxed);
+            tokio::time::sleep(TRIM_AFTER).await;
+            if slots.accepted.load(Ordering::Relaxed) == seen {
+                break;
+            }
         }
+        let t = Instant::now();
+        let released = memory::release_free_memory();
+        let ms = t.elapsed().as_secs_f64() * 1e3;
+        log::debug!("quiet: malloc_trim {} in {ms:.1} ms", if released { "returned memory to the OS" } else { "had nothing to return" });
     }
 }

@@ -17,8 +17,9 @@
 //!
 //! So `ember serve` keeps one arena ([`limit_arenas`], called before any thread
 //! starts: threads that already allocated keep theirs) and calls
-//! [`release_free_memory`] once the server has had no open connection for a
-//! moment ([`crate::conn`]); the same flood then ends at the resting RSS.
+//! [`release_free_memory`] once connections have closed and no new one has
+//! arrived for a second ([`crate::conn`]); the same flood then ends at the
+//! resting RSS.
 //! Inference allocates little per token, so one arena costs nothing measurable
 //! (`ember bench` with `MALLOC_ARENA_MAX=1`: same pp/tg within noise).
 //!
