@@ -4,20 +4,24 @@
 //! Routes: `POST /v1/chat/completions`, `POST /v1/completions` (both streamed
 //! as server-sent events with `"stream": true`), `GET /v1/models`, `GET /health`.
 //! Generation runs on blocking threads; text flows to the client through a
-//! channel, and a client that goes away cancels its generation.
+//! channel, and a client that goes away cancels its generation. Idle
+//! connections are closed and open ones capped ([`conn`]); free memory goes
+//! back to the OS after a burst ([`memory`]).
 
 pub mod api;
+pub mod conn;
 pub mod error;
+pub mod memory;
 pub mod pool;
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -49,6 +53,18 @@ pub struct ServerConfig {
     /// Other names accepted for the model (e.g. what `-m` was given).
     pub model_aliases: Vec<String>,
     pub limits: Limits,
+    /// A connection must deliver a request's whole header within this long of
+    /// being opened or of its previous response ending (else it is closed), and
+    /// then the body within as long again (else 408). Never applies while a
+    /// request is being answered. See [`conn`].
+    pub idle_timeout: Duration,
+    /// Connections open at once; more wait in the listen backlog.
+    pub max_connections: usize,
+}
+
+impl ServerConfig {
+    pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+    pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
 }
 
 pub struct AppState {
@@ -117,11 +133,10 @@ pub async fn serve(state: Arc<AppState>) -> anyhow::Result<()> {
     if !addr.ip().is_loopback() && cfg.api_key.is_none() {
         log::warn!("listening on a non-loopback address without --api-key");
     }
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+    conn::serve_on(listener, state, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
     Ok(())
 }
 
@@ -167,6 +182,21 @@ fn body_bytes(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Bytes
             ApiError::invalid(format!("cannot read the request body: {r}"))
         }
     })
+}
+
+/// The request's body, read within the idle timeout (a client that stalls
+/// mid-body gets 408 and its connection closed) and the body limit (413).
+async fn read_body(st: &AppState, req: Request) -> Result<Bytes, ApiError> {
+    let limit = st.config.limits.max_body_bytes;
+    match tokio::time::timeout(st.config.idle_timeout, Bytes::from_request(req, &())).await {
+        Ok(body) => body_bytes(body, limit),
+        Err(_) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "invalid_request_error",
+            format!("the request body did not arrive within {} s", st.config.idle_timeout.as_secs_f64()),
+        )
+        .with_code("request_timeout")),
+    }
 }
 
 fn finish_reason(r: StopReason) -> &'static str {
@@ -305,15 +335,15 @@ fn sse_response(
     Sse::new(ReceiverStream::new(rx)).keep_alive(KeepAlive::default()).into_response()
 }
 
-async fn chat_completions(State(st): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Response {
-    match chat_inner(st, body).await {
+async fn chat_completions(State(st): State<Arc<AppState>>, req: Request) -> Response {
+    match chat_inner(st, req).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     }
 }
 
-async fn chat_inner(st: Arc<AppState>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
-    let bytes = body_bytes(body, st.config.limits.max_body_bytes)?;
+async fn chat_inner(st: Arc<AppState>, req: Request) -> Result<Response, ApiError> {
+    let bytes = read_body(&st, req).await?;
     let req: api::ChatRequest = api::parse_body(&bytes)?;
     st.check_model(&req.model)?;
     let messages = api::chat_messages(&req)?;
@@ -362,15 +392,15 @@ async fn chat_inner(st: Arc<AppState>, body: Result<Bytes, BytesRejection>) -> R
     .into_response())
 }
 
-async fn completions(State(st): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Response {
-    match completions_inner(st, body).await {
+async fn completions(State(st): State<Arc<AppState>>, req: Request) -> Response {
+    match completions_inner(st, req).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     }
 }
 
-async fn completions_inner(st: Arc<AppState>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
-    let bytes = body_bytes(body, st.config.limits.max_body_bytes)?;
+async fn completions_inner(st: Arc<AppState>, req: Request) -> Result<Response, ApiError> {
+    let bytes = read_body(&st, req).await?;
     let req: api::CompletionRequest = api::parse_body(&bytes)?;
     st.check_model(&req.model)?;
     let ids = match api::completion_prompt(&req.prompt)? {
@@ -412,7 +442,17 @@ async fn completions_inner(st: Arc<AppState>, body: Result<Bytes, BytesRejection
 }
 
 /// Serves on a fresh multi-threaded tokio runtime until Ctrl-C (for callers without one).
+///
+/// Call [`memory::limit_arenas`] first thing in the process (before the engine's
+/// threads start) for the heap to shrink back after a flood; see [`memory`].
 pub fn serve_blocking(state: Arc<AppState>) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    memory::limit_arenas();
+    // Two I/O workers; blocking threads run one generation per session (at most
+    // `parallel`) plus the odd address lookup: bounded, rather than tokio's 512.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(state.config.parallel + 2)
+        .enable_all()
+        .build()?;
     rt.block_on(serve(state))
 }

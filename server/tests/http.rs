@@ -28,6 +28,8 @@ fn app(api_key: Option<&str>, template: Option<&str>) -> Router {
         model_id: "tiny".into(),
         model_aliases: vec![],
         limits: Limits { max_body_bytes: 1024, max_prompt_tokens: 100, max_tokens: 16, n_ctx: 128 },
+        idle_timeout: ServerConfig::DEFAULT_IDLE_TIMEOUT,
+        max_connections: ServerConfig::DEFAULT_MAX_CONNECTIONS,
     };
     router(AppState::new(engine, tmpl, config))
 }

@@ -56,6 +56,10 @@ class Server:
         raise AssertionError(f"ember serve did not become healthy: {self.log_path.read_text()}")
 
     @property
+    def pid(self):
+        return self.proc.pid
+
+    @property
     def base(self):
         return self.url + "/v1"
 
@@ -84,6 +88,17 @@ def server(tmp_path_factory):
 @pytest.fixture(scope="session")
 def keyed_server(tmp_path_factory):
     s = Server("--api-key", "sekret", tmp=tmp_path_factory.mktemp("serve-key"))
+    yield s
+    s.stop()
+
+
+# The idle-timeout tests' server: connections with no request in flight are closed after this long.
+IDLE_TIMEOUT = 2
+
+
+@pytest.fixture(scope="session")
+def idle_server(tmp_path_factory):
+    s = Server("--idle-timeout", str(IDLE_TIMEOUT), "--max-tokens", "256", tmp=tmp_path_factory.mktemp("serve-idle"))
     yield s
     s.stop()
 

@@ -1,15 +1,21 @@
 """`ember serve` through the official openai client and raw HTTP."""
 
+import asyncio
 import concurrent.futures
 import json
+import os
+import platform
+import resource
+import socket
 import subprocess
+import threading
 import time
 
 import openai
 import pytest
 import requests
 
-from conftest import ember_bin, model_path
+from conftest import IDLE_TIMEOUT, ember_bin, model_path
 
 MSGS = [{"role": "user", "content": "What is the capital of France?"}]
 
@@ -233,3 +239,181 @@ def test_api_key(keyed_server):
     assert err(r, 401)["type"] == "authentication_error"
     r = client(keyed_server, "sekret").chat.completions.create(model="SmolLM2-135M-Instruct.Q4_1", messages=MSGS, max_tokens=2)
     assert r.choices[0].message.content is not None
+
+
+# --- Idle connections and floods (the `idle_server` closes idle connections after IDLE_TIMEOUT s) ---
+
+def closed_after(sock, since, limit=10):
+    """Reads until the server closes `sock`: (seconds from `since`, or None if still open after `limit`; bytes)."""
+    sock.settimeout(limit)
+    got = b""
+    try:
+        while True:
+            d = sock.recv(65536)
+            if not d:
+                break
+            got += d
+    except ConnectionResetError:
+        pass
+    except socket.timeout:
+        return None, got
+    return time.time() - since, got
+
+
+def test_idle_connections_are_closed(idle_server):
+    host, port = idle_server.url.removeprefix("http://").split(":")
+    t = time.time()
+    silent = socket.create_connection((host, int(port)))
+    half = socket.create_connection((host, int(port)))
+    half.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+    stalled = socket.create_connection((host, int(port)))
+    stalled.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: 100\r\n\r\n{\"pro")
+    keep = socket.create_connection((host, int(port)))
+    keep.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+    for name, sock in [("nothing sent", silent), ("half a header", half), ("a stalled body", stalled),
+                       ("keep-alive after a response", keep)]:
+        took, got = closed_after(sock, t)
+        sock.close()
+        assert took is not None, f"{name}: still open after 10 s (idle timeout {IDLE_TIMEOUT} s)"
+        assert IDLE_TIMEOUT - 0.2 < took < IDLE_TIMEOUT + 3, f"{name}: closed after {took:.2f} s"
+        if sock is half:
+            assert b"200 OK" not in got
+        if sock is stalled:
+            assert got.startswith(b"HTTP/1.1 408") and b'"request_timeout"' in got, got
+        if sock is keep:
+            assert got.startswith(b"HTTP/1.1 200") and b'"status":"ok"' in got, got
+    assert idle_server.alive()
+
+
+def test_requests_in_flight_outlive_the_idle_timeout(idle_server, model_id):
+    # A stream that generates for longer than the idle timeout, read by a slow client, and a
+    # non-streaming request queued behind it (--parallel 1): neither is cut.
+    queued = {}
+
+    def non_streaming():
+        t = time.time()
+        r = requests.post(idle_server.base + "/chat/completions", timeout=120,
+                          json={"model": model_id, "messages": MSGS, "max_tokens": 4, "temperature": 0})
+        queued["took"], queued["r"] = time.time() - t, r
+
+    t = time.time()
+    s = requests.post(idle_server.base + "/completions", stream=True, timeout=120,
+                      json={"model": model_id, "prompt": "Count: 1, 2, 3,", "max_tokens": 200, "stream": True,
+                            "temperature": 0})
+    worker = threading.Thread(target=non_streaming)
+    worker.start()
+    events = []
+    for line in s.iter_lines():
+        if line.startswith(b"data: "):
+            events.append(line[6:])
+            time.sleep(0.005)
+    took = time.time() - t
+    worker.join()
+    assert events[-1] == b"[DONE]", events[-3:]
+    assert json.loads(events[-2])["choices"][0]["finish_reason"] == "length"
+    assert queued["r"].status_code == 200, queued["r"].text
+    assert queued["r"].json()["usage"]["completion_tokens"] > 0
+    if took < IDLE_TIMEOUT + 0.5 or queued["took"] < IDLE_TIMEOUT + 0.5:
+        pytest.skip(f"generation too fast here ({took:.1f} s, queued {queued['took']:.1f} s) "
+                    f"to outlast the {IDLE_TIMEOUT} s idle timeout")
+
+
+def rss_mb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+async def flood(host, port, held, n, in_flight, pid, peak):
+    """`held` connections at once (idle or half a header) then dropped; then `n` short requests, `in_flight`
+    at a time (health checks, bad JSON, bad values, connect-and-close). Returns (held, answered)."""
+    async def sample():
+        while True:
+            peak[0] = max(peak[0], rss_mb(pid))
+            await asyncio.sleep(0.05)
+    sampler = asyncio.ensure_future(sample())
+    writers = []
+
+    async def hold(i):
+        try:
+            _, w = await asyncio.wait_for(asyncio.open_connection(host, port), 2)
+        except (OSError, asyncio.TimeoutError):
+            return  # past the server's connection cap and the listen backlog
+        if i % 2:
+            w.write(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        writers.append(w)
+    await asyncio.gather(*(hold(i) for i in range(held)))
+    await asyncio.sleep(0.5)
+    for w in writers:
+        w.close()
+    sem = asyncio.Semaphore(in_flight)
+
+    async def one(i):
+        async with sem:
+            try:
+                r, w = await asyncio.wait_for(asyncio.open_connection(host, port), 5)
+                kind = i % 4
+                if kind == 3:
+                    w.close()
+                    return 0
+                if kind == 0:
+                    w.write(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                else:
+                    body = (b'{"messages": [' + b"x" * (i * 7919 % 8000) if kind == 1
+                            else b'{"prompt": "x", "max_tokens": -1}')
+                    w.write(b"POST /v1/%s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                            b"Connection: close\r\nContent-Length: %d\r\n\r\n%s"
+                            % (b"chat/completions" if kind == 1 else b"completions", len(body), body))
+                await w.drain()
+                got = await asyncio.wait_for(r.read(), 10)
+                w.close()
+                return int(got.startswith(b"HTTP/1.1 "))
+            except (OSError, asyncio.TimeoutError):
+                return 0
+    answered = sum(await asyncio.gather(*(one(i) for i in range(n))))
+    sampler.cancel()
+    return len(writers), answered
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads VmRSS from /proc")
+def test_memory_returns_after_a_connection_flood(idle_server):
+    """3,000 connections at once, then 5,000 short requests 200 at a time: the server's RSS comes back to
+    where it was. The server without a connection cap and malloc_trim kept ~12 KB per simultaneous
+    connection: +34 MB here, for good. Now at most --max-connections (512) are open (+8 MB at peak), and
+    the heap is trimmed once they have closed and none has arrived for a second (back within 1 MB on
+    glibc), even with a monitoring client's keep-alive connection open and busy meanwhile."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 3500 if hard == resource.RLIM_INFINITY else min(hard, 3500)
+    if soft != resource.RLIM_INFINITY and soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+        soft = want
+    held = min(3000, soft - 300)
+    host, port = idle_server.url.removeprefix("http://").split(":")
+    pid = idle_server.pid
+    # Warm up (routes, buffers, the tokio workers), then let the server settle.
+    asyncio.run(flood(host, int(port), 0, 200, 50, pid, [0]))
+    time.sleep(1.5)
+    before = rss_mb(pid)
+    peak = [before]
+    t = time.time()
+    held_got, answered = asyncio.run(flood(host, int(port), held, 5000, 200, pid, peak))
+    took = time.time() - t
+    assert answered > 3000, f"only {answered} of 3750 requests answered"
+    assert idle_server.alive()
+    # glibc: trimmed back to within a few MB; elsewhere malloc_trim is a no-op and the cap bounds the rise.
+    bound = 5 if platform.libc_ver()[0] == "glibc" else 15
+    monitor = requests.Session()
+    deadline = time.time() + 6
+    while True:
+        assert monitor.get(idle_server.url + "/health", timeout=5).json()["status"] == "ok"
+        after = rss_mb(pid)
+        if after - before < bound or time.time() > deadline:
+            break
+        time.sleep(0.25)
+    print(f"\nflood: {held_got} held + 5000 short in {took:.1f} s; VmRSS before {before:.0f} MB, "
+          f"peak {peak[0]:.0f} MB, after {after:.0f} MB")
+    assert after - before < bound, f"VmRSS {before:.0f} MB before the flood, {peak[0]:.0f} MB at peak, {after:.0f} MB after"
+    assert idle_server.alive()

@@ -1,5 +1,7 @@
 //! `ember serve`: the OpenAI-compatible HTTP server (see docs/SERVER.md).
 
+use std::time::Duration;
+
 use anyhow::{bail, Result};
 use clap::Args;
 use ember::chat::ChatTemplate;
@@ -40,14 +42,31 @@ pub struct ServeArgs {
     /// Chat template: the model's own (default) or a built-in one (chatml, gemma).
     #[arg(long = "chat-template")]
     chat_template: Option<String>,
+    /// Close a connection that sends no complete request header for this many
+    /// seconds (after connecting, or after its last response); never while a
+    /// request is being answered.
+    #[arg(long = "idle-timeout", value_name = "SECS", default_value_t = ServerConfig::DEFAULT_IDLE_TIMEOUT.as_secs())]
+    idle_timeout: u64,
+    /// Connections open at once; more wait until one closes.
+    #[arg(long = "max-connections", default_value_t = ServerConfig::DEFAULT_MAX_CONNECTIONS)]
+    max_connections: usize,
 }
 
 pub fn run(a: ServeArgs) -> Result<()> {
+    // Before any thread allocates (the engine's start at load): one malloc arena,
+    // so the heap can shrink back after a flood of connections.
+    ember_server::memory::limit_arenas();
     if a.parallel == 0 || a.parallel > 64 {
         bail!("--parallel must be between 1 and 64");
     }
     if a.max_tokens == 0 {
         bail!("--max-tokens must be at least 1");
+    }
+    if a.idle_timeout == 0 || a.idle_timeout > 86_400 {
+        bail!("--idle-timeout must be between 1 and 86400 seconds");
+    }
+    if a.max_connections == 0 {
+        bail!("--max-connections must be at least 1");
     }
     let engine = load_engine(&a.opts, a.ctx)?;
     let n_ctx = engine.n_ctx();
@@ -67,6 +86,16 @@ pub fn run(a: ServeArgs) -> Result<()> {
         max_tokens: a.max_tokens,
         n_ctx,
     };
-    let config = ServerConfig { host: a.host, port: a.port, api_key: a.api_key, parallel: a.parallel, model_id, model_aliases, limits };
+    let config = ServerConfig {
+        host: a.host,
+        port: a.port,
+        api_key: a.api_key,
+        parallel: a.parallel,
+        model_id,
+        model_aliases,
+        limits,
+        idle_timeout: Duration::from_secs(a.idle_timeout),
+        max_connections: a.max_connections,
+    };
     ember_server::serve_blocking(AppState::new(engine, template, config))
 }
