@@ -17,6 +17,10 @@ pub enum EmberError {
     /// A parameter or config field is out of range.
     #[error("{0}")]
     InvalidParams(String),
+    /// A JSON schema, regex or grammar in `GenerateParams` that cannot be
+    /// compiled (raised before the prompt is evaluated).
+    #[error("{0}")]
+    InvalidConstraint(String),
     /// The prompt does not fit in the session's context.
     #[error("{0}")]
     ContextFull(String),
@@ -48,6 +52,7 @@ impl From<ember::Error> for EmberError {
             E::Gguf(_) | E::MissingTensor(_) | E::TensorShape { .. } | E::Model(_) | E::Tokenizer(_) => EmberError::InvalidModel(msg),
             E::UnsupportedType { .. } | E::UnknownArchitecture { .. } => EmberError::UnsupportedModel(msg),
             E::TokenOutOfVocab { .. } | E::InvalidParam(_) | E::ChatTemplate(_) => EmberError::InvalidParams(msg),
+            E::InvalidConstraint(_) => EmberError::InvalidConstraint(msg),
             E::ContextFull { .. } => EmberError::ContextFull(msg),
             E::Cancelled => EmberError::Cancelled(msg),
             E::Backend(_) => EmberError::Backend(msg),

@@ -2,7 +2,10 @@
 //! Every option field has a default, so `EngineConfig()` / `GenerateParams()`
 //! work as-is in Kotlin, Swift and Python.
 
+use ember::constrain::Constraint;
 use ember::sampling;
+
+use crate::error::EmberError;
 
 /// How to load a model. All fields have defaults.
 #[derive(Debug, Clone, uniffi::Record)]
@@ -86,6 +89,24 @@ pub struct GenerateParams {
     /// Generation stops when the text contains one of these (not emitted).
     #[uniffi(default = [])]
     pub stop: Vec<String>,
+    /// Structured output: the text must match this JSON schema (its JSON
+    /// text). Output is compact JSON unless the schema's `x-guidance` says
+    /// otherwise. At most one of `json_schema`, `json_object`, `regex`,
+    /// `grammar` may be set; a constrained generation ends ("eog") when the
+    /// constraint is complete, or "length" when `max_tokens` runs out first.
+    #[uniffi(default = None)]
+    pub json_schema: Option<String>,
+    /// Structured output: any JSON object.
+    #[uniffi(default = false)]
+    pub json_object: bool,
+    /// Structured output: a regular expression (Rust `regex` syntax) the
+    /// whole text matches.
+    #[uniffi(default = None)]
+    pub regex: Option<String>,
+    /// Structured output: a grammar, llama.cpp GBNF (`root ::= …`) or
+    /// llguidance Lark (`start: …`), told apart by `::=`.
+    #[uniffi(default = None)]
+    pub grammar: Option<String>,
 }
 
 impl Default for GenerateParams {
@@ -99,14 +120,46 @@ impl Default for GenerateParams {
             repeat_penalty: sampling::DEFAULT_REPEAT_PENALTY,
             seed: None,
             stop: Vec::new(),
+            json_schema: None,
+            json_object: false,
+            regex: None,
+            grammar: None,
         }
     }
 }
 
 impl GenerateParams {
-    pub(crate) fn to_runtime(&self) -> ember::GenerateParams {
+    /// The one constraint set, if any; `InvalidParams` naming them when
+    /// several are. (Whether it compiles is checked by the runtime, before
+    /// the prompt is evaluated: `InvalidConstraint`.)
+    pub(crate) fn constraint(&self) -> Result<Option<Constraint>, EmberError> {
+        let mut set: Vec<(&str, Constraint)> = Vec::new();
+        if let Some(s) = &self.json_schema {
+            set.push(("json_schema", Constraint::JsonSchema(s.clone())));
+        }
+        if self.json_object {
+            set.push(("json_object", Constraint::JsonObject));
+        }
+        if let Some(r) = &self.regex {
+            set.push(("regex", Constraint::Regex(r.clone())));
+        }
+        if let Some(g) = &self.grammar {
+            set.push(("grammar", Constraint::Grammar(g.clone())));
+        }
+        if set.len() > 1 {
+            let names: Vec<&str> = set.iter().map(|(n, _)| *n).collect();
+            return Err(EmberError::InvalidParams(format!(
+                "set at most one of json_schema, json_object, regex, grammar (got {})",
+                names.join(", ")
+            )));
+        }
+        Ok(set.pop().map(|(_, c)| c))
+    }
+
+    /// The runtime's parameters (`InvalidParams` for conflicting constraints).
+    pub(crate) fn to_runtime(&self) -> Result<ember::GenerateParams, EmberError> {
         let d = ember::sampling::SamplingParams::default();
-        ember::GenerateParams {
+        Ok(ember::GenerateParams {
             sampling: ember::sampling::SamplingParams {
                 temperature: self.temperature,
                 top_k: self.top_k as usize,
@@ -118,8 +171,8 @@ impl GenerateParams {
             },
             max_tokens: self.max_tokens as usize,
             stop: self.stop.clone(),
-            constraint: None,
-        }
+            constraint: self.constraint()?,
+        })
     }
 }
 

@@ -128,17 +128,29 @@ impl Session {
         self.engine.inner.tokenizer()
     }
 
-    /// Generates after `prompt` ids (appended to what `s` holds) and reports to `sink`.
-    fn run(s: &mut ember::Session, prompt: &[u32], params: &GenerateParams, sink: &dyn TokenSink) -> Result<GenerationStats, EmberError> {
+    /// The runtime's parameters, checked before the session is touched
+    /// (a bad schema or grammar is the runtime's to find, also before the
+    /// prompt is evaluated: `InvalidConstraint`).
+    fn runtime_params(params: &GenerateParams) -> Result<ember::GenerateParams, EmberError> {
         // As the server and the CLI: a negative temperature is a mistake here,
         // not a way to ask for greedy (that is 0).
         if params.temperature < 0.0 {
             return Err(EmberError::InvalidParams(format!("temperature must be ≥ 0 (0 = greedy), got {}", params.temperature)));
         }
-        let rt = params.to_runtime();
+        let rt = params.to_runtime()?;
         rt.sampling.validate()?;
+        Ok(rt)
+    }
+
+    /// Generates after `prompt` ids (appended to what `s` holds) and reports to `sink`.
+    fn run(
+        s: &mut ember::Session,
+        prompt: &[u32],
+        rt: &ember::GenerateParams,
+        sink: &dyn TokenSink,
+    ) -> Result<GenerationStats, EmberError> {
         let mut failed = None;
-        let stats = s.generate(prompt, &rt, &mut |text: &str| match sink.on_token(text.to_string()) {
+        let stats = s.generate(prompt, rt, &mut |text: &str| match sink.on_token(text.to_string()) {
             Ok(go_on) => go_on,
             Err(e) => {
                 failed = Some(e);
@@ -158,13 +170,14 @@ impl Session {
 
     fn generate_blocking(&self, prompt: &str, params: &GenerateParams, sink: &dyn TokenSink) -> Result<GenerationStats, EmberError> {
         let _active = Active::new(&self.active);
+        let rt = Self::runtime_params(params)?;
         let mut s = self.lock()?;
         // BOS (when the model wants one) only at the start of the context.
         let ids = self.tokenizer().encode(prompt, s.tokens().is_empty(), true)?;
         if ids.is_empty() {
             return Err(EmberError::InvalidParams("the prompt is empty".into()));
         }
-        Self::run(&mut s, &ids, params, sink)
+        Self::run(&mut s, &ids, &rt, sink)
     }
 
     fn chat_blocking(
@@ -174,6 +187,7 @@ impl Session {
         sink: &dyn TokenSink,
     ) -> Result<GenerationStats, EmberError> {
         let _active = Active::new(&self.active);
+        let rt = Self::runtime_params(params)?;
         let tok = self.tokenizer();
         let ids = crate::chat::encode(tok, messages)?;
         if ids.is_empty() {
@@ -183,7 +197,7 @@ impl Session {
         // `messages` is the whole conversation: keep the KV of the prefix it
         // shares with what the session holds (the previous turns), evaluate the rest.
         let keep = s.reuse_prefix(&ids);
-        Self::run(&mut s, &ids[keep..], params, sink)
+        Self::run(&mut s, &ids[keep..], &rt, sink)
     }
 }
 

@@ -1,5 +1,7 @@
 """The Python SDK against the real SmolLM2 model through the real libember_ffi.so."""
+import json
 import os
+import re
 import threading
 import time
 
@@ -298,3 +300,141 @@ def test_on_done_failing_keeps_the_result(engine):
     sink = LateBoom()
     stats = engine.new_session().generate(FRANCE, greedy(3), sink)
     assert stats.generated_tokens > 0 and sink.text
+
+
+# --- Structured output (GenerateParams.json_schema / json_object / regex / grammar) ---
+
+PERSON_SCHEMA = json.dumps(
+    {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string", "maxLength": 20},
+            "age": {"type": "integer", "minimum": 0, "maximum": 120},
+            "role": {"enum": ["admin", "user", "guest"]},
+            "active": {"type": "boolean"},
+        },
+        "required": ["name", "age", "role", "active"],
+        "additionalProperties": False,
+    }
+)
+PERSON_PROMPT = "<|im_start|>user\nDescribe a user of a web site as JSON.<|im_end|>\n<|im_start|>assistant\n"
+
+
+def test_constraint_defaults_are_off():
+    p = GenerateParams()
+    assert p.json_schema is None and p.json_object is False and p.regex is None and p.grammar is None
+
+
+def test_json_schema_output_parses_and_keeps_its_bounds(engine):
+    sink = Collect()
+    stats = engine.new_session().generate(PERSON_PROMPT, greedy(120, json_schema=PERSON_SCHEMA), sink)
+    assert stats.stop_reason == "eog", (stats, sink.text)
+    obj = json.loads(sink.text)
+    assert set(obj) == {"name", "age", "role", "active"}, obj
+    assert isinstance(obj["name"], str) and len(obj["name"]) <= 20
+    assert isinstance(obj["age"], int) and not isinstance(obj["age"], bool) and 0 <= obj["age"] <= 120
+    assert obj["role"] in ("admin", "user", "guest")
+    assert isinstance(obj["active"], bool)
+
+
+def test_json_schema_in_chat_and_async(engine):
+    import asyncio
+
+    msgs = [ChatMessage(role="user", content="Describe a user of a web site as JSON.")]
+    sink = Collect()
+    stats = engine.new_session().chat(msgs, greedy(120, json_schema=PERSON_SCHEMA), sink)
+    assert stats.stop_reason == "eog"
+    assert json.loads(sink.text)["role"] in ("admin", "user", "guest")
+
+    async def main():
+        a = Collect()
+        await engine.new_session().chat_async(msgs, greedy(120, json_schema=PERSON_SCHEMA), a)
+        return a.text
+
+    assert asyncio.run(main()) == sink.text
+
+
+def test_json_object(engine):
+    sink = Collect()
+    msgs = [ChatMessage(role="user", content="Write a JSON object with a name and an age.")]
+    stats = engine.new_session().chat(msgs, greedy(100, json_object=True), sink)
+    assert stats.stop_reason == "eog", (stats, sink.text)
+    assert isinstance(json.loads(sink.text), dict) and sink.text.startswith("{"), sink.text
+
+
+def test_regex(engine):
+    rx = "[A-Z][a-z]{2,8}-[0-9]{2}"
+    sink = Collect()
+    stats = engine.new_session().generate("Give a product code: ", greedy(32, regex=rx), sink)
+    assert stats.stop_reason == "eog", (stats, sink.text)
+    assert re.fullmatch(rx, sink.text), sink.text
+
+
+def test_gbnf_grammar(engine):
+    prompt = "<|im_start|>user\nIs Paris in France? Answer yes or no.<|im_end|>\n<|im_start|>assistant\n"
+    sink = Collect()
+    stats = engine.new_session().generate(prompt, greedy(8, grammar='root ::= "yes" | "no"'), sink)
+    assert stats.stop_reason == "eog"
+    assert sink.text in ("yes", "no"), sink.text
+    lark = Collect()
+    engine.new_session().generate(prompt, greedy(8, grammar='start: "yes" | "no"'), lark)
+    assert lark.text == sink.text
+
+
+def test_invalid_constraints_are_typed_errors_before_any_token(engine):
+    s = engine.new_session()
+    cases = [
+        (dict(json_schema="{not json"), "not JSON"),
+        (dict(json_schema='{"type": "no-such-type"}'), "json_schema"),
+        (dict(regex="(unclosed"), "regex"),
+        (dict(grammar="root ::= missing\n"), "missing"),
+        (dict(grammar="start: ???"), "lark"),
+    ]
+    for kw, needle in cases:
+        sink = Collect()
+        with pytest.raises(EmberError.InvalidConstraint) as e:
+            s.generate(FRANCE, greedy(8, **kw), sink)
+        assert needle in str(e.value), (kw, str(e.value))
+        assert sink.pieces == [] and sink.done is None
+        with pytest.raises(EmberError.InvalidConstraint):
+            s.chat([ChatMessage(role="user", content="hi")], greedy(8, **kw), sink)
+    assert s.context_tokens() == 0, "nothing was evaluated"
+    # The session still works afterwards.
+    ok = Collect()
+    s.generate(FRANCE, greedy(4), ok)
+    assert ok.text
+
+
+def test_two_constraints_at_once_are_invalid_params(engine):
+    s = engine.new_session()
+    for kw, names in [
+        (dict(json_object=True, regex="a+"), ("json_object", "regex")),
+        (dict(json_schema=PERSON_SCHEMA, grammar='root ::= "x"'), ("json_schema", "grammar")),
+    ]:
+        with pytest.raises(EmberError.InvalidParams) as e:
+            s.generate(FRANCE, greedy(8, **kw), Collect())
+        assert all(n in str(e.value) for n in names), str(e.value)
+
+
+def test_streaming_with_a_constraint_equals_the_whole_text(engine):
+    import asyncio
+
+    # Several pieces through on_token; joined, the same as the blocking call's and the async call's.
+    params = greedy(120, json_schema=PERSON_SCHEMA)
+    a, b = Collect(), Collect()
+    engine.new_session().generate(PERSON_PROMPT, params, a)
+    assert len(a.pieces) > 3
+
+    async def main():
+        return await engine.new_session().generate_async(PERSON_PROMPT, params, b)
+
+    stats = asyncio.run(main())
+    assert b.pieces == a.pieces and stats.stop_reason == "eog"
+    json.loads(b.text)
+
+
+def test_constraint_cut_by_max_tokens_is_length(engine):
+    sink = Collect()
+    stats = engine.new_session().generate(PERSON_PROMPT, greedy(3, json_schema=PERSON_SCHEMA), sink)
+    assert stats.stop_reason == "length" and stats.generated_tokens == 3
+    assert sink.text.startswith("{")

@@ -187,6 +187,48 @@ class EmberSdkTest {
         assertThrows<EmberException.InvalidModel> { Engine.load(trunc.path, EngineConfig()) }
     }
 
+    // A user record: typed fields, an enum, integer bounds (string bounded so greedy decoding ends).
+    private val personSchema = """{"type": "object", "properties": {
+        "name": {"type": "string", "maxLength": 20},
+        "age": {"type": "integer", "minimum": 0, "maximum": 120},
+        "role": {"enum": ["admin", "user", "guest"]},
+        "active": {"type": "boolean"}},
+        "required": ["name", "age", "role", "active"], "additionalProperties": false}"""
+
+    @Test fun jsonSchemaOutput() = runBlocking {
+        val params = GenerateParams(maxTokens = 120u, temperature = 0f, jsonSchema = personSchema)
+        val msgs = listOf(userMessage("Describe a user of a web site as JSON."))
+        engine.newSession().use { s ->
+            val sink = Collect()
+            val stats = s.chat(msgs, params, sink)
+            assertEquals("eog", stats.stopReason, sink.text)
+            // No JSON library on this classpath: check the shape with a pattern that spells out the schema.
+            val shape = Regex(
+                """\{"name": "(?:[^"\\]|\\.)*", "age": (\d{1,3}), "role": "(admin|user|guest)", "active": (true|false)\}""",
+            )
+            val m = shape.matchEntire(sink.text)
+            assertTrue(m != null, sink.text)
+            assertTrue(m!!.groupValues[1].toInt() in 0..120, sink.text)
+            // The Flow streams the same text.
+            val flowed = engine.newSession().use { it.chatFlow(msgs, params).toList().joinToString("") }
+            assertEquals(sink.text, flowed)
+        }
+    }
+
+    @Test fun invalidConstraints() {
+        engine.newSession().use { s ->
+            val sink = Collect()
+            val e = assertThrows<EmberException.InvalidConstraint> {
+                s.generate(france, GenerateParams(grammar = "root ::= missing\n"), sink)
+            }
+            assertTrue(e.message!!.contains("missing"), e.message)
+            assertTrue(sink.pieces.isEmpty())
+            assertThrows<EmberException.InvalidConstraint> { s.generate(france, GenerateParams(jsonSchema = "{not json"), sink) }
+            assertThrows<EmberException.InvalidParams> { s.generate(france, GenerateParams(jsonObject = true, regex = "a+"), sink) }
+            assertEquals(0u, s.contextTokens())
+        }
+    }
+
     @Test fun invalidParams() {
         engine.newSession().use { s ->
             assertThrows<EmberException.InvalidParams> { s.generate(france, GenerateParams(topP = 2f), Collect()) }
