@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::constrain::Constraint;
+use crate::constrain::{Constraint, TokenMask};
 use crate::engine::Engine;
 use crate::graph::{OpProfile, Runner, Want};
 use crate::model::LogitsWanted;
@@ -249,8 +249,17 @@ impl Session {
         if prompt.is_empty() {
             return Err(Error::InvalidParam("the prompt is empty".into()));
         }
+        // Checked before the cache is trimmed: bad parameters cost nothing.
+        let sampler = Sampler::new(params.sampling.clone())?;
+        let mask = self.compile_constraint(params)?;
         let n = self.reuse_prefix(prompt);
-        self.generate(&prompt[n..], params, on_text)
+        let r = self.generate_inner(&prompt[n..], params, sampler, mask, on_text);
+        self.cancel.store(false, Ordering::Relaxed);
+        r
+    }
+
+    fn compile_constraint(&self, params: &GenerateParams) -> Result<Option<TokenMask>> {
+        params.constraint.as_ref().map(|c| self.engine.constraint_mask(c)).transpose()
     }
 
     /// The session's state on the engine's backend, made at first use.
@@ -322,7 +331,11 @@ impl Session {
     /// `params.max_tokens` tokens, calling `on_text` with each newly complete
     /// piece of UTF-8 text; `on_text` returns `false` to stop.
     pub fn generate(&mut self, prompt: &[u32], params: &GenerateParams, on_text: &mut dyn FnMut(&str) -> bool) -> Result<GenerationStats> {
-        let r = self.generate_inner(prompt, params, on_text);
+        // Compiled before the prompt is evaluated: a bad schema costs nothing.
+        let r = Sampler::new(params.sampling.clone()).and_then(|sampler| {
+            let mask = self.compile_constraint(params)?;
+            self.generate_inner(prompt, params, sampler, mask, on_text)
+        });
         // The cancel (if any) was for this generation: consumed.
         self.cancel.store(false, Ordering::Relaxed);
         r
@@ -332,14 +345,10 @@ impl Session {
         &mut self,
         prompt: &[u32],
         params: &GenerateParams,
+        mut sampler: Sampler,
+        mut mask: Option<TokenMask>,
         on_text: &mut dyn FnMut(&str) -> bool,
     ) -> Result<GenerationStats> {
-        let mut sampler = Sampler::new(params.sampling.clone())?;
-        // Compiled before the prompt is evaluated: a bad schema costs nothing.
-        let mut mask = match &params.constraint {
-            Some(c) => Some(self.engine.constraint_mask(c)?),
-            None => None,
-        };
         if prompt.is_empty() && self.tokens.is_empty() {
             return Err(Error::InvalidParam("the prompt is empty".into()));
         }
