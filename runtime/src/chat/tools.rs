@@ -287,8 +287,8 @@ enum StreamState {
 /// comes, except a tail that may be the start of `<tool_call>` (held until it
 /// is or is not) and whitespace-only pieces (held until more text follows;
 /// dropped at the end when there were calls). A call is let out whole when
-/// its closing tag arrives. An output that opens with `{` is held to the end
-/// (it may be a bare call object).
+/// its closing tag arrives. An output that opens with `{` (or a code fence
+/// whose first line does) is held to the end: it may be a bare call object.
 #[derive(Debug)]
 pub struct ToolCallStream {
     tools: Vec<Tool>,
@@ -334,13 +334,11 @@ impl ToolCallStream {
         self.buf.push_str(piece);
         loop {
             match self.state {
-                StreamState::Start => {
-                    let t = self.buf.trim_start();
-                    if t.is_empty() {
-                        return out;
-                    }
-                    self.state = if t.starts_with('{') { StreamState::Bare } else { StreamState::Text };
-                }
+                StreamState::Start => match bare_start(&self.buf) {
+                    None => return out,
+                    Some(true) => self.state = StreamState::Bare,
+                    Some(false) => self.state = StreamState::Text,
+                },
                 StreamState::Bare => return out,
                 StreamState::Text => match self.buf.find(TOOL_CALL_OPEN) {
                     Some(i) => {
@@ -402,6 +400,30 @@ impl ToolCallStream {
         }
         self.ws.clear();
         out
+    }
+}
+
+/// Whether an output starting with `s` may be a bare call object: `{`, or a
+/// code fence (```` ``` ```` or ```` ```json ````) whose next line starts with `{`;
+/// `None` while `s` cannot tell yet.
+fn bare_start(s: &str) -> Option<bool> {
+    let t = s.trim_start();
+    if t.is_empty() || "```".starts_with(t) {
+        return None;
+    }
+    if t.starts_with('{') {
+        return Some(true);
+    }
+    let Some(fenced) = t.strip_prefix("```") else { return Some(false) };
+    let Some(nl) = fenced.find('\n') else {
+        // The fence's language tag; a long one is not a call's.
+        return if fenced.len() > 8 { Some(false) } else { None };
+    };
+    let rest = fenced[nl..].trim_start();
+    if rest.is_empty() {
+        None
+    } else {
+        Some(rest.starts_with('{') && ["", "json"].contains(&fenced[..nl].trim()))
     }
 }
 

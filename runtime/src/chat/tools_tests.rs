@@ -238,6 +238,10 @@ fn the_stream_parser_agrees_with_the_whole_parser() {
         "{\"not\": \"a call\"}",
         "text then <tool_call>{\"name\": \"get_weather\", \"arguments\": {}}",
         "ends with a partial tag <tool_c",
+        "```json\n{\n  \"name\": \"get_weather\",\n  \"arguments\": {\n    \"city\": \"Paris\"\n  }\n}\n```",
+        "```python\nprint({1: 2})\n```",
+        "```\n{\"a\": 1}\n```",
+        "`x` and ``` fences",
     ];
     for text in outputs {
         let whole = parse_tool_calls(text, &tools);
