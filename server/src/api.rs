@@ -533,6 +533,44 @@ mod tests {
     }
 
     #[test]
+    fn response_formats_and_tool_choices() {
+        let c = |json: &str| constraint(&serde_json::from_str::<ConstraintFields>(json).unwrap());
+        assert_eq!(c(r#"{}"#).unwrap(), None);
+        assert_eq!(c(r#"{"response_format":{"type":"text"}}"#).unwrap(), None);
+        assert_eq!(c(r#"{"response_format":{"type":"json_object"}}"#).unwrap(), Some((Constraint::JsonObject, "response_format")));
+        // The schema's text keeps the client's property order (the output follows it).
+        let got = c(r#"{"response_format":{"type":"json_schema","json_schema":{"name":"x","strict":true,"schema":{"type":"object","properties":{"z":{},"a":{}}}}}}"#);
+        assert_eq!(got.unwrap(), Some((Constraint::JsonSchema(r#"{"type":"object","properties":{"z":{},"a":{}}}"#.into()), "response_format")));
+        let got = c(r#"{"response_format":{"type":"json_object","schema":{"type":"array"}}}"#).unwrap();
+        assert_eq!(got, Some((Constraint::JsonSchema(r#"{"type":"array"}"#.into()), "response_format")), "llama.cpp's json_object + schema");
+        assert_eq!(c(r#"{"grammar":"root ::= \"a\""}"#).unwrap(), Some((Constraint::Grammar("root ::= \"a\"".into()), "grammar")));
+        assert_eq!(c(r#"{"json_schema":{"type":"string"}}"#).unwrap(), Some((Constraint::JsonSchema(r#"{"type":"string"}"#.into()), "json_schema")));
+        assert_eq!(c(r#"{"response_format":{"type":"json_object"},"grammar":"x"}"#).unwrap_err().param.as_deref(), Some("grammar"));
+
+        let t = |json: &str| tools(&parse_body::<ChatRequest>(json.as_bytes()).unwrap());
+        let f = r#"[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}]"#;
+        assert_eq!(t(r#"{"messages":[]}"#).unwrap(), (vec![], ToolChoice::None));
+        assert_eq!(t(r#"{"messages":[],"tool_choice":"auto"}"#).unwrap().1, ToolChoice::None, "auto without tools");
+        let (list, choice) = t(&format!(r#"{{"messages":[],"tools":{f}}}"#)).unwrap();
+        assert_eq!((list[0].name.as_str(), choice), ("f", ToolChoice::Auto));
+        assert_eq!(t(&format!(r#"{{"messages":[],"tools":{f},"tool_choice":"required"}}"#)).unwrap().1, ToolChoice::Required);
+        assert_eq!(t(&format!(r#"{{"messages":[],"tools":{f},"tool_choice":"none"}}"#)).unwrap().1, ToolChoice::None);
+        let named = format!(r#"{{"messages":[],"tools":{f},"tool_choice":{{"type":"function","function":{{"name":"f"}}}}}}"#);
+        assert_eq!(t(&named).unwrap().1, ToolChoice::Function("f".into()));
+        assert_eq!(t(&named.replace(r#""name":"f"}}}"#, r#""name":"g"}}}"#)).unwrap_err().param.as_deref(), Some("tool_choice"));
+
+        // Assistant calls and tool results in the history.
+        let r: ChatRequest = parse_body(
+            br#"{"messages":[{"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function","function":{"name":"f","arguments":"{\"a\":1}"}}]},
+                             {"role":"tool","tool_call_id":"call_1","name":"f","content":"ok"}]}"#,
+        )
+        .unwrap();
+        let m = chat_messages(&r).unwrap();
+        assert_eq!(m[0].tool_calls, vec![ToolCall { id: "call_1".into(), name: "f".into(), arguments: r#"{"a":1}"#.into() }]);
+        assert_eq!((m[1].tool_call_id.as_deref(), m[1].name.as_deref(), m[1].content.as_str()), (Some("call_1"), Some("f"), "ok"));
+    }
+
+    #[test]
     fn bodies_and_prompts() {
         let e = parse_body::<ChatRequest>(b"{not json").unwrap_err();
         assert_eq!((e.status.as_u16(), e.code), (400, Some("invalid_json")));
