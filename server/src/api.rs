@@ -159,7 +159,8 @@ fn message_tool_calls(i: usize, v: &Value) -> Result<Vec<ToolCall>, ApiError> {
                 return Err(bad("only function calls are supported (type \"function\")"));
             }
             let f = c.get("function").ok_or_else(|| bad("a call needs a function"))?;
-            let name = f.get("name").and_then(Value::as_str).filter(|n| !n.is_empty()).ok_or_else(|| bad("a call needs a function name"))?;
+            let name =
+                f.get("name").and_then(Value::as_str).filter(|n| !n.is_empty()).ok_or_else(|| bad("a call needs a function name"))?;
             let arguments = match f.get("arguments") {
                 None | Some(Value::Null) => "{}".to_owned(),
                 Some(Value::String(s)) => s.clone(),
@@ -320,7 +321,10 @@ pub fn constraint(f: &ConstraintFields) -> Result<Option<(Constraint, &'static s
     }
     if found.len() > 1 {
         let names: Vec<&str> = found.iter().map(|(_, p)| *p).collect();
-        return Err(ApiError::param(found[1].1, format!("give one of response_format, grammar and json_schema, not {}", names.join(" and "))));
+        return Err(ApiError::param(
+            found[1].1,
+            format!("give one of response_format, grammar and json_schema, not {}", names.join(" and ")),
+        ));
     }
     Ok(found.pop())
 }
@@ -539,12 +543,24 @@ mod tests {
         assert_eq!(c(r#"{"response_format":{"type":"text"}}"#).unwrap(), None);
         assert_eq!(c(r#"{"response_format":{"type":"json_object"}}"#).unwrap(), Some((Constraint::JsonObject, "response_format")));
         // The schema's text keeps the client's property order (the output follows it).
-        let got = c(r#"{"response_format":{"type":"json_schema","json_schema":{"name":"x","strict":true,"schema":{"type":"object","properties":{"z":{},"a":{}}}}}}"#);
-        assert_eq!(got.unwrap(), Some((Constraint::JsonSchema(r#"{"type":"object","properties":{"z":{},"a":{}}}"#.into()), "response_format")));
+        let got = c(
+            r#"{"response_format":{"type":"json_schema","json_schema":{"name":"x","strict":true,"schema":{"type":"object","properties":{"z":{},"a":{}}}}}}"#,
+        );
+        assert_eq!(
+            got.unwrap(),
+            Some((Constraint::JsonSchema(r#"{"type":"object","properties":{"z":{},"a":{}}}"#.into()), "response_format"))
+        );
         let got = c(r#"{"response_format":{"type":"json_object","schema":{"type":"array"}}}"#).unwrap();
-        assert_eq!(got, Some((Constraint::JsonSchema(r#"{"type":"array"}"#.into()), "response_format")), "llama.cpp's json_object + schema");
+        assert_eq!(
+            got,
+            Some((Constraint::JsonSchema(r#"{"type":"array"}"#.into()), "response_format")),
+            "llama.cpp's json_object + schema"
+        );
         assert_eq!(c(r#"{"grammar":"root ::= \"a\""}"#).unwrap(), Some((Constraint::Grammar("root ::= \"a\"".into()), "grammar")));
-        assert_eq!(c(r#"{"json_schema":{"type":"string"}}"#).unwrap(), Some((Constraint::JsonSchema(r#"{"type":"string"}"#.into()), "json_schema")));
+        assert_eq!(
+            c(r#"{"json_schema":{"type":"string"}}"#).unwrap(),
+            Some((Constraint::JsonSchema(r#"{"type":"string"}"#.into()), "json_schema"))
+        );
         assert_eq!(c(r#"{"response_format":{"type":"json_object"},"grammar":"x"}"#).unwrap_err().param.as_deref(), Some("grammar"));
 
         let t = |json: &str| tools(&parse_body::<ChatRequest>(json.as_bytes()).unwrap());

@@ -67,9 +67,7 @@ impl From<ember::Error> for ApiError {
             ember::Error::InvalidParam(_)
             | ember::Error::ChatTemplate(_)
             | ember::Error::TokenOutOfVocab { .. }
-            | ember::Error::InvalidConstraint(_) => {
-                ApiError::invalid(e.to_string())
-            }
+            | ember::Error::InvalidConstraint(_) => ApiError::invalid(e.to_string()),
             other => ApiError::internal(other.to_string()),
         }
     }

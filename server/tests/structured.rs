@@ -108,11 +108,7 @@ async fn bad_constraints_and_tools_are_400s_naming_their_field() {
                    "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "nonsense"}}}]}),
             "tools",
         ),
-        (
-            "/v1/chat/completions",
-            json!({"messages": [{"role": "user", "content": "hi", "tool_calls": []}]}),
-            "messages[0].tool_calls",
-        ),
+        ("/v1/chat/completions", json!({"messages": [{"role": "user", "content": "hi", "tool_calls": []}]}), "messages[0].tool_calls"),
         (
             "/v1/chat/completions",
             json!({"messages": [{"role": "assistant", "content": null, "tool_calls": [{"id": "c", "function": {}}]}]}),
@@ -147,7 +143,8 @@ async fn constraints_shape_the_output() {
         let out: Value = serde_json::from_str(v["choices"][0]["message"]["content"].as_str().unwrap()).unwrap();
         assert!(out["ok"].is_boolean() && (out["n"] == 1 || out["n"] == 2), "{out}");
     }
-    let (s, v) = post_json(&app, "/v1/completions", &json!({"prompt": "x", "max_tokens": 10, "grammar": "root ::= \"yes\" | \"no\""})).await;
+    let (s, v) =
+        post_json(&app, "/v1/completions", &json!({"prompt": "x", "max_tokens": 10, "grammar": "root ::= \"yes\" | \"no\""})).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert!(["yes", "no"].contains(&v["choices"][0]["text"].as_str().unwrap()), "{v}");
     // A constraint that cannot finish in max_tokens ends with "length".
@@ -157,7 +154,8 @@ async fn constraints_shape_the_output() {
     assert_eq!(v["choices"][0]["finish_reason"], "length", "{v}");
     // {"type": "text"} is no constraint.
     let (s, v) =
-        post_json(&app, "/v1/chat/completions", &json!({"messages": user("hi"), "max_tokens": 3, "response_format": {"type": "text"}})).await;
+        post_json(&app, "/v1/chat/completions", &json!({"messages": user("hi"), "max_tokens": 3, "response_format": {"type": "text"}}))
+            .await;
     assert_eq!((s, v["object"].as_str()), (StatusCode::OK, Some("chat.completion")), "{v}");
 }
 

@@ -108,7 +108,10 @@ fn qwen_template_renders_tools_calls_and_results_like_transformers() {
     assert_eq!(out, expected);
     // No tools: the template's plain branch, as `render` gives it.
     let msgs = [ChatMessage::system("Be brief."), ChatMessage::user("Hi")];
-    assert_eq!(t.render_with_tools(&msgs, &[], true).unwrap(), "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
+    assert_eq!(
+        t.render_with_tools(&msgs, &[], true).unwrap(),
+        "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+    );
     assert_eq!(t.render(&msgs, true).unwrap(), t.render_with_tools(&msgs, &[], true).unwrap());
 }
 
@@ -143,7 +146,12 @@ fn templates_without_tools_get_the_builtin_block_and_text_turns() {
 #[test]
 fn tools_system_prompt_lists_functions_as_json() {
     let p = tools_system_prompt(&[weather(), Tool::new("now", None, None)]);
-    assert!(p.contains("<tools>\n{\"type\": \"function\", \"function\": {\"name\": \"get_weather\", \"description\": \"Weather in a city's center\""), "{p}");
+    assert!(
+        p.contains(
+            "<tools>\n{\"type\": \"function\", \"function\": {\"name\": \"get_weather\", \"description\": \"Weather in a city's center\""
+        ),
+        "{p}"
+    );
     assert!(p.contains("\n{\"type\": \"function\", \"function\": {\"name\": \"now\"}}\n</tools>"), "{p}");
     assert!(p.ends_with("<tool_call>\n{\"name\": <function-name>, \"arguments\": <args-json-object>}\n</tool_call>"), "{p}");
 }
@@ -153,7 +161,9 @@ fn tojson_is_pythons_json_dumps() {
     let t = ChatTemplate::new("t", "{{ x | tojson }}|{{ x | tojson(indent=2) }}|{{ x | tojson(sort_keys=true) }}", "", "").unwrap();
     let mut env_out = String::new();
     let tmpl = t.env.get_template("chat").unwrap();
-    env_out.push_str(&tmpl.render(minijinja::context! { x => Value::from_serialize(json!({"b": [1, 2.5, "<it's & é>"], "a": {}, "c": null})) }).unwrap());
+    env_out.push_str(
+        &tmpl.render(minijinja::context! { x => Value::from_serialize(json!({"b": [1, 2.5, "<it's & é>"], "a": {}, "c": null})) }).unwrap(),
+    );
     assert_eq!(
         env_out,
         "{\"b\": [1, 2.5, \"<it's & é>\"], \"a\": {}, \"c\": null}|{\n  \"b\": [\n    1,\n    2.5,\n    \"<it's & é>\"\n  ],\n  \"a\": {},\n  \"c\": null\n}|{\"a\": {}, \"b\": [1, 2.5, \"<it's & é>\"], \"c\": null}"
@@ -279,7 +289,9 @@ fn forced_calls_parse_even_from_random_weights() {
     let unit = Tool::new(
         "set_unit",
         None,
-        Some(json!({"type": "object", "properties": {"unit": {"enum": ["c", "f"]}, "n": {"type": "integer", "minimum": 0, "maximum": 9}}, "required": ["unit", "n"]})),
+        Some(
+            json!({"type": "object", "properties": {"unit": {"enum": ["c", "f"]}, "n": {"type": "integer", "minimum": 0, "maximum": 9}}, "required": ["unit", "n"]}),
+        ),
     );
     let tools = [weather(), unit, Tool::new("now", None, None)];
     let ids = e.tokenizer().encode("Hello", true, false).unwrap();
