@@ -6,10 +6,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 home="${EMBER_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/ember}"
 venv="$home/venv-test"
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import openai, pytest, requests' 2>/dev/null; then
-    rm -rf "$venv"
+if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv"
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check openai pytest requests
+fi
+# Added to, never remade: a venv made before a package joined the list gets it.
+if ! "$venv/bin/python" -c 'import openai, pytest, requests, jsonschema' 2>/dev/null; then
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check openai pytest requests jsonschema
 fi
 cargo build --release -p ember-cli
 target="${CARGO_TARGET_DIR:-target}"

@@ -1,7 +1,9 @@
 //! Request bodies of the OpenAI API (the fields Ember honours; others are
 //! ignored) and their validation into generation parameters.
 
+use ember::chat::tools::{new_call_id, Tool, ToolCall, ToolChoice};
 use ember::chat::ChatMessage;
+use ember::constrain::Constraint;
 use ember::sampling::SamplingParams;
 use ember::session::GenerateParams;
 use serde::Deserialize;
@@ -27,6 +29,15 @@ pub struct SamplingFields {
     pub repeat_penalty: Option<f32>,
 }
 
+/// What the output must match: OpenAI's `response_format`, and llama.cpp's
+/// `grammar` (GBNF or Lark) and `json_schema` extensions.
+#[derive(Debug, Default, Deserialize)]
+pub struct ConstraintFields {
+    pub response_format: Option<Value>,
+    pub grammar: Option<Value>,
+    pub json_schema: Option<Value>,
+}
+
 #[derive(Debug, Default, Deserialize)]
 pub struct StreamOptions {
     #[serde(default)]
@@ -40,6 +51,14 @@ pub struct ChatRequest {
     #[serde(default)]
     pub stream: bool,
     pub stream_options: Option<StreamOptions>,
+    /// OpenAI function tools: `[{"type": "function", "function": {name, description, parameters}}]`.
+    pub tools: Option<Value>,
+    /// `"auto"`, `"none"`, `"required"` or `{"type": "function", "function": {"name": …}}`.
+    pub tool_choice: Option<Value>,
+    /// Accepted; a forced call is always one call.
+    pub parallel_tool_calls: Option<bool>,
+    #[serde(flatten)]
+    pub constraint: ConstraintFields,
     #[serde(flatten)]
     pub sampling: SamplingFields,
 }
@@ -49,6 +68,11 @@ pub struct MessageIn {
     pub role: String,
     #[serde(default)]
     pub content: Value,
+    /// An assistant turn's calls: `[{"id", "type": "function", "function": {name, arguments}}]`.
+    pub tool_calls: Option<Value>,
+    /// A tool turn: the call it answers.
+    pub tool_call_id: Option<String>,
+    pub name: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -58,6 +82,8 @@ pub struct CompletionRequest {
     #[serde(default)]
     pub stream: bool,
     pub stream_options: Option<StreamOptions>,
+    #[serde(flatten)]
+    pub constraint: ConstraintFields,
     #[serde(flatten)]
     pub sampling: SamplingFields,
 }
@@ -112,7 +138,195 @@ pub fn message_text(i: usize, m: &MessageIn) -> Result<ChatMessage, ApiError> {
     if !ROLES.contains(&m.role.as_str()) {
         return Err(ApiError::param(&format!("messages[{i}].role"), format!("role must be one of {}, got {:?}", ROLES.join(", "), m.role)));
     }
-    Ok(ChatMessage::new(m.role.clone(), content))
+    let tool_calls = match &m.tool_calls {
+        None | Some(Value::Null) => Vec::new(),
+        Some(v) if m.role == "assistant" => message_tool_calls(i, v)?,
+        Some(_) => return Err(ApiError::param(&format!("messages[{i}].tool_calls"), "only assistant messages carry tool_calls")),
+    };
+    Ok(ChatMessage { tool_calls, tool_call_id: m.tool_call_id.clone(), name: m.name.clone(), ..ChatMessage::new(m.role.clone(), content) })
+}
+
+/// An assistant message's `tool_calls`.
+fn message_tool_calls(i: usize, v: &Value) -> Result<Vec<ToolCall>, ApiError> {
+    let param = format!("messages[{i}].tool_calls");
+    let bad = |what: &str| ApiError::param(&param, format!("{param}: {what}"));
+    let Value::Array(list) = v else {
+        return Err(bad("must be an array of {\"id\", \"type\": \"function\", \"function\": {\"name\", \"arguments\"}}"));
+    };
+    list.iter()
+        .map(|c| {
+            if c.get("type").is_some_and(|t| t != "function") {
+                return Err(bad("only function calls are supported (type \"function\")"));
+            }
+            let f = c.get("function").ok_or_else(|| bad("a call needs a function"))?;
+            let name =
+                f.get("name").and_then(Value::as_str).filter(|n| !n.is_empty()).ok_or_else(|| bad("a call needs a function name"))?;
+            let arguments = match f.get("arguments") {
+                None | Some(Value::Null) => "{}".to_owned(),
+                Some(Value::String(s)) => s.clone(),
+                Some(o @ Value::Object(_)) => o.to_string(),
+                Some(_) => return Err(bad("arguments must be a JSON string")),
+            };
+            let id = match c.get("id") {
+                None | Some(Value::Null) => new_call_id(),
+                Some(Value::String(s)) => s.clone(),
+                Some(_) => return Err(bad("a call's id must be a string")),
+            };
+            Ok(ToolCall { id, name: name.to_owned(), arguments })
+        })
+        .collect()
+}
+
+/// A function name as OpenAI allows it: 1 to 64 of `a-z A-Z 0-9 _ -`.
+fn valid_function_name(n: &str) -> bool {
+    (1..=64).contains(&n.len()) && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// The request's tools and how they may be called. `tool_choice` defaults to
+/// `auto` when there are tools, else `none`.
+pub fn tools(req: &ChatRequest) -> Result<(Vec<Tool>, ToolChoice), ApiError> {
+    let tools = match &req.tools {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(list)) => {
+            let mut tools: Vec<Tool> = Vec::with_capacity(list.len());
+            for (i, t) in list.iter().enumerate() {
+                let param = format!("tools[{i}]");
+                if t.get("type").and_then(Value::as_str) != Some("function") {
+                    return Err(ApiError::param(&param, format!("{param}: only tools of type \"function\" are supported")));
+                }
+                let Some(f) = t.get("function").filter(|f| f.is_object()) else {
+                    return Err(ApiError::param(&param, format!("{param}: a function tool needs a \"function\" object")));
+                };
+                let name = match f.get("name") {
+                    Some(Value::String(n)) if valid_function_name(n) => n.clone(),
+                    Some(Value::String(n)) => {
+                        return Err(ApiError::param(
+                            &format!("{param}.function.name"),
+                            format!("invalid function name {n:?}: 1 to 64 letters, digits, '_' or '-'"),
+                        ))
+                    }
+                    _ => return Err(ApiError::param(&format!("{param}.function.name"), format!("{param}: a function needs a name"))),
+                };
+                if tools.iter().any(|x| x.name == name) {
+                    return Err(ApiError::param(&format!("{param}.function.name"), format!("the function name '{name}' is given twice")));
+                }
+                let description = match f.get("description") {
+                    None | Some(Value::Null) => None,
+                    Some(Value::String(d)) => Some(d.clone()),
+                    Some(_) => return Err(ApiError::param(&format!("{param}.function.description"), "description must be a string")),
+                };
+                let parameters = match f.get("parameters") {
+                    None | Some(Value::Null) => None,
+                    Some(p @ Value::Object(_)) => Some(p.clone()),
+                    Some(_) => {
+                        return Err(ApiError::param(&format!("{param}.function.parameters"), "parameters must be a JSON schema object"))
+                    }
+                };
+                tools.push(Tool { name, description, parameters });
+            }
+            tools
+        }
+        Some(_) => return Err(ApiError::param("tools", "tools must be an array of function tools")),
+    };
+    let bad_choice = || {
+        ApiError::param(
+            "tool_choice",
+            "tool_choice must be \"none\", \"auto\", \"required\" or {\"type\": \"function\", \"function\": {\"name\": …}}",
+        )
+    };
+    let choice = match &req.tool_choice {
+        None | Some(Value::Null) => ToolChoice::Auto,
+        Some(Value::String(s)) => match s.as_str() {
+            "auto" => ToolChoice::Auto,
+            "none" => ToolChoice::None,
+            "required" => ToolChoice::Required,
+            _ => return Err(bad_choice()),
+        },
+        Some(o @ Value::Object(_)) => {
+            if o.get("type").and_then(Value::as_str) != Some("function") {
+                return Err(bad_choice());
+            }
+            match o.get("function").and_then(|f| f.get("name")).and_then(Value::as_str) {
+                Some(n) => ToolChoice::Function(n.to_owned()),
+                None => return Err(bad_choice()),
+            }
+        }
+        Some(_) => return Err(bad_choice()),
+    };
+    match &choice {
+        ToolChoice::Function(n) if !tools.iter().any(|t| &t.name == n) => {
+            return Err(ApiError::param("tool_choice", format!("tool_choice names the function '{n}', which is not among the tools")))
+        }
+        ToolChoice::Required | ToolChoice::Function(_) if tools.is_empty() => {
+            return Err(ApiError::param("tool_choice", "tool_choice requires a tool call, but no tools were given"))
+        }
+        ToolChoice::Auto if tools.is_empty() => return Ok((tools, ToolChoice::None)),
+        _ => {}
+    }
+    Ok((tools, choice))
+}
+
+/// The request's output constraint and the field it came from (for errors):
+/// `response_format` (`text`; `json_object`, with llama.cpp's optional
+/// `schema`; `json_schema` with `json_schema.schema`), `grammar` or
+/// `json_schema`; at most one of them.
+pub fn constraint(f: &ConstraintFields) -> Result<Option<(Constraint, &'static str)>, ApiError> {
+    let mut found: Vec<(Constraint, &'static str)> = Vec::new();
+    let schema_text = |v: &Value, param: &str| -> Result<Constraint, ApiError> {
+        match v {
+            Value::Object(_) | Value::Bool(_) => Ok(Constraint::JsonSchema(v.to_string())),
+            _ => Err(ApiError::param(param, format!("{param} must be a JSON schema (an object)"))),
+        }
+    };
+    match &f.response_format {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(rf)) => match rf.get("type").and_then(Value::as_str) {
+            Some("text") => {}
+            Some("json_object") => found.push((
+                match rf.get("schema") {
+                    None | Some(Value::Null) => Constraint::JsonObject,
+                    Some(s) => schema_text(s, "response_format.schema")?,
+                },
+                "response_format",
+            )),
+            Some("json_schema") => {
+                let js = match rf.get("json_schema") {
+                    Some(Value::Object(js)) => js,
+                    _ => {
+                        return Err(ApiError::param(
+                            "response_format",
+                            "response_format of type json_schema needs a json_schema object: {\"name\", \"schema\", \"strict\"}",
+                        ))
+                    }
+                };
+                let c = match js.get("schema") {
+                    None | Some(Value::Null) => Constraint::JsonObject,
+                    Some(s) => schema_text(s, "response_format.json_schema.schema")?,
+                };
+                found.push((c, "response_format"));
+            }
+            _ => return Err(ApiError::param("response_format", "response_format.type must be text, json_object or json_schema")),
+        },
+        Some(_) => return Err(ApiError::param("response_format", "response_format must be an object with a type")),
+    }
+    match &f.grammar {
+        None | Some(Value::Null) => {}
+        Some(Value::String(g)) if g.trim().is_empty() => {}
+        Some(Value::String(g)) => found.push((Constraint::Grammar(g.clone()), "grammar")),
+        Some(_) => return Err(ApiError::param("grammar", "grammar must be a string (GBNF or Lark)")),
+    }
+    match &f.json_schema {
+        None | Some(Value::Null) => {}
+        Some(v) => found.push((schema_text(v, "json_schema")?, "json_schema")),
+    }
+    if found.len() > 1 {
+        let names: Vec<&str> = found.iter().map(|(_, p)| *p).collect();
+        return Err(ApiError::param(
+            found[1].1,
+            format!("give one of response_format, grammar and json_schema, not {}", names.join(" and ")),
+        ));
+    }
+    Ok(found.pop())
 }
 
 pub fn chat_messages(req: &ChatRequest) -> Result<Vec<ChatMessage>, ApiError> {
@@ -320,6 +534,56 @@ mod tests {
         let e = generate_params(&fields(r#"{"max_tokens":40}"#), 100, &limits()).unwrap_err();
         assert_eq!(e.code, Some("context_length_exceeded"));
         assert!(generate_params(&fields("{}"), 0, &limits()).is_err());
+    }
+
+    #[test]
+    fn response_formats_and_tool_choices() {
+        let c = |json: &str| constraint(&serde_json::from_str::<ConstraintFields>(json).unwrap());
+        assert_eq!(c(r#"{}"#).unwrap(), None);
+        assert_eq!(c(r#"{"response_format":{"type":"text"}}"#).unwrap(), None);
+        assert_eq!(c(r#"{"response_format":{"type":"json_object"}}"#).unwrap(), Some((Constraint::JsonObject, "response_format")));
+        // The schema's text keeps the client's property order (the output follows it).
+        let got = c(
+            r#"{"response_format":{"type":"json_schema","json_schema":{"name":"x","strict":true,"schema":{"type":"object","properties":{"z":{},"a":{}}}}}}"#,
+        );
+        assert_eq!(
+            got.unwrap(),
+            Some((Constraint::JsonSchema(r#"{"type":"object","properties":{"z":{},"a":{}}}"#.into()), "response_format"))
+        );
+        let got = c(r#"{"response_format":{"type":"json_object","schema":{"type":"array"}}}"#).unwrap();
+        assert_eq!(
+            got,
+            Some((Constraint::JsonSchema(r#"{"type":"array"}"#.into()), "response_format")),
+            "llama.cpp's json_object + schema"
+        );
+        assert_eq!(c(r#"{"grammar":"root ::= \"a\""}"#).unwrap(), Some((Constraint::Grammar("root ::= \"a\"".into()), "grammar")));
+        assert_eq!(
+            c(r#"{"json_schema":{"type":"string"}}"#).unwrap(),
+            Some((Constraint::JsonSchema(r#"{"type":"string"}"#.into()), "json_schema"))
+        );
+        assert_eq!(c(r#"{"response_format":{"type":"json_object"},"grammar":"x"}"#).unwrap_err().param.as_deref(), Some("grammar"));
+
+        let t = |json: &str| tools(&parse_body::<ChatRequest>(json.as_bytes()).unwrap());
+        let f = r#"[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}]"#;
+        assert_eq!(t(r#"{"messages":[]}"#).unwrap(), (vec![], ToolChoice::None));
+        assert_eq!(t(r#"{"messages":[],"tool_choice":"auto"}"#).unwrap().1, ToolChoice::None, "auto without tools");
+        let (list, choice) = t(&format!(r#"{{"messages":[],"tools":{f}}}"#)).unwrap();
+        assert_eq!((list[0].name.as_str(), choice), ("f", ToolChoice::Auto));
+        assert_eq!(t(&format!(r#"{{"messages":[],"tools":{f},"tool_choice":"required"}}"#)).unwrap().1, ToolChoice::Required);
+        assert_eq!(t(&format!(r#"{{"messages":[],"tools":{f},"tool_choice":"none"}}"#)).unwrap().1, ToolChoice::None);
+        let named = format!(r#"{{"messages":[],"tools":{f},"tool_choice":{{"type":"function","function":{{"name":"f"}}}}}}"#);
+        assert_eq!(t(&named).unwrap().1, ToolChoice::Function("f".into()));
+        assert_eq!(t(&named.replace(r#""name":"f"}}}"#, r#""name":"g"}}}"#)).unwrap_err().param.as_deref(), Some("tool_choice"));
+
+        // Assistant calls and tool results in the history.
+        let r: ChatRequest = parse_body(
+            br#"{"messages":[{"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function","function":{"name":"f","arguments":"{\"a\":1}"}}]},
+                             {"role":"tool","tool_call_id":"call_1","name":"f","content":"ok"}]}"#,
+        )
+        .unwrap();
+        let m = chat_messages(&r).unwrap();
+        assert_eq!(m[0].tool_calls, vec![ToolCall { id: "call_1".into(), name: "f".into(), arguments: r#"{"a":1}"#.into() }]);
+        assert_eq!((m[1].tool_call_id.as_deref(), m[1].name.as_deref(), m[1].content.as_str()), (Some("call_1"), Some("f"), "ok"));
     }
 
     #[test]

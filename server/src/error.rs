@@ -64,9 +64,10 @@ impl From<ember::Error> for ApiError {
     fn from(e: ember::Error) -> Self {
         match e {
             ember::Error::ContextFull { .. } => ApiError::invalid(e.to_string()).with_code("context_length_exceeded"),
-            ember::Error::InvalidParam(_) | ember::Error::ChatTemplate(_) | ember::Error::TokenOutOfVocab { .. } => {
-                ApiError::invalid(e.to_string())
-            }
+            ember::Error::InvalidParam(_)
+            | ember::Error::ChatTemplate(_)
+            | ember::Error::TokenOutOfVocab { .. }
+            | ember::Error::InvalidConstraint(_) => ApiError::invalid(e.to_string()),
             other => ApiError::internal(other.to_string()),
         }
     }

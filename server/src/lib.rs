@@ -16,7 +16,7 @@ pub mod pool;
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
@@ -28,7 +28,9 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use ember::chat::tools::{parse_tool_calls, tool_call_constraint, StreamItem, Tool, ToolCall, ToolCallStream, ToolChoice};
 use ember::chat::{encode_prompt, ChatTemplate};
+use ember::constrain::Constraint;
 use ember::session::{GenerateParams, StopReason};
 use ember::Engine;
 use serde_json::{json, Value};
@@ -287,13 +289,37 @@ fn prepare(st: &AppState, ids: Vec<u32>, f: &api::SamplingFields) -> Result<Job,
     Ok(Job { ids, params })
 }
 
-/// Streams a generation as SSE: `first` (if any), one `chunk` per piece of text,
-/// the `last` events, then `[DONE]`; an error becomes an error event.
+/// Compiles `c` against the model's vocabulary (off the async threads), so a
+/// bad schema or grammar is a 400 naming `param` before the request queues.
+async fn check_constraint(st: &AppState, c: &Constraint, param: &str) -> Result<(), ApiError> {
+    let (engine, c2) = (st.engine.clone(), c.clone());
+    match tokio::task::spawn_blocking(move || engine.constraint_mask(&c2).map(|_| ())).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(ember::Error::InvalidConstraint(msg))) => Err(ApiError::param(param, msg)),
+        Ok(Err(e)) => Err(ApiError::from(e)),
+        Err(e) => Err(ApiError::internal(format!("compiling the constraint failed: {e}"))),
+    }
+}
+
+/// A request's constraint (`response_format`, `grammar`, `json_schema`), compiled.
+async fn request_constraint(st: &AppState, f: &api::ConstraintFields) -> Result<Option<Constraint>, ApiError> {
+    match api::constraint(f)? {
+        Some((c, param)) => {
+            check_constraint(st, &c, param).await?;
+            Ok(Some(c))
+        }
+        None => Ok(None),
+    }
+}
+
+/// Streams a generation as SSE: `first` (if any), the events `chunk` makes of
+/// each piece of text, the `last` events, then `[DONE]`; an error becomes an
+/// error event.
 fn sse_response(
     st: Arc<AppState>,
     job: Job,
     first: Option<Value>,
-    chunk: impl Fn(&str) -> Value + Send + Sync + 'static,
+    mut chunk: impl FnMut(&str) -> Vec<Value> + Send + 'static,
     last: impl FnOnce(&Done) -> Vec<Value> + Send + 'static,
 ) -> Response {
     let (tx, rx) = mpsc::channel::<Result<Event, Infallible>>(64);
@@ -306,7 +332,7 @@ fn sse_response(
         let cancel2 = cancel.clone();
         let cancel3 = cancel.clone();
         let generation = generate(&st, job, cancel, move |piece| {
-            let ok = tx2.blocking_send(Ok(Event::default().data(chunk(piece).to_string()))).is_ok();
+            let ok = chunk(piece).into_iter().all(|v| tx2.blocking_send(Ok(Event::default().data(v.to_string()))).is_ok());
             if !ok {
                 cancel2.store(true, Ordering::Relaxed);
             }
@@ -342,17 +368,63 @@ async fn chat_completions(State(st): State<Arc<AppState>>, req: Request) -> Resp
     }
 }
 
+/// A call as OpenAI returns it in `message.tool_calls`.
+fn call_json(c: &ToolCall) -> Value {
+    json!({ "id": c.id, "type": "function", "function": { "name": c.name, "arguments": c.arguments } })
+}
+
+/// A streamed chat's parser of tool calls, and the index the next call gets.
+struct ToolDeltas {
+    stream: ToolCallStream,
+    next_index: usize,
+}
+
+impl ToolDeltas {
+    /// OpenAI's deltas for `items`: text as `content`; a call as one delta
+    /// with its index, id, type and name (arguments empty), then one with
+    /// its arguments.
+    fn deltas(&mut self, items: Vec<StreamItem>) -> Vec<Value> {
+        let mut v = Vec::new();
+        for item in items {
+            match item {
+                StreamItem::Text(t) => v.push(json!({ "content": t })),
+                StreamItem::Call(c) => {
+                    let index = self.next_index;
+                    self.next_index += 1;
+                    v.push(json!({ "tool_calls": [{ "index": index, "id": c.id, "type": "function",
+                                                    "function": { "name": c.name, "arguments": "" } }] }));
+                    v.push(json!({ "tool_calls": [{ "index": index, "function": { "arguments": c.arguments } }] }));
+                }
+            }
+        }
+        v
+    }
+}
+
 async fn chat_inner(st: Arc<AppState>, req: Request) -> Result<Response, ApiError> {
     let bytes = read_body(&st, req).await?;
     let req: api::ChatRequest = api::parse_body(&bytes)?;
     st.check_model(&req.model)?;
     let messages = api::chat_messages(&req)?;
+    let (tools, choice) = api::tools(&req)?;
+    let requested = api::constraint(&req.constraint)?;
     let Some(template) = &st.template else {
         return Err(ApiError::invalid(st.template_error.clone().unwrap_or_default()).with_code("no_chat_template"));
     };
-    let text = template.render(&messages, true)?;
+    // Tools are offered (and calls parsed) unless tool_choice is "none"; a
+    // forced choice is a grammar, which takes the place of a response_format.
+    let offered: Vec<Tool> = if choice == ToolChoice::None { Vec::new() } else { tools };
+    let constraint = match tool_call_constraint(&offered, &choice).map_err(|e| ApiError::param("tool_choice", e.to_string()))? {
+        Some(c) => Some((c, "tools")),
+        None => requested,
+    };
+    let text = template.render_with_tools(&messages, &offered, true)?;
     let ids = encode_prompt(st.engine.tokenizer(), &text)?;
-    let job = prepare(&st, ids, &req.sampling)?;
+    let mut job = prepare(&st, ids, &req.sampling)?;
+    if let Some((c, param)) = constraint {
+        check_constraint(&st, &c, param).await?;
+        job.params.constraint = Some(c);
+    }
     let id = st.id("chatcmpl");
     let model = st.config.model_id.clone();
     let created = now();
@@ -364,13 +436,33 @@ async fn chat_inner(st: Arc<AppState>, req: Request) -> Result<Response, ApiErro
         };
         let (id2, model2) = (id.clone(), model.clone());
         let first = head(json!({ "role": "assistant", "content": "" }), Value::Null, &id, &model);
+        let tool_state =
+            (!offered.is_empty()).then(|| Arc::new(Mutex::new(ToolDeltas { stream: ToolCallStream::new(&offered), next_index: 0 })));
+        let tool_state2 = tool_state.clone();
         return Ok(sse_response(
             st.clone(),
             job,
             Some(first),
-            move |piece| head(json!({ "content": piece }), Value::Null, &id, &model),
+            move |piece| match &tool_state {
+                None => vec![head(json!({ "content": piece }), Value::Null, &id, &model)],
+                Some(t) => {
+                    let mut t = t.lock().unwrap_or_else(|e| e.into_inner());
+                    let items = t.stream.push(piece);
+                    t.deltas(items).into_iter().map(|d| head(d, Value::Null, &id, &model)).collect()
+                }
+            },
             move |done| {
-                let mut v = vec![head(json!({}), json!(finish_reason(done.reason)), &id2, &model2)];
+                let mut v = Vec::new();
+                let mut finish = finish_reason(done.reason);
+                if let Some(t) = tool_state2 {
+                    let mut t = t.lock().unwrap_or_else(|e| e.into_inner());
+                    let items = t.stream.finish();
+                    v.extend(t.deltas(items).into_iter().map(|d| head(d, Value::Null, &id2, &model2)));
+                    if t.next_index > 0 {
+                        finish = "tool_calls";
+                    }
+                }
+                v.push(head(json!({}), json!(finish), &id2, &model2));
                 if include_usage {
                     v.push(json!({ "id": id2, "object": "chat.completion.chunk", "created": created, "model": model2,
                                    "choices": [], "usage": usage(done) }));
@@ -383,10 +475,18 @@ async fn chat_inner(st: Arc<AppState>, req: Request) -> Result<Response, ApiErro
     let mut guard = CancelOnDrop(cancel.clone(), false);
     let done = generate(&st, job, cancel, |_| true).await?;
     guard.1 = true;
+    let parsed = if offered.is_empty() { None } else { Some(parse_tool_calls(&done.text, &offered)) };
+    let (message, finish) = match parsed {
+        Some(p) if !p.tool_calls.is_empty() => (
+            json!({ "role": "assistant", "content": p.content,
+                    "tool_calls": p.tool_calls.iter().map(call_json).collect::<Vec<_>>() }),
+            "tool_calls",
+        ),
+        _ => (json!({ "role": "assistant", "content": done.text }), finish_reason(done.reason)),
+    };
     Ok(Json(json!({
         "id": id, "object": "chat.completion", "created": created, "model": model,
-        "choices": [{ "index": 0, "message": { "role": "assistant", "content": done.text },
-                      "logprobs": null, "finish_reason": finish_reason(done.reason) }],
+        "choices": [{ "index": 0, "message": message, "logprobs": null, "finish_reason": finish }],
         "usage": usage(&done),
     }))
     .into_response())
@@ -407,7 +507,8 @@ async fn completions_inner(st: Arc<AppState>, req: Request) -> Result<Response, 
         PromptIn::Text(t) => st.engine.tokenizer().encode(&t, true, true)?,
         PromptIn::Ids(ids) => ids,
     };
-    let job = prepare(&st, ids, &req.sampling)?;
+    let mut job = prepare(&st, ids, &req.sampling)?;
+    job.params.constraint = request_constraint(&st, &req.constraint).await?;
     let id = st.id("cmpl");
     let model = st.config.model_id.clone();
     let created = now();
@@ -422,7 +523,7 @@ async fn completions_inner(st: Arc<AppState>, req: Request) -> Result<Response, 
             st.clone(),
             job,
             None,
-            move |piece| chunk(piece, Value::Null, &id, &model),
+            move |piece| vec![chunk(piece, Value::Null, &id, &model)],
             move |done| {
                 let mut last = chunk("", json!(finish_reason(done.reason)), &id2, &model2);
                 if include_usage {

@@ -1,7 +1,10 @@
 //! Chat templates: render a conversation into the prompt text a model was
 //! trained on, from the Jinja template in the GGUF's `tokenizer.chat_template`
 //! (minijinja with Python string methods, like `transformers` renders it), or
-//! from a named built-in template.
+//! from a named built-in template. Tool calling (tools in the prompt, calls
+//! parsed from the output) is in [`tools`].
+
+pub mod tools;
 
 use minijinja::{context, Environment, ErrorKind, Value};
 
@@ -9,16 +12,30 @@ use crate::tokenizer::Tokenizer;
 use crate::{Error, Result};
 
 /// One message of a conversation.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ChatMessage {
-    /// `system`, `user`, `assistant` (templates may know others, e.g. `tool`).
+    /// `system`, `user`, `assistant` or `tool` (a call's result).
     pub role: String,
     pub content: String,
+    /// The calls an assistant turn made (see [`tools`]).
+    pub tool_calls: Vec<tools::ToolCall>,
+    /// On a `tool` turn: the id of the call it answers.
+    pub tool_call_id: Option<String>,
+    /// On a `tool` turn: the function's name.
+    pub name: Option<String>,
 }
 
 impl ChatMessage {
     pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
-        ChatMessage { role: role.into(), content: content.into() }
+        ChatMessage { role: role.into(), content: content.into(), ..Default::default() }
+    }
+    /// An assistant turn that called tools (`content` may be empty).
+    pub fn assistant_calls(content: impl Into<String>, calls: Vec<tools::ToolCall>) -> Self {
+        ChatMessage { tool_calls: calls, ..Self::assistant(content) }
+    }
+    /// A tool's result, answering the call `tool_call_id`.
+    pub fn tool(tool_call_id: impl Into<String>, content: impl Into<String>) -> Self {
+        ChatMessage { tool_call_id: Some(tool_call_id.into()), ..Self::new("tool", content) }
     }
     pub fn system(content: impl Into<String>) -> Self {
         Self::new("system", content)
@@ -80,6 +97,7 @@ impl ChatTemplate {
             Err(minijinja::Error::new(ErrorKind::InvalidOperation, msg))
         });
         env.add_function("strftime_now", |_fmt: String| -> String { String::new() });
+        env.add_filter("tojson", tools::tojson);
         env.add_template_owned("chat", source.to_owned()).map_err(|e| tmpl_err(format!("template '{name}' does not compile: {e}")))?;
         Ok(ChatTemplate { env, name: name.to_owned(), bos_token: bos_token.to_owned(), eos_token: eos_token.to_owned() })
     }
@@ -134,10 +152,16 @@ impl ChatTemplate {
     /// Renders `messages`; with `add_generation_prompt` the text ends where the
     /// assistant's answer begins.
     pub fn render(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String> {
-        let msgs: Vec<Value> = messages.iter().map(|m| context! { role => m.role.as_str(), content => m.content.as_str() }).collect();
+        self.render_with(messages, None, add_generation_prompt)
+    }
+
+    /// `tools`: what the template sees as `tools` (none, as Hugging Face passes it, when `None`).
+    fn render_with(&self, messages: &[ChatMessage], tools: Option<Value>, add_generation_prompt: bool) -> Result<String> {
+        let msgs: Vec<Value> = messages.iter().map(tools::message_value).collect();
         let tmpl = self.env.get_template("chat").map_err(tmpl_err)?;
         tmpl.render(context! {
             messages => msgs,
+            tools => tools,
             add_generation_prompt => add_generation_prompt,
             bos_token => self.bos_token.as_str(),
             eos_token => self.eos_token.as_str(),
