@@ -2,22 +2,83 @@
 //! (`ember::chat`, the GGUF's `tokenizer.chat_template` rendered with
 //! minijinja; for models that carry none, the built-in one their turn tokens
 //! name, else ChatML), so mobile apps
-//! always get a usable conversation format.
+//! always get a usable conversation format. Tools are offered as the
+//! server offers them (`ember::chat::tools`).
 
+use ember::chat::tools::{Tool as RtTool, ToolChoice};
 use ember::chat::{encode_prompt, ChatMessage as RtMessage, ChatTemplate};
 
 use crate::error::EmberError;
-use crate::records::ChatMessage;
+use crate::records::{ChatMessage, GenerateParams};
 
-/// The token ids of `messages`, ending with the assistant's turn opened.
-pub(crate) fn encode(tok: &ember::tokenizer::Tokenizer, messages: &[ChatMessage]) -> Result<Vec<u32>, EmberError> {
+/// The token ids of `messages` with `tools` offered, ending with the assistant's turn opened.
+pub(crate) fn encode(tok: &ember::tokenizer::Tokenizer, messages: &[ChatMessage], tools: &[RtTool]) -> Result<Vec<u32>, EmberError> {
     if messages.is_empty() {
         return Err(EmberError::InvalidParams("chat needs at least one message".into()));
     }
     // No template and no turn tokens that name a built-in one: ChatML.
     let name = if tok.chat_template().is_some() || ember::chat::builtin_for(tok).is_some() { None } else { Some("chatml") };
     let template = ChatTemplate::for_tokenizer(tok, name)?;
-    let msgs: Vec<RtMessage> = messages.iter().map(|m| RtMessage::new(m.role.clone(), m.content.clone())).collect();
-    let text = template.render(&msgs, true)?;
+    let msgs = messages.iter().enumerate().map(|(i, m)| message(i, m)).collect::<Result<Vec<_>, _>>()?;
+    let text = template.render_with_tools(&msgs, tools, true)?;
     Ok(encode_prompt(tok, &text)?)
+}
+
+/// One message for the runtime (only assistant turns carry calls).
+fn message(i: usize, m: &ChatMessage) -> Result<RtMessage, EmberError> {
+    if !m.tool_calls.is_empty() && m.role != "assistant" {
+        return Err(EmberError::InvalidParams(format!("messages[{i}]: only assistant messages carry tool_calls")));
+    }
+    Ok(RtMessage {
+        tool_calls: m.tool_calls.iter().map(Into::into).collect(),
+        tool_call_id: m.tool_call_id.clone(),
+        name: m.name.clone(),
+        ..RtMessage::new(m.role.clone(), m.content.clone())
+    })
+}
+
+/// A function name as OpenAI allows it: 1 to 64 of `a-z A-Z 0-9 _ -`.
+fn valid_function_name(n: &str) -> bool {
+    (1..=64).contains(&n.len()) && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// The tools `params` offers and how they may be called, checked as the
+/// server checks them (`InvalidParams`). `tool_choice` defaults to "auto"
+/// with tools, else "none"; with "none" no tools are offered.
+pub(crate) fn tools(params: &GenerateParams) -> Result<(Vec<RtTool>, ToolChoice), EmberError> {
+    let bad = |m: String| EmberError::InvalidParams(m);
+    let mut tools: Vec<RtTool> = Vec::with_capacity(params.tools.len());
+    for (i, t) in params.tools.iter().enumerate() {
+        if !valid_function_name(&t.name) {
+            return Err(bad(format!("tools[{i}].name: invalid function name {:?}: 1 to 64 letters, digits, '_' or '-'", t.name)));
+        }
+        if tools.iter().any(|x| x.name == t.name) {
+            return Err(bad(format!("tools[{i}].name: the function name '{}' is given twice", t.name)));
+        }
+        let parameters = match &t.parameters_json {
+            None => None,
+            Some(p) => match serde_json::from_str::<serde_json::Value>(p) {
+                Ok(v @ serde_json::Value::Object(_)) => Some(v),
+                Ok(_) => return Err(bad(format!("tools[{i}].parameters_json: must be a JSON schema object"))),
+                Err(e) => return Err(bad(format!("tools[{i}].parameters_json: not JSON: {e}"))),
+            },
+        };
+        tools.push(RtTool::new(t.name.clone(), t.description.clone(), parameters));
+    }
+    let choice = match params.tool_choice.as_deref() {
+        None | Some("auto") => ToolChoice::Auto,
+        Some("none") => ToolChoice::None,
+        Some("required") => ToolChoice::Required,
+        Some(n) => ToolChoice::Function(n.to_owned()),
+    };
+    match &choice {
+        ToolChoice::Function(n) if !tools.iter().any(|t| &t.name == n) => {
+            return Err(bad(format!("tool_choice must be \"auto\", \"none\", \"required\" or the name of one of the tools (got '{n}')")))
+        }
+        ToolChoice::Required if tools.is_empty() => return Err(bad("tool_choice \"required\" needs tools".into())),
+        ToolChoice::None => tools.clear(),
+        ToolChoice::Auto if tools.is_empty() => return Ok((tools, ToolChoice::None)),
+        _ => {}
+    }
+    Ok((tools, choice))
 }

@@ -107,6 +107,16 @@ pub struct GenerateParams {
     /// llguidance Lark (`start: …`), told apart by `::=`.
     #[uniffi(default = None)]
     pub grammar: Option<String>,
+    /// Tool calling (`chat` only): the functions the model may call. Calls
+    /// it makes come back in `GenerationStats.tool_calls`.
+    #[uniffi(default = [])]
+    pub tools: Vec<Tool>,
+    /// "auto" (the default with tools: the model decides), "none" (tools
+    /// not offered), "required" (exactly one call, forced by a grammar), or
+    /// a function name (exactly one call to it). A forced call takes the
+    /// place of any `json_schema`/`json_object`/`regex`/`grammar`.
+    #[uniffi(default = None)]
+    pub tool_choice: Option<String>,
 }
 
 impl Default for GenerateParams {
@@ -124,6 +134,8 @@ impl Default for GenerateParams {
             json_object: false,
             regex: None,
             grammar: None,
+            tools: Vec::new(),
+            tool_choice: None,
         }
     }
 }
@@ -176,11 +188,54 @@ impl GenerateParams {
     }
 }
 
-/// One chat turn. `role` is "system", "user" or "assistant".
+/// One chat turn. `role` is "system", "user", "assistant" or "tool".
 #[derive(Debug, Clone, uniffi::Record)]
 pub struct ChatMessage {
     pub role: String,
     pub content: String,
+    /// An assistant turn's calls (as `GenerationStats.tool_calls` returned them).
+    #[uniffi(default = [])]
+    pub tool_calls: Vec<ToolCall>,
+    /// A "tool" turn: the id of the call whose result `content` is.
+    #[uniffi(default = None)]
+    pub tool_call_id: Option<String>,
+    /// A "tool" turn: the function's name (optional).
+    #[uniffi(default = None)]
+    pub name: Option<String>,
+}
+
+/// A function the model may call (`GenerateParams.tools`).
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct Tool {
+    /// 1 to 64 of `a-z A-Z 0-9 _ -`, unique among the tools.
+    pub name: String,
+    #[uniffi(default = None)]
+    pub description: Option<String>,
+    /// JSON schema (an object schema, as JSON text) of the arguments; null = none.
+    #[uniffi(default = None)]
+    pub parameters_json: Option<String>,
+}
+
+/// A call the model made, or one an earlier assistant turn holds.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct ToolCall {
+    /// `call_…`, unique per call.
+    pub id: String,
+    pub name: String,
+    /// The arguments as JSON text (an object).
+    pub arguments_json: String,
+}
+
+impl From<ember::chat::tools::ToolCall> for ToolCall {
+    fn from(c: ember::chat::tools::ToolCall) -> Self {
+        ToolCall { id: c.id, name: c.name, arguments_json: c.arguments }
+    }
+}
+
+impl From<&ToolCall> for ember::chat::tools::ToolCall {
+    fn from(c: &ToolCall) -> Self {
+        ember::chat::tools::ToolCall { id: c.id.clone(), name: c.name.clone(), arguments: c.arguments_json.clone() }
+    }
 }
 
 /// What one generation did.
@@ -196,8 +251,12 @@ pub struct GenerationStats {
     pub prompt_ms: f64,
     pub generation_ms: f64,
     /// "eog" (end of generation token), "length" (max_tokens), "stop" (a stop
-    /// string), "cancelled" (cancel() or on_token returned false), "context_full".
+    /// string), "cancelled" (cancel() or on_token returned false), "context_full",
+    /// "tool_calls" (`chat` with tools: the reply holds calls, in `tool_calls`).
     pub stop_reason: String,
+    /// `chat` with tools: the calls parsed from the reply (the streamed text
+    /// holds them raw, as `<tool_call>…</tool_call>`); empty otherwise.
+    pub tool_calls: Vec<ToolCall>,
 }
 
 impl From<&ember::GenerationStats> for GenerationStats {
@@ -210,6 +269,7 @@ impl From<&ember::GenerationStats> for GenerationStats {
             prompt_ms: s.prompt_ms,
             generation_ms: s.generation_ms,
             stop_reason: s.stop_reason.as_str().to_string(),
+            tool_calls: Vec::new(),
         }
     }
 }

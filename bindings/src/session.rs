@@ -142,25 +142,41 @@ impl Session {
         Ok(rt)
     }
 
-    /// Generates after `prompt` ids (appended to what `s` holds) and reports to `sink`.
+    /// Generates after `prompt` ids (appended to what `s` holds) and reports
+    /// to `sink`; with `tools` (offered to a chat), the calls in the reply
+    /// are parsed into the stats ("tool_calls") before `on_done`.
     fn run(
         s: &mut ember::Session,
         prompt: &[u32],
         rt: &ember::GenerateParams,
+        tools: &[ember::chat::tools::Tool],
         sink: &dyn TokenSink,
     ) -> Result<GenerationStats, EmberError> {
         let mut failed = None;
-        let stats = s.generate(prompt, rt, &mut |text: &str| match sink.on_token(text.to_string()) {
-            Ok(go_on) => go_on,
-            Err(e) => {
-                failed = Some(e);
-                false
+        let mut text = String::new();
+        let stats = s.generate(prompt, rt, &mut |piece: &str| {
+            if !tools.is_empty() {
+                text.push_str(piece);
+            }
+            match sink.on_token(piece.to_string()) {
+                Ok(go_on) => go_on,
+                Err(e) => {
+                    failed = Some(e);
+                    false
+                }
             }
         })?;
         if let Some(e) = failed {
             return Err(e);
         }
-        let stats = GenerationStats::from(&stats);
+        let mut stats = GenerationStats::from(&stats);
+        if !tools.is_empty() {
+            let parsed = ember::chat::tools::parse_tool_calls(&text, tools);
+            if !parsed.tool_calls.is_empty() {
+                stats.stop_reason = "tool_calls".into();
+                stats.tool_calls = parsed.tool_calls.into_iter().map(Into::into).collect();
+            }
+        }
         if let Err(e) = sink.on_done(stats.clone()) {
             // The generation is done and its text delivered: keep the result.
             log::warn!("TokenSink.on_done failed (the result is kept): {e}");
@@ -171,13 +187,16 @@ impl Session {
     fn generate_blocking(&self, prompt: &str, params: &GenerateParams, sink: &dyn TokenSink) -> Result<GenerationStats, EmberError> {
         let _active = Active::new(&self.active);
         let rt = Self::runtime_params(params)?;
+        if !params.tools.is_empty() || params.tool_choice.is_some() {
+            return Err(EmberError::InvalidParams("tools and tool_choice apply to chat only".into()));
+        }
         let mut s = self.lock()?;
         // BOS (when the model wants one) only at the start of the context.
         let ids = self.tokenizer().encode(prompt, s.tokens().is_empty(), true)?;
         if ids.is_empty() {
             return Err(EmberError::InvalidParams("the prompt is empty".into()));
         }
-        Self::run(&mut s, &ids, &rt, sink)
+        Self::run(&mut s, &ids, &rt, &[], sink)
     }
 
     fn chat_blocking(
@@ -187,9 +206,14 @@ impl Session {
         sink: &dyn TokenSink,
     ) -> Result<GenerationStats, EmberError> {
         let _active = Active::new(&self.active);
-        let rt = Self::runtime_params(params)?;
+        let mut rt = Self::runtime_params(params)?;
+        let (tools, choice) = crate::chat::tools(params)?;
+        // A forced call is a grammar, which takes the place of any other constraint.
+        if let Some(c) = ember::chat::tools::tool_call_constraint(&tools, &choice)? {
+            rt.constraint = Some(c);
+        }
         let tok = self.tokenizer();
-        let ids = crate::chat::encode(tok, messages)?;
+        let ids = crate::chat::encode(tok, messages, &tools)?;
         if ids.is_empty() {
             return Err(EmberError::InvalidParams("the rendered chat prompt is empty".into()));
         }
@@ -197,7 +221,7 @@ impl Session {
         // `messages` is the whole conversation: keep the KV of the prefix it
         // shares with what the session holds (the previous turns), evaluate the rest.
         let keep = s.reuse_prefix(&ids);
-        Self::run(&mut s, &ids[keep..], &rt, sink)
+        Self::run(&mut s, &ids[keep..], &rt, &tools, sink)
     }
 }
 

@@ -15,6 +15,8 @@ from ember_ffi import (
     GenerateParams,
     GenerationStats,
     TokenSink,
+    Tool,
+    ToolCall,
 )
 
 FRANCE = "The capital of France is"
@@ -438,3 +440,84 @@ def test_constraint_cut_by_max_tokens_is_length(engine):
     stats = engine.new_session().generate(PERSON_PROMPT, greedy(3, json_schema=PERSON_SCHEMA), sink)
     assert stats.stop_reason == "length" and stats.generated_tokens == 3
     assert sink.text.startswith("{")
+
+
+# --- Tool calling (GenerateParams.tools / tool_choice, GenerationStats.tool_calls) ---
+
+WEATHER = Tool(
+    name="get_weather",
+    description="Get the current weather in a city",
+    parameters_json=json.dumps(
+        {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+    ),
+)
+TIME = Tool(name="get_time", description="Get the current time")
+ASK = [ChatMessage(role="user", content="What is the weather like in Paris?")]
+
+
+def _one_weather_call(stats, sink):
+    assert stats.stop_reason == "tool_calls"
+    assert len(stats.tool_calls) == 1
+    call = stats.tool_calls[0]
+    assert call.name == "get_weather" and call.id.startswith("call_")
+    assert isinstance(json.loads(call.arguments_json)["city"], str)
+    assert "<tool_call>" in sink.text  # the raw text is what streams
+    return call
+
+
+def test_tool_defaults_keep_old_callers_working():
+    m = ChatMessage(role="user", content="hi")
+    assert m.tool_calls == [] and m.tool_call_id is None and m.name is None
+    p = GenerateParams()
+    assert p.tools == [] and p.tool_choice is None
+
+
+def test_required_tool_call(engine):
+    sink = Collect()
+    stats = engine.new_session().chat(ASK, greedy(60, tools=[WEATHER], tool_choice="required"), sink)
+    _one_weather_call(stats, sink)
+    assert sink.done.tool_calls == stats.tool_calls
+
+
+def test_named_tool_call_and_follow_up_turn(engine):
+    s = engine.new_session()
+    sink = Collect()
+    stats = s.chat(ASK, greedy(60, tools=[TIME, WEATHER], tool_choice="get_weather"), sink)
+    call = _one_weather_call(stats, sink)
+    history = ASK + [
+        ChatMessage(role="assistant", content="", tool_calls=[call]),
+        ChatMessage(role="tool", content='{"temperature_c": 18, "sky": "clear"}', tool_call_id=call.id, name=call.name),
+    ]
+    follow = Collect()
+    stats2 = s.chat(history, greedy(24, tools=[TIME, WEATHER]), follow)
+    assert stats2.stop_reason in ("eog", "length", "tool_calls") and stats2.generated_tokens > 0
+
+
+def test_tool_choice_none_offers_no_tools(engine):
+    stats = engine.new_session().chat(ASK, greedy(8, tools=[WEATHER], tool_choice="none"), Collect())
+    assert stats.tool_calls == [] and stats.stop_reason != "tool_calls"
+
+
+def test_invalid_tools_are_errors_before_any_token(engine):
+    s = engine.new_session()
+    cases = [
+        dict(tools=[Tool(name="f", description=None, parameters_json="{not json")]),
+        dict(tools=[Tool(name="f", description=None, parameters_json="[1]")]),
+        dict(tools=[Tool(name="bad name", description=None, parameters_json=None)]),
+        dict(tools=[WEATHER, WEATHER]),
+        dict(tools=[WEATHER], tool_choice="no_such_function"),
+        dict(tool_choice="required"),
+        dict(tool_choice="get_weather"),
+    ]
+    for kw in cases:
+        sink = Collect()
+        with pytest.raises(EmberError.InvalidParams):
+            s.chat(ASK, greedy(8, **kw), sink)
+        assert sink.pieces == [] and sink.done is None, kw
+    with pytest.raises(EmberError.InvalidParams):
+        s.generate(FRANCE, greedy(8, tools=[WEATHER]), Collect())
+    with pytest.raises(EmberError.InvalidParams):
+        s.chat([ChatMessage(role="user", content="x", tool_calls=[ToolCall(id="c", name="f", arguments_json="{}")])], greedy(8), Collect())
+    bad_schema = Tool(name="f", description=None, parameters_json='{"type": "no-such-type"}')
+    with pytest.raises(EmberError.InvalidConstraint):
+        s.chat(ASK, greedy(8, tools=[bad_schema], tool_choice="required"), Collect())

@@ -18,6 +18,7 @@ import uniffi.ember_ffi.EngineConfig
 import uniffi.ember_ffi.GenerateParams
 import uniffi.ember_ffi.GenerationStats
 import uniffi.ember_ffi.TokenSink
+import uniffi.ember_ffi.Tool
 import java.io.File
 import java.nio.file.Path
 import java.util.Collections
@@ -232,6 +233,26 @@ class EmberSdkTest {
     @Test fun invalidParams() {
         engine.newSession().use { s ->
             assertThrows<EmberException.InvalidParams> { s.generate(france, GenerateParams(topP = 2f), Collect()) }
+        }
+    }
+
+    @Test fun requiredToolCall() {
+        val weather = Tool(
+            name = "get_weather",
+            description = "Get the current weather in a city",
+            parametersJson = """{"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}""",
+        )
+        val params = GenerateParams(maxTokens = 60u, temperature = 0f, tools = listOf(weather), toolChoice = "required")
+        engine.newSession().use { s ->
+            val sink = Collect()
+            val stats = s.chat(listOf(userMessage("What is the weather like in Paris?")), params, sink)
+            assertEquals("tool_calls", stats.stopReason, sink.text)
+            assertEquals(1, stats.toolCalls.size)
+            assertEquals("get_weather", stats.toolCalls[0].name)
+            assertTrue(Regex("""\{\s*"city"\s*:\s*"(?:[^"\\]|\\.)*"\s*\}""").matches(stats.toolCalls[0].argumentsJson), stats.toolCalls[0].argumentsJson)
+            assertThrows<EmberException.InvalidParams> {
+                s.chat(listOf(userMessage("hi")), GenerateParams(toolChoice = "required"), sink)
+            }
         }
     }
 }
