@@ -10,6 +10,8 @@ pub mod chat;
 pub mod config;
 pub mod engine;
 pub mod error;
+#[cfg(feature = "test-util")]
+pub mod fuzzing;
 pub mod gguf;
 pub mod graph;
 pub mod kv_cache;

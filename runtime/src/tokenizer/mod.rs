@@ -218,6 +218,14 @@ impl Tokenizer {
     pub fn n_merges(&self) -> usize {
         self.merges.len()
     }
+    /// SPM: a space is put before the text (and taken off the first decoded token).
+    pub fn add_space_prefix(&self) -> bool {
+        self.add_space_prefix
+    }
+    /// Decode cleans up spaces before punctuation and contractions (llama.cpp's `clean_spaces`).
+    pub fn clean_spaces(&self) -> bool {
+        self.clean_spaces
+    }
     pub fn chat_template(&self) -> Option<&str> {
         self.chat_template.as_deref()
     }
