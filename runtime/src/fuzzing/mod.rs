@@ -265,7 +265,14 @@ const ROLES: [&str; 4] = ["system", "user", "assistant", "tool"];
 /// the template source, and after each NUL byte one message (`role\x01content`,
 /// or only content with roles taken in turn).
 pub fn chat_template(data: &[u8]) {
-    let [flags, rest @ ..] = data else { return };
+    if let Ok(out) = render_chat_input(data) {
+        assert!(out.len() <= MAX_RENDERED_BYTES, "rendered {} bytes, past the limit", out.len());
+    }
+}
+
+/// Compiles and renders a [`chat_template`] input.
+pub fn render_chat_input(data: &[u8]) -> crate::Result<String> {
+    let [flags, rest @ ..] = data else { return Err(crate::Error::ChatTemplate("empty input".into())) };
     let mut parts = rest.split(|&b| b == 0);
     let src = String::from_utf8_lossy(parts.next().unwrap_or_default());
     let msgs: Vec<ChatMessage> = parts
@@ -280,10 +287,7 @@ pub fn chat_template(data: &[u8]) {
         })
         .collect();
     let (bos, eos) = if flags & 2 != 0 { ("", "") } else { ("<s>", "</s>") };
-    let Ok(t) = ChatTemplate::new("fuzz", &src, bos, eos) else { return };
-    if let Ok(out) = t.render(&msgs, flags & 1 != 0) {
-        assert!(out.len() <= MAX_RENDERED_BYTES, "rendered {} bytes, past the limit", out.len());
-    }
+    ChatTemplate::new("fuzz", &src, bos, eos)?.render(&msgs, flags & 1 != 0)
 }
 
 /// Jinja pieces a template mutation inserts (also the fuzz dictionary's).
