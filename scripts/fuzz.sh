@@ -25,7 +25,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
 case "$target" in
-    gguf_reader | gguf_load | tokenizer_gguf) flags=(-dict=fuzz/gguf.dict -max_len=262144) ;;
+    gguf_reader | gguf_load | tokenizer_gguf) flags=(-dict=fuzz/gguf.dict -max_len=393216) ;;
     tokenizer) flags=(-max_len=4096) ;;
     chat_template) flags=(-dict=fuzz/jinja.dict -max_len=16384) ;;
     *)

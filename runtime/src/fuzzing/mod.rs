@@ -202,9 +202,21 @@ fn promises_round_trip(tok: &Tokenizer, text: &str, ids: &[u32]) -> bool {
     }
     match tok.kind() {
         "llama" => !text.contains('\u{2581}'),
-        "gpt2" => true,
+        // A byte whose GPT-2 character is not a token is dropped, as llama.cpp
+        // does (SmolLM2 has no token for most control bytes).
+        "gpt2" => text.bytes().all(|b| tok.token_id(byte_char(b).encode_utf8(&mut [0; 4])).is_some()),
         _ => false,
     }
+}
+
+/// GPT-2's byte → printable character map (byte-level BPE vocabularies).
+pub(crate) fn byte_char(b: u8) -> char {
+    let printable = |b: u8| (33..=126).contains(&b) || (161..=172).contains(&b) || b >= 174;
+    if printable(b) {
+        return b as char;
+    }
+    let n = (0..b).filter(|&x| !printable(x)).count() as u32;
+    char::from_u32(256 + n).unwrap()
 }
 
 /// `data[0]` picks a vocabulary (see [`vocabularies`]), `data[1]` the

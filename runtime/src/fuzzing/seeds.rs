@@ -1,11 +1,12 @@
 //! Seed inputs for each fuzz target, and the vocabularies of the tokenizer
 //! target: the tiny architecture fixtures (tests/fixtures/arch, their F32
-//! matrices rewritten as zero Q4_0 so a seed is ~100 KB), vocabularies built
+//! matrices rewritten as zero Q4_0 so a seed is 80–345 KB), vocabularies built
 //! in code, and, when they are on this machine, the real models' tokenizers
 //! and chat templates ($EMBER_HOME/models, default ~/.cache/ember/models).
 
 use std::path::PathBuf;
 
+use super::byte_char;
 use crate::chat::BUILTIN_TEMPLATES;
 use crate::gguf::{GgufFile, GgufWriter, Value, ValueType};
 use crate::quant::GgmlType;
@@ -86,16 +87,6 @@ fn spm_vocab(extra: &[(&str, Value)]) -> Vec<u8> {
     t.push(("<tool>".into(), 0.0, USER));
     t.push(("<|im_end|>".into(), 0.0, NORMAL));
     vocab_gguf("llama", &t, &[], extra)
-}
-
-/// GPT-2's byte → printable character map.
-fn byte_char(b: u8) -> char {
-    let printable = |b: u8| (33..=126).contains(&b) || (161..=172).contains(&b) || b >= 174;
-    if printable(b) {
-        return b as char;
-    }
-    let n = (0..b).filter(|&x| !printable(x)).count() as u32;
-    char::from_u32(256 + n).unwrap()
 }
 
 /// A byte-level BPE vocabulary: special tokens, all 256 byte characters, and
