@@ -11,6 +11,8 @@ pub mod config;
 pub mod constrain;
 pub mod engine;
 pub mod error;
+#[cfg(feature = "test-util")]
+pub mod fuzzing;
 pub mod gguf;
 pub mod graph;
 pub mod kv_cache;

@@ -67,6 +67,33 @@ pub fn builtin_for(tok: &Tokenizer) -> Option<(&'static str, &'static str)> {
     [("gemma", "<start_of_turn>"), ("chatml", "<|im_start|>")].into_iter().find(|(_, t)| tok.token_id(t).is_some())
 }
 
+/// Template instructions one render may execute (minijinja's fuel): real chat
+/// templates need a few hundred per message, so this is far past any
+/// conversation, yet stops a loop such as `range(100000)` inside another
+/// within a fraction of a second instead of hanging the caller.
+pub const TEMPLATE_FUEL: u64 = 2_000_000;
+/// The longest rendered prompt, in bytes (far past any context window).
+pub const MAX_RENDERED_BYTES: usize = 32 << 20;
+/// How deep macros, includes and nested blocks may recurse while rendering
+/// (minijinja's default is 500, which can overflow a 2 MiB thread stack).
+pub const TEMPLATE_RECURSION_LIMIT: usize = 100;
+
+/// Collects rendered text and fails once it passes [`MAX_RENDERED_BYTES`].
+struct LimitedOutput(Vec<u8>);
+
+impl std::io::Write for LimitedOutput {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.0.len() + buf.len() > MAX_RENDERED_BYTES {
+            return Err(std::io::Error::other("output limit"));
+        }
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// A compiled chat template with the special tokens it may refer to.
 pub struct ChatTemplate {
     env: Environment<'static>,
@@ -93,6 +120,8 @@ impl ChatTemplate {
         // Templates written for Python's Jinja rely on these behaviours.
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
+        env.set_fuel(Some(TEMPLATE_FUEL));
+        env.set_recursion_limit(TEMPLATE_RECURSION_LIMIT);
         env.add_function("raise_exception", |msg: String| -> std::result::Result<Value, minijinja::Error> {
             Err(minijinja::Error::new(ErrorKind::InvalidOperation, msg))
         });
@@ -159,20 +188,30 @@ impl ChatTemplate {
     fn render_with(&self, messages: &[ChatMessage], tools: Option<Value>, add_generation_prompt: bool) -> Result<String> {
         let msgs: Vec<Value> = messages.iter().map(tools::message_value).collect();
         let tmpl = self.env.get_template("chat").map_err(tmpl_err)?;
-        tmpl.render(context! {
-            messages => msgs,
-            tools => tools,
-            add_generation_prompt => add_generation_prompt,
-            bos_token => self.bos_token.as_str(),
-            eos_token => self.eos_token.as_str(),
-        })
-        .map_err(|e| {
-            if e.kind() == ErrorKind::InvalidOperation {
-                tmpl_err(e.detail().unwrap_or("the template raised an exception").to_owned())
-            } else {
-                tmpl_err(format!("rendering template '{}': {e}", self.name))
-            }
-        })
+        let mut out = LimitedOutput(Vec::new());
+        let rendered = tmpl.render_captured_to(
+            context! {
+                messages => msgs,
+                tools => tools,
+                add_generation_prompt => add_generation_prompt,
+                bos_token => self.bos_token.as_str(),
+                eos_token => self.eos_token.as_str(),
+            },
+            &mut out,
+        );
+        match rendered {
+            Ok(_) => String::from_utf8(out.0).map_err(|_| tmpl_err(format!("template '{}' rendered invalid UTF-8", self.name))),
+            Err(e) => Err(match e.kind() {
+                ErrorKind::InvalidOperation => tmpl_err(e.detail().unwrap_or("the template raised an exception").to_owned()),
+                ErrorKind::OutOfFuel => {
+                    tmpl_err(format!("rendering template '{}' took more than {TEMPLATE_FUEL} steps (a runaway loop?); stopped", self.name))
+                }
+                ErrorKind::WriteFailure => {
+                    tmpl_err(format!("template '{}' rendered more than {} MiB; stopped", self.name, MAX_RENDERED_BYTES >> 20))
+                }
+                _ => tmpl_err(format!("rendering template '{}': {e}", self.name)),
+            }),
+        }
     }
 }
 

@@ -97,3 +97,28 @@ fn broken_template_is_an_error_not_a_panic() {
     let err = ChatTemplate::new("bad", "{% for %}", "", "").unwrap_err().to_string();
     assert!(err.contains("does not compile"), "{err}");
 }
+
+#[test]
+fn a_runaway_loop_stops_with_a_clear_error() {
+    let t = ChatTemplate::new("loop", "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}", "", "").unwrap();
+    let t0 = std::time::Instant::now();
+    let err = t.render(&[ChatMessage::user("a")], true).unwrap_err().to_string();
+    assert!(err.contains("runaway loop"), "{err}");
+    assert!(t0.elapsed().as_secs() < 10, "{:?}", t0.elapsed());
+}
+
+#[test]
+fn output_past_the_limit_is_an_error() {
+    let t = ChatTemplate::new("big", "{% set s = 'a' * 10000000 %}{% for i in range(100) %}{{ s }}{% endfor %}", "", "").unwrap();
+    let err = t.render(&[ChatMessage::user("a")], true).unwrap_err().to_string();
+    assert!(err.contains("rendered more than 32 MiB"), "{err}");
+}
+
+#[test]
+fn unbounded_macro_recursion_is_an_error() {
+    let t = ChatTemplate::new("rec", "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", "", "").unwrap();
+    // On a 2 MiB thread, like a server worker: an error, not a stack overflow.
+    let r =
+        std::thread::Builder::new().stack_size(2 << 20).spawn(move || t.render(&[ChatMessage::user("a")], true)).unwrap().join().unwrap();
+    assert!(r.is_err());
+}

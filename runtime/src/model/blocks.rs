@@ -40,7 +40,7 @@ impl BaseHparams {
         let n_layer = g.u32(&key("block_count"))? as usize;
         // Per-layer keys may be scalars expanded to n_layer values: check the
         // count against the tensor table before anything is sized by it.
-        let blocks = blocks_in_tensor_table(g);
+        let blocks = blocks_in_tensor_table(g)?;
         if n_layer != blocks {
             return Err(Error::Model(format!("{arch}.block_count is {n_layer} but the tensor table holds {blocks} blocks (blk.N.*)")));
         }
@@ -118,9 +118,19 @@ impl BaseHparams {
     }
 }
 
-/// 1 + the largest N of the `blk.N.*` tensors (0 when there are none).
-pub fn blocks_in_tensor_table(g: &GgufFile) -> usize {
-    g.tensors().iter().filter_map(|t| t.name.strip_prefix("blk.")?.split('.').next()?.parse::<usize>().ok()).max().map_or(0, |n| n + 1)
+/// How many blocks the tensor table holds: N when the `blk.i.*` tensors
+/// cover every i in 0..N (0 when there are none). A gap (a lone
+/// `blk.3999999999.*` tensor) is an error: the count would be a number the
+/// file made up, and per-layer keys are expanded to that many values.
+pub fn blocks_in_tensor_table(g: &GgufFile) -> Result<usize> {
+    let mut ids: Vec<usize> =
+        g.tensors().iter().filter_map(|t| t.name.strip_prefix("blk.")?.split('.').next()?.parse::<usize>().ok()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    match ids.iter().enumerate().find(|&(i, &id)| i != id) {
+        Some((i, &id)) => Err(Error::Model(format!("the tensor table has blk.{id}.* tensors but none of blk.{i}.*"))),
+        None => Ok(ids.len()),
+    }
 }
 
 /// A per-layer key that must hold the same value for every layer here.

@@ -174,11 +174,6 @@ impl Tokenizer {
     pub fn add_bos(&self) -> bool {
         self.add_bos
     }
-    /// Whether SentencePiece text gets a leading space before tokenizing
-    /// (so the ids of a text depend on where it starts).
-    pub fn add_space_prefix(&self) -> bool {
-        self.add_space_prefix
-    }
     pub fn add_eos(&self) -> bool {
         self.add_eos
     }
@@ -222,6 +217,14 @@ impl Tokenizer {
     }
     pub fn n_merges(&self) -> usize {
         self.merges.len()
+    }
+    /// SPM: a space is put before the text (and taken off the first decoded token).
+    pub fn add_space_prefix(&self) -> bool {
+        self.add_space_prefix
+    }
+    /// Decode cleans up spaces before punctuation and contractions (llama.cpp's `clean_spaces`).
+    pub fn clean_spaces(&self) -> bool {
+        self.clean_spaces
     }
     pub fn chat_template(&self) -> Option<&str> {
         self.chat_template.as_deref()

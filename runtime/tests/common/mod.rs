@@ -1,6 +1,6 @@
-//! Shared by the GGUF tests and the cargo-fuzz target (`fuzz/` includes this
-//! file by path): sample files, byte-patching helpers, and `exercise`, which
-//! walks every accessor of a parsed file.
+//! Shared by the GGUF tests: sample files (also the seeds of the
+//! `gguf_reader` fuzz target, see gguf_fuzz_smoke.rs), byte-patching helpers,
+//! and `exercise`, which walks every accessor of a parsed file.
 #![allow(dead_code)]
 
 use ember::gguf::{GgufFile, GgufWriter, Value, ValueType};
@@ -163,43 +163,8 @@ pub fn tensor_at(bytes: &[u8], name: &str) -> TensorAt {
 
 // ---- walking a parsed file ------------------------------------------------
 
-/// Calls every accessor on every key and reads every tensor's data, checking
-/// the invariants a successful parse promises. Errors from typed accessors
-/// are fine (a key may have any type); panics are not.
+/// Calls every accessor on every key and reads every tensor's data (the
+/// walk the fuzz targets share: `ember::fuzzing::exercise_gguf`).
 pub fn exercise(f: &GgufFile) {
-    for (key, value) in f.metadata() {
-        assert!(f.contains_key(key));
-        let _ = value.to_string();
-        let n = value.as_array().map_or(3, <[Value]>::len);
-        let results = [
-            f.u32(key).err(),
-            f.u32_opt(key).err(),
-            f.u64(key).err(),
-            f.i64_opt(key).err(),
-            f.f32(key).err(),
-            f.f32_opt(key).err(),
-            f.bool_opt(key).err(),
-            f.str(key).err(),
-            f.str_opt(key).err(),
-            f.str_array(key).err(),
-            f.f32_array(key).err(),
-            f.i64_array(key).err(),
-            f.u32_or_array(key, n).err(),
-        ];
-        for e in results.into_iter().flatten() {
-            let _ = e.to_string();
-        }
-    }
-    let _ = f.architecture();
-    assert!(f.data_offset.is_multiple_of(f.alignment));
-    for t in f.tensors() {
-        assert!(std::ptr::eq(f.tensor(&t.name).unwrap(), t));
-        assert_eq!(t.offset % f.alignment, 0);
-        let data = f.tensor_data(t);
-        assert_eq!(data.len() as u64, t.size);
-        let _ = (t.n_elements(), t.ne0(), t.n_rows(), t.row_bytes());
-        if t.size > 0 {
-            assert_eq!(t.row_bytes() * t.n_rows(), data.len());
-        }
-    }
+    ember::fuzzing::exercise_gguf(f);
 }
