@@ -169,7 +169,7 @@ fn shrunk_fixture(name: &str) -> Option<Vec<u8>> {
 
 /// The llama fixture's keys and vocabulary with smaller dimensions (n_embd
 /// 32, 2 heads of 16, 1 KV head, n_ff 32, 2 layers, untied), zero Q4_0
-/// matrices: a whole model in ~30 KB.
+/// matrices: a whole model in 39 KB.
 pub fn tiny_llama() -> Option<Vec<u8>> {
     let g = GgufFile::open(fixture_dir().join("llama.gguf")).ok()?;
     let mut w = GgufWriter::new();
