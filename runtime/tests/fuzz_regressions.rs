@@ -10,30 +10,14 @@
 //! Also: every target's seeds pass their harness (the fixtures load and run),
 //! and a short deterministic run of the structure-aware GGUF mutator.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::limit_memory;
 use ember::fuzzing::{self, Rng};
-
-/// Caps this test process's address space at 4 GiB (Linux).
-fn limit_memory() {
-    #[cfg(target_os = "linux")]
-    {
-        #[repr(C)]
-        struct Rlimit {
-            cur: u64,
-            max: u64,
-        }
-        extern "C" {
-            fn setrlimit(resource: i32, rlim: *const Rlimit) -> i32;
-        }
-        const RLIMIT_AS: i32 = 9;
-        let lim = Rlimit { cur: 4 << 30, max: 4 << 30 };
-        // SAFETY: setrlimit reads one struct rlimit (two u64 on 64-bit Linux).
-        assert_eq!(unsafe { setrlimit(RLIMIT_AS, &lim) }, 0);
-    }
-}
 
 /// What is allowed per input (debug builds are slower: the bound is generous,
 /// a hang is not).

@@ -5,9 +5,12 @@
 //! loader allocate 16 GiB and abort). The process runs under a 4 GiB address-space
 //! limit, so a regression fails instead of filling the machine.
 
+mod common;
+
 use std::path::PathBuf;
 use std::time::Instant;
 
+use common::limit_memory;
 use ember::gguf::{GgufFile, GgufWriter, Value};
 use ember::{Engine, EngineConfig};
 
@@ -42,27 +45,6 @@ fn try_rewritten(key: &str, value: Option<Value>, edit: impl Fn(&str, &[u64]) ->
         w.tensor(&t.name, t.ty, &ne, data);
     }
     GgufFile::from_bytes(w.to_bytes())
-}
-
-/// Caps this test process's address space at 4 GiB (Linux), so a regression
-/// that sizes an allocation from a doctored value fails here instead of
-/// filling the machine.
-fn limit_memory() {
-    #[cfg(target_os = "linux")]
-    {
-        #[repr(C)]
-        struct Rlimit {
-            cur: u64,
-            max: u64,
-        }
-        extern "C" {
-            fn setrlimit(resource: i32, rlim: *const Rlimit) -> i32;
-        }
-        const RLIMIT_AS: i32 = 9;
-        let lim = Rlimit { cur: 4 << 30, max: 4 << 30 };
-        // SAFETY: setrlimit reads one struct rlimit (two u64 on 64-bit Linux).
-        assert_eq!(unsafe { setrlimit(RLIMIT_AS, &lim) }, 0);
-    }
 }
 
 fn load_err(g: GgufFile) -> String {

@@ -168,3 +168,24 @@ pub fn tensor_at(bytes: &[u8], name: &str) -> TensorAt {
 pub fn exercise(f: &GgufFile) {
     ember::fuzzing::exercise_gguf(f);
 }
+
+/// Caps this test process's address space at 4 GiB (Linux), so a regression
+/// that sizes an allocation from a doctored value fails here instead of
+/// filling the machine.
+pub fn limit_memory() {
+    #[cfg(target_os = "linux")]
+    {
+        #[repr(C)]
+        struct Rlimit {
+            cur: u64,
+            max: u64,
+        }
+        extern "C" {
+            fn setrlimit(resource: i32, rlim: *const Rlimit) -> i32;
+        }
+        const RLIMIT_AS: i32 = 9;
+        let lim = Rlimit { cur: 4 << 30, max: 4 << 30 };
+        // SAFETY: setrlimit reads one struct rlimit (two u64 on 64-bit Linux).
+        assert_eq!(unsafe { setrlimit(RLIMIT_AS, &lim) }, 0);
+    }
+}
