@@ -105,6 +105,7 @@ impl GpuContext {
             label: Some("ember"),
             required_features: wanted,
             required_limits: limits.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
             memory_hints: wgpu::MemoryHints::Performance,
             trace: wgpu::Trace::Off,
         }))
@@ -139,7 +140,7 @@ impl GpuContext {
             subgroups,
             if subgroups { "subgroup" } else { "baseline f32" }
         );
-        device.on_uncaptured_error(Box::new(|e| log::error!("wgpu: {e}")));
+        device.on_uncaptured_error(std::sync::Arc::new(|e| log::error!("wgpu: {e}")));
         Ok(Some(GpuContext { device, queue, profile }))
     }
 }

@@ -309,9 +309,11 @@ impl Readback {
 /// micro-batch on a software adapter under load can take longer, so keep waiting.
 pub fn wait(ctx: &GpuContext) -> Result<()> {
     loop {
-        // PollError has one variant, Timeout.
-        if ctx.device.poll(wgpu::PollType::Wait).is_ok() {
-            return Ok(());
+        let wait = wgpu::PollType::Wait { submission_index: None, timeout: Some(std::time::Duration::from_secs(60)) };
+        match ctx.device.poll(wait) {
+            Ok(_) => return Ok(()),
+            Err(wgpu::PollError::Timeout) => {}
+            Err(e) => return Err(Error::Backend(format!("wgpu poll: {e:?}"))),
         }
         log::warn!("wgpu: still waiting for the GPU after 60 s");
     }
