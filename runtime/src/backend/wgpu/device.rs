@@ -24,10 +24,35 @@ pub struct DeviceProfile {
     pub f16: bool,
     /// Subgroup operations are available (and enabled).
     pub subgroups: bool,
+    /// The kernel tiers in use (a subset of what the device can do).
+    pub tiers: Tiers,
     pub max_storage_buffer_binding_size: u64,
     pub max_buffer_size: u64,
     pub max_compute_workgroups_per_dimension: u32,
     pub min_uniform_buffer_offset_alignment: u32,
+}
+
+/// Kernel tiers in use. A tier is on only when the device can run it (its
+/// feature is present) and nothing turned it off; off means the baseline path
+/// for that kernel, which every device runs. `fused` and `tiled` need no
+/// feature: they are on unless turned off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tiers {
+    /// f16 arithmetic and storage reads (`SHADER_F16`).
+    pub f16: bool,
+    /// Subgroup reductions (`SUBGROUP`).
+    pub subgroup: bool,
+    /// Fused kernels (several graph ops in one dispatch) instead of one dispatch per op.
+    pub fused: bool,
+    /// Workgroup-tiled matrix-matrix products for prompt micro-batches.
+    pub tiled: bool,
+}
+
+impl Tiers {
+    /// Every tier the device's features allow.
+    pub fn available(f16: bool, subgroups: bool) -> Tiers {
+        Tiers { f16, subgroup: subgroups, fused: true, tiled: true }
+    }
 }
 
 impl DeviceProfile {
@@ -121,6 +146,7 @@ impl GpuContext {
             software: info.device_type == wgpu::DeviceType::Cpu,
             f16,
             subgroups,
+            tiers: Tiers::available(f16, subgroups),
             max_storage_buffer_binding_size: max_binding,
             max_buffer_size: limits.max_buffer_size,
             max_compute_workgroups_per_dimension: limits.max_compute_workgroups_per_dimension,

@@ -14,5 +14,5 @@ pub mod repack;
 pub mod shaders;
 pub mod weights;
 
-pub use device::{AdapterPolicy, DeviceProfile, GpuContext};
+pub use device::{AdapterPolicy, DeviceProfile, GpuContext, Tiers};
 pub use exec::{GpuRunner, WgpuBackend};

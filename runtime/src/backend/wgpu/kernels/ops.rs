@@ -49,7 +49,7 @@ pub fn matmul(
         MatmulKind::Rows(if n_tok == 1 { RowsTile::SOFTWARE_DECODE } else { RowsTile::SOFTWARE })
     } else if aligned && n_tok >= 4 {
         MatmulKind::Rows(RowsTile::GPU)
-    } else if rec.ctx.profile.subgroups {
+    } else if rec.ctx.profile.tiers.subgroup {
         MatmulKind::ReduceSg
     } else {
         MatmulKind::Reduce
