@@ -6,6 +6,9 @@
 //!   embeddings, MiniCPM-2B's embedding/residual/logit scales).
 //! - `llama1b-q4_k`: a Llama-3.2-1B-shaped model (n_embd 2048, 16 layers,
 //!   n_ff 8192, 32 heads, 8 KV heads, vocab 128256, tied).
+//! - `smollm2-q4_0`, `smollm2-q8_0`: SmolLM2-135M's shape (`llama`, n_embd 576,
+//!   30 layers, n_ff 1536, 9 heads, 3 KV heads, vocab 49152, tied): small and
+//!   quick to write, for the GPU benchmark kit (scripts/gpu-bench-kit.sh).
 //! - `minicpm2b-f16`: the MiniCPM-2B shape in F16, the source that
 //!   `scripts/bench-vs-llamacpp.sh` hands to llama.cpp's own quantizer to make
 //!   `minicpm2b-q4_k_m` the way users get their files (a Q4_K/Q6_K/Q8_0/Q5_0 mix).
@@ -38,7 +41,7 @@ struct Shape {
     ty: GgmlType,
 }
 
-const MODELS: [Shape; 4] = [
+const MODELS: [Shape; 6] = [
     Shape {
         name: "minicpm2b-q4_0",
         arch: "minicpm",
@@ -83,6 +86,28 @@ const MODELS: [Shape; 4] = [
         n_vocab: 128256,
         ty: GgmlType::Q4_K,
     },
+    Shape {
+        name: "smollm2-q4_0",
+        arch: "llama",
+        n_embd: 576,
+        n_layer: 30,
+        n_ff: 1536,
+        n_head: 9,
+        n_head_kv: 3,
+        n_vocab: 49152,
+        ty: GgmlType::Q4_0,
+    },
+    Shape {
+        name: "smollm2-q8_0",
+        arch: "llama",
+        n_embd: 576,
+        n_layer: 30,
+        n_ff: 1536,
+        n_head: 9,
+        n_head_kv: 3,
+        n_vocab: 49152,
+        ty: GgmlType::Q8_0,
+    },
 ];
 
 /// Uniform in [-a, a], from a seed per row (so rows fill in parallel, reproducibly).
@@ -100,6 +125,7 @@ fn quantize_row(ty: GgmlType, x: &[f32], dst: &mut [u8]) {
     match ty {
         GgmlType::Q4_0 => quant::q4_0::quantize_row(x, dst),
         GgmlType::Q4_K => quant::q4_k::quantize_row(x, dst),
+        GgmlType::Q8_0 => quant::q8_0::quantize_row(x, dst),
         GgmlType::F16 => quant::float::quantize_row_f16(x, dst),
         _ => unreachable!("no weight quantizer for {ty}"),
     }
