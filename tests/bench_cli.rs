@@ -39,9 +39,12 @@ fn bench_on_wgpu_reports_the_gpu_backend() {
     assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object on stdout");
     assert_eq!(v["backend"], "wgpu", "{v}");
-    for key in ["pp_tps", "tg_tps", "load_ms", "peak_rss_mb"] {
+    for key in ["pp_tps", "tg_tps", "load_ms", "peak_rss_mb", "dispatches_per_token", "dispatches_per_layer", "dispatches_head"] {
         assert!(v[key].as_f64().is_some_and(|x| x > 0.0), "{key}: {v}");
     }
+    // Decode: one submit per token, and a token records more than one layer.
+    assert_eq!(v["submits_per_token"].as_f64(), Some(1.0), "{v}");
+    assert!(v["dispatches_per_token"].as_f64() > v["dispatches_per_layer"].as_f64(), "{v}");
 }
 
 #[test]

@@ -593,3 +593,132 @@ fn padded_rows_multiply_like_the_unpadded_weight() {
         }
     }
 }
+
+/// `got` equals `want` bit for bit (the fused tier's kernels against the unfused sequence).
+fn same_bits(name: &str, got: &[f32], want: &[f32]) {
+    assert_eq!(got.len(), want.len(), "{name}: length");
+    let differ: Vec<usize> = (0..got.len()).filter(|&i| got[i].to_bits() != want[i].to_bits()).collect();
+    eprintln!("  {name:<40} {} of {} values differ  {}", differ.len(), got.len(), if differ.is_empty() { "OK" } else { "FAIL" });
+    if let Some(&i) = differ.first() {
+        panic!("{name}: value {i}: {} (fused) vs {} (unfused)", got[i], want[i]);
+    }
+}
+
+#[test]
+fn fused_norm_and_glu_with_rounding_equal_the_unfused_kernels_bit_for_bit() {
+    let Some(ctx) = gpu() else { return };
+    let mut rng = Rng(17);
+    let mut run = Run::new(&ctx);
+    // Rows of 512 (a multiple of both block sizes), read at an offset and a
+    // stride like strided norms; 3 rows.
+    let (n, rows, eps, x_off, x_stride) = (512, 3, 1e-5f32, 8, 520);
+    let x: Vec<f32> = rng.vec(x_off + rows * x_stride).iter().map(|v| v * 4.0).collect();
+    let w = rng.vec(n);
+    let (xb, wb) = (GBuf::from_f32(&ctx, "x", &x), GBuf::from_f32(&ctx, "w", &w));
+    for mode in [0u32, 1, 2] {
+        let (o1, q1, o2, q2) = (run.zeros(n * rows), run.zeros(n * rows), run.zeros(n * rows), run.zeros(n * rows));
+        run.go(|r| {
+            ops::rms_norm_strided(r, &xb, x_off, x_stride, &wb, &o1, 0, n, n, rows, eps).unwrap();
+            ops::act_quant(r, &o1, &q1, n * rows, mode).unwrap();
+            ops::rms_norm_q(r, &xb, x_off, x_stride, &wb, &o2, 0, n, n, rows, eps, &q2, mode).unwrap();
+        });
+        same_bits(&format!("rms_norm_q mode {mode}: normed rows"), &run.read(&o2, n * rows), &run.read(&o1, n * rows));
+        same_bits(&format!("rms_norm_q mode {mode}: rounded rows"), &run.read(&q2, n * rows), &run.read(&q1, n * rows));
+        // And against the scalar RMSNorm, like the unfused kernel's test.
+        let mut want: Vec<f32> = (0..rows).flat_map(|r| x[x_off + r * x_stride..][..n].to_vec()).collect();
+        want.chunks_mut(n).for_each(|r| ember::ops::rms_norm::rms_norm(r, &w, eps));
+        compare(&format!("rms_norm_q mode {mode} vs scalar rms_norm"), &run.read(&o2, n * rows), &want, 1e-10);
+    }
+    // A row whose width is not a multiple of the rounding block is refused.
+    let o = run.zeros(640);
+    run.go(|r| assert!(ops::rms_norm_q(r, &xb, 0, 640, &wb, &o, 0, 640, 640, 1, eps, &o, 1).is_err()));
+
+    let n = 4096;
+    let g: Vec<f32> = rng.vec(n).iter().map(|v| v * 6.0).collect();
+    let u = rng.vec(n);
+    let ub = GBuf::from_f32(&ctx, "u", &u);
+    for gelu in [false, true] {
+        for mode in [0u32, 1, 2] {
+            let (g1, g2) = (GBuf::from_f32(&ctx, "g1", &g), GBuf::from_f32(&ctx, "g2", &g));
+            let (q1, q2) = (run.zeros(n), run.zeros(n));
+            run.go(|r| {
+                ops::glu(r, &ub, &g1, n, gelu).unwrap();
+                ops::act_quant(r, &g1, &q1, n, mode).unwrap();
+                ops::glu_q(r, &ub, &g2, n, gelu, &q2, mode).unwrap();
+            });
+            let name = if gelu { "geglu_q" } else { "swiglu_q" };
+            same_bits(&format!("{name} mode {mode}: product"), &run.read(&g2, n), &run.read(&g1, n));
+            same_bits(&format!("{name} mode {mode}: rounded"), &run.read(&q2, n), &run.read(&q1, n));
+        }
+    }
+}
+
+#[test]
+fn fused_rope_and_kv_store_equal_the_unfused_kernels_bit_for_bit() {
+    let Some(ctx) = gpu() else { return };
+    let mut rng = Rng(19);
+    let mut run = Run::new(&ctx);
+    let (n_tok, pos0, n_ctx) = (3, 5, 16);
+    // (heads, kv heads, head_dim, head_dim_v, n_rot, mode, q scale): GQA, a
+    // partial rotation, V heads of another width, a q scale (gemma3), and a
+    // head wider than the 64-invocation workgroup (NEOX pairs 128 apart).
+    let cases = [
+        (4usize, 2usize, 64usize, 64usize, 64usize, RopeMode::Norm, 1.0f32),
+        (4, 2, 64, 64, 64, RopeMode::Neox, 1.0),
+        (3, 1, 64, 32, 32, RopeMode::Neox, 0.125),
+        (2, 2, 256, 256, 256, RopeMode::Neox, 0.0625),
+        (2, 1, 96, 96, 64, RopeMode::Norm, 0.5),
+    ];
+    for (n_head, n_kv, hd, hdv, n_rot, mode, q_scale) in cases {
+        let mut p = RopeParams::plain(n_rot, mode, 10000.0);
+        p.n_ctx_orig = 4096;
+        let mut table = vec![(0f32, 0f32); n_ctx * n_rot / 2];
+        for (pos, c) in table.chunks_mut(n_rot / 2).enumerate() {
+            p.cache(pos, None, c);
+        }
+        let flat: Vec<f32> = table.iter().flat_map(|&(c, s)| [c, s]).collect();
+        let tb = GBuf::from_f32(&ctx, "table", &flat);
+        let (qw, kw, vw) = (n_head * hd, n_kv * hd, n_kv * hdv);
+        let (q, k, v) = (rng.vec(n_tok * qw), rng.vec(n_tok * kw), rng.vec(n_tok * vw));
+        let vb = GBuf::from_f32(&ctx, "v", &v);
+        let bufs = || {
+            let cache = |w: usize| GBuf::from_u32(&ctx, "cache", &vec![0x7e00_7e00u32; n_ctx * w / 2]);
+            (GBuf::from_f32(&ctx, "q", &q), GBuf::from_f32(&ctx, "k", &k), cache(kw), cache(vw))
+        };
+        let (q1, k1, kc1, vc1) = bufs();
+        let (q2, k2, kc2, vc2) = bufs();
+        let m = (mode == RopeMode::Neox) as u32;
+        let rope =
+            |n_head: usize, stride: usize| ops::RopeArgs { n_tok, n_head, head_dim: hd, n_rot, mode: m, pos0, row_stride: stride, off: 0 };
+        let a = ops::RopeKvArgs {
+            n_tok,
+            n_head,
+            n_head_kv: n_kv,
+            head_dim: hd,
+            head_dim_v: hdv,
+            n_rot,
+            mode: m,
+            pos0,
+            q_stride: qw,
+            k_stride: kw,
+            v_stride: vw,
+            q_scale,
+        };
+        run.go(|r| {
+            ops::rope(r, &tb, &q1, &rope(n_head, qw)).unwrap();
+            ops::rope(r, &tb, &k1, &rope(n_kv, kw)).unwrap();
+            if q_scale != 1.0 {
+                ops::scale(r, &q1, 0, n_tok * qw, q_scale).unwrap();
+            }
+            ops::kv_store(r, &k1, &kc1, n_tok, kw, pos0).unwrap();
+            ops::kv_store(r, &vb, &vc1, n_tok, vw, pos0).unwrap();
+            ops::rope_kv(r, &tb, &q2, &k2, &vb, &kc2, &vc2, &a).unwrap();
+        });
+        let name = format!("rope_kv {mode:?} heads {n_head}/{n_kv} hd {hd}/{hdv} n_rot {n_rot} q×{q_scale}");
+        same_bits(&format!("{name}: q"), &run.read(&q2, n_tok * qw), &run.read(&q1, n_tok * qw));
+        same_bits(&format!("{name}: k"), &run.read(&k2, n_tok * kw), &run.read(&k1, n_tok * kw));
+        // Whole caches: the rows written and the NaN-filled rows around them.
+        same_bits(&format!("{name}: k cache"), &run.read(&kc2, n_ctx * kw / 2), &run.read(&kc1, n_ctx * kw / 2));
+        same_bits(&format!("{name}: v cache"), &run.read(&vc2, n_ctx * vw / 2), &run.read(&vc1, n_ctx * vw / 2));
+    }
+}

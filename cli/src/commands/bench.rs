@@ -218,6 +218,8 @@ pub fn run(a: BenchArgs) -> Result<()> {
     let mut session = engine.new_session_with_ctx(n_ctx)?;
     let mut pp = Vec::new();
     let mut tg = Vec::new();
+    // GPU: submits and dispatches the timed decode loops ran (measured), per token.
+    let (mut gen_submits, mut gen_dispatches, mut gen_tokens) = (0u64, 0u64, 0u64);
     // Run 0 is the warm-up (page faults, pool start, scratch growth).
     for rep in 0..=a.reps {
         if a.n_prompt > 0 {
@@ -231,6 +233,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         }
         if a.n_gen > 0 {
             session.reset();
+            let before = engine.gpu().map(|g| g.submitted());
             let t = Instant::now();
             for &id in &gen_ids {
                 session.eval(&[id], LogitsWanted::Last)?;
@@ -238,6 +241,10 @@ pub fn run(a: BenchArgs) -> Result<()> {
             let s = t.elapsed().as_secs_f64();
             if rep > 0 {
                 tg.push(a.n_gen as f64 / s);
+            }
+            if let (Some((s0, d0)), Some(g)) = (before, engine.gpu()) {
+                let (s1, d1) = g.submitted();
+                (gen_submits, gen_dispatches, gen_tokens) = (gen_submits + s1 - s0, gen_dispatches + d1 - d0, gen_tokens + a.n_gen as u64);
             }
         }
     }
@@ -281,6 +288,17 @@ pub fn run(a: BenchArgs) -> Result<()> {
             "load_ms": load_ms,
             "peak_rss_mb": rss,
         });
+        if let Some(g) = engine.gpu() {
+            if gen_tokens > 0 {
+                j["dispatches_per_token"] = (gen_dispatches as f64 / gen_tokens as f64).into();
+                j["submits_per_token"] = (gen_submits as f64 / gen_tokens as f64).into();
+            }
+            // The dry count of one decode token, split (see WgpuBackend::decode_dispatches).
+            let c = g.decode_dispatches()?;
+            j["dispatches_per_layer"] = c.per_layer.into();
+            j["dispatches_head"] = c.head.into();
+            j["gpu_tiers"] = format!("{:?}", g.ctx.profile.tiers).into();
+        }
         if let Some((plain, constrained, ratio, n)) = schema_bench {
             j["tg_sampled_tps"] = plain.into();
             j["tg_json_schema_tps"] = constrained.into();

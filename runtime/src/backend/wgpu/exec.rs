@@ -11,7 +11,7 @@
 //! (act_quant), so the GPU holds llama.cpp's answers.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::device::GpuContext;
@@ -178,6 +178,24 @@ pub struct WgpuBackend {
     arch: Arc<dyn Forward>,
     /// Dispatches one micro-batch records (graph and head).
     dispatches: usize,
+    /// Submits and dispatches of every session so far ([`WgpuBackend::submitted`]).
+    submits: AtomicU64,
+    dispatched: AtomicU64,
+}
+
+/// Dispatches of one decode token (a micro-batch of one token, its logits
+/// row), counted by a dry run of the graph ([`WgpuBackend::decode_dispatches`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DispatchCounts {
+    /// The whole token: embedding, every layer, the output head.
+    pub per_token: usize,
+    /// The output head's part (final norm, head product, logit scaling).
+    pub head: usize,
+    /// The most dispatches between one layer's attention and the next
+    /// layer's: one whole layer (0 with fewer than two layers).
+    pub per_layer: usize,
+    /// Layers (attention calls) in the graph.
+    pub n_layer: usize,
 }
 
 impl WgpuBackend {
@@ -186,7 +204,15 @@ impl WgpuBackend {
     /// falls back to the CPU), not in the middle of a conversation.
     pub fn new(ctx: GpuContext, arch: Arc<dyn Forward>) -> Result<WgpuBackend> {
         let weights = GpuWeights::upload(&ctx, &arch.graph().weights)?;
-        let mut be = WgpuBackend { ctx, kernels: Kernels::default(), weights, arch, dispatches: 0 };
+        let mut be = WgpuBackend {
+            ctx,
+            kernels: Kernels::default(),
+            weights,
+            arch,
+            dispatches: 0,
+            submits: AtomicU64::new(0),
+            dispatched: AtomicU64::new(0),
+        };
         be.dispatches = be.count_dispatches(false)?;
         Ok(be)
     }
@@ -198,10 +224,33 @@ impl WgpuBackend {
         let mut bg = HashMap::new();
         let mut rec = Recorder::counting(&self.ctx, &self.kernels, &b.ids, &mut bg);
         let mut dumps = Vec::new();
-        let mut e = GpuExec { rec: &mut rec, be: self, b: &b, n: 1, pos0: 0, dump: dump.then_some(&mut dumps) };
+        let mut e = GpuExec::new(&mut rec, self, &b, 1, 0, dump.then_some(&mut dumps));
         self.arch.forward(&mut e)?;
+        e.flush()?;
         e.head(Want::All)?;
         Ok(rec.n_dispatches())
+    }
+
+    /// What one decode token records, counted dry (nothing runs).
+    pub fn decode_dispatches(&self) -> Result<DispatchCounts> {
+        let b = SessionBufs::placeholders(&self.ctx, self);
+        let mut bg = HashMap::new();
+        let mut rec = Recorder::counting(&self.ctx, &self.kernels, &b.ids, &mut bg);
+        let mut e = GpuExec::new(&mut rec, self, &b, 1, 0, None);
+        self.arch.forward(&mut e)?;
+        e.flush()?;
+        let graph = e.rec.n_dispatches();
+        let marks = std::mem::take(&mut e.layer_marks);
+        e.head(Want::Last)?;
+        let per_token = rec.n_dispatches();
+        let per_layer = marks.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
+        Ok(DispatchCounts { per_token, head: per_token - graph, per_layer, n_layer: marks.len() })
+    }
+
+    /// (submits, dispatches) every session of this backend has run so far:
+    /// measured, for `ember bench` (differences around a decode loop).
+    pub fn submitted(&self) -> (u64, u64) {
+        (self.submits.load(Ordering::Relaxed), self.dispatched.load(Ordering::Relaxed))
     }
 
     pub fn new_runner(self: &Arc<Self>, n_ctx: usize) -> Result<GpuRunner> {
@@ -324,8 +373,9 @@ impl Runner for GpuRunner {
             let mut rec = Recorder::new(ctx, &be.kernels, &self.params, &mut self.bind_groups);
             let mut dumps = Vec::new();
             let dump = self.dump.is_some().then_some(&mut dumps);
-            let mut e = GpuExec { rec: &mut rec, be, b: &self.b, n, pos0: pos0 + c * self.ubatch, dump };
+            let mut e = GpuExec::new(&mut rec, be, &self.b, n, pos0 + c * self.ubatch, dump);
             be.arch.forward(&mut e)?;
+            e.flush()?;
             if let Some(h) = head {
                 e.head(h)?;
             }
@@ -333,6 +383,8 @@ impl Runner for GpuRunner {
             let readback = &self.readback;
             let dump_bytes: u64 = dumps.iter().map(|d| (n * d.1 * 4) as u64).sum();
             let staging = (dump_bytes > 0).then(|| Readback::new(ctx, dump_bytes));
+            be.submits.fetch_add(1, Ordering::Relaxed);
+            be.dispatched.fetch_add(rec.n_dispatches() as u64, Ordering::Relaxed);
             rec.submit(|enc| {
                 if bytes > 0 {
                     readback.copy(enc, src, 0, bytes);
@@ -385,9 +437,119 @@ struct GpuExec<'r, 'a> {
     /// While dumping: each named intermediate copied into a buffer of its own
     /// (name, width, copy), read back after the submit.
     dump: Option<&'r mut Vec<(String, usize, GBuf)>>,
+    /// The fused tier is on (`tiers.fused`, and not dumping: a dump copies
+    /// intermediates between the ops fusion merges).
+    fused: bool,
+    /// An op held back by the fused tier until the next op shows whether the
+    /// two merge ([`Pending`]); any other op first records it as it is.
+    pending: Option<Pending>,
+    /// Dispatches recorded before each layer's attention (per-layer counts).
+    layer_marks: Vec<usize>,
 }
 
-impl GpuExec<'_, '_> {
+/// A graph op the fused tier holds back (see `GpuExec::flush`).
+enum Pending {
+    /// RMSNorm over whole rows: merges with the rounding of the products that read `out`.
+    Norm { x: View, w: Vector, out: View, eps: f32 },
+    /// RoPE of q, then of k, and a q scale after them: merge with the KV store of k and v.
+    Rope { q: (Buf, Rope), k: Option<(Buf, Rope)>, q_scale: f32 },
+    /// `gate = act(gate) · up`: merges with the rounding of the product that reads `gate`.
+    Glu { gate: Buf, up: Buf, act: Act },
+}
+
+impl<'r, 'a> GpuExec<'r, 'a> {
+    fn new(
+        rec: &'r mut Recorder<'a>,
+        be: &'a WgpuBackend,
+        b: &'a SessionBufs,
+        n: usize,
+        pos0: usize,
+        dump: Option<&'r mut Vec<(String, usize, GBuf)>>,
+    ) -> Self {
+        let fused = be.ctx.profile.tiers.fused && dump.is_none();
+        GpuExec { rec, be, b, n, pos0, dump, fused, pending: None, layer_marks: Vec::new() }
+    }
+
+    /// Records the held-back op, if any, as the unfused kernels would.
+    fn flush(&mut self) -> Result<()> {
+        match self.pending.take() {
+            None => Ok(()),
+            Some(Pending::Norm { x, w, out, eps }) => self.rms_norm_now(x, w, out, eps),
+            Some(Pending::Rope { q, k, q_scale }) => {
+                self.rope_now(q.0, &q.1)?;
+                if let Some(k) = k {
+                    self.rope_now(k.0, &k.1)?;
+                }
+                if q_scale != 1.0 {
+                    let n = self.n * self.width(q.0);
+                    ops::scale(self.rec, &self.b.bufs[q.0 .0 as usize], 0, n, q_scale)?;
+                }
+                Ok(())
+            }
+            Some(Pending::Glu { gate, up, act }) => {
+                let n = self.n * self.width(gate);
+                let b = self.b;
+                ops::glu(self.rec, &b.bufs[up.0 as usize], &b.bufs[gate.0 as usize], n, act == Act::Gelu)
+            }
+        }
+    }
+
+    /// The rounding mode every product of `products` applies to an input of
+    /// `xw` values, when they share one and read x unpadded: then one rounded
+    /// copy of x serves them all.
+    fn shared_mode(&self, xw: usize, products: &[(Mat, Buf)]) -> Result<Option<u32>> {
+        let mut mode = None;
+        for &(m, _) in products {
+            let w = self.be.weights.matrix(m)?;
+            let Some(mm) = ops::act_mode(w.ty) else { return Ok(None) };
+            if w.n_in != xw || !xw.is_multiple_of(ops::act_block(mm)) || mode.is_some_and(|m| m != mm) {
+                return Ok(None);
+            }
+            mode = Some(mm);
+        }
+        Ok(mode)
+    }
+
+    /// The products of a group whose input is already rounded into `xq`.
+    fn products_from_xq(&mut self, xw: usize, products: &[(Mat, Buf)]) -> Result<()> {
+        let (b, be, n) = (self.b, self.be, self.n);
+        for &(m, y) in products {
+            let w = be.weights.matrix(m)?;
+            ops::matmul(self.rec, w, &b.xq, xw, 0, n, &b.bufs[y.0 as usize], w.n_out)?;
+        }
+        Ok(())
+    }
+
+    fn rope_now(&mut self, x: Buf, r: &Rope) -> Result<()> {
+        let a = ops::RopeArgs {
+            n_tok: self.n,
+            n_head: r.n_head,
+            head_dim: r.head_dim,
+            n_rot: r.n_rot,
+            mode: rope_mode(r.mode),
+            pos0: self.pos0,
+            row_stride: self.width(x),
+            off: r.off,
+        };
+        let b = self.b;
+        ops::rope(self.rec, &b.ropes[r.table.0 as usize], &b.bufs[x.0 as usize], &a)
+    }
+
+    fn rms_norm_now(&mut self, x: View, w: Vector, out: View, eps: f32) -> Result<()> {
+        let group = self.g().weights.vector(w).len();
+        let (xs, os) = (self.width(x.buf), self.width(out.buf));
+        let (b, n) = (self.b, self.n);
+        let (xb, ob, wb) = (&b.bufs[x.buf.0 as usize], &b.bufs[out.buf.0 as usize], &self.be.weights.vectors[w.0 as usize]);
+        if x.width == group {
+            ops::rms_norm_strided(self.rec, xb, x.off, xs, wb, ob, out.off, os, group, n, eps)
+        } else if x.width == xs && out.width == os && xs == os && group > 0 && xs % group == 0 {
+            // Per-head norms over whole rows: heads are contiguous rows of `group`.
+            ops::rms_norm(self.rec, xb, 0, wb, ob, 0, group, n * (xs / group), eps)
+        } else {
+            Err(Error::Backend(format!("graph: rms_norm of {} of {xs} values in groups of {group}", x.width)))
+        }
+    }
+
     fn g(&self) -> &Graph {
         self.be.arch.graph()
     }
@@ -427,8 +589,18 @@ impl GpuExec<'_, '_> {
         };
         let (b, be) = (self.b, self.be);
         let x = &b.bufs[self.g().hidden.0 as usize];
-        ops::rms_norm(self.rec, x, row0 * n_embd, &be.weights.vectors[h.norm.0 as usize], &b.hn, 0, n_embd, rows, h.eps)?;
-        self.mm(be.weights.matrix(h.output)?, &b.hn, n_embd, rows, &b.logits)?;
+        let (norm, output) = (&be.weights.vectors[h.norm.0 as usize], be.weights.matrix(h.output)?);
+        match ops::act_mode(output.ty) {
+            // Fused tier: the norm writes the head product's rounded input too.
+            Some(mode) if self.fused && output.n_in == n_embd && n_embd.is_multiple_of(ops::act_block(mode)) => {
+                ops::rms_norm_q(self.rec, x, row0 * n_embd, n_embd, norm, &b.hn, 0, n_embd, n_embd, rows, h.eps, &b.xq, mode)?;
+                ops::matmul(self.rec, output, &b.xq, n_embd, 0, rows, &b.logits, n_vocab)?;
+            }
+            _ => {
+                ops::rms_norm(self.rec, x, row0 * n_embd, norm, &b.hn, 0, n_embd, rows, h.eps)?;
+                self.mm(output, &b.hn, n_embd, rows, &b.logits)?;
+            }
+        }
         if h.logit_mul != 1.0 {
             ops::scale(self.rec, &b.logits, 0, rows * n_vocab, h.logit_mul)?;
         }
@@ -452,6 +624,7 @@ impl Exec for GpuExec<'_, '_> {
     }
 
     fn embed(&mut self, table: Mat, out: Buf, scale: f32) -> Result<()> {
+        self.flush()?;
         let (b, be) = (self.b, self.be);
         let w = be.weights.matrix(table)?;
         let width = self.width(out);
@@ -464,6 +637,31 @@ impl Exec for GpuExec<'_, '_> {
 
     fn matmul(&mut self, x: Buf, products: &[(Mat, Buf)]) -> Result<()> {
         let (b, be, n, xw) = (self.b, self.be, self.n, self.width(x));
+        if self.fused {
+            if let Some(mode) = self.shared_mode(xw, products)? {
+                // The fused tier rounds x once for the whole group, in the
+                // kernel that produced x when it is a held-back norm or GLU.
+                match self.pending.take() {
+                    Some(Pending::Norm { x: nx, w, out, eps })
+                        if out.buf == x && out.off == 0 && out.width == xw && nx.width == xw && nx.buf != x =>
+                    {
+                        let xs = self.width(nx.buf);
+                        let (xb, wb) = (&b.bufs[nx.buf.0 as usize], &be.weights.vectors[w.0 as usize]);
+                        ops::rms_norm_q(self.rec, xb, nx.off, xs, wb, &b.bufs[x.0 as usize], 0, xw, xw, n, eps, &b.xq, mode)?;
+                    }
+                    Some(Pending::Glu { gate, up, act }) if gate == x => {
+                        ops::glu_q(self.rec, &b.bufs[up.0 as usize], &b.bufs[gate.0 as usize], n * xw, act == Act::Gelu, &b.xq, mode)?;
+                    }
+                    other => {
+                        self.pending = other;
+                        self.flush()?;
+                        ops::act_quant(self.rec, &b.bufs[x.0 as usize], &b.xq, n * xw, mode)?;
+                    }
+                }
+                return self.products_from_xq(xw, products);
+            }
+        }
+        self.flush()?;
         for &(m, y) in products {
             self.mm(be.weights.matrix(m)?, &b.bufs[x.0 as usize], xw, n, &b.bufs[y.0 as usize])?;
         }
@@ -471,66 +669,80 @@ impl Exec for GpuExec<'_, '_> {
     }
 
     fn rms_norm(&mut self, x: View, w: Vector, out: View, eps: f32) -> Result<()> {
-        let group = self.g().weights.vector(w).len();
-        let (xs, os) = (self.width(x.buf), self.width(out.buf));
-        let (b, n) = (self.b, self.n);
+        self.flush()?;
         if x.buf == out.buf {
             // The kernel binds x read-only and out read-write: one buffer
             // cannot be both in a dispatch (wgpu drops it). No architecture
             // norms in place; fail at load rather than compute garbage.
             return Err(Error::Backend("graph: rms_norm in place (out = x) is not supported on wgpu".into()));
         }
-        let (xb, ob, wb) = (&b.bufs[x.buf.0 as usize], &b.bufs[out.buf.0 as usize], &self.be.weights.vectors[w.0 as usize]);
-        if x.width == group {
-            ops::rms_norm_strided(self.rec, xb, x.off, xs, wb, ob, out.off, os, group, n, eps)
-        } else if x.width == xs && out.width == os && xs == os && group > 0 && xs % group == 0 {
-            // Per-head norms over whole rows: heads are contiguous rows of `group`.
-            ops::rms_norm(self.rec, xb, 0, wb, ob, 0, group, n * (xs / group), eps)
-        } else {
-            Err(Error::Backend(format!("graph: rms_norm of {} of {xs} values in groups of {group}", x.width)))
+        if self.fused && x.width == self.g().weights.vector(w).len() {
+            // A whole-row norm: the products that read it may round it in the same kernel.
+            self.pending = Some(Pending::Norm { x, w, out, eps });
+            return Ok(());
         }
+        self.rms_norm_now(x, w, out, eps)
     }
 
     fn add_bias(&mut self, x: Buf, bias: Vector) -> Result<()> {
+        self.flush()?;
         let w = self.width(x);
         let (b, be) = (self.b, self.be);
         ops::add_bias(self.rec, &be.weights.vectors[bias.0 as usize], &b.bufs[x.0 as usize], self.n, w, w, 0)
     }
 
     fn rope(&mut self, x: Buf, r: &Rope) -> Result<()> {
-        let a = ops::RopeArgs {
-            n_tok: self.n,
-            n_head: r.n_head,
-            head_dim: r.head_dim,
-            n_rot: r.n_rot,
-            mode: rope_mode(r.mode),
-            pos0: self.pos0,
-            row_stride: self.width(x),
-            off: r.off,
-        };
-        let b = self.b;
-        ops::rope(self.rec, &b.ropes[r.table.0 as usize], &b.bufs[x.0 as usize], &a)
+        // The fused tier holds back RoPE of q then of k (same table and
+        // geometry, heads from column 0) for the KV store that follows.
+        if let Some(Pending::Rope { q, k: k @ None, q_scale: _ }) = &mut self.pending {
+            let p = q.1;
+            if x != q.0 && r.table == p.table && r.off == 0 && (r.head_dim, r.n_rot, r.mode) == (p.head_dim, p.n_rot, p.mode) {
+                *k = Some((x, *r));
+                return Ok(());
+            }
+        }
+        self.flush()?;
+        if self.fused && r.off == 0 {
+            self.pending = Some(Pending::Rope { q: (x, *r), k: None, q_scale: 1.0 });
+            return Ok(());
+        }
+        self.rope_now(x, r)
     }
 
     fn scale(&mut self, x: Buf, s: f32) -> Result<()> {
+        if let Some(Pending::Rope { q, k: Some(_), q_scale }) = &mut self.pending {
+            if q.0 == x && *q_scale == 1.0 {
+                *q_scale = s;
+                return Ok(());
+            }
+        }
+        self.flush()?;
         let n = self.n * self.width(x);
         let b = self.b;
         ops::scale(self.rec, &b.bufs[x.0 as usize], 0, n, s)
     }
 
     fn add(&mut self, x: Buf, y: Buf, s: f32) -> Result<()> {
+        self.flush()?;
         let n = self.n * self.width(x);
         let b = self.b;
         ops::add_scaled(self.rec, &b.bufs[y.0 as usize], &b.bufs[x.0 as usize], n, s)
     }
 
     fn glu(&mut self, gate: Buf, up: Buf, act: Act) -> Result<()> {
+        self.flush()?;
+        if self.fused {
+            // The down product that reads gate may round it in the same kernel.
+            self.pending = Some(Pending::Glu { gate, up, act });
+            return Ok(());
+        }
         let n = self.n * self.width(gate);
         let b = self.b;
         ops::glu(self.rec, &b.bufs[up.0 as usize], &b.bufs[gate.0 as usize], n, act == Act::Gelu)
     }
 
     fn copy(&mut self, src: View, dst: View, n_head: usize) -> Result<()> {
+        self.flush()?;
         let (sw, dw) = (self.width(src.buf), self.width(dst.buf));
         if src.buf == dst.buf || src.width != dst.width || n_head == 0 || sw % n_head != 0 || dw % n_head != 0 {
             return Err(Error::Backend("graph: copy between mismatched views".into()));
@@ -552,6 +764,42 @@ impl Exec for GpuExec<'_, '_> {
 
     fn kv_store(&mut self, il: usize, k: Buf, v: Option<Buf>) -> Result<()> {
         let (b, n, pos0) = (self.b, self.n, self.pos0);
+        if let (Some(Pending::Rope { q, k: Some(rk), q_scale }), Some(v)) = (&self.pending, v) {
+            let (q, rk, q_scale) = (*q, *rk, *q_scale);
+            let (qw, kw, vw) = (self.width(q.0), self.width(k), self.width(v));
+            let n_kv = rk.1.n_head;
+            let a = ops::RopeKvArgs {
+                n_tok: n,
+                n_head: q.1.n_head,
+                n_head_kv: n_kv,
+                head_dim: q.1.head_dim,
+                head_dim_v: vw / n_kv.max(1),
+                n_rot: q.1.n_rot,
+                mode: rope_mode(q.1.mode),
+                pos0,
+                q_stride: qw,
+                k_stride: kw,
+                v_stride: vw,
+                q_scale,
+            };
+            let fits = rk.0 == k
+                && v != q.0
+                && v != k
+                && n_kv > 0
+                && vw % n_kv == 0
+                && a.head_dim_v.is_multiple_of(2)
+                && n_kv * a.head_dim == kw
+                && q.1.n_head * a.head_dim <= qw
+                && q.1.n_rot.is_multiple_of(2)
+                && a.head_dim.is_multiple_of(2);
+            if fits {
+                self.pending = None;
+                let table = &b.ropes[q.1.table.0 as usize];
+                let (qb, kb, vb) = (&b.bufs[q.0 .0 as usize], &b.bufs[k.0 as usize], &b.bufs[v.0 as usize]);
+                return ops::rope_kv(self.rec, table, qb, kb, vb, &b.kc[il], &b.vc[il], &a);
+            }
+        }
+        self.flush()?;
         ops::kv_store(self.rec, &b.bufs[k.0 as usize], &b.kc[il], n, self.width(k), pos0)?;
         if let Some(v) = v {
             ops::kv_store(self.rec, &b.bufs[v.0 as usize], &b.vc[il], n, self.width(v), pos0)?;
@@ -560,6 +808,8 @@ impl Exec for GpuExec<'_, '_> {
     }
 
     fn attention(&mut self, il: usize, q: Buf, out: Buf, a: &Attn) -> Result<()> {
+        self.flush()?;
+        self.layer_marks.push(self.rec.n_dispatches());
         let (k_row, v_row) = self.g().kv[il];
         let args = ops::AttnArgs {
             window: a.window,
@@ -576,6 +826,7 @@ impl Exec for GpuExec<'_, '_> {
     fn name(&mut self, x: Buf, name: &str, il: Option<usize>) -> Result<()> {
         let (width, n, b) = (self.width(x), self.n, self.b);
         if let Some(list) = &mut self.dump {
+            // (Dumping turns the fused tier off: nothing is held back here.)
             let copy = GBuf::new(&self.be.ctx, name, (n * width * 4) as u64, wgpu::BufferUsages::empty());
             ops::copy_rows(self.rec, &b.bufs[x.0 as usize], 0, width, &copy, 0, width, width, n)?;
             list.push((Dumped::key(name, il), width, copy));
@@ -584,6 +835,7 @@ impl Exec for GpuExec<'_, '_> {
     }
 
     fn head_matmul(&mut self, x: Buf, w: Mat, y: Buf, a: &HeadMatmul) -> Result<()> {
+        self.flush()?;
         let args = ops::HeadMatmulArgs {
             n_tok: self.n,
             n_head: a.n_head,

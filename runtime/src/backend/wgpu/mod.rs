@@ -15,4 +15,4 @@ pub mod shaders;
 pub mod weights;
 
 pub use device::{AdapterPolicy, DeviceProfile, GpuContext, Tiers};
-pub use exec::{GpuRunner, WgpuBackend};
+pub use exec::{DispatchCounts, GpuRunner, WgpuBackend};

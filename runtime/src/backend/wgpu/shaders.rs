@@ -25,6 +25,10 @@ const ARGMAX: &str = include_str!("shaders/argmax.wgsl");
 const ACT_QUANT: &str = include_str!("shaders/act_quant.wgsl");
 const COPY: &str = include_str!("shaders/copy.wgsl");
 const HEAD_MATMUL: &str = include_str!("shaders/head_matmul.wgsl");
+const ACT_ROUND: &str = include_str!("shaders/act_round.wgsl");
+const RMS_NORM_Q: &str = include_str!("shaders/rms_norm_q.wgsl");
+const GLU_Q: &str = include_str!("shaders/glu_q.wgsl");
+const ROPE_KV: &str = include_str!("shaders/rope_kv.wgsl");
 
 /// A shader and its variant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -51,6 +55,12 @@ pub enum ShaderKey {
     Copy,
     /// Per-head products with a plain f32 weight (MLA's absorbed maps).
     HeadMatmul,
+    /// Fused tier: RMSNorm whose rows are also written rounded for the next product.
+    RmsNormQ,
+    /// Fused tier: SiLU/GELU·mul whose result is also written rounded for the next product.
+    GluQ,
+    /// Fused tier: RoPE of q and k, q scale, and the KV store of k and v.
+    RopeKv,
 }
 
 /// The tile of matmul_rows.wgsl: `rows` weight rows × `tokens` tokens per
@@ -145,6 +155,9 @@ impl ShaderKey {
             ShaderKey::ActQuant => ACT_QUANT.into(),
             ShaderKey::Copy => COPY.into(),
             ShaderKey::HeadMatmul => HEAD_MATMUL.into(),
+            ShaderKey::RmsNormQ => format!("{RMS_NORM_Q}\n{ACT_ROUND}"),
+            ShaderKey::GluQ => format!("{GLU_Q}\n{ACT_ROUND}"),
+            ShaderKey::RopeKv => ROPE_KV.into(),
         }
     }
 
@@ -167,6 +180,9 @@ impl ShaderKey {
             ShaderKey::ActQuant => kp::ActQuantParams::LAYOUT,
             ShaderKey::Copy => kp::CopyParams::LAYOUT,
             ShaderKey::HeadMatmul => kp::HeadMatmulParams::LAYOUT,
+            ShaderKey::RmsNormQ => kp::RmsNormQParams::LAYOUT,
+            ShaderKey::GluQ => kp::GluQParams::LAYOUT,
+            ShaderKey::RopeKv => kp::RopeKvParams::LAYOUT,
         }
     }
 
@@ -186,6 +202,9 @@ impl ShaderKey {
             ShaderKey::Scale => s(0, 1),
             ShaderKey::Attention => s(3, 1),
             ShaderKey::HeadMatmul => s(2, 1),
+            ShaderKey::RmsNormQ => s(2, 2),
+            ShaderKey::GluQ => s(1, 2),
+            ShaderKey::RopeKv => s(2, 4),
         }
     }
 }
@@ -214,6 +233,9 @@ pub fn all_variants() -> Vec<ShaderKey> {
         ShaderKey::ActQuant,
         ShaderKey::Copy,
         ShaderKey::HeadMatmul,
+        ShaderKey::RmsNormQ,
+        ShaderKey::GluQ,
+        ShaderKey::RopeKv,
     ]);
     v
 }
@@ -229,9 +251,13 @@ mod tests {
             let src = key.source();
             let module = naga::front::wgsl::parse_str(&src).unwrap_or_else(|e| panic!("{}: {}", key.label(), e.emit_to_string(&src)));
             // The baseline tier needs no capability; the subgroup tier only SUBGROUP.
+            // pack/unpack2x16float need SHADER_FLOAT16_IN_FLOAT32 since naga 27:
+            // wgpu grants it on every Vulkan, Metal and DX12 device (downlevel
+            // flag SHADER_F16_IN_F32), so it counts as baseline here.
+            let base = naga::valid::Capabilities::SHADER_FLOAT16_IN_FLOAT32;
             let caps = match key {
-                ShaderKey::MatmulSg(_) => naga::valid::Capabilities::SUBGROUP,
-                _ => naga::valid::Capabilities::empty(),
+                ShaderKey::MatmulSg(_) => base | naga::valid::Capabilities::SUBGROUP,
+                _ => base,
             };
             let mut v = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps);
             v.subgroup_stages(naga::valid::ShaderStages::COMPUTE).subgroup_operations(naga::valid::SubgroupOperationSet::all());

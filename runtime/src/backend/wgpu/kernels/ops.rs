@@ -395,3 +395,115 @@ pub fn head_matmul(rec: &mut Recorder, x: &GBuf, w: &GBuf, y: &GBuf, a: &HeadMat
     };
     rec.dispatch(ShaderKey::HeadMatmul, &[x, w, y], &p, [(a.n_out as u32).div_ceil(64), a.n_head as u32, a.n_tok as u32])
 }
+
+// ------------------------------------------------------------- fused tier
+// Several graph ops in one dispatch (`DeviceProfile.tiers.fused`); each is
+// bit-exact with the unfused sequence it replaces (runtime/tests/wgpu_kernels.rs).
+
+/// Elements per rounding block of act_quant `mode`.
+pub fn act_block(mode: u32) -> usize {
+    if mode == 1 {
+        256
+    } else {
+        32
+    }
+}
+
+/// [`rms_norm_strided`] into `out`, and the same rows rounded like
+/// [`act_quant`] `mode` into `xq` as contiguous rows of `n`: the norm and the
+/// rounding of the product that reads it, in one dispatch.
+#[allow(clippy::too_many_arguments)]
+pub fn rms_norm_q(
+    rec: &mut Recorder,
+    x: &GBuf,
+    x_off: usize,
+    x_stride: usize,
+    w: &GBuf,
+    out: &GBuf,
+    out_off: usize,
+    out_stride: usize,
+    n: usize,
+    n_rows: usize,
+    eps: f32,
+    xq: &GBuf,
+    mode: u32,
+) -> Result<()> {
+    if !n.is_multiple_of(act_block(mode)) || mode > 2 {
+        return Err(Error::Backend(format!("rms_norm_q: rows of {n} in rounding mode {mode}")));
+    }
+    let p = RmsNormQParams {
+        n: n as u32,
+        eps,
+        x_off: x_off as u32,
+        out_off: out_off as u32,
+        x_stride: x_stride as u32,
+        out_stride: out_stride as u32,
+        n_rows: n_rows as u32,
+        mode,
+    };
+    let [gx, gy] = split(n_rows as u32);
+    rec.dispatch(ShaderKey::RmsNormQ, &[x, w, out, xq], &p, [gx, gy, 1])
+}
+
+/// [`glu`] over `n` values, and the result rounded like [`act_quant`] `mode` into `xq`.
+pub fn glu_q(rec: &mut Recorder, up: &GBuf, gate: &GBuf, n: usize, gelu: bool, xq: &GBuf, mode: u32) -> Result<()> {
+    let bs = act_block(mode);
+    if !n.is_multiple_of(bs) || mode > 2 {
+        return Err(Error::Backend(format!("glu_q: {n} values in rounding mode {mode}")));
+    }
+    let [x, y] = split(((n / bs) as u32).div_ceil(64));
+    let p = GluQParams { n: n as u32, op: gelu as u32, mode, ..Default::default() };
+    rec.dispatch(ShaderKey::GluQ, &[up, gate, xq], &p, [x, y, 1])
+}
+
+/// Shape of [`rope_kv`]: q `[n_tok, q_stride]` with `n_head` heads, k
+/// `[n_tok, k_stride]` and v `[n_tok, v_stride]` with `n_head_kv` heads each
+/// (heads start at 0; the cache rows are `k_stride` and `v_stride` wide).
+#[derive(Debug, Clone, Copy)]
+pub struct RopeKvArgs {
+    pub n_tok: usize,
+    pub n_head: usize,
+    pub n_head_kv: usize,
+    pub head_dim: usize,
+    pub head_dim_v: usize,
+    pub n_rot: usize,
+    /// 0 = NORM, 1 = NEOX.
+    pub mode: u32,
+    pub pos0: usize,
+    pub q_stride: usize,
+    pub k_stride: usize,
+    pub v_stride: usize,
+    /// Multiplies q after RoPE (1.0 = none).
+    pub q_scale: f32,
+}
+
+/// [`rope`] of q and of k, `q *= q_scale`, and [`kv_store`] of k and v at
+/// `pos0`, in one dispatch.
+#[allow(clippy::too_many_arguments)]
+pub fn rope_kv(rec: &mut Recorder, table: &GBuf, q: &GBuf, k: &GBuf, v: &GBuf, kc: &GBuf, vc: &GBuf, a: &RopeKvArgs) -> Result<()> {
+    let fits = a.n_rot.is_multiple_of(2)
+        && a.n_rot <= a.head_dim
+        && a.head_dim.is_multiple_of(2)
+        && a.head_dim_v.is_multiple_of(2)
+        && a.n_head * a.head_dim <= a.q_stride
+        && a.n_head_kv * a.head_dim == a.k_stride
+        && a.n_head_kv * a.head_dim_v == a.v_stride;
+    if !fits {
+        return Err(Error::Backend(format!("rope_kv: unsupported shape {a:?}")));
+    }
+    let p = RopeKvParams {
+        n_tok: a.n_tok as u32,
+        n_head: a.n_head as u32,
+        n_head_kv: a.n_head_kv as u32,
+        head_dim: a.head_dim as u32,
+        n_rot: a.n_rot as u32,
+        mode: a.mode,
+        pos0: a.pos0 as u32,
+        q_stride: a.q_stride as u32,
+        k_stride: a.k_stride as u32,
+        v_stride: a.v_stride as u32,
+        head_dim_v: a.head_dim_v as u32,
+        q_scale: a.q_scale,
+    };
+    rec.dispatch(ShaderKey::RopeKv, &[table, v, q, k, kc, vc], &p, [(a.n_head + a.n_head_kv) as u32, a.n_tok as u32, 1])
+}

@@ -266,3 +266,49 @@ kernel_params! {
         w_i: u32,
     }
 }
+
+// ------------------------------------------------------------- fused tier
+
+kernel_params! {
+    /// `Params` of rms_norm_q.wgsl: rms_norm.wgsl's, with the rounding `mode`
+    /// of act_quant.wgsl for the rounded copy.
+    RmsNormQParams {
+        n: u32,
+        eps: f32,
+        x_off: u32,
+        out_off: u32,
+        x_stride: u32,
+        out_stride: u32,
+        n_rows: u32,
+        mode: u32,
+    }
+}
+
+kernel_params! {
+    /// `Params` of glu_q.wgsl (`op` as swiglu.wgsl, `mode` as act_quant.wgsl).
+    GluQParams {
+        n: u32,
+        op: u32,
+        mode: u32,
+        _p0: u32,
+    }
+}
+
+kernel_params! {
+    /// `Params` of rope_kv.wgsl (`mode`: 0 = NORM, 1 = NEOX; strides in f32
+    /// values; `q_scale` multiplies q after RoPE, 1.0 = none).
+    RopeKvParams {
+        n_tok: u32,
+        n_head: u32,
+        n_head_kv: u32,
+        head_dim: u32,
+        n_rot: u32,
+        mode: u32,
+        pos0: u32,
+        q_stride: u32,
+        k_stride: u32,
+        v_stride: u32,
+        head_dim_v: u32,
+        q_scale: f32,
+    }
+}
