@@ -42,6 +42,10 @@ fn bench_on_wgpu_reports_the_gpu_backend() {
     for key in ["pp_tps", "tg_tps", "load_ms", "peak_rss_mb"] {
         assert!(v[key].as_f64().is_some_and(|x| x > 0.0), "{key}: {v}");
     }
+    // Weights on the device in their file size (tests/gpu_weight_bytes.rs has the bound).
+    let (gpu, gguf) =
+        (v["gpu_weight_bytes"].as_u64().expect("gpu_weight_bytes"), v["gguf_weight_bytes"].as_u64().expect("gguf_weight_bytes"));
+    assert!(gguf > 0 && gpu >= gguf && (gpu as f64) < gguf as f64 * 1.02 + 256.0 * 64.0, "{v}");
 }
 
 #[test]
