@@ -15,7 +15,8 @@
 //
 // Blocks of 18, 22, 34, 110 and 210 bytes start at even but not always
 // 4-byte-aligned offsets: every multi-byte field of every ggml block is at an
-// even offset, so `u32_at` reads any field with at most two word loads.
+// even offset, so `u32_at` reads any field with at most two word loads, and
+// `words4_at` / `words8_at` a run of 16 / 32 bytes with 5 / 9.
 // f16 scales go through `unpack2x16float` (no f16 shader feature needed).
 
 // Byte `o` of the tensor.
@@ -30,6 +31,34 @@ fn u32_at(o: u32) -> u32 {
     // Unaligned: the high half of word i, then the low half of word i + 1.
     // select, not a branch: both loads run, which lavapipe vectorizes better.
     return select(lo, (lo >> 16u) | (wa[i + 1u] << 16u), (o & 2u) != 0u);
+}
+
+// The 4 / 8 little-endian words at byte offset `b` (b even): 5 / 9 word
+// loads, each loaded once (a field-by-field u32_at would load most twice).
+fn words4_at(b: u32) -> array<u32, 4> {
+    let i = b >> 2u;
+    var r: array<u32, 5>;
+    for (var k = 0u; k < 5u; k++) {
+        r[k] = wa[i + k];
+    }
+    var q: array<u32, 4>;
+    for (var k = 0u; k < 4u; k++) {
+        q[k] = select(r[k], (r[k] >> 16u) | (r[k + 1u] << 16u), (b & 2u) != 0u);
+    }
+    return q;
+}
+
+fn words8_at(b: u32) -> array<u32, 8> {
+    let i = b >> 2u;
+    var r: array<u32, 9>;
+    for (var k = 0u; k < 9u; k++) {
+        r[k] = wa[i + k];
+    }
+    var q: array<u32, 8>;
+    for (var k = 0u; k < 8u; k++) {
+        q[k] = select(r[k], (r[k] >> 16u) | (r[k + 1u] << 16u), (b & 2u) != 0u);
+    }
+    return q;
 }
 
 // The f16 at byte offset `o` (o even), as f32.
@@ -80,8 +109,9 @@ fn dequant_unit(u: u32, w: ptr<function, array<f32, 32>>) {
         // Q4_0 / IQ4_NL (18 bytes): d, then 16 bytes q[k] | q[k + 16] << 4.
         let o = 18u * u;
         let d = f16_at(o);
+        let qs = words4_at(o + 2u);
         for (var j = 0u; j < 4u; j++) {
-            let q = u32_at(o + 2u + 4u * j);
+            let q = qs[j];
             for (var k = 0u; k < 4u; k++) {
                 let b = byte_of(q, k);
                 if LAYOUT == 2u {
@@ -121,8 +151,9 @@ fn dequant_unit(u: u32, w: ptr<function, array<f32, 32>>) {
             o += 4u;
         }
         let qh = u32_at(o);
+        let qs = words4_at(o + 4u);
         for (var j = 0u; j < 4u; j++) {
-            let q = u32_at(o + 4u + 4u * j);
+            let q = qs[j];
             for (var k = 0u; k < 4u; k++) {
                 let e = 4u * j + k;
                 let b = byte_of(q, k);
@@ -141,8 +172,9 @@ fn dequant_unit(u: u32, w: ptr<function, array<f32, 32>>) {
         // Q8_0 (34 bytes): d, then 32 i8.
         let o = 34u * u;
         let d = f16_at(o);
+        let qs = words8_at(o + 2u);
         for (var j = 0u; j < 8u; j++) {
-            let q = bitcast<i32>(u32_at(o + 2u + 4u * j));
+            let q = bitcast<i32>(qs[j]);
             for (var k = 0u; k < 4u; k++) {
                 (*w)[4u * j + k] = f32(extractBits(q, 8u * k, 8u)) * d;
             }
@@ -172,17 +204,19 @@ fn dequant_unit(u: u32, w: ptr<function, array<f32, 32>>) {
         let j = u % 8u;
         let o = 110u * (u / 8u);
         let d_all = f16_at(o + 108u);
+        let qs = words8_at(o + 32u + 32u * (j / 4u));
+        let hm = words8_at(o);
         for (var g = 0u; g < 2u; g++) {
             let s = 2u * j + g;
             let lo = select(byte_at(o + 96u + s - 8u) >> 4u, byte_at(o + 96u + s) & 0xFu, s < 8u);
             let hi = (byte_at(o + 96u + 8u + s % 4u) >> (2u * (s / 4u))) & 3u;
             let dl = d_all * f32(i32(lo | (hi << 4u)) - 32);
             for (var i = 0u; i < 4u; i++) {
-                let q = u32_at(o + 32u + 32u * (j / 4u) + 16u * g + 4u * i);
-                let hm = u32_at(o + 16u * g + 4u * i);
+                let q = qs[4u * g + i];
+                let h8 = hm[4u * g + i];
                 for (var k = 0u; k < 4u; k++) {
                     let lq = i32((byte_of(q, k) >> (2u * (j % 4u))) & 3u);
-                    let h = select(4, 0, ((byte_of(hm, k) >> j) & 1u) != 0u);
+                    let h = select(4, 0, ((byte_of(h8, k) >> j) & 1u) != 0u);
                     (*w)[16u * g + 4u * i + k] = dl * f32(lq - h);
                 }
             }
@@ -228,13 +262,15 @@ fn dequant_unit(u: u32, w: ptr<function, array<f32, 32>>) {
         let d = f16_at(o + 208u);
         let h = j / 4u;
         let t = j % 4u;
+        let qls = words8_at(o + 64u * h + 32u * (t % 2u));
+        let qhs = words8_at(o + 128u + 32u * h);
         for (var g = 0u; g < 2u; g++) {
             let sc = bitcast<i32>(byte_at(o + 192u + 2u * j + g) << 24u) >> 24u;
             let dl = d * f32(sc);
             for (var i = 0u; i < 4u; i++) {
                 let l = 16u * g + 4u * i;
-                let ql = u32_at(o + 64u * h + 32u * (t % 2u) + l);
-                let qh = u32_at(o + 128u + 32u * h + l);
+                let ql = qls[4u * g + i];
+                let qh = qhs[4u * g + i];
                 for (var k = 0u; k < 4u; k++) {
                     let lo = (byte_of(ql, k) >> (4u * (t / 2u))) & 0xFu;
                     let hi = (byte_of(qh, k) >> (2u * t)) & 3u;
