@@ -45,6 +45,10 @@ fn bench_on_wgpu_reports_the_gpu_backend() {
     // Decode: one submit per token, and a token records more than one layer.
     assert_eq!(v["submits_per_token"].as_f64(), Some(1.0), "{v}");
     assert!(v["dispatches_per_token"].as_f64() > v["dispatches_per_layer"].as_f64(), "{v}");
+    // Weights on the device in their file size (tests/gpu_weight_bytes.rs has the bound).
+    let (gpu, gguf) =
+        (v["gpu_weight_bytes"].as_u64().expect("gpu_weight_bytes"), v["gguf_weight_bytes"].as_u64().expect("gguf_weight_bytes"));
+    assert!(gguf > 0 && gpu >= gguf && (gpu as f64) < gguf as f64 * 1.02 + 256.0 * 64.0, "{v}");
 }
 
 #[test]

@@ -205,6 +205,8 @@ pub fn run(a: BenchArgs) -> Result<()> {
         Some(g) => g.ctx.profile.adapter_name.clone(),
         None => isa.to_string(),
     };
+    // Weight buffers on the device vs the same tensors in the file (GPU only).
+    let gpu_bytes = engine.gpu().map(|g| g.weight_bytes());
 
     // Random ids like llama-bench (seeded LCG; the bench feeds ids, not text).
     let mut state = 0x853c_49e6_748f_ea9bu64;
@@ -299,6 +301,10 @@ pub fn run(a: BenchArgs) -> Result<()> {
             j["dispatches_head"] = c.head.into();
             j["gpu_tiers"] = format!("{:?}", g.ctx.profile.tiers).into();
         }
+        if let Some(b) = gpu_bytes {
+            j["gpu_weight_bytes"] = b.gpu.into();
+            j["gguf_weight_bytes"] = b.gguf.into();
+        }
         if let Some((plain, constrained, ratio, n)) = schema_bench {
             j["tg_sampled_tps"] = plain.into();
             j["tg_json_schema_tps"] = constrained.into();
@@ -342,6 +348,15 @@ pub fn run(a: BenchArgs) -> Result<()> {
             println!("json schema: {ratio:.3}× the unconstrained sampled generation (median of alternating pairs)");
         }
         println!("load {load_ms:.0} ms, peak RSS {rss:.1} MiB, median of {} run(s) after a warm-up", a.reps);
+        if let Some(b) = gpu_bytes {
+            println!(
+                "weights on the GPU: {:.1} MiB ({:.4}× the {:.1} MiB of the same {} tensors in the file)",
+                b.gpu as f64 / (1024.0 * 1024.0),
+                b.gpu as f64 / b.gguf.max(1) as f64,
+                b.gguf as f64 / (1024.0 * 1024.0),
+                b.tensors
+            );
+        }
         if let (Some(bw), Some(f)) = (bw, bw_frac) {
             println!(
                 "memory bandwidth {bw:.2} GB/s; generation reads {:.1} MB/token → {:.0}% of it",

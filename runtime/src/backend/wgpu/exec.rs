@@ -16,19 +16,32 @@ use std::sync::Arc;
 
 use super::device::GpuContext;
 use super::kernels::{ops, params_buffer, GBuf, Kernels, Readback, Recorder};
+use super::layout;
 use super::shaders::ShaderKey;
-use super::weights::GpuMatrix;
+use super::weights::{self, GpuDense, GpuMatrix};
 use crate::graph::{Act, Attn, Buf, Dumped, Exec, Forward, Graph, HeadMatmul, Mat, Rope, Runner, Vector, View, Want, Weights};
 use crate::ops::rope::RopeMode;
 use crate::{Error, Result};
 
-/// A matrix of the graph on the device.
+/// A matrix of the graph on the device, in its GGUF bytes (layout.rs).
 enum GpuWeight {
-    /// Repacked for the matrix kernels; rows zero-padded to a multiple of 32
-    /// elements where the layouts need it.
+    /// For the matrix kernels, split by rows over the binding limit; rows
+    /// zero-padded to a multiple of 32 elements where needed (F32/F16/BF16).
     Matrix(GpuMatrix),
-    /// Dequantized f32, row-major (per-head products).
-    Dense(GBuf),
+    /// One buffer, read element by element (per-head products, MLA's kv_b).
+    Dense(GpuDense),
+}
+
+/// Weight bytes on the device and in the file (`ember bench`'s
+/// `gpu_weight_bytes` / `gguf_weight_bytes`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WeightBytes {
+    /// Every weight buffer's size on the device.
+    pub gpu: u64,
+    /// The same tensors' bytes in the file.
+    pub gguf: u64,
+    /// Tensors counted (matrices and vectors).
+    pub tensors: u64,
 }
 
 /// Every weight of a graph, uploaded once.
@@ -43,11 +56,7 @@ impl GpuWeights {
         let mut mats = Vec::with_capacity(w.mats.len());
         for m in &w.mats {
             mats.push(if m.dense {
-                let mut d = vec![0f32; m.n_in * m.n_out];
-                for (r, row) in d.chunks_mut(m.n_in).enumerate() {
-                    m.dequantize_row(f, r, row)?;
-                }
-                GpuWeight::Dense(GBuf::from_f32(ctx, &m.name, &d))
+                GpuWeight::Dense(GpuDense::upload(ctx, &m.name, m.ty, m.data(f), m.n_in, m.n_out)?)
             } else {
                 GpuWeight::Matrix(GpuMatrix::upload_padded(ctx, &m.name, m.ty, m.data(f), m.n_in, m.n_out)?)
             });
@@ -65,7 +74,34 @@ impl GpuWeights {
         }
     }
 
-    fn dense(&self, m: Mat) -> Result<&GBuf> {
+    /// Bytes of every weight buffer on the device, and of the same tensors in the file.
+    pub fn bytes(&self, w: &Weights) -> WeightBytes {
+        let gpu = self.mats.iter().map(|m| match m {
+            GpuWeight::Matrix(g) => g.device_bytes(),
+            GpuWeight::Dense(d) => d.wa.size,
+        });
+        let gpu = gpu.sum::<u64>() + self.vectors.iter().map(|v| v.size).sum::<u64>();
+        WeightBytes { gpu, gguf: file_bytes(w), tensors: (self.mats.len() + self.vectors.len()) as u64 }
+    }
+
+    /// What [`GpuWeights::upload`] allocates for `w` under a storage binding
+    /// limit of `max_binding` bytes, computed without a device (the same
+    /// planner: `weights::plan`; a test holds the two equal).
+    pub fn plan_bytes(w: &Weights, max_binding: u64) -> Result<WeightBytes> {
+        let mut gpu = 0;
+        for m in &w.mats {
+            gpu += if m.dense {
+                layout::Layout::for_type(m.ty)?.bytes(m.n_in, m.n_out)?.max(16)
+            } else {
+                let n_in = if m.ty.block_size() == 1 { m.n_in.next_multiple_of(32) } else { m.n_in };
+                weights::plan(m.ty, n_in, m.n_out, max_binding)?.iter().map(|p| p.bytes).sum()
+            };
+        }
+        gpu += w.vectors.iter().map(|v| (v.len() as u64 * 4).max(16)).sum::<u64>();
+        Ok(WeightBytes { gpu, gguf: file_bytes(w), tensors: (w.mats.len() + w.vectors.len()) as u64 })
+    }
+
+    fn dense(&self, m: Mat) -> Result<&GpuDense> {
         match &self.mats[m.0 as usize] {
             GpuWeight::Dense(w) => Ok(w),
             GpuWeight::Matrix(_) => Err(Error::Backend("graph: a matrix used as a dense weight".into())),
@@ -92,6 +128,13 @@ impl GpuWeights {
         v.dedup();
         v
     }
+}
+
+/// Bytes in the file of every tensor the graph registered (matrices and vectors).
+fn file_bytes(w: &Weights) -> u64 {
+    let mats: u64 = w.mats.iter().map(|m| m.data(&w.file).len() as u64).sum();
+    let vectors: u64 = w.vector_names.iter().filter_map(|n| w.file.tensor(n)).map(|t| t.size).sum();
+    mats + vectors
 }
 
 /// A session's device buffers.
@@ -255,6 +298,11 @@ impl WgpuBackend {
 
     pub fn new_runner(self: &Arc<Self>, n_ctx: usize) -> Result<GpuRunner> {
         GpuRunner::new(self.clone(), n_ctx)
+    }
+
+    /// Bytes of every weight buffer on the device, and of the same tensors in the file.
+    pub fn weight_bytes(&self) -> WeightBytes {
+        self.weights.bytes(&self.arch.graph().weights)
     }
 }
 

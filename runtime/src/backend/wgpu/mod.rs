@@ -1,7 +1,7 @@
 //! The GPU backend on wgpu (Vulkan, Metal, DX12): see docs/GPU.md.
 //!
-//! `device` decides the [`DeviceProfile`] once; `repack` rewrites quant blocks
-//! into aligned GPU layouts; `weights` uploads them split over binding limits;
+//! `device` decides the [`DeviceProfile`] once; `layout` says how weights sit
+//! on the GPU (their GGUF bytes); `weights` uploads them split over binding limits;
 //! `shaders` lists every WGSL variant; `kernels` caches pipelines and bind
 //! groups and records one command encoder per micro-batch (`kernels::ops`:
 //! one function per kernel); `exec` runs a model's graph (`crate::graph`):
@@ -10,9 +10,9 @@
 pub mod device;
 pub mod exec;
 pub mod kernels;
-pub mod repack;
+pub mod layout;
 pub mod shaders;
 pub mod weights;
 
 pub use device::{AdapterPolicy, DeviceProfile, GpuContext, Tiers};
-pub use exec::{DispatchCounts, GpuRunner, WgpuBackend};
+pub use exec::{DispatchCounts, GpuRunner, GpuWeights, WeightBytes, WgpuBackend};

@@ -5,7 +5,7 @@
 //! against the Rust struct [`ShaderKey::params`] names.
 
 use super::kernels::params::{self as kp, KernelParams, ParamsLayout};
-use super::repack::Layout;
+use super::layout::{Layout, GPU_TYPES};
 
 const DEQUANT: &str = include_str!("shaders/dequant.wgsl");
 const MATMUL: &str = include_str!("shaders/matmul.wgsl");
@@ -53,8 +53,9 @@ pub enum ShaderKey {
     ActQuant,
     /// Strided row copy (MLA's rope parts).
     Copy,
-    /// Per-head products with a plain f32 weight (MLA's absorbed maps).
-    HeadMatmul,
+    /// Per-head products with any strides (MLA's absorbed maps), the weight
+    /// (kv_b) in its file type.
+    HeadMatmul(Layout),
     /// Fused tier: RMSNorm whose rows are also written rounded for the next product.
     RmsNormQ,
     /// Fused tier: SiLU/GELU·mul whose result is also written rounded for the next product.
@@ -105,15 +106,7 @@ pub struct Signature {
 }
 
 fn layout_consts(l: Layout) -> String {
-    let (id, sub) = match l {
-        Layout::F32 => (0, 1),
-        Layout::F16 => (1, 1),
-        Layout::Qa4 => (2, 1),
-        Layout::Qa8 { sub } => (3, sub),
-    };
-    // dequant.wgsl reads one (d, m) for words 0..3 and one for 4..7: 1 or 2 sub-groups.
-    debug_assert!(sub == 1 || sub == 2, "QA8 with {sub} sub-groups per unit");
-    format!("const LAYOUT: u32 = {id}u;\nconst SUB: u32 = {sub}u;\n")
+    format!("const LAYOUT: u32 = {}u;\n", l.id())
 }
 
 impl ShaderKey {
@@ -123,6 +116,7 @@ impl ShaderKey {
             ShaderKey::MatmulSg(l) => format!("matmul_sg_{}", l.name()),
             ShaderKey::MatmulRows(l, t) => format!("matmul_rows_r{}t{}_{}", t.rows, t.tokens, l.name()),
             ShaderKey::GetRows(l) => format!("get_rows_{}", l.name()),
+            ShaderKey::HeadMatmul(l) => format!("head_matmul_{}", l.name()),
             other => format!("{other:?}").to_lowercase(),
         }
     }
@@ -154,7 +148,7 @@ impl ShaderKey {
             ShaderKey::Argmax => ARGMAX.into(),
             ShaderKey::ActQuant => ACT_QUANT.into(),
             ShaderKey::Copy => COPY.into(),
-            ShaderKey::HeadMatmul => HEAD_MATMUL.into(),
+            ShaderKey::HeadMatmul(l) => format!("{}{}\n{}", layout_consts(*l), HEAD_MATMUL, DEQUANT),
             ShaderKey::RmsNormQ => format!("{RMS_NORM_Q}\n{ACT_ROUND}"),
             ShaderKey::GluQ => format!("{GLU_Q}\n{ACT_ROUND}"),
             ShaderKey::RopeKv => ROPE_KV.into(),
@@ -179,7 +173,7 @@ impl ShaderKey {
             ShaderKey::Argmax => kp::ArgmaxParams::LAYOUT,
             ShaderKey::ActQuant => kp::ActQuantParams::LAYOUT,
             ShaderKey::Copy => kp::CopyParams::LAYOUT,
-            ShaderKey::HeadMatmul => kp::HeadMatmulParams::LAYOUT,
+            ShaderKey::HeadMatmul(_) => kp::HeadMatmulParams::LAYOUT,
             ShaderKey::RmsNormQ => kp::RmsNormQParams::LAYOUT,
             ShaderKey::GluQ => kp::GluQParams::LAYOUT,
             ShaderKey::RopeKv => kp::RopeKvParams::LAYOUT,
@@ -189,7 +183,8 @@ impl ShaderKey {
     pub fn signature(&self) -> Signature {
         let s = |n_read, n_rw| Signature { n_read, n_rw };
         match self {
-            ShaderKey::Matmul(_) | ShaderKey::MatmulSg(_) | ShaderKey::MatmulRows(..) | ShaderKey::GetRows(_) => s(3, 1),
+            // x (or ids), the weight's bytes (wa); y (or out).
+            ShaderKey::Matmul(_) | ShaderKey::MatmulSg(_) | ShaderKey::MatmulRows(..) | ShaderKey::GetRows(_) => s(2, 1),
             ShaderKey::RmsNorm => s(2, 1),
             ShaderKey::Rope
             | ShaderKey::KvStore
@@ -201,7 +196,7 @@ impl ShaderKey {
             | ShaderKey::Copy => s(1, 1),
             ShaderKey::Scale => s(0, 1),
             ShaderKey::Attention => s(3, 1),
-            ShaderKey::HeadMatmul => s(2, 1),
+            ShaderKey::HeadMatmul(_) => s(2, 1),
             ShaderKey::RmsNormQ => s(2, 2),
             ShaderKey::GluQ => s(1, 2),
             ShaderKey::RopeKv => s(2, 4),
@@ -209,16 +204,16 @@ impl ShaderKey {
     }
 }
 
-pub const ALL_LAYOUTS: [Layout; 5] = [Layout::F32, Layout::F16, Layout::Qa4, Layout::Qa8 { sub: 1 }, Layout::Qa8 { sub: 2 }];
-
 /// Every variant that can be built.
 pub fn all_variants() -> Vec<ShaderKey> {
     let mut v = Vec::new();
-    for l in ALL_LAYOUTS {
+    for ty in GPU_TYPES {
+        let Ok(l) = Layout::for_type(ty) else { continue };
         v.push(ShaderKey::Matmul(l));
         v.push(ShaderKey::MatmulSg(l));
         v.extend(RowsTile::ALL.map(|t| ShaderKey::MatmulRows(l, t)));
         v.push(ShaderKey::GetRows(l));
+        v.push(ShaderKey::HeadMatmul(l));
     }
     v.extend([
         ShaderKey::RmsNorm,
@@ -232,7 +227,6 @@ pub fn all_variants() -> Vec<ShaderKey> {
         ShaderKey::Argmax,
         ShaderKey::ActQuant,
         ShaderKey::Copy,
-        ShaderKey::HeadMatmul,
         ShaderKey::RmsNormQ,
         ShaderKey::GluQ,
         ShaderKey::RopeKv,
@@ -250,14 +244,15 @@ mod tests {
         for key in all_variants() {
             let src = key.source();
             let module = naga::front::wgsl::parse_str(&src).unwrap_or_else(|e| panic!("{}: {}", key.label(), e.emit_to_string(&src)));
-            // The baseline tier needs no capability; the subgroup tier only SUBGROUP.
-            // pack/unpack2x16float need SHADER_FLOAT16_IN_FLOAT32 since naga 27:
-            // wgpu grants it on every Vulkan, Metal and DX12 device (downlevel
-            // flag SHADER_F16_IN_F32), so it counts as baseline here.
-            let base = naga::valid::Capabilities::SHADER_FLOAT16_IN_FLOAT32;
+            // The baseline tier needs no optional feature; the subgroup tier
+            // only SUBGROUP. `unpack2x16float` (f16 scales read as f32, no
+            // `f16` extension) is naga's SHADER_FLOAT16_IN_FLOAT32, which wgpu
+            // grants on every Vulkan/Metal/DX12 device (downlevel
+            // SHADER_F16_IN_F32; only some GL ES lack it).
+            let f16_in_f32 = naga::valid::Capabilities::SHADER_FLOAT16_IN_FLOAT32;
             let caps = match key {
-                ShaderKey::MatmulSg(_) => base | naga::valid::Capabilities::SUBGROUP,
-                _ => base,
+                ShaderKey::MatmulSg(_) => naga::valid::Capabilities::SUBGROUP | f16_in_f32,
+                _ => f16_in_f32,
             };
             let mut v = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps);
             v.subgroup_stages(naga::valid::ShaderStages::COMPUTE).subgroup_operations(naga::valid::SubgroupOperationSet::all());

@@ -4,7 +4,7 @@
 use super::params::*;
 use super::{GBuf, Recorder};
 use crate::backend::wgpu::shaders::{RowsTile, ShaderKey};
-use crate::backend::wgpu::weights::GpuMatrix;
+use crate::backend::wgpu::weights::{GpuDense, GpuMatrix};
 use crate::{Error, Result};
 
 fn split(n: u32) -> [u32; 2] {
@@ -86,7 +86,7 @@ pub fn matmul_with(
             let (gx, gz) = if groups <= 65535 { (groups, 1) } else { (65535, groups.div_ceil(65535)) };
             rec.dispatch(
                 ShaderKey::MatmulRows(w.layout, t),
-                &[x, &part.wa, &part.wb, y],
+                &[x, &part.wa, y],
                 &params(part.n_rows, part.r0),
                 [gx, (n_tok as u32).div_ceil(t.tokens), gz],
             )?;
@@ -97,7 +97,7 @@ pub fn matmul_with(
     for part in &w.parts {
         let groups = (part.n_rows as u32).div_ceil(4);
         let (gx, gy) = if groups <= 8192 { (groups, 1) } else { (8192, groups.div_ceil(8192)) };
-        rec.dispatch(key, &[x, &part.wa, &part.wb, y], &params(part.n_rows, part.r0), [gx, gy, (n_tok as u32).div_ceil(8)])?;
+        rec.dispatch(key, &[x, &part.wa, y], &params(part.n_rows, part.r0), [gx, gy, (n_tok as u32).div_ceil(8)])?;
     }
     Ok(())
 }
@@ -114,7 +114,7 @@ pub fn get_rows(rec: &mut Recorder, w: &GpuMatrix, ids: &GBuf, n_tok: usize, out
     for part in &w.parts {
         let p =
             GetRowsParams { n_in: w.n_in as u32, r0: part.r0 as u32, n_rows: part.n_rows as u32, n_tok: n_tok as u32, out_w: out_w as u32 };
-        rec.dispatch(ShaderKey::GetRows(w.layout), &[ids, &part.wa, &part.wb, out], &p, [upr.div_ceil(64), n_tok as u32, 1])?;
+        rec.dispatch(ShaderKey::GetRows(w.layout), &[ids, &part.wa, out], &p, [upr.div_ceil(64), n_tok as u32, 1])?;
     }
     Ok(())
 }
@@ -377,8 +377,8 @@ pub struct HeadMatmulArgs {
     pub w_i: usize,
 }
 
-/// Per-head products with a plain f32 weight `w` (see [`HeadMatmulArgs`]).
-pub fn head_matmul(rec: &mut Recorder, x: &GBuf, w: &GBuf, y: &GBuf, a: &HeadMatmulArgs) -> Result<()> {
+/// Per-head products with a weight `w` in its file type (see [`HeadMatmulArgs`]).
+pub fn head_matmul(rec: &mut Recorder, x: &GBuf, w: &GpuDense, y: &GBuf, a: &HeadMatmulArgs) -> Result<()> {
     let p = HeadMatmulParams {
         n_tok: a.n_tok as u32,
         n_head: a.n_head as u32,
@@ -393,7 +393,7 @@ pub fn head_matmul(rec: &mut Recorder, x: &GBuf, w: &GBuf, y: &GBuf, a: &HeadMat
         w_o: a.w_o as u32,
         w_i: a.w_i as u32,
     };
-    rec.dispatch(ShaderKey::HeadMatmul, &[x, w, y], &p, [(a.n_out as u32).div_ceil(64), a.n_head as u32, a.n_tok as u32])
+    rec.dispatch(ShaderKey::HeadMatmul(w.layout), &[x, &w.wa, y], &p, [(a.n_out as u32).div_ceil(64), a.n_head as u32, a.n_tok as u32])
 }
 
 // ------------------------------------------------------------- fused tier

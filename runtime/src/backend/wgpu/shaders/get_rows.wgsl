@@ -2,7 +2,7 @@
 // this weight part's rows [r0, r0 + n_rows), k < out_w (rows padded to a
 // multiple of 32 at upload give back only their out_w real values; out rows
 // are out_w wide). One thread per (unit, token).
-// Bindings: 0 params, 1 ids (u32), 2 wa, 3 wb (dequant.wgsl), 4 out (f32).
+// Bindings: 0 params, 1 ids (u32), 2 wa (the weight's GGUF bytes, dequant.wgsl), 3 out (f32).
 
 struct Params {
     n_in: u32,
@@ -15,8 +15,7 @@ struct Params {
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> ids: array<u32>;
 @group(0) @binding(2) var<storage, read> wa: array<u32>;
-@group(0) @binding(3) var<storage, read> wb: array<u32>;
-@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {

@@ -1,9 +1,12 @@
-// Per-head products with a plain row-major f32 weight, any sizes (MLA's
-// absorbed maps, built from kv_b at upload: qabs = W_kbᵀ·q_nope per head, and
-// v = W_vb·olat per head; their widths need not be multiples of 32):
-//   y[t*y_stride + h*y_head + o] = Σ_{i < n_in} w[w_off + h*w_head + o*w_o + i*w_i] · x[t*x_stride + h*x_head + i]
+// Per-head products with a row-major weight in its file type (MLA's kv_b, read
+// through dequant.wgsl: element e of the tensor is element e % 32 of unit
+// e / 32), any sizes (qabs = W_kbᵀ·q_nope per head, and v = W_vb·olat per
+// head; their widths need not be multiples of 32):
+//   y[t*y_stride + h*y_head + o] = Σ_{i < n_in} W[w_off + h*w_head + o*w_o + i*w_i] · x[t*x_stride + h*x_head + i]
 // summed in order i = 0, 1, … like the CPU loops. One thread per (o, h, t).
-// Bindings: 0 params, 1 x, 2 w, 3 y.
+// A thread keeps the last unit it decoded: with w_i = 1 (v = W_vb·olat) it
+// decodes each unit once; with w_i a row (W_kbᵀ) one unit per element.
+// Bindings: 0 params, 1 x, 2 wa (the weight's GGUF bytes), 3 y.
 
 struct Params {
     n_tok: u32,
@@ -22,7 +25,7 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> w: array<f32>;
+@group(0) @binding(2) var<storage, read> wa: array<u32>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 
 @compute @workgroup_size(64)
@@ -36,8 +39,15 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let xb = t * p.x_stride + h * p.x_head;
     let wb = p.w_off + h * p.w_head + o * p.w_o;
     var acc = 0.0;
+    var unit: array<f32, 32>;
+    var have = 0xFFFFFFFFu;
     for (var i = 0u; i < p.n_in; i++) {
-        acc += w[wb + i * p.w_i] * x[xb + i];
+        let e = wb + i * p.w_i;
+        if e / 32u != have {
+            have = e / 32u;
+            dequant_unit(have, &unit);
+        }
+        acc += unit[e % 32u] * x[xb + i];
     }
     y[t * p.y_stride + h * p.y_head + o] = acc;
 }

@@ -6,7 +6,7 @@
 // This file holds what both tiers share (`partial`: one lane's sums over its
 // units for TT tokens); the tier's `main` follows it: matmul_wg.wgsl (baseline,
 // workgroup-memory tree reduction) or matmul_sg.wgsl (subgroup shuffles).
-// Bindings: 0 params, 1 x (f32), 2 wa, 3 wb (layout arrays, dequant.wgsl), 4 y.
+// Bindings: 0 params, 1 x (f32), 2 wa (the weight's GGUF bytes, dequant.wgsl), 3 y.
 
 struct Params {
     n_in: u32,
@@ -22,8 +22,7 @@ struct Params {
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> wa: array<u32>;
-@group(0) @binding(3) var<storage, read> wb: array<u32>;
-@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
 
 const ROWS: u32 = 4u;
 const LANES: u32 = 16u;

@@ -4,7 +4,7 @@
 // The tier for software adapters (lavapipe, where barriers are costly) and
 // for prompt batches; matmul.wgsl (lanes + reduction) serves GPU decode.
 // x_stride, x_off and n_in are multiples of 4 (x is read as vec4).
-// Bindings: 0 params, 1 x (vec4<f32>), 2 wa, 3 wb (layouts: dequant.wgsl), 4 y.
+// Bindings: 0 params, 1 x (vec4<f32>), 2 wa (the weight's GGUF bytes, dequant.wgsl), 3 y.
 
 struct Params {
     n_in: u32,
@@ -20,8 +20,7 @@ struct Params {
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> wa: array<u32>;
-@group(0) @binding(3) var<storage, read> wb: array<u32>;
-@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
 
 // The 32 elements of unit u as 8 vec4s (elements 4j..4j+3 in w[j]), from
 // dequant.wgsl's dequant_unit.
