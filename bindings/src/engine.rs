@@ -94,6 +94,7 @@ impl Engine {
     /// What the model is.
     pub fn info(&self) -> ModelInfo {
         let i = self.inner.info();
+        let r = self.inner.backend_report();
         ModelInfo {
             arch: i.arch.clone(),
             name: i.name.clone(),
@@ -107,6 +108,9 @@ impl Engine {
             embedding_size: i.n_embd as u32,
             weight_bytes: i.weight_bytes,
             kv_bytes_per_token: i.kv_bytes_per_token,
+            backend: r.backend.to_string(),
+            gpu_tiers: r.tiers,
+            backend_reason: r.reason,
         }
     }
 

@@ -55,7 +55,7 @@ impl From<ember::Error> for EmberError {
             E::InvalidConstraint(_) => EmberError::InvalidConstraint(msg),
             E::ContextFull { .. } => EmberError::ContextFull(msg),
             E::Cancelled => EmberError::Cancelled(msg),
-            E::Backend(_) => EmberError::Backend(msg),
+            E::Backend(_) | E::DeviceLost(_) | E::GpuUntrusted(_) => EmberError::Backend(msg),
         }
     }
 }

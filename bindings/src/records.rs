@@ -56,6 +56,12 @@ pub struct ModelInfo {
     pub weight_bytes: u64,
     /// KV-cache bytes per token of context (per session).
     pub kv_bytes_per_token: u64,
+    /// Where the forward pass runs: "cpu" or "wgpu" (after any fallback).
+    pub backend: String,
+    /// The GPU kernel tiers in use ("f16,subgroup", "none" = baseline); absent on the CPU.
+    pub gpu_tiers: Option<String>,
+    /// Why this backend: the GPU self-test's outcome, or why the CPU runs.
+    pub backend_reason: String,
 }
 
 /// Sampling and stopping, one record. Defaults follow llama.cpp's.

@@ -27,7 +27,11 @@ pub struct EvalOpts {
     /// CPU threads (default: all cores).
     #[arg(short = 't', long = "threads", default_value_t = 0)]
     pub threads: usize,
-    /// Backend: auto (a real GPU when there is one, else the CPU), cpu, wgpu (any adapter, software included).
+    /// Backend: auto (a real GPU that passes its self-test, else the CPU; it also takes over
+    /// when the GPU fails mid-way), cpu, wgpu (any adapter, software included; errors are errors).
+    /// Environment: EMBER_GPU_DISABLE=f16,subgroup,fused,tiled turns kernel tiers off;
+    /// EMBER_GPU_ALLOW_SOFTWARE=1 lets auto use software adapters (lavapipe); EMBER_GPU_FAULT=<kernel>
+    /// (tests only) makes that kernel write wrong values (names: `ember gpu-check --json`).
     #[arg(long, default_value = "auto")]
     pub backend: String,
     /// Use the portable scalar CPU kernels instead of the SIMD ones chosen at run time.
@@ -64,6 +68,10 @@ enum Cmd {
     Pull(commands::pull::PullArgs),
     /// Prompt processing and generation speed (llama-bench style), peak RSS, load time.
     Bench(commands::bench::BenchArgs),
+    /// GPU adapters, the device profile, quirks applied, the self-test per kernel tier (with
+    /// timings) and the pipeline cache's state. Honours EMBER_GPU_DISABLE, EMBER_GPU_FAULT,
+    /// $EMBER_HOME (verdicts and caches under $EMBER_HOME/gpu). See docs/GPU.md.
+    GpuCheck(commands::gpu_check::GpuCheckArgs),
 }
 
 fn main() -> ExitCode {
@@ -95,6 +103,7 @@ fn main() -> ExitCode {
         Cmd::Inspect(a) => commands::inspect::run(a),
         Cmd::Pull(a) => commands::pull::run(a),
         Cmd::Bench(a) => commands::bench::run(a),
+        Cmd::GpuCheck(a) => commands::gpu_check::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

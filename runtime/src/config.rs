@@ -110,4 +110,13 @@ pub struct EngineConfig {
     /// Where the CPU backend reads the weights from (the GPU backend uploads
     /// them from the mapping).
     pub weights: WeightMemory,
+    /// GPU kernel tiers to turn off (added to `EMBER_GPU_DISABLE`).
+    pub gpu_disable: Vec<crate::backend::wgpu::Tier>,
+    /// Let `auto` consider software adapters (lavapipe), like `EMBER_GPU_ALLOW_SOFTWARE=1`.
+    pub gpu_allow_software: bool,
+    /// Where GPU verdicts and pipeline caches are kept; `None` = `$EMBER_HOME/gpu`.
+    pub gpu_cache_dir: Option<std::path::PathBuf>,
+    /// How long one GPU submit may take before the device counts as lost;
+    /// `None` = 120 s on GPUs, 600 s on software adapters.
+    pub gpu_watchdog: Option<std::time::Duration>,
 }

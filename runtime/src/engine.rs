@@ -3,9 +3,11 @@
 //! compute backend), shared by any number of [`Session`]s.
 
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::backend::cpu::{CpuBackend, CpuRunner};
+use crate::backend::wgpu::trust::{self, GpuReport, TrustOptions};
 use crate::backend::wgpu::{AdapterPolicy, GpuContext, WgpuBackend};
 use crate::config::{BackendKind, EngineConfig, DEFAULT_MAX_CTX};
 use crate::constrain::{Constraint, Grammars, TokenMask};
@@ -26,7 +28,56 @@ pub struct Engine {
     cpu: Arc<CpuBackend>,
     /// The GPU backend with the model's weights, when the forward pass runs on wgpu.
     gpu: Option<Arc<WgpuBackend>>,
+    /// Set when the GPU failed mid-way under `backend auto`: new runners are CPU ones.
+    gpu_failed: AtomicBool,
+    /// Which backend runs and why.
+    report: Mutex<BackendReport>,
     config: EngineConfig,
+}
+
+/// The backend actually used, the GPU tiers in use and the reason: in the
+/// log, [`Engine::backend_report`], `ember bench --json` and the SDKs.
+#[derive(Debug, Clone)]
+pub struct BackendReport {
+    /// "cpu" or "wgpu".
+    pub backend: &'static str,
+    /// What was asked for.
+    pub requested: BackendKind,
+    /// The adapter, when a GPU was considered.
+    pub adapter: Option<String>,
+    /// The GPU tiers in use ("none" = baseline), when on wgpu.
+    pub tiers: Option<String>,
+    /// Why this backend (a fallback's cause included).
+    pub reason: String,
+    /// The self-test and the rest of the GPU's judgement, when one ran.
+    pub gpu: Option<GpuReport>,
+}
+
+impl BackendReport {
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "backend": self.backend,
+            "requested": self.requested.to_string(),
+            "adapter": self.adapter,
+            "tiers": self.tiers,
+            "reason": self.reason,
+            "gpu": self.gpu.as_ref().map(GpuReport::to_json),
+        })
+    }
+}
+
+/// Why a GPU was not used, with its report when it got as far as a self-test.
+type GpuRefusal = (Error, Option<Box<GpuReport>>);
+
+/// Opens the best adapter under `policy` and decides how far to trust it
+/// (self-test, quirks, verdict cache), then uploads the model.
+fn open_gpu(policy: AdapterPolicy, opts: &TrustOptions, model: &Model) -> std::result::Result<(WgpuBackend, GpuReport), GpuRefusal> {
+    let ctx = GpuContext::new(policy)
+        .map_err(|e| (e, None))?
+        .ok_or_else(|| (Error::Backend("no wgpu adapter found (for software Vulkan install mesa-vulkan-drivers)".into()), None))?;
+    let t = trust::establish(ctx, opts).map_err(|(e, r)| (e, Some(r)))?;
+    let be = WgpuBackend::with_kernels(t.ctx, model.forward().clone(), t.kernels).map_err(|e| (e, Some(Box::new(t.report.clone()))))?;
+    Ok((be, t.report))
 }
 
 impl Engine {
@@ -46,28 +97,53 @@ impl Engine {
             log::warn!("tokenizer has {} tokens, the model's head {}", tokenizer.n_vocab(), model.info().n_vocab);
         }
         let cpu = Arc::new(CpuBackend::with_kernels(config.n_threads, config.force_scalar)?);
-        let gpu = match config.backend {
-            BackendKind::Cpu => None,
-            BackendKind::Wgpu => {
-                let ctx = GpuContext::new(AdapterPolicy::AllowSoftware)?
-                    .ok_or_else(|| Error::Backend("no wgpu adapter found (for software Vulkan install mesa-vulkan-drivers)".into()))?;
-                Some(WgpuBackend::new(ctx, model.forward().clone())?)
-            }
-            BackendKind::Auto => match GpuContext::new(AdapterPolicy::HardwareOnly) {
-                Ok(Some(ctx)) => match WgpuBackend::new(ctx, model.forward().clone()) {
-                    Ok(g) => Some(g),
-                    Err(e) => {
-                        log::info!("auto backend: {e}; using the CPU");
-                        None
-                    }
-                },
-                Ok(None) => None,
-                Err(e) => {
-                    log::info!("auto backend: {e}; using the CPU");
-                    None
-                }
-            },
+        // The GPU is probed only here, when a GPU backend is asked for: never at library load.
+        let cpu_report = |reason: String, gpu: Option<GpuReport>| BackendReport {
+            backend: "cpu",
+            requested: config.backend,
+            adapter: gpu.as_ref().map(|g| g.adapter.clone()),
+            tiers: None,
+            reason,
+            gpu,
         };
+        let gpu_report = |g: GpuReport| BackendReport {
+            backend: "wgpu",
+            requested: config.backend,
+            adapter: Some(g.adapter.clone()),
+            tiers: Some(g.tiers.describe()),
+            reason: format!(
+                "self-test {} on {} (tiers in use: {})",
+                if g.fresh { "passed" } else { "passed earlier (stored verdict)" },
+                g.adapter,
+                g.tiers.describe()
+            ),
+            gpu: Some(g),
+        };
+        let (gpu, report) = match config.backend {
+            BackendKind::Cpu => (None, cpu_report("--backend cpu".into(), None)),
+            BackendKind::Wgpu => {
+                let opts = TrustOptions::from_config(&config)?;
+                let (be, r) = open_gpu(AdapterPolicy::AllowSoftware, &opts, &model).map_err(|(e, _)| e)?;
+                (Some(be), gpu_report(r))
+            }
+            BackendKind::Auto => {
+                let opts = TrustOptions::from_config(&config)?;
+                let policy = if opts.allow_software { AdapterPolicy::AllowSoftware } else { AdapterPolicy::HardwareOnly };
+                match open_gpu(policy, &opts, &model) {
+                    Ok((be, r)) => (Some(be), gpu_report(r)),
+                    Err((e, r)) => {
+                        // No adapter at all is the normal case on many machines: not a warning.
+                        if r.is_some() {
+                            log::warn!("backend auto: {e}; using the CPU");
+                        } else {
+                            log::info!("backend auto: {e}; using the CPU");
+                        }
+                        (None, cpu_report(format!("GPU not used: {e}"), r.map(|r| *r)))
+                    }
+                }
+            }
+        };
+        log::info!("backend: {} ({})", report.backend, report.reason);
         let gpu = gpu.map(Arc::new);
         let mut file = file;
         if gpu.is_none() && file.is_mapped() && config.weights.copies() {
@@ -94,7 +170,17 @@ impl Engine {
             model.info().n_params,
             model.info().quant,
         );
-        Ok(Arc::new(Engine { file, model, tokenizer: Arc::new(tokenizer), grammars: OnceLock::new(), cpu, gpu, config }))
+        Ok(Arc::new(Engine {
+            file,
+            model,
+            tokenizer: Arc::new(tokenizer),
+            grammars: OnceLock::new(),
+            cpu,
+            gpu,
+            gpu_failed: AtomicBool::new(false),
+            report: Mutex::new(report),
+            config,
+        }))
     }
 
     pub fn info(&self) -> &ModelInfo {
@@ -133,13 +219,17 @@ impl Engine {
 
     /// The GPU backend, when the forward pass runs on wgpu.
     pub fn gpu(&self) -> Option<&WgpuBackend> {
-        self.gpu.as_deref()
+        self.live_gpu().map(|g| &**g)
+    }
+
+    fn live_gpu(&self) -> Option<&Arc<WgpuBackend>> {
+        self.gpu.as_ref().filter(|_| !self.gpu_failed.load(Ordering::Relaxed))
     }
 
     /// A session's state on the engine's backend: the one place that picks
     /// the executor (see [`crate::graph`]).
     pub fn new_runner(&self, n_ctx: usize) -> Result<Box<dyn Runner>> {
-        Ok(match &self.gpu {
+        Ok(match self.live_gpu() {
             Some(g) => Box::new(g.new_runner(n_ctx)?),
             None => Box::new(CpuRunner::new(self.cpu.clone(), self.model.forward().clone(), n_ctx)),
         })
@@ -147,11 +237,34 @@ impl Engine {
 
     /// "cpu" or "wgpu": where the forward pass runs.
     pub fn backend_name(&self) -> &'static str {
-        if self.gpu.is_some() {
+        if self.live_gpu().is_some() {
             "wgpu"
         } else {
             "cpu"
         }
+    }
+
+    /// The backend used, the tiers and the reason (updated by a mid-session fallback).
+    pub fn backend_report(&self) -> BackendReport {
+        self.report.lock().map(|r| r.clone()).unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// After `e` from a GPU runner: under `backend auto`, when `e` means the
+    /// GPU itself failed (device lost, watchdog, allocation, driver error),
+    /// turns the GPU off for this engine and returns true (the caller
+    /// re-evaluates its tokens on the CPU); else false (the caller gets `e`).
+    pub(crate) fn fall_back_to_cpu(&self, e: &Error) -> bool {
+        if self.config.backend != BackendKind::Auto || self.gpu.is_none() || !matches!(e, Error::DeviceLost(_) | Error::Backend(_)) {
+            return false;
+        }
+        if !self.gpu_failed.swap(true, Ordering::Relaxed) {
+            log::warn!("backend auto: {e}; continuing on the CPU");
+            let mut r = self.report.lock().unwrap_or_else(|p| p.into_inner());
+            r.backend = "cpu";
+            r.tiers = None;
+            r.reason = format!("GPU failed mid-session ({e}); continued on the CPU");
+        }
+        true
     }
 
     pub fn config(&self) -> &EngineConfig {

@@ -37,6 +37,13 @@ pub enum Error {
     ChatTemplate(String),
     #[error("gpu backend: {0}")]
     Backend(String),
+    /// The GPU stopped answering: device lost, or a submit past the watchdog
+    /// time. With `backend auto` the engine continues on the CPU.
+    #[error("gpu device lost: {0}")]
+    DeviceLost(String),
+    /// The GPU's answers differ from the CPU's (the self-test, see docs/GPU.md).
+    #[error("gpu self-test failed: {0}")]
+    GpuUntrusted(String),
     #[error("{0}")]
     InvalidConstraint(String),
     #[error("cancelled")]

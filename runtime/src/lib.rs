@@ -25,6 +25,6 @@ pub mod stop;
 pub mod tokenizer;
 
 pub use config::{BackendKind, EngineConfig, WeightMemory};
-pub use engine::Engine;
+pub use engine::{BackendReport, Engine};
 pub use error::{Error, Result};
 pub use session::{GenerateParams, GenerationStats, Session, StopReason};

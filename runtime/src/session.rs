@@ -97,6 +97,8 @@ pub struct Session {
     n_ctx: usize,
     /// The KV cache and buffers on the engine's backend; made at the first eval.
     runner: Option<Box<dyn Runner>>,
+    /// Whether `runner` runs on the GPU (a GPU failure may move it to the CPU).
+    runner_on_gpu: bool,
     /// Whether passes are timed (applied when the runner is made).
     profiling: bool,
     /// Whether named intermediates are kept (applied when the runner is made).
@@ -113,6 +115,7 @@ impl Session {
             engine,
             n_ctx,
             runner: None,
+            runner_on_gpu: false,
             profiling: false,
             dumping: false,
             tokens: Vec::new(),
@@ -265,6 +268,7 @@ impl Session {
     /// The session's state on the engine's backend, made at first use.
     fn runner(&mut self) -> Result<&mut Box<dyn Runner>> {
         if self.runner.is_none() {
+            self.runner_on_gpu = self.engine.backend_name() == "wgpu";
             let mut r = self.engine.new_runner(self.n_ctx)?;
             r.set_cancel(Some(self.cancel.clone()));
             r.set_profiling(self.profiling);
@@ -289,9 +293,29 @@ impl Session {
             return Ok(None);
         }
         let pos0 = self.tokens.len();
-        let id = self.runner()?.forward(ids, pos0, want, logits)?;
+        let id = match self.runner()?.forward(ids, pos0, want, logits) {
+            Err(e) if self.runner_on_gpu && self.engine.fall_back_to_cpu(&e) => {
+                self.reevaluate_on_cpu()?;
+                self.runner()?.forward(ids, pos0, want, logits)?
+            }
+            r => r?,
+        };
         self.tokens.extend_from_slice(ids);
         Ok(id)
+    }
+
+    /// The GPU failed under `backend auto`: a CPU runner takes over and
+    /// evaluates the tokens the GPU's cache held, so the conversation goes on.
+    fn reevaluate_on_cpu(&mut self) -> Result<()> {
+        self.runner = None;
+        let tokens = self.tokens.clone();
+        let r = self.runner()?;
+        let mut scratch = Vec::new();
+        for (i, chunk) in tokens.chunks(PROMPT_BATCH).enumerate() {
+            r.forward(chunk, i * PROMPT_BATCH, Want::Last, &mut scratch)?;
+        }
+        log::info!("session: {} tokens re-evaluated on the CPU", tokens.len());
+        Ok(())
     }
 
     /// Evaluates `ids` and returns the next id when it can be picked on the

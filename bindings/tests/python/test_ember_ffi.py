@@ -65,6 +65,10 @@ def test_load_and_info(engine):
     assert info.context == 8192
     assert info.has_chat_template is True
     assert info.name and "smollm" in info.name.lower()
+    # Which backend runs and why (issue 16): the default config is auto.
+    assert info.backend in ("cpu", "wgpu")
+    assert info.backend_reason
+    assert (info.gpu_tiers is None) == (info.backend == "cpu")
 
 
 def test_streaming_generate_matches_llama_cpp(engine, reference):

@@ -278,6 +278,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
             "weight_bytes": info.weight_bytes,
             "bytes_per_token": info.bytes_per_token,
             "backend": backend,
+            "backend_report": engine.backend_report().to_json(),
             "kernels": kernels,
             "threads": threads,
             "n_prompt": a.n_prompt,

@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod chat;
 pub mod dumps;
+pub mod gpu_check;
 pub mod inspect;
 pub mod logits;
 pub mod perplexity;
@@ -25,6 +26,6 @@ pub fn load_engine(opts: &EvalOpts, n_ctx: Option<usize>) -> Result<Arc<Engine>>
     let backend: BackendKind = opts.backend.parse()?;
     let weights: WeightMemory = opts.weights.parse()?;
     let path = catalog::resolve(opts.model.as_deref())?;
-    let config = EngineConfig { backend, n_threads: opts.threads, n_ctx, force_scalar: opts.scalar, weights };
+    let config = EngineConfig { backend, n_threads: opts.threads, n_ctx, force_scalar: opts.scalar, weights, ..Default::default() };
     Engine::load(&path, config).with_context(|| format!("cannot load {}", path.display()))
 }

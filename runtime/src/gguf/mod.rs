@@ -1,6 +1,7 @@
 //! GGUF: the model file format. A zero-copy reader over a memory map (tensor
 //! data is never copied; metadata is parsed once into owned values), and a
-//! writer behind the `test-util` feature for tests and synthetic models.
+//! writer for tests, synthetic models and the GPU self-test's golden model
+//! (always built: the self-test runs in release builds).
 //!
 //! Every count, length and offset read from the file is checked against the
 //! bytes that are actually there before anything is allocated or sliced, so a
@@ -10,12 +11,10 @@
 mod backing;
 mod reader;
 mod value;
-#[cfg(feature = "test-util")]
 mod writer;
 
 pub use reader::{GgufFile, Limits, TensorInfo};
 pub use value::{Value, ValueType};
-#[cfg(feature = "test-util")]
 pub use writer::GgufWriter;
 
 /// `"GGUF"` read as a little-endian u32.

@@ -1,6 +1,12 @@
 //! Instance, adapter and device, and the [`DeviceProfile`] decided once from
 //! the adapter's real limits and features.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::trust::fault::Fault;
+use super::trust::pipeline_cache::PipelineStore;
 use crate::{Error, Result};
 
 /// Which adapters may be used.
@@ -48,10 +54,95 @@ pub struct Tiers {
     pub tiled: bool,
 }
 
+/// One kernel tier, by the name `EMBER_GPU_DISABLE` and the self-test use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Tier {
+    F16,
+    Subgroup,
+    Fused,
+    Tiled,
+}
+
+impl Tier {
+    pub const ALL: [Tier; 4] = [Tier::F16, Tier::Subgroup, Tier::Fused, Tier::Tiled];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Tier::F16 => "f16",
+            Tier::Subgroup => "subgroup",
+            Tier::Fused => "fused",
+            Tier::Tiled => "tiled",
+        }
+    }
+
+    /// `"f16"` → `Tier::F16`, …; `None` for an unknown name.
+    pub fn from_name(s: &str) -> Option<Tier> {
+        Tier::ALL.into_iter().find(|t| t.name() == s)
+    }
+
+    /// A comma-separated list (`EMBER_GPU_DISABLE=f16,subgroup`); spaces and
+    /// empty items are ignored, an unknown name is an error.
+    pub fn parse_list(s: &str) -> Result<Vec<Tier>> {
+        let mut v = Vec::new();
+        for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            let t = Tier::from_name(item)
+                .ok_or_else(|| Error::InvalidParam(format!("unknown GPU tier '{item}' (expected any of f16, subgroup, fused, tiled)")))?;
+            if !v.contains(&t) {
+                v.push(t);
+            }
+        }
+        Ok(v)
+    }
+}
+
 impl Tiers {
     /// Every tier the device's features allow.
     pub fn available(f16: bool, subgroups: bool) -> Tiers {
         Tiers { f16, subgroup: subgroups, fused: true, tiled: true }
+    }
+
+    /// Every tier off: the baseline f32 path every device runs.
+    pub const BASELINE: Tiers = Tiers { f16: false, subgroup: false, fused: false, tiled: false };
+
+    pub fn get(&self, t: Tier) -> bool {
+        match t {
+            Tier::F16 => self.f16,
+            Tier::Subgroup => self.subgroup,
+            Tier::Fused => self.fused,
+            Tier::Tiled => self.tiled,
+        }
+    }
+
+    pub fn set(&mut self, t: Tier, on: bool) {
+        match t {
+            Tier::F16 => self.f16 = on,
+            Tier::Subgroup => self.subgroup = on,
+            Tier::Fused => self.fused = on,
+            Tier::Tiled => self.tiled = on,
+        }
+    }
+
+    /// These tiers with every one of `off` turned off.
+    pub fn without(mut self, off: &[Tier]) -> Tiers {
+        for &t in off {
+            self.set(t, false);
+        }
+        self
+    }
+
+    /// The tiers that are on.
+    pub fn on(&self) -> Vec<Tier> {
+        Tier::ALL.into_iter().filter(|&t| self.get(t)).collect()
+    }
+
+    /// `"f16,subgroup"`, or `"none"` (the baseline).
+    pub fn describe(&self) -> String {
+        let on: Vec<&str> = self.on().into_iter().map(Tier::name).collect();
+        if on.is_empty() {
+            "none".into()
+        } else {
+            on.join(",")
+        }
     }
 }
 
@@ -63,11 +154,26 @@ impl DeviceProfile {
     }
 }
 
-/// A device ready for compute.
+/// A device ready for compute. Cloning shares the device (the self-test runs
+/// the same device with different [`Tiers`] in its clones' profiles).
+#[derive(Clone)]
 pub struct GpuContext {
     pub device: wgpu::Device,
     pub queue: wgpu::Queue,
     pub profile: DeviceProfile,
+    /// Vendor, device, driver: what verdicts, quirks and caches are keyed by.
+    pub info: wgpu::AdapterInfo,
+    /// Whether the adapter offers `PIPELINE_CACHE` (and it was enabled).
+    pub pipeline_cache_supported: bool,
+    /// The on-disk pipeline cache pipelines are created with, once set up
+    /// (`trust::pipeline_cache`).
+    pub pipelines: Option<Arc<PipelineStore>>,
+    /// A kernel made to write wrong values (`EMBER_GPU_FAULT`, tests only).
+    pub fault: Option<Fault>,
+    /// How long one submit may take before it counts as a lost device.
+    pub watchdog: Duration,
+    /// Set by wgpu's device-lost callback.
+    pub lost: Arc<AtomicBool>,
 }
 
 fn type_name(t: wgpu::DeviceType) -> &'static str {
@@ -78,6 +184,18 @@ fn type_name(t: wgpu::DeviceType) -> &'static str {
         wgpu::DeviceType::Cpu => "cpu (software)",
         wgpu::DeviceType::Other => "other",
     }
+}
+
+/// Every adapter wgpu sees (software ones included), for `ember gpu-check`.
+pub fn list_adapters() -> Vec<wgpu::AdapterInfo> {
+    let _quiet = (!log::log_enabled!(log::Level::Info)).then(QuietStderr::new);
+    let instance = wgpu::Instance::new(&wgpu::InstanceDescriptor { backends: wgpu::Backends::PRIMARY, ..Default::default() });
+    instance.enumerate_adapters(wgpu::Backends::PRIMARY).into_iter().map(|a| a.get_info()).collect()
+}
+
+/// "discrete", "integrated", "cpu (software)", …
+pub fn device_type_name(t: wgpu::DeviceType) -> &'static str {
+    type_name(t)
 }
 
 impl GpuContext {
@@ -125,6 +243,10 @@ impl GpuContext {
         if subgroups {
             wanted |= wgpu::Features::SUBGROUP;
         }
+        let pipeline_cache_supported = features.contains(wgpu::Features::PIPELINE_CACHE);
+        if pipeline_cache_supported {
+            wanted |= wgpu::Features::PIPELINE_CACHE;
+        }
         // Ask for the adapter's real limits, not WebGPU's defaults (128 MiB bindings).
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("ember"),
@@ -166,8 +288,16 @@ impl GpuContext {
             subgroups,
             if subgroups { "subgroup" } else { "baseline f32" }
         );
-        device.on_uncaptured_error(std::sync::Arc::new(|e| log::error!("wgpu: {e}")));
-        Ok(Some(GpuContext { device, queue, profile }))
+        device.on_uncaptured_error(Arc::new(|e| log::error!("wgpu: {e}")));
+        let lost = Arc::new(AtomicBool::new(false));
+        let flag = lost.clone();
+        device.set_device_lost_callback(move |reason, msg| {
+            flag.store(true, Ordering::Relaxed);
+            log::error!("wgpu: device lost ({reason:?}): {msg}");
+        });
+        // Software adapters on a loaded CPU are slow, not lost: a generous watchdog.
+        let watchdog = Duration::from_secs(if profile.software { 600 } else { 120 });
+        Ok(Some(GpuContext { device, queue, profile, info, pipeline_cache_supported, pipelines: None, fault: None, watchdog, lost }))
     }
 }
 

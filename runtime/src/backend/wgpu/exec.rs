@@ -216,7 +216,8 @@ impl SessionBufs {
 /// A model's weights on a device, the device's pipelines, and the model's graph.
 pub struct WgpuBackend {
     pub ctx: GpuContext,
-    pub kernels: Kernels,
+    /// Pipelines, shared with the self-test that ran on this device.
+    pub kernels: Arc<Kernels>,
     weights: GpuWeights,
     arch: Arc<dyn Forward>,
     /// Dispatches one micro-batch records (graph and head).
@@ -246,10 +247,19 @@ impl WgpuBackend {
     /// so a shape or kernel the device can't run fails here (and `auto`
     /// falls back to the CPU), not in the middle of a conversation.
     pub fn new(ctx: GpuContext, arch: Arc<dyn Forward>) -> Result<WgpuBackend> {
+        Self::with_kernels(ctx, arch, Arc::new(Kernels::default()))
+    }
+
+    /// Like [`WgpuBackend::new`], reusing pipelines already compiled on this
+    /// device (the self-test's). Allocation failures (out of memory) are a
+    /// typed error, not a later crash.
+    pub fn with_kernels(ctx: GpuContext, arch: Arc<dyn Forward>, kernels: Arc<Kernels>) -> Result<WgpuBackend> {
+        let scope = AllocScope::new(&ctx);
         let weights = GpuWeights::upload(&ctx, &arch.graph().weights)?;
+        scope.check("uploading the weights")?;
         let mut be = WgpuBackend {
             ctx,
-            kernels: Kernels::default(),
+            kernels,
             weights,
             arch,
             dispatches: 0,
@@ -257,7 +267,15 @@ impl WgpuBackend {
             dispatched: AtomicU64::new(0),
         };
         be.dispatches = be.count_dispatches(false)?;
+        be.save_pipelines();
         Ok(be)
+    }
+
+    /// Stores the device's pipeline cache when new pipelines were compiled.
+    fn save_pipelines(&self) {
+        if let Some(p) = &self.ctx.pipelines {
+            p.save_if_grown(self.kernels.created());
+        }
     }
 
     /// Dispatches one micro-batch records (graph, head, and the copies of
@@ -338,7 +356,9 @@ impl GpuRunner {
         // busy CPU does a few tokens per second); a GPU gets up to 512.
         let cap = if ctx.profile.software { 64 } else { 512 };
         let ubatch = (max / widest).clamp(1, cap);
+        let scope = AllocScope::new(ctx);
         let b = SessionBufs::new(ctx, &be, ubatch, n_ctx)?;
+        scope.check("allocating the session's buffers")?;
         let kv_bytes: usize = g.kv.iter().map(|&(k, v)| n_ctx * (k + v) * 2).sum();
         log::info!("wgpu session: ctx {n_ctx}, micro-batch {ubatch}, KV cache {} MiB on the GPU", kv_bytes >> 20);
         Ok(GpuRunner {
@@ -398,6 +418,10 @@ impl Runner for GpuRunner {
         logits.clear();
         let be = &*self.be;
         let (ctx, n_vocab) = (&be.ctx, be.arch.graph().n_vocab);
+        if pos0 > 0 && ctx.fault.is_some_and(|f| f.is_device_lost()) {
+            return Err(Error::DeviceLost(format!("{}: EMBER_GPU_FAULT=device_lost", ctx.profile.adapter_name)));
+        }
+        let created = be.kernels.created();
         let mut result = None;
         let n_chunks = ids.len().div_ceil(self.ubatch);
         for (c, chunk) in ids.chunks(self.ubatch).enumerate() {
@@ -463,7 +487,45 @@ impl Runner for GpuRunner {
                 }
             }
         }
+        if be.kernels.created() > created {
+            // A shape seen for the first time compiled pipelines: keep them for the next start.
+            be.save_pipelines();
+        }
         Ok(result)
+    }
+}
+
+/// Catches wgpu's out-of-memory and validation errors of the buffer
+/// creations between `new` and `check` (wgpu reports them asynchronously,
+/// not as return values).
+struct AllocScope<'a> {
+    device: &'a wgpu::Device,
+}
+
+impl<'a> AllocScope<'a> {
+    fn new(ctx: &'a GpuContext) -> AllocScope<'a> {
+        ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        ctx.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        AllocScope { device: &ctx.device }
+    }
+
+    fn check(self, what: &str) -> Result<()> {
+        let oom = pollster::block_on(self.device.pop_error_scope());
+        let invalid = pollster::block_on(self.device.pop_error_scope());
+        std::mem::forget(self);
+        match (oom, invalid) {
+            (Some(e), _) => Err(Error::Backend(format!("out of GPU memory {what}: {e}"))),
+            (None, Some(e)) => Err(Error::Backend(format!("{what}: {e}"))),
+            (None, None) => Ok(()),
+        }
+    }
+}
+
+impl Drop for AllocScope<'_> {
+    /// An early return (`?`) between `new` and `check` still pops the scopes.
+    fn drop(&mut self) {
+        let _ = pollster::block_on(self.device.pop_error_scope());
+        let _ = pollster::block_on(self.device.pop_error_scope());
     }
 }
 

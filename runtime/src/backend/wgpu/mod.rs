@@ -12,7 +12,9 @@ pub mod exec;
 pub mod kernels;
 pub mod layout;
 pub mod shaders;
+pub mod trust;
 pub mod weights;
 
-pub use device::{AdapterPolicy, DeviceProfile, GpuContext, Tiers};
+pub use device::{AdapterPolicy, DeviceProfile, GpuContext, Tier, Tiers};
 pub use exec::{DispatchCounts, GpuRunner, GpuWeights, WeightBytes, WgpuBackend};
+pub use trust::{GpuReport, TrustOptions};

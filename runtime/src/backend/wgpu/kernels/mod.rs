@@ -67,11 +67,12 @@ pub struct Pipe {
 /// Pipelines created once per device, by key.
 pub struct Kernels {
     pipes: Mutex<HashMap<ShaderKey, Arc<Pipe>>>,
+    created: AtomicU64,
 }
 
 impl Default for Kernels {
     fn default() -> Self {
-        Kernels { pipes: Mutex::new(HashMap::new()) }
+        Kernels { pipes: Mutex::new(HashMap::new()), created: AtomicU64::new(0) }
     }
 }
 
@@ -119,14 +120,20 @@ impl Kernels {
             module: &module,
             entry_point: Some("main"),
             compilation_options: Default::default(),
-            cache: None,
+            cache: ctx.pipelines.as_ref().map(|p| &p.cache),
         });
         if let Some(e) = pollster::block_on(dev.pop_error_scope()) {
             return Err(Error::Backend(format!("pipeline {label}: {e}")));
         }
         let p = Arc::new(Pipe { pipeline, layout, sig });
         pipes.insert(key, p.clone());
+        self.created.fetch_add(1, Ordering::Relaxed);
         Ok(p)
+    }
+
+    /// Pipelines created so far (the pipeline cache is saved when this grows).
+    pub fn created(&self) -> u64 {
+        self.created.load(Ordering::Relaxed)
     }
 }
 
@@ -188,8 +195,14 @@ impl<'a> Recorder<'a> {
         }
         let pipe = self.kernels.get(self.ctx, key)?;
         debug_assert_eq!(bufs.len() as u32, pipe.sig.n_read + pipe.sig.n_rw);
+        // EMBER_GPU_FAULT (tests): the named kernel's output buffer (its last
+        // binding) is scaled right after it, so that kernel "writes wrong values".
+        let faulty = self.ctx.fault.is_some_and(|f| f.hits(key)).then(|| bufs.last().copied()).flatten();
         if self.counting {
             self.slots.push([0; 64]);
+            if let Some(out) = faulty {
+                ops::scale(self, out, 0, (out.size / 4) as usize, super::trust::fault::FACTOR)?;
+            }
             return Ok(());
         }
         let bk = (key, bufs.iter().map(|b| b.id).collect::<Vec<_>>());
@@ -222,6 +235,9 @@ impl<'a> Recorder<'a> {
         }
         self.slots.push(slot);
         self.ops.push(Op { pipe, bg, slot: idx, wg });
+        if let Some(out) = faulty {
+            ops::scale(self, out, 0, (out.size / 4) as usize, super::trust::fault::FACTOR)?;
+        }
         Ok(())
     }
 
@@ -306,15 +322,30 @@ impl Readback {
 }
 
 /// Blocks until the queue is idle. wgpu gives up waiting after 60 s; a big
-/// micro-batch on a software adapter under load can take longer, so keep waiting.
+/// micro-batch on a software adapter under load can take longer, so keep
+/// waiting, up to the context's watchdog: past it, or when the device was
+/// lost, [`Error::DeviceLost`] (`backend auto` then continues on the CPU).
 pub fn wait(ctx: &GpuContext) -> Result<()> {
+    let start = std::time::Instant::now();
+    let step = ctx.watchdog.min(std::time::Duration::from_secs(60));
     loop {
-        let wait = wgpu::PollType::Wait { submission_index: None, timeout: Some(std::time::Duration::from_secs(60)) };
+        if ctx.lost.load(Ordering::Relaxed) {
+            return Err(Error::DeviceLost(format!("{}: the device was lost", ctx.profile.adapter_name)));
+        }
+        let wait = wgpu::PollType::Wait { submission_index: None, timeout: Some(step) };
         match ctx.device.poll(wait) {
+            Ok(_) if ctx.lost.load(Ordering::Relaxed) => {}
             Ok(_) => return Ok(()),
             Err(wgpu::PollError::Timeout) => {}
             Err(e) => return Err(Error::Backend(format!("wgpu poll: {e:?}"))),
         }
-        log::warn!("wgpu: still waiting for the GPU after 60 s");
+        if start.elapsed() >= ctx.watchdog {
+            return Err(Error::DeviceLost(format!(
+                "{}: a submit did not finish within the {} s watchdog",
+                ctx.profile.adapter_name,
+                ctx.watchdog.as_secs()
+            )));
+        }
+        log::warn!("wgpu: still waiting for the GPU after {} s", start.elapsed().as_secs());
     }
 }

@@ -1,0 +1,92 @@
+//! `EMBER_GPU_FAULT=<kernel>`: fault injection for tests (documented in
+//! docs/GPU.md). The named kernel's output buffer is scaled by [`FACTOR`]
+//! right after each of its dispatches (`Recorder::dispatch` adds one `scale`
+//! dispatch), so the kernel effectively writes wrong values; the self-test
+//! must catch it and `backend auto` must then answer like the CPU.
+//! `device_lost` instead makes a session's GPU runner report a lost device
+//! on its first decode step (the mid-session fallback).
+//!
+//! Release builds honour it too (CI tests the release CLI); it costs one
+//! `Option` check per dispatch when unset.
+
+use crate::backend::wgpu::shaders::ShaderKey;
+use crate::{Error, Result};
+
+/// What a faulty kernel's output is multiplied by: not a sign flip (RoPE on
+/// both q and k would cancel it), large enough to move any logit.
+pub const FACTOR: f32 = 4.0;
+
+/// Every name `EMBER_GPU_FAULT` accepts (also in `ember gpu-check --json`).
+pub const FAULT_NAMES: &[&str] =
+    &["matmul", "rms_norm", "rope", "attention", "glu", "add", "get_rows", "kv_store", "act_quant", "device_lost"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fault {
+    name: &'static str,
+}
+
+impl Fault {
+    /// `None` for an empty value; an unknown name is an error listing the known ones.
+    pub fn parse(s: &str) -> Result<Option<Fault>> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Ok(None);
+        }
+        match FAULT_NAMES.iter().find(|&&n| n == s) {
+            Some(&name) => Ok(Some(Fault { name })),
+            None => Err(Error::InvalidParam(format!("EMBER_GPU_FAULT: unknown kernel '{s}' (expected one of {})", FAULT_NAMES.join(", ")))),
+        }
+    }
+
+    /// From `EMBER_GPU_FAULT` (unset or empty: none).
+    pub fn from_env() -> Result<Option<Fault>> {
+        Fault::parse(&std::env::var("EMBER_GPU_FAULT").unwrap_or_default())
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The runner reports a lost device instead of corrupting a kernel.
+    pub fn is_device_lost(&self) -> bool {
+        self.name == "device_lost"
+    }
+
+    /// Whether dispatches of `key` get their output corrupted.
+    pub fn hits(&self, key: ShaderKey) -> bool {
+        use ShaderKey as K;
+        match self.name {
+            "matmul" => matches!(key, K::Matmul(_) | K::MatmulSg(_) | K::MatmulRows(..)),
+            "rms_norm" => key == K::RmsNorm,
+            "rope" => key == K::Rope,
+            "attention" => key == K::Attention,
+            "glu" => key == K::Swiglu,
+            "add" => key == K::Add,
+            "get_rows" => matches!(key, K::GetRows(_)),
+            "kv_store" => key == K::KvStore,
+            "act_quant" => key == K::ActQuant,
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_parse_and_unknown_names_are_errors() {
+        for n in FAULT_NAMES {
+            assert_eq!(Fault::parse(n).unwrap().unwrap().name(), *n);
+        }
+        assert_eq!(Fault::parse(" ").unwrap(), None);
+        let e = Fault::parse("softmax").unwrap_err().to_string();
+        assert!(e.contains("matmul") && e.contains("softmax"), "{e}");
+        // Scale is what the fault dispatches: it must never be a target itself.
+        for n in FAULT_NAMES {
+            assert!(!Fault::parse(n).unwrap().unwrap().hits(ShaderKey::Scale), "{n}");
+        }
+        assert!(Fault::parse("rope").unwrap().unwrap().hits(ShaderKey::Rope));
+        assert!(!Fault::parse("rope").unwrap().unwrap().hits(ShaderKey::Attention));
+    }
+}
