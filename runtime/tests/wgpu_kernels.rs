@@ -12,7 +12,7 @@ use ember::backend::cpu::simd::SCALAR;
 use ember::backend::cpu::{attention, AttnShape};
 use ember::backend::wgpu::kernels::{ops, params_buffer, GBuf, Kernels, Readback, Recorder};
 use ember::backend::wgpu::repack::repack;
-use ember::backend::wgpu::shaders::RowsTile;
+use ember::backend::wgpu::shaders::{RowsTile, TileType};
 use ember::backend::wgpu::weights::GpuMatrix;
 use ember::backend::wgpu::{AdapterPolicy, GpuContext};
 use ember::ops::rope::{self, RopeMode, RopeParams};
@@ -169,6 +169,7 @@ fn matmul_case(ctx: &GpuContext, ty: GgmlType, n_in: usize, n_out: usize, n_tok:
     // Every tier this adapter runs (lavapipe has subgroups: ReduceSg runs in CI).
     let mut kinds = vec![ops::MatmulKind::Reduce];
     kinds.extend(RowsTile::ALL.map(ops::MatmulKind::Rows));
+    kinds.extend(tiled_kinds(ctx));
     if ctx.profile.subgroups {
         kinds.push(ops::MatmulKind::ReduceSg);
     }
@@ -203,6 +204,66 @@ fn matmul_and_get_rows_match_reference_for_every_type() {
     for ty in TYPES {
         for n_tok in [1, 11] {
             matmul_case(&ctx, ty, 768, 67, n_tok, "");
+        }
+    }
+}
+
+/// The tiled kernel's tiles this adapter runs: f32 everywhere, f16 with `SHADER_F16`.
+fn tiled_kinds(ctx: &GpuContext) -> Vec<ops::MatmulKind> {
+    TileType::ALL.into_iter().filter(|&t| t == TileType::F32 || ctx.profile.f16).map(ops::MatmulKind::Tiled).collect()
+}
+
+/// Tolerated NMSE of the tiled kernel against `matmul_ref`. f32 tiles differ
+/// from the reference only in the order of f32 sums (NMSE ~1e-14). f16 tiles
+/// also round every weight and x value to f16 (relative error ≤ 2^-11 each,
+/// variance ≈ (2^-11)²/3 ≈ 8e-8 per operand, so ≈ 1.6e-7 per product, and the
+/// NMSE of a sum of independent such errors is about the same): 1e-6 leaves a
+/// 6× margin and still fails on any indexing error (NMSE ~1).
+fn tiled_tolerance(t: TileType) -> f64 {
+    match t {
+        TileType::F32 => 1e-10,
+        TileType::F16 => 1e-6,
+    }
+}
+
+/// The tiled kernel on every weight type, on lavapipe too (where `matmul`
+/// would not pick it): an odd row count (two full 64-row tiles and a partial
+/// one), token counts 8, 13 and 64 (partial and full token tiles), x rows at
+/// an odd stride and offset, and y rows wider than the output (the gaps must
+/// stay untouched).
+#[test]
+fn tiled_matmul_matches_reference_for_every_type_tile_and_stride() {
+    let Some(ctx) = gpu() else { return };
+    eprintln!("adapter: {} ({}), f16 {}", ctx.profile.adapter_name, ctx.profile.device_type, ctx.profile.f16);
+    if std::env::var_os("CI").is_some() && ctx.profile.software {
+        // lavapipe (Mesa ≥ 23) has SHADER_F16: the f16 tiles must be exercised in CI.
+        assert!(ctx.profile.f16, "software adapter without SHADER_F16: the f16 tier goes untested");
+    }
+    let (n_in, n_out) = (512, 131);
+    let (x_stride, x_off, y_stride) = (n_in + 37, 5, n_out + 3);
+    let mut run = Run::new(&ctx);
+    for ty in TYPES {
+        for n_tok in [8, 13, 64] {
+            let mut rng = Rng(ty as u64 * 131 + n_tok as u64);
+            let w = random_weights(ty, n_in, n_out, &mut rng);
+            let x = rng.vec(n_tok * n_in);
+            let mut want = vec![0f32; n_tok * n_out];
+            ember::ops::matmul::matmul_ref(ty, &w, n_in, n_out, &x, &mut want).unwrap();
+            // x at stride x_stride from x_off; y at stride y_stride with 3 untouched zeros per row.
+            let mut xs = rng.vec(x_off + n_tok * x_stride);
+            for t in 0..n_tok {
+                xs[x_off + t * x_stride..][..n_in].copy_from_slice(&x[t * n_in..(t + 1) * n_in]);
+            }
+            let want: Vec<f32> = want.chunks(n_out).flat_map(|r| r.iter().copied().chain([0.0; 3])).collect();
+            let gm = GpuMatrix::upload(&ctx, "w", ty, &w, n_in, n_out).unwrap();
+            let xb = GBuf::from_f32(&ctx, "x", &xs);
+            for kind in tiled_kinds(&ctx) {
+                let ops::MatmulKind::Tiled(t) = kind else { unreachable!() };
+                let yb = run.zeros(n_tok * y_stride);
+                run.go(|r| ops::matmul_with(r, kind, &gm, &xb, x_stride, x_off, n_tok, &yb, y_stride).unwrap());
+                let name = format!("mul_mat {kind:?} {ty} {n_in}x{n_out} n_tok={n_tok} strided");
+                compare(&name, &run.read(&yb, want.len()), &want, tiled_tolerance(t));
+            }
         }
     }
 }
@@ -586,7 +647,7 @@ fn padded_rows_multiply_like_the_unpadded_weight() {
         assert_eq!(gm.n_in, pad);
         let xp: Vec<f32> = x.chunks(n_in).flat_map(|r| r.iter().copied().chain(std::iter::repeat_n(0.0, pad - n_in))).collect();
         let xb = GBuf::from_f32(&ctx, "x", &xp);
-        for kind in [ops::MatmulKind::Reduce].into_iter().chain(RowsTile::ALL.map(ops::MatmulKind::Rows)) {
+        for kind in [ops::MatmulKind::Reduce].into_iter().chain(RowsTile::ALL.map(ops::MatmulKind::Rows)).chain(tiled_kinds(&ctx)) {
             let yb = run.zeros(n_tok * n_out);
             run.go(|r| ops::matmul_with(r, kind, &gm, &xb, pad, 0, n_tok, &yb, n_out).unwrap());
             compare(&format!("mul_mat {kind:?} {ty} padded 48→64 x {n_out}"), &run.read(&yb, want.len()), &want, 1e-6);

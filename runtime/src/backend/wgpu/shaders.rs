@@ -12,6 +12,7 @@ const MATMUL: &str = include_str!("shaders/matmul.wgsl");
 const MATMUL_WG: &str = include_str!("shaders/matmul_wg.wgsl");
 const MATMUL_SG: &str = include_str!("shaders/matmul_sg.wgsl");
 const MATMUL_ROWS: &str = include_str!("shaders/matmul_rows.wgsl");
+const MATMUL_TILED: &str = include_str!("shaders/matmul_tiled.wgsl");
 const GET_ROWS: &str = include_str!("shaders/get_rows.wgsl");
 const RMS_NORM: &str = include_str!("shaders/rms_norm.wgsl");
 const ROPE: &str = include_str!("shaders/rope.wgsl");
@@ -36,6 +37,9 @@ pub enum ShaderKey {
     /// One invocation per (rows, tokens) tile, no barriers (software
     /// adapters, prompts): see [`RowsTile`].
     MatmulRows(Layout, RowsTile),
+    /// Workgroup-shared tiles of 64 rows × 32 or 64 tokens (prompt
+    /// micro-batches on GPUs): see [`TileType`].
+    MatmulTiled(Layout, TileType),
     GetRows(Layout),
     RmsNorm,
     Rope,
@@ -86,6 +90,40 @@ impl RowsTile {
     }
 }
 
+/// What matmul_tiled.wgsl keeps in its workgroup tiles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TileType {
+    /// f32 tiles, 64 rows × 32 tokens (baseline tier).
+    F32,
+    /// f16 tiles, 64 rows × 64 tokens in less memory (f16 tier, `SHADER_F16`):
+    /// weights and x rounded to f16, products and sums in f32.
+    F16,
+}
+
+impl TileType {
+    pub const ALL: [TileType; 2] = [TileType::F32, TileType::F16];
+
+    /// Tokens per workgroup tile.
+    pub fn tokens(&self) -> u32 {
+        match self {
+            TileType::F32 => 32,
+            TileType::F16 => 64,
+        }
+    }
+
+    /// Weight rows per workgroup tile.
+    pub const ROWS: u32 = 64;
+
+    /// The lines the host prepends to matmul_tiled.wgsl (`enable f16;` must
+    /// come before every declaration, so these go first).
+    fn header(&self) -> String {
+        match self {
+            TileType::F32 => format!("alias tile = f32;\nconst BN: u32 = {}u;\n", self.tokens()),
+            TileType::F16 => format!("enable f16;\nalias tile = f16;\nconst BN: u32 = {}u;\n", self.tokens()),
+        }
+    }
+}
+
 /// Binding signature: binding 0 is the params uniform (dynamic offset), then
 /// `n_read` read-only storage buffers, then `n_rw` read-write ones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -112,6 +150,7 @@ impl ShaderKey {
             ShaderKey::Matmul(l) => format!("matmul_{}", l.name()),
             ShaderKey::MatmulSg(l) => format!("matmul_sg_{}", l.name()),
             ShaderKey::MatmulRows(l, t) => format!("matmul_rows_r{}t{}_{}", t.rows, t.tokens, l.name()),
+            ShaderKey::MatmulTiled(l, t) => format!("matmul_tiled_{}_{}", format!("{t:?}").to_lowercase(), l.name()),
             ShaderKey::GetRows(l) => format!("get_rows_{}", l.name()),
             other => format!("{other:?}").to_lowercase(),
         }
@@ -132,6 +171,7 @@ impl ShaderKey {
                 MATMUL_ROWS,
                 DEQUANT
             ),
+            ShaderKey::MatmulTiled(l, t) => format!("{}{}{}\n{}", t.header(), layout_consts(*l), MATMUL_TILED, DEQUANT),
             ShaderKey::GetRows(l) => format!("{}{}\n{}", layout_consts(*l), GET_ROWS, DEQUANT),
             ShaderKey::RmsNorm => RMS_NORM.into(),
             ShaderKey::Rope => ROPE.into(),
@@ -153,7 +193,9 @@ impl ShaderKey {
     /// struct by the naga test).
     pub fn params(&self) -> ParamsLayout {
         match self {
-            ShaderKey::Matmul(_) | ShaderKey::MatmulSg(_) | ShaderKey::MatmulRows(..) => kp::MatmulParams::LAYOUT,
+            ShaderKey::Matmul(_) | ShaderKey::MatmulSg(_) | ShaderKey::MatmulRows(..) | ShaderKey::MatmulTiled(..) => {
+                kp::MatmulParams::LAYOUT
+            }
             ShaderKey::GetRows(_) => kp::GetRowsParams::LAYOUT,
             ShaderKey::RmsNorm => kp::RmsNormParams::LAYOUT,
             ShaderKey::Rope => kp::RopeParams::LAYOUT,
@@ -173,7 +215,11 @@ impl ShaderKey {
     pub fn signature(&self) -> Signature {
         let s = |n_read, n_rw| Signature { n_read, n_rw };
         match self {
-            ShaderKey::Matmul(_) | ShaderKey::MatmulSg(_) | ShaderKey::MatmulRows(..) | ShaderKey::GetRows(_) => s(3, 1),
+            ShaderKey::Matmul(_)
+            | ShaderKey::MatmulSg(_)
+            | ShaderKey::MatmulRows(..)
+            | ShaderKey::MatmulTiled(..)
+            | ShaderKey::GetRows(_) => s(3, 1),
             ShaderKey::RmsNorm => s(2, 1),
             ShaderKey::Rope
             | ShaderKey::KvStore
@@ -199,6 +245,7 @@ pub fn all_variants() -> Vec<ShaderKey> {
         v.push(ShaderKey::Matmul(l));
         v.push(ShaderKey::MatmulSg(l));
         v.extend(RowsTile::ALL.map(|t| ShaderKey::MatmulRows(l, t)));
+        v.extend(TileType::ALL.map(|t| ShaderKey::MatmulTiled(l, t)));
         v.push(ShaderKey::GetRows(l));
     }
     v.extend([
@@ -228,11 +275,17 @@ mod tests {
         for key in all_variants() {
             let src = key.source();
             let module = naga::front::wgsl::parse_str(&src).unwrap_or_else(|e| panic!("{}: {}", key.label(), e.emit_to_string(&src)));
-            // The baseline tier needs no capability; the subgroup tier only SUBGROUP.
-            let caps = match key {
-                ShaderKey::MatmulSg(_) => naga::valid::Capabilities::SUBGROUP,
-                _ => naga::valid::Capabilities::empty(),
-            };
+            // The baseline tier needs only what every WebGPU device has
+            // (naga 27 names pack/unpack2x16float SHADER_FLOAT16_IN_FLOAT32;
+            // wgpu grants it on every adapter); the subgroup tier adds only
+            // SUBGROUP, the f16 tier only SHADER_FLOAT16.
+            use naga::valid::Capabilities as C;
+            let caps = C::SHADER_FLOAT16_IN_FLOAT32
+                | match key {
+                    ShaderKey::MatmulSg(_) => C::SUBGROUP,
+                    ShaderKey::MatmulTiled(_, TileType::F16) => C::SHADER_FLOAT16,
+                    _ => C::empty(),
+                };
             let mut v = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps);
             v.subgroup_stages(naga::valid::ShaderStages::COMPUTE).subgroup_operations(naga::valid::SubgroupOperationSet::all());
             v.validate(&module).unwrap_or_else(|e| panic!("{}: {}", key.label(), e.emit_to_string(&src)));

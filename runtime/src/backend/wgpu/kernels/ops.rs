@@ -3,7 +3,7 @@
 
 use super::params::*;
 use super::{GBuf, Recorder};
-use crate::backend::wgpu::shaders::{RowsTile, ShaderKey};
+use crate::backend::wgpu::shaders::{RowsTile, ShaderKey, TileType};
 use crate::backend::wgpu::weights::GpuMatrix;
 use crate::{Error, Result};
 
@@ -26,12 +26,22 @@ pub enum MatmulKind {
     ReduceSg,
     /// matmul_rows.wgsl: one invocation per tile of rows × tokens, no barriers.
     Rows(RowsTile),
+    /// matmul_tiled.wgsl: a workgroup per tile of 64 rows × 32 (f32) or 64
+    /// (f16) tokens, weights and x staged in workgroup memory (tiled tier).
+    Tiled(TileType),
 }
 
+/// Smallest micro-batch the tiled kernel takes: below it most of a 32-token
+/// tile would compute on padding, and matmul_rows' 4-token tiles fit better.
+pub const TILED_MIN_TOKENS: usize = 8;
+
 /// `y[t][y_off..] = W · x[t][x_off..]` over every row part of `w`, with the
-/// kernel the device profile prefers: `Rows` on software adapters (barriers
-/// are expensive there) and for batches of ≥ 4 tokens; for decode on GPUs,
-/// `ReduceSg` where subgroups exist, else `Reduce`.
+/// kernel the device profile prefers: on GPUs with the tiled tier, `Tiled`
+/// for batches of ≥ [`TILED_MIN_TOKENS`] (f16 tiles with the f16 tier);
+/// `Rows` on software adapters (barriers are expensive there: lavapipe runs
+/// a workgroup's invocations in turn between barriers) and for the other
+/// batches of ≥ 4 tokens; for decode on GPUs, `ReduceSg` where subgroups
+/// exist, else `Reduce`.
 #[allow(clippy::too_many_arguments)]
 pub fn matmul(
     rec: &mut Recorder,
@@ -45,7 +55,10 @@ pub fn matmul(
 ) -> Result<()> {
     let aligned = x_stride.is_multiple_of(4) && x_off.is_multiple_of(4);
     let software = rec.ctx.profile.software;
-    let kind = if aligned && software {
+    let tiers = rec.ctx.profile.tiers;
+    let kind = if tiers.tiled && !software && n_tok >= TILED_MIN_TOKENS {
+        MatmulKind::Tiled(if tiers.f16 { TileType::F16 } else { TileType::F32 })
+    } else if aligned && software {
         MatmulKind::Rows(if n_tok == 1 { RowsTile::SOFTWARE_DECODE } else { RowsTile::SOFTWARE })
     } else if aligned && n_tok >= 4 {
         MatmulKind::Rows(RowsTile::GPU)
@@ -80,6 +93,22 @@ pub fn matmul_with(
         y_off: r0 as u32,
         ..Default::default()
     };
+    if let MatmulKind::Tiled(t) = kind {
+        if t == TileType::F16 && !rec.ctx.profile.f16 {
+            return Err(Error::Backend("matmul: f16 tiles on an adapter without SHADER_F16".into()));
+        }
+        for part in &w.parts {
+            let groups = (part.n_rows as u32).div_ceil(TileType::ROWS);
+            let (gx, gz) = if groups <= 65535 { (groups, 1) } else { (65535, groups.div_ceil(65535)) };
+            rec.dispatch(
+                ShaderKey::MatmulTiled(w.layout, t),
+                &[x, &part.wa, &part.wb, y],
+                &params(part.n_rows, part.r0),
+                [gx, (n_tok as u32).div_ceil(t.tokens()), gz],
+            )?;
+        }
+        return Ok(());
+    }
     if let MatmulKind::Rows(t) = kind {
         for part in &w.parts {
             let groups = (part.n_rows as u32).div_ceil(t.rows_per_group());
