@@ -12,7 +12,7 @@ use ember::backend::cpu::simd::SCALAR;
 use ember::backend::cpu::{attention, AttnShape};
 use ember::backend::wgpu::kernels::{ops, params_buffer, GBuf, Kernels, Readback, Recorder};
 use ember::backend::wgpu::repack::repack;
-use ember::backend::wgpu::shaders::{RowsTile, TileType};
+use ember::backend::wgpu::shaders::{AttnCache, RowsTile, TileType};
 use ember::backend::wgpu::weights::GpuMatrix;
 use ember::backend::wgpu::{AdapterPolicy, GpuContext};
 use ember::ops::rope::{self, RopeMode, RopeParams};
@@ -368,6 +368,24 @@ fn rope_norm_and_neox_match_reference() {
     }
 }
 
+/// The attention cache reads this adapter runs: packed everywhere, f16 with `SHADER_F16`.
+fn attn_caches(ctx: &GpuContext) -> Vec<AttnCache> {
+    AttnCache::ALL.into_iter().filter(|&c| c == AttnCache::Packed || ctx.profile.f16).collect()
+}
+
+/// Tolerated NMSE of attention against the CPU reference. Packed: the same
+/// f16 roundings as the CPU, only the order of f32 sums differs (measured
+/// ~1e-14). F16: each p·v product also rounds to f16 (relative error ≤ 2^-11,
+/// variance ≈ (2^-11)²/3 ≈ 8e-8; a weighted sum of independent such errors
+/// has NMSE at most that); 1e-6 leaves a > 10× margin, while a wrong cache
+/// index or probability gives NMSE ≥ 1e-2.
+fn attn_tolerance(c: AttnCache) -> f64 {
+    match c {
+        AttnCache::Packed => 1e-10,
+        AttnCache::F16 => 1e-6,
+    }
+}
+
 #[test]
 fn attention_matches_cpu_reference_with_gqa_and_window() {
     let Some(ctx) = gpu() else { return };
@@ -389,14 +407,16 @@ fn attention_matches_cpu_reference_with_gqa_and_window() {
         run.go(|r| {
             ops::kv_store(r, &kb, &kc, pos0 + n_tok, kv_dim, 0).unwrap();
             ops::kv_store(r, &vb, &vc, pos0 + n_tok, kv_dim, 0).unwrap();
-            ops::attention(r, &qb, &kc, &vc, &ob, &args).unwrap();
         });
         let k16: Vec<f16> = k.iter().map(|&x| f16::from_f32(x)).collect();
         let v16: Vec<f16> = v.iter().map(|&x| f16::from_f32(x)).collect();
         let shape = AttnShape { n_head, n_head_kv, head_dim_k: hd, head_dim_v: hd, pos0, kq_scale: args.kq_scale, window, softcap: None };
         let mut want = vec![0f32; q.len()];
         attention(&SCALAR, &shape, &q, &k16, &v16, &mut want);
-        compare(&format!("attention hd={hd} gqa=2 window={window:?}"), &run.read(&ob, q.len()), &want, 1e-6);
+        for cache in attn_caches(&ctx) {
+            run.go(|r| ops::attention_with(r, cache, &qb, &kc, &vc, &ob, &args).unwrap());
+            compare(&format!("attention {cache:?} hd={hd} gqa=2 window={window:?}"), &run.read(&ob, q.len()), &want, attn_tolerance(cache));
+        }
         // The cache holds K exactly as f16.
         let kc_got = run.read(&kc, (pos0 + n_tok) * kv_dim / 2);
         let kc_got: Vec<f32> = bytemuck::cast_slice::<f32, u16>(&kc_got).iter().map(|&h| f16::from_bits(h).to_f32()).collect();
@@ -529,11 +549,13 @@ fn attention_with_distinct_k_v_heads_softcap_and_mla_rows() {
     let qb = GBuf::from_f32(&ctx, "q", &q);
     let ob = run.zeros(n_tok * n_head * hdv);
     let args = ops::AttnArgs { softcap: Some(2.0), ..ops::AttnArgs::standard(n_tok, n_head, n_head_kv, hdk, hdv, pos0, 0.3) };
-    run.go(|r| ops::attention(r, &qb, &kc, &vc, &ob, &args).unwrap());
     let shape = AttnShape { n_head, n_head_kv, head_dim_k: hdk, head_dim_v: hdv, pos0, kq_scale: 0.3, window: None, softcap: Some(2.0) };
     let mut want = vec![0f32; n_tok * n_head * hdv];
     attention(&SCALAR, &shape, &q, &f16s(&k), &f16s(&v), &mut want);
-    compare("attention hd_k=96 hd_v=64 softcap=2", &run.read(&ob, want.len()), &want, 1e-6);
+    for cache in attn_caches(&ctx) {
+        run.go(|r| ops::attention_with(r, cache, &qb, &kc, &vc, &ob, &args).unwrap());
+        compare(&format!("attention {cache:?} hd_k=96 hd_v=64 softcap=2"), &run.read(&ob, want.len()), &want, attn_tolerance(cache));
+    }
 
     // Absorbed MLA: one KV head of rows [latent 256 | k_pe 32], V = the latent (same buffer).
     let (n_head, lat, row, n_tok, pos0) = (3, 256, 288, 4, 20);
@@ -544,12 +566,14 @@ fn attention_with_distinct_k_v_heads_softcap_and_mla_rows() {
     let qb = GBuf::from_f32(&ctx, "q", &q);
     let ob = run.zeros(n_tok * n_head * lat);
     let args = ops::AttnArgs { k_row: row, v_row: row, ..ops::AttnArgs::standard(n_tok, n_head, 1, row, lat, pos0, 0.1) };
-    run.go(|r| ops::attention(r, &qb, &kc, &kc, &ob, &args).unwrap());
     let shape = AttnShape { n_head, n_head_kv: 1, head_dim_k: row, head_dim_v: lat, pos0, kq_scale: 0.1, window: None, softcap: None };
     let mut want = vec![0f32; n_tok * n_head * lat];
     let kv16 = f16s(&kv);
     ember::backend::cpu::attention_strided(&SCALAR, &shape, &q, &kv16, row, &kv16, row, &mut want);
-    compare("attention MLA rows 288, V = latent 256", &run.read(&ob, want.len()), &want, 1e-6);
+    for cache in attn_caches(&ctx) {
+        run.go(|r| ops::attention_with(r, cache, &qb, &kc, &kc, &ob, &args).unwrap());
+        compare(&format!("attention {cache:?} MLA rows 288, V = latent 256"), &run.read(&ob, want.len()), &want, attn_tolerance(cache));
+    }
 }
 
 #[test]

@@ -56,6 +56,15 @@ impl Tiers {
 }
 
 impl DeviceProfile {
+    /// This profile with its tiers changed by `f` (tests force a tier on or
+    /// off); a tier whose feature the device lacks stays off whatever `f` says.
+    pub fn with_tiers(mut self, f: impl FnOnce(&mut Tiers)) -> DeviceProfile {
+        f(&mut self.tiers);
+        self.tiers.f16 &= self.f16;
+        self.tiers.subgroup &= self.subgroups;
+        self
+    }
+
     /// The largest storage binding weights and activations may use; tensors
     /// above it are split by rows.
     pub fn max_binding(&self) -> u64 {

@@ -44,7 +44,8 @@ pub enum ShaderKey {
     RmsNorm,
     Rope,
     KvStore,
-    Attention,
+    /// Attention over the f16 KV cache, its cache reads per tier: see [`AttnCache`].
+    Attention(AttnCache),
     Swiglu,
     Add,
     Scale,
@@ -124,6 +125,52 @@ impl TileType {
     }
 }
 
+/// How attention.wgsl reads the f16 KV cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AttnCache {
+    /// u32 words through `unpack2x16float`, f32 products (baseline tier).
+    Packed,
+    /// `vec2<f16>` reads; p·v products in f16, sums in f32 (f16 tier, `SHADER_F16`).
+    F16,
+}
+
+impl AttnCache {
+    pub const ALL: [AttnCache; 2] = [AttnCache::Packed, AttnCache::F16];
+
+    /// The cache bindings and readers prepended to attention.wgsl (its header
+    /// comment says what they compute).
+    fn header(&self) -> &'static str {
+        match self {
+            AttnCache::Packed => {
+                "@group(0) @binding(2) var<storage, read> kc: array<u32>;
+@group(0) @binding(3) var<storage, read> vc: array<u32>;
+fn k_pair(i: u32) -> vec2<f32> {
+    return unpack2x16float(kc[i]);
+}
+fn pv(pj: f32, i: u32, odd: bool) -> f32 {
+    let v = unpack2x16float(vc[i]);
+    return pj * select(v.x, v.y, odd);
+}
+"
+            }
+            AttnCache::F16 => {
+                "enable f16;
+@group(0) @binding(2) var<storage, read> kc: array<vec2<f16>>;
+@group(0) @binding(3) var<storage, read> vc: array<vec2<f16>>;
+fn k_pair(i: u32) -> vec2<f32> {
+    return vec2<f32>(kc[i]);
+}
+// pj is already rounded to f16 (f16(pj) is exact); the product rounds to f16.
+fn pv(pj: f32, i: u32, odd: bool) -> f32 {
+    let v = vc[i];
+    return f32(f16(pj) * select(v.x, v.y, odd));
+}
+"
+            }
+        }
+    }
+}
+
 /// Binding signature: binding 0 is the params uniform (dynamic offset), then
 /// `n_read` read-only storage buffers, then `n_rw` read-write ones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -152,6 +199,7 @@ impl ShaderKey {
             ShaderKey::MatmulRows(l, t) => format!("matmul_rows_r{}t{}_{}", t.rows, t.tokens, l.name()),
             ShaderKey::MatmulTiled(l, t) => format!("matmul_tiled_{}_{}", format!("{t:?}").to_lowercase(), l.name()),
             ShaderKey::GetRows(l) => format!("get_rows_{}", l.name()),
+            ShaderKey::Attention(c) => format!("attention_{}", format!("{c:?}").to_lowercase()),
             other => format!("{other:?}").to_lowercase(),
         }
     }
@@ -176,7 +224,7 @@ impl ShaderKey {
             ShaderKey::RmsNorm => RMS_NORM.into(),
             ShaderKey::Rope => ROPE.into(),
             ShaderKey::KvStore => KV_STORE.into(),
-            ShaderKey::Attention => ATTENTION.into(),
+            ShaderKey::Attention(c) => format!("{}{}", c.header(), ATTENTION),
             ShaderKey::Swiglu => SWIGLU.into(),
             ShaderKey::Add => ADD.into(),
             ShaderKey::Scale => SCALE.into(),
@@ -200,7 +248,7 @@ impl ShaderKey {
             ShaderKey::RmsNorm => kp::RmsNormParams::LAYOUT,
             ShaderKey::Rope => kp::RopeParams::LAYOUT,
             ShaderKey::KvStore => kp::KvStoreParams::LAYOUT,
-            ShaderKey::Attention => kp::AttentionParams::LAYOUT,
+            ShaderKey::Attention(_) => kp::AttentionParams::LAYOUT,
             ShaderKey::Swiglu => kp::SwigluParams::LAYOUT,
             ShaderKey::Add => kp::AddParams::LAYOUT,
             ShaderKey::Scale => kp::ScaleParams::LAYOUT,
@@ -230,7 +278,7 @@ impl ShaderKey {
             | ShaderKey::ActQuant
             | ShaderKey::Copy => s(1, 1),
             ShaderKey::Scale => s(0, 1),
-            ShaderKey::Attention => s(3, 1),
+            ShaderKey::Attention(_) => s(3, 1),
             ShaderKey::HeadMatmul => s(2, 1),
         }
     }
@@ -252,7 +300,8 @@ pub fn all_variants() -> Vec<ShaderKey> {
         ShaderKey::RmsNorm,
         ShaderKey::Rope,
         ShaderKey::KvStore,
-        ShaderKey::Attention,
+        ShaderKey::Attention(AttnCache::Packed),
+        ShaderKey::Attention(AttnCache::F16),
         ShaderKey::Swiglu,
         ShaderKey::Add,
         ShaderKey::Scale,
@@ -283,7 +332,7 @@ mod tests {
             let caps = C::SHADER_FLOAT16_IN_FLOAT32
                 | match key {
                     ShaderKey::MatmulSg(_) => C::SUBGROUP,
-                    ShaderKey::MatmulTiled(_, TileType::F16) => C::SHADER_FLOAT16,
+                    ShaderKey::MatmulTiled(_, TileType::F16) | ShaderKey::Attention(AttnCache::F16) => C::SHADER_FLOAT16,
                     _ => C::empty(),
                 };
             let mut v = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps);

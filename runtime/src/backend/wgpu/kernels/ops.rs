@@ -3,7 +3,7 @@
 
 use super::params::*;
 use super::{GBuf, Recorder};
-use crate::backend::wgpu::shaders::{RowsTile, ShaderKey, TileType};
+use crate::backend::wgpu::shaders::{AttnCache, RowsTile, ShaderKey, TileType};
 use crate::backend::wgpu::weights::GpuMatrix;
 use crate::{Error, Result};
 
@@ -276,8 +276,18 @@ impl AttnArgs {
 pub const ATTN_MAX_HDK: usize = 576;
 pub const ATTN_MAX_HDV: usize = 512;
 
-/// `out [n_tok, n_head·head_dim_v] = softmax(kq_scale · q·Kᵀ) · V`, q `[n_tok, n_head·head_dim_k]`.
+/// `out [n_tok, n_head·head_dim_v] = softmax(kq_scale · q·Kᵀ) · V`, q `[n_tok, n_head·head_dim_k]`,
+/// reading the cache as the f16 tier says ([`AttnCache::F16`] when `tiers.f16`).
 pub fn attention(rec: &mut Recorder, q: &GBuf, kc: &GBuf, vc: &GBuf, out: &GBuf, a: &AttnArgs) -> Result<()> {
+    let cache = if rec.ctx.profile.tiers.f16 { AttnCache::F16 } else { AttnCache::Packed };
+    attention_with(rec, cache, q, kc, vc, out, a)
+}
+
+/// [`attention`] with the cache reads forced (tests run both tiers).
+pub fn attention_with(rec: &mut Recorder, cache: AttnCache, q: &GBuf, kc: &GBuf, vc: &GBuf, out: &GBuf, a: &AttnArgs) -> Result<()> {
+    if cache == AttnCache::F16 && !rec.ctx.profile.f16 {
+        return Err(Error::Backend("attention: f16 cache reads on an adapter without SHADER_F16".into()));
+    }
     let even = [a.head_dim_k, a.head_dim_v, a.k_row, a.v_row].iter().all(|v| v % 2 == 0);
     if !even || a.head_dim_k > ATTN_MAX_HDK || a.head_dim_v > ATTN_MAX_HDV || !a.n_head.is_multiple_of(a.n_head_kv) {
         return Err(crate::Error::Backend(format!(
@@ -299,7 +309,7 @@ pub fn attention(rec: &mut Recorder, q: &GBuf, kc: &GBuf, vc: &GBuf, out: &GBuf,
         k_row: a.k_row as u32,
         v_row: a.v_row as u32,
     };
-    rec.dispatch(ShaderKey::Attention, &[q, kc, vc, out], &p, [a.n_head as u32, a.n_tok as u32, 1])
+    rec.dispatch(ShaderKey::Attention(cache), &[q, kc, vc, out], &p, [a.n_head as u32, a.n_tok as u32, 1])
 }
 
 /// `gate = silu(gate) · up` (`gelu` = false) or `gelu(gate) · up`.
