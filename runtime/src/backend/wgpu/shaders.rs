@@ -130,7 +130,8 @@ impl TileType {
 pub enum AttnCache {
     /// u32 words through `unpack2x16float`, f32 products (baseline tier).
     Packed,
-    /// `vec2<f16>` reads; p·v products in f16, sums in f32 (f16 tier, `SHADER_F16`).
+    /// `vec2<f16>` reads, products and sums in f32 (f16 tier, `SHADER_F16`):
+    /// the same values as `Packed` without unpacking words by hand.
     F16,
 }
 
@@ -160,10 +161,9 @@ fn pv(pj: f32, i: u32, odd: bool) -> f32 {
 fn k_pair(i: u32) -> vec2<f32> {
     return vec2<f32>(kc[i]);
 }
-// pj is already rounded to f16 (f16(pj) is exact); the product rounds to f16.
 fn pv(pj: f32, i: u32, odd: bool) -> f32 {
     let v = vc[i];
-    return f32(f16(pj) * select(v.x, v.y, odd));
+    return pj * f32(select(v.x, v.y, odd));
 }
 "
             }

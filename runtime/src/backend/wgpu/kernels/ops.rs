@@ -3,6 +3,7 @@
 
 use super::params::*;
 use super::{GBuf, Recorder};
+use crate::backend::wgpu::repack::Layout;
 use crate::backend::wgpu::shaders::{AttnCache, RowsTile, ShaderKey, TileType};
 use crate::backend::wgpu::weights::GpuMatrix;
 use crate::{Error, Result};
@@ -37,7 +38,7 @@ pub const TILED_MIN_TOKENS: usize = 8;
 
 /// `y[t][y_off..] = W · x[t][x_off..]` over every row part of `w`, with the
 /// kernel the device profile prefers: on GPUs with the tiled tier, `Tiled`
-/// for batches of ≥ [`TILED_MIN_TOKENS`] (f16 tiles with the f16 tier);
+/// for batches of ≥ [`TILED_MIN_TOKENS`] (f16 tiles for F16 weights with the f16 tier);
 /// `Rows` on software adapters (barriers are expensive there: lavapipe runs
 /// a workgroup's invocations in turn between barriers) and for the other
 /// batches of ≥ 4 tokens; for decode on GPUs, `ReduceSg` where subgroups
@@ -57,7 +58,13 @@ pub fn matmul(
     let software = rec.ctx.profile.software;
     let tiers = rec.ctx.profile.tiers;
     let kind = if tiers.tiled && !software && n_tok >= TILED_MIN_TOKENS {
-        MatmulKind::Tiled(if tiers.f16 { TileType::F16 } else { TileType::F32 })
+        // f16 tiles only where they lose nothing: F16 weights are f16 values,
+        // and their x was rounded to f16 (act_quant, llama.cpp's vec_dot_type).
+        // For other weights they would round dequantized weights and x that
+        // llama.cpp keeps exact (f16 products alone moved SmolLM2's last
+        // logits past its criterion, see docs/GPU.md).
+        let f16_exact = tiers.f16 && w.layout == Layout::F16;
+        MatmulKind::Tiled(if f16_exact { TileType::F16 } else { TileType::F32 })
     } else if aligned && software {
         MatmulKind::Rows(if n_tok == 1 { RowsTile::SOFTWARE_DECODE } else { RowsTile::SOFTWARE })
     } else if aligned && n_tok >= 4 {
