@@ -72,35 +72,6 @@ impl DeviceProfile {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn profile(f16: bool, subgroups: bool) -> DeviceProfile {
-        DeviceProfile {
-            adapter_name: "test".into(),
-            backend: "none".into(),
-            device_type: "cpu (software)".into(),
-            software: true,
-            f16,
-            subgroups,
-            tiers: Tiers::available(f16, subgroups),
-            max_storage_buffer_binding_size: 1 << 27,
-            max_buffer_size: 1 << 28,
-            max_compute_workgroups_per_dimension: 65535,
-            min_uniform_buffer_offset_alignment: 256,
-        }
-    }
-
-    #[test]
-    fn with_tiers_turns_tiers_off_but_never_on_without_the_feature() {
-        let p = profile(true, true).with_tiers(|t| t.f16 = false);
-        assert_eq!(p.tiers, Tiers { f16: false, subgroup: true, fused: true, tiled: true });
-        let p = profile(false, false).with_tiers(|t| *t = Tiers { f16: true, subgroup: true, fused: false, tiled: true });
-        assert_eq!(p.tiers, Tiers { f16: false, subgroup: false, fused: false, tiled: true });
-    }
-}
-
 /// A device ready for compute.
 pub struct GpuContext {
     pub device: wgpu::Device,
@@ -259,5 +230,34 @@ impl Drop for QuietStderr {
                 close(fd);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn profile(f16: bool, subgroups: bool) -> DeviceProfile {
+        DeviceProfile {
+            adapter_name: "test".into(),
+            backend: "none".into(),
+            device_type: "cpu (software)".into(),
+            software: true,
+            f16,
+            subgroups,
+            tiers: Tiers::available(f16, subgroups),
+            max_storage_buffer_binding_size: 1 << 27,
+            max_buffer_size: 1 << 28,
+            max_compute_workgroups_per_dimension: 65535,
+            min_uniform_buffer_offset_alignment: 256,
+        }
+    }
+
+    #[test]
+    fn with_tiers_turns_tiers_off_but_never_on_without_the_feature() {
+        let p = profile(true, true).with_tiers(|t| t.f16 = false);
+        assert_eq!(p.tiers, Tiers { f16: false, subgroup: true, fused: true, tiled: true });
+        let p = profile(false, false).with_tiers(|t| *t = Tiers { f16: true, subgroup: true, fused: false, tiled: true });
+        assert_eq!(p.tiers, Tiers { f16: false, subgroup: false, fused: false, tiled: true });
     }
 }
