@@ -13,7 +13,7 @@ use ember::backend::cpu::simd::SCALAR;
 use ember::backend::cpu::{attention, AttnShape};
 use ember::backend::wgpu::kernels::{ops, params_buffer, GBuf, Kernels, Readback, Recorder};
 use ember::backend::wgpu::layout::GPU_TYPES;
-use ember::backend::wgpu::shaders::RowsTile;
+use ember::backend::wgpu::shaders::{AttnCache, RowsTile, TileType};
 use ember::backend::wgpu::weights::{self as gpu_weights, GpuDense, GpuMatrix};
 use ember::backend::wgpu::{AdapterPolicy, GpuContext};
 use ember::ops::rope::{self, RopeMode, RopeParams};
@@ -166,6 +166,7 @@ fn matmul_case(ctx: &GpuContext, ty: GgmlType, n_in: usize, n_out: usize, n_tok:
     // Every tier this adapter runs (lavapipe has subgroups: ReduceSg runs in CI).
     let mut kinds = vec![ops::MatmulKind::Reduce];
     kinds.extend(RowsTile::ALL.map(ops::MatmulKind::Rows));
+    kinds.extend(tiled_kinds(ctx));
     if ctx.profile.subgroups {
         kinds.push(ops::MatmulKind::ReduceSg);
     }
@@ -206,6 +207,81 @@ fn matmul_and_get_rows_match_reference_for_every_type() {
         // rows, and the tensor ends mid-word (zero-padded on upload).
         if ty.block_size() <= 32 {
             matmul_case(&ctx, ty, 96, 7, 3, " (odd rows)");
+        }
+    }
+}
+
+/// The tiled kernel's tiles this adapter runs: f32 everywhere, f16 with `SHADER_F16`.
+fn tiled_kinds(ctx: &GpuContext) -> Vec<ops::MatmulKind> {
+    TileType::ALL.into_iter().filter(|&t| t == TileType::F32 || ctx.profile.f16).map(ops::MatmulKind::Tiled).collect()
+}
+
+/// Tolerated NMSE of the tiled kernel against `matmul_ref`. f32 tiles differ
+/// from the reference only in the order of f32 sums (NMSE ~1e-14). f16 tiles
+/// also round every weight and x value to f16 (relative error ≤ 2^-11 each,
+/// variance ≈ (2^-11)²/3 ≈ 8e-8 per operand, so ≈ 1.6e-7 per product, and the
+/// NMSE of a sum of independent such errors is about the same): 1e-6 leaves a
+/// 6× margin and still fails on any indexing error (NMSE ~1).
+fn tiled_tolerance(t: TileType) -> f64 {
+    match t {
+        TileType::F32 => 1e-10,
+        TileType::F16 => 1e-6,
+    }
+}
+
+/// The tiled kernel on every weight type, on lavapipe too (where `matmul`
+/// would not pick it): an odd row count (two full 64-row tiles and a partial
+/// one), token counts 8, 13 and 64 (partial and full token tiles), x rows at
+/// an odd stride and offset, and y rows wider than the output (the gaps must
+/// stay untouched).
+#[test]
+fn tiled_matmul_matches_reference_for_every_type_tile_and_stride() {
+    let Some(ctx) = gpu() else { return };
+    eprintln!("adapter: {} ({}), f16 {}", ctx.profile.adapter_name, ctx.profile.device_type, ctx.profile.f16);
+    if std::env::var_os("CI").is_some() && ctx.profile.software {
+        // lavapipe (Mesa ≥ 23) has SHADER_F16: the f16 tiles must be exercised in CI.
+        assert!(ctx.profile.f16, "software adapter without SHADER_F16: the f16 tier goes untested");
+    }
+    let (n_in, n_out) = (512, 131);
+    let (x_stride, x_off, y_stride) = (n_in + 37, 5, n_out + 3);
+    let mut run = Run::new(&ctx);
+    for ty in TYPES {
+        for n_tok in [8, 13, 64] {
+            let mut rng = Rng(ty as u64 * 131 + n_tok as u64);
+            let w = random_weights(ty, n_in, n_out, &mut rng);
+            let x = rng.vec(n_tok * n_in);
+            let mut want = vec![0f32; n_tok * n_out];
+            ember::ops::matmul::matmul_ref(ty, &w, n_in, n_out, &x, &mut want).unwrap();
+            // x at stride x_stride from x_off; y at stride y_stride with 3 untouched zeros per row.
+            let mut xs = rng.vec(x_off + n_tok * x_stride);
+            for t in 0..n_tok {
+                xs[x_off + t * x_stride..][..n_in].copy_from_slice(&x[t * n_in..(t + 1) * n_in]);
+            }
+            let want: Vec<f32> = want.chunks(n_out).flat_map(|r| r.iter().copied().chain([0.0; 3])).collect();
+            let gm = GpuMatrix::upload(&ctx, "w", ty, &w, n_in, n_out).unwrap();
+            let xb = GBuf::from_f32(&ctx, "x", &xs);
+            for kind in tiled_kinds(&ctx) {
+                let ops::MatmulKind::Tiled(t) = kind else { unreachable!() };
+                let yb = run.zeros(n_tok * y_stride);
+                run.go(|r| ops::matmul_with(r, kind, &gm, &xb, x_stride, x_off, n_tok, &yb, y_stride).unwrap());
+                let name = format!("mul_mat {kind:?} {ty} {n_in}x{n_out} n_tok={n_tok} strided");
+                compare(&name, &run.read(&yb, want.len()), &want, tiled_tolerance(t));
+            }
+            if ty == GgmlType::F16 && ctx.profile.f16 {
+                // What `matmul` gives f16 tiles: F16 weights and x rounded to
+                // f16 (act_quant). Then nothing rounds in the tiles: f32 tolerance.
+                let x16: Vec<f32> = xs.iter().map(|&v| f16::from_f32(v).to_f32()).collect();
+                let mut want16 = vec![0f32; n_tok * n_out];
+                let xr: Vec<f32> = (0..n_tok).flat_map(|t| x16[x_off + t * x_stride..][..n_in].to_vec()).collect();
+                ember::ops::matmul::matmul_ref(ty, &w, n_in, n_out, &xr, &mut want16).unwrap();
+                let want16: Vec<f32> = want16.chunks(n_out).flat_map(|r| r.iter().copied().chain([0.0; 3])).collect();
+                let xb16 = GBuf::from_f32(&ctx, "x16", &x16);
+                let yb = run.zeros(n_tok * y_stride);
+                let kind = ops::MatmulKind::Tiled(TileType::F16);
+                run.go(|r| ops::matmul_with(r, kind, &gm, &xb16, x_stride, x_off, n_tok, &yb, y_stride).unwrap());
+                let name = format!("mul_mat {kind:?} F16 x in f16 n_tok={n_tok} strided");
+                compare(&name, &run.read(&yb, want16.len()), &want16, tiled_tolerance(TileType::F32));
+            }
         }
     }
 }
@@ -310,6 +386,19 @@ fn rope_norm_and_neox_match_reference() {
     }
 }
 
+/// The attention cache reads this adapter runs: packed everywhere, f16 with `SHADER_F16`.
+fn attn_caches(ctx: &GpuContext) -> Vec<AttnCache> {
+    AttnCache::ALL.into_iter().filter(|&c| c == AttnCache::Packed || ctx.profile.f16).collect()
+}
+
+/// Tolerated NMSE of attention against the CPU reference, for both cache
+/// reads: the same f16 roundings as the CPU and exact f32 products of f16
+/// values, so only the order of f32 sums differs (measured ≤ 6e-15); 1e-10
+/// would catch an f16 product (measured 4e-8) or a wrong index (≥ 1e-2).
+fn attn_tolerance(_: AttnCache) -> f64 {
+    1e-10
+}
+
 #[test]
 fn attention_matches_cpu_reference_with_gqa_and_window() {
     let Some(ctx) = gpu() else { return };
@@ -331,14 +420,16 @@ fn attention_matches_cpu_reference_with_gqa_and_window() {
         run.go(|r| {
             ops::kv_store(r, &kb, &kc, pos0 + n_tok, kv_dim, 0).unwrap();
             ops::kv_store(r, &vb, &vc, pos0 + n_tok, kv_dim, 0).unwrap();
-            ops::attention(r, &qb, &kc, &vc, &ob, &args).unwrap();
         });
         let k16: Vec<f16> = k.iter().map(|&x| f16::from_f32(x)).collect();
         let v16: Vec<f16> = v.iter().map(|&x| f16::from_f32(x)).collect();
         let shape = AttnShape { n_head, n_head_kv, head_dim_k: hd, head_dim_v: hd, pos0, kq_scale: args.kq_scale, window, softcap: None };
         let mut want = vec![0f32; q.len()];
         attention(&SCALAR, &shape, &q, &k16, &v16, &mut want);
-        compare(&format!("attention hd={hd} gqa=2 window={window:?}"), &run.read(&ob, q.len()), &want, 1e-6);
+        for cache in attn_caches(&ctx) {
+            run.go(|r| ops::attention_with(r, cache, &qb, &kc, &vc, &ob, &args).unwrap());
+            compare(&format!("attention {cache:?} hd={hd} gqa=2 window={window:?}"), &run.read(&ob, q.len()), &want, attn_tolerance(cache));
+        }
         // The cache holds K exactly as f16.
         let kc_got = run.read(&kc, (pos0 + n_tok) * kv_dim / 2);
         let kc_got: Vec<f32> = bytemuck::cast_slice::<f32, u16>(&kc_got).iter().map(|&h| f16::from_bits(h).to_f32()).collect();
@@ -471,11 +562,13 @@ fn attention_with_distinct_k_v_heads_softcap_and_mla_rows() {
     let qb = GBuf::from_f32(&ctx, "q", &q);
     let ob = run.zeros(n_tok * n_head * hdv);
     let args = ops::AttnArgs { softcap: Some(2.0), ..ops::AttnArgs::standard(n_tok, n_head, n_head_kv, hdk, hdv, pos0, 0.3) };
-    run.go(|r| ops::attention(r, &qb, &kc, &vc, &ob, &args).unwrap());
     let shape = AttnShape { n_head, n_head_kv, head_dim_k: hdk, head_dim_v: hdv, pos0, kq_scale: 0.3, window: None, softcap: Some(2.0) };
     let mut want = vec![0f32; n_tok * n_head * hdv];
     attention(&SCALAR, &shape, &q, &f16s(&k), &f16s(&v), &mut want);
-    compare("attention hd_k=96 hd_v=64 softcap=2", &run.read(&ob, want.len()), &want, 1e-6);
+    for cache in attn_caches(&ctx) {
+        run.go(|r| ops::attention_with(r, cache, &qb, &kc, &vc, &ob, &args).unwrap());
+        compare(&format!("attention {cache:?} hd_k=96 hd_v=64 softcap=2"), &run.read(&ob, want.len()), &want, attn_tolerance(cache));
+    }
 
     // Absorbed MLA: one KV head of rows [latent 256 | k_pe 32], V = the latent (same buffer).
     let (n_head, lat, row, n_tok, pos0) = (3, 256, 288, 4, 20);
@@ -486,12 +579,14 @@ fn attention_with_distinct_k_v_heads_softcap_and_mla_rows() {
     let qb = GBuf::from_f32(&ctx, "q", &q);
     let ob = run.zeros(n_tok * n_head * lat);
     let args = ops::AttnArgs { k_row: row, v_row: row, ..ops::AttnArgs::standard(n_tok, n_head, 1, row, lat, pos0, 0.1) };
-    run.go(|r| ops::attention(r, &qb, &kc, &kc, &ob, &args).unwrap());
     let shape = AttnShape { n_head, n_head_kv: 1, head_dim_k: row, head_dim_v: lat, pos0, kq_scale: 0.1, window: None, softcap: None };
     let mut want = vec![0f32; n_tok * n_head * lat];
     let kv16 = f16s(&kv);
     ember::backend::cpu::attention_strided(&SCALAR, &shape, &q, &kv16, row, &kv16, row, &mut want);
-    compare("attention MLA rows 288, V = latent 256", &run.read(&ob, want.len()), &want, 1e-6);
+    for cache in attn_caches(&ctx) {
+        run.go(|r| ops::attention_with(r, cache, &qb, &kc, &kc, &ob, &args).unwrap());
+        compare(&format!("attention {cache:?} MLA rows 288, V = latent 256"), &run.read(&ob, want.len()), &want, attn_tolerance(cache));
+    }
 }
 
 #[test]
@@ -598,7 +693,7 @@ fn padded_rows_multiply_like_the_unpadded_weight() {
         assert_eq!(gm.n_in, pad);
         let xp: Vec<f32> = x.chunks(n_in).flat_map(|r| r.iter().copied().chain(std::iter::repeat_n(0.0, pad - n_in))).collect();
         let xb = GBuf::from_f32(&ctx, "x", &xp);
-        for kind in [ops::MatmulKind::Reduce].into_iter().chain(RowsTile::ALL.map(ops::MatmulKind::Rows)) {
+        for kind in [ops::MatmulKind::Reduce].into_iter().chain(RowsTile::ALL.map(ops::MatmulKind::Rows)).chain(tiled_kinds(&ctx)) {
             let yb = run.zeros(n_tok * n_out);
             run.go(|r| ops::matmul_with(r, kind, &gm, &xb, pad, 0, n_tok, &yb, n_out).unwrap());
             compare(&format!("mul_mat {kind:?} {ty} padded 48→64 x {n_out}"), &run.read(&yb, want.len()), &want, 1e-6);

@@ -147,6 +147,15 @@ impl Tiers {
 }
 
 impl DeviceProfile {
+    /// This profile with its tiers changed by `f` (tests force a tier on or
+    /// off); a tier whose feature the device lacks stays off whatever `f` says.
+    pub fn with_tiers(mut self, f: impl FnOnce(&mut Tiers)) -> DeviceProfile {
+        f(&mut self.tiers);
+        self.tiers.f16 &= self.f16;
+        self.tiers.subgroup &= self.subgroups;
+        self
+    }
+
     /// The largest storage binding weights and activations may use; tensors
     /// above it are split by rows.
     pub fn max_binding(&self) -> u64 {
@@ -351,5 +360,34 @@ impl Drop for QuietStderr {
                 close(fd);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn profile(f16: bool, subgroups: bool) -> DeviceProfile {
+        DeviceProfile {
+            adapter_name: "test".into(),
+            backend: "none".into(),
+            device_type: "cpu (software)".into(),
+            software: true,
+            f16,
+            subgroups,
+            tiers: Tiers::available(f16, subgroups),
+            max_storage_buffer_binding_size: 1 << 27,
+            max_buffer_size: 1 << 28,
+            max_compute_workgroups_per_dimension: 65535,
+            min_uniform_buffer_offset_alignment: 256,
+        }
+    }
+
+    #[test]
+    fn with_tiers_turns_tiers_off_but_never_on_without_the_feature() {
+        let p = profile(true, true).with_tiers(|t| t.f16 = false);
+        assert_eq!(p.tiers, Tiers { f16: false, subgroup: true, fused: true, tiled: true });
+        let p = profile(false, false).with_tiers(|t| *t = Tiers { f16: true, subgroup: true, fused: false, tiled: true });
+        assert_eq!(p.tiers, Tiers { f16: false, subgroup: false, fused: false, tiled: true });
     }
 }

@@ -12,6 +12,7 @@ const MATMUL: &str = include_str!("shaders/matmul.wgsl");
 const MATMUL_WG: &str = include_str!("shaders/matmul_wg.wgsl");
 const MATMUL_SG: &str = include_str!("shaders/matmul_sg.wgsl");
 const MATMUL_ROWS: &str = include_str!("shaders/matmul_rows.wgsl");
+const MATMUL_TILED: &str = include_str!("shaders/matmul_tiled.wgsl");
 const GET_ROWS: &str = include_str!("shaders/get_rows.wgsl");
 const RMS_NORM: &str = include_str!("shaders/rms_norm.wgsl");
 const ROPE: &str = include_str!("shaders/rope.wgsl");
@@ -40,11 +41,15 @@ pub enum ShaderKey {
     /// One invocation per (rows, tokens) tile, no barriers (software
     /// adapters, prompts): see [`RowsTile`].
     MatmulRows(Layout, RowsTile),
+    /// Workgroup-shared tiles of 64 rows × 32 or 64 tokens (prompt
+    /// micro-batches on GPUs): see [`TileType`].
+    MatmulTiled(Layout, TileType),
     GetRows(Layout),
     RmsNorm,
     Rope,
     KvStore,
-    Attention,
+    /// Attention over the f16 KV cache, its cache reads per tier: see [`AttnCache`].
+    Attention(AttnCache),
     Swiglu,
     Add,
     Scale,
@@ -97,6 +102,86 @@ impl RowsTile {
     }
 }
 
+/// What matmul_tiled.wgsl keeps in its workgroup tiles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TileType {
+    /// f32 tiles, 64 rows × 32 tokens (baseline tier).
+    F32,
+    /// f16 tiles, 64 rows × 64 tokens in less memory (f16 tier, `SHADER_F16`):
+    /// weights and x rounded to f16, products and sums in f32.
+    F16,
+}
+
+impl TileType {
+    pub const ALL: [TileType; 2] = [TileType::F32, TileType::F16];
+
+    /// Tokens per workgroup tile.
+    pub fn tokens(&self) -> u32 {
+        match self {
+            TileType::F32 => 32,
+            TileType::F16 => 64,
+        }
+    }
+
+    /// Weight rows per workgroup tile.
+    pub const ROWS: u32 = 64;
+
+    /// The lines the host prepends to matmul_tiled.wgsl (`enable f16;` must
+    /// come before every declaration, so these go first).
+    fn header(&self) -> String {
+        match self {
+            TileType::F32 => format!("alias tile = f32;\nconst BN: u32 = {}u;\n", self.tokens()),
+            TileType::F16 => format!("enable f16;\nalias tile = f16;\nconst BN: u32 = {}u;\n", self.tokens()),
+        }
+    }
+}
+
+/// How attention.wgsl reads the f16 KV cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AttnCache {
+    /// u32 words through `unpack2x16float`, f32 products (baseline tier).
+    Packed,
+    /// `vec2<f16>` reads, products and sums in f32 (f16 tier, `SHADER_F16`):
+    /// the same values as `Packed` without unpacking words by hand.
+    F16,
+}
+
+impl AttnCache {
+    pub const ALL: [AttnCache; 2] = [AttnCache::Packed, AttnCache::F16];
+
+    /// The cache bindings and readers prepended to attention.wgsl (its header
+    /// comment says what they compute).
+    fn header(&self) -> &'static str {
+        match self {
+            AttnCache::Packed => {
+                "@group(0) @binding(2) var<storage, read> kc: array<u32>;
+@group(0) @binding(3) var<storage, read> vc: array<u32>;
+fn k_pair(i: u32) -> vec2<f32> {
+    return unpack2x16float(kc[i]);
+}
+fn pv(pj: f32, i: u32, odd: bool) -> f32 {
+    let v = unpack2x16float(vc[i]);
+    return pj * select(v.x, v.y, odd);
+}
+"
+            }
+            AttnCache::F16 => {
+                "enable f16;
+@group(0) @binding(2) var<storage, read> kc: array<vec2<f16>>;
+@group(0) @binding(3) var<storage, read> vc: array<vec2<f16>>;
+fn k_pair(i: u32) -> vec2<f32> {
+    return vec2<f32>(kc[i]);
+}
+fn pv(pj: f32, i: u32, odd: bool) -> f32 {
+    let v = vc[i];
+    return pj * f32(select(v.x, v.y, odd));
+}
+"
+            }
+        }
+    }
+}
+
 /// Binding signature: binding 0 is the params uniform (dynamic offset), then
 /// `n_read` read-only storage buffers, then `n_rw` read-write ones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -115,8 +200,10 @@ impl ShaderKey {
             ShaderKey::Matmul(l) => format!("matmul_{}", l.name()),
             ShaderKey::MatmulSg(l) => format!("matmul_sg_{}", l.name()),
             ShaderKey::MatmulRows(l, t) => format!("matmul_rows_r{}t{}_{}", t.rows, t.tokens, l.name()),
+            ShaderKey::MatmulTiled(l, t) => format!("matmul_tiled_{}_{}", format!("{t:?}").to_lowercase(), l.name()),
             ShaderKey::GetRows(l) => format!("get_rows_{}", l.name()),
             ShaderKey::HeadMatmul(l) => format!("head_matmul_{}", l.name()),
+            ShaderKey::Attention(c) => format!("attention_{}", format!("{c:?}").to_lowercase()),
             other => format!("{other:?}").to_lowercase(),
         }
     }
@@ -136,11 +223,12 @@ impl ShaderKey {
                 MATMUL_ROWS,
                 DEQUANT
             ),
+            ShaderKey::MatmulTiled(l, t) => format!("{}{}{}\n{}", t.header(), layout_consts(*l), MATMUL_TILED, DEQUANT),
             ShaderKey::GetRows(l) => format!("{}{}\n{}", layout_consts(*l), GET_ROWS, DEQUANT),
             ShaderKey::RmsNorm => RMS_NORM.into(),
             ShaderKey::Rope => ROPE.into(),
             ShaderKey::KvStore => KV_STORE.into(),
-            ShaderKey::Attention => ATTENTION.into(),
+            ShaderKey::Attention(c) => format!("{}{}", c.header(), ATTENTION),
             ShaderKey::Swiglu => SWIGLU.into(),
             ShaderKey::Add => ADD.into(),
             ShaderKey::Scale => SCALE.into(),
@@ -160,12 +248,14 @@ impl ShaderKey {
     /// struct by the naga test).
     pub fn params(&self) -> ParamsLayout {
         match self {
-            ShaderKey::Matmul(_) | ShaderKey::MatmulSg(_) | ShaderKey::MatmulRows(..) => kp::MatmulParams::LAYOUT,
+            ShaderKey::Matmul(_) | ShaderKey::MatmulSg(_) | ShaderKey::MatmulRows(..) | ShaderKey::MatmulTiled(..) => {
+                kp::MatmulParams::LAYOUT
+            }
             ShaderKey::GetRows(_) => kp::GetRowsParams::LAYOUT,
             ShaderKey::RmsNorm => kp::RmsNormParams::LAYOUT,
             ShaderKey::Rope => kp::RopeParams::LAYOUT,
             ShaderKey::KvStore => kp::KvStoreParams::LAYOUT,
-            ShaderKey::Attention => kp::AttentionParams::LAYOUT,
+            ShaderKey::Attention(_) => kp::AttentionParams::LAYOUT,
             ShaderKey::Swiglu => kp::SwigluParams::LAYOUT,
             ShaderKey::Add => kp::AddParams::LAYOUT,
             ShaderKey::Scale => kp::ScaleParams::LAYOUT,
@@ -184,7 +274,11 @@ impl ShaderKey {
         let s = |n_read, n_rw| Signature { n_read, n_rw };
         match self {
             // x (or ids), the weight's bytes (wa); y (or out).
-            ShaderKey::Matmul(_) | ShaderKey::MatmulSg(_) | ShaderKey::MatmulRows(..) | ShaderKey::GetRows(_) => s(2, 1),
+            ShaderKey::Matmul(_)
+            | ShaderKey::MatmulSg(_)
+            | ShaderKey::MatmulRows(..)
+            | ShaderKey::MatmulTiled(..)
+            | ShaderKey::GetRows(_) => s(2, 1),
             ShaderKey::RmsNorm => s(2, 1),
             ShaderKey::Rope
             | ShaderKey::KvStore
@@ -195,7 +289,7 @@ impl ShaderKey {
             | ShaderKey::ActQuant
             | ShaderKey::Copy => s(1, 1),
             ShaderKey::Scale => s(0, 1),
-            ShaderKey::Attention => s(3, 1),
+            ShaderKey::Attention(_) => s(3, 1),
             ShaderKey::HeadMatmul(_) => s(2, 1),
             ShaderKey::RmsNormQ => s(2, 2),
             ShaderKey::GluQ => s(1, 2),
@@ -212,6 +306,7 @@ pub fn all_variants() -> Vec<ShaderKey> {
         v.push(ShaderKey::Matmul(l));
         v.push(ShaderKey::MatmulSg(l));
         v.extend(RowsTile::ALL.map(|t| ShaderKey::MatmulRows(l, t)));
+        v.extend(TileType::ALL.map(|t| ShaderKey::MatmulTiled(l, t)));
         v.push(ShaderKey::GetRows(l));
         v.push(ShaderKey::HeadMatmul(l));
     }
@@ -219,7 +314,8 @@ pub fn all_variants() -> Vec<ShaderKey> {
         ShaderKey::RmsNorm,
         ShaderKey::Rope,
         ShaderKey::KvStore,
-        ShaderKey::Attention,
+        ShaderKey::Attention(AttnCache::Packed),
+        ShaderKey::Attention(AttnCache::F16),
         ShaderKey::Swiglu,
         ShaderKey::Add,
         ShaderKey::Scale,
@@ -244,16 +340,17 @@ mod tests {
         for key in all_variants() {
             let src = key.source();
             let module = naga::front::wgsl::parse_str(&src).unwrap_or_else(|e| panic!("{}: {}", key.label(), e.emit_to_string(&src)));
-            // The baseline tier needs no optional feature; the subgroup tier
-            // only SUBGROUP. `unpack2x16float` (f16 scales read as f32, no
-            // `f16` extension) is naga's SHADER_FLOAT16_IN_FLOAT32, which wgpu
-            // grants on every Vulkan/Metal/DX12 device (downlevel
-            // SHADER_F16_IN_F32; only some GL ES lack it).
-            let f16_in_f32 = naga::valid::Capabilities::SHADER_FLOAT16_IN_FLOAT32;
-            let caps = match key {
-                ShaderKey::MatmulSg(_) => naga::valid::Capabilities::SUBGROUP | f16_in_f32,
-                _ => f16_in_f32,
-            };
+            // The baseline tier needs only what every WebGPU device has
+            // (naga 27 names pack/unpack2x16float SHADER_FLOAT16_IN_FLOAT32;
+            // wgpu grants it on every adapter); the subgroup tier adds only
+            // SUBGROUP, the f16 tier only SHADER_FLOAT16.
+            use naga::valid::Capabilities as C;
+            let caps = C::SHADER_FLOAT16_IN_FLOAT32
+                | match key {
+                    ShaderKey::MatmulSg(_) => C::SUBGROUP,
+                    ShaderKey::MatmulTiled(_, TileType::F16) | ShaderKey::Attention(AttnCache::F16) => C::SHADER_FLOAT16,
+                    _ => C::empty(),
+                };
             let mut v = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps);
             v.subgroup_stages(naga::valid::ShaderStages::COMPUTE).subgroup_operations(naga::valid::SubgroupOperationSet::all());
             v.validate(&module).unwrap_or_else(|e| panic!("{}: {}", key.label(), e.emit_to_string(&src)));

@@ -3,7 +3,8 @@
 
 use super::params::*;
 use super::{GBuf, Recorder};
-use crate::backend::wgpu::shaders::{RowsTile, ShaderKey};
+use crate::quant::GgmlType;
+use crate::backend::wgpu::shaders::{AttnCache, RowsTile, ShaderKey, TileType};
 use crate::backend::wgpu::weights::{GpuDense, GpuMatrix};
 use crate::{Error, Result};
 
@@ -26,12 +27,22 @@ pub enum MatmulKind {
     ReduceSg,
     /// matmul_rows.wgsl: one invocation per tile of rows × tokens, no barriers.
     Rows(RowsTile),
+    /// matmul_tiled.wgsl: a workgroup per tile of 64 rows × 32 (f32) or 64
+    /// (f16) tokens, weights and x staged in workgroup memory (tiled tier).
+    Tiled(TileType),
 }
 
+/// Smallest micro-batch the tiled kernel takes: below it most of a 32-token
+/// tile would compute on padding, and matmul_rows' 4-token tiles fit better.
+pub const TILED_MIN_TOKENS: usize = 8;
+
 /// `y[t][y_off..] = W · x[t][x_off..]` over every row part of `w`, with the
-/// kernel the device profile prefers: `Rows` on software adapters (barriers
-/// are expensive there) and for batches of ≥ 4 tokens; for decode on GPUs,
-/// `ReduceSg` where subgroups exist, else `Reduce`.
+/// kernel the device profile prefers: on GPUs with the tiled tier, `Tiled`
+/// for batches of ≥ [`TILED_MIN_TOKENS`] (f16 tiles for F16 weights with the f16 tier);
+/// `Rows` on software adapters (barriers are expensive there: lavapipe runs
+/// a workgroup's invocations in turn between barriers) and for the other
+/// batches of ≥ 4 tokens; for decode on GPUs, `ReduceSg` where subgroups
+/// exist, else `Reduce`.
 #[allow(clippy::too_many_arguments)]
 pub fn matmul(
     rec: &mut Recorder,
@@ -45,7 +56,16 @@ pub fn matmul(
 ) -> Result<()> {
     let aligned = x_stride.is_multiple_of(4) && x_off.is_multiple_of(4);
     let software = rec.ctx.profile.software;
-    let kind = if aligned && software {
+    let tiers = rec.ctx.profile.tiers;
+    let kind = if tiers.tiled && !software && n_tok >= TILED_MIN_TOKENS {
+        // f16 tiles only where they lose nothing: F16 weights are f16 values,
+        // and their x was rounded to f16 (act_quant, llama.cpp's vec_dot_type).
+        // For other weights they would round dequantized weights and x that
+        // llama.cpp keeps exact (f16 products alone moved SmolLM2's last
+        // logits past its criterion, see docs/GPU.md).
+        let f16_exact = tiers.f16 && w.layout.ty() == GgmlType::F16;
+        MatmulKind::Tiled(if f16_exact { TileType::F16 } else { TileType::F32 })
+    } else if aligned && software {
         MatmulKind::Rows(if n_tok == 1 { RowsTile::SOFTWARE_DECODE } else { RowsTile::SOFTWARE })
     } else if aligned && n_tok >= 4 {
         MatmulKind::Rows(RowsTile::GPU)
@@ -80,6 +100,22 @@ pub fn matmul_with(
         y_off: r0 as u32,
         ..Default::default()
     };
+    if let MatmulKind::Tiled(t) = kind {
+        if t == TileType::F16 && !rec.ctx.profile.f16 {
+            return Err(Error::Backend("matmul: f16 tiles on an adapter without SHADER_F16".into()));
+        }
+        for part in &w.parts {
+            let groups = (part.n_rows as u32).div_ceil(TileType::ROWS);
+            let (gx, gz) = if groups <= 65535 { (groups, 1) } else { (65535, groups.div_ceil(65535)) };
+            rec.dispatch(
+                ShaderKey::MatmulTiled(w.layout, t),
+                &[x, &part.wa, y],
+                &params(part.n_rows, part.r0),
+                [gx, (n_tok as u32).div_ceil(t.tokens()), gz],
+            )?;
+        }
+        return Ok(());
+    }
     if let MatmulKind::Rows(t) = kind {
         for part in &w.parts {
             let groups = (part.n_rows as u32).div_ceil(t.rows_per_group());
@@ -247,8 +283,18 @@ impl AttnArgs {
 pub const ATTN_MAX_HDK: usize = 576;
 pub const ATTN_MAX_HDV: usize = 512;
 
-/// `out [n_tok, n_head·head_dim_v] = softmax(kq_scale · q·Kᵀ) · V`, q `[n_tok, n_head·head_dim_k]`.
+/// `out [n_tok, n_head·head_dim_v] = softmax(kq_scale · q·Kᵀ) · V`, q `[n_tok, n_head·head_dim_k]`,
+/// reading the cache as the f16 tier says ([`AttnCache::F16`] when `tiers.f16`).
 pub fn attention(rec: &mut Recorder, q: &GBuf, kc: &GBuf, vc: &GBuf, out: &GBuf, a: &AttnArgs) -> Result<()> {
+    let cache = if rec.ctx.profile.tiers.f16 { AttnCache::F16 } else { AttnCache::Packed };
+    attention_with(rec, cache, q, kc, vc, out, a)
+}
+
+/// [`attention`] with the cache reads forced (tests run both tiers).
+pub fn attention_with(rec: &mut Recorder, cache: AttnCache, q: &GBuf, kc: &GBuf, vc: &GBuf, out: &GBuf, a: &AttnArgs) -> Result<()> {
+    if cache == AttnCache::F16 && !rec.ctx.profile.f16 {
+        return Err(Error::Backend("attention: f16 cache reads on an adapter without SHADER_F16".into()));
+    }
     let even = [a.head_dim_k, a.head_dim_v, a.k_row, a.v_row].iter().all(|v| v % 2 == 0);
     if !even || a.head_dim_k > ATTN_MAX_HDK || a.head_dim_v > ATTN_MAX_HDV || !a.n_head.is_multiple_of(a.n_head_kv) {
         return Err(crate::Error::Backend(format!(
@@ -270,7 +316,7 @@ pub fn attention(rec: &mut Recorder, q: &GBuf, kc: &GBuf, vc: &GBuf, out: &GBuf,
         k_row: a.k_row as u32,
         v_row: a.v_row as u32,
     };
-    rec.dispatch(ShaderKey::Attention, &[q, kc, vc, out], &p, [a.n_head as u32, a.n_tok as u32, 1])
+    rec.dispatch(ShaderKey::Attention(cache), &[q, kc, vc, out], &p, [a.n_head as u32, a.n_tok as u32, 1])
 }
 
 /// `gate = silu(gate) · up` (`gelu` = false) or `gelu(gate) · up`.

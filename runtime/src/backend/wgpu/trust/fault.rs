@@ -56,11 +56,13 @@ impl Fault {
     pub fn hits(&self, key: ShaderKey) -> bool {
         use ShaderKey as K;
         match self.name {
-            "matmul" => matches!(key, K::Matmul(_) | K::MatmulSg(_) | K::MatmulRows(..)),
-            "rms_norm" => key == K::RmsNorm,
-            "rope" => key == K::Rope,
-            "attention" => key == K::Attention,
-            "glu" => key == K::Swiglu,
+            // Each name covers every tier's kernel for that op (tiled products,
+            // the fused norm/GLU/RoPE kernels), so a fault hits whichever runs.
+            "matmul" => matches!(key, K::Matmul(_) | K::MatmulSg(_) | K::MatmulRows(..) | K::MatmulTiled(..)),
+            "rms_norm" => matches!(key, K::RmsNorm | K::RmsNormQ),
+            "rope" => matches!(key, K::Rope | K::RopeKv),
+            "attention" => matches!(key, K::Attention(_)),
+            "glu" => matches!(key, K::Swiglu | K::GluQ),
             "add" => key == K::Add,
             "get_rows" => matches!(key, K::GetRows(_)),
             "kv_store" => key == K::KvStore,
@@ -87,6 +89,6 @@ mod tests {
             assert!(!Fault::parse(n).unwrap().unwrap().hits(ShaderKey::Scale), "{n}");
         }
         assert!(Fault::parse("rope").unwrap().unwrap().hits(ShaderKey::Rope));
-        assert!(!Fault::parse("rope").unwrap().unwrap().hits(ShaderKey::Attention));
+        assert!(!Fault::parse("rope").unwrap().unwrap().hits(ShaderKey::Attention(crate::backend::wgpu::shaders::AttnCache::Packed)));
     }
 }
