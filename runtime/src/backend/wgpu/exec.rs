@@ -257,15 +257,7 @@ impl WgpuBackend {
         let scope = AllocScope::new(&ctx);
         let weights = GpuWeights::upload(&ctx, &arch.graph().weights)?;
         scope.check("uploading the weights")?;
-        let mut be = WgpuBackend {
-            ctx,
-            kernels,
-            weights,
-            arch,
-            dispatches: 0,
-            submits: AtomicU64::new(0),
-            dispatched: AtomicU64::new(0),
-        };
+        let mut be = WgpuBackend { ctx, kernels, weights, arch, dispatches: 0, submits: AtomicU64::new(0), dispatched: AtomicU64::new(0) };
         be.dispatches = be.count_dispatches(false)?;
         be.save_pipelines();
         Ok(be)

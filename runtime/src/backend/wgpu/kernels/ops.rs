@@ -3,9 +3,9 @@
 
 use super::params::*;
 use super::{GBuf, Recorder};
-use crate::quant::GgmlType;
 use crate::backend::wgpu::shaders::{AttnCache, RowsTile, ShaderKey, TileType};
 use crate::backend::wgpu::weights::{GpuDense, GpuMatrix};
+use crate::quant::GgmlType;
 use crate::{Error, Result};
 
 fn split(n: u32) -> [u32; 2] {
