@@ -29,9 +29,8 @@ fn compare(name: &str, reference: &str, ctx: usize, backend: &str) -> Result<Cmp
     let n_vocab = meta["n_vocab"].as_u64().unwrap() as usize;
     let want = read_f32(&arch(&format!("{name}.{reference}")));
     let model = arch(&format!("{name}.gguf"));
-    let args =
-        ["logits", "-m", model.to_str().unwrap(), "--ids", &ids.join(","), "--ctx", &ctx.to_string(), "-t", "2", "--backend", backend];
-    let out = run(&args);
+    let args = ["logits", "-m", model.to_str().unwrap(), "--ids", &ids.join(","), "--ctx", &ctx.to_string(), "-t", "2"];
+    let out = run_on(backend, &args);
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         return Err(err.lines().filter(|l| l.contains("error")).collect::<Vec<_>>().join(" "));
@@ -127,6 +126,15 @@ fn every_arch_fixture_matches_llama_cpp_on_wgpu() {
         return;
     }
     every_fixture_matches("wgpu");
+}
+
+/// The same on wgpu's baseline tier (f16, subgroup, fused and tiled off).
+#[test]
+fn every_arch_fixture_matches_llama_cpp_on_the_wgpu_baseline_tier() {
+    if !wgpu_available() {
+        return;
+    }
+    every_fixture_matches(WGPU_BASELINE);
 }
 
 fn inspect_value(out: &str, label: &str) -> u64 {

@@ -29,6 +29,8 @@ on_every_backend!(top1_agrees: top1_agrees_with_llama_cpp_along_every_sequence, 
 on_every_backend!(last_prompt_logits_close: last_prompt_logits_close_to_llama_cpp, wgpu_last_prompt_logits_close_to_llama_cpp);
 // `ember run --temp 0 -n 16` reproduces llama.cpp's greedy text on ≥ 5 of 6 prompts.
 on_every_backend!(greedy_run: greedy_run_reproduces_llama_cpp, wgpu_greedy_run_reproduces_llama_cpp);
+// Again with every optional wgpu tier off (the cases above run lavapipe's f16 and fused tiers).
+on_the_baseline_tier!(last_prompt_logits_close: wgpu_baseline_last_prompt_logits_close_to_llama_cpp);
 
 #[test]
 fn prompts_tokenize_like_llama_cpp() {

@@ -22,6 +22,11 @@ on_every_backend!(top1_agrees: top1_agrees_with_llama_cpp_along_every_sequence, 
 on_every_backend!(last_prompt_logits_close: last_prompt_logits_close_to_llama_cpp, wgpu_last_prompt_logits_close_to_llama_cpp);
 // `ember run --temp 0 -n 16` reproduces llama.cpp's greedy text on ≥ 5 of 6 prompts.
 on_every_backend!(greedy_run: greedy_run_reproduces_llama_cpp, wgpu_greedy_run_reproduces_llama_cpp);
+// The wgpu cases above run the tiers lavapipe offers (f16, fused); the short
+// ones run again with every optional tier off. (Fused and unfused logits are
+// equal bit for bit: runtime/tests/wgpu_fusion.rs; perplexity on one tier.)
+on_the_baseline_tier!(last_prompt_logits_close: wgpu_baseline_last_prompt_logits_close_to_llama_cpp);
+on_the_baseline_tier!(greedy_run: wgpu_baseline_greedy_run_reproduces_llama_cpp);
 
 #[test]
 fn prompts_tokenize_like_llama_cpp() {

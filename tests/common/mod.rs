@@ -55,6 +55,32 @@ pub fn run(args: &[&str]) -> Output {
     ember().args(args).output().expect("cannot start ember")
 }
 
+/// The wgpu backend on its baseline tier: every optional kernel tier
+/// (f16, subgroup, fused, tiled) turned off through `EMBER_GPU_DISABLE`. The
+/// reference checks run on it as well as on the tiers lavapipe offers.
+pub const WGPU_BASELINE: &str = "wgpu-baseline";
+
+/// Runs ember with args and `--backend` (`cpu`, `wgpu` or [`WGPU_BASELINE`]);
+/// returns the output (whatever the status).
+pub fn run_on(backend: &str, args: &[&str]) -> Output {
+    let mut c = ember();
+    let name = if backend == WGPU_BASELINE {
+        c.env("EMBER_GPU_DISABLE", "f16,subgroup,fused,tiled");
+        "wgpu"
+    } else {
+        c.env_remove("EMBER_GPU_DISABLE");
+        backend
+    };
+    c.args(args).args(["--backend", name]).output().expect("cannot start ember")
+}
+
+/// [`run_on`], requiring success; returns stdout.
+pub fn run_ok_on(backend: &str, args: &[&str]) -> String {
+    let out = run_on(backend, args);
+    assert!(out.status.success(), "ember {:?} on {backend} failed ({}): {}", args, out.status, String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("stdout is UTF-8")
+}
+
 /// Runs ember and requires success; returns stdout.
 pub fn run_ok(args: &[&str]) -> String {
     let out = run(args);
@@ -95,7 +121,7 @@ pub struct Reference {
     /// std ~7.6, measured 0.08–0.12); 0.25 for Gemma-3-270M (std ~5, measured 0.12–0.19
     /// with KL < 0.01 nats and top-1 equal on all 228 confident positions).
     pub centred_tol: f64,
-    /// The `--backend` every command runs with ("cpu", "wgpu").
+    /// The `--backend` every command runs with ("cpu", "wgpu", [`WGPU_BASELINE`]).
     pub backend: &'static str,
 }
 
@@ -112,19 +138,8 @@ impl Reference {
         let want: serde_json::Value =
             serde_json::from_slice(&std::fs::read(fixtures().join(self.dir).join("perplexity.json")).unwrap()).unwrap();
         let text = fixtures().join("ppl_public.txt");
-        let out = run_ok(&[
-            "perplexity",
-            "-m",
-            &self.model_arg(),
-            "-f",
-            text.to_str().unwrap(),
-            "--ctx",
-            "512",
-            "-t",
-            "2",
-            "--backend",
-            self.backend,
-        ]);
+        let out =
+            run_ok_on(self.backend, &["perplexity", "-m", &self.model_arg(), "-f", text.to_str().unwrap(), "--ctx", "512", "-t", "2"]);
         let last = out.lines().last().expect("perplexity prints a JSON line");
         let got: serde_json::Value = serde_json::from_str(last).unwrap();
         assert_eq!(got["tokens"], want["n_tokens"], "token count differs from llama.cpp");
@@ -152,19 +167,7 @@ impl Reference {
             let mut ids = ids_of(&row["ids"]);
             ids.extend(ids_of(&row["greedy"]));
             let ids_arg: Vec<String> = ids.iter().map(u32::to_string).collect();
-            let out = run_ok(&[
-                "logits",
-                "-m",
-                &self.model_arg(),
-                "--ids",
-                &ids_arg.join(","),
-                "--top",
-                "10",
-                "-t",
-                "2",
-                "--backend",
-                self.backend,
-            ]);
+            let out = run_ok_on(self.backend, &["logits", "-m", &self.model_arg(), "--ids", &ids_arg.join(","), "--top", "10", "-t", "2"]);
             let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
             let want = row["top"].as_array().unwrap();
             assert_eq!(lines.len(), want.len(), "one line per position");
@@ -204,7 +207,7 @@ impl Reference {
             let want = read_f32(&fixtures().join(self.dir).join(format!("last_logits_{i}.f32")));
             let ids: Vec<String> = ids_of(&row["ids"]).iter().map(u32::to_string).collect();
             // Only the last position's row (--last): a full row per position is huge for big vocabularies.
-            let out = run_ok(&["logits", "-m", &self.model_arg(), "--ids", &ids.join(","), "--last", "-t", "2", "--backend", self.backend]);
+            let out = run_ok_on(self.backend, &["logits", "-m", &self.model_arg(), "--ids", &ids.join(","), "--last", "-t", "2"]);
             let last: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
             let got: Vec<f64> = last["logits"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
             let want: Vec<f64> = want.iter().map(|&v| v as f64).collect();
@@ -237,8 +240,7 @@ impl Reference {
             let prompt = row["prompt"].as_str().unwrap();
             let stable_text = row["stable_text"].as_str().unwrap();
             let n_stable = row["stable"].as_array().unwrap().len();
-            let out =
-                run_ok(&["run", "-m", &self.model_arg(), "-p", prompt, "--temp", "0", "-n", "16", "-t", "2", "--backend", self.backend]);
+            let out = run_ok_on(self.backend, &["run", "-m", &self.model_arg(), "-p", prompt, "--temp", "0", "-n", "16", "-t", "2"]);
             // `run` ends its output with one newline of its own.
             let text = out.strip_suffix('\n').unwrap_or(&out);
             let pass = if n_stable <= 16 { text.starts_with(stable_text) } else { stable_text.starts_with(text) && !text.is_empty() };
@@ -269,6 +271,20 @@ pub fn wgpu_available() -> bool {
 /// One test per backend for a `Reference` check: `$cpu` runs
 /// `reference("cpu").$check()`, `$wgpu` the same on `wgpu` when an adapter
 /// exists (see [`wgpu_available`]). The test file defines `fn reference(backend)`.
+#[macro_export]
+macro_rules! on_the_baseline_tier {
+    ($check:ident: $test:ident) => {
+        /// The same check on wgpu's baseline tier (every optional tier off).
+        #[test]
+        fn $test() {
+            if wgpu_available() {
+                reference(WGPU_BASELINE).$check();
+            }
+        }
+    };
+}
+
+/// One test per backend for a `Reference` check (see [`on_every_backend`]).
 #[macro_export]
 macro_rules! on_every_backend {
     ($check:ident: $cpu:ident, $wgpu:ident) => {
