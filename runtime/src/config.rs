@@ -110,4 +110,17 @@ pub struct EngineConfig {
     /// Where the CPU backend reads the weights from (the GPU backend uploads
     /// them from the mapping).
     pub weights: WeightMemory,
+    /// An OpenAI-compatible server that `Session::complete`/`Session::chat`
+    /// may send requests to (see `docs/REMOTE.md`; needs the `remote` feature).
+    pub remote: Option<crate::remote::RemoteConfig>,
+    /// Where requests go; `None`: `Remote` when `remote` is set, else `Local`.
+    pub route: Option<crate::remote::RoutePolicy>,
+}
+
+impl EngineConfig {
+    /// The route policy in force (see [`EngineConfig::route`]).
+    pub fn route_policy(&self) -> crate::remote::RoutePolicy {
+        use crate::remote::RoutePolicy;
+        self.route.unwrap_or(if self.remote.is_some() { RoutePolicy::Remote } else { RoutePolicy::Local })
+    }
 }

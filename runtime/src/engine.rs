@@ -26,6 +26,9 @@ pub struct Engine {
     cpu: Arc<CpuBackend>,
     /// The GPU backend with the model's weights, when the forward pass runs on wgpu.
     gpu: Option<Arc<WgpuBackend>>,
+    /// The remote engine, when the config names one.
+    #[cfg(feature = "remote")]
+    remote: Option<Arc<crate::remote::RemoteClient>>,
     config: EngineConfig,
 }
 
@@ -37,6 +40,16 @@ impl Engine {
     }
 
     pub fn from_file(file: Arc<GgufFile>, config: EngineConfig) -> Result<Arc<Engine>> {
+        // The remote side is checked first: a bad URL costs no model load.
+        #[cfg(feature = "remote")]
+        let remote = config.remote.as_ref().map(crate::remote::RemoteClient::new).transpose()?.map(Arc::new);
+        #[cfg(not(feature = "remote"))]
+        if config.remote.is_some() {
+            return Err(Error::InvalidParam("a remote engine needs ember built with the `remote` feature".into()));
+        }
+        if config.route_policy() != crate::remote::RoutePolicy::Local && config.remote.is_none() {
+            return Err(Error::InvalidParam(format!("route {} needs a remote engine", config.route_policy())));
+        }
         let mut model = Model::from_gguf(file.clone())?;
         if let Some(n) = config.n_ctx {
             check_ctx(n, model.info().n_ctx_train, model.info().kv_bytes_per_token)?;
@@ -94,7 +107,17 @@ impl Engine {
             model.info().n_params,
             model.info().quant,
         );
-        Ok(Arc::new(Engine { file, model, tokenizer: Arc::new(tokenizer), grammars: OnceLock::new(), cpu, gpu, config }))
+        Ok(Arc::new(Engine {
+            file,
+            model,
+            tokenizer: Arc::new(tokenizer),
+            grammars: OnceLock::new(),
+            cpu,
+            gpu,
+            #[cfg(feature = "remote")]
+            remote,
+            config,
+        }))
     }
 
     pub fn info(&self) -> &ModelInfo {
@@ -152,6 +175,12 @@ impl Engine {
         } else {
             "cpu"
         }
+    }
+
+    /// The remote engine, when the config names one.
+    #[cfg(feature = "remote")]
+    pub fn remote(&self) -> Option<&Arc<crate::remote::RemoteClient>> {
+        self.remote.as_ref()
     }
 
     pub fn config(&self) -> &EngineConfig {
