@@ -12,6 +12,7 @@ use crate::session::{GenerateParams, GenerationStats, Session};
 use crate::{Error, Result};
 
 /// A request in both forms: the local ids, and the remote route and body.
+#[cfg_attr(not(feature = "remote"), allow(dead_code))]
 struct Request<'a> {
     ids: Vec<u32>,
     chat: Option<&'a [ChatMessage]>,
@@ -130,6 +131,7 @@ impl Session {
 }
 
 /// The conversation as OpenAI messages.
+#[cfg_attr(not(feature = "remote"), allow(dead_code))]
 fn messages_json(msgs: &[ChatMessage]) -> Value {
     Value::Array(
         msgs.iter()
@@ -152,6 +154,7 @@ fn messages_json(msgs: &[ChatMessage]) -> Value {
 /// Sampling, limits, stops and the constraint as request fields (OpenAI's,
 /// plus llama.cpp's `top_k`, `min_p`, `repeat_penalty`, `grammar`, which
 /// `ember serve` and llama.cpp's server honour and others ignore).
+#[cfg_attr(not(feature = "remote"), allow(dead_code))]
 pub(crate) fn request_fields(body: &mut Value, p: &GenerateParams) -> Result<()> {
     let Value::Object(o) = body else { return Ok(()) };
     let s = &p.sampling;

@@ -40,6 +40,7 @@ impl ApiKey {
     }
 
     /// The key itself, for the `Authorization` header only.
+    #[cfg_attr(not(feature = "remote"), allow(dead_code))]
     pub(crate) fn expose(&self) -> &str {
         &self.0
     }
