@@ -12,6 +12,21 @@ use crate::error::EmberError;
 use crate::records::{ChatMessage, GenerateParams};
 
 /// The token ids of `messages` with `tools` offered, ending with the assistant's turn opened.
+/// The template `encode` renders with (the model's, a built-in one its
+/// turn tokens name, else ChatML).
+pub(crate) fn template(tok: &ember::tokenizer::Tokenizer) -> Result<ChatTemplate, EmberError> {
+    let name = if tok.chat_template().is_some() || ember::chat::builtin_for(tok).is_some() { None } else { Some("chatml") };
+    Ok(ChatTemplate::for_tokenizer(tok, name)?)
+}
+
+/// The messages for the runtime, checked as `encode` checks them.
+pub(crate) fn runtime_messages(messages: &[ChatMessage]) -> Result<Vec<RtMessage>, EmberError> {
+    if messages.is_empty() {
+        return Err(EmberError::InvalidParams("chat needs at least one message".into()));
+    }
+    messages.iter().enumerate().map(|(i, m)| message(i, m)).collect()
+}
+
 pub(crate) fn encode(tok: &ember::tokenizer::Tokenizer, messages: &[ChatMessage], tools: &[RtTool]) -> Result<Vec<u32>, EmberError> {
     if messages.is_empty() {
         return Err(EmberError::InvalidParams("chat needs at least one message".into()));

@@ -25,6 +25,14 @@ impl Engine {
             backend: config.backend.parse().map_err(EmberError::from)?,
             n_threads: config.threads as usize,
             n_ctx: (config.context_size > 0).then_some(config.context_size as usize),
+            remote: config.remote_url.as_ref().map(|url| {
+                let mut r = ember::remote::RemoteConfig::new(url.clone());
+                r.api_key = config.remote_api_key.clone().map(ember::remote::ApiKey::new);
+                r.model = config.remote_model.clone();
+                r.allow_http = config.remote_allow_http;
+                r
+            }),
+            route: config.route.as_deref().map(str::parse).transpose().map_err(EmberError::from)?,
             ..Default::default()
         })
     }

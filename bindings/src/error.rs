@@ -38,6 +38,14 @@ pub enum EmberError {
     /// The app's `TokenSink` threw; the message carries what it threw.
     #[error("{0}")]
     Callback(String),
+    /// The remote engine answered with an error (an HTTP status, or an error
+    /// in its stream); the message never holds the API key.
+    #[error("{0}")]
+    Remote(String),
+    /// The remote engine could not be reached, timed out, or its stream
+    /// broke before the answer finished (the session stays usable).
+    #[error("{0}")]
+    RemoteUnavailable(String),
     /// A bug in Ember (a caught panic); the message says where.
     #[error("{0}")]
     Internal(String),
@@ -56,6 +64,8 @@ impl From<ember::Error> for EmberError {
             E::ContextFull { .. } => EmberError::ContextFull(msg),
             E::Cancelled => EmberError::Cancelled(msg),
             E::Backend(_) | E::DeviceLost(_) | E::GpuUntrusted(_) => EmberError::Backend(msg),
+            E::Remote { .. } => EmberError::Remote(msg),
+            E::RemoteUnavailable(_) => EmberError::RemoteUnavailable(msg),
         }
     }
 }

@@ -24,11 +24,38 @@ pub struct EngineConfig {
     /// Loading fails with `InvalidParams` when the weights alone exceed it.
     #[uniffi(default = 0)]
     pub memory_budget_mb: u64,
+    /// An OpenAI-compatible server (`ember serve`, llama.cpp's server, vLLM):
+    /// `https://host[:port]`, or `http://` on loopback (see docs/REMOTE.md).
+    /// The local model is still loaded: it tokenizes and answers what the route keeps local.
+    #[uniffi(default = None)]
+    pub remote_url: Option<String>,
+    /// Its API key (sent as a bearer token, never logged or in errors).
+    #[uniffi(default = None)]
+    pub remote_api_key: Option<String>,
+    /// The `model` field of remote requests (None: the server's own).
+    #[uniffi(default = None)]
+    pub remote_model: Option<String>,
+    /// "local", "remote" or "local-first"; None: "remote" with `remote_url`, else "local".
+    #[uniffi(default = None)]
+    pub route: Option<String>,
+    /// Allow plain http:// to a host other than loopback.
+    #[uniffi(default = false)]
+    pub remote_allow_http: bool,
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        EngineConfig { backend: "auto".into(), threads: 0, context_size: 0, memory_budget_mb: 0 }
+        EngineConfig {
+            backend: "auto".into(),
+            threads: 0,
+            context_size: 0,
+            memory_budget_mb: 0,
+            remote_url: None,
+            remote_api_key: None,
+            remote_model: None,
+            route: None,
+            remote_allow_http: false,
+        }
     }
 }
 
@@ -263,6 +290,10 @@ pub struct GenerationStats {
     /// `chat` with tools: the calls parsed from the reply (the streamed text
     /// holds them raw, as `<tool_call>…</tool_call>`); empty otherwise.
     pub tool_calls: Vec<ToolCall>,
+    /// Where it ran: "local" or "remote".
+    pub route: String,
+    /// Why: "policy" (the route asked), "fits", "exceeds_context", "local_failed".
+    pub route_reason: String,
 }
 
 impl From<&ember::GenerationStats> for GenerationStats {
@@ -276,6 +307,8 @@ impl From<&ember::GenerationStats> for GenerationStats {
             generation_ms: s.generation_ms,
             stop_reason: s.stop_reason.as_str().to_string(),
             tool_calls: Vec::new(),
+            route: s.route.as_ref().map_or("local", |r| r.target.as_str()).to_string(),
+            route_reason: s.route.as_ref().map_or("policy", |r| r.reason.code()).to_string(),
         }
     }
 }

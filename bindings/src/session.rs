@@ -184,11 +184,46 @@ impl Session {
         Ok(stats)
     }
 
+    /// Whether requests follow a route policy other than "local" (a remote engine is configured).
+    fn routed(&self) -> bool {
+        self.engine.inner.config().route_policy() != ember::remote::RoutePolicy::Local
+    }
+
+    /// The runtime's text callback over `sink` (an exception stops it, kept in `failed`).
+    fn forward<'a>(sink: &'a dyn TokenSink, failed: &'a mut Option<EmberError>) -> impl FnMut(&str) -> bool + 'a {
+        move |piece: &str| match sink.on_token(piece.to_string()) {
+            Ok(go_on) => go_on,
+            Err(e) => {
+                *failed = Some(e);
+                false
+            }
+        }
+    }
+
+    /// The stats of a routed request, reported to `sink`.
+    fn finish(stats: ember::GenerationStats, failed: Option<EmberError>, sink: &dyn TokenSink) -> Result<GenerationStats, EmberError> {
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        let stats = GenerationStats::from(&stats);
+        if let Err(e) = sink.on_done(stats.clone()) {
+            log::warn!("TokenSink.on_done failed (the result is kept): {e}");
+        }
+        Ok(stats)
+    }
+
     fn generate_blocking(&self, prompt: &str, params: &GenerateParams, sink: &dyn TokenSink) -> Result<GenerationStats, EmberError> {
         let _active = Active::new(&self.active);
         let rt = Self::runtime_params(params)?;
         if !params.tools.is_empty() || params.tool_choice.is_some() {
             return Err(EmberError::InvalidParams("tools and tool_choice apply to chat only".into()));
+        }
+        if self.routed() {
+            // Routed requests are whole prompts (the remote side keeps no context).
+            let mut s = self.lock()?;
+            let mut failed = None;
+            let stats = s.complete(prompt, &rt, &mut Self::forward(sink, &mut failed))?;
+            return Self::finish(stats, failed, sink);
         }
         let mut s = self.lock()?;
         // BOS (when the model wants one) only at the start of the context.
@@ -213,6 +248,19 @@ impl Session {
             rt.constraint = Some(c);
         }
         let tok = self.tokenizer();
+        if self.routed() {
+            if !tools.is_empty() {
+                return Err(EmberError::InvalidParams(
+                    "tools are not sent to remote engines yet (route \"local\" for tool calling)".into(),
+                ));
+            }
+            let template = crate::chat::template(tok)?;
+            let msgs = crate::chat::runtime_messages(messages)?;
+            let mut s = self.lock()?;
+            let mut failed = None;
+            let stats = s.chat(&template, &msgs, &rt, &mut Self::forward(sink, &mut failed))?;
+            return Self::finish(stats, failed, sink);
+        }
         let ids = crate::chat::encode(tok, messages, &tools)?;
         if ids.is_empty() {
             return Err(EmberError::InvalidParams("the rendered chat prompt is empty".into()));

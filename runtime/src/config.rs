@@ -119,4 +119,17 @@ pub struct EngineConfig {
     /// How long one GPU submit may take before the device counts as lost;
     /// `None` = 120 s on GPUs, 600 s on software adapters.
     pub gpu_watchdog: Option<std::time::Duration>,
+    /// An OpenAI-compatible server that `Session::complete`/`Session::chat`
+    /// may send requests to (see `docs/REMOTE.md`; needs the `remote` feature).
+    pub remote: Option<crate::remote::RemoteConfig>,
+    /// Where requests go; `None`: `Remote` when `remote` is set, else `Local`.
+    pub route: Option<crate::remote::RoutePolicy>,
+}
+
+impl EngineConfig {
+    /// The route policy in force (see [`EngineConfig::route`]).
+    pub fn route_policy(&self) -> crate::remote::RoutePolicy {
+        use crate::remote::RoutePolicy;
+        self.route.unwrap_or(if self.remote.is_some() { RoutePolicy::Remote } else { RoutePolicy::Local })
+    }
 }

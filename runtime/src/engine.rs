@@ -32,6 +32,9 @@ pub struct Engine {
     gpu_failed: AtomicBool,
     /// Which backend runs and why.
     report: Mutex<BackendReport>,
+    /// The remote engine, when the config names one.
+    #[cfg(feature = "remote")]
+    remote: Option<Arc<crate::remote::RemoteClient>>,
     config: EngineConfig,
 }
 
@@ -88,6 +91,16 @@ impl Engine {
     }
 
     pub fn from_file(file: Arc<GgufFile>, config: EngineConfig) -> Result<Arc<Engine>> {
+        // The remote side is checked first: a bad URL costs no model load.
+        #[cfg(feature = "remote")]
+        let remote = config.remote.as_ref().map(crate::remote::RemoteClient::new).transpose()?.map(Arc::new);
+        #[cfg(not(feature = "remote"))]
+        if config.remote.is_some() {
+            return Err(Error::InvalidParam("a remote engine needs ember built with the `remote` feature".into()));
+        }
+        if config.route_policy() != crate::remote::RoutePolicy::Local && config.remote.is_none() {
+            return Err(Error::InvalidParam(format!("route {} needs a remote engine", config.route_policy())));
+        }
         let mut model = Model::from_gguf(file.clone())?;
         if let Some(n) = config.n_ctx {
             check_ctx(n, model.info().n_ctx_train, model.info().kv_bytes_per_token)?;
@@ -179,6 +192,8 @@ impl Engine {
             gpu,
             gpu_failed: AtomicBool::new(false),
             report: Mutex::new(report),
+            #[cfg(feature = "remote")]
+            remote,
             config,
         }))
     }
@@ -265,6 +280,12 @@ impl Engine {
             r.reason = format!("GPU failed mid-session ({e}); continued on the CPU");
         }
         true
+    }
+
+    /// The remote engine, when the config names one.
+    #[cfg(feature = "remote")]
+    pub fn remote(&self) -> Option<&Arc<crate::remote::RemoteClient>> {
+        self.remote.as_ref()
     }
 
     pub fn config(&self) -> &EngineConfig {

@@ -48,6 +48,14 @@ pub enum Error {
     InvalidConstraint(String),
     #[error("cancelled")]
     Cancelled,
+    /// The remote engine answered with an error (an HTTP status, or an
+    /// error event in its stream). Never holds the API key.
+    #[error("remote engine{}: {message}", status.map(|s| format!(" (HTTP {s})")).unwrap_or_default())]
+    Remote { status: Option<u16>, message: String },
+    /// The remote engine could not be reached, timed out, or its stream
+    /// broke before the answer was finished. Never holds the API key.
+    #[error("remote engine unavailable: {0}")]
+    RemoteUnavailable(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

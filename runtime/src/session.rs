@@ -68,6 +68,9 @@ pub struct GenerationStats {
     pub prompt_ms: f64,
     pub generation_ms: f64,
     pub stop_reason: StopReason,
+    /// Where the request ran and why: set by [`Session::complete`] and
+    /// [`Session::chat`] (the route policy), `None` from `generate`.
+    pub route: Option<crate::remote::RouteChoice>,
 }
 
 impl GenerationStats {
@@ -395,6 +398,7 @@ impl Session {
                 prompt_ms,
                 generation_ms: 0.0,
                 stop_reason: StopReason::Cancelled,
+                route: None,
             });
         }
         let t1 = Instant::now();
@@ -465,6 +469,7 @@ impl Session {
             prompt_ms,
             generation_ms: t1.elapsed().as_secs_f64() * 1e3,
             stop_reason: reason,
+            route: None,
         })
     }
 }

@@ -7,11 +7,11 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use ember::chat::{encode_prompt, ChatMessage, ChatTemplate};
+use ember::chat::{ChatMessage, ChatTemplate};
 use ember::session::GenerateParams;
 
-use super::load_engine;
 use super::run::SamplingArgs;
+use super::{load_engine_routed, route_note, RemoteArgs};
 use crate::EvalOpts;
 
 #[derive(Args)]
@@ -32,12 +32,14 @@ pub struct ChatArgs {
     chat_template: Option<String>,
     #[command(flatten)]
     sampling: SamplingArgs,
+    #[command(flatten)]
+    remote: RemoteArgs,
 }
 
 const HELP: &str = "commands: /reset (forget the conversation), /system TEXT (new system message, resets), /exit";
 
 pub fn run(a: ChatArgs) -> Result<()> {
-    let engine = load_engine(&a.opts, a.ctx)?;
+    let engine = load_engine_routed(&a.opts, a.ctx, &a.remote)?;
     let template = ChatTemplate::for_tokenizer(engine.tokenizer(), a.chat_template.as_deref())?;
     let mut session = engine.new_session();
     let params = GenerateParams { sampling: a.sampling.to_params(), max_tokens: a.n_predict, stop: vec![], constraint: None };
@@ -97,16 +99,18 @@ pub fn run(a: ChatArgs) -> Result<()> {
             continue;
         }
         messages.push(ChatMessage::user(input));
-        let prompt = template.render(&messages, true)?;
-        let ids = encode_prompt(engine.tokenizer(), &prompt)?;
-        if ids.len() + 1 >= session.n_ctx() {
-            eprintln!("[the conversation no longer fits the context ({} tokens); /reset to start over]", session.n_ctx());
-            messages.pop();
-            continue;
+        if engine.config().route_policy() == ember::remote::RoutePolicy::Local {
+            let prompt = template.render(&messages, true)?;
+            let n = ember::chat::encode_prompt(engine.tokenizer(), &prompt)?.len();
+            if n + 1 >= session.n_ctx() {
+                eprintln!("[the conversation no longer fits the context ({} tokens); /reset to start over]", session.n_ctx());
+                messages.pop();
+                continue;
+            }
         }
         let mut answer = String::new();
         generating.store(true, Ordering::SeqCst);
-        let result = session.generate_from(&ids, &params, &mut |text| {
+        let result = session.chat(&template, &messages, &params, &mut |text| {
             answer.push_str(text);
             let _ = out.write_all(text.as_bytes());
             let _ = out.flush();
@@ -116,15 +120,17 @@ pub fn run(a: ChatArgs) -> Result<()> {
         let _ = writeln!(out);
         match result {
             Ok(st) => {
+                let total = st.route.as_ref().map_or(st.prompt_tokens, |r| r.prompt_tokens);
                 eprintln!(
-                    "[prompt {} tokens ({} new, {} reused), {:.1} tok/s | answer {} tokens, {:.1} tok/s | stop: {}]",
-                    ids.len(),
+                    "[prompt {} tokens ({} new, {} reused), {:.1} tok/s | answer {} tokens, {:.1} tok/s | stop: {}{}]",
+                    total,
                     st.prompt_tokens,
-                    ids.len() - st.prompt_tokens,
+                    total.saturating_sub(st.prompt_tokens),
                     st.prompt_tps(),
                     st.generated_tokens,
                     st.generation_tps(),
-                    st.stop_reason.as_str()
+                    st.stop_reason.as_str(),
+                    route_note(&st)
                 );
                 messages.push(ChatMessage::assistant(answer));
             }

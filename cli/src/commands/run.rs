@@ -6,7 +6,7 @@ use ember::constrain::Constraint;
 use ember::sampling::{self, SamplingParams};
 use ember::session::GenerateParams;
 
-use super::load_engine;
+use super::{load_engine_routed, route_note, RemoteArgs};
 use crate::EvalOpts;
 
 #[derive(Args)]
@@ -32,6 +32,8 @@ pub struct RunArgs {
     stop: Vec<String>,
     #[command(flatten)]
     constraint: ConstraintArgs,
+    #[command(flatten)]
+    remote: RemoteArgs,
 }
 
 /// Constrained output: at most one of these (a token mask before sampling).
@@ -126,20 +128,22 @@ pub fn run(a: RunArgs) -> Result<()> {
         bail!("no prompt: use -p PROMPT or give the prompt as an argument");
     };
     let constraint = a.constraint.to_constraint()?;
-    let engine = load_engine(&a.opts, a.ctx)?;
-    let ids = engine.tokenizer().encode(&prompt, true, true)?;
+    let engine = load_engine_routed(&a.opts, a.ctx, &a.remote)?;
     let mut session = engine.new_session();
-    if ids.len() >= session.n_ctx() {
-        bail!("the prompt has {} tokens; the context holds {} (raise --ctx)", ids.len(), session.n_ctx());
+    if engine.config().route_policy() == ember::remote::RoutePolicy::Local {
+        let n = engine.tokenizer().encode(&prompt, true, true)?.len();
+        if n >= session.n_ctx() {
+            bail!("the prompt has {n} tokens; the context holds {} (raise --ctx)", session.n_ctx());
+        }
     }
     let params = GenerateParams { sampling: a.sampling.to_params(), max_tokens: a.n_predict, stop: a.stop, constraint };
-    if let Some(c) = &params.constraint {
+    if let Some(c) = params.constraint.as_ref().filter(|_| a.remote.remote.is_none()) {
         // Compiled now, so a bad schema or grammar is reported before the prompt is evaluated.
         engine.constraint_mask(c)?;
     }
     let mut out = std::io::stdout().lock();
     let mut write_failed = false;
-    let stats = session.generate(&ids, &params, &mut |text| {
+    let stats = session.complete(&prompt, &params, &mut |text| {
         // A closed pipe (e.g. `| head`) ends generation quietly.
         write_failed = out.write_all(text.as_bytes()).and_then(|_| out.flush()).is_err();
         !write_failed
@@ -148,13 +152,14 @@ pub fn run(a: RunArgs) -> Result<()> {
         let _ = writeln!(out);
     }
     eprintln!(
-        "ember: prompt {} tokens, {:.1} tok/s | generated {} tokens, {:.1} tok/s | stop: {} | seed {}",
+        "ember: prompt {} tokens, {:.1} tok/s | generated {} tokens, {:.1} tok/s | stop: {} | seed {}{}",
         stats.prompt_tokens,
         stats.prompt_tps(),
         stats.generated_tokens,
         stats.generation_tps(),
         stats.stop_reason.as_str(),
-        params.sampling.seed
+        params.sampling.seed,
+        route_note(&stats)
     );
     Ok(())
 }
