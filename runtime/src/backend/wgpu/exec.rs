@@ -3,7 +3,7 @@
 //! id or the wanted logits rows come back).
 //!
 //! [`GpuWeights`] holds every weight of the graph on the device (matrices
-//! repacked, dense ones as f32, vectors as f32); a [`GpuRunner`] is one
+//! and dense weights in their GGUF bytes, vectors as f32); a [`GpuRunner`] is one
 //! session: f16 KV caches per layer, the graph's buffers for a micro-batch,
 //! RoPE tables for the whole context, the parameter slots and cached bind
 //! groups. Each graph op maps to one or a few kernels (`kernels::ops`);
