@@ -28,6 +28,7 @@ const COPY: &str = include_str!("shaders/copy.wgsl");
 const HEAD_MATMUL: &str = include_str!("shaders/head_matmul.wgsl");
 const ACT_ROUND: &str = include_str!("shaders/act_round.wgsl");
 const RMS_NORM_Q: &str = include_str!("shaders/rms_norm_q.wgsl");
+const RMS_SCALE: &str = include_str!("shaders/rms_scale.wgsl");
 const GLU_Q: &str = include_str!("shaders/glu_q.wgsl");
 const ROPE_KV: &str = include_str!("shaders/rope_kv.wgsl");
 
@@ -225,7 +226,7 @@ impl ShaderKey {
             ),
             ShaderKey::MatmulTiled(l, t) => format!("{}{}{}\n{}", t.header(), layout_consts(*l), MATMUL_TILED, DEQUANT),
             ShaderKey::GetRows(l) => format!("{}{}\n{}", layout_consts(*l), GET_ROWS, DEQUANT),
-            ShaderKey::RmsNorm => RMS_NORM.into(),
+            ShaderKey::RmsNorm => format!("{RMS_NORM}\n{RMS_SCALE}"),
             ShaderKey::Rope => ROPE.into(),
             ShaderKey::KvStore => KV_STORE.into(),
             ShaderKey::Attention(c) => format!("{}{}", c.header(), ATTENTION),
@@ -237,7 +238,7 @@ impl ShaderKey {
             ShaderKey::ActQuant => ACT_QUANT.into(),
             ShaderKey::Copy => COPY.into(),
             ShaderKey::HeadMatmul(l) => format!("{}{}\n{}", layout_consts(*l), HEAD_MATMUL, DEQUANT),
-            ShaderKey::RmsNormQ => format!("{RMS_NORM_Q}\n{ACT_ROUND}"),
+            ShaderKey::RmsNormQ => format!("{RMS_NORM_Q}\n{RMS_SCALE}\n{ACT_ROUND}"),
             ShaderKey::GluQ => format!("{GLU_Q}\n{ACT_ROUND}"),
             ShaderKey::RopeKv => ROPE_KV.into(),
         }

@@ -2,7 +2,7 @@
 // One workgroup per row; row r starts at x_off + r * x_stride (in f32) and is
 // written at out_off + r * out_stride, so the same kernel norms whole rows,
 // per-head slices (q/k norms) and the latent part of MLA rows.
-// Bindings: 0 params, 1 x, 2 w, 3 out.
+// Bindings: 0 params, 1 x, 2 w, 3 out. The row's scale: rms_scale.wgsl (appended).
 
 struct Params {
     n: u32,
@@ -20,8 +20,6 @@ struct Params {
 @group(0) @binding(2) var<storage, read> w: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
-var<workgroup> red: array<f32, 64>;
-
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let r = wid.x + wid.y * 65535u;
@@ -30,20 +28,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
     let xb = p.x_off + r * p.x_stride;
     let ob = p.out_off + r * p.out_stride;
-    var s = 0.0;
-    for (var i = lid; i < p.n; i += 64u) {
-        let v = x[xb + i];
-        s += v * v;
-    }
-    red[lid] = s;
-    workgroupBarrier();
-    for (var k = 32u; k > 0u; k >>= 1u) {
-        if lid < k {
-            red[lid] += red[lid + k];
-        }
-        workgroupBarrier();
-    }
-    let scale = 1.0 / sqrt(red[0] / f32(p.n) + p.eps);
+    let scale = rms_scale(xb, lid);
     for (var i = lid; i < p.n; i += 64u) {
         out[ob + i] = x[xb + i] * scale * w[i];
     }

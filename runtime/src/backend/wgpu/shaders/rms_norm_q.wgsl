@@ -5,7 +5,7 @@
 // rms_norm.wgsl writes them; `xq` gets them rounded, as contiguous rows of n
 // (what the products read). One workgroup per row; n is a multiple of the
 // rounding block (32, or 256 for mode 1).
-// Bindings: 0 params, 1 x, 2 w, 3 out, 4 xq.
+// Bindings: 0 params, 1 x, 2 w, 3 out, 4 xq. The row's scale: rms_scale.wgsl (appended).
 
 struct Params {
     n: u32,
@@ -24,8 +24,6 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 @group(0) @binding(4) var<storage, read_write> xq: array<f32>;
 
-var<workgroup> red: array<f32, 64>;
-
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let r = wid.x + wid.y * 65535u;
@@ -34,20 +32,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
     let xb = p.x_off + r * p.x_stride;
     let ob = p.out_off + r * p.out_stride;
-    var s = 0.0;
-    for (var i = lid; i < p.n; i += 64u) {
-        let v = x[xb + i];
-        s += v * v;
-    }
-    red[lid] = s;
-    workgroupBarrier();
-    for (var k = 32u; k > 0u; k >>= 1u) {
-        if lid < k {
-            red[lid] += red[lid + k];
-        }
-        workgroupBarrier();
-    }
-    let scale = 1.0 / sqrt(red[0] / f32(p.n) + p.eps);
+    let scale = rms_scale(xb, lid);
     // One rounding block per invocation at a time (a block's amax needs all of it).
     let bs = act_block(p.mode);
     for (var b = lid; b < p.n / bs; b += 64u) {
