@@ -49,6 +49,13 @@ fn bench_on_wgpu_reports_the_gpu_backend() {
     let (gpu, gguf) =
         (v["gpu_weight_bytes"].as_u64().expect("gpu_weight_bytes"), v["gguf_weight_bytes"].as_u64().expect("gguf_weight_bytes"));
     assert!(gguf > 0 && gpu >= gguf && (gpu as f64) < gguf as f64 * 1.02 + 256.0 * 64.0, "{v}");
+    // Which backend ran, on which adapter and tiers, and why (issue 16).
+    let r = &v["backend_report"];
+    assert_eq!(r["backend"], "wgpu", "{r}");
+    assert_eq!(r["requested"], "wgpu", "{r}");
+    assert!(r["adapter"].as_str().is_some_and(|a| !a.is_empty()), "{r}");
+    assert!(r["tiers"].is_string() && r["reason"].as_str().is_some_and(|s| !s.is_empty()), "{r}");
+    assert!(r["gpu"].is_object(), "the GPU's judgement (self-test or stored verdict): {r}");
 }
 
 #[test]
