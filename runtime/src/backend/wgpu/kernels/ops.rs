@@ -100,32 +100,21 @@ pub fn matmul_with(
         y_off: r0 as u32,
         ..Default::default()
     };
-    if let MatmulKind::Tiled(t) = kind {
-        if t == TileType::F16 && !rec.ctx.profile.f16 {
+    if let MatmulKind::Tiled(TileType::F16) = kind {
+        if !rec.ctx.profile.f16 {
             return Err(Error::Backend("matmul: f16 tiles on an adapter without SHADER_F16".into()));
         }
-        for part in &w.parts {
-            let groups = (part.n_rows as u32).div_ceil(TileType::ROWS);
-            let (gx, gz) = if groups <= 65535 { (groups, 1) } else { (65535, groups.div_ceil(65535)) };
-            rec.dispatch(
-                ShaderKey::MatmulTiled(w.layout, t),
-                &[x, &part.wa, y],
-                &params(part.n_rows, part.r0),
-                [gx, (n_tok as u32).div_ceil(t.tokens()), gz],
-            )?;
-        }
-        return Ok(());
     }
-    if let MatmulKind::Rows(t) = kind {
+    // Tile kernels: a workgroup per (rows, tokens) tile, row groups flattened over x and z.
+    let tile = match kind {
+        MatmulKind::Tiled(t) => Some((ShaderKey::MatmulTiled(w.layout, t), TileType::ROWS, t.tokens())),
+        MatmulKind::Rows(t) => Some((ShaderKey::MatmulRows(w.layout, t), t.rows_per_group(), t.tokens)),
+        _ => None,
+    };
+    if let Some((key, rows, tokens)) = tile {
         for part in &w.parts {
-            let groups = (part.n_rows as u32).div_ceil(t.rows_per_group());
-            let (gx, gz) = if groups <= 65535 { (groups, 1) } else { (65535, groups.div_ceil(65535)) };
-            rec.dispatch(
-                ShaderKey::MatmulRows(w.layout, t),
-                &[x, &part.wa, y],
-                &params(part.n_rows, part.r0),
-                [gx, (n_tok as u32).div_ceil(t.tokens), gz],
-            )?;
+            let [gx, gz] = split((part.n_rows as u32).div_ceil(rows));
+            rec.dispatch(key, &[x, &part.wa, y], &params(part.n_rows, part.r0), [gx, (n_tok as u32).div_ceil(tokens), gz])?;
         }
         return Ok(());
     }
