@@ -41,6 +41,13 @@ pub struct EvalOpts {
     /// the file mapping), mmap (zero-copy), copy.
     #[arg(long, default_value = "auto")]
     pub weights: String,
+    /// KV cache type of keys: f16 (default), q8_0 (half the bytes), q4_0 (a quarter), like
+    /// llama.cpp's -ctk.
+    #[arg(long = "cache-type-k", visible_alias = "ctk", default_value = "f16")]
+    pub cache_type_k: String,
+    /// KV cache type of values: f16 (default), q8_0, q4_0, like llama.cpp's -ctv.
+    #[arg(long = "cache-type-v", visible_alias = "ctv", default_value = "f16")]
+    pub cache_type_v: String,
 }
 
 #[derive(Subcommand)]

@@ -107,6 +107,9 @@ pub struct EngineConfig {
     pub force_scalar: bool,
     /// Context size of each session; `None` = the model's training context, capped at 4096.
     pub n_ctx: Option<usize>,
+    /// How the KV cache stores keys and values (`--cache-type-k`/`--cache-type-v`).
+    pub cache_type_k: crate::kv_cache::KvType,
+    pub cache_type_v: crate::kv_cache::KvType,
     /// Where the CPU backend reads the weights from (the GPU backend uploads
     /// them from the mapping).
     pub weights: WeightMemory,

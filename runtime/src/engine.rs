@@ -101,6 +101,12 @@ impl Engine {
         if config.route_policy() != crate::remote::RoutePolicy::Local && config.remote.is_none() {
             return Err(Error::InvalidParam(format!("route {} needs a remote engine", config.route_policy())));
         }
+        if config.cache_type_k != crate::kv_cache::KvType::F16 || config.cache_type_v != crate::kv_cache::KvType::F16 {
+            return Err(Error::InvalidParam(format!(
+                "KV cache types {}/{} are not implemented yet (f16 only)",
+                config.cache_type_k, config.cache_type_v
+            )));
+        }
         let mut model = Model::from_gguf(file.clone())?;
         if let Some(n) = config.n_ctx {
             check_ctx(n, model.info().n_ctx_train, model.info().kv_bytes_per_token)?;

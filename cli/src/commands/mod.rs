@@ -34,8 +34,18 @@ pub fn load_engine_routed(opts: &EvalOpts, n_ctx: Option<usize>, remote: &Remote
     let weights: WeightMemory = opts.weights.parse()?;
     let (remote, route) = remote.to_config()?;
     let path = catalog::resolve(opts.model.as_deref())?;
-    let config =
-        EngineConfig { backend, n_threads: opts.threads, n_ctx, force_scalar: opts.scalar, weights, remote, route, ..Default::default() };
+    let config = EngineConfig {
+        backend,
+        n_threads: opts.threads,
+        n_ctx,
+        force_scalar: opts.scalar,
+        weights,
+        cache_type_k: opts.cache_type_k.parse()?,
+        cache_type_v: opts.cache_type_v.parse()?,
+        remote,
+        route,
+        ..Default::default()
+    };
     Engine::load(&path, config).with_context(|| format!("cannot load {}", path.display()))
 }
 
