@@ -37,7 +37,7 @@ rustup target add aarch64-linux-android aarch64-apple-ios >/dev/null 2>&1
 # `remote` feature: its TLS (rustls on ring) compiles C for the target in its build script,
 # which needs the NDK's / Xcode's compiler (scripts/build-android.sh, build-ios.sh have them);
 # the remote code itself is target-independent Rust, checked by the host build above.
-cargo check -q -p ember-ffi --no-default-features --target aarch64-linux-android --target aarch64-apple-ios
+env -u RUSTC_WORKSPACE_WRAPPER -u CLIPPY_ARGS cargo check -q -p ember-ffi --no-default-features --target aarch64-linux-android --target aarch64-apple-ios
 echo "cargo check (android + ios): $((SECONDS - t))s"
 
 step "done"

@@ -19,6 +19,9 @@ pub struct PerplexityArgs {
     /// Window (and context) size in tokens.
     #[arg(long = "ctx", default_value_t = 512)]
     ctx: usize,
+    /// Score only the first N windows (llama.cpp's --chunks; 0 = all).
+    #[arg(long = "chunks", default_value_t = 0)]
+    chunks: usize,
 }
 
 /// −log p(target) from a row of logits, in f64.
@@ -34,9 +37,12 @@ pub fn run(a: PerplexityArgs) -> Result<()> {
     }
     let text = std::fs::read_to_string(&a.file).with_context(|| format!("cannot read {}", a.file.display()))?;
     let engine = load_engine(&a.opts, Some(a.ctx))?;
-    let tokens = engine.tokenizer().encode(&text, true, false)?;
+    let mut tokens = engine.tokenizer().encode(&text, true, false)?;
     if tokens.len() < 2 {
         bail!("the text has {} token(s); at least 2 are needed", tokens.len());
+    }
+    if a.chunks > 0 {
+        tokens.truncate(a.chunks.saturating_mul(a.ctx));
     }
     let n_vocab = engine.info().n_vocab;
     // Evaluate each window in sub-batches so the logits of a big vocabulary stay small.
