@@ -14,6 +14,7 @@ fn prompt_stats(stderr: &str) -> Vec<(usize, usize, usize)> {
     stderr
         .lines()
         .filter_map(|l| l.strip_prefix("[prompt "))
+        .filter(|l| !l.starts_with("text]"))
         .map(|l| {
             let nums: Vec<usize> =
                 l.split(|c: char| !c.is_ascii_digit()).filter(|s| !s.is_empty()).take(3).map(|s| s.parse().unwrap()).collect();
@@ -124,4 +125,72 @@ fn models_without_a_template_get_the_builtin_their_turn_tokens_name() {
     assert!(out.status.success(), "{err}");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "<bos><start_of_turn>user\nx<end_of_turn>\n<start_of_turn>model\n");
     assert_eq!(err.matches("using the built-in 'gemma'").count(), 1, "said once: {err}");
+}
+
+/// A conversation three times longer than the context runs to the end: each
+/// time it outgrows `--ctx`, the oldest turns are dropped (context shift),
+/// the system message kept, and the answers go on. `--show-prompt` (hidden)
+/// shows what the context holds.
+#[test]
+fn a_chat_three_times_the_context_keeps_the_system_message() {
+    let (n_ctx, n_predict) = (256, 8);
+    let system = "You are a helpful assistant named Bob.";
+    let mut child = ember()
+        .args(["chat", "-m", smollm2().to_str().unwrap(), "--temp", "0", "-n", &n_predict.to_string()])
+        .args(["--ctx", &n_ctx.to_string(), "-s", system, "--show-prompt"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let turns = 22;
+    let input: String =
+        (1..=turns).map(|i| format!("Question {i}: name one animal that lives in the sea and one that lives in the desert.\n")).collect();
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("[error") && !stderr.contains("too long"), "{stderr}");
+    let stats = prompt_stats(&stderr);
+    assert_eq!(stats.len(), turns, "every turn answered: {stderr}");
+
+    // The conversation's length: each answer, plus each user turn: what a
+    // turn without a shift evaluated (the cache held everything before it);
+    // on a shift turn, the smallest user turn seen (they differ only in the number).
+    let mut total = 0;
+    let mut user_turn = usize::MAX;
+    let mut shifted = false;
+    let mut shifts = 0;
+    let mut turn = 0;
+    for line in stderr.lines() {
+        if line.starts_with("[context shift") {
+            shifted = true;
+            shifts += 1;
+        } else if line.starts_with("[prompt ") && !line.starts_with("[prompt text]") {
+            let (_, new, reused) = stats[turn];
+            if !shifted {
+                total += new;
+                if turn > 0 {
+                    user_turn = user_turn.min(new);
+                }
+            } else {
+                assert!(user_turn < usize::MAX, "a turn without a shift came first");
+                total += user_turn;
+                assert!(reused > 0, "after a shift the system message's KV is reused: {line}");
+            }
+            let answer: usize = line.split("answer ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+            total += answer;
+            shifted = false;
+            turn += 1;
+        }
+    }
+    assert!(total >= 3 * n_ctx, "the conversation ({total} tokens or more) is 3× the context");
+    assert!(shifts >= 2, "{stderr}");
+    for &(t, _, _) in &stats {
+        assert!(t + n_predict <= n_ctx, "every prompt leaves room for the answer: {stats:?}");
+    }
+    // What the context held at the last turn: the system message, then the newest turns.
+    let last = stderr.rsplit("[prompt text]\n").next().unwrap();
+    assert!(last.starts_with(&format!("<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\nQuestion ")), "{last}");
+    assert!(!last.contains("Question 1:") && last.contains(&format!("Question {turns}:")), "{last}");
 }

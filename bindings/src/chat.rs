@@ -11,8 +11,7 @@ use ember::chat::{encode_prompt, ChatMessage as RtMessage, ChatTemplate};
 use crate::error::EmberError;
 use crate::records::{ChatMessage, GenerateParams};
 
-/// The token ids of `messages` with `tools` offered, ending with the assistant's turn opened.
-/// The template `encode` renders with (the model's, a built-in one its
+/// The template chats render with (the model's, a built-in one its
 /// turn tokens name, else ChatML).
 pub(crate) fn template(tok: &ember::tokenizer::Tokenizer) -> Result<ChatTemplate, EmberError> {
     let name = if tok.chat_template().is_some() || ember::chat::builtin_for(tok).is_some() { None } else { Some("chatml") };
@@ -27,16 +26,24 @@ pub(crate) fn runtime_messages(messages: &[ChatMessage]) -> Result<Vec<RtMessage
     messages.iter().enumerate().map(|(i, m)| message(i, m)).collect()
 }
 
-pub(crate) fn encode(tok: &ember::tokenizer::Tokenizer, messages: &[ChatMessage], tools: &[RtTool]) -> Result<Vec<u32>, EmberError> {
-    if messages.is_empty() {
-        return Err(EmberError::InvalidParams("chat needs at least one message".into()));
-    }
-    // No template and no turn tokens that name a built-in one: ChatML.
-    let name = if tok.chat_template().is_some() || ember::chat::builtin_for(tok).is_some() { None } else { Some("chatml") };
-    let template = ChatTemplate::for_tokenizer(tok, name)?;
-    let msgs = messages.iter().enumerate().map(|(i, m)| message(i, m)).collect::<Result<Vec<_>, _>>()?;
-    let text = template.render_with_tools(&msgs, tools, true)?;
-    Ok(encode_prompt(tok, &text)?)
+/// The token ids of `messages` with `tools` offered, ending with the
+/// assistant's turn opened, fitted to `n_ctx` with `reserve` tokens left for
+/// the answer: a conversation that outgrew the context keeps its system
+/// message and newest turns (`ember::chat::fit`). Also returns how many of
+/// the oldest messages were left out.
+pub(crate) fn encode_fitted(
+    tok: &ember::tokenizer::Tokenizer,
+    messages: &[ChatMessage],
+    tools: &[RtTool],
+    n_ctx: usize,
+    reserve: usize,
+) -> Result<(Vec<u32>, usize), EmberError> {
+    let template = template(tok)?;
+    let msgs = runtime_messages(messages)?;
+    let fitted =
+        ember::chat::fit::fit_conversation(&msgs, n_ctx, reserve, |m| encode_prompt(tok, &template.render_with_tools(m, tools, true)?))?;
+    let dropped = fitted.dropped();
+    Ok((fitted.ids, dropped))
 }
 
 /// One message for the runtime (only assistant turns carry calls).

@@ -294,6 +294,10 @@ pub struct GenerationStats {
     pub route: String,
     /// Why: "policy" (the route asked), "fits", "exceeds_context", "local_failed".
     pub route_reason: String,
+    /// `chat`: how many of the oldest messages were left out because the
+    /// conversation outgrew the context (the system message and the newest
+    /// turns are kept; 0 when it fit).
+    pub dropped_messages: u32,
 }
 
 impl From<&ember::GenerationStats> for GenerationStats {
@@ -309,6 +313,7 @@ impl From<&ember::GenerationStats> for GenerationStats {
             tool_calls: Vec::new(),
             route: s.route.as_ref().map_or("local", |r| r.target.as_str()).to_string(),
             route_reason: s.route.as_ref().map_or("policy", |r| r.reason.code()).to_string(),
+            dropped_messages: 0,
         }
     }
 }

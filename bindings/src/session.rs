@@ -144,13 +144,15 @@ impl Session {
 
     /// Generates after `prompt` ids (appended to what `s` holds) and reports
     /// to `sink`; with `tools` (offered to a chat), the calls in the reply
-    /// are parsed into the stats ("tool_calls") before `on_done`.
+    /// are parsed into the stats ("tool_calls") before `on_done`;
+    /// `dropped_messages`: what a chat's context shift left out, reported.
     fn run(
         s: &mut ember::Session,
         prompt: &[u32],
         rt: &ember::GenerateParams,
         tools: &[ember::chat::tools::Tool],
         sink: &dyn TokenSink,
+        dropped_messages: usize,
     ) -> Result<GenerationStats, EmberError> {
         let mut failed = None;
         let mut text = String::new();
@@ -169,7 +171,7 @@ impl Session {
         if let Some(e) = failed {
             return Err(e);
         }
-        let mut stats = GenerationStats::from(&stats);
+        let mut stats = GenerationStats { dropped_messages: dropped_messages as u32, ..GenerationStats::from(&stats) };
         if !tools.is_empty() {
             let parsed = ember::chat::tools::parse_tool_calls(&text, tools);
             if !parsed.tool_calls.is_empty() {
@@ -231,7 +233,7 @@ impl Session {
         if ids.is_empty() {
             return Err(EmberError::InvalidParams("the prompt is empty".into()));
         }
-        Self::run(&mut s, &ids, &rt, &[], sink)
+        Self::run(&mut s, &ids, &rt, &[], sink, 0)
     }
 
     fn chat_blocking(
@@ -261,15 +263,18 @@ impl Session {
             let stats = s.chat(&template, &msgs, &rt, &mut Self::forward(sink, &mut failed))?;
             return Self::finish(stats, failed, sink);
         }
-        let ids = crate::chat::encode(tok, messages, &tools)?;
+        let n_ctx = self.n_ctx as usize;
+        let reserve = ember::chat::fit::answer_reserve(n_ctx, rt.max_tokens);
+        let (ids, dropped) = crate::chat::encode_fitted(tok, messages, &tools, n_ctx, reserve)?;
         if ids.is_empty() {
             return Err(EmberError::InvalidParams("the rendered chat prompt is empty".into()));
         }
         let mut s = self.lock()?;
         // `messages` is the whole conversation: keep the KV of the prefix it
-        // shares with what the session holds (the previous turns), evaluate the rest.
+        // shares with what the session holds (the previous turns, or after a
+        // context shift the system message), evaluate the rest.
         let keep = s.reuse_prefix(&ids);
-        Self::run(&mut s, &ids[keep..], &rt, &tools, sink)
+        Self::run(&mut s, &ids[keep..], &rt, &tools, sink, dropped)
     }
 }
 
@@ -284,7 +289,9 @@ impl Session {
 
     /// Renders `messages` (the whole conversation so far) with the model's
     /// chat template and generates the assistant's reply. The KV cache of the
-    /// prefix shared with the previous call is reused.
+    /// prefix shared with the previous call is reused. A conversation longer
+    /// than the context keeps its system message and newest turns, the oldest
+    /// left out (`stats.dropped_messages` says how many).
     pub fn chat(
         &self,
         messages: Vec<ChatMessage>,

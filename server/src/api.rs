@@ -376,6 +376,17 @@ fn random_seed() -> u64 {
     t.as_nanos() as u64 ^ 0x9E37_79B9_7F4A_7C15
 }
 
+/// The room a chat request's answer needs, for fitting its conversation into
+/// the context (`ember::chat::fit`): an explicit `max_tokens` /
+/// `max_completion_tokens` must fit whole (as OpenAI's API promises), else the
+/// runtime's share (the server's cap, up to a quarter of the context).
+pub fn chat_reserve(f: &SamplingFields, limits: &Limits) -> usize {
+    match f.max_completion_tokens.or(f.max_tokens) {
+        Some(m) if m >= 1 => (m as u64).min(limits.n_ctx as u64) as usize,
+        _ => ember::chat::fit::answer_reserve(limits.n_ctx, limits.max_tokens),
+    }
+}
+
 /// Validates the sampling fields for a prompt of `prompt_tokens` tokens. OpenAI's
 /// defaults: temperature 1, top_p 1, no penalties; `max_tokens` defaults to what
 /// the context has left, capped by the server's limit.

@@ -401,6 +401,39 @@ impl ToolDeltas {
     }
 }
 
+/// The prompt of a conversation, fitted to the context: an OpenAI client
+/// sends the whole history with each request, so when it outgrows a slot's
+/// context the oldest turns are dropped, the system message and the newest
+/// turns kept (context shift, `ember::chat::fit`), and the response says how
+/// many messages were dropped. Returns the ids and that count. A conversation
+/// that cannot fit even so is left whole, for `prepare` to refuse with the
+/// usual `context_length_exceeded`.
+fn fit_chat(
+    st: &AppState,
+    template: &ChatTemplate,
+    messages: &[ember::chat::ChatMessage],
+    offered: &[Tool],
+    f: &api::SamplingFields,
+) -> Result<(Vec<u32>, usize), ApiError> {
+    let tok = st.engine.tokenizer();
+    let encode = |m: &[ember::chat::ChatMessage]| encode_prompt(tok, &template.render_with_tools(m, offered, true)?);
+    let limits = &st.config.limits;
+    let reserve = api::chat_reserve(f, limits);
+    // The prompt limit may be below the context's.
+    let n_fit = limits.n_ctx.min(limits.max_prompt_tokens.saturating_add(reserve));
+    match ember::chat::fit::fit_conversation(messages, n_fit, reserve, encode) {
+        Ok(fitted) => {
+            let dropped = fitted.dropped();
+            if dropped > 0 {
+                log::info!("context shift: {dropped} oldest messages of {} dropped to fit the context", messages.len());
+            }
+            Ok((fitted.ids, dropped))
+        }
+        Err(ember::Error::ContextFull { .. }) => Ok((encode(messages)?, 0)),
+        Err(e) => Err(e.into()),
+    }
+}
+
 async fn chat_inner(st: Arc<AppState>, req: Request) -> Result<Response, ApiError> {
     let bytes = read_body(&st, req).await?;
     let req: api::ChatRequest = api::parse_body(&bytes)?;
@@ -418,8 +451,7 @@ async fn chat_inner(st: Arc<AppState>, req: Request) -> Result<Response, ApiErro
         Some(c) => Some((c, "tools")),
         None => requested,
     };
-    let text = template.render_with_tools(&messages, &offered, true)?;
-    let ids = encode_prompt(st.engine.tokenizer(), &text)?;
+    let (ids, dropped) = fit_chat(&st, template, &messages, &offered, &req.sampling)?;
     let mut job = prepare(&st, ids, &req.sampling)?;
     if let Some((c, param)) = constraint {
         check_constraint(&st, &c, param).await?;
@@ -462,7 +494,11 @@ async fn chat_inner(st: Arc<AppState>, req: Request) -> Result<Response, ApiErro
                         finish = "tool_calls";
                     }
                 }
-                v.push(head(json!({}), json!(finish), &id2, &model2));
+                let mut end = head(json!({}), json!(finish), &id2, &model2);
+                if dropped > 0 {
+                    end["dropped_messages"] = json!(dropped);
+                }
+                v.push(end);
                 if include_usage {
                     v.push(json!({ "id": id2, "object": "chat.completion.chunk", "created": created, "model": model2,
                                    "choices": [], "usage": usage(done) }));
@@ -484,12 +520,16 @@ async fn chat_inner(st: Arc<AppState>, req: Request) -> Result<Response, ApiErro
         ),
         _ => (json!({ "role": "assistant", "content": done.text }), finish_reason(done.reason)),
     };
-    Ok(Json(json!({
+    let mut body = json!({
         "id": id, "object": "chat.completion", "created": created, "model": model,
         "choices": [{ "index": 0, "message": message, "logprobs": null, "finish_reason": finish }],
         "usage": usage(&done),
-    }))
-    .into_response())
+    });
+    if dropped > 0 {
+        // Not OpenAI's: the oldest messages left out to fit the context.
+        body["dropped_messages"] = json!(dropped);
+    }
+    Ok(Json(body).into_response())
 }
 
 async fn completions(State(st): State<Arc<AppState>>, req: Request) -> Response {

@@ -34,10 +34,10 @@ def model_path():
 
 
 class Server:
-    def __init__(self, *extra, tmp):
+    def __init__(self, *extra, tmp, ctx=1024):
         self.log_path = tmp / f"serve-{os.getpid()}-{time.monotonic_ns()}.log"
         self.log = open(self.log_path, "w+")
-        args = [ember_bin(), "serve", "-m", model_path(), "--port", "0", "-t", "2", "--ctx", "1024", *extra]
+        args = [ember_bin(), "serve", "-m", model_path(), "--port", "0", "-t", "2", "--ctx", str(ctx), *extra]
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         self.url = None
         deadline = time.time() + 60

@@ -216,6 +216,35 @@ def test_context_full(model_path):
         e.new_session().generate("one two three four five six seven", greedy(4), Collect())
 
 
+def test_chat_longer_than_the_context_drops_the_oldest_turns(model_path):
+    # A 256-token session fed a conversation until it is 3x as long as when it
+    # first outgrew the context: the system message and the newest turns are kept.
+    e = Engine.load(model_path, EngineConfig(threads=2, context_size=256))
+    s = e.new_session()
+    system = ChatMessage(role="system", content="You are a helpful assistant named Bob.")
+    msgs, first_drop_at = [system], None
+    for i in range(1, 61):
+        msgs.append(ChatMessage(role="user", content=f"Question {i}: name one animal of the sea and one of the desert."))
+        sink = Collect()
+        stats = s.chat(msgs, greedy(8), sink)
+        assert sink.done.dropped_messages == stats.dropped_messages
+        if stats.dropped_messages and first_drop_at is None:
+            first_drop_at = len(msgs)
+        assert bool(stats.dropped_messages) == (first_drop_at is not None)
+        assert s.context_tokens() <= 256
+        if first_drop_at and len(msgs) >= 3 * first_drop_at:
+            break
+        msgs.append(ChatMessage(role="assistant", content=sink.text))
+    assert first_drop_at and len(msgs) >= 3 * first_drop_at, "the conversation outgrew the context"
+    assert stats.dropped_messages % 2 == 0
+    # The kept conversation, cut by hand, in a fresh session: the same answer.
+    kept = [system] + msgs[1 + stats.dropped_messages:]
+    ref = Collect()
+    ref_stats = e.new_session().chat(kept, greedy(8), ref)
+    assert ref_stats.dropped_messages == 0
+    assert ref.text == sink.text
+
+
 def test_load_from_fd(model_path, reference, tmp_path):
     # The model embedded at an odd offset inside a bigger file (like an Android asset).
     data = open(model_path, "rb").read()

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::Args;
+use ember::chat::fit::{answer_reserve, fit_chat};
 use ember::chat::{ChatMessage, ChatTemplate};
 use ember::session::GenerateParams;
 
@@ -34,6 +35,10 @@ pub struct ChatArgs {
     sampling: SamplingArgs,
     #[command(flatten)]
     remote: RemoteArgs,
+    /// Prints each turn's rendered prompt to stderr (for tests: what the
+    /// context holds after a context shift).
+    #[arg(long = "show-prompt", hide = true)]
+    show_prompt: bool,
 }
 
 const HELP: &str = "commands: /reset (forget the conversation), /system TEXT (new system message, resets), /exit";
@@ -100,12 +105,26 @@ pub fn run(a: ChatArgs) -> Result<()> {
         }
         messages.push(ChatMessage::user(input));
         if engine.config().route_policy() == ember::remote::RoutePolicy::Local {
-            let prompt = template.render(&messages, true)?;
-            let n = ember::chat::encode_prompt(engine.tokenizer(), &prompt)?.len();
-            if n + 1 >= session.n_ctx() {
-                eprintln!("[the conversation no longer fits the context ({} tokens); /reset to start over]", session.n_ctx());
-                messages.pop();
-                continue;
+            // Context shift: the system message and the newest turns are kept,
+            // the oldest turns forgotten (see `ember::chat::fit`).
+            let n_ctx = session.n_ctx();
+            match fit_chat(&template, engine.tokenizer(), &messages, n_ctx, answer_reserve(n_ctx, a.n_predict)) {
+                Ok(f) if f.dropped() > 0 => {
+                    eprintln!(
+                        "[context shift: the {} oldest messages dropped to fit the context ({n_ctx} tokens); the system message is kept]",
+                        f.dropped()
+                    );
+                    messages = f.kept(&messages);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    eprintln!("[{e}: the message is too long for the context; /reset to start over]");
+                    messages.pop();
+                    continue;
+                }
+            }
+            if a.show_prompt {
+                eprintln!("[prompt text]\n{}\n[end of prompt text]", template.render(&messages, true)?);
             }
         }
         let mut answer = String::new();

@@ -4,6 +4,7 @@
 //! from a named built-in template. Tool calling (tools in the prompt, calls
 //! parsed from the output) is in [`tools`].
 
+pub mod fit;
 pub mod tools;
 
 use minijinja::{context, Environment, ErrorKind, Value};

@@ -6,6 +6,7 @@
 use serde_json::{json, Map, Value};
 
 use super::route::{decide, falls_back, RouteChoice, RoutePolicy, RouteReason, Target};
+use crate::chat::fit::{answer_reserve, fit_chat};
 use crate::chat::{encode_prompt, ChatMessage, ChatTemplate};
 use crate::constrain::Constraint;
 use crate::session::{GenerateParams, GenerationStats, Session};
@@ -34,6 +35,8 @@ impl Session {
     /// rendered with `template` (the cached prefix of earlier turns is
     /// reused), or remotely on `/v1/chat/completions`, where the server
     /// renders its own model's template. Tools are not sent (see the SDK).
+    /// Under the route policy "local", a conversation that outgrows the
+    /// context loses its oldest turns, the system message kept (`chat::fit`).
     pub fn chat(
         &mut self,
         template: &ChatTemplate,
@@ -41,8 +44,16 @@ impl Session {
         params: &GenerateParams,
         on_text: &mut dyn FnMut(&str) -> bool,
     ) -> Result<GenerationStats> {
-        let rendered = template.render(messages, true)?;
-        let ids = encode_prompt(self.engine().tokenizer(), &rendered)?;
+        let tok = self.engine().tokenizer();
+        let ids = if self.engine().config().route_policy() == RoutePolicy::Local {
+            // A conversation longer than the context keeps its system message
+            // and newest turns (context shift, `chat::fit`); local-first sends
+            // such a conversation whole to the remote engine instead.
+            let (n_ctx, reserve) = (self.n_ctx(), answer_reserve(self.n_ctx(), params.max_tokens));
+            fit_chat(template, tok, messages, n_ctx, reserve)?.ids
+        } else {
+            encode_prompt(tok, &template.render(messages, true)?)?
+        };
         self.routed(Request { ids, chat: Some(messages), text: None }, params, on_text)
     }
 
