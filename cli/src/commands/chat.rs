@@ -34,6 +34,8 @@ pub struct ChatArgs {
     sampling: SamplingArgs,
     #[command(flatten)]
     remote: RemoteArgs,
+    #[command(flatten)]
+    speculation: super::speculation::SpecArgs,
 }
 
 const HELP: &str = "commands: /reset (forget the conversation), /system TEXT (new system message, resets), /exit";
@@ -42,6 +44,7 @@ pub fn run(a: ChatArgs) -> Result<()> {
     let engine = load_engine_routed(&a.opts, a.ctx, &a.remote)?;
     let template = ChatTemplate::for_tokenizer(engine.tokenizer(), a.chat_template.as_deref())?;
     let mut session = engine.new_session();
+    session.set_speculation(a.speculation.load(&a.opts, a.ctx)?.as_ref())?;
     let params = GenerateParams { sampling: a.sampling.to_params(), max_tokens: a.n_predict, stop: vec![], constraint: None };
 
     // Ctrl-C stops the answer being generated; at the prompt it ends the program.
