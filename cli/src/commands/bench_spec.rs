@@ -61,7 +61,9 @@ pub fn run(engine: &Arc<Engine>, spec: &Speculation, prompt: &str, n_gen: usize,
         let (s, _, s_text) = timed(&mut fast, &ids, &params)?;
         identical &= p_text == s_text;
         if rep > 0 {
-            (p_tps.push(p), s_tps.push(s), ratios.push(s / p));
+            p_tps.push(p);
+            s_tps.push(s);
+            ratios.push(s / p);
             generated = n;
         }
     }
