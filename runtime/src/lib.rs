@@ -22,6 +22,7 @@ pub mod quant;
 pub mod remote;
 pub mod sampling;
 pub mod session;
+pub mod speculative;
 pub mod stop;
 pub mod tokenizer;
 

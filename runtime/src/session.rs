@@ -10,6 +10,7 @@ use crate::engine::Engine;
 use crate::graph::{OpProfile, Runner, Want};
 use crate::model::LogitsWanted;
 use crate::sampling::{Sampler, SamplingParams};
+use crate::speculative::{SpecStats, Speculation, Speculator};
 use crate::stop::StopMatcher;
 use crate::tokenizer::StreamDecoder;
 use crate::{Error, Result};
@@ -110,6 +111,8 @@ pub struct Session {
     tokens: Vec<u32>,
     logits: Vec<f32>,
     cancel: Arc<AtomicBool>,
+    /// Drafts and verifies several tokens per pass (see [`crate::speculative`]).
+    speculator: Option<Speculator>,
 }
 
 impl Session {
@@ -124,6 +127,7 @@ impl Session {
             tokens: Vec::new(),
             logits: Vec::new(),
             cancel: Arc::new(AtomicBool::new(false)),
+            speculator: None,
         }
     }
 
@@ -179,6 +183,19 @@ impl Session {
     /// What was timed since profiling started or the last call (empty when off).
     pub fn take_profile(&mut self) -> OpProfile {
         self.runner.as_mut().map(|r| r.take_profile()).unwrap_or_default()
+    }
+
+    /// Speculative decoding from now on (`None`: off). A draft model must
+    /// share this model's vocabulary ([`Error::InvalidParam`] otherwise).
+    pub fn set_speculation(&mut self, spec: Option<&Speculation>) -> Result<()> {
+        self.speculator = spec.map(|s| Speculator::new(s, &self.engine, self.n_ctx)).transpose()?;
+        Ok(())
+    }
+
+    /// Tokens drafted and accepted since the last call (`None` without
+    /// speculation).
+    pub fn take_speculation_stats(&mut self) -> Option<SpecStats> {
+        self.speculator.as_mut().map(|s| s.take_stats())
     }
 
     /// Drops tokens after the first `n` (e.g. to rewind to a common prefix).
@@ -368,6 +385,33 @@ impl Session {
         r
     }
 
+    /// Puts the emitted `id` in the cache and returns the token after it when
+    /// known: the next of a verification's tokens (`id` was then one of its
+    /// accepted drafts, already in the cache), a speculation step's first, or
+    /// [`Session::eval_next`]'s.
+    fn advance(
+        &mut self,
+        id: u32,
+        params: &GenerateParams,
+        sampler: &mut Sampler,
+        speculate: bool,
+        pending: &mut std::collections::VecDeque<u32>,
+    ) -> Result<Option<u32>> {
+        if let Some(t) = pending.pop_front() {
+            return Ok(Some(t));
+        }
+        if let Some(mut s) = self.speculator.take_if(|_| speculate) {
+            // Out of the session while it drives it (put back before any error returns).
+            let r = s.step(self, id, sampler);
+            self.speculator = Some(s);
+            if let Some(tokens) = r? {
+                pending.extend(&tokens[1..]);
+                return Ok(Some(tokens[0]));
+            }
+        }
+        self.eval_next(&[id], params)
+    }
+
     fn generate_inner(
         &mut self,
         prompt: &[u32],
@@ -409,6 +453,12 @@ impl Session {
         let mut stops = StopMatcher::new(params.stop.clone());
         let mut generated = 0usize;
         let mut logits = Vec::new();
+        // A mask is applied before each sample: no drafts to verify at once.
+        let speculate = mask.is_none();
+        // Tokens decided by a verification, after `next`; all but the last are in the cache.
+        let mut pending = std::collections::VecDeque::new();
+        // The tokens the cache holds without speculation's accepted-but-unemitted drafts.
+        let mut n_ctx_used = self.tokens.len();
         let reason = loop {
             if generated >= params.max_tokens {
                 break StopReason::Length;
@@ -446,15 +496,18 @@ impl Session {
                 // The constraint is complete: nothing but the end may follow.
                 break StopReason::Eog;
             }
-            if self.tokens.len() >= self.n_ctx {
+            if n_ctx_used >= self.n_ctx {
                 break StopReason::ContextFull;
             }
-            next = match self.eval_next(&[id], params) {
+            next = match self.advance(id, params, &mut sampler, speculate, &mut pending) {
                 Ok(n) => n,
                 Err(Error::Cancelled) => break StopReason::Cancelled,
                 Err(e) => return Err(e),
             };
+            n_ctx_used += 1;
         };
+        // Drafts accepted but not emitted (generation stopped first) leave the cache.
+        self.tokens.truncate(n_ctx_used);
         if reason != StopReason::StopString {
             let mut rest = decoder.flush();
             let (emit, _) = stops.push(&rest);

@@ -82,7 +82,19 @@ pub struct AppState {
 impl AppState {
     /// `template`: the chat template (`None` when the model has none: chat requests then get a 400).
     pub fn new(engine: Arc<Engine>, template: ember::Result<ChatTemplate>, config: ServerConfig) -> Arc<AppState> {
-        let pool = SessionPool::new(engine.clone(), config.parallel, config.limits.n_ctx);
+        Self::with_speculation(engine, template, config, None)
+    }
+
+    /// [`AppState::new`] whose sessions draft and verify several tokens per
+    /// pass (a draft model's vocabulary checked by the caller:
+    /// `ember::speculative::draft_model::check_same_vocab`).
+    pub fn with_speculation(
+        engine: Arc<Engine>,
+        template: ember::Result<ChatTemplate>,
+        config: ServerConfig,
+        speculation: Option<ember::speculative::Speculation>,
+    ) -> Arc<AppState> {
+        let pool = SessionPool::new(engine.clone(), config.parallel, config.limits.n_ctx, speculation);
         let (template, template_error) = match template {
             Ok(t) => (Some(t), None),
             Err(e) => (None, Some(e.to_string())),

@@ -6,6 +6,7 @@
 use std::sync::{Arc, Mutex};
 
 use ember::session::{common_prefix_len, Session};
+use ember::speculative::Speculation;
 use ember::Engine;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -15,6 +16,8 @@ pub struct SessionPool {
     idle: Mutex<Vec<Session>>,
     sem: Arc<Semaphore>,
     size: usize,
+    /// Every session drafts this way (`ember serve --lookup/--draft-model`).
+    speculation: Option<Speculation>,
 }
 
 /// A session lent by the pool; goes back when dropped.
@@ -25,9 +28,9 @@ pub struct Lease {
 }
 
 impl SessionPool {
-    pub fn new(engine: Arc<Engine>, size: usize, n_ctx: usize) -> Arc<SessionPool> {
+    pub fn new(engine: Arc<Engine>, size: usize, n_ctx: usize, speculation: Option<Speculation>) -> Arc<SessionPool> {
         let size = size.max(1);
-        Arc::new(SessionPool { engine, n_ctx, idle: Mutex::new(Vec::new()), sem: Arc::new(Semaphore::new(size)), size })
+        Arc::new(SessionPool { engine, n_ctx, idle: Mutex::new(Vec::new()), sem: Arc::new(Semaphore::new(size)), size, speculation })
     }
 
     pub fn size(&self) -> usize {
@@ -49,7 +52,11 @@ impl SessionPool {
         };
         let session = match session {
             Some(s) => s,
-            None => self.engine.new_session_with_ctx(self.n_ctx)?,
+            None => {
+                let mut s = self.engine.new_session_with_ctx(self.n_ctx)?;
+                s.set_speculation(self.speculation.as_ref())?;
+                s
+            }
         };
         Ok(Lease { session: Some(session), pool: self.clone(), _permit: permit })
     }

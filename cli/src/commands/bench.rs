@@ -12,8 +12,9 @@ use ember::backend::cpu::OpProfile;
 use ember::model::LogitsWanted;
 use rayon::prelude::*;
 
-use super::load_engine;
+use super::{bench_spec, load_engine};
 use crate::EvalOpts;
+use ember::speculative::Speculation;
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -42,6 +43,13 @@ pub struct BenchArgs {
     /// without this JSON schema as a constraint: the cost of the token mask.
     #[arg(long = "json-schema", value_name = "FILE")]
     json_schema: Option<std::path::PathBuf>,
+    /// With --lookup or --draft-model: -n tokens generated greedily from this text with and
+    /// without speculation, alternating (default: a code prompt for a draft model, a text to
+    /// summarise for lookup): speeds, speed-up, acceptance rate.
+    #[arg(long = "spec-prompt", value_name = "TEXT")]
+    spec_prompt: Option<String>,
+    #[command(flatten)]
+    speculation: super::speculation::SpecArgs,
 }
 
 /// One generation through `Session::generate` (sampling, detokenizing, the
@@ -264,6 +272,15 @@ pub fn run(a: BenchArgs) -> Result<()> {
         Some(_) => bail!("--json-schema times generation: give -n > 0"),
         None => None,
     };
+    let spec = match a.speculation.load(&a.opts, Some(n_ctx))? {
+        Some(_) if a.n_gen == 0 => bail!("--lookup/--draft-model time generation: give -n > 0"),
+        Some(s) => {
+            let default = if matches!(s, Speculation::Lookup { .. }) { bench_spec::SUMMARY_PROMPT } else { bench_spec::CODE_PROMPT };
+            let prompt = a.spec_prompt.as_deref().unwrap_or(default);
+            Some((s.clone(), bench_spec::run(&engine, &s, prompt, a.n_gen, a.reps)?))
+        }
+        None => None,
+    };
     let rss = peak_rss_mb();
     let model_name = a.opts.model.clone().unwrap_or_default();
     let bw = if a.membw { Some(membw_gbs(threads)?) } else { None };
@@ -312,6 +329,21 @@ pub fn run(a: BenchArgs) -> Result<()> {
             j["json_schema_tokens"] = n.into();
             j["json_schema_ratio"] = ratio.into();
         }
+        if let Some((s, b)) = &spec {
+            j["speculation"] = serde_json::json!({
+                "kind": format!("{s:?}"),
+                "prompt_tokens": b.prompt_tokens,
+                "generated": b.generated,
+                "tg_plain_tps": b.plain_tps,
+                "tg_spec_tps": b.spec_tps,
+                "speedup": b.speedup,
+                "acceptance_rate": b.stats.acceptance_rate(),
+                "drafted": b.stats.drafted,
+                "accepted": b.stats.accepted,
+                "rounds": b.stats.rounds,
+                "identical": b.identical,
+            });
+        }
         if let (Some(bw), Some(f)) = (bw, bw_frac) {
             j["membw_gbs"] = bw.into();
             j["tg_membw_fraction"] = f.into();
@@ -347,6 +379,19 @@ pub fn run(a: BenchArgs) -> Result<()> {
             row(format!("tg{} sampled", a.n_gen), plain);
             row(format!("tg{} json-schema ({n} tokens)", a.n_gen), constrained);
             println!("json schema: {ratio:.3}× the unconstrained sampled generation (median of alternating pairs)");
+        }
+        if let Some((s, b)) = &spec {
+            row(format!("tg{} greedy, {} prompt tokens", b.generated, b.prompt_tokens), b.plain_tps);
+            row(format!("tg{} greedy, speculative", b.generated), b.spec_tps);
+            println!(
+                "speculation {s:?}: {:.2}× (median of alternating pairs), {} of {} drafted tokens accepted ({:.0}%) in {} passes; same text as without: {}",
+                b.speedup,
+                b.stats.accepted,
+                b.stats.drafted,
+                100.0 * b.stats.acceptance_rate(),
+                b.stats.rounds,
+                if b.identical { "yes" } else { "NO" }
+            );
         }
         println!("load {load_ms:.0} ms, peak RSS {rss:.1} MiB, median of {} run(s) after a warm-up", a.reps);
         if let Some(b) = gpu_bytes {

@@ -39,6 +39,8 @@ pub struct ChatArgs {
     /// context holds after a context shift).
     #[arg(long = "show-prompt", hide = true)]
     show_prompt: bool,
+    #[command(flatten)]
+    speculation: super::speculation::SpecArgs,
 }
 
 const HELP: &str = "commands: /reset (forget the conversation), /system TEXT (new system message, resets), /exit";
@@ -47,6 +49,7 @@ pub fn run(a: ChatArgs) -> Result<()> {
     let engine = load_engine_routed(&a.opts, a.ctx, &a.remote)?;
     let template = ChatTemplate::for_tokenizer(engine.tokenizer(), a.chat_template.as_deref())?;
     let mut session = engine.new_session();
+    session.set_speculation(a.speculation.load(&a.opts, a.ctx)?.as_ref())?;
     let params = GenerateParams { sampling: a.sampling.to_params(), max_tokens: a.n_predict, stop: vec![], constraint: None };
 
     // Ctrl-C stops the answer being generated; at the prompt it ends the program.

@@ -1,6 +1,7 @@
 //! One module per subcommand, plus the loading they share.
 
 pub mod bench;
+pub mod bench_spec;
 pub mod chat;
 pub mod dumps;
 pub mod gpu_check;
@@ -10,6 +11,7 @@ pub mod perplexity;
 pub mod pull;
 pub mod run;
 pub mod serve;
+pub mod speculation;
 pub mod tokenize;
 
 use std::sync::Arc;

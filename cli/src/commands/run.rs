@@ -6,6 +6,7 @@ use ember::constrain::Constraint;
 use ember::sampling::{self, SamplingParams};
 use ember::session::GenerateParams;
 
+use super::speculation::SpecArgs;
 use super::{load_engine_routed, route_note, RemoteArgs};
 use crate::EvalOpts;
 
@@ -34,6 +35,8 @@ pub struct RunArgs {
     constraint: ConstraintArgs,
     #[command(flatten)]
     remote: RemoteArgs,
+    #[command(flatten)]
+    speculation: SpecArgs,
 }
 
 /// Constrained output: at most one of these (a token mask before sampling).
@@ -130,6 +133,7 @@ pub fn run(a: RunArgs) -> Result<()> {
     let constraint = a.constraint.to_constraint()?;
     let engine = load_engine_routed(&a.opts, a.ctx, &a.remote)?;
     let mut session = engine.new_session();
+    session.set_speculation(a.speculation.load(&a.opts, a.ctx)?.as_ref())?;
     if engine.config().route_policy() == ember::remote::RoutePolicy::Local {
         let n = engine.tokenizer().encode(&prompt, true, true)?.len();
         if n >= session.n_ctx() {
@@ -161,5 +165,14 @@ pub fn run(a: RunArgs) -> Result<()> {
         params.sampling.seed,
         route_note(&stats)
     );
+    if let Some(s) = session.take_speculation_stats() {
+        eprintln!(
+            "ember: speculation: {} of {} drafted tokens accepted ({:.0}%) in {} passes",
+            s.accepted,
+            s.drafted,
+            100.0 * s.acceptance_rate(),
+            s.rounds
+        );
+    }
     Ok(())
 }

@@ -50,6 +50,8 @@ pub struct ServeArgs {
     /// Connections open at once; more wait until one closes.
     #[arg(long = "max-connections", default_value_t = ServerConfig::DEFAULT_MAX_CONNECTIONS)]
     max_connections: usize,
+    #[command(flatten)]
+    speculation: super::speculation::SpecArgs,
 }
 
 pub fn run(a: ServeArgs) -> Result<()> {
@@ -97,5 +99,10 @@ pub fn run(a: ServeArgs) -> Result<()> {
         idle_timeout: Duration::from_secs(a.idle_timeout),
         max_connections: a.max_connections,
     };
-    ember_server::serve_blocking(AppState::new(engine, template, config))
+    let speculation = a.speculation.load(&a.opts, a.ctx)?;
+    if let Some(ember::speculative::Speculation::DraftModel { engine: draft, .. }) = &speculation {
+        // Refused now rather than at the first request.
+        ember::speculative::draft_model::check_same_vocab(&engine, draft)?;
+    }
+    ember_server::serve_blocking(AppState::with_speculation(engine, template, config, speculation))
 }
