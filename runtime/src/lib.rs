@@ -16,12 +16,14 @@ pub mod fuzzing;
 pub mod gguf;
 pub mod graph;
 pub mod kv_cache;
+pub mod kv_state;
 pub mod model;
 pub mod ops;
 pub mod quant;
 pub mod remote;
 pub mod sampling;
 pub mod session;
+pub mod session_file;
 pub mod stop;
 pub mod tokenizer;
 
