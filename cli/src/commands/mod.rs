@@ -9,6 +9,7 @@ pub mod logits;
 pub mod perplexity;
 pub mod pull;
 pub mod run;
+pub mod saved_session;
 pub mod serve;
 pub mod tokenize;
 
