@@ -35,6 +35,11 @@ fn run_twice_with_a_session(backend: &str) {
     assert_eq!(text(&first), plain);
     assert_eq!(text(&second), plain, "the restored session continues as the uninterrupted run");
 
+    if backend != "cpu" {
+        // The file checks do not depend on the backend: once is enough.
+        let _ = std::fs::remove_file(&file);
+        return;
+    }
     // A damaged file is an error that says so, and is left alone.
     let mut bytes = std::fs::read(&file).unwrap();
     let n = bytes.len();
