@@ -24,6 +24,10 @@ pub enum EmberError {
     /// The prompt does not fit in the session's context.
     #[error("{0}")]
     ContextFull(String),
+    /// A saved session that cannot be restored: damaged (truncated, corrupt),
+    /// or saved with another model, context size or KV cache type.
+    #[error("{0}")]
+    InvalidSession(String),
     /// The operation was cancelled.
     #[error("{0}")]
     Cancelled(String),
@@ -63,6 +67,7 @@ impl From<ember::Error> for EmberError {
             E::InvalidConstraint(_) => EmberError::InvalidConstraint(msg),
             E::ContextFull { .. } => EmberError::ContextFull(msg),
             E::Cancelled => EmberError::Cancelled(msg),
+            E::SessionFile { .. } => EmberError::InvalidSession(msg),
             E::Backend(_) | E::DeviceLost(_) | E::GpuUntrusted(_) => EmberError::Backend(msg),
             E::Remote { .. } => EmberError::Remote(msg),
             E::RemoteUnavailable(_) => EmberError::RemoteUnavailable(msg),

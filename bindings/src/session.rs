@@ -363,6 +363,24 @@ impl Session {
         guard("Session.context_tokens", || Ok(self.lock()?.tokens().len() as u32))
     }
 
+    /// Saves the context (its tokens and KV cache rows) to the file `path`,
+    /// e.g. when the app goes to the background; `restore` brings it back in
+    /// a later process. Waits for a running generation; `Busy` from inside
+    /// the session's own callback.
+    pub fn save(&self, path: String) -> Result<(), EmberError> {
+        guard("Session.save", || Ok(self.lock()?.save(&path)?))
+    }
+
+    /// Replaces the context with one saved by `save` with the same model,
+    /// context size and KV cache types; then `generate`/`chat` with the
+    /// whole conversation evaluate only what the file does not hold.
+    /// `InvalidSession` when the file is damaged or from another model,
+    /// context size or cache type (the session is then unchanged); `Io`
+    /// when it cannot be read.
+    pub fn restore(&self, path: String) -> Result<(), EmberError> {
+        guard("Session.restore", || Ok(self.lock()?.load(&path)?))
+    }
+
     /// The session's context size (tokens).
     pub fn context_size(&self) -> u32 {
         self.n_ctx

@@ -48,6 +48,14 @@ pub enum Error {
     InvalidConstraint(String),
     #[error("cancelled")]
     Cancelled,
+    /// A saved session that cannot be restored here: damaged, or saved
+    /// with another model, context size or KV cache type.
+    #[error("session file {path}: {source}")]
+    SessionFile {
+        path: PathBuf,
+        #[source]
+        source: crate::session_file::SessionFileError,
+    },
     /// The remote engine answered with an error (an HTTP status, or an
     /// error event in its stream). Never holds the API key.
     #[error("remote engine{}: {message}", status.map(|s| format!(" (HTTP {s})")).unwrap_or_default())]

@@ -120,6 +120,33 @@ impl KvCache {
     pub fn layer(&self, il: usize) -> (&[f16], &[f16]) {
         (&self.k[il], &self.v[il])
     }
+
+    /// The stored types of K and V.
+    pub fn types(&self) -> (KvType, KvType) {
+        (KvType::F16, KvType::F16)
+    }
+
+    /// Layer `il`'s K and V rows of positions `0..n`, as stored (saved sessions).
+    pub fn rows_bytes(&self, il: usize, n: usize) -> (Vec<u8>, Vec<u8>) {
+        let (kr, vr) = self.dims[il];
+        let bytes = |rows: &[f16]| bytemuck::cast_slice::<f16, u8>(rows).to_vec();
+        (bytes(&self.k[il][..n * kr]), bytes(&self.v[il][..n * vr]))
+    }
+
+    /// Replaces layer `il`'s rows from position 0 with `k` and `v` (whole
+    /// rows as stored, at most `n_ctx` of them; see [`crate::kv_state::KvState::check`]).
+    pub fn set_rows_bytes(&mut self, il: usize, k: &[u8], v: &[u8]) {
+        for (dst, src) in [(&mut self.k[il], k), (&mut self.v[il], v)] {
+            for (d, b) in dst.iter_mut().zip(src.chunks_exact(2)) {
+                *d = f16::from_le_bytes([b[0], b[1]]);
+            }
+        }
+    }
+
+    /// Per layer: K and V values per row.
+    pub fn dims(&self) -> &[(usize, usize)] {
+        &self.dims
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! `Session`: one conversation on an [`Engine`]: its KV cache, the tokens it
 //! holds, and generation (prompt → sampled tokens → streamed text).
 
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -8,9 +9,11 @@ use std::time::Instant;
 use crate::constrain::{Constraint, TokenMask};
 use crate::engine::Engine;
 use crate::graph::{OpProfile, Runner, Want};
+use crate::kv_state::{KvState, LayerKv};
 use crate::model::LogitsWanted;
 use crate::sampling::{Sampler, SamplingParams};
 use crate::speculative::{SpecStats, Speculation, Speculator};
+use crate::session_file::{self, SessionHeader};
 use crate::stop::StopMatcher;
 use crate::tokenizer::StreamDecoder;
 use crate::{Error, Result};
@@ -196,6 +199,34 @@ impl Session {
     /// speculation).
     pub fn take_speculation_stats(&mut self) -> Option<SpecStats> {
         self.speculator.as_mut().map(|s| s.take_stats())
+    }
+
+    /// Saves the context's tokens and their KV rows to `path` (format and
+    /// checks: [`crate::session_file`]); the session is unchanged.
+    pub fn save(&mut self, path: impl AsRef<Path>) -> Result<()> {
+        let header = SessionHeader::for_engine(&self.engine, self.n_ctx);
+        let kv = match self.tokens.len() {
+            // Nothing to read: no runner is made for an empty session.
+            0 => KvState { type_k: header.type_k, type_v: header.type_v, n_tokens: 0, layers: vec![LayerKv::default(); header.dims.len()] },
+            n => self.runner()?.kv_read(n)?,
+        };
+        session_file::write(path.as_ref(), &header, &self.tokens, &kv)
+    }
+
+    /// Replaces the context with a session saved by [`Session::save`] on the
+    /// same model, context size and KV cache types (else
+    /// [`Error::SessionFile`], and the session is unchanged). Continue with
+    /// [`Session::generate_from`]: its last token is evaluated again for
+    /// fresh logits, as llama.cpp does with a prompt cache.
+    pub fn load(&mut self, path: impl AsRef<Path>) -> Result<()> {
+        let header = SessionHeader::for_engine(&self.engine, self.n_ctx);
+        let saved = session_file::read(path.as_ref(), &header, self.engine.info().n_vocab)?;
+        if saved.kv.n_tokens > 0 {
+            self.runner()?.kv_write(&saved.kv)?;
+        }
+        self.tokens = saved.tokens;
+        self.logits.clear();
+        Ok(())
     }
 
     /// Drops tokens after the first `n` (e.g. to rewind to a common prefix).
@@ -422,6 +453,10 @@ impl Session {
     ) -> Result<GenerationStats> {
         if prompt.is_empty() && self.tokens.is_empty() {
             return Err(Error::InvalidParam("the prompt is empty".into()));
+        }
+        if prompt.is_empty() && self.logits.is_empty() {
+            // A restored session has no logits yet.
+            return Err(Error::InvalidParam("no logits to continue from: pass the prompt (generate_from)".into()));
         }
         let t0 = Instant::now();
         let mut next = None;

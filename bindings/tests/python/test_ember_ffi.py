@@ -179,6 +179,37 @@ def test_reset(engine):
     assert a.text == b.text
 
 
+def test_save_and_restore_continue_the_conversation(engine, tmp_path):
+    msgs = [ChatMessage(role="user", content="What is 2+2?")]
+    s, first = engine.new_session(), Collect()
+    s.chat(msgs, greedy(8), first)
+    path = tmp_path / "chat.session"
+    s.save(str(path))
+    msgs += [ChatMessage(role="assistant", content=first.text), ChatMessage(role="user", content="And 3+3?")]
+    want = Collect()
+    s.chat(msgs, greedy(8), want)
+
+    # Restored in another session: the same answer, the saved turns not evaluated again.
+    r, got = engine.new_session(), Collect()
+    r.restore(str(path))
+    assert r.context_tokens() > 0
+    stats = r.chat(msgs, greedy(8), got)
+    assert got.text == want.text
+    fresh = engine.new_session().chat(msgs, greedy(1), Collect())
+    assert stats.prompt_tokens < fresh.prompt_tokens
+
+    # Damaged files are typed errors; the session is unchanged.
+    n = r.context_tokens()
+    truncated = tmp_path / "truncated.session"
+    truncated.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(EmberError.InvalidSession) as e:
+        r.restore(str(truncated))
+    assert "truncated" in str(e.value)
+    with pytest.raises(EmberError.Io):
+        r.restore(str(tmp_path / "missing.session"))
+    assert r.context_tokens() == n
+
+
 def test_bad_model_path():
     with pytest.raises(EmberError) as e:
         Engine.load("/nonexistent/dir/model.gguf", EngineConfig())

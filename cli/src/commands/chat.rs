@@ -12,6 +12,7 @@ use ember::chat::{ChatMessage, ChatTemplate};
 use ember::session::GenerateParams;
 
 use super::run::SamplingArgs;
+use super::saved_session::{load_chat, save_chat};
 use super::{load_engine_routed, route_note, RemoteArgs};
 use crate::EvalOpts;
 
@@ -43,7 +44,8 @@ pub struct ChatArgs {
     speculation: super::speculation::SpecArgs,
 }
 
-const HELP: &str = "commands: /reset (forget the conversation), /system TEXT (new system message, resets), /exit";
+const HELP: &str =
+    "commands: /reset (forget the conversation), /system TEXT (new system message, resets), /save FILE, /load FILE (a saved conversation), /exit";
 
 pub fn run(a: ChatArgs) -> Result<()> {
     let engine = load_engine_routed(&a.opts, a.ctx, &a.remote)?;
@@ -102,6 +104,18 @@ pub fn run(a: ChatArgs) -> Result<()> {
                     session.reset();
                     eprintln!("[system message set; conversation reset]");
                 }
+                "save" | "load" if rest.trim().is_empty() => eprintln!("[/{name} needs a file name]"),
+                "save" => match save_chat(&mut session, &messages, std::path::Path::new(rest.trim())) {
+                    Ok(()) => eprintln!("[saved {} tokens to {}]", session.tokens().len(), rest.trim()),
+                    Err(e) => eprintln!("[error: {e:#}]"),
+                },
+                "load" => match load_chat(&mut session, std::path::Path::new(rest.trim())) {
+                    Ok(m) => {
+                        messages = m;
+                        eprintln!("[restored {} messages, {} tokens from {}]", messages.len(), session.tokens().len(), rest.trim());
+                    }
+                    Err(e) => eprintln!("[error: {e:#}]"),
+                },
                 _ => eprintln!("{HELP}"),
             }
             continue;

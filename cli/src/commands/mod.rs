@@ -10,6 +10,7 @@ pub mod logits;
 pub mod perplexity;
 pub mod pull;
 pub mod run;
+pub mod saved_session;
 pub mod serve;
 pub mod speculation;
 pub mod tokenize;

@@ -37,6 +37,11 @@ pub struct RunArgs {
     remote: RemoteArgs,
     #[command(flatten)]
     speculation: SpecArgs,
+    /// A saved session (like llama.cpp's --prompt-cache): loaded when FILE
+    /// exists, the part of the prompt it holds is not evaluated again; saved
+    /// after generating. Same model, --ctx and cache types as when saved.
+    #[arg(long = "session", value_name = "FILE")]
+    session: Option<std::path::PathBuf>,
 }
 
 /// Constrained output: at most one of these (a token mask before sampling).
@@ -147,11 +152,15 @@ pub fn run(a: RunArgs) -> Result<()> {
     }
     let mut out = std::io::stdout().lock();
     let mut write_failed = false;
-    let stats = session.complete(&prompt, &params, &mut |text| {
+    let mut on_text = |text: &str| {
         // A closed pipe (e.g. `| head`) ends generation quietly.
         write_failed = out.write_all(text.as_bytes()).and_then(|_| out.flush()).is_err();
         !write_failed
-    })?;
+    };
+    let stats = match &a.session {
+        Some(file) => super::saved_session::run_with_session(&mut session, file, &prompt, &params, &mut on_text)?,
+        None => session.complete(&prompt, &params, &mut on_text)?,
+    };
     if !write_failed {
         let _ = writeln!(out);
     }

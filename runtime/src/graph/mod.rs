@@ -307,6 +307,13 @@ pub trait Runner: Send {
     fn set_dump(&mut self, on: bool) -> Result<()>;
     /// The named intermediates kept since dumping started, in pass order.
     fn take_dump(&mut self) -> Vec<Dumped>;
+    /// The K/V rows of positions `0..n_tokens` of every layer, in the
+    /// cache's stored type (a saved session, see [`crate::session_file`]).
+    fn kv_read(&mut self, n_tokens: usize) -> Result<crate::kv_state::KvState>;
+    /// Writes `state`'s rows into positions `0..state.n_tokens` of the cache
+    /// (checked with [`crate::kv_state::KvState::check`] first: a state of
+    /// another layout or type is an error, nothing is written).
+    fn kv_write(&mut self, state: &crate::kv_state::KvState) -> Result<()>;
 }
 
 /// A named intermediate of a pass: `rows × width` f32 values, its rows the

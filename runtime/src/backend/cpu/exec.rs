@@ -12,6 +12,7 @@ use super::profile::{timed, OpKind, OpProfile};
 use super::{attention_strided, matmul_many, team, AttnShape, CpuBackend, MatJob, MatmulScratch};
 use crate::graph::{Act, Attn, Buf, Dumped, Exec, Forward, Graph, HeadMatmul, Mat, Rope, Runner, Vector, View, Want};
 use crate::kv_cache::KvCache;
+use crate::kv_state::{KvState, LayerKv};
 use crate::ops::activation::{geglu_ggml, swiglu};
 use crate::ops::rms_norm::rms_norm;
 use crate::ops::rope;
@@ -107,6 +108,26 @@ impl Runner for CpuRunner {
 
     fn take_dump(&mut self) -> Vec<Dumped> {
         self.s.dump.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    fn kv_read(&mut self, n_tokens: usize) -> Result<KvState> {
+        let c = &self.s.cache;
+        if n_tokens > c.n_ctx {
+            return Err(Error::ContextFull { needed: n_tokens, n_ctx: c.n_ctx });
+        }
+        let layers = (0..c.dims().len()).map(|il| c.rows_bytes(il, n_tokens)).map(|(k, v)| LayerKv { k, v }).collect();
+        let (type_k, type_v) = c.types();
+        Ok(KvState { type_k, type_v, n_tokens, layers })
+    }
+
+    fn kv_write(&mut self, state: &KvState) -> Result<()> {
+        let c = &mut self.s.cache;
+        let (type_k, type_v) = c.types();
+        state.check(c.dims(), c.n_ctx, type_k, type_v)?;
+        for (il, l) in state.layers.iter().enumerate() {
+            c.set_rows_bytes(il, &l.k, &l.v);
+        }
+        Ok(())
     }
 }
 

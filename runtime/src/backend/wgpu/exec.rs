@@ -20,6 +20,8 @@ use super::layout;
 use super::shaders::ShaderKey;
 use super::weights::{self, GpuDense, GpuMatrix};
 use crate::graph::{Act, Attn, Buf, Dumped, Exec, Forward, Graph, HeadMatmul, Mat, Rope, Runner, Vector, View, Want, Weights};
+use crate::kv_cache::KvType;
+use crate::kv_state::{rows_len, KvState, LayerKv};
 use crate::ops::rope::RopeMode;
 use crate::{Error, Result};
 
@@ -401,6 +403,60 @@ impl Runner for GpuRunner {
 
     fn take_dump(&mut self) -> Vec<Dumped> {
         self.dump.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    fn kv_read(&mut self, n_tokens: usize) -> Result<KvState> {
+        if n_tokens > self.n_ctx {
+            return Err(Error::ContextFull { needed: n_tokens, n_ctx: self.n_ctx });
+        }
+        // The cache buffers hold f16 rows (SessionBufs::new).
+        let (type_k, type_v) = (KvType::F16, KvType::F16);
+        let ctx = &self.be.ctx;
+        let dims = &self.be.arch.graph().kv;
+        // Every layer's K then V rows into one staging buffer, one submit;
+        // copies are in whole 4-byte words (wgpu's copy alignment).
+        let mut parts = Vec::new();
+        let mut at = 0u64;
+        for (il, &(kw, vw)) in dims.iter().enumerate() {
+            for (buf, len) in [(&self.b.kc[il], rows_len(type_k, kw, n_tokens)?), (&self.b.vc[il], rows_len(type_v, vw, n_tokens)?)] {
+                parts.push((buf, at, len as u64));
+                at += (len as u64).next_multiple_of(4);
+            }
+        }
+        if at == 0 {
+            return Ok(KvState { type_k, type_v, n_tokens, layers: vec![LayerKv::default(); dims.len()] });
+        }
+        let staging = Readback::new(ctx, at);
+        let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("kv read") });
+        for &(buf, at, len) in &parts {
+            if len > 0 {
+                staging.copy_to(&mut enc, buf, len.next_multiple_of(4), at);
+            }
+        }
+        ctx.queue.submit(Some(enc.finish()));
+        let mut bytes = Vec::new();
+        staging.read(ctx, at, &mut bytes)?;
+        let slice = |at: u64, len: u64| bytes[at as usize..(at + len) as usize].to_vec();
+        let layers = parts.chunks(2).map(|kv| LayerKv { k: slice(kv[0].1, kv[0].2), v: slice(kv[1].1, kv[1].2) }).collect();
+        Ok(KvState { type_k, type_v, n_tokens, layers })
+    }
+
+    fn kv_write(&mut self, state: &KvState) -> Result<()> {
+        state.check(&self.be.arch.graph().kv, self.n_ctx, KvType::F16, KvType::F16)?;
+        let ctx = &self.be.ctx;
+        for (il, l) in state.layers.iter().enumerate() {
+            for (buf, rows) in [(&self.b.kc[il], &l.k), (&self.b.vc[il], &l.v)] {
+                if rows.is_empty() {
+                    continue;
+                }
+                // A write is whole 4-byte words: the padding lands in the
+                // next (not yet valid) position, which its pass overwrites.
+                let mut data = rows.clone();
+                data.resize(rows.len().next_multiple_of(4), 0);
+                ctx.queue.write_buffer(&buf.buf, 0, &data);
+            }
+        }
+        Ok(())
     }
 
     fn forward(&mut self, ids: &[u32], pos0: usize, want: Want, logits: &mut Vec<f32>) -> Result<Option<u32>> {
