@@ -13,7 +13,7 @@ use ember::backend::cpu::simd::SCALAR;
 use ember::backend::cpu::{attention, AttnShape};
 use ember::backend::wgpu::kernels::{ops, params_buffer, GBuf, Kernels, Readback, Recorder};
 use ember::backend::wgpu::layout::GPU_TYPES;
-use ember::backend::wgpu::shaders::{AttnCache, RowsTile, TileType};
+use ember::backend::wgpu::shaders::{AttnCache, MatFuse, RowsTile, TileType};
 use ember::backend::wgpu::weights::{self as gpu_weights, GpuDense, GpuMatrix};
 use ember::backend::wgpu::{AdapterPolicy, GpuContext};
 use ember::ops::rope::{self, RopeMode, RopeParams};
@@ -828,4 +828,72 @@ fn fused_rope_and_kv_store_equal_the_unfused_kernels_bit_for_bit() {
         same_bits(&format!("{name}: k cache"), &run.read(&kc2, n_ctx * kw / 2), &run.read(&kc1, n_ctx * kw / 2));
         same_bits(&format!("{name}: v cache"), &run.read(&vc2, n_ctx * vw / 2), &run.read(&vc1, n_ctx * vw / 2));
     }
+}
+
+#[test]
+fn fused_products_with_rounding_and_residual_add_equal_the_unfused_kernels_bit_for_bit() {
+    let Some(ctx) = gpu() else { return };
+    let mut rng = Rng(29);
+    let mut run = Run::new(&ctx);
+    let mut kinds = vec![ops::MatmulKind::Reduce];
+    kinds.extend(RowsTile::ALL.map(ops::MatmulKind::Rows));
+    if ctx.profile.tiers.subgroup {
+        kinds.push(ops::MatmulKind::ReduceSg);
+    }
+    let (rows_1, rows_4) = (ops::MatmulKind::Rows(RowsTile::SOFTWARE_DECODE), ops::MatmulKind::Rows(RowsTile::SOFTWARE));
+    // (type, kernels, rounding, add): Q4_1 rounds x like Q8_1 (mode 0) in
+    // every kernel, with the add and a branch scale ≠ 1; F16 rounds to f16
+    // (mode 2), alone and with the add, in the 1- and 4-token row tiles and
+    // the reduction; F32 adds without rounding. Few cases: each variant is a
+    // pipeline compiled on lavapipe.
+    let cases = [
+        (GgmlType::Q4_1, kinds.clone(), Some(0u32), true),
+        (GgmlType::F16, vec![rows_1, ops::MatmulKind::Reduce], Some(2), false),
+        (GgmlType::F16, vec![rows_4], Some(2), true),
+        (GgmlType::F32, vec![rows_4], None, true),
+    ];
+    // 5 tokens: a 4-token tile and a tail (the 1-token tile and the
+    // reductions take the same path for 1); 70 rows: a partial row tile.
+    let (n_in, n_out, n_tok, s) = (256, 70, 5, 0.375f32);
+    for (ty, kinds, round, add) in cases {
+        let gm = GpuMatrix::upload(&ctx, "w", ty, &random_weights(ty, n_in, n_out, &mut rng), n_in, n_out).unwrap();
+        let x: Vec<f32> = rng.vec(n_in * n_tok).iter().map(|v| v * 3.0).collect();
+        let res = rng.vec(n_out * n_tok);
+        let xb = GBuf::from_f32(&ctx, "x", &x);
+        for kind in kinds {
+            // Unfused: act_quant, the plain product, add.
+            let (xq, y1, r1) = (run.zeros(n_in * n_tok), run.zeros(n_out * n_tok), GBuf::from_f32(&ctx, "r1", &res));
+            let (y2, r2) = (run.zeros(n_out * n_tok), GBuf::from_f32(&ctx, "r2", &res));
+            run.go(|r| {
+                let src = match round {
+                    Some(m) => {
+                        ops::act_quant(r, &xb, &xq, n_in * n_tok, m).unwrap();
+                        &xq
+                    }
+                    None => &xb,
+                };
+                ops::matmul_with(r, kind, &gm, src, n_in, 0, n_tok, &y1, n_out).unwrap();
+                if add {
+                    ops::add_scaled(r, &y1, &r1, n_out * n_tok, s).unwrap();
+                }
+                let fuse = MatFuse { round, add };
+                ops::matmul_fused_with(r, kind, fuse, &gm, &xb, n_in, n_tok, &y2, n_out, add.then_some((&r2, s))).unwrap();
+            });
+            let name = format!("{kind:?} {ty} round {round:?} add {add}");
+            same_bits(&format!("{name}: y"), &run.read(&y2, n_out * n_tok), &run.read(&y1, n_out * n_tok));
+            if add {
+                same_bits(&format!("{name}: residual"), &run.read(&r2, n_out * n_tok), &run.read(&r1, n_out * n_tok));
+            }
+        }
+    }
+    // Refused: Q8_K's 256-value blocks span units; a tiled kernel; an add without its residual.
+    let gm = GpuMatrix::upload(&ctx, "w", GgmlType::F32, &random_weights(GgmlType::F32, n_in, 4, &mut rng), n_in, 4).unwrap();
+    let (xb, yb, rb) = (run.zeros(n_in), run.zeros(4), run.zeros(4));
+    run.go(|r| {
+        let k = ops::MatmulKind::Reduce;
+        assert!(ops::matmul_fused_with(r, k, MatFuse { round: Some(1), add: false }, &gm, &xb, n_in, 1, &yb, 4, None).is_err());
+        let t = ops::MatmulKind::Tiled(TileType::F32);
+        assert!(ops::matmul_fused_with(r, t, MatFuse { round: None, add: true }, &gm, &xb, n_in, 1, &yb, 4, Some((&rb, 1.0))).is_err());
+        assert!(ops::matmul_fused_with(r, k, MatFuse { round: None, add: true }, &gm, &xb, n_in, 1, &yb, 4, None).is_err());
+    });
 }

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use super::device::GpuContext;
 use super::kernels::{ops, params_buffer, GBuf, Kernels, Readback, Recorder};
 use super::layout;
-use super::shaders::ShaderKey;
+use super::shaders::{MatFuse, ShaderKey};
 use super::weights::{self, GpuDense, GpuMatrix};
 use crate::graph::{Act, Attn, Buf, Dumped, Exec, Forward, Graph, HeadMatmul, Mat, Rope, Runner, Vector, View, Want, Weights};
 use crate::kv_cache::KvType;
@@ -613,6 +613,10 @@ enum Pending {
     Rope { q: (Buf, Rope), k: Option<(Buf, Rope)>, q_scale: f32 },
     /// `gate = act(gate) · up`: merges with the rounding of the product that reads `gate`.
     Glu { gate: Buf, up: Buf, act: Act },
+    /// One product `y = W · x` (x: the graph buffer `src`, or `xq` when
+    /// None: already rounded), x first rounded like act_quant `round`:
+    /// merges with a residual add of y (o and down), the rounding then its prologue.
+    Product { src: Option<Buf>, m: Mat, y: Buf, round: Option<u32> },
 }
 
 impl<'r, 'a> GpuExec<'r, 'a> {
@@ -649,7 +653,30 @@ impl<'r, 'a> GpuExec<'r, 'a> {
                 let b = self.b;
                 ops::glu(self.rec, &b.bufs[up.0 as usize], &b.bufs[gate.0 as usize], n, act == Act::Gelu)
             }
+            Some(Pending::Product { src, m, y, round }) => {
+                let (b, be, n) = (self.b, self.be, self.n);
+                let w = be.weights.matrix(m)?;
+                let mut x = src.map_or(&b.xq, |s| &b.bufs[s.0 as usize]);
+                if let Some(mode) = round {
+                    ops::act_quant(self.rec, x, &b.xq, n * w.n_in, mode)?;
+                    x = &b.xq;
+                }
+                ops::matmul(self.rec, w, x, w.n_in, 0, n, &b.bufs[y.0 as usize], w.n_out)
+            }
         }
+    }
+
+    /// Holds back a lone product for the residual add that may follow
+    /// (`Pending::Product`), where the device has a fused kernel for it;
+    /// false: record it now.
+    fn hold_product(&mut self, src: Option<Buf>, products: &[(Mat, Buf)], xw: usize, round: Option<u32>) -> Result<bool> {
+        let &[(m, y)] = products else { return Ok(false) };
+        let w = self.be.weights.matrix(m)?;
+        if w.n_in != xw || round.is_some_and(|r| ops::act_block(r) != 32) || !ops::fused_matmul_fits(&self.be.ctx.profile, w, xw, self.n) {
+            return Ok(false);
+        }
+        self.pending = Some(Pending::Product { src, m, y, round });
+        Ok(true)
     }
 
     /// The rounding mode every product of `products` applies to an input of
@@ -813,10 +840,26 @@ impl Exec for GpuExec<'_, '_> {
                     other => {
                         self.pending = other;
                         self.flush()?;
+                        // A lone product (o) may round x in its own prologue.
+                        if self.hold_product(Some(x), products, xw, Some(mode))? {
+                            return Ok(());
+                        }
                         ops::act_quant(self.rec, &b.bufs[x.0 as usize], &b.xq, n * xw, mode)?;
                     }
                 }
+                if self.hold_product(None, products, xw, None)? {
+                    return Ok(());
+                }
                 return self.products_from_xq(xw, products);
+            }
+            if let &[(m, _)] = products {
+                // A lone product that reads x unrounded (F32 weights).
+                if ops::act_mode(be.weights.matrix(m)?.ty).is_none() {
+                    self.flush()?;
+                    if self.hold_product(Some(x), products, xw, None)? {
+                        return Ok(());
+                    }
+                }
             }
         }
         self.flush()?;
@@ -881,6 +924,18 @@ impl Exec for GpuExec<'_, '_> {
     }
 
     fn add(&mut self, x: Buf, y: Buf, s: f32) -> Result<()> {
+        if let Some(Pending::Product { src, m, y: py, round }) = self.pending {
+            // The residual add as the epilogue of the product that made y.
+            if py == y && x != y && src != Some(x) && self.width(x) == self.width(y) {
+                self.pending = None;
+                let (b, be, n) = (self.b, self.be, self.n);
+                let w = be.weights.matrix(m)?;
+                let src = src.map_or(&b.xq, |s| &b.bufs[s.0 as usize]);
+                let fuse = MatFuse { round, add: true };
+                let res = Some((&b.bufs[x.0 as usize], s));
+                return ops::matmul_fused(self.rec, fuse, w, src, w.n_in, n, &b.bufs[y.0 as usize], w.n_out, res);
+            }
+        }
         self.flush()?;
         let n = self.n * self.width(x);
         let b = self.b;

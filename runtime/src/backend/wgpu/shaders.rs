@@ -68,6 +68,55 @@ pub enum ShaderKey {
     GluQ,
     /// Fused tier: RoPE of q and k, q scale, and the KV store of k and v.
     RopeKv,
+    /// Fused tier: a decode/row product (`Matmul`, `MatmulSg` or `MatmulRows`
+    /// by [`FusedKernel`]) that also rounds x and/or adds into a residual: see [`MatFuse`].
+    MatmulFused(Layout, FusedKernel, MatFuse),
+}
+
+/// The product kernels that take the fused tier's prologue and epilogue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FusedKernel {
+    /// matmul.wgsl + matmul_wg.wgsl (as `ShaderKey::Matmul`).
+    Reduce,
+    /// matmul.wgsl + matmul_sg.wgsl (as `ShaderKey::MatmulSg`).
+    ReduceSg,
+    /// matmul_rows.wgsl (as `ShaderKey::MatmulRows`).
+    Rows(RowsTile),
+}
+
+/// What a fused product does besides `y = W·x` (the prelude
+/// [`matmul_fuse`] prepends; the plain products get the identity one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MatFuse {
+    /// Rounds each 32-value unit of x like act_quant `mode` (0 or 2: the
+    /// 32-value blocks, so a unit is a whole block) before multiplying: the
+    /// act_quant dispatch before the product, as its prologue.
+    pub round: Option<u32>,
+    /// Adds `s · y` into a residual buffer (binding 4) as it stores y: the
+    /// residual add after the product, as its epilogue (add.wgsl's arithmetic).
+    pub add: bool,
+}
+
+impl MatFuse {
+    /// The identity: a plain product.
+    pub const NONE: MatFuse = MatFuse { round: None, add: false };
+}
+
+/// The lines prepended to the product kernels that store through `store`
+/// and may round x through `round_x` (matmul.wgsl, matmul_rows.wgsl).
+fn matmul_fuse(f: MatFuse) -> String {
+    let mut s = format!("const ROUND: bool = {};\n", f.round.is_some());
+    match f.round {
+        Some(mode) => s += &format!("fn round_x(b: ptr<function, array<f32, 32>>) {{\n    act_round32({mode}u, b);\n}}\n"),
+        None => s += "fn round_x(b: ptr<function, array<f32, 32>>) {}\n",
+    }
+    if f.add {
+        s += "@group(0) @binding(4) var<storage, read_write> res: array<f32>;\n";
+        s += "fn store(i: u32, v: f32) {\n    y[i] = v;\n    res[i] += p.s * v;\n}\n";
+    } else {
+        s += "fn store(i: u32, v: f32) {\n    y[i] = v;\n}\n";
+    }
+    s
 }
 
 /// The tile of matmul_rows.wgsl: `rows` weight rows × `tokens` tokens per
@@ -195,6 +244,23 @@ fn layout_consts(l: Layout) -> String {
     format!("const LAYOUT: u32 = {}u;\n", l.id())
 }
 
+/// A product kernel's source with the prelude of `f` (the binding
+/// declarations come first in the body; dequant_unit uses them).
+fn matmul_source(l: Layout, k: FusedKernel, f: MatFuse) -> String {
+    let head = format!("{}{}", layout_consts(l), matmul_fuse(f));
+    let round = if f.round.is_some() { ACT_ROUND } else { "" };
+    match k {
+        FusedKernel::Reduce => format!("{head}{MATMUL}\n{MATMUL_WG}\n{DEQUANT}\n{round}"),
+        FusedKernel::ReduceSg => format!("{head}{MATMUL}\n{MATMUL_SG}\n{DEQUANT}\n{round}"),
+        FusedKernel::Rows(t) => format!(
+            "{head}const R: u32 = {}u;\nconst T: u32 = {}u;\nconst WG: u32 = {}u;\n{MATMUL_ROWS}\n{DEQUANT}\n{round}",
+            t.rows,
+            t.tokens,
+            t.workgroup()
+        ),
+    }
+}
+
 impl ShaderKey {
     pub fn label(&self) -> String {
         match self {
@@ -205,6 +271,15 @@ impl ShaderKey {
             ShaderKey::GetRows(l) => format!("get_rows_{}", l.name()),
             ShaderKey::HeadMatmul(l) => format!("head_matmul_{}", l.name()),
             ShaderKey::Attention(c) => format!("attention_{}", format!("{c:?}").to_lowercase()),
+            ShaderKey::MatmulFused(l, k, f) => {
+                let k = match k {
+                    FusedKernel::Reduce => "wg".to_string(),
+                    FusedKernel::ReduceSg => "sg".to_string(),
+                    FusedKernel::Rows(t) => format!("rows_r{}t{}", t.rows, t.tokens),
+                };
+                let round = f.round.map(|m| format!("_round{m}")).unwrap_or_default();
+                format!("matmul_fused_{k}{round}{}_{}", if f.add { "_add" } else { "" }, l.name())
+            }
             other => format!("{other:?}").to_lowercase(),
         }
     }
@@ -213,17 +288,10 @@ impl ShaderKey {
     pub fn source(&self) -> String {
         match self {
             // The binding declarations come first in the body; dequant_unit uses them.
-            ShaderKey::Matmul(l) => format!("{}{}\n{}\n{}", layout_consts(*l), MATMUL, MATMUL_WG, DEQUANT),
-            ShaderKey::MatmulSg(l) => format!("{}{}\n{}\n{}", layout_consts(*l), MATMUL, MATMUL_SG, DEQUANT),
-            ShaderKey::MatmulRows(l, t) => format!(
-                "{}const R: u32 = {}u;\nconst T: u32 = {}u;\nconst WG: u32 = {}u;\n{}\n{}",
-                layout_consts(*l),
-                t.rows,
-                t.tokens,
-                t.workgroup(),
-                MATMUL_ROWS,
-                DEQUANT
-            ),
+            ShaderKey::Matmul(l) => matmul_source(*l, FusedKernel::Reduce, MatFuse::NONE),
+            ShaderKey::MatmulSg(l) => matmul_source(*l, FusedKernel::ReduceSg, MatFuse::NONE),
+            ShaderKey::MatmulRows(l, t) => matmul_source(*l, FusedKernel::Rows(*t), MatFuse::NONE),
+            ShaderKey::MatmulFused(l, k, f) => matmul_source(*l, *k, *f),
             ShaderKey::MatmulTiled(l, t) => format!("{}{}{}\n{}", t.header(), layout_consts(*l), MATMUL_TILED, DEQUANT),
             ShaderKey::GetRows(l) => format!("{}{}\n{}", layout_consts(*l), GET_ROWS, DEQUANT),
             ShaderKey::RmsNorm => format!("{RMS_NORM}\n{RMS_SCALE}"),
@@ -249,9 +317,11 @@ impl ShaderKey {
     /// struct by the naga test).
     pub fn params(&self) -> ParamsLayout {
         match self {
-            ShaderKey::Matmul(_) | ShaderKey::MatmulSg(_) | ShaderKey::MatmulRows(..) | ShaderKey::MatmulTiled(..) => {
-                kp::MatmulParams::LAYOUT
-            }
+            ShaderKey::Matmul(_)
+            | ShaderKey::MatmulSg(_)
+            | ShaderKey::MatmulRows(..)
+            | ShaderKey::MatmulTiled(..)
+            | ShaderKey::MatmulFused(..) => kp::MatmulParams::LAYOUT,
             ShaderKey::GetRows(_) => kp::GetRowsParams::LAYOUT,
             ShaderKey::RmsNorm => kp::RmsNormParams::LAYOUT,
             ShaderKey::Rope => kp::RopeParams::LAYOUT,
@@ -295,6 +365,8 @@ impl ShaderKey {
             ShaderKey::RmsNormQ => s(2, 2),
             ShaderKey::GluQ => s(1, 2),
             ShaderKey::RopeKv => s(2, 4),
+            // and the residual.
+            ShaderKey::MatmulFused(_, _, f) => s(2, 1 + f.add as u32),
         }
     }
 }
@@ -310,6 +382,16 @@ pub fn all_variants() -> Vec<ShaderKey> {
         v.extend(TileType::ALL.map(|t| ShaderKey::MatmulTiled(l, t)));
         v.push(ShaderKey::GetRows(l));
         v.push(ShaderKey::HeadMatmul(l));
+        let kernels = [FusedKernel::Reduce, FusedKernel::ReduceSg].into_iter().chain(RowsTile::ALL.map(FusedKernel::Rows));
+        for k in kernels {
+            for round in [None, Some(0), Some(2)] {
+                for add in [false, true] {
+                    if round.is_some() || add {
+                        v.push(ShaderKey::MatmulFused(l, k, MatFuse { round, add }));
+                    }
+                }
+            }
+        }
     }
     v.extend([
         ShaderKey::RmsNorm,
@@ -348,7 +430,7 @@ mod tests {
             use naga::valid::Capabilities as C;
             let caps = C::SHADER_FLOAT16_IN_FLOAT32
                 | match key {
-                    ShaderKey::MatmulSg(_) => C::SUBGROUP,
+                    ShaderKey::MatmulSg(_) | ShaderKey::MatmulFused(_, FusedKernel::ReduceSg, _) => C::SUBGROUP,
                     ShaderKey::MatmulTiled(_, TileType::F16) | ShaderKey::Attention(AttnCache::F16) => C::SHADER_FLOAT16,
                     _ => C::empty(),
                 };

@@ -3,7 +3,8 @@
 
 use super::params::*;
 use super::{GBuf, Recorder};
-use crate::backend::wgpu::shaders::{AttnCache, RowsTile, ShaderKey, TileType};
+use crate::backend::wgpu::device::DeviceProfile;
+use crate::backend::wgpu::shaders::{AttnCache, FusedKernel, MatFuse, RowsTile, ShaderKey, TileType};
 use crate::backend::wgpu::weights::{GpuDense, GpuMatrix};
 use crate::quant::GgmlType;
 use crate::{Error, Result};
@@ -54,10 +55,16 @@ pub fn matmul(
     y: &GBuf,
     y_stride: usize,
 ) -> Result<()> {
+    let kind = matmul_kind(&rec.ctx.profile, w, x_stride, x_off, n_tok);
+    matmul_with(rec, kind, w, x, x_stride, x_off, n_tok, y, y_stride)
+}
+
+/// The kernel [`matmul`] runs for these shapes on a device with `profile`.
+pub fn matmul_kind(profile: &DeviceProfile, w: &GpuMatrix, x_stride: usize, x_off: usize, n_tok: usize) -> MatmulKind {
     let aligned = x_stride.is_multiple_of(4) && x_off.is_multiple_of(4);
-    let software = rec.ctx.profile.software;
-    let tiers = rec.ctx.profile.tiers;
-    let kind = if tiers.tiled && !software && n_tok >= TILED_MIN_TOKENS {
+    let software = profile.software;
+    let tiers = profile.tiers;
+    if tiers.tiled && !software && n_tok >= TILED_MIN_TOKENS {
         // f16 tiles only where they lose nothing: F16 weights are f16 values,
         // and their x was rounded to f16 (act_quant, llama.cpp's vec_dot_type).
         // For other weights they would round dequantized weights and x that
@@ -69,12 +76,11 @@ pub fn matmul(
         MatmulKind::Rows(if n_tok == 1 { RowsTile::SOFTWARE_DECODE } else { RowsTile::SOFTWARE })
     } else if aligned && n_tok >= 4 {
         MatmulKind::Rows(RowsTile::GPU)
-    } else if rec.ctx.profile.tiers.subgroup {
+    } else if tiers.subgroup {
         MatmulKind::ReduceSg
     } else {
         MatmulKind::Reduce
-    };
-    matmul_with(rec, kind, w, x, x_stride, x_off, n_tok, y, y_stride)
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -89,6 +95,33 @@ pub fn matmul_with(
     y: &GBuf,
     y_stride: usize,
 ) -> Result<()> {
+    matmul_dispatch(rec, kind, MatFuse::NONE, None, w, x, x_stride, x_off, n_tok, y, y_stride)
+}
+
+/// [`matmul_with`] for the product kernels, with the fused tier's prologue
+/// and epilogue `fuse` (`res` = the residual and its scale when `fuse.add`).
+#[allow(clippy::too_many_arguments)]
+fn matmul_dispatch(
+    rec: &mut Recorder,
+    kind: MatmulKind,
+    fuse: MatFuse,
+    res: Option<(&GBuf, f32)>,
+    w: &GpuMatrix,
+    x: &GBuf,
+    x_stride: usize,
+    x_off: usize,
+    n_tok: usize,
+    y: &GBuf,
+    y_stride: usize,
+) -> Result<()> {
+    let fused = match (fuse == MatFuse::NONE, fused_kernel(kind)) {
+        (true, _) => None,
+        (false, Some(k)) => Some(ShaderKey::MatmulFused(w.layout, k, fuse)),
+        (false, None) => return Err(Error::Backend(format!("matmul: no fused variant of {kind:?}"))),
+    };
+    if fuse.add != res.is_some() {
+        return Err(Error::Backend("matmul: a residual add needs its residual buffer".into()));
+    }
     // One row part: rows r0..r0 + n_rows of W, written at y[t·y_stride + r0..].
     let params = |n_rows: usize, r0: usize| MatmulParams {
         n_in: w.n_in as u32,
@@ -98,8 +131,10 @@ pub fn matmul_with(
         x_off: x_off as u32,
         y_stride: y_stride as u32,
         y_off: r0 as u32,
-        ..Default::default()
+        s: res.map_or(0.0, |r| r.1),
     };
+    let mut bufs: Vec<&GBuf> = vec![x, &w.parts[0].wa, y];
+    bufs.extend(res.map(|r| r.0));
     if let MatmulKind::Tiled(TileType::F16) = kind {
         if !rec.ctx.profile.f16 {
             return Err(Error::Backend("matmul: f16 tiles on an adapter without SHADER_F16".into()));
@@ -112,19 +147,34 @@ pub fn matmul_with(
         _ => None,
     };
     if let Some((key, rows, tokens)) = tile {
+        let key = fused.unwrap_or(key);
         for part in &w.parts {
             let [gx, gz] = split((part.n_rows as u32).div_ceil(rows));
-            rec.dispatch(key, &[x, &part.wa, y], &params(part.n_rows, part.r0), [gx, (n_tok as u32).div_ceil(tokens), gz])?;
+            bufs[1] = &part.wa;
+            rec.dispatch(key, &bufs, &params(part.n_rows, part.r0), [gx, (n_tok as u32).div_ceil(tokens), gz])?;
         }
         return Ok(());
     }
     let key = if kind == MatmulKind::ReduceSg { ShaderKey::MatmulSg(w.layout) } else { ShaderKey::Matmul(w.layout) };
+    let key = fused.unwrap_or(key);
     for part in &w.parts {
         let groups = (part.n_rows as u32).div_ceil(4);
         let (gx, gy) = if groups <= 8192 { (groups, 1) } else { (8192, groups.div_ceil(8192)) };
-        rec.dispatch(key, &[x, &part.wa, y], &params(part.n_rows, part.r0), [gx, gy, (n_tok as u32).div_ceil(8)])?;
+        bufs[1] = &part.wa;
+        rec.dispatch(key, &bufs, &params(part.n_rows, part.r0), [gx, gy, (n_tok as u32).div_ceil(8)])?;
     }
     Ok(())
+}
+
+/// The fused variant of a product kernel (the tiled kernel has none: its x
+/// tile is staged across invocations, so a unit's rounding would need another barrier).
+pub fn fused_kernel(kind: MatmulKind) -> Option<FusedKernel> {
+    match kind {
+        MatmulKind::Reduce => Some(FusedKernel::Reduce),
+        MatmulKind::ReduceSg => Some(FusedKernel::ReduceSg),
+        MatmulKind::Rows(t) => Some(FusedKernel::Rows(t)),
+        MatmulKind::Tiled(_) => None,
+    }
 }
 
 /// `out[t] = W[ids[t]]` (embedding lookup, dequantized).
@@ -541,4 +591,51 @@ pub fn rope_kv(rec: &mut Recorder, table: &GBuf, q: &GBuf, k: &GBuf, v: &GBuf, k
         q_scale: a.q_scale,
     };
     rec.dispatch(ShaderKey::RopeKv, &[table, v, q, k, kc, vc], &p, [(a.n_head + a.n_head_kv) as u32, a.n_tok as u32, 1])
+}
+
+/// `y = W · x` as [`matmul`] runs it on this device, with the fused tier's
+/// prologue and epilogue: x's 32-value units rounded like [`act_quant`]
+/// `fuse.round` (0 or 2) as they are read, and `res += s · y` as y is stored
+/// (`res` = (the residual, s) when `fuse.add`), in one dispatch per row
+/// part. `y_stride` must be `w.n_out` when adding (res has y's layout).
+/// Fails where the device runs the tiled kernel (check [`fused_matmul_fits`]).
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_fused(
+    rec: &mut Recorder,
+    fuse: MatFuse,
+    w: &GpuMatrix,
+    x: &GBuf,
+    x_stride: usize,
+    n_tok: usize,
+    y: &GBuf,
+    y_stride: usize,
+    res: Option<(&GBuf, f32)>,
+) -> Result<()> {
+    let kind = matmul_kind(&rec.ctx.profile, w, x_stride, 0, n_tok);
+    matmul_fused_with(rec, kind, fuse, w, x, x_stride, n_tok, y, y_stride, res)
+}
+
+/// [`matmul_fused`] with the kernel forced (tests run each).
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_fused_with(
+    rec: &mut Recorder,
+    kind: MatmulKind,
+    fuse: MatFuse,
+    w: &GpuMatrix,
+    x: &GBuf,
+    x_stride: usize,
+    n_tok: usize,
+    y: &GBuf,
+    y_stride: usize,
+    res: Option<(&GBuf, f32)>,
+) -> Result<()> {
+    if fuse.round.is_some_and(|m| m > 2 || act_block(m) != 32) || (fuse.add && y_stride != w.n_out) {
+        return Err(Error::Backend(format!("matmul_fused: {fuse:?} with rows of {y_stride} for {} outputs", w.n_out)));
+    }
+    matmul_dispatch(rec, kind, fuse, res, w, x, x_stride, 0, n_tok, y, y_stride)
+}
+
+/// Whether [`matmul_fused`] has a kernel for this product on this device.
+pub fn fused_matmul_fits(profile: &DeviceProfile, w: &GpuMatrix, x_stride: usize, n_tok: usize) -> bool {
+    fused_kernel(matmul_kind(profile, w, x_stride, 0, n_tok)).is_some()
 }

@@ -89,7 +89,7 @@ macro_rules! kernel_params {
 }
 
 kernel_params! {
-    /// `Params` of matmul.wgsl (the `Matmul` and `MatmulSg` variants) and of
+    /// `Params` of matmul.wgsl (the `Matmul`, `MatmulSg` and fused variants) and of
     /// matmul_rows.wgsl: `y[t·y_stride + y_off + r] = Σ_i W[r][i] · x[t·x_stride + x_off + i]`
     /// over the `n_rows` rows of one row part.
     MatmulParams {
@@ -101,7 +101,8 @@ kernel_params! {
         y_stride: u32,
         /// First output row of this row part.
         y_off: u32,
-        _pad: u32,
+        /// The residual add's branch scale (`ShaderKey::MatmulFused` with `add`; 0 otherwise).
+        s: f32,
     }
 }
 

@@ -7,6 +7,8 @@
 // units for TT tokens); the tier's `main` follows it: matmul_wg.wgsl (baseline,
 // workgroup-memory tree reduction) or matmul_sg.wgsl (subgroup shuffles).
 // Bindings: 0 params, 1 x (f32), 2 wa (the weight's GGUF bytes, dequant.wgsl), 3 y.
+// The host prepends ROUND, round_x and store (shaders.rs, matmul_fuse), as
+// for matmul_rows.wgsl.
 
 struct Params {
     n_in: u32,
@@ -16,7 +18,8 @@ struct Params {
     x_off: u32,
     y_stride: u32,
     y_off: u32,
-    _pad: u32,
+    // The residual add's branch scale (fused products with ADD; 0 otherwise).
+    s: f32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -39,8 +42,19 @@ fn partial(row: u32, lane: u32, t0: u32, nt: u32) -> array<f32, 8> {
             for (var t = 0u; t < nt; t++) {
                 let xb = (t0 + t) * p.x_stride + p.x_off + u * 32u;
                 var s = 0.0;
-                for (var i = 0u; i < 32u; i++) {
-                    s += w[i] * x[xb + i];
+                if ROUND {
+                    var xr: array<f32, 32>;
+                    for (var i = 0u; i < 32u; i++) {
+                        xr[i] = x[xb + i];
+                    }
+                    round_x(&xr);
+                    for (var i = 0u; i < 32u; i++) {
+                        s += w[i] * xr[i];
+                    }
+                } else {
+                    for (var i = 0u; i < 32u; i++) {
+                        s += w[i] * x[xb + i];
+                    }
                 }
                 acc[t] += s;
             }

@@ -5,6 +5,9 @@
 // for prompt batches; matmul.wgsl (lanes + reduction) serves GPU decode.
 // x_stride, x_off and n_in are multiples of 4 (x is read as vec4).
 // Bindings: 0 params, 1 x (vec4<f32>), 2 wa (the weight's GGUF bytes, dequant.wgsl), 3 y.
+// The host prepends ROUND, round_x and store (shaders.rs, matmul_fuse): the
+// plain product stores y; the fused tier's may also round each unit of x
+// like act_quant and add the result into a residual (binding 4).
 
 struct Params {
     n_in: u32,
@@ -14,7 +17,8 @@ struct Params {
     x_off: u32,
     y_stride: u32,
     y_off: u32,
-    _pad: u32,
+    // The residual add's branch scale (fused products with ADD; 0 otherwise).
+    s: f32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -32,6 +36,23 @@ fn unit_w(u: u32) -> array<vec4<f32>, 8> {
         w[j] = vec4<f32>(f[4u * j], f[4u * j + 1u], f[4u * j + 2u], f[4u * j + 3u]);
     }
     return w;
+}
+
+// x's unit u rounded by round_x (ROUND: the fused tier's rounding prologue).
+fn round_unit(v: array<vec4<f32>, 8>) -> array<vec4<f32>, 8> {
+    var b: array<f32, 32>;
+    for (var j = 0u; j < 8u; j++) {
+        b[4u * j] = v[j].x;
+        b[4u * j + 1u] = v[j].y;
+        b[4u * j + 2u] = v[j].z;
+        b[4u * j + 3u] = v[j].w;
+    }
+    round_x(&b);
+    var o: array<vec4<f32>, 8>;
+    for (var j = 0u; j < 8u; j++) {
+        o[j] = vec4<f32>(b[4u * j], b[4u * j + 1u], b[4u * j + 2u], b[4u * j + 3u]);
+    }
+    return o;
 }
 
 // The host prepends the tile (shaders.rs, RowsTile): R rows per invocation
@@ -52,6 +73,18 @@ fn rows4(row0: u32, t0: u32) -> array<vec4<f32>, R> {
         for (var j = 0u; j < 8u; j++) {
             let k = u * 8u + j;
             xs[j] = array<vec4<f32>, 4>(x[xb[0] + k], x[xb[1] + k], x[xb[2] + k], x[xb[3] + k]);
+        }
+        if ROUND {
+            for (var t = 0u; t < 4u; t++) {
+                var v: array<vec4<f32>, 8>;
+                for (var j = 0u; j < 8u; j++) {
+                    v[j] = xs[j][t];
+                }
+                v = round_unit(v);
+                for (var j = 0u; j < 8u; j++) {
+                    xs[j][t] = v[j];
+                }
+            }
         }
         for (var r = 0u; r < R; r++) {
             // Rows past the end compute on the last row; their sums are not stored.
@@ -78,6 +111,9 @@ fn rows1(row0: u32, t0: u32) -> array<vec4<f32>, R> {
         var xs: array<vec4<f32>, 8>;
         for (var j = 0u; j < 8u; j++) {
             xs[j] = x[xb + u * 8u + j];
+        }
+        if ROUND {
+            xs = round_unit(xs);
         }
         for (var r = 0u; r < R; r++) {
             let w = unit_w(min(row0 + r, p.n_rows - 1u) * upr + u);
@@ -117,7 +153,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wg
         let a = acc[r];
         for (var t = 0u; t < T; t++) {
             if t0 + t < p.n_tok {
-                y[(t0 + t) * p.y_stride + p.y_off + row] = a[t];
+                store((t0 + t) * p.y_stride + p.y_off + row, a[t]);
             }
         }
     }

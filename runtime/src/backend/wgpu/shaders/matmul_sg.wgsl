@@ -40,6 +40,6 @@ fn main(
         for (var k = 0u; k < n_seg; k++) {
             s += red[(rl * TT + lane) * LANES + k];
         }
-        y[(t0 + lane) * p.y_stride + p.y_off + row] = s;
+        store((t0 + lane) * p.y_stride + p.y_off + row, s);
     }
 }

@@ -28,7 +28,8 @@ struct Params {
     x_off: u32,
     y_stride: u32,
     y_off: u32,
-    _pad: u32,
+    // The residual add's branch scale (fused products with ADD; 0 otherwise).
+    s: f32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;

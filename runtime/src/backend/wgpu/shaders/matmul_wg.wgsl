@@ -25,6 +25,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         workgroupBarrier();
     }
     if row < p.n_rows && lane < nt {
-        y[(t0 + lane) * p.y_stride + p.y_off + row] = red[(rl * TT + lane) * LANES];
+        store((t0 + lane) * p.y_stride + p.y_off + row, red[(rl * TT + lane) * LANES]);
     }
 }

@@ -9,7 +9,7 @@
 //! Release builds honour it too (CI tests the release CLI); it costs one
 //! `Option` check per dispatch when unset.
 
-use crate::backend::wgpu::shaders::ShaderKey;
+use crate::backend::wgpu::shaders::{MatFuse, ShaderKey};
 use crate::{Error, Result};
 
 /// What a faulty kernel's output is multiplied by: not a sign flip (RoPE on
@@ -58,15 +58,17 @@ impl Fault {
         match self.name {
             // Each name covers every tier's kernel for that op (tiled products,
             // the fused norm/GLU/RoPE kernels), so a fault hits whichever runs.
-            "matmul" => matches!(key, K::Matmul(_) | K::MatmulSg(_) | K::MatmulRows(..) | K::MatmulTiled(..)),
+            // A fused product is hit by each op it merges (its rounding, its
+            // residual add): the fault scales its last output, the residual.
+            "matmul" => matches!(key, K::Matmul(_) | K::MatmulSg(_) | K::MatmulRows(..) | K::MatmulTiled(..) | K::MatmulFused(..)),
             "rms_norm" => matches!(key, K::RmsNorm | K::RmsNormQ),
             "rope" => matches!(key, K::Rope | K::RopeKv),
             "attention" => matches!(key, K::Attention(_)),
             "glu" => matches!(key, K::Swiglu | K::GluQ),
-            "add" => key == K::Add,
+            "add" => matches!(key, K::Add | K::MatmulFused(_, _, MatFuse { add: true, .. })),
             "get_rows" => matches!(key, K::GetRows(_)),
             "kv_store" => key == K::KvStore,
-            "act_quant" => key == K::ActQuant,
+            "act_quant" => matches!(key, K::ActQuant | K::MatmulFused(_, _, MatFuse { round: Some(_), .. })),
             _ => false,
         }
     }
@@ -90,5 +92,13 @@ mod tests {
         }
         assert!(Fault::parse("rope").unwrap().unwrap().hits(ShaderKey::Rope));
         assert!(!Fault::parse("rope").unwrap().unwrap().hits(ShaderKey::Attention(crate::backend::wgpu::shaders::AttnCache::Packed)));
+        // A fused product is hit by each op it merges.
+        use crate::backend::wgpu::layout::Layout;
+        use crate::backend::wgpu::shaders::FusedKernel;
+        let l = Layout::for_type(crate::quant::GgmlType::Q4_1).unwrap();
+        let fused = |round, add| ShaderKey::MatmulFused(l, FusedKernel::Reduce, MatFuse { round, add });
+        let hits = |n: &str, k| Fault::parse(n).unwrap().unwrap().hits(k);
+        assert!(hits("matmul", fused(None, true)) && hits("add", fused(None, true)) && !hits("act_quant", fused(None, true)));
+        assert!(hits("act_quant", fused(Some(0), false)) && !hits("add", fused(Some(0), false)));
     }
 }

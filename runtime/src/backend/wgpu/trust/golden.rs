@@ -84,7 +84,10 @@ pub fn gguf_bytes() -> Vec<u8> {
         matrix(&mut w, &b("attn_q"), GgmlType::Q4_0, N_EMBD, N_EMBD, next());
         matrix(&mut w, &b("attn_k"), GgmlType::Q4_0, N_EMBD, kv, next());
         matrix(&mut w, &b("attn_v"), GgmlType::Q8_0, N_EMBD, kv, next());
-        matrix(&mut w, &b("attn_output"), GgmlType::F32, N_EMBD, N_EMBD, next());
+        // F32 in layer 0, Q8_0 in layer 1: the fused tier's o product with
+        // the residual add as its epilogue, then also with x's rounding as its prologue.
+        let o_ty = if il == 0 { GgmlType::F32 } else { GgmlType::Q8_0 };
+        matrix(&mut w, &b("attn_output"), o_ty, N_EMBD, N_EMBD, next());
         w.tensor_f32(&b("ffn_norm"), &[N_EMBD as u64], &vec![1.0; N_EMBD]);
         matrix(&mut w, &b("ffn_gate"), GgmlType::Q4_0, N_EMBD, N_FF, next());
         matrix(&mut w, &b("ffn_up"), GgmlType::Q8_0, N_EMBD, N_FF, next());
