@@ -12,6 +12,8 @@ pub struct Engine {
     pub(crate) inner: Arc<ember::Engine>,
     /// Context size of new sessions (after `context_size` and `memory_budget_mb`).
     n_ctx: usize,
+    /// How new sessions draft (`draft_model` / `lookup`).
+    speculation: Option<ember::speculative::Speculation>,
 }
 
 const MIB: u64 = 1024 * 1024;
@@ -39,10 +41,34 @@ impl Engine {
 
     fn from_gguf(file: ember::gguf::GgufFile, config: &EngineConfig) -> Result<Arc<Engine>, EmberError> {
         let rt = Self::runtime_config(config)?;
+        let rt_draft = rt.clone();
         let inner = ember::Engine::from_file(Arc::new(file), rt)?;
         let n_ctx = budget_ctx(&inner, config)?;
-        Ok(Arc::new(Engine { inner, n_ctx }))
+        let speculation = speculation(&inner, config, rt_draft)?;
+        Ok(Arc::new(Engine { inner, n_ctx, speculation }))
     }
+}
+
+/// The draft model (loaded with the model's config, its vocabulary checked)
+/// or prompt lookup that `config` asks for.
+fn speculation(
+    target: &ember::Engine,
+    config: &EngineConfig,
+    rt: ember::EngineConfig,
+) -> Result<Option<ember::speculative::Speculation>, EmberError> {
+    use ember::speculative::Speculation;
+    if let Some(path) = &config.draft_model {
+        if config.lookup > 0 {
+            return Err(EmberError::InvalidParams("draft_model and lookup are two ways to draft: set one".into()));
+        }
+        if config.draft_max == 0 {
+            return Err(EmberError::InvalidParams("draft_max must be at least 1".into()));
+        }
+        let engine = ember::Engine::load(path, rt)?;
+        ember::speculative::draft_model::check_same_vocab(target, &engine)?;
+        return Ok(Some(Speculation::DraftModel { engine, max: config.draft_max as usize }));
+    }
+    Ok((config.lookup > 0).then_some(Speculation::Lookup { max: config.lookup as usize }))
 }
 
 /// The session context under the memory budget: weights + KV(n_ctx) ≤ budget.
@@ -125,7 +151,8 @@ impl Engine {
     /// A new conversation with its own KV cache, sharing this engine's weights.
     pub fn new_session(self: Arc<Self>) -> Result<Arc<Session>, EmberError> {
         guard("Engine.new_session", || {
-            let s = self.inner.new_session_with_ctx(self.n_ctx)?;
+            let mut s = self.inner.new_session_with_ctx(self.n_ctx)?;
+            s.set_speculation(self.speculation.as_ref())?;
             Ok(Arc::new(Session::new(self.clone(), s)))
         })
     }

@@ -41,6 +41,18 @@ pub struct EngineConfig {
     /// Allow plain http:// to a host other than loopback.
     #[uniffi(default = false)]
     pub remote_allow_http: bool,
+    /// Speculative decoding with a draft model: the path of a smaller GGUF of
+    /// the same vocabulary, loaded with this config; it proposes tokens that
+    /// the model verifies several at a time (same output under greedy).
+    #[uniffi(default = None)]
+    pub draft_model: Option<String>,
+    /// Most tokens the draft model proposes per pass.
+    #[uniffi(default = 16)]
+    pub draft_max: u32,
+    /// Prompt lookup (without a draft model): up to this many tokens that
+    /// followed the context's last n-gram earlier are verified at once; 0 = off.
+    #[uniffi(default = 0)]
+    pub lookup: u32,
 }
 
 impl Default for EngineConfig {
@@ -55,6 +67,9 @@ impl Default for EngineConfig {
             remote_model: None,
             route: None,
             remote_allow_http: false,
+            draft_model: None,
+            draft_max: ember::speculative::DEFAULT_DRAFT_MAX as u32,
+            lookup: 0,
         }
     }
 }

@@ -276,6 +276,20 @@ def test_chat_longer_than_the_context_drops_the_oldest_turns(model_path):
     assert ref.text == sink.text
 
 
+def test_speculative_decoding_keeps_the_greedy_text(model_path, engine):
+    # Prompt lookup, and SmolLM2 drafting for itself: the same greedy text as
+    # plain decoding (the target verifies every drafted token).
+    prompt = "A list of colours: red, green, blue, yellow. Again: red, green, blue,"
+    plain = Collect()
+    engine.new_session().generate(prompt, greedy(24), plain)
+    for cfg in (EngineConfig(threads=2, lookup=8), EngineConfig(threads=2, draft_model=model_path, draft_max=4)):
+        sink = Collect()
+        Engine.load(model_path, cfg).new_session().generate(prompt, greedy(24), sink)
+        assert sink.text == plain.text, (cfg, sink.text, plain.text)
+    with pytest.raises(EmberError.InvalidParams):
+        Engine.load(model_path, EngineConfig(draft_model=model_path, lookup=4))
+
+
 def test_load_from_fd(model_path, reference, tmp_path):
     # The model embedded at an odd offset inside a bigger file (like an Android asset).
     data = open(model_path, "rb").read()
