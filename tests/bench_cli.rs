@@ -25,6 +25,55 @@ fn bench_json_has_positive_fields() {
     assert!(v["kernels"].is_string());
 }
 
+/// KV cache bytes per token in `ember bench --json` and `ember inspect`, per
+/// cache type, against ggml's block sizes applied to the fixture's hparams
+/// (llama_e256: 2 layers, 2 KV heads of 64 for K and V): f16 2 bytes a
+/// value, q8_0 34 bytes per 32, q4_0 18 per 32.
+#[test]
+fn kv_bytes_per_token_follow_the_cache_types() {
+    let model = fixtures().join("arch/llama_e256.gguf");
+    let m = model.to_str().unwrap();
+    let row = 2 * 64; // values per K (and per V) row
+    let (f16, q8_0, q4_0) = (row * 2, row / 32 * 34, row / 32 * 18);
+    let out = ember()
+        .args([
+            "bench",
+            "-m",
+            m,
+            "-p",
+            "8",
+            "-n",
+            "2",
+            "-r",
+            "1",
+            "-t",
+            "1",
+            "--backend",
+            "cpu",
+            "--ctk",
+            "q8_0",
+            "--ctv",
+            "q4_0",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object on stdout");
+    assert_eq!(v["cache_type_k"], "q8_0", "{v}");
+    assert_eq!(v["cache_type_v"], "q4_0", "{v}");
+    assert_eq!(v["kv_bytes_per_token"].as_u64(), Some(2 * (q8_0 + q4_0) as u64), "{v}");
+    assert!(v["tg_tps"].as_f64().is_some_and(|x| x > 0.0), "{v}");
+
+    let out = ember().args(["inspect", m]).output().unwrap();
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let s = String::from_utf8_lossy(&out.stdout);
+    let line = s.lines().find(|l| l.contains("KV-cache bytes/token")).unwrap_or_else(|| panic!("{s}"));
+    for (bytes, ty) in [(f16, "f16"), (q8_0, "q8_0"), (q4_0, "q4_0")] {
+        assert!(line.contains(&format!("{} (", 2 * 2 * bytes)) && line.contains(ty), "{ty}: {line}");
+    }
+}
+
 /// `ember bench --backend wgpu` runs the forward pass on the GPU and says so.
 #[test]
 fn bench_on_wgpu_reports_the_gpu_backend() {

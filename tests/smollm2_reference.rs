@@ -15,6 +15,16 @@ fn reference(backend: &'static str) -> Reference {
 }
 
 on_every_backend!(perplexity_within_one_percent: perplexity_within_one_percent_of_llama_cpp, wgpu_perplexity_within_one_percent_of_llama_cpp);
+// With a quantized KV cache (`--ctk/--ctv`, CPU: the wgpu cache is f16 only),
+// against llama.cpp's flash-attention perplexity with the same cache type.
+#[test]
+fn kv_q8_0_perplexity_within_one_percent_of_llama_cpp() {
+    reference("cpu").perplexity_within("q8_0", 0.01);
+}
+#[test]
+fn kv_q4_0_perplexity_within_three_percent_of_llama_cpp() {
+    reference("cpu").perplexity_within("q4_0", 0.03);
+}
 // Along prompt + greedy continuation fed as one batch, our top-1 equals
 // llama.cpp's at ≥ 99% of the positions where its top-1/top-2 margin ≥ 0.3.
 on_every_backend!(top1_agrees: top1_agrees_with_llama_cpp_along_every_sequence, wgpu_top1_agrees_with_llama_cpp_along_every_sequence);

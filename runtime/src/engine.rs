@@ -13,6 +13,7 @@ use crate::config::{BackendKind, EngineConfig, DEFAULT_MAX_CTX};
 use crate::constrain::{Constraint, Grammars, TokenMask};
 use crate::gguf::GgufFile;
 use crate::graph::Runner;
+use crate::kv_cache::KvType;
 use crate::model::{Model, ModelInfo};
 use crate::session::Session;
 use crate::tokenizer::Tokenizer;
@@ -101,15 +102,13 @@ impl Engine {
         if config.route_policy() != crate::remote::RoutePolicy::Local && config.remote.is_none() {
             return Err(Error::InvalidParam(format!("route {} needs a remote engine", config.route_policy())));
         }
-        if config.cache_type_k != crate::kv_cache::KvType::F16 || config.cache_type_v != crate::kv_cache::KvType::F16 {
-            return Err(Error::InvalidParam(format!(
-                "KV cache types {}/{} are not implemented yet (f16 only)",
-                config.cache_type_k, config.cache_type_v
-            )));
-        }
         let mut model = Model::from_gguf(file.clone())?;
+        let kv_types = (config.cache_type_k, config.cache_type_v);
+        crate::kv_cache::check_types(&model.forward().graph().kv, kv_types.0, kv_types.1)?;
+        let quantized_kv = kv_types != (KvType::F16, KvType::F16);
         if let Some(n) = config.n_ctx {
-            check_ctx(n, model.info().n_ctx_train, model.info().kv_bytes_per_token)?;
+            let per_token = crate::kv_cache::bytes_per_token(&model.forward().graph().kv, kv_types.0, kv_types.1).unwrap_or(0);
+            check_ctx(n, model.info().n_ctx_train, per_token as u64)?;
         }
         let tokenizer = Tokenizer::from_gguf(&file)?;
         if tokenizer.n_vocab() < model.info().n_vocab {
@@ -140,6 +139,15 @@ impl Engine {
         };
         let (gpu, report) = match config.backend {
             BackendKind::Cpu => (None, cpu_report("--backend cpu".into(), None)),
+            BackendKind::Wgpu if quantized_kv => {
+                return Err(Error::InvalidParam(format!(
+                    "KV cache types {}/{}: the wgpu backend stores its KV cache in f16 only (q8_0/q4_0 run with --backend cpu)",
+                    kv_types.0, kv_types.1
+                )))
+            }
+            BackendKind::Auto if quantized_kv => {
+                (None, cpu_report(format!("KV cache {}/{}: quantized caches run on the CPU", kv_types.0, kv_types.1), None))
+            }
             BackendKind::Wgpu => {
                 let opts = TrustOptions::from_config(&config)?;
                 let (be, r) = open_gpu(AdapterPolicy::AllowSoftware, &opts, &model).map_err(|(e, _)| e)?;
@@ -252,7 +260,7 @@ impl Engine {
     pub fn new_runner(&self, n_ctx: usize) -> Result<Box<dyn Runner>> {
         Ok(match self.live_gpu() {
             Some(g) => Box::new(g.new_runner(n_ctx)?),
-            None => Box::new(CpuRunner::new(self.cpu.clone(), self.model.forward().clone(), n_ctx)),
+            None => Box::new(CpuRunner::with_kv_types(self.cpu.clone(), self.model.forward().clone(), n_ctx, self.kv_types())?),
         })
     }
 
@@ -318,7 +326,19 @@ impl Engine {
     /// machine has available (checked before anything is allocated); past the
     /// model's training context it is allowed, with a warning.
     pub fn check_ctx(&self, n_ctx: usize) -> Result<()> {
-        check_ctx(n_ctx, self.info().n_ctx_train, self.info().kv_bytes_per_token)
+        check_ctx(n_ctx, self.info().n_ctx_train, self.kv_bytes_per_token() as u64)
+    }
+
+    /// The stored types of the KV cache's K and V (`--cache-type-k/-v`).
+    pub fn kv_types(&self) -> (KvType, KvType) {
+        (self.config.cache_type_k, self.config.cache_type_v)
+    }
+
+    /// KV cache bytes per token of context in the configured types
+    /// (`ModelInfo::kv_bytes_per_token` is the f16 figure).
+    pub fn kv_bytes_per_token(&self) -> usize {
+        let (k, v) = self.kv_types();
+        crate::kv_cache::bytes_per_token(&self.model.forward().graph().kv, k, v).unwrap_or(0)
     }
 }
 

@@ -135,32 +135,43 @@ impl Reference {
     }
 
     /// Perplexity on `ppl_public.txt` in 512-token windows, within 1% of
-    /// llama.cpp's. The CPU scores the whole text; a GPU backend the first
-    /// window only (`--chunks 1`, against llama.cpp's first-window figure):
+    /// llama.cpp's (f16 KV cache).
+    pub fn perplexity_within_one_percent(&self) {
+        self.perplexity_within("f16", 0.01);
+    }
+
+    /// Our perplexity on `ppl_public.txt` (ctx 512) with the KV cache stored as
+    /// `cache` (`--ctk/--ctv`, both sides) within `tol` (relative) of
+    /// llama.cpp's with the same cache type: `perplexity.json` for f16,
+    /// `perplexity_kv_<cache>.json` (shared/reference/tools/kv_ppl.py) else.
+    /// The CPU scores the whole text; a GPU backend the first window only
+    /// (`--chunks 1`, against llama.cpp's first-window figure, `first_chunk`):
     /// lavapipe evaluates prompts ~40× slower than the CPU, and the other
     /// windows add no kernel the first one lacks.
-    pub fn perplexity_within_one_percent(&self) {
-        let all: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(fixtures().join(self.dir).join("perplexity.json")).unwrap()).unwrap();
+    pub fn perplexity_within(&self, cache: &str, tol: f64) {
+        let file = if cache == "f16" { "perplexity.json".to_string() } else { format!("perplexity_kv_{cache}.json") };
+        let all: serde_json::Value = serde_json::from_slice(&std::fs::read(fixtures().join(self.dir).join(file)).unwrap()).unwrap();
         let text = fixtures().join("ppl_public.txt");
         let model = self.model_arg();
-        let mut args = vec!["perplexity", "-m", &model, "-f", text.to_str().unwrap(), "--ctx", "512", "-t", "2"];
+        let mut args =
+            vec!["perplexity", "-m", &model, "-f", text.to_str().unwrap(), "--ctx", "512", "-t", "2", "--ctk", cache, "--ctv", cache];
         let want = if self.backend == "cpu" {
             all.clone()
         } else {
             args.extend(["--chunks", "1"]);
             all["first_chunk"].clone()
         };
+        assert!(want.is_object(), "no llama.cpp figure for the {} backend in {}/{file}", self.backend, self.dir);
         let out = run_ok_on(self.backend, &args);
         let last = out.lines().last().expect("perplexity prints a JSON line");
         let got: serde_json::Value = serde_json::from_str(last).unwrap();
-        if self.backend == "cpu" {
-            assert_eq!(got["tokens"], want["n_tokens"], "token count differs from llama.cpp");
+        if let Some(n) = want.get("n_tokens") {
+            assert_eq!(&got["tokens"], n, "token count differs from llama.cpp");
         }
         assert_eq!(got["scored"], want["scored"], "scored count differs from llama.cpp");
         let (p, q) = (got["perplexity"].as_f64().unwrap(), want["perplexity"].as_f64().unwrap());
-        eprintln!("perplexity: ember {p:.4}, llama.cpp {q:.4} ({:+.3}%)", (p / q - 1.0) * 100.0);
-        assert!((p / q - 1.0).abs() <= 0.01, "perplexity {p} vs llama.cpp {q}");
+        eprintln!("perplexity (KV {cache}): ember {p:.4}, llama.cpp {q:.4} ({:+.3}%)", (p / q - 1.0) * 100.0);
+        assert!((p / q - 1.0).abs() <= tol, "perplexity (KV {cache}) {p} vs llama.cpp {q}");
     }
 
     pub fn prompts_tokenize(&self) {

@@ -307,6 +307,9 @@ pub fn run(a: BenchArgs) -> Result<()> {
             "tg_tps_all": tg,
             "load_ms": load_ms,
             "peak_rss_mb": rss,
+            "cache_type_k": engine.kv_types().0.as_str(),
+            "cache_type_v": engine.kv_types().1.as_str(),
+            "kv_bytes_per_token": engine.kv_bytes_per_token(),
         });
         if let Some(g) = engine.gpu() {
             if gen_tokens > 0 {
@@ -394,6 +397,8 @@ pub fn run(a: BenchArgs) -> Result<()> {
             );
         }
         println!("load {load_ms:.0} ms, peak RSS {rss:.1} MiB, median of {} run(s) after a warm-up", a.reps);
+        let (ctk, ctv) = engine.kv_types();
+        println!("KV cache: {ctk}/{ctv}, {} bytes per token", engine.kv_bytes_per_token());
         if let Some(b) = gpu_bytes {
             println!(
                 "weights on the GPU: {:.1} MiB ({:.4}× the {:.1} MiB of the same {} tensors in the file)",

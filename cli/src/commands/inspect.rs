@@ -4,6 +4,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::Args;
 use ember::gguf::{GgufFile, Value};
+use ember::kv_cache::KvType;
 use ember::model::Model;
 use ember::quant::{self, GgmlType};
 use ember::tokenizer::Tokenizer;
@@ -102,7 +103,16 @@ pub fn run(a: InspectArgs) -> Result<()> {
             println!("  parameters:            {}", i.n_params);
             println!("  weight bytes:          {} ({})", i.weight_bytes, human(i.weight_bytes));
             println!("  bytes read per token:  {} ({})", i.bytes_per_token, human(i.bytes_per_token));
-            println!("  KV-cache bytes/token:  {} ({}, f16)", i.kv_bytes_per_token, human(i.kv_bytes_per_token));
+            // Per cache type (--cache-type-k/-v, the same type for both here).
+            let kv = &m.forward().graph().kv;
+            let per_type: Vec<String> = [KvType::F16, KvType::Q8_0, KvType::Q4_0]
+                .iter()
+                .map(|&t| match ember::kv_cache::bytes_per_token(kv, t, t) {
+                    Some(b) => format!("{b} ({}, {t})", human(b as u64)),
+                    None => format!("- ({t}: rows not whole blocks)"),
+                })
+                .collect();
+            println!("  KV-cache bytes/token:  {}", per_type.join(", "));
         }
         Err(e) => println!("  cannot run with Ember: {e}"),
     }

@@ -9,9 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use super::profile::{timed, OpKind, OpProfile};
-use super::{attention_strided, matmul_many, team, AttnShape, CpuBackend, MatJob, MatmulScratch};
+use super::{attention_kvq, attention_strided, matmul_many, team, AttnShape, CpuBackend, MatJob, MatmulScratch};
 use crate::graph::{Act, Attn, Buf, Dumped, Exec, Forward, Graph, HeadMatmul, Mat, Rope, Runner, Vector, View, Want};
-use crate::kv_cache::KvCache;
+use crate::kv_cache::{KvCache, KvType};
 use crate::kv_state::{KvState, LayerKv};
 use crate::ops::activation::{geglu_ggml, swiglu};
 use crate::ops::rms_norm::rms_norm;
@@ -40,10 +40,18 @@ struct State {
 }
 
 impl CpuRunner {
+    /// A session of `n_ctx` positions with an f16 KV cache.
     pub fn new(be: Arc<CpuBackend>, arch: Arc<dyn Forward>, n_ctx: usize) -> CpuRunner {
+        // f16 rows of any width are valid: this cannot fail.
+        Self::with_kv_types(be, arch, n_ctx, (KvType::F16, KvType::F16)).expect("an f16 KV cache")
+    }
+
+    /// A session of `n_ctx` positions whose cache stores K and V as `types`
+    /// (an error when a layer's rows are not whole blocks of the type).
+    pub fn with_kv_types(be: Arc<CpuBackend>, arch: Arc<dyn Forward>, n_ctx: usize, types: (KvType, KvType)) -> Result<CpuRunner> {
         let g = arch.graph();
         let s = State {
-            cache: KvCache::new(n_ctx, g.kv.clone()),
+            cache: KvCache::new(n_ctx, g.kv.clone(), types.0, types.1)?,
             bufs: vec![Vec::new(); g.bufs.len()],
             ropes: vec![Vec::new(); g.ropes.len()],
             mm: MatmulScratch::default(),
@@ -51,7 +59,7 @@ impl CpuRunner {
             dump: None,
             cancel: None,
         };
-        CpuRunner { be, arch, s }
+        Ok(CpuRunner { be, arch, s })
     }
 }
 
@@ -376,9 +384,16 @@ impl Exec for CpuExec<'_> {
         let vc = if a.v_in_k { kc } else { vc };
         let kernels = s.mm.kernels;
         let qb = &s.bufs[q.0 as usize];
-        timed(&mut s.mm.profile, &[(OpKind::Attention, 0)], || attention_strided(kernels, &shape, qb, kc, k_row, vc, v_row, &mut o));
+        let r = timed(&mut s.mm.profile, &[(OpKind::Attention, 0)], || match (kc.as_f16(), vc.as_f16()) {
+            (Some(kc), Some(vc)) => {
+                attention_strided(kernels, &shape, qb, kc, k_row, vc, v_row, &mut o);
+                Ok(())
+            }
+            // A quantized side: llama.cpp's flash-attention arithmetic.
+            _ => attention_kvq(kernels, &shape, qb, kc, vc, &mut o),
+        });
         self.put(out, o);
-        Ok(())
+        r
     }
 
     fn name(&mut self, x: Buf, name: &str, il: Option<usize>) -> Result<()> {

@@ -2,6 +2,7 @@
 //! work by rows over it, and the executor that runs a model's graph on them.
 
 mod attention;
+mod attention_kvq;
 mod exec;
 mod matmul;
 pub mod simd;
@@ -9,6 +10,7 @@ pub mod team;
 
 pub use crate::graph::profile::{self, OpKind, OpProfile, OpStat};
 pub use attention::{attention, attention_strided, AttnShape};
+pub use attention_kvq::attention_kvq;
 pub use exec::CpuRunner;
 pub use matmul::{matmul, matmul_many, MatJob, MatmulScratch};
 pub use simd::CpuKernels;
