@@ -208,6 +208,8 @@ impl Session {
     /// [`PROMPT_BATCH`]. Returns the logits: the last token's row, or one row
     /// per id in `ids` for [`LogitsWanted::All`].
     pub fn eval(&mut self, ids: &[u32], wanted: LogitsWanted) -> Result<&[f32]> {
+        // Before the context check: a remote-only engine has no model to run.
+        self.engine.model()?;
         if self.tokens.len() + ids.len() > self.n_ctx {
             return Err(Error::ContextFull { needed: self.tokens.len() + ids.len(), n_ctx: self.n_ctx });
         }
@@ -284,7 +286,8 @@ impl Session {
     /// One forward pass over `ids` at the end of the context (checked
     /// here, for every backend), appended to [`Session::tokens`].
     fn forward(&mut self, ids: &[u32], want: Want, logits: &mut Vec<f32>) -> Result<Option<u32>> {
-        let n_vocab = self.engine.info().n_vocab;
+        // A remote-only engine has no model to run: `Error::NoLocalModel`.
+        let n_vocab = self.engine.model()?.info().n_vocab;
         if let Some(&id) = ids.iter().find(|&&id| id as usize >= n_vocab) {
             return Err(Error::TokenOutOfVocab { id, n_vocab });
         }
@@ -404,7 +407,7 @@ impl Session {
         let t1 = Instant::now();
 
         let engine = self.engine.clone();
-        let tok = engine.tokenizer();
+        let tok = engine.tokenizer()?;
         let mut decoder = StreamDecoder::new();
         let mut stops = StopMatcher::new(params.stop.clone());
         let mut generated = 0usize;

@@ -40,7 +40,12 @@ const HELP: &str = "commands: /reset (forget the conversation), /system TEXT (ne
 
 pub fn run(a: ChatArgs) -> Result<()> {
     let engine = load_engine_routed(&a.opts, a.ctx, &a.remote)?;
-    let template = ChatTemplate::for_tokenizer(engine.tokenizer(), a.chat_template.as_deref())?;
+    let template = if engine.is_remote_only() {
+        // Never rendered: the remote server renders its own model's template.
+        ChatTemplate::builtin("chatml", "", "")?
+    } else {
+        ChatTemplate::for_tokenizer(engine.tokenizer()?, a.chat_template.as_deref())?
+    };
     let mut session = engine.new_session();
     let params = GenerateParams { sampling: a.sampling.to_params(), max_tokens: a.n_predict, stop: vec![], constraint: None };
 
@@ -101,7 +106,7 @@ pub fn run(a: ChatArgs) -> Result<()> {
         messages.push(ChatMessage::user(input));
         if engine.config().route_policy() == ember::remote::RoutePolicy::Local {
             let prompt = template.render(&messages, true)?;
-            let n = ember::chat::encode_prompt(engine.tokenizer(), &prompt)?.len();
+            let n = ember::chat::encode_prompt(engine.tokenizer()?, &prompt)?.len();
             if n + 1 >= session.n_ctx() {
                 eprintln!("[the conversation no longer fits the context ({} tokens); /reset to start over]", session.n_ctx());
                 messages.pop();

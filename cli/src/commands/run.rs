@@ -131,7 +131,7 @@ pub fn run(a: RunArgs) -> Result<()> {
     let engine = load_engine_routed(&a.opts, a.ctx, &a.remote)?;
     let mut session = engine.new_session();
     if engine.config().route_policy() == ember::remote::RoutePolicy::Local {
-        let n = engine.tokenizer().encode(&prompt, true, true)?.len();
+        let n = engine.tokenizer()?.encode(&prompt, true, true)?.len();
         if n >= session.n_ctx() {
             bail!("the prompt has {n} tokens; the context holds {} (raise --ctx)", session.n_ctx());
         }
