@@ -346,11 +346,13 @@ fn serve_routes_each_request_and_logs_the_choice() {
     let local = engine(None, None, None);
     let reference = |prompt: &str| {
         let mut t = String::new();
-        local.new_session().complete(prompt, &greedy(8), &mut |p| {
-            t.push_str(p);
-            true
-        })
-        .unwrap();
+        local
+            .new_session()
+            .complete(prompt, &greedy(8), &mut |p| {
+                t.push_str(p);
+                true
+            })
+            .unwrap();
         t
     };
     assert_eq!(short_out, reference(PROMPT));
