@@ -44,7 +44,7 @@ fn uploaded(path: &std::path::Path) {
     let engine = Engine::load(path, config).unwrap();
     let gpu = engine.gpu().expect("the wgpu backend");
     let measured = gpu.weight_bytes();
-    let planned = GpuWeights::plan_bytes(&engine.model().forward().graph().weights, gpu.ctx.profile.max_binding()).unwrap();
+    let planned = GpuWeights::plan_bytes(&engine.model().unwrap().forward().graph().weights, gpu.ctx.profile.max_binding()).unwrap();
     assert_eq!(measured, planned, "the planner counts what the upload allocates");
     assert_within_bound(&path.file_name().unwrap().to_string_lossy(), measured);
 }

@@ -20,6 +20,8 @@ use ember::{EngineConfig, Error, GenerateParams, StopReason};
 struct Server {
     child: Child,
     url: String,
+    /// Its stderr (the log) so far.
+    log: Arc<std::sync::Mutex<String>>,
 }
 
 impl Drop for Server {
@@ -30,10 +32,15 @@ impl Drop for Server {
 }
 
 fn serve(extra: &[&str]) -> Server {
+    serve_env(&[], extra)
+}
+
+fn serve_env(env: &[(&str, &str)], extra: &[&str]) -> Server {
     let smol = smollm2();
     let mut child = ember()
         .args(["serve", "-m", smol.to_str().unwrap(), "--port", "0", "--backend", "cpu", "-t", "2"])
         .args(extra)
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -50,8 +57,16 @@ fn serve(extra: &[&str]) -> Server {
         assert!(t0.elapsed() < Duration::from_secs(120), "ember serve did not start");
     };
     // Keep draining its stderr so it never blocks on a full pipe.
-    std::thread::spawn(move || for _ in err.lines() {});
-    Server { child, url }
+    let log = Arc::new(std::sync::Mutex::new(String::new()));
+    let log2 = log.clone();
+    std::thread::spawn(move || {
+        for l in err.lines().map_while(Result::ok) {
+            let mut log = log2.lock().unwrap();
+            log.push_str(&l);
+            log.push('\n');
+        }
+    });
+    Server { child, url, log }
 }
 
 fn free_port_url() -> String {
@@ -89,16 +104,31 @@ fn remote_run_and_chat_equal_local_greedy() {
     let base = ["run", "-m", m, "--backend", "cpu", "-t", "2", "--temp", "0", "-n", "24", "-p", PROMPT];
     let local = run(&base);
     assert!(local.status.success());
+    let local_run = &local;
     let remote = run(&[&base[..], &["--remote", &server.url]].concat());
     let stderr = String::from_utf8_lossy(&remote.stderr);
     assert!(remote.status.success(), "{stderr}");
     assert_eq!(String::from_utf8_lossy(&remote.stdout), String::from_utf8_lossy(&local.stdout));
     assert!(stderr.contains("route: remote (the route policy)"), "{stderr}");
     assert!(stderr.contains("generated 24 tokens"), "{stderr}");
+    // Remote-only: no -m, no local model (nor the default one fetched).
+    let only = ember()
+        .env("EMBER_HOME", std::env::temp_dir().join("ember-remote-only-no-models"))
+        .args(["run", "--temp", "0", "-n", "24", "-p", PROMPT, "--remote", &server.url])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&only.stderr);
+    assert!(only.status.success(), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&only.stdout), String::from_utf8_lossy(&local.stdout));
+    assert!(stderr.contains("route: remote (the route policy)") && !stderr.contains("fetching"), "{stderr}");
+    // Local-first needs a local model to be first.
+    let out = run(&["run", "-p", PROMPT, "--remote", &server.url, "--route", "local-first"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("needs a local model file"), "{err}");
 
     let chat = |extra: &[&str]| {
         let mut child = ember()
-            .args(["chat", "-m", m, "--backend", "cpu", "-t", "2", "--temp", "0", "-n", "20"])
+            .args(["chat", "--backend", "cpu", "-t", "2", "--temp", "0", "-n", "20"])
             .args(extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -110,11 +140,35 @@ fn remote_run_and_chat_equal_local_greedy() {
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         (String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
     };
-    let (local, _) = chat(&[]);
-    let (remote, stderr) = chat(&["--remote", &server.url]);
+    let (local, _) = chat(&["-m", m]);
+    let (remote, stderr) = chat(&["-m", m, "--remote", &server.url]);
     assert_eq!(remote, local, "two chat turns, remote and local");
     assert_eq!(local.lines().count(), 2);
     assert_eq!(stderr.matches("route: remote").count(), 2, "{stderr}");
+    let (remote_only, stderr) = chat(&["--remote", &server.url]);
+    assert_eq!(remote_only, local, "two chat turns, remote-only");
+    assert_eq!(stderr.matches("route: remote").count(), 2, "{stderr}");
+
+    // The library: a remote-only engine answers complete/chat; local-only calls are typed errors.
+    let e = ember::Engine::remote_only(EngineConfig { remote: Some(fast(&server.url)), ..Default::default() }).unwrap();
+    assert_eq!((e.info().arch.as_str(), e.backend_name()), ("remote", "remote"));
+    let mut s = e.new_session();
+    let mut text = String::new();
+    let st = s
+        .complete(PROMPT, &greedy(24), &mut |t| {
+            text.push_str(t);
+            true
+        })
+        .unwrap();
+    assert_eq!(text, String::from_utf8_lossy(&local_run.stdout).trim_end());
+    let r = st.route.unwrap();
+    assert_eq!((r.target, r.prompt_tokens), (Target::Remote, st.prompt_tokens));
+    assert!(st.prompt_tokens > 0, "the server's count");
+    assert!(matches!(s.eval(&[1, 2], ember::model::LogitsWanted::Last), Err(Error::NoLocalModel(_))));
+    assert!(matches!(s.generate(&[1], &greedy(2), &mut |_| true), Err(Error::NoLocalModel(_))));
+    assert!(matches!(e.tokenizer(), Err(Error::NoLocalModel(_))));
+    let local_first = EngineConfig { remote: Some(fast(&server.url)), route: Some(RoutePolicy::LocalFirst), ..Default::default() };
+    assert!(matches!(ember::Engine::remote_only(local_first), Err(Error::InvalidParam(_))));
 }
 
 #[test]
@@ -198,7 +252,7 @@ fn streaming_cancel_and_a_killed_server() {
     .unwrap();
     assert_eq!(text, local);
     // And the first session's local engine is untouched: generate works on it.
-    let ids = e.tokenizer().encode(PROMPT, true, true).unwrap();
+    let ids = e.tokenizer().unwrap().encode(PROMPT, true, true).unwrap();
     let mut again = String::new();
     s.generate_from(&ids, &greedy(16), &mut |t| {
         again.push_str(t);
@@ -267,6 +321,59 @@ fn local_first_routes_by_prompt_length_and_survives_the_server_down() {
     assert_eq!(out.trim_end(), text);
     let (ok, _, err) = cli(&long, &down);
     assert!(!ok && err.contains("remote engine unavailable"), "{err}");
+}
+
+#[test]
+fn serve_routes_each_request_and_logs_the_choice() {
+    let upstream = serve(&[]);
+    // A server with a 64-token context, local first, the upstream one behind it.
+    let router = serve_env(&[("EMBER_LOG", "ember_server=info")], &["--ctx", "64", "--remote", &upstream.url, "--route", "local-first"]);
+    let long = format!("{} {PROMPT}", "Once upon a time there was a small robot who loved to read books.".repeat(8));
+    // The client: the library's remote engine, pointed at the router.
+    let client = engine(Some(fast(&router.url)), None, None);
+    let mut s = client.new_session();
+    let mut text = |prompt: &str| {
+        let mut t = String::new();
+        s.complete(prompt, &greedy(8), &mut |p| {
+            t.push_str(p);
+            true
+        })
+        .unwrap();
+        t
+    };
+    let (short_out, long_out) = (text(PROMPT), text(&long));
+    // The same answers as a local engine with room for both prompts.
+    let local = engine(None, None, None);
+    let reference = |prompt: &str| {
+        let mut t = String::new();
+        local
+            .new_session()
+            .complete(prompt, &greedy(8), &mut |p| {
+                t.push_str(p);
+                true
+            })
+            .unwrap();
+        t
+    };
+    assert_eq!(short_out, reference(PROMPT));
+    assert_eq!(long_out, reference(&long));
+    let n_tokens = |p: &str| local.tokenizer().unwrap().encode(p, true, true).unwrap().len();
+    let (n_short, n_long) = (n_tokens(PROMPT), n_tokens(&long));
+    // One info line per request: the route, its reason and the tokens.
+    let t0 = Instant::now();
+    let log = loop {
+        let log = router.log.lock().unwrap().clone();
+        if log.matches("route: ").count() >= 2 || t0.elapsed() > Duration::from_secs(10) {
+            break log;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains("route: ")).collect();
+    assert_eq!(lines.len(), 2, "{log}");
+    let fits = format!("route: local (the prompt fits the local context) | prompt {n_short} tokens");
+    assert!(lines[0].contains("INFO") && lines[0].contains(&fits), "{log}");
+    let remote = format!("route: remote (the prompt ({n_long} tokens) does not fit the local context (64)) | prompt {n_long} tokens");
+    assert!(lines[1].contains(&remote) && lines[1].contains("generated 8 tokens"), "{log}");
 }
 
 #[test]
@@ -353,7 +460,7 @@ fn llamacpp_server() -> Option<Server> {
         .spawn()
         .unwrap();
     let url = format!("http://127.0.0.1:{port}");
-    let server = Server { child, url };
+    let server = Server { child, url, log: Default::default() };
     let t0 = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(t0.elapsed() < Duration::from_secs(120), "llama.cpp's server did not start");
@@ -384,7 +491,7 @@ fn llamacpp_server_greedy_streaming_cancel_and_kill() {
         assert_eq!(pieces.concat(), text(&local, prompt, 16).1.concat(), "{prompt}");
     }
     // Chat: the server renders the model's template itself.
-    let tpl = ember::chat::ChatTemplate::for_tokenizer(remote.tokenizer(), None).unwrap();
+    let tpl = ember::chat::ChatTemplate::for_tokenizer(remote.tokenizer().unwrap(), None).unwrap();
     let mut reply = String::new();
     let st = remote
         .new_session()
@@ -419,6 +526,6 @@ fn llamacpp_server_greedy_streaming_cancel_and_kill() {
         true
     });
     assert!(matches!(r, Err(Error::RemoteUnavailable(_))), "{r:?}");
-    let ids = remote.tokenizer().encode(PROMPT, true, true).unwrap();
+    let ids = remote.tokenizer().unwrap().encode(PROMPT, true, true).unwrap();
     assert!(s.generate_from(&ids, &greedy(4), &mut |_| true).is_ok());
 }

@@ -109,6 +109,22 @@ impl Engine {
         })
     }
 
+    /// An engine with no local model: every request goes to the remote
+    /// engine of `config` (`remote_url` must be set; the route is "remote").
+    /// `generate` and `chat` work; prompt lengths are the server's count.
+    #[uniffi::constructor]
+    pub fn remote_only(config: EngineConfig) -> Result<Arc<Engine>, EmberError> {
+        guard("Engine.remote_only", || {
+            let rt = Self::runtime_config(&config)?;
+            if rt.remote.is_none() {
+                return Err(EmberError::InvalidParams("Engine.remote_only needs remote_url".into()));
+            }
+            let inner = ember::Engine::remote_only(rt)?;
+            let n_ctx = inner.n_ctx();
+            Ok(Arc::new(Engine { inner, n_ctx, speculation: None }))
+        })
+    }
+
     /// Loads a model stored at `offset`..`offset + length` of an open file
     /// descriptor (Android: an uncompressed asset's `AssetFileDescriptor`, or a
     /// content URI's `ParcelFileDescriptor`). `length` 0 = to the end of the
@@ -136,7 +152,7 @@ impl Engine {
             quant: i.quant.clone(),
             context: i.n_ctx_train as u32,
             session_context: self.n_ctx as u32,
-            has_chat_template: self.inner.tokenizer().chat_template().is_some(),
+            has_chat_template: self.inner.tokenizer().is_ok_and(|t| t.chat_template().is_some()),
             vocab_size: i.n_vocab as u32,
             layers: i.n_layer as u32,
             embedding_size: i.n_embd as u32,

@@ -71,6 +71,7 @@ impl From<ember::Error> for EmberError {
             E::Backend(_) | E::DeviceLost(_) | E::GpuUntrusted(_) => EmberError::Backend(msg),
             E::Remote { .. } => EmberError::Remote(msg),
             E::RemoteUnavailable(_) => EmberError::RemoteUnavailable(msg),
+            E::NoLocalModel(_) => EmberError::InvalidParams(msg),
         }
     }
 }

@@ -26,7 +26,8 @@ pub struct EngineConfig {
     pub memory_budget_mb: u64,
     /// An OpenAI-compatible server (`ember serve`, llama.cpp's server, vLLM):
     /// `https://host[:port]`, or `http://` on loopback (see docs/REMOTE.md).
-    /// The local model is still loaded: it tokenizes and answers what the route keeps local.
+    /// With `Engine.load`, the local model is loaded too: it tokenizes and answers
+    /// what the route keeps local; `Engine.remote_only(config)` loads no model.
     #[uniffi(default = None)]
     pub remote_url: Option<String>,
     /// Its API key (sent as a bearer token, never logged or in errors).

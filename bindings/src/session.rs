@@ -124,8 +124,9 @@ impl Session {
         Ok(Held { guard, owner: &self.owner })
     }
 
-    fn tokenizer(&self) -> &ember::tokenizer::Tokenizer {
-        self.engine.inner.tokenizer()
+    /// The local tokenizer (`InvalidParams` on a remote-only engine).
+    fn tokenizer(&self) -> Result<&ember::tokenizer::Tokenizer, EmberError> {
+        Ok(self.engine.inner.tokenizer()?)
     }
 
     /// The runtime's parameters, checked before the session is touched
@@ -229,7 +230,7 @@ impl Session {
         }
         let mut s = self.lock()?;
         // BOS (when the model wants one) only at the start of the context.
-        let ids = self.tokenizer().encode(prompt, s.tokens().is_empty(), true)?;
+        let ids = self.tokenizer()?.encode(prompt, s.tokens().is_empty(), true)?;
         if ids.is_empty() {
             return Err(EmberError::InvalidParams("the prompt is empty".into()));
         }
@@ -249,14 +250,17 @@ impl Session {
         if let Some(c) = ember::chat::tools::tool_call_constraint(&tools, &choice)? {
             rt.constraint = Some(c);
         }
-        let tok = self.tokenizer();
         if self.routed() {
             if !tools.is_empty() {
                 return Err(EmberError::InvalidParams(
                     "tools are not sent to remote engines yet (route \"local\" for tool calling)".into(),
                 ));
             }
-            let template = crate::chat::template(tok)?;
+            let template = match self.engine.inner.is_remote_only() {
+                // Never rendered: the remote server renders its own model's template.
+                true => ember::chat::ChatTemplate::builtin("chatml", "", "")?,
+                false => crate::chat::template(self.tokenizer()?)?,
+            };
             let msgs = crate::chat::runtime_messages(messages)?;
             let mut s = self.lock()?;
             let mut failed = None;
@@ -265,7 +269,7 @@ impl Session {
         }
         let n_ctx = self.n_ctx as usize;
         let reserve = ember::chat::fit::answer_reserve(n_ctx, rt.max_tokens);
-        let (ids, dropped) = crate::chat::encode_fitted(tok, messages, &tools, n_ctx, reserve)?;
+        let (ids, dropped) = crate::chat::encode_fitted(self.tokenizer()?, messages, &tools, n_ctx, reserve)?;
         if ids.is_empty() {
             return Err(EmberError::InvalidParams("the rendered chat prompt is empty".into()));
         }

@@ -20,9 +20,14 @@ use crate::tokenizer::Tokenizer;
 use crate::{Error, Result};
 
 pub struct Engine {
-    file: Arc<GgufFile>,
-    model: Model,
-    tokenizer: Arc<Tokenizer>,
+    /// The model file, the model and its tokenizer: `None` on a remote-only
+    /// engine ([`Engine::remote_only`]), whose local-only calls then fail
+    /// with [`Error::NoLocalModel`].
+    file: Option<Arc<GgufFile>>,
+    model: Option<Model>,
+    tokenizer: Option<Arc<Tokenizer>>,
+    /// What [`Engine::info`] shows for a remote-only engine (nothing is known locally).
+    remote_info: ModelInfo,
     /// The vocabulary as the constraint library sees it, made at the first
     /// constrained generation (a trie of every token's bytes).
     grammars: OnceLock<Arc<Grammars>>,
@@ -43,7 +48,7 @@ pub struct Engine {
 /// log, [`Engine::backend_report`], `ember bench --json` and the SDKs.
 #[derive(Debug, Clone)]
 pub struct BackendReport {
-    /// "cpu" or "wgpu".
+    /// "cpu" or "wgpu" ("remote" for a remote-only engine).
     pub backend: &'static str,
     /// What was asked for.
     pub requested: BackendKind,
@@ -198,9 +203,10 @@ impl Engine {
             model.info().quant,
         );
         Ok(Arc::new(Engine {
-            file,
-            model,
-            tokenizer: Arc::new(tokenizer),
+            file: Some(file),
+            model: Some(model),
+            tokenizer: Some(Arc::new(tokenizer)),
+            remote_info: crate::remote::remote_only::model_info(None),
             grammars: OnceLock::new(),
             cpu,
             gpu,
@@ -212,16 +218,69 @@ impl Engine {
         }))
     }
 
+    /// An engine with no local model: every request goes to `config.remote`
+    /// (the route must be `remote`, the default). `Session::complete`/`chat`
+    /// work; prompt lengths are then the server's count (none locally), and
+    /// local-only calls (`eval`, `generate`, the tokenizer) fail with
+    /// [`Error::NoLocalModel`]. See `docs/REMOTE.md`.
+    pub fn remote_only(config: EngineConfig) -> Result<Arc<Engine>> {
+        let rc = config.remote.clone().ok_or_else(|| Error::InvalidParam("a remote-only engine needs a remote engine".into()))?;
+        if config.route_policy() != crate::remote::RoutePolicy::Remote {
+            return Err(Error::InvalidParam(format!("route {} needs a local model file", config.route_policy())));
+        }
+        #[cfg(not(feature = "remote"))]
+        {
+            let _ = rc;
+            Err(Error::InvalidParam("a remote engine needs ember built with the `remote` feature".into()))
+        }
+        #[cfg(feature = "remote")]
+        {
+            let remote = Arc::new(crate::remote::RemoteClient::new(&rc)?);
+            log::info!("remote-only engine: every request goes to {}", remote.base_url());
+            let report = BackendReport {
+                backend: "remote",
+                requested: config.backend,
+                adapter: None,
+                tiers: None,
+                reason: "remote-only: no local model".into(),
+                gpu: None,
+            };
+            Ok(Arc::new(Engine {
+                file: None,
+                model: None,
+                tokenizer: None,
+                remote_info: crate::remote::remote_only::model_info(rc.model.as_deref()),
+                grammars: OnceLock::new(),
+                // Never runs a pass (there is no model); one thread costs next to nothing.
+                cpu: Arc::new(CpuBackend::with_kernels(1, config.force_scalar)?),
+                gpu: None,
+                gpu_failed: AtomicBool::new(false),
+                report: Mutex::new(report),
+                remote: Some(remote),
+                config,
+            }))
+        }
+    }
+
+    /// The model's metadata; on a remote-only engine, a stand-in that names
+    /// the remote model with every count zero (nothing is known locally).
     pub fn info(&self) -> &ModelInfo {
-        self.model.info()
+        self.model.as_ref().map_or(&self.remote_info, Model::info)
     }
 
-    pub fn model(&self) -> &Model {
-        &self.model
+    /// The local model ([`Error::NoLocalModel`] on a remote-only engine).
+    pub fn model(&self) -> Result<&Model> {
+        self.model.as_ref().ok_or_else(|| no_local_model("the model"))
     }
 
-    pub fn tokenizer(&self) -> &Tokenizer {
-        &self.tokenizer
+    /// The local tokenizer ([`Error::NoLocalModel`] on a remote-only engine).
+    pub fn tokenizer(&self) -> Result<&Tokenizer> {
+        self.tokenizer.as_deref().ok_or_else(|| no_local_model("tokenization"))
+    }
+
+    /// Whether this engine has no local model ([`Engine::remote_only`]).
+    pub fn is_remote_only(&self) -> bool {
+        self.model.is_none()
     }
 
     /// A fresh token mask for `c` (the constraint compiled against this
@@ -231,15 +290,17 @@ impl Engine {
         let grammars = match self.grammars.get() {
             Some(g) => g.clone(),
             None => {
-                let g = Arc::new(Grammars::new(self.tokenizer.clone(), self.model.info().n_vocab)?);
+                let tok = self.tokenizer.clone().ok_or_else(|| no_local_model("a local constraint"))?;
+                let g = Arc::new(Grammars::new(tok, self.info().n_vocab)?);
                 self.grammars.get_or_init(|| g).clone()
             }
         };
         grammars.mask(c)
     }
 
-    pub fn gguf(&self) -> &GgufFile {
-        &self.file
+    /// The model file ([`Error::NoLocalModel`] on a remote-only engine).
+    pub fn gguf(&self) -> Result<&GgufFile> {
+        self.file.as_deref().ok_or_else(|| no_local_model("the model file"))
     }
 
     pub fn cpu(&self) -> &CpuBackend {
@@ -260,13 +321,15 @@ impl Engine {
     pub fn new_runner(&self, n_ctx: usize) -> Result<Box<dyn Runner>> {
         Ok(match self.live_gpu() {
             Some(g) => Box::new(g.new_runner(n_ctx)?),
-            None => Box::new(CpuRunner::with_kv_types(self.cpu.clone(), self.model.forward().clone(), n_ctx, self.kv_types())?),
+            None => Box::new(CpuRunner::with_kv_types(self.cpu.clone(), self.model()?.forward().clone(), n_ctx, self.kv_types())?),
         })
     }
 
-    /// "cpu" or "wgpu": where the forward pass runs.
+    /// "cpu" or "wgpu": where the forward pass runs ("remote" on a remote-only engine).
     pub fn backend_name(&self) -> &'static str {
-        if self.live_gpu().is_some() {
+        if self.is_remote_only() {
+            "remote"
+        } else if self.live_gpu().is_some() {
             "wgpu"
         } else {
             "cpu"
@@ -338,8 +401,13 @@ impl Engine {
     /// (`ModelInfo::kv_bytes_per_token` is the f16 figure).
     pub fn kv_bytes_per_token(&self) -> usize {
         let (k, v) = self.kv_types();
-        crate::kv_cache::bytes_per_token(&self.model.forward().graph().kv, k, v).unwrap_or(0)
+        let Some(model) = &self.model else { return 0 };
+        crate::kv_cache::bytes_per_token(&model.forward().graph().kv, k, v).unwrap_or(0)
     }
+}
+
+fn no_local_model(what: &str) -> Error {
+    Error::NoLocalModel(format!("{what} needs a local model file; this engine is remote-only"))
 }
 
 fn check_ctx(n_ctx: usize, n_ctx_train: usize, kv_bytes_per_token: u64) -> Result<()> {

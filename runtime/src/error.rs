@@ -64,6 +64,10 @@ pub enum Error {
     /// broke before the answer was finished. Never holds the API key.
     #[error("remote engine unavailable: {0}")]
     RemoteUnavailable(String),
+    /// A local-only call (eval, tokenize, a local constraint) on a
+    /// remote-only engine (`Engine::remote_only`).
+    #[error("no local model: {0}")]
+    NoLocalModel(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -204,7 +204,7 @@ impl Session {
     /// Saves the context's tokens and their KV rows to `path` (format and
     /// checks: [`crate::session_file`]); the session is unchanged.
     pub fn save(&mut self, path: impl AsRef<Path>) -> Result<()> {
-        let header = SessionHeader::for_engine(&self.engine, self.n_ctx);
+        let header = SessionHeader::for_engine(&self.engine, self.n_ctx)?;
         let kv = match self.tokens.len() {
             // Nothing to read: no runner is made for an empty session.
             0 => KvState { type_k: header.type_k, type_v: header.type_v, n_tokens: 0, layers: vec![LayerKv::default(); header.dims.len()] },
@@ -219,7 +219,7 @@ impl Session {
     /// [`Session::generate_from`]: its last token is evaluated again for
     /// fresh logits, as llama.cpp does with a prompt cache.
     pub fn load(&mut self, path: impl AsRef<Path>) -> Result<()> {
-        let header = SessionHeader::for_engine(&self.engine, self.n_ctx);
+        let header = SessionHeader::for_engine(&self.engine, self.n_ctx)?;
         let saved = session_file::read(path.as_ref(), &header, self.engine.info().n_vocab)?;
         if saved.kv.n_tokens > 0 {
             self.runner()?.kv_write(&saved.kv)?;
@@ -256,6 +256,8 @@ impl Session {
     /// [`PROMPT_BATCH`]. Returns the logits: the last token's row, or one row
     /// per id in `ids` for [`LogitsWanted::All`].
     pub fn eval(&mut self, ids: &[u32], wanted: LogitsWanted) -> Result<&[f32]> {
+        // Before the context check: a remote-only engine has no model to run.
+        self.engine.model()?;
         if self.tokens.len() + ids.len() > self.n_ctx {
             return Err(Error::ContextFull { needed: self.tokens.len() + ids.len(), n_ctx: self.n_ctx });
         }
@@ -332,7 +334,8 @@ impl Session {
     /// One forward pass over `ids` at the end of the context (checked
     /// here, for every backend), appended to [`Session::tokens`].
     fn forward(&mut self, ids: &[u32], want: Want, logits: &mut Vec<f32>) -> Result<Option<u32>> {
-        let n_vocab = self.engine.info().n_vocab;
+        // A remote-only engine has no model to run: `Error::NoLocalModel`.
+        let n_vocab = self.engine.model()?.info().n_vocab;
         if let Some(&id) = ids.iter().find(|&&id| id as usize >= n_vocab) {
             return Err(Error::TokenOutOfVocab { id, n_vocab });
         }
@@ -483,7 +486,7 @@ impl Session {
         let t1 = Instant::now();
 
         let engine = self.engine.clone();
-        let tok = engine.tokenizer();
+        let tok = engine.tokenizer()?;
         let mut decoder = StreamDecoder::new();
         let mut stops = StopMatcher::new(params.stop.clone());
         let mut generated = 0usize;

@@ -101,15 +101,15 @@ pub fn model_hash(file: &GgufFile) -> [u8; 32] {
 
 impl SessionHeader {
     /// The header of a session of `n_ctx` positions on `engine`.
-    pub fn for_engine(engine: &crate::Engine, n_ctx: usize) -> SessionHeader {
-        SessionHeader {
-            model_hash: model_hash(engine.gguf()),
+    pub fn for_engine(engine: &crate::Engine, n_ctx: usize) -> Result<SessionHeader> {
+        Ok(SessionHeader {
+            model_hash: model_hash(engine.gguf()?),
             arch: engine.info().arch.clone(),
             n_ctx,
             type_k: engine.config().cache_type_k,
             type_v: engine.config().cache_type_v,
-            dims: engine.model().forward().graph().kv.clone(),
-        }
+            dims: engine.model()?.forward().graph().kv.clone(),
+        })
     }
 }
 

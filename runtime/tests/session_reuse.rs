@@ -82,7 +82,7 @@ fn same_prompt_again_reevaluates_one_token() {
 #[test]
 fn encode_prompt_adds_bos_once() {
     let engine = tiny();
-    let tok = engine.tokenizer();
+    let tok = engine.tokenizer().unwrap();
     let bos = tok.bos().unwrap();
     assert!(tok.add_bos());
     let plain = ember::chat::encode_prompt(tok, "hello world").unwrap();

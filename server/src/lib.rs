@@ -31,6 +31,8 @@ use axum::{Json, Router};
 use ember::chat::tools::{parse_tool_calls, tool_call_constraint, StreamItem, Tool, ToolCall, ToolCallStream, ToolChoice};
 use ember::chat::{encode_prompt, ChatTemplate};
 use ember::constrain::Constraint;
+use ember::remote::route::decide;
+use ember::remote::{RemotePrompt, RoutePolicy, Target};
 use ember::session::{GenerateParams, StopReason};
 use ember::Engine;
 use serde_json::{json, Value};
@@ -224,6 +226,9 @@ fn finish_reason(r: StopReason) -> &'static str {
 struct Job {
     ids: Vec<u32>,
     params: GenerateParams,
+    /// The request in the remote engine's form, when the server routes
+    /// (`ember serve --remote`); `None`: always local.
+    remote: Option<RemotePrompt>,
 }
 
 /// Sets the flag when the request's future is dropped before finishing (the client went away).
@@ -261,19 +266,25 @@ async fn generate(
         // away stops the prompt's evaluation too (within one product or micro-batch).
         session.set_cancel_handle(cancel.clone());
         let mut text = String::new();
-        let stats = session.generate_from(&job.ids, &job.params, &mut |piece| {
+        let mut on_piece = |piece: &str| {
             if cancel.load(Ordering::Relaxed) {
                 return false;
             }
             text.push_str(piece);
             on_text(piece)
-        });
+        };
+        let stats = match &job.remote {
+            Some(remote) => session.generate_routed(&job.ids, remote, &job.params, &mut on_piece),
+            None => session.generate_from(&job.ids, &job.params, &mut on_piece),
+        };
         drop(lease);
         if let Ok(s) = &stats {
+            // One line per request; with a remote engine it starts with the route and its reason.
+            let route = s.route.as_ref().map(|r| format!("route: {r} | ")).unwrap_or_default();
             log::info!(
-                "prompt {} tokens ({} reused) {:.0} ms | generated {} tokens {:.1} tok/s | stop: {}",
+                "{route}prompt {} tokens ({} reused) {:.0} ms | generated {} tokens {:.1} tok/s | stop: {}",
                 job.ids.len(),
-                job.ids.len() - s.prompt_tokens,
+                job.ids.len().saturating_sub(s.prompt_tokens),
                 s.prompt_ms,
                 s.generated_tokens,
                 s.generation_tps(),
@@ -292,13 +303,25 @@ fn usage(d: &Done) -> Value {
     json!({ "prompt_tokens": d.prompt_tokens, "completion_tokens": d.completion_tokens, "total_tokens": d.prompt_tokens + d.completion_tokens })
 }
 
-fn prepare(st: &AppState, ids: Vec<u32>, f: &api::SamplingFields) -> Result<Job, ApiError> {
+/// `remote`: the request in the remote engine's form, used when the server
+/// routes (`ember serve --remote`): a request bound for the remote engine is
+/// not held to the local context (the remote engine has its own limits).
+fn prepare(st: &AppState, ids: Vec<u32>, f: &api::SamplingFields, remote: RemotePrompt) -> Result<Job, ApiError> {
     let n_vocab = st.engine.info().n_vocab;
     if let Some(bad) = ids.iter().find(|&&i| i as usize >= n_vocab) {
         return Err(ApiError::param("prompt", format!("token id {bad} is out of the vocabulary ({n_vocab})")));
     }
-    let params = api::generate_params(f, ids.len(), &st.config.limits)?;
-    Ok(Job { ids, params })
+    let policy = st.engine.config().route_policy();
+    if policy == RoutePolicy::Local {
+        let params = api::generate_params(f, ids.len(), &st.config.limits)?;
+        return Ok(Job { ids, params, remote: None });
+    }
+    let limits = match decide(policy, ids.len(), st.config.limits.n_ctx).target {
+        Target::Local => st.config.limits.clone(),
+        Target::Remote => Limits { max_prompt_tokens: usize::MAX - 1, n_ctx: usize::MAX, ..st.config.limits.clone() },
+    };
+    let params = api::generate_params(f, ids.len(), &limits)?;
+    Ok(Job { ids, params, remote: Some(remote) })
 }
 
 /// Compiles `c` against the model's vocabulary (off the async threads), so a
@@ -427,7 +450,7 @@ fn fit_chat(
     offered: &[Tool],
     f: &api::SamplingFields,
 ) -> Result<(Vec<u32>, usize), ApiError> {
-    let tok = st.engine.tokenizer();
+    let tok = st.engine.tokenizer()?;
     let encode = |m: &[ember::chat::ChatMessage]| encode_prompt(tok, &template.render_with_tools(m, offered, true)?);
     let limits = &st.config.limits;
     let reserve = api::chat_reserve(f, limits);
@@ -463,8 +486,15 @@ async fn chat_inner(st: Arc<AppState>, req: Request) -> Result<Response, ApiErro
         Some(c) => Some((c, "tools")),
         None => requested,
     };
-    let (ids, dropped) = fit_chat(&st, template, &messages, &offered, &req.sampling)?;
-    let mut job = prepare(&st, ids, &req.sampling)?;
+    // A conversation longer than the context loses its oldest turns (context
+    // shift) when it runs here; with a remote engine in the route it goes whole.
+    let (ids, dropped) = if st.engine.config().route_policy() == ember::remote::RoutePolicy::Local {
+        fit_chat(&st, template, &messages, &offered, &req.sampling)?
+    } else {
+        (encode_prompt(st.engine.tokenizer()?, &template.render_with_tools(&messages, &offered, true)?)?, 0)
+    };
+    // Tools are not forwarded to a remote engine (see docs/REMOTE.md).
+    let mut job = prepare(&st, ids, &req.sampling, RemotePrompt::Chat(messages.clone()))?;
     if let Some((c, param)) = constraint {
         check_constraint(&st, &c, param).await?;
         job.params.constraint = Some(c);
@@ -555,11 +585,11 @@ async fn completions_inner(st: Arc<AppState>, req: Request) -> Result<Response, 
     let bytes = read_body(&st, req).await?;
     let req: api::CompletionRequest = api::parse_body(&bytes)?;
     st.check_model(&req.model)?;
-    let ids = match api::completion_prompt(&req.prompt)? {
-        PromptIn::Text(t) => st.engine.tokenizer().encode(&t, true, true)?,
-        PromptIn::Ids(ids) => ids,
+    let (ids, remote) = match api::completion_prompt(&req.prompt)? {
+        PromptIn::Text(t) => (st.engine.tokenizer()?.encode(&t, true, true)?, RemotePrompt::Text(t)),
+        PromptIn::Ids(ids) => (ids, RemotePrompt::Ids),
     };
-    let mut job = prepare(&st, ids, &req.sampling)?;
+    let mut job = prepare(&st, ids, &req.sampling, remote)?;
     job.params.constraint = request_constraint(&st, &req.constraint).await?;
     let id = st.id("cmpl");
     let model = st.config.model_id.clone();

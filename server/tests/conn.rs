@@ -53,7 +53,7 @@ fn start(idle_timeout: Duration, max_connections: usize) -> Running {
         idle_timeout,
         max_connections,
     };
-    let template = ChatTemplate::from_tokenizer(engine.tokenizer());
+    let template = ChatTemplate::from_tokenizer(engine.tokenizer().unwrap());
     let state = AppState::new(engine, template, config);
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();

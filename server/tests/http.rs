@@ -17,8 +17,8 @@ fn app(api_key: Option<&str>, template: Option<&str>) -> Router {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/arch/llama.gguf");
     let engine = Engine::load(p, EngineConfig { n_threads: 1, n_ctx: Some(128), ..Default::default() }).unwrap();
     let tmpl = match template {
-        Some(name) => ChatTemplate::for_tokenizer(engine.tokenizer(), Some(name)),
-        None => ChatTemplate::from_tokenizer(engine.tokenizer()),
+        Some(name) => ChatTemplate::for_tokenizer(engine.tokenizer().unwrap(), Some(name)),
+        None => ChatTemplate::from_tokenizer(engine.tokenizer().unwrap()),
     };
     let config = ServerConfig {
         host: "127.0.0.1".into(),

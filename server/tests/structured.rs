@@ -19,7 +19,7 @@ use tower::ServiceExt;
 fn app() -> Router {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/arch/llama.gguf");
     let engine = Engine::load(p, EngineConfig { n_threads: 1, n_ctx: Some(1024), ..Default::default() }).unwrap();
-    let tmpl = ChatTemplate::for_tokenizer(engine.tokenizer(), Some("chatml"));
+    let tmpl = ChatTemplate::for_tokenizer(engine.tokenizer().unwrap(), Some("chatml"));
     let config = ServerConfig {
         host: "127.0.0.1".into(),
         port: 0,

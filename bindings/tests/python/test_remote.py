@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from ember_ffi import EmberError, Engine, EngineConfig, GenerateParams
+from ember_ffi import ChatMessage, EmberError, Engine, EngineConfig, GenerateParams
 
 from test_ember_ffi import Collect, greedy, FRANCE
 from conftest import ROOT, TARGET
@@ -79,3 +79,23 @@ def test_remote_errors_are_typed_and_hold_no_key(model_path, server):
         Engine.load(model_path, EngineConfig(remote_url="http://192.0.2.1:8080"))
     with pytest.raises(EmberError.InvalidParams):
         Engine.load(model_path, EngineConfig(route="cloud"))
+
+
+def test_remote_only_without_a_model_file(engine, server):
+    local = Collect()
+    engine.new_session().generate(FRANCE, greedy(16), local)
+    e = Engine.remote_only(EngineConfig(remote_url=server, remote_api_key=KEY))
+    assert e.info().arch == "remote"
+    s = e.new_session()
+    remote = Collect()
+    st = s.generate(FRANCE, greedy(16), remote)
+    assert (st.route, st.route_reason) == ("remote", "policy")
+    assert remote.text == local.text and st.prompt_tokens > 0  # the server's count
+    reply = Collect()
+    st = s.chat([ChatMessage(role="user", content="What is 2+2?")], greedy(8), reply)
+    assert st.route == "remote" and reply.text
+    # Local first needs the local model it would run on; no URL, no engine.
+    with pytest.raises(EmberError.InvalidParams):
+        Engine.remote_only(EngineConfig(remote_url=server, route="local-first"))
+    with pytest.raises(EmberError.InvalidParams):
+        Engine.remote_only(EngineConfig())

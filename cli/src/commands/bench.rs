@@ -66,7 +66,7 @@ fn sampled_run(session: &mut ember::Session, prompt: &[u32], params: &ember::Gen
 fn json_schema_bench(engine: &std::sync::Arc<ember::Engine>, a: &BenchArgs, path: &std::path::Path) -> Result<(f64, f64, f64, usize)> {
     let schema = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
     let text = format!("A JSON document valid against this schema:\n{schema}\nThe document:\n");
-    let prompt = engine.tokenizer().encode(&text, true, false)?;
+    let prompt = engine.tokenizer()?.encode(&text, true, false)?;
     let n_ctx = prompt.len() + a.n_gen + 1;
     let mut session = engine.new_session_with_ctx(n_ctx)?;
     let plain = ember::GenerateParams {

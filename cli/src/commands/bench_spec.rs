@@ -47,7 +47,7 @@ fn timed(session: &mut Session, prompt: &[u32], params: &GenerateParams) -> Resu
 
 /// `reps` alternating pairs after one warm-up pair.
 pub fn run(engine: &Arc<Engine>, spec: &Speculation, prompt: &str, n_gen: usize, reps: usize) -> Result<SpecBench> {
-    let ids = engine.tokenizer().encode(prompt, true, false)?;
+    let ids = engine.tokenizer()?.encode(prompt, true, false)?;
     let n_ctx = ids.len() + n_gen + 1;
     let mut plain = engine.new_session_with_ctx(n_ctx)?;
     let mut fast = engine.new_session_with_ctx(n_ctx)?;

@@ -49,7 +49,12 @@ const HELP: &str =
 
 pub fn run(a: ChatArgs) -> Result<()> {
     let engine = load_engine_routed(&a.opts, a.ctx, &a.remote)?;
-    let template = ChatTemplate::for_tokenizer(engine.tokenizer(), a.chat_template.as_deref())?;
+    let template = if engine.is_remote_only() {
+        // Never rendered: the remote server renders its own model's template.
+        ChatTemplate::builtin("chatml", "", "")?
+    } else {
+        ChatTemplate::for_tokenizer(engine.tokenizer()?, a.chat_template.as_deref())?
+    };
     let mut session = engine.new_session();
     session.set_speculation(a.speculation.load(&a.opts, a.ctx)?.as_ref())?;
     let params = GenerateParams { sampling: a.sampling.to_params(), max_tokens: a.n_predict, stop: vec![], constraint: None };
@@ -125,7 +130,7 @@ pub fn run(a: ChatArgs) -> Result<()> {
             // Context shift: the system message and the newest turns are kept,
             // the oldest turns forgotten (see `ember::chat::fit`).
             let n_ctx = session.n_ctx();
-            match fit_chat(&template, engine.tokenizer(), &messages, n_ctx, answer_reserve(n_ctx, a.n_predict)) {
+            match fit_chat(&template, engine.tokenizer()?, &messages, n_ctx, answer_reserve(n_ctx, a.n_predict)) {
                 Ok(f) if f.dropped() > 0 => {
                     eprintln!(
                         "[context shift: the {} oldest messages dropped to fit the context ({n_ctx} tokens); the system message is kept]",

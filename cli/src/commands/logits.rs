@@ -44,7 +44,7 @@ fn parse_ids(s: &str) -> Result<Vec<u32>> {
 pub fn run(a: LogitsArgs) -> Result<()> {
     let engine = load_engine(&a.opts, a.ctx)?;
     let ids = match (&a.prompt, &a.ids) {
-        (Some(p), _) => engine.tokenizer().encode(p, true, true)?,
+        (Some(p), _) => engine.tokenizer()?.encode(p, true, true)?,
         (None, Some(s)) => parse_ids(s)?,
         (None, None) => bail!("give -p PROMPT or --ids"),
     };

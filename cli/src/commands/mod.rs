@@ -31,12 +31,14 @@ pub fn load_engine(opts: &EvalOpts, n_ctx: Option<usize>) -> Result<Arc<Engine>>
     load_engine_routed(opts, n_ctx, &RemoteArgs::default())
 }
 
-/// [`load_engine`] with a remote engine and route policy (`run`, `chat`).
+/// [`load_engine`] with a remote engine and route policy (`run`, `chat`,
+/// `serve`). With `--remote` and no `-m`, no local model is loaded (nor the
+/// default one fetched): a remote-only engine (see docs/REMOTE.md).
 pub fn load_engine_routed(opts: &EvalOpts, n_ctx: Option<usize>, remote: &RemoteArgs) -> Result<Arc<Engine>> {
     let backend: BackendKind = opts.backend.parse()?;
     let weights: WeightMemory = opts.weights.parse()?;
     let (remote, route) = remote.to_config()?;
-    let path = catalog::resolve(opts.model.as_deref())?;
+    let remote_only = remote.is_some() && opts.model.is_none();
     let config = EngineConfig {
         backend,
         n_threads: opts.threads,
@@ -49,11 +51,16 @@ pub fn load_engine_routed(opts: &EvalOpts, n_ctx: Option<usize>, remote: &Remote
         route,
         ..Default::default()
     };
+    if remote_only {
+        return Ok(Engine::remote_only(config)?);
+    }
+    let path = catalog::resolve(opts.model.as_deref())?;
     Engine::load(&path, config).with_context(|| format!("cannot load {}", path.display()))
 }
 
-/// A remote engine for `run` and `chat` (see docs/REMOTE.md). The local model
-/// is still loaded: it tokenizes, so prompt lengths are known and routed.
+/// A remote engine for `run` and `chat` (see docs/REMOTE.md). With `-m`, the
+/// local model is loaded too: it tokenizes, so prompt lengths are known and
+/// routed; without `-m` the engine is remote-only.
 #[derive(Args, Clone, Debug, Default)]
 pub struct RemoteArgs {
     /// An OpenAI-compatible server (ember serve, llama.cpp's server, vLLM): https://host[:port],

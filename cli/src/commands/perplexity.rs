@@ -37,7 +37,7 @@ pub fn run(a: PerplexityArgs) -> Result<()> {
     }
     let text = std::fs::read_to_string(&a.file).with_context(|| format!("cannot read {}", a.file.display()))?;
     let engine = load_engine(&a.opts, Some(a.ctx))?;
-    let mut tokens = engine.tokenizer().encode(&text, true, false)?;
+    let mut tokens = engine.tokenizer()?.encode(&text, true, false)?;
     if tokens.len() < 2 {
         bail!("the text has {} token(s); at least 2 are needed", tokens.len());
     }

@@ -140,7 +140,7 @@ pub fn run(a: RunArgs) -> Result<()> {
     let mut session = engine.new_session();
     session.set_speculation(a.speculation.load(&a.opts, a.ctx)?.as_ref())?;
     if engine.config().route_policy() == ember::remote::RoutePolicy::Local {
-        let n = engine.tokenizer().encode(&prompt, true, true)?.len();
+        let n = engine.tokenizer()?.encode(&prompt, true, true)?.len();
         if n >= session.n_ctx() {
             bail!("the prompt has {n} tokens; the context holds {} (raise --ctx)", session.n_ctx());
         }

@@ -28,7 +28,7 @@ pub fn run_with_session(
     if session.engine().config().route_policy() != RoutePolicy::Local {
         bail!("--session keeps the local KV cache: it needs --route local");
     }
-    let ids = session.engine().tokenizer().encode(prompt, true, true)?;
+    let ids = session.engine().tokenizer()?.encode(prompt, true, true)?;
     if file.exists() {
         session.load(file).with_context(|| format!("cannot restore the session (delete {} to start afresh)", file.display()))?;
         let n = common_prefix_len(session.tokens(), &ids);

@@ -8,7 +8,7 @@ use ember::chat::ChatTemplate;
 use ember_server::api::Limits;
 use ember_server::{AppState, ServerConfig};
 
-use super::load_engine;
+use super::{load_engine_routed, RemoteArgs};
 use crate::EvalOpts;
 
 #[derive(Args)]
@@ -52,6 +52,52 @@ pub struct ServeArgs {
     max_connections: usize,
     #[command(flatten)]
     speculation: super::speculation::SpecArgs,
+    #[command(flatten)]
+    remote: ServeRemoteArgs,
+}
+
+/// A remote engine behind this server: each request goes local or remote by
+/// `--route` (see docs/REMOTE.md); the choice and its reason are logged per
+/// request. Named `--remote-*` where `run`'s flag would clash with the
+/// server's own (`--api-key` is this server's key).
+#[derive(Args, Clone, Debug, Default)]
+pub struct ServeRemoteArgs {
+    /// An OpenAI-compatible server to route requests to: https://host[:port], or http:// on loopback.
+    #[arg(long = "remote", value_name = "URL")]
+    remote: Option<String>,
+    /// Its API key (default: $EMBER_REMOTE_API_KEY).
+    #[arg(long = "remote-api-key", value_name = "KEY", requires = "remote")]
+    api_key: Option<String>,
+    /// The `model` field of its requests (default: none, the server's own).
+    #[arg(long = "remote-model", value_name = "NAME", requires = "remote")]
+    remote_model: Option<String>,
+    /// local, remote (the default with --remote) or local-first (remote only when the prompt
+    /// does not fit --ctx or the local engine fails).
+    #[arg(long = "route", value_name = "POLICY")]
+    route: Option<String>,
+    /// Allow plain http:// to a remote host other than loopback.
+    #[arg(long = "remote-allow-http", requires = "remote")]
+    allow_http: bool,
+    /// Seconds to wait for the remote server's answer and between two pieces of its stream.
+    #[arg(long = "remote-timeout", value_name = "SECS", requires = "remote")]
+    timeout: Option<u64>,
+    /// Retries of a remote request that failed before its first token.
+    #[arg(long = "remote-retries", value_name = "N", requires = "remote")]
+    retries: Option<u32>,
+}
+
+impl From<&ServeRemoteArgs> for RemoteArgs {
+    fn from(a: &ServeRemoteArgs) -> RemoteArgs {
+        RemoteArgs {
+            remote: a.remote.clone(),
+            api_key: a.api_key.clone(),
+            remote_model: a.remote_model.clone(),
+            route: a.route.clone(),
+            allow_http: a.allow_http,
+            timeout: a.timeout,
+            retries: a.retries,
+        }
+    }
 }
 
 pub fn run(a: ServeArgs) -> Result<()> {
@@ -70,12 +116,16 @@ pub fn run(a: ServeArgs) -> Result<()> {
     if a.max_connections == 0 {
         bail!("--max-connections must be at least 1");
     }
-    let engine = load_engine(&a.opts, a.ctx)?;
+    // The server always loads a local model (the default one without -m): it
+    // tokenizes every request, and routes by its length.
+    let mut opts = a.opts.clone();
+    opts.model.get_or_insert_with(|| crate::catalog::DEFAULT_MODEL.to_owned());
+    let engine = load_engine_routed(&opts, a.ctx, &RemoteArgs::from(&a.remote))?;
     let n_ctx = engine.n_ctx();
     let path = crate::catalog::resolve(a.opts.model.as_deref())?;
     let model_id = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
     let model_aliases = vec![a.opts.model.clone().unwrap_or_else(|| crate::catalog::DEFAULT_MODEL.to_owned())];
-    let template = ChatTemplate::for_tokenizer(engine.tokenizer(), a.chat_template.as_deref());
+    let template = ChatTemplate::for_tokenizer(engine.tokenizer()?, a.chat_template.as_deref());
     if let Err(e) = &template {
         if a.chat_template.is_some() {
             bail!("{e}");

@@ -294,7 +294,7 @@ fn forced_calls_parse_even_from_random_weights() {
         ),
     );
     let tools = [weather(), unit, Tool::new("now", None, None)];
-    let ids = e.tokenizer().encode("Hello", true, false).unwrap();
+    let ids = e.tokenizer().unwrap().encode("Hello", true, false).unwrap();
     let choices = [ToolChoice::Required, ToolChoice::Function("set_unit".into()), ToolChoice::Function("now".into())];
     for choice in &choices {
         let c = tool_call_constraint(&tools, choice).unwrap().expect("a forced choice constrains");

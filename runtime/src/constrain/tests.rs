@@ -16,7 +16,7 @@ fn tiny() -> Arc<Engine> {
 }
 
 fn generate(e: &Arc<Engine>, c: Constraint, sampling: SamplingParams, n: usize) -> (String, StopReason) {
-    let ids = e.tokenizer().encode("Hello", true, false).unwrap();
+    let ids = e.tokenizer().unwrap().encode("Hello", true, false).unwrap();
     let params = GenerateParams { sampling, max_tokens: n, stop: vec![], constraint: Some(c) };
     let mut out = String::new();
     let st = e
@@ -144,14 +144,14 @@ fn bad_constraints_are_typed_errors_naming_the_problem() {
 fn a_bad_constraint_leaves_the_session_as_it_was() {
     let e = tiny();
     let mut s = e.new_session();
-    let ids = e.tokenizer().encode("Hello there", true, false).unwrap();
+    let ids = e.tokenizer().unwrap().encode("Hello there", true, false).unwrap();
     let ok = GenerateParams { sampling: SamplingParams::greedy(), max_tokens: 3, stop: vec![], constraint: None };
     s.generate(&ids, &ok, &mut |_| true).unwrap();
     let before = s.tokens().to_vec();
     let bad = GenerateParams { constraint: Some(Constraint::Regex("(".into())), ..ok };
     // A different conversation would trim the cache to the shared prefix; the bad
     // constraint must fail before that.
-    let other = e.tokenizer().encode("Goodbye", true, false).unwrap();
+    let other = e.tokenizer().unwrap().encode("Goodbye", true, false).unwrap();
     assert!(matches!(s.generate_from(&other, &bad, &mut |_| true), Err(crate::Error::InvalidConstraint(_))));
     assert_eq!(s.tokens(), &before[..]);
 }

@@ -146,7 +146,7 @@ pub fn gguf_load(data: &[u8]) -> LoadOutcome {
     if info.weight_bytes <= RUN_MAX_WEIGHT_BYTES && info.kv_bytes_per_token <= 1 << 20 && info.n_layer <= 64 {
         let mut runner = engine.new_runner(4).expect("a runner for a loaded model");
         let mut logits = Vec::new();
-        let id = engine.tokenizer().bos().filter(|&b| (b as usize) < info.n_vocab).unwrap_or(0);
+        let id = engine.tokenizer().map_or(None, |t| t.bos()).filter(|&b| (b as usize) < info.n_vocab).unwrap_or(0);
         runner.forward(&[id, 0], 0, Want::Last, &mut logits).expect("one forward pass of a loaded model");
         assert_eq!(logits.len(), info.n_vocab);
         out.ran = true;

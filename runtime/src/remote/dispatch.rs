@@ -1,7 +1,8 @@
 //! `Session::complete` and `Session::chat`: the text-level requests that the
 //! route policy sends to the local engine or the remote one. Tokenization
-//! stays local either way: the prompt's length decides the route and is
-//! reported with the result.
+//! stays local either way when there is a local model: the prompt's length
+//! decides the route and is reported with the result. A remote-only engine
+//! (no model file) sends the text as it is; the server counts the tokens.
 
 use serde_json::{json, Map, Value};
 
@@ -12,10 +13,22 @@ use crate::constrain::Constraint;
 use crate::session::{GenerateParams, GenerationStats, Session};
 use crate::{Error, Result};
 
+/// A request as the remote engine takes it: a text prompt for
+/// `/v1/completions`, or the conversation for `/v1/chat/completions` (the
+/// server renders its own model's template).
+#[derive(Debug, Clone)]
+pub enum RemotePrompt {
+    Text(String),
+    Chat(Vec<ChatMessage>),
+    /// The local token ids as the prompt (meaningful to a server with the same vocabulary).
+    Ids,
+}
+
 /// A request in both forms: the local ids, and the remote route and body.
 #[cfg_attr(not(feature = "remote"), allow(dead_code))]
 struct Request<'a> {
-    ids: Vec<u32>,
+    /// `None` on a remote-only engine (no local tokenizer).
+    ids: Option<Vec<u32>>,
     chat: Option<&'a [ChatMessage]>,
     text: Option<&'a str>,
 }
@@ -27,7 +40,7 @@ impl Session {
     /// `/v1/completions`, as the engine's route policy decides. The stats say
     /// which, and why ([`GenerationStats::route`]).
     pub fn complete(&mut self, prompt: &str, params: &GenerateParams, on_text: &mut dyn FnMut(&str) -> bool) -> Result<GenerationStats> {
-        let ids = self.engine().tokenizer().encode(prompt, true, true)?;
+        let ids = if self.engine().is_remote_only() { None } else { Some(self.engine().tokenizer()?.encode(prompt, true, true)?) };
         self.routed(Request { ids, chat: None, text: Some(prompt) }, params, on_text)
     }
 
@@ -44,33 +57,53 @@ impl Session {
         params: &GenerateParams,
         on_text: &mut dyn FnMut(&str) -> bool,
     ) -> Result<GenerationStats> {
-        let tok = self.engine().tokenizer();
-        let ids = if self.engine().config().route_policy() == RoutePolicy::Local {
+        let ids = if self.engine().is_remote_only() {
+            None
+        } else if self.engine().config().route_policy() == RoutePolicy::Local {
             // A conversation longer than the context keeps its system message
             // and newest turns (context shift, `chat::fit`); local-first sends
             // such a conversation whole to the remote engine instead.
             let (n_ctx, reserve) = (self.n_ctx(), answer_reserve(self.n_ctx(), params.max_tokens));
-            fit_chat(template, tok, messages, n_ctx, reserve)?.ids
+            Some(fit_chat(template, self.engine().tokenizer()?, messages, n_ctx, reserve)?.ids)
         } else {
-            encode_prompt(tok, &template.render(messages, true)?)?
+            Some(encode_prompt(self.engine().tokenizer()?, &template.render(messages, true)?)?)
         };
         self.routed(Request { ids, chat: Some(messages), text: None }, params, on_text)
+    }
+
+    /// A request already tokenized by the caller (the server): `ids` run
+    /// locally (the cached prefix reused), `remote` is the same request in
+    /// the form the remote engine takes; routed like [`Session::complete`].
+    pub fn generate_routed(
+        &mut self,
+        ids: &[u32],
+        remote: &RemotePrompt,
+        params: &GenerateParams,
+        on_text: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<GenerationStats> {
+        let (chat, text) = match remote {
+            RemotePrompt::Text(t) => (None, Some(t.as_str())),
+            RemotePrompt::Chat(m) => (Some(m.as_slice()), None),
+            RemotePrompt::Ids => (None, None),
+        };
+        self.routed(Request { ids: Some(ids.to_vec()), chat, text }, params, on_text)
     }
 
     fn routed(&mut self, req: Request<'_>, params: &GenerateParams, on_text: &mut dyn FnMut(&str) -> bool) -> Result<GenerationStats> {
         let config = self.engine().config();
         let policy = config.route_policy();
         let has_remote = config.remote.is_some();
-        let mut choice = decide(policy, req.ids.len(), self.n_ctx());
-        if choice.target == Target::Local {
+        let mut choice = decide(policy, req.ids.as_ref().map_or(0, Vec::len), self.n_ctx());
+        // A remote-only engine's policy is `remote` (checked when it was made).
+        if let (Target::Local, Some(ids)) = (choice.target, &req.ids) {
             let mut emitted = false;
-            let r = self.generate_from(&req.ids, params, &mut |t| {
+            let r = self.generate_from(ids, params, &mut |t| {
                 emitted = true;
                 on_text(t)
             });
             match r {
                 Ok(mut st) => {
-                    log::info!("route: {choice}");
+                    log::debug!("route: {choice}");
                     st.route = Some(choice);
                     return Ok(st);
                 }
@@ -83,7 +116,7 @@ impl Session {
                 Err(e) => return Err(e),
             }
         }
-        log::info!("route: {choice}");
+        log::debug!("route: {choice}");
         self.remote_request(&req, params, choice, on_text)
     }
 
@@ -122,6 +155,11 @@ impl Session {
         // As `generate`: a cancel is for this request, consumed when it ends.
         cancel.store(false, Ordering::Relaxed);
         let r = r?;
+        let mut choice = choice;
+        if req.ids.is_none() {
+            // Remote-only: the server's count is the only one there is.
+            choice.prompt_tokens = r.prompt_tokens.unwrap_or(0);
+        }
         let stop_reason = if r.cancelled {
             StopReason::Cancelled
         } else {

@@ -6,6 +6,8 @@
 //! - [`RemoteConfig`]: where and how (URL, API key, model, timeouts, retries);
 //!   validated by [`base_url`] (`http://` only for loopback unless opted in).
 //! - [`route`]: [`RoutePolicy`] and the per-request [`RouteChoice`] with its reason.
+//! - [`remote_only`]: what an engine without a local model file shows
+//!   (`Engine::remote_only`).
 //! - [`sse`]: the server-sent-events parser and the chunk / error-body
 //!   interpretation (pure, unit-tested without a server).
 //! - `client` (feature `remote`): [`RemoteClient`], the blocking HTTP client
@@ -14,6 +16,7 @@
 //! See `docs/REMOTE.md`.
 
 mod dispatch;
+pub mod remote_only;
 pub mod route;
 pub mod sse;
 
@@ -22,6 +25,7 @@ mod client;
 #[cfg(feature = "remote")]
 pub use client::{Endpoint, RemoteClient, RemoteResult};
 
+pub use dispatch::RemotePrompt;
 pub use route::{RouteChoice, RoutePolicy, RouteReason, Target};
 
 use std::fmt;

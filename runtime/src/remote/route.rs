@@ -100,7 +100,8 @@ pub struct RouteChoice {
     pub target: Target,
     pub reason: RouteReason,
     /// The prompt's length in local tokens (the whole prompt, as the local
-    /// tokenizer counts it).
+    /// tokenizer counts it); on a remote-only engine, the server's count
+    /// (0 when it reports none).
     pub prompt_tokens: usize,
 }
 

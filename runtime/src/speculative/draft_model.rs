@@ -37,7 +37,7 @@ impl DraftModel {
         // first token the target did not accept.
         let n = self.session.reuse_prefix(context);
         self.session.eval(&context[n..], LogitsWanted::Last)?;
-        let tok = self.session.engine().tokenizer();
+        let tok = self.session.engine().tokenizer()?;
         let eog: Vec<u32> = tok.eog_ids();
         loop {
             let logits = self.session.logits();
@@ -72,7 +72,7 @@ fn top_probability(logits: &[f32], x: u32) -> f32 {
 /// tokenizer size, the same text for every id, and no logit row the target
 /// has not (the GGUF head may be padded past the tokenizer's size).
 pub fn check_same_vocab(target: &Engine, draft: &Engine) -> Result<()> {
-    let (t, d) = (target.tokenizer(), draft.tokenizer());
+    let (t, d) = (target.tokenizer()?, draft.tokenizer()?);
     let refuse = |what: String| Err(Error::InvalidParam(format!("the draft model cannot draft for this model: {what}")));
     if t.n_vocab() != d.n_vocab() {
         return refuse(format!("its vocabulary has {} tokens, the model's {}", d.n_vocab(), t.n_vocab()));
