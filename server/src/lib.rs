@@ -13,6 +13,7 @@ pub mod conn;
 pub mod error;
 pub mod memory;
 pub mod pool;
+pub mod prefix_cache;
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -239,6 +240,8 @@ impl Drop for CancelOnDrop {
 struct Done {
     text: String,
     prompt_tokens: usize,
+    /// Prompt tokens whose KV came from a cache (not evaluated).
+    cached_tokens: usize,
     completion_tokens: usize,
     reason: StopReason,
 }
@@ -255,8 +258,11 @@ async fn generate(
     if cancel.load(Ordering::Relaxed) {
         return Err(ApiError::internal("cancelled"));
     }
+    let st = st.clone();
     let task = tokio::task::spawn_blocking(move || {
         let session = lease.session();
+        let dims = &st.engine.model().forward().graph().kv;
+        st.pool.prefix_cache().apply(session, &job.ids, dims);
         // The request's flag is the session's for this job: a client that goes
         // away stops the prompt's evaluation too (within one product or micro-batch).
         session.set_cancel_handle(cancel.clone());
@@ -268,6 +274,9 @@ async fn generate(
             text.push_str(piece);
             on_text(piece)
         });
+        if stats.is_ok() {
+            st.pool.prefix_cache().remember(session, &job.ids);
+        }
         drop(lease);
         if let Ok(s) = &stats {
             log::info!(
@@ -280,7 +289,13 @@ async fn generate(
                 s.stop_reason.as_str()
             );
         }
-        stats.map(|s| Done { text, prompt_tokens: job.ids.len(), completion_tokens: s.generated_tokens, reason: s.stop_reason })
+        stats.map(|s| Done {
+            text,
+            prompt_tokens: job.ids.len(),
+            cached_tokens: job.ids.len() - s.prompt_tokens,
+            completion_tokens: s.generated_tokens,
+            reason: s.stop_reason,
+        })
     });
     match task.await {
         Ok(r) => r.map_err(ApiError::from),
@@ -289,7 +304,12 @@ async fn generate(
 }
 
 fn usage(d: &Done) -> Value {
-    json!({ "prompt_tokens": d.prompt_tokens, "completion_tokens": d.completion_tokens, "total_tokens": d.prompt_tokens + d.completion_tokens })
+    json!({
+        "prompt_tokens": d.prompt_tokens,
+        "completion_tokens": d.completion_tokens,
+        "total_tokens": d.prompt_tokens + d.completion_tokens,
+        "prompt_tokens_details": { "cached_tokens": d.cached_tokens },
+    })
 }
 
 fn prepare(st: &AppState, ids: Vec<u32>, f: &api::SamplingFields) -> Result<Job, ApiError> {
