@@ -56,6 +56,28 @@ impl KvState {
     }
 }
 
+impl KvState {
+    /// The rows of the first `n` positions (all of them when `n >= n_tokens`);
+    /// `dims` as in [`KvState::check`], which the state passed.
+    pub fn prefix(&self, n: usize, dims: &[(usize, usize)]) -> Result<KvState> {
+        let n = n.min(self.n_tokens);
+        let layers = self
+            .layers
+            .iter()
+            .zip(dims)
+            .map(|(l, &(kw, vw))| {
+                let (k, v) = (rows_len(self.type_k, kw, n)?, rows_len(self.type_v, vw, n)?);
+                let cut = |rows: &[u8], len: usize| rows.get(..len).map(<[u8]>::to_vec);
+                match (cut(&l.k, k), cut(&l.v, v)) {
+                    (Some(k), Some(v)) => Ok(LayerKv { k, v }),
+                    _ => Err(Error::InvalidParam("KV state shorter than its rows".into())),
+                }
+            })
+            .collect::<Result<_>>()?;
+        Ok(KvState { type_k: self.type_k, type_v: self.type_v, n_tokens: n, layers })
+    }
+}
+
 /// Bytes of `n` rows of `width` values stored as `ty`.
 pub fn rows_len(ty: KvType, width: usize, n: usize) -> Result<usize> {
     ty.row_bytes(width)

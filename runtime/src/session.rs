@@ -229,6 +229,28 @@ impl Session {
         Ok(())
     }
 
+    /// The first `n` tokens of the context and their KV rows, for another
+    /// session of this engine and context size to start from
+    /// ([`Session::set_kv_prefix`]: a server's shared prompt prefix).
+    pub fn kv_prefix(&mut self, n: usize) -> Result<(Vec<u32>, KvState)> {
+        let n = n.min(self.tokens.len());
+        let kv = self.runner()?.kv_read(n)?;
+        Ok((self.tokens[..n].to_vec(), kv))
+    }
+
+    /// Replaces the context with `tokens` and their rows `kv` (from
+    /// [`Session::kv_prefix`] of a session of the same engine and context
+    /// size; checked against this cache's layout and types).
+    pub fn set_kv_prefix(&mut self, tokens: &[u32], kv: &KvState) -> Result<()> {
+        if tokens.len() != kv.n_tokens {
+            return Err(Error::InvalidParam(format!("{} tokens but KV rows for {}", tokens.len(), kv.n_tokens)));
+        }
+        self.runner()?.kv_write(kv)?;
+        self.tokens = tokens.to_vec();
+        self.logits.clear();
+        Ok(())
+    }
+
     /// Drops tokens after the first `n` (e.g. to rewind to a common prefix).
     pub fn truncate(&mut self, n: usize) {
         self.tokens.truncate(n);

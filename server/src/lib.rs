@@ -13,6 +13,7 @@ pub mod conn;
 pub mod error;
 pub mod memory;
 pub mod pool;
+pub mod prefix_cache;
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -244,6 +245,8 @@ impl Drop for CancelOnDrop {
 struct Done {
     text: String,
     prompt_tokens: usize,
+    /// Prompt tokens whose KV came from a cache (not evaluated).
+    cached_tokens: usize,
     completion_tokens: usize,
     reason: StopReason,
 }
@@ -260,8 +263,12 @@ async fn generate(
     if cancel.load(Ordering::Relaxed) {
         return Err(ApiError::internal("cancelled"));
     }
+    let st = st.clone();
     let task = tokio::task::spawn_blocking(move || {
         let session = lease.session();
+        if let Ok(model) = st.engine.model() {
+            st.pool.prefix_cache().apply(session, &job.ids, &model.forward().graph().kv);
+        }
         // The request's flag is the session's for this job: a client that goes
         // away stops the prompt's evaluation too (within one product or micro-batch).
         session.set_cancel_handle(cancel.clone());
@@ -277,6 +284,11 @@ async fn generate(
             Some(remote) => session.generate_routed(&job.ids, remote, &job.params, &mut on_piece),
             None => session.generate_from(&job.ids, &job.params, &mut on_piece),
         };
+        // A prompt that ran here leaves its rows for other slots (not one the remote engine answered).
+        let ran_here = stats.as_ref().is_ok_and(|s| s.route.as_ref().is_none_or(|r| r.target == ember::remote::Target::Local));
+        if ran_here {
+            st.pool.prefix_cache().remember(session, &job.ids);
+        }
         drop(lease);
         if let Ok(s) = &stats {
             // One line per request; with a remote engine it starts with the route and its reason.
@@ -291,7 +303,13 @@ async fn generate(
                 s.stop_reason.as_str()
             );
         }
-        stats.map(|s| Done { text, prompt_tokens: job.ids.len(), completion_tokens: s.generated_tokens, reason: s.stop_reason })
+        stats.map(|s| Done {
+            text,
+            prompt_tokens: job.ids.len(),
+            cached_tokens: job.ids.len() - s.prompt_tokens,
+            completion_tokens: s.generated_tokens,
+            reason: s.stop_reason,
+        })
     });
     match task.await {
         Ok(r) => r.map_err(ApiError::from),
@@ -300,7 +318,12 @@ async fn generate(
 }
 
 fn usage(d: &Done) -> Value {
-    json!({ "prompt_tokens": d.prompt_tokens, "completion_tokens": d.completion_tokens, "total_tokens": d.prompt_tokens + d.completion_tokens })
+    json!({
+        "prompt_tokens": d.prompt_tokens,
+        "completion_tokens": d.completion_tokens,
+        "total_tokens": d.prompt_tokens + d.completion_tokens,
+        "prompt_tokens_details": { "cached_tokens": d.cached_tokens },
+    })
 }
 
 /// `remote`: the request in the remote engine's form, used when the server

@@ -1,7 +1,8 @@
 //! A pool of at most N sessions behind a semaphore: requests beyond N wait in
 //! the semaphore's (fair, FIFO) queue. A request takes the idle session whose
 //! cached tokens share the longest prefix with its prompt, so repeated system
-//! prompts and growing conversations reuse the KV cache.
+//! prompts and growing conversations reuse the KV cache; a slot that never saw
+//! a prompt's prefix copies it from the pool's [`PrefixCache`].
 
 use std::sync::{Arc, Mutex};
 
@@ -9,6 +10,8 @@ use ember::session::{common_prefix_len, Session};
 use ember::speculative::Speculation;
 use ember::Engine;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::prefix_cache::PrefixCache;
 
 pub struct SessionPool {
     engine: Arc<Engine>,
@@ -18,6 +21,8 @@ pub struct SessionPool {
     size: usize,
     /// Every session drafts this way (`ember serve --lookup/--draft-model`).
     speculation: Option<Speculation>,
+    /// The last prompt's rows, for the other slots.
+    prefix: PrefixCache,
 }
 
 /// A session lent by the pool; goes back when dropped.
@@ -30,7 +35,20 @@ pub struct Lease {
 impl SessionPool {
     pub fn new(engine: Arc<Engine>, size: usize, n_ctx: usize, speculation: Option<Speculation>) -> Arc<SessionPool> {
         let size = size.max(1);
-        Arc::new(SessionPool { engine, n_ctx, idle: Mutex::new(Vec::new()), sem: Arc::new(Semaphore::new(size)), size, speculation })
+        Arc::new(SessionPool {
+            engine,
+            n_ctx,
+            idle: Mutex::new(Vec::new()),
+            sem: Arc::new(Semaphore::new(size)),
+            size,
+            speculation,
+            prefix: PrefixCache::default(),
+        })
+    }
+
+    /// The prefix shared across slots ([`PrefixCache`]).
+    pub fn prefix_cache(&self) -> &PrefixCache {
+        &self.prefix
     }
 
     pub fn size(&self) -> usize {

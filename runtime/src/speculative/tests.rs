@@ -102,7 +102,7 @@ fn same_seed_same_tokens_as_without_speculation() {
             let at = spec.len();
             let k = (round % 5) + 1;
             let mut drafts: Vec<u32> = plain[at..(at + k).min(plain.len())].to_vec();
-            if round % 3 == 0 && drafts.len() > 1 {
+            if round.is_multiple_of(3) && drafts.len() > 1 {
                 drafts[1] = (drafts[1] + 1) % 16;
             }
             let mut history = spec.clone();

@@ -1,0 +1,92 @@
+//! The pool's shared prefix cache (server/src/prefix_cache.rs) over the tiny
+//! llama fixture: a session that never saw a prompt's prefix copies its rows
+//! from another session's and answers as a fresh session would; over HTTP,
+//! the second request with the same start reports cached prompt tokens.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::body::{to_bytes, Body};
+use axum::http::Request;
+use ember::chat::ChatTemplate;
+use ember::sampling::SamplingParams;
+use ember::session::GenerateParams;
+use ember::{Engine, EngineConfig};
+use ember_server::api::Limits;
+use ember_server::prefix_cache::{PrefixCache, MIN_TOKENS};
+use ember_server::{router, AppState, ServerConfig};
+use serde_json::Value;
+use tower::ServiceExt;
+
+fn tiny() -> Arc<Engine> {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/arch/llama.gguf");
+    Engine::load(p, EngineConfig { n_threads: 1, n_ctx: Some(128), ..Default::default() }).unwrap()
+}
+
+fn greedy_from(s: &mut ember::Session, prompt: &[u32]) -> (String, usize) {
+    let params = GenerateParams { sampling: SamplingParams::greedy(), max_tokens: 6, stop: vec![], constraint: None };
+    let mut out = String::new();
+    let st = s
+        .generate_from(prompt, &params, &mut |t| {
+            out.push_str(t);
+            true
+        })
+        .unwrap();
+    (out, st.prompt_tokens)
+}
+
+#[test]
+fn another_session_starts_from_the_cached_prefix_and_answers_the_same() {
+    let engine = tiny();
+    let dims = engine.model().unwrap().forward().graph().kv.clone();
+    let system: Vec<u32> = (1..=24).map(|i| i * 7 % 200 + 2).collect();
+    let (a, b) = ([&system[..], &[40, 41, 42]].concat(), [&system[..], &[50, 51]].concat());
+    let cache = PrefixCache::default();
+
+    let mut s1 = engine.new_session();
+    greedy_from(&mut s1, &a);
+    cache.remember(&mut s1, &a);
+
+    let mut s2 = engine.new_session();
+    assert_eq!(cache.apply(&mut s2, &b, &dims), system.len(), "the shared prefix is copied");
+    let (text, evaluated) = greedy_from(&mut s2, &b);
+    assert_eq!(evaluated, b.len() - system.len(), "only the request's own tail is evaluated");
+    let (want, _) = greedy_from(&mut engine.new_session(), &b);
+    assert_eq!(text, want, "the copied rows answer as evaluated ones");
+
+    // Nothing is copied for a prompt that shares less than MIN_TOKENS, or
+    // into a session that already holds as much.
+    let short: Vec<u32> = [&system[..MIN_TOKENS - 1], &[9]].concat();
+    assert_eq!(cache.apply(&mut engine.new_session(), &short, &dims), 0);
+    assert_eq!(cache.apply(&mut s1, &b, &dims), 0);
+}
+
+#[tokio::test]
+async fn a_second_request_with_the_same_start_reports_cached_tokens() {
+    let engine = tiny();
+    let config = ServerConfig {
+        host: "127.0.0.1".into(),
+        port: 0,
+        api_key: None,
+        parallel: 2,
+        model_id: "tiny".into(),
+        model_aliases: vec![],
+        limits: Limits { max_body_bytes: 4096, max_prompt_tokens: 100, max_tokens: 16, n_ctx: 128 },
+        idle_timeout: ServerConfig::DEFAULT_IDLE_TIMEOUT,
+        max_connections: ServerConfig::DEFAULT_MAX_CONNECTIONS,
+    };
+    let app = router(AppState::new(engine.clone(), ChatTemplate::from_tokenizer(engine.tokenizer()), config));
+    let system = "a b c d e f g h i j k l m n o p q r s t u v w x y z ";
+    let mut cached = Vec::new();
+    for q in ["one two", "three four"] {
+        let body = serde_json::json!({ "prompt": format!("{system}{q}"), "max_tokens": 2, "temperature": 0 }).to_string();
+        let req = Request::builder().method("POST").uri("/v1/completions").header("content-type", "application/json");
+        let resp = app.clone().oneshot(req.body(Body::from(body)).unwrap()).await.unwrap();
+        let v: Value = serde_json::from_slice(&to_bytes(resp.into_body(), 1 << 20).await.unwrap()).unwrap();
+        let usage = &v["usage"];
+        assert!(usage["prompt_tokens"].as_u64().unwrap() > MIN_TOKENS as u64, "{v}");
+        cached.push(usage["prompt_tokens_details"]["cached_tokens"].as_u64().unwrap());
+    }
+    assert_eq!(cached[0], 0, "the first request evaluates everything");
+    assert!(cached[1] >= MIN_TOKENS as u64, "the second skips the shared start: {cached:?}");
+}
