@@ -75,7 +75,7 @@ async fn a_second_request_with_the_same_start_reports_cached_tokens() {
         idle_timeout: ServerConfig::DEFAULT_IDLE_TIMEOUT,
         max_connections: ServerConfig::DEFAULT_MAX_CONNECTIONS,
     };
-    let app = router(AppState::new(engine.clone(), ChatTemplate::from_tokenizer(engine.tokenizer()), config));
+    let app = router(AppState::new(engine.clone(), ChatTemplate::from_tokenizer(engine.tokenizer().unwrap()), config));
     let system = "a b c d e f g h i j k l m n o p q r s t u v w x y z ";
     let mut cached = Vec::new();
     for q in ["one two", "three four"] {

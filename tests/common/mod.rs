@@ -150,7 +150,7 @@ impl Reference {
     /// windows add no kernel the first one lacks.
     pub fn perplexity_within(&self, cache: &str, tol: f64) {
         let file = if cache == "f16" { "perplexity.json".to_string() } else { format!("perplexity_kv_{cache}.json") };
-        let all: serde_json::Value = serde_json::from_slice(&std::fs::read(fixtures().join(self.dir).join(file)).unwrap()).unwrap();
+        let all: serde_json::Value = serde_json::from_slice(&std::fs::read(fixtures().join(self.dir).join(&file)).unwrap()).unwrap();
         let text = fixtures().join("ppl_public.txt");
         let model = self.model_arg();
         let mut args =
