@@ -28,6 +28,13 @@ pub struct AttnShape {
     pub softcap: Option<f32>,
 }
 
+impl AttnShape {
+    /// The first key query position `p` sees: the window's start, or 0.
+    pub fn first_key(&self, p: usize) -> usize {
+        self.window.map_or(0, |w| (p + 1).saturating_sub(w))
+    }
+}
+
 /// `q`: `n_tok × n_head·head_dim_k`; `k_cache`/`v_cache`: this layer's cache,
 /// row `j` = position `j`, `n_head_kv·head_dim` wide, filled up to
 /// `pos0 + n_tok`; `out`: `n_tok × n_head·head_dim_v`.
@@ -64,10 +71,7 @@ pub fn attention_strided(
             let (t, h) = (task / s.n_head, task % s.n_head);
             let p = s.pos0 + t;
             let hk = h / group;
-            let first = match s.window {
-                Some(w) => (p + 1).saturating_sub(w),
-                None => 0,
-            };
+            let first = s.first_key(p);
             qh16.clear();
             qh16.extend(q[t * q_dim + h * s.head_dim_k..][..s.head_dim_k].iter().map(|&v| f16::from_f32(v)));
             scores.clear();

@@ -57,10 +57,7 @@ pub fn attention_kvq(kern: &CpuKernels, s: &AttnShape, q: &[f32], k: KvRows, v: 
             let (t, h) = (task / s.n_head, task % s.n_head);
             let p = s.pos0 + t;
             let hk = h / group;
-            let first = match s.window {
-                Some(w) => (p + 1).saturating_sub(w),
-                None => 0,
-            };
+            let first = s.first_key(p);
             let qh = &q[t * q_dim + h * s.head_dim_k..][..s.head_dim_k];
             // scores[i]: key first + i.
             b.scores.clear();
