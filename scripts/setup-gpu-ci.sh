@@ -7,7 +7,9 @@
 set -euo pipefail
 
 have_lavapipe() {
-  ldconfig -p 2>/dev/null | grep -q 'libvulkan\.so\.1' &&
+  # grep reads all of ldconfig's output (no -q): quitting at the first match can kill
+  # ldconfig with SIGPIPE, which pipefail turns into a failure (exit 141).
+  ldconfig -p 2>/dev/null | grep 'libvulkan\.so\.1' >/dev/null &&
     ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1
 }
 
@@ -29,4 +31,4 @@ fi
 echo "setup-gpu-ci: installing mesa-vulkan-drivers libvulkan1"
 $SUDO apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends mesa-vulkan-drivers libvulkan1 >/dev/null
-have_lavapipe && echo "setup-gpu-ci: lavapipe installed"
+if have_lavapipe; then echo "setup-gpu-ci: lavapipe installed"; else echo "setup-gpu-ci: lavapipe still not found after installing" >&2; fi

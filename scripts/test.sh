@@ -7,6 +7,10 @@
 # app SDK suites.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Each phase says how long it took (CI's time budget is watched per phase).
+t_start=$SECONDS
+phase() { echo "== test.sh: $1 (at $((SECONDS - t_start)) s)"; }
+phase "gpu driver"
 scripts/setup-gpu-ci.sh
 # The format first (cheap, fails fast): rustfmt.toml's.
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
@@ -24,10 +28,16 @@ if clippy_driver=$(rustup which clippy-driver 2>/dev/null) && [ -x "$clippy_driv
 else
   echo "test.sh: clippy missing, lints not checked" >&2
 fi
+phase "models"
 scripts/fetch-models.sh
+phase "cargo test"
 cargo test --workspace --release --no-fail-fast "$@"
+phase "server"
 scripts/test-server.sh
+phase "aarch64"
 # CPU kernels for phones: the runtime's parity tests built for aarch64, run under qemu.
 env -u RUSTC_WORKSPACE_WRAPPER -u CLIPPY_ARGS scripts/test-aarch64.sh
 # App SDKs: Python + Kotlin (JVM) suites against the real library; Android/iOS type-check.
+phase "bindings"
 scripts/test-bindings.sh
+phase "done"
