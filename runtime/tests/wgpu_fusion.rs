@@ -85,9 +85,10 @@ fn smollm2_fused_logits_equal_unfused_and_layers_take_fewer_dispatches() {
     // act_quant, product. Token: embedding + 30 layers + head.
     assert_eq!(c_off.n_layer, 30);
     assert_eq!((c_off.per_layer, c_off.head, c_off.per_token), (24, 3, 1 + 30 * 24 + 3));
-    // Fused: norm+round, q, k, v; rope_kv; attention; o rounding x + add;
-    // norm+round, gate, up; glu+round; down + add = 12. Head: norm+round, product.
-    assert_eq!((c_on.per_layer, c_on.head, c_on.per_token), (12, 2, 1 + 30 * 12 + 2));
+    // Fused: norm+round; q, k, v in one group; rope_kv; attention; o
+    // rounding x + add; norm+round; gate, up and the GLU in one group; down
+    // rounding x + add = 8. Head: norm+round, product.
+    assert_eq!((c_on.per_layer, c_on.head, c_on.per_token), (8, 2, 1 + 30 * 8 + 2));
     same_logits("SmolLM2", &on, &off);
 }
 

@@ -13,7 +13,7 @@ use ember::backend::cpu::simd::SCALAR;
 use ember::backend::cpu::{attention, AttnShape};
 use ember::backend::wgpu::kernels::{ops, params_buffer, GBuf, Kernels, Readback, Recorder};
 use ember::backend::wgpu::layout::GPU_TYPES;
-use ember::backend::wgpu::shaders::{AttnCache, MatFuse, RowsTile, TileType};
+use ember::backend::wgpu::shaders::{AttnCache, MatFuse, MatGroup, RowsTile, TileType};
 use ember::backend::wgpu::weights::{self as gpu_weights, GpuDense, GpuMatrix};
 use ember::backend::wgpu::{AdapterPolicy, GpuContext};
 use ember::ops::rope::{self, RopeMode, RopeParams};
@@ -876,7 +876,7 @@ fn fused_products_with_rounding_and_residual_add_equal_the_unfused_kernels_bit_f
                 if add {
                     ops::add_scaled(r, &y1, &r1, n_out * n_tok, s).unwrap();
                 }
-                let fuse = MatFuse { round, add };
+                let fuse = MatFuse { round, add, group: MatGroup::One };
                 ops::matmul_fused_with(r, kind, fuse, &gm, &xb, n_in, n_tok, &y2, n_out, add.then_some((&r2, s))).unwrap();
             });
             let name = format!("{kind:?} {ty} round {round:?} add {add}");
@@ -891,9 +891,102 @@ fn fused_products_with_rounding_and_residual_add_equal_the_unfused_kernels_bit_f
     let (xb, yb, rb) = (run.zeros(n_in), run.zeros(4), run.zeros(4));
     run.go(|r| {
         let k = ops::MatmulKind::Reduce;
-        assert!(ops::matmul_fused_with(r, k, MatFuse { round: Some(1), add: false }, &gm, &xb, n_in, 1, &yb, 4, None).is_err());
+        assert!(ops::matmul_fused_with(r, k, MatFuse { round: Some(1), ..MatFuse::NONE }, &gm, &xb, n_in, 1, &yb, 4, None).is_err());
         let t = ops::MatmulKind::Tiled(TileType::F32);
-        assert!(ops::matmul_fused_with(r, t, MatFuse { round: None, add: true }, &gm, &xb, n_in, 1, &yb, 4, Some((&rb, 1.0))).is_err());
-        assert!(ops::matmul_fused_with(r, k, MatFuse { round: None, add: true }, &gm, &xb, n_in, 1, &yb, 4, None).is_err());
+        assert!(ops::matmul_fused_with(r, t, MatFuse { add: true, ..MatFuse::NONE }, &gm, &xb, n_in, 1, &yb, 4, Some((&rb, 1.0))).is_err());
+        assert!(ops::matmul_fused_with(r, k, MatFuse { add: true, ..MatFuse::NONE }, &gm, &xb, n_in, 1, &yb, 4, None).is_err());
+    });
+}
+
+#[test]
+fn fused_qkv_and_gate_up_glu_groups_equal_the_unfused_kernels_bit_for_bit() {
+    let Some(ctx) = gpu() else { return };
+    let mut rng = Rng(31);
+    let mut run = Run::new(&ctx);
+    let mut kinds = vec![ops::MatmulKind::Reduce];
+    kinds.extend(RowsTile::ALL.map(ops::MatmulKind::Rows));
+    if ctx.profile.tiers.subgroup {
+        kinds.push(ops::MatmulKind::ReduceSg);
+    }
+    // Every row/decode kernel × Q4_1, F16, F32, Q8_0 × 1 and 5 tokens, x
+    // already rounded (what the executor runs: the norm wrote xq); Q4_1 also
+    // with the rounding prologue (Q8_1, mode 0). q 70, k 38, v 38 rows:
+    // partial tiles, and q/k and k/v boundaries inside a 16-row tile and a
+    // 4-row workgroup; n_ff 70.
+    let n_in = 256;
+    let (n_q, n_kv, n_ff) = (70, 38, 70);
+    let cases = [(GgmlType::Q4_1, None), (GgmlType::Q4_1, Some(0u32)), (GgmlType::F16, None), (GgmlType::F32, None), (GgmlType::Q8_0, None)];
+    for (ty, round) in cases {
+        let mut upload = |n_out: usize| GpuMatrix::upload(&ctx, "w", ty, &random_weights(ty, n_in, n_out, &mut rng), n_in, n_out).unwrap();
+        let (wq, wk, wv, wg, wu) = (upload(n_q), upload(n_kv), upload(n_kv), upload(n_ff), upload(n_ff));
+        for n_tok in [1, 5] {
+            let x: Vec<f32> = rng.vec(n_in * n_tok).iter().map(|v| v * 3.0).collect();
+            let xb = GBuf::from_f32(&ctx, "x", &x);
+            for &kind in &kinds {
+                // q, k, v: three plain products, then one group.
+                let ys1 = [n_q, n_kv, n_kv].map(|n| run.zeros(n * n_tok));
+                let ys2 = [n_q, n_kv, n_kv].map(|n| run.zeros(n * n_tok));
+                let xq = run.zeros(n_in * n_tok);
+                run.go(|r| {
+                    let src = match round {
+                        Some(m) => {
+                            ops::act_quant(r, &xb, &xq, n_in * n_tok, m).unwrap();
+                            &xq
+                        }
+                        None => &xb,
+                    };
+                    for (w, y) in [&wq, &wk, &wv].into_iter().zip(&ys1) {
+                        ops::matmul_with(r, kind, w, src, n_in, 0, n_tok, y, w.n_out).unwrap();
+                    }
+                    let ys: Vec<&GBuf> = ys2.iter().collect();
+                    ops::matmul_group_with(r, kind, MatGroup::Qkv, round, &[&wq, &wk, &wv], &xb, n_tok, &ys).unwrap();
+                });
+                let name = format!("qkv {kind:?} {ty} round {round:?} {n_tok} tok");
+                for (i, n) in [n_q, n_kv, n_kv].into_iter().enumerate() {
+                    let out = ["q", "k", "v"][i];
+                    same_bits(&format!("{name}: {out}"), &run.read(&ys2[i], n * n_tok), &run.read(&ys1[i], n * n_tok));
+                }
+                // gate, up, GLU: two plain products and swiglu.wgsl, then one group.
+                for gelu in [false, true] {
+                    let n = n_ff * n_tok;
+                    let (g1, u1, g2, u2) = (run.zeros(n), run.zeros(n), run.zeros(n), run.zeros(n));
+                    run.go(|r| {
+                        let src = match round {
+                            Some(m) => {
+                                ops::act_quant(r, &xb, &xq, n_in * n_tok, m).unwrap();
+                                &xq
+                            }
+                            None => &xb,
+                        };
+                        ops::matmul_with(r, kind, &wg, src, n_in, 0, n_tok, &g1, n_ff).unwrap();
+                        ops::matmul_with(r, kind, &wu, src, n_in, 0, n_tok, &u1, n_ff).unwrap();
+                        ops::glu(r, &u1, &g1, n, gelu).unwrap();
+                        let group = MatGroup::Glu(ops::glu_op(gelu));
+                        ops::matmul_group_with(r, kind, group, round, &[&wg, &wu], &xb, n_tok, &[&u2, &g2]).unwrap();
+                    });
+                    let name = format!("{} {kind:?} {ty} round {round:?} {n_tok} tok", if gelu { "geglu" } else { "swiglu" });
+                    same_bits(&format!("{name}: gate"), &run.read(&g2, n), &run.read(&g1, n));
+                    same_bits(&format!("{name}: up"), &run.read(&u2, n), &run.read(&u1, n));
+                }
+            }
+        }
+    }
+    // Refused: the tiled kernel, weights of two layouts, a GLU of unequal
+    // halves, Q8_K rounding (256-value blocks span units), a lone weight.
+    let upload = |ty: GgmlType, n_out: usize, rng: &mut Rng| {
+        GpuMatrix::upload(&ctx, "w", ty, &random_weights(ty, n_in, n_out, rng), n_in, n_out).unwrap()
+    };
+    let (a, b, c) = (upload(GgmlType::Q4_1, 8, &mut rng), upload(GgmlType::Q8_0, 8, &mut rng), upload(GgmlType::Q4_1, 4, &mut rng));
+    let (xb, y1, y2, y3) = (run.zeros(n_in), run.zeros(8), run.zeros(8), run.zeros(8));
+    run.go(|r| {
+        let k = ops::MatmulKind::Reduce;
+        let glu = MatGroup::Glu(ops::glu_op(false));
+        let t = ops::MatmulKind::Tiled(TileType::F32);
+        assert!(ops::matmul_group_with(r, t, glu, None, &[&a, &a], &xb, 1, &[&y1, &y2]).is_err());
+        assert!(ops::matmul_group_with(r, k, glu, None, &[&a, &b], &xb, 1, &[&y1, &y2]).is_err());
+        assert!(ops::matmul_group_with(r, k, glu, None, &[&a, &c], &xb, 1, &[&y1, &y2]).is_err());
+        assert!(ops::matmul_group_with(r, k, glu, Some(1), &[&a, &a], &xb, 1, &[&y1, &y2]).is_err());
+        assert!(ops::matmul_group_with(r, k, MatGroup::Qkv, None, &[&a, &b, &a], &xb, 1, &[&y1, &y2, &y3]).is_err());
+        assert!(ops::matmul_group_with(r, k, MatGroup::One, None, &[&a], &xb, 1, &[&y1]).is_err());
     });
 }

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use super::device::GpuContext;
 use super::kernels::{ops, params_buffer, GBuf, Kernels, Readback, Recorder};
 use super::layout;
-use super::shaders::{MatFuse, ShaderKey};
+use super::shaders::{MatFuse, MatGroup, ShaderKey};
 use super::weights::{self, GpuDense, GpuMatrix};
 use crate::graph::{Act, Attn, Buf, Dumped, Exec, Forward, Graph, HeadMatmul, Mat, Rope, Runner, Vector, View, Want, Weights};
 use crate::kv_cache::KvType;
@@ -617,6 +617,9 @@ enum Pending {
     /// None: already rounded), x first rounded like act_quant `round`:
     /// merges with a residual add of y (o and down), the rounding then its prologue.
     Product { src: Option<Buf>, m: Mat, y: Buf, round: Option<u32> },
+    /// The products of a (gate, up) pair from the rounded x in `xq`: merge
+    /// with the GLU of their outputs (`MatGroup::Glu`).
+    GateUp { gate: (Mat, Buf), up: (Mat, Buf) },
 }
 
 impl<'r, 'a> GpuExec<'r, 'a> {
@@ -663,6 +666,39 @@ impl<'r, 'a> GpuExec<'r, 'a> {
                 }
                 ops::matmul(self.rec, w, x, w.n_in, 0, n, &b.bufs[y.0 as usize], w.n_out)
             }
+            Some(Pending::GateUp { gate, up }) => {
+                let xw = self.be.weights.matrix(gate.0)?.n_in;
+                self.products_from_xq(xw, &[gate, up])
+            }
+        }
+    }
+
+    /// A product group whose input is already rounded into `xq`, where the
+    /// device has a group kernel for it ([`ops::matmul_group_fits`]): three
+    /// products (q, k, v) in one dispatch now; two (gate, up) held back for
+    /// the GLU that may follow (`Pending::GateUp`). False: record them as
+    /// they are.
+    fn group_from_xq(&mut self, products: &[(Mat, Buf)]) -> Result<bool> {
+        let (b, be, n) = (self.b, self.be, self.n);
+        let ws = products.iter().map(|&(m, _)| be.weights.matrix(m)).collect::<Result<Vec<_>>>()?;
+        // Each output a distinct buffer as wide as its weight's rows (one
+        // buffer can't be bound twice read-write in a dispatch).
+        let distinct = products.iter().enumerate().all(|(i, p)| products[..i].iter().all(|q| q.1 != p.1));
+        let widths = products.iter().zip(&ws).all(|(p, w)| self.width(p.1) == w.n_out);
+        if !distinct || !widths || !ops::matmul_group_fits(&be.ctx.profile, &ws, n) {
+            return Ok(false);
+        }
+        match *products {
+            [(_, q), (_, k), (_, v)] => {
+                let ys = [q, k, v].map(|y| &b.bufs[y.0 as usize]);
+                ops::matmul_group(self.rec, MatGroup::Qkv, None, &ws, &b.xq, n, &ys)?;
+                Ok(true)
+            }
+            [gate, up] if ws[0].n_out == ws[1].n_out => {
+                self.pending = Some(Pending::GateUp { gate, up });
+                Ok(true)
+            }
+            _ => Ok(false),
         }
     }
 
@@ -847,7 +883,7 @@ impl Exec for GpuExec<'_, '_> {
                         ops::act_quant(self.rec, &b.bufs[x.0 as usize], &b.xq, n * xw, mode)?;
                     }
                 }
-                if self.hold_product(None, products, xw, None)? {
+                if self.hold_product(None, products, xw, None)? || self.group_from_xq(products)? {
                     return Ok(());
                 }
                 return self.products_from_xq(xw, products);
@@ -931,7 +967,7 @@ impl Exec for GpuExec<'_, '_> {
                 let (b, be, n) = (self.b, self.be, self.n);
                 let w = be.weights.matrix(m)?;
                 let src = src.map_or(&b.xq, |s| &b.bufs[s.0 as usize]);
-                let fuse = MatFuse { round, add: true };
+                let fuse = MatFuse { round, add: true, group: MatGroup::One };
                 let res = Some((&b.bufs[x.0 as usize], s));
                 return ops::matmul_fused(self.rec, fuse, w, src, w.n_in, n, &b.bufs[y.0 as usize], w.n_out, res);
             }
@@ -943,6 +979,17 @@ impl Exec for GpuExec<'_, '_> {
     }
 
     fn glu(&mut self, gate: Buf, up: Buf, act: Act) -> Result<()> {
+        if let Some(Pending::GateUp { gate: g, up: u }) = self.pending {
+            // The GLU as the epilogue of the gate/up products that made its inputs.
+            if g.1 == gate && u.1 == up {
+                self.pending = None;
+                let (b, be, n) = (self.b, self.be, self.n);
+                let ws = [be.weights.matrix(g.0)?, be.weights.matrix(u.0)?];
+                let ys = [&b.bufs[up.0 as usize], &b.bufs[gate.0 as usize]];
+                let group = MatGroup::Glu(ops::glu_op(act == Act::Gelu));
+                return ops::matmul_group(self.rec, group, None, &ws, &b.xq, n, &ys);
+            }
+        }
         self.flush()?;
         if self.fused {
             // The down product that reads gate may round it in the same kernel.

@@ -31,6 +31,8 @@ const RMS_NORM_Q: &str = include_str!("shaders/rms_norm_q.wgsl");
 const RMS_SCALE: &str = include_str!("shaders/rms_scale.wgsl");
 const GLU_Q: &str = include_str!("shaders/glu_q.wgsl");
 const ROPE_KV: &str = include_str!("shaders/rope_kv.wgsl");
+/// dequant.wgsl's word reader for the kernels with one weight (`wa`).
+const WA_AT: &str = "fn wa_at(i: u32) -> u32 {\n    return wa[i];\n}\n";
 
 /// A shader and its variant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -94,27 +96,109 @@ pub struct MatFuse {
     pub round: Option<u32>,
     /// Adds `s · y` into a residual buffer (binding 4) as it stores y: the
     /// residual add after the product, as its epilogue (add.wgsl's arithmetic).
+    /// Only for a lone product ([`MatGroup::One`]).
     pub add: bool,
+    /// The weights of one dispatch and where their rows go.
+    pub group: MatGroup,
 }
 
 impl MatFuse {
     /// The identity: a plain product.
-    pub const NONE: MatFuse = MatFuse { round: None, add: false };
+    pub const NONE: MatFuse = MatFuse { round: None, add: false, group: MatGroup::One };
 }
 
-/// The lines prepended to the product kernels that store through `store`
-/// and may round x through `round_x` (matmul.wgsl, matmul_rows.wgsl).
-fn matmul_fuse(f: MatFuse) -> String {
+/// The products of one fused dispatch, each weight in its own buffer as
+/// uploaded (nothing is restacked, so every other kernel, the tiled prompt
+/// kernel included, reads the same buffers). All weights of a group share a
+/// layout and an input; a row's weight is chosen by `w_unit` through the
+/// private `wsel` that `wa_at` reads, so each row's sum is the plain
+/// product's, bit for bit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MatGroup {
+    /// One weight, one output.
+    One,
+    /// `[q, k, v] = [W_q; W_k; W_v] · x` (llama.cpp's `wqkv`): rows
+    /// `0..n_a` of the group are q's, `n_a..n_a + n_b` k's, the rest v's,
+    /// each stored in its own output (bindings 2, 3, 4: the weights; 5, 6, 7:
+    /// q, k, v, each with rows of its own width).
+    Qkv,
+    /// `gate = act(W_gate · x) · (W_up · x)`, `up = W_up · x` (ggml's
+    /// swiglu/geglu after the two products): bindings 2, 3 the gate and up
+    /// weights, 4 up, 5 gate. The reduction kernels see the group as rows
+    /// interleaved (2i = gate_i, 2i+1 = up_i, so one workgroup holds both
+    /// after its last barrier); the row kernel sums the same rows of each
+    /// weight in one invocation.
+    Glu(GluOp),
+}
+
+/// The activation of a fused GLU (swiglu.wgsl's `op`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GluOp {
+    /// SiLU(gate) · up.
+    Swiglu,
+    /// GELU(gate) · up (tanh approximation).
+    Geglu,
+}
+
+/// The lines prepended to the product kernels (matmul.wgsl, matmul_rows.wgsl):
+/// the output bindings from 3 on, and `ROUND`/`round_x` (the rounding
+/// prologue), `GLU`, `wsel`/`wa_at`/`w_unit` (which weight a row reads, and
+/// where its unit is), `store`/`store_glu` (the epilogue).
+fn matmul_fuse(f: MatFuse, k: FusedKernel) -> String {
     let mut s = format!("const ROUND: bool = {};\n", f.round.is_some());
     match f.round {
         Some(mode) => s += &format!("fn round_x(b: ptr<function, array<f32, 32>>) {{\n    act_round32({mode}u, b);\n}}\n"),
         None => s += "fn round_x(b: ptr<function, array<f32, 32>>) {}\n",
     }
-    if f.add {
-        s += "@group(0) @binding(4) var<storage, read_write> res: array<f32>;\n";
-        s += "fn store(i: u32, v: f32) {\n    y[i] = v;\n    res[i] += p.s * v;\n}\n";
-    } else {
-        s += "fn store(i: u32, v: f32) {\n    y[i] = v;\n}\n";
+    s += &format!("const GLU: bool = {};\nvar<private> wsel: u32;\n", matches!(f.group, MatGroup::Glu(_)));
+    let no_glu = "fn store_glu(t: u32, row: u32, g: f32, u: f32) {}\n";
+    match f.group {
+        MatGroup::One => {
+            s += "fn wa_at(i: u32) -> u32 {\n    return wa[i];\n}\n";
+            s += "fn w_unit(row: u32, upr: u32, u: u32) -> u32 {\n    return row * upr + u;\n}\n";
+            s += "@group(0) @binding(3) var<storage, read_write> y: array<f32>;\n";
+            if f.add {
+                s += "@group(0) @binding(4) var<storage, read_write> res: array<f32>;\n";
+                s += "fn store(t: u32, row: u32, v: f32) {\n    let i = t * p.y_stride + p.y_off + row;\n    y[i] = v;\n    res[i] += p.s * v;\n}\n";
+            } else {
+                s += "fn store(t: u32, row: u32, v: f32) {\n    y[t * p.y_stride + p.y_off + row] = v;\n}\n";
+            }
+            s += no_glu;
+        }
+        MatGroup::Qkv => {
+            s += "@group(0) @binding(3) var<storage, read> wb: array<u32>;\n";
+            s += "@group(0) @binding(4) var<storage, read> wc: array<u32>;\n";
+            s += "@group(0) @binding(5) var<storage, read_write> y: array<f32>;\n";
+            s += "@group(0) @binding(6) var<storage, read_write> y_k: array<f32>;\n";
+            s += "@group(0) @binding(7) var<storage, read_write> y_v: array<f32>;\n";
+            s += "fn wa_at(i: u32) -> u32 {\n    switch wsel {\n        case 1u: {\n            return wb[i];\n        }\n        case 2u: {\n            return wc[i];\n        }\n        default: {\n            return wa[i];\n        }\n    }\n}\n";
+            s += "fn w_unit(row: u32, upr: u32, u: u32) -> u32 {\n    if row < p.n_a {\n        wsel = 0u;\n        return row * upr + u;\n    }\n    if row < p.n_a + p.n_b {\n        wsel = 1u;\n        return (row - p.n_a) * upr + u;\n    }\n    wsel = 2u;\n    return (row - p.n_a - p.n_b) * upr + u;\n}\n";
+            s += "fn store(t: u32, row: u32, v: f32) {\n    if row < p.n_a {\n        y[t * p.n_a + row] = v;\n    } else if row < p.n_a + p.n_b {\n        y_k[t * p.n_b + row - p.n_a] = v;\n    } else {\n        y_v[t * (p.n_rows - p.n_a - p.n_b) + row - p.n_a - p.n_b] = v;\n    }\n}\n";
+            s += no_glu;
+        }
+        MatGroup::Glu(op) => {
+            s += "@group(0) @binding(3) var<storage, read> wb: array<u32>;\n";
+            s += "@group(0) @binding(4) var<storage, read_write> y: array<f32>;\n";
+            s += "@group(0) @binding(5) var<storage, read_write> gate: array<f32>;\n";
+            s += "fn wa_at(i: u32) -> u32 {\n    if wsel == 1u {\n        return wb[i];\n    }\n    return wa[i];\n}\n";
+            s += match k {
+                // Rows interleaved: 2i = gate_i, 2i + 1 = up_i.
+                FusedKernel::Reduce | FusedKernel::ReduceSg => {
+                    "fn w_unit(row: u32, upr: u32, u: u32) -> u32 {\n    wsel = row & 1u;\n    return (row >> 1u) * upr + u;\n}\n"
+                }
+                // main sets wsel around the two passes over the same rows.
+                FusedKernel::Rows(_) => "fn w_unit(row: u32, upr: u32, u: u32) -> u32 {\n    return row * upr + u;\n}\n",
+            };
+            s += "fn store(t: u32, row: u32, v: f32) {}\n";
+            // swiglu.wgsl's arithmetic, step for step; up is stored as the
+            // unfused product leaves it.
+            let gelu = if op == GluOp::Geglu {
+                "    a = 0.5 * g * (1.0 + tanh(0.7978846 * g * (1.0 + 0.044715 * g * g)));\n"
+            } else {
+                ""
+            };
+            s += &format!("fn store_glu(t: u32, row: u32, g: f32, u: f32) {{\n    let i = t * p.y_stride + p.y_off + row;\n    var a = g / (1.0 + exp(-g));\n{gelu}    y[i] = u;\n    gate[i] = a * u;\n}}\n");
+        }
     }
     s
 }
@@ -247,7 +331,7 @@ fn layout_consts(l: Layout) -> String {
 /// A product kernel's source with the prelude of `f` (the binding
 /// declarations come first in the body; dequant_unit uses them).
 fn matmul_source(l: Layout, k: FusedKernel, f: MatFuse) -> String {
-    let head = format!("{}{}", layout_consts(l), matmul_fuse(f));
+    let head = format!("{}{}", layout_consts(l), matmul_fuse(f, k));
     let round = if f.round.is_some() { ACT_ROUND } else { "" };
     match k {
         FusedKernel::Reduce => format!("{head}{MATMUL}\n{MATMUL_WG}\n{DEQUANT}\n{round}"),
@@ -278,7 +362,13 @@ impl ShaderKey {
                     FusedKernel::Rows(t) => format!("rows_r{}t{}", t.rows, t.tokens),
                 };
                 let round = f.round.map(|m| format!("_round{m}")).unwrap_or_default();
-                format!("matmul_fused_{k}{round}{}_{}", if f.add { "_add" } else { "" }, l.name())
+                let group = match f.group {
+                    MatGroup::One => "",
+                    MatGroup::Qkv => "_qkv",
+                    MatGroup::Glu(GluOp::Swiglu) => "_swiglu",
+                    MatGroup::Glu(GluOp::Geglu) => "_geglu",
+                };
+                format!("matmul_fused_{k}{round}{}{group}_{}", if f.add { "_add" } else { "" }, l.name())
             }
             other => format!("{other:?}").to_lowercase(),
         }
@@ -292,8 +382,8 @@ impl ShaderKey {
             ShaderKey::MatmulSg(l) => matmul_source(*l, FusedKernel::ReduceSg, MatFuse::NONE),
             ShaderKey::MatmulRows(l, t) => matmul_source(*l, FusedKernel::Rows(*t), MatFuse::NONE),
             ShaderKey::MatmulFused(l, k, f) => matmul_source(*l, *k, *f),
-            ShaderKey::MatmulTiled(l, t) => format!("{}{}{}\n{}", t.header(), layout_consts(*l), MATMUL_TILED, DEQUANT),
-            ShaderKey::GetRows(l) => format!("{}{}\n{}", layout_consts(*l), GET_ROWS, DEQUANT),
+            ShaderKey::MatmulTiled(l, t) => format!("{}{}{}\n{}{}", t.header(), layout_consts(*l), MATMUL_TILED, DEQUANT, WA_AT),
+            ShaderKey::GetRows(l) => format!("{}{}\n{}{}", layout_consts(*l), GET_ROWS, DEQUANT, WA_AT),
             ShaderKey::RmsNorm => format!("{RMS_NORM}\n{RMS_SCALE}"),
             ShaderKey::Rope => ROPE.into(),
             ShaderKey::KvStore => KV_STORE.into(),
@@ -305,7 +395,7 @@ impl ShaderKey {
             ShaderKey::Argmax => ARGMAX.into(),
             ShaderKey::ActQuant => ACT_QUANT.into(),
             ShaderKey::Copy => COPY.into(),
-            ShaderKey::HeadMatmul(l) => format!("{}{}\n{}", layout_consts(*l), HEAD_MATMUL, DEQUANT),
+            ShaderKey::HeadMatmul(l) => format!("{}{}\n{}{}", layout_consts(*l), HEAD_MATMUL, DEQUANT, WA_AT),
             ShaderKey::RmsNormQ => format!("{RMS_NORM_Q}\n{RMS_SCALE}\n{ACT_ROUND}"),
             ShaderKey::GluQ => format!("{GLU_Q}\n{ACT_ROUND}"),
             ShaderKey::RopeKv => ROPE_KV.into(),
@@ -365,8 +455,12 @@ impl ShaderKey {
             ShaderKey::RmsNormQ => s(2, 2),
             ShaderKey::GluQ => s(1, 2),
             ShaderKey::RopeKv => s(2, 4),
-            // and the residual.
-            ShaderKey::MatmulFused(_, _, f) => s(2, 1 + f.add as u32),
+            // and the residual; or a group's weights and outputs (MatGroup).
+            ShaderKey::MatmulFused(_, _, f) => match f.group {
+                MatGroup::One => s(2, 1 + f.add as u32),
+                MatGroup::Qkv => s(4, 3),
+                MatGroup::Glu(_) => s(3, 2),
+            },
         }
     }
 }
@@ -387,8 +481,11 @@ pub fn all_variants() -> Vec<ShaderKey> {
             for round in [None, Some(0), Some(2)] {
                 for add in [false, true] {
                     if round.is_some() || add {
-                        v.push(ShaderKey::MatmulFused(l, k, MatFuse { round, add }));
+                        v.push(ShaderKey::MatmulFused(l, k, MatFuse { round, add, group: MatGroup::One }));
                     }
+                }
+                for group in [MatGroup::Qkv, MatGroup::Glu(GluOp::Swiglu), MatGroup::Glu(GluOp::Geglu)] {
+                    v.push(ShaderKey::MatmulFused(l, k, MatFuse { round, add: false, group }));
                 }
             }
         }

@@ -4,7 +4,7 @@
 use super::params::*;
 use super::{GBuf, Recorder};
 use crate::backend::wgpu::device::DeviceProfile;
-use crate::backend::wgpu::shaders::{AttnCache, FusedKernel, MatFuse, RowsTile, ShaderKey, TileType};
+use crate::backend::wgpu::shaders::{AttnCache, FusedKernel, GluOp, MatFuse, MatGroup, RowsTile, ShaderKey, TileType};
 use crate::backend::wgpu::weights::{GpuDense, GpuMatrix};
 use crate::quant::GgmlType;
 use crate::{Error, Result};
@@ -119,8 +119,8 @@ fn matmul_dispatch(
         (false, Some(k)) => Some(ShaderKey::MatmulFused(w.layout, k, fuse)),
         (false, None) => return Err(Error::Backend(format!("matmul: no fused variant of {kind:?}"))),
     };
-    if fuse.add != res.is_some() {
-        return Err(Error::Backend("matmul: a residual add needs its residual buffer".into()));
+    if fuse.add != res.is_some() || fuse.group != MatGroup::One {
+        return Err(Error::Backend("matmul: a residual add needs its residual buffer; a group needs matmul_group".into()));
     }
     // One row part: rows r0..r0 + n_rows of W, written at y[t·y_stride + r0..].
     let params = |n_rows: usize, r0: usize| MatmulParams {
@@ -132,6 +132,7 @@ fn matmul_dispatch(
         y_stride: y_stride as u32,
         y_off: r0 as u32,
         s: res.map_or(0.0, |r| r.1),
+        ..Default::default()
     };
     let mut bufs: Vec<&GBuf> = vec![x, &w.parts[0].wa, y];
     bufs.extend(res.map(|r| r.0));
@@ -638,4 +639,115 @@ pub fn matmul_fused_with(
 /// Whether [`matmul_fused`] has a kernel for this product on this device.
 pub fn fused_matmul_fits(profile: &DeviceProfile, w: &GpuMatrix, x_stride: usize, n_tok: usize) -> bool {
     fused_kernel(matmul_kind(profile, w, x_stride, 0, n_tok)).is_some()
+}
+
+/// Several products of one input in one dispatch ([`MatGroup`]), as
+/// [`matmul`] would run each on this device, x's units rounded like
+/// [`act_quant`] `round` (0 or 2) as they are read, or not:
+/// - `Qkv`: `ys[i] = ws[i] · x` for the three weights (q, k, v), each output
+///   with rows of its weight's `n_out`;
+/// - `Glu(op)`: `ys[0] = ws[1] · x` (up) and `ys[1] = op(ws[0] · x) · ys[0]`
+///   (gate), swiglu.wgsl's arithmetic.
+///
+/// Each weight must be one row part of the same layout and input width (x
+/// rows of `n_in`); fails where the device runs the tiled kernel (check
+/// [`matmul_group_fits`]).
+pub fn matmul_group(
+    rec: &mut Recorder,
+    group: MatGroup,
+    round: Option<u32>,
+    ws: &[&GpuMatrix],
+    x: &GBuf,
+    n_tok: usize,
+    ys: &[&GBuf],
+) -> Result<()> {
+    let Some(w0) = ws.first() else { return Err(Error::Backend("matmul_group: no weights".into())) };
+    let kind = matmul_kind(&rec.ctx.profile, w0, w0.n_in, 0, n_tok);
+    matmul_group_with(rec, kind, group, round, ws, x, n_tok, ys)
+}
+
+/// [`matmul_group`] with the kernel forced (tests run each).
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_group_with(
+    rec: &mut Recorder,
+    kind: MatmulKind,
+    group: MatGroup,
+    round: Option<u32>,
+    ws: &[&GpuMatrix],
+    x: &GBuf,
+    n_tok: usize,
+    ys: &[&GBuf],
+) -> Result<()> {
+    let n = match group {
+        MatGroup::One => 0,
+        MatGroup::Qkv => 3,
+        MatGroup::Glu(_) => 2,
+    };
+    let ok = n > 0
+        && ws.len() == n
+        && ys.len() == n
+        && group_fits(ws)
+        && round.is_none_or(|m| m <= 2 && act_block(m) == 32)
+        && (!matches!(group, MatGroup::Glu(_)) || ws[0].n_out == ws[1].n_out);
+    let Some(k) = fused_kernel(kind).filter(|_| ok) else {
+        return Err(Error::Backend(format!("matmul_group: {group:?} of {} weights, {kind:?}, rounding {round:?}", ws.len())));
+    };
+    let w0 = ws[0];
+    let rows: usize = ws.iter().map(|w| w.n_out).sum();
+    // Glu on the reduction kernels: 2·n_ff interleaved rows; on the row kernel,
+    // n_ff rows each summed with both weights.
+    let n_rows = match (group, k) {
+        (MatGroup::Glu(_), FusedKernel::Rows(_)) => w0.n_out,
+        _ => rows,
+    };
+    let p = MatmulParams {
+        n_in: w0.n_in as u32,
+        n_rows: n_rows as u32,
+        n_tok: n_tok as u32,
+        x_stride: w0.n_in as u32,
+        x_off: 0,
+        y_stride: w0.n_out as u32,
+        y_off: 0,
+        s: 0.0,
+        n_a: if group == MatGroup::Qkv { w0.n_out as u32 } else { 0 },
+        n_b: if group == MatGroup::Qkv { ws[1].n_out as u32 } else { 0 },
+        ..Default::default()
+    };
+    let mut bufs: Vec<&GBuf> = vec![x];
+    bufs.extend(ws.iter().map(|w| &w.parts[0].wa));
+    bufs.extend(ys.iter().copied());
+    let key = ShaderKey::MatmulFused(w0.layout, k, MatFuse { round, add: false, group });
+    match k {
+        FusedKernel::Rows(t) => {
+            let [gx, gz] = split((n_rows as u32).div_ceil(t.rows_per_group()));
+            rec.dispatch(key, &bufs, &p, [gx, (n_tok as u32).div_ceil(t.tokens), gz])
+        }
+        FusedKernel::Reduce | FusedKernel::ReduceSg => {
+            let groups = (n_rows as u32).div_ceil(4);
+            let (gx, gy) = if groups <= 8192 { (groups, 1) } else { (8192, groups.div_ceil(8192)) };
+            rec.dispatch(key, &bufs, &p, [gx, gy, (n_tok as u32).div_ceil(8)])
+        }
+    }
+}
+
+/// Whether the weights can be one [`matmul_group`]: each one row part, one
+/// layout, one input width (a multiple of 4: the row kernel reads x as vec4).
+fn group_fits(ws: &[&GpuMatrix]) -> bool {
+    let Some(w0) = ws.first() else { return false };
+    ws.iter().all(|w| w.parts.len() == 1 && w.layout == w0.layout && w.n_in == w0.n_in && w.n_out > 0) && w0.n_in.is_multiple_of(4)
+}
+
+/// Whether [`matmul_group`] has a kernel for these weights on this device
+/// (one row part each, one layout and input width, not the tiled kernel).
+pub fn matmul_group_fits(profile: &DeviceProfile, ws: &[&GpuMatrix], n_tok: usize) -> bool {
+    group_fits(ws) && fused_kernel(matmul_kind(profile, ws[0], ws[0].n_in, 0, n_tok)).is_some()
+}
+
+/// The fused GLU op of an activation (`gelu`: GELU, else SiLU).
+pub fn glu_op(gelu: bool) -> GluOp {
+    if gelu {
+        GluOp::Geglu
+    } else {
+        GluOp::Swiglu
+    }
 }

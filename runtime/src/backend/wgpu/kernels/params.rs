@@ -103,6 +103,11 @@ kernel_params! {
         y_off: u32,
         /// The residual add's branch scale (`ShaderKey::MatmulFused` with `add`; 0 otherwise).
         s: f32,
+        /// Rows of a q/k/v group's first two weights (`MatGroup::Qkv`; 0 otherwise).
+        n_a: u32,
+        n_b: u32,
+        _p0: u32,
+        _p1: u32,
     }
 }
 

@@ -6,7 +6,10 @@
 // 10 Q2_K, 11 Q3_K, 12 Q4_K, 13 Q5_K, 14 Q6_K, 20 IQ4_NL, 23 IQ4_XS, 30 BF16).
 //
 // `wa: array<u32>` is the tensor's bytes exactly as in the file (rows
-// contiguous, little-endian), zero-padded to a whole word at the end. Unit u
+// contiguous, little-endian), zero-padded to a whole word at the end. Words
+// are read through `wa_at(i)`, which the host prepends: `wa[i]`, or for the
+// fused products over several weights (shaders.rs, matmul_fuse) the word of
+// the weight the current row belongs to. Unit u
 // is elements [32u, 32u + 32) of the tensor (rows are whole units or blocks,
 // so unit u of a 32-element block type is block u, and of a 256-element
 // K-quant block, sub-block u % 8 of block u / 8). Each element is computed
@@ -21,16 +24,16 @@
 
 // Byte `o` of the tensor.
 fn byte_at(o: u32) -> u32 {
-    return (wa[o >> 2u] >> (8u * (o & 3u))) & 0xFFu;
+    return (wa_at(o >> 2u) >> (8u * (o & 3u))) & 0xFFu;
 }
 
 // The little-endian u32 at byte offset `o` (o even).
 fn u32_at(o: u32) -> u32 {
     let i = o >> 2u;
-    let lo = wa[i];
+    let lo = wa_at(i);
     // Unaligned: the high half of word i, then the low half of word i + 1.
     // select, not a branch: both loads run, which lavapipe vectorizes better.
-    return select(lo, (lo >> 16u) | (wa[i + 1u] << 16u), (o & 2u) != 0u);
+    return select(lo, (lo >> 16u) | (wa_at(i + 1u) << 16u), (o & 2u) != 0u);
 }
 
 // The 4 / 8 little-endian words at byte offset `b` (b even): 5 / 9 word
@@ -39,7 +42,7 @@ fn words4_at(b: u32) -> array<u32, 4> {
     let i = b >> 2u;
     var r: array<u32, 5>;
     for (var k = 0u; k < 5u; k++) {
-        r[k] = wa[i + k];
+        r[k] = wa_at(i + k);
     }
     var q: array<u32, 4>;
     for (var k = 0u; k < 4u; k++) {
@@ -52,7 +55,7 @@ fn words8_at(b: u32) -> array<u32, 8> {
     let i = b >> 2u;
     var r: array<u32, 9>;
     for (var k = 0u; k < 9u; k++) {
-        r[k] = wa[i + k];
+        r[k] = wa_at(i + k);
     }
     var q: array<u32, 8>;
     for (var k = 0u; k < 8u; k++) {
@@ -63,7 +66,7 @@ fn words8_at(b: u32) -> array<u32, 8> {
 
 // The f16 at byte offset `o` (o even), as f32.
 fn f16_at(o: u32) -> f32 {
-    return unpack2x16float(wa[o >> 2u] >> (8u * (o & 2u))).x;
+    return unpack2x16float(wa_at(o >> 2u) >> (8u * (o & 2u))).x;
 }
 
 // Byte k (0..3) of word v.
@@ -89,19 +92,19 @@ fn dequant_unit(u: u32, w: ptr<function, array<f32, 32>>) {
     if LAYOUT == 0u {
         // F32
         for (var i = 0u; i < 32u; i++) {
-            (*w)[i] = bitcast<f32>(wa[32u * u + i]);
+            (*w)[i] = bitcast<f32>(wa_at(32u * u + i));
         }
     } else if LAYOUT == 1u {
         // F16: two per word, element 2k in the low half.
         for (var i = 0u; i < 16u; i++) {
-            let v = unpack2x16float(wa[16u * u + i]);
+            let v = unpack2x16float(wa_at(16u * u + i));
             (*w)[2u * i] = v.x;
             (*w)[2u * i + 1u] = v.y;
         }
     } else if LAYOUT == 30u {
         // BF16: the f32's high half.
         for (var i = 0u; i < 16u; i++) {
-            let v = wa[16u * u + i];
+            let v = wa_at(16u * u + i);
             (*w)[2u * i] = bitcast<f32>(v << 16u);
             (*w)[2u * i + 1u] = bitcast<f32>(v & 0xFFFF0000u);
         }
@@ -125,9 +128,9 @@ fn dequant_unit(u: u32, w: ptr<function, array<f32, 32>>) {
         }
     } else if LAYOUT == 3u {
         // Q4_1 (20 bytes, 5 words): (d, m), then the nibbles as Q4_0.
-        let dm = unpack2x16float(wa[5u * u]);
+        let dm = unpack2x16float(wa_at(5u * u));
         for (var j = 0u; j < 4u; j++) {
-            let q = wa[5u * u + 1u + j];
+            let q = wa_at(5u * u + 1u + j);
             for (var k = 0u; k < 4u; k++) {
                 let b = byte_of(q, k);
                 (*w)[4u * j + k] = f32(b & 0xFu) * dm.x + dm.y;
@@ -145,7 +148,7 @@ fn dequant_unit(u: u32, w: ptr<function, array<f32, 32>>) {
             o += 2u;
         } else {
             o = 24u * u;
-            let dm = unpack2x16float(wa[6u * u]);
+            let dm = unpack2x16float(wa_at(6u * u));
             d = dm.x;
             m = dm.y;
             o += 4u;
@@ -185,13 +188,13 @@ fn dequant_unit(u: u32, w: ptr<function, array<f32, 32>>) {
         // qs[32 (j / 4) + l].
         let j = u % 8u;
         let o = 84u * (u / 8u);
-        let dd = unpack2x16float(wa[o / 4u + 20u]);
+        let dd = unpack2x16float(wa_at(o / 4u + 20u));
         for (var g = 0u; g < 2u; g++) {
             let sc = byte_at(o + 2u * j + g);
             let dl = dd.x * f32(sc & 0xFu);
             let ml = dd.y * f32(sc >> 4u);
             for (var i = 0u; i < 4u; i++) {
-                let q = wa[o / 4u + 4u + 8u * (j / 4u) + 4u * g + i];
+                let q = wa_at(o / 4u + 4u + 8u * (j / 4u) + 4u * g + i);
                 for (var k = 0u; k < 4u; k++) {
                     (*w)[16u * g + 4u * i + k] = dl * f32((byte_of(q, k) >> (2u * (j % 4u))) & 3u) - ml;
                 }
@@ -231,7 +234,7 @@ fn dequant_unit(u: u32, w: ptr<function, array<f32, 32>>) {
         if LAYOUT == 13u {
             bw = 44u * (u / 8u);
         }
-        let dd = unpack2x16float(wa[bw]);
+        let dd = unpack2x16float(wa_at(bw));
         let sm = scale_min_k4(4u * bw + 4u, j);
         let d1 = dd.x * f32(sm.x);
         let m1 = dd.y * f32(sm.y);
@@ -240,10 +243,10 @@ fn dequant_unit(u: u32, w: ptr<function, array<f32, 32>>) {
             qw = bw + 12u;
         }
         for (var i = 0u; i < 8u; i++) {
-            let q = wa[qw + 8u * (j / 2u) + i];
+            let q = wa_at(qw + 8u * (j / 2u) + i);
             var h = 0u;
             if LAYOUT == 13u {
-                h = wa[bw + 4u + i];
+                h = wa_at(bw + 4u + i);
             }
             for (var k = 0u; k < 4u; k++) {
                 var v = (byte_of(q, k) >> (4u * (j % 2u))) & 0xFu;
@@ -284,13 +287,13 @@ fn dequant_unit(u: u32, w: ptr<function, array<f32, 32>>) {
         // scales_h) − 32, then the 16 bytes as IQ4_NL with d·ls.
         let j = u % 8u;
         let bw = 34u * (u / 8u);
-        let w0 = wa[bw];
+        let w0 = wa_at(bw);
         let d = unpack2x16float(w0).x;
-        let sl = (byte_of(wa[bw + 1u], j / 2u) >> (4u * (j % 2u))) & 0xFu;
+        let sl = (byte_of(wa_at(bw + 1u), j / 2u) >> (4u * (j % 2u))) & 0xFu;
         let sh = ((w0 >> 16u) >> (2u * j)) & 3u;
         let dl = d * f32(i32(sl | (sh << 4u)) - 32);
         for (var i = 0u; i < 4u; i++) {
-            let q = wa[bw + 2u + 4u * j + i];
+            let q = wa_at(bw + 2u + 4u * j + i);
             for (var k = 0u; k < 4u; k++) {
                 let b = byte_of(q, k);
                 (*w)[4u * i + k] = dl * KVALUES_IQ4NL[b & 0xFu];

@@ -4,10 +4,13 @@
 // The tier for software adapters (lavapipe, where barriers are costly) and
 // for prompt batches; matmul.wgsl (lanes + reduction) serves GPU decode.
 // x_stride, x_off and n_in are multiples of 4 (x is read as vec4).
-// Bindings: 0 params, 1 x (vec4<f32>), 2 wa (the weight's GGUF bytes, dequant.wgsl), 3 y.
-// The host prepends ROUND, round_x and store (shaders.rs, matmul_fuse): the
-// plain product stores y; the fused tier's may also round each unit of x
-// like act_quant and add the result into a residual (binding 4).
+// Bindings: 0 params, 1 x (vec4<f32>), 2 wa (the weight's GGUF bytes, dequant.wgsl),
+// then what the host prepends (shaders.rs, matmul_fuse): y (3) and, for the
+// fused tier, the residual or the other weights and outputs of a product
+// group. The prelude gives ROUND, round_x, GLU, w_unit, wsel, store and
+// store_glu: the plain product stores y; the fused tier's may also round
+// each unit of x like act_quant, add the result into a residual, route the
+// rows of a q/k/v group to their outputs, or multiply act(gate) by up.
 
 struct Params {
     n_in: u32,
@@ -19,12 +22,16 @@ struct Params {
     y_off: u32,
     // The residual add's branch scale (fused products with ADD; 0 otherwise).
     s: f32,
+    // A q/k/v group's first two weights' rows (fused QKV products; 0 otherwise).
+    n_a: u32,
+    n_b: u32,
+    _p0: u32,
+    _p1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> wa: array<u32>;
-@group(0) @binding(3) var<storage, read_write> y: array<f32>;
 
 // The 32 elements of unit u as 8 vec4s (elements 4j..4j+3 in w[j]), from
 // dequant.wgsl's dequant_unit.
@@ -88,7 +95,7 @@ fn rows4(row0: u32, t0: u32) -> array<vec4<f32>, R> {
         }
         for (var r = 0u; r < R; r++) {
             // Rows past the end compute on the last row; their sums are not stored.
-            let w = unit_w(min(row0 + r, p.n_rows - 1u) * upr + u);
+            let w = unit_w(w_unit(min(row0 + r, p.n_rows - 1u), upr, u));
             var a = acc[r];
             for (var j = 0u; j < 8u; j++) {
                 let xj = xs[j];
@@ -116,7 +123,7 @@ fn rows1(row0: u32, t0: u32) -> array<vec4<f32>, R> {
             xs = round_unit(xs);
         }
         for (var r = 0u; r < R; r++) {
-            let w = unit_w(min(row0 + r, p.n_rows - 1u) * upr + u);
+            let w = unit_w(w_unit(min(row0 + r, p.n_rows - 1u), upr, u));
             var a = acc[r];
             for (var j = 0u; j < 8u; j++) {
                 a += dot(w[j], xs[j]);
@@ -145,15 +152,31 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wg
     } else {
         acc = rows4(row0, t0);
     }
+    // GLU (fused gate/up): the same rows of the second weight (up), by the
+    // same code, so each sum is bit for bit the plain product's.
+    var acc_up: array<vec4<f32>, R>;
+    if GLU {
+        wsel = 1u;
+        if T == 1u {
+            acc_up = rows1(row0, t0);
+        } else {
+            acc_up = rows4(row0, t0);
+        }
+    }
     for (var r = 0u; r < R; r++) {
         let row = row0 + r;
         if row >= p.n_rows {
             break;
         }
         let a = acc[r];
+        let b = acc_up[r];
         for (var t = 0u; t < T; t++) {
             if t0 + t < p.n_tok {
-                store((t0 + t) * p.y_stride + p.y_off + row, a[t]);
+                if GLU {
+                    store_glu(t0 + t, row, a[t], b[t]);
+                } else {
+                    store(t0 + t, row, a[t]);
+                }
             }
         }
     }

@@ -35,11 +35,23 @@ fn main(
         }
     }
     workgroupBarrier();
-    if row < p.n_rows && lane < nt {
+    if GLU {
+        // Rows 2i (gate_i) and 2i+1 (up_i) are rows rl, rl + 1 of this
+        // workgroup (w_unit; ROWS is even): both meet here after the barrier.
+        if rl % 2u == 0u && row < p.n_rows && lane < nt {
+            var g = 0.0;
+            var u = 0.0;
+            for (var k = 0u; k < n_seg; k++) {
+                g += red[(rl * TT + lane) * LANES + k];
+                u += red[((rl + 1u) * TT + lane) * LANES + k];
+            }
+            store_glu(t0 + lane, row / 2u, g, u);
+        }
+    } else if row < p.n_rows && lane < nt {
         var s = 0.0;
         for (var k = 0u; k < n_seg; k++) {
             s += red[(rl * TT + lane) * LANES + k];
         }
-        store((t0 + lane) * p.y_stride + p.y_off + row, s);
+        store(t0 + lane, row, s);
     }
 }

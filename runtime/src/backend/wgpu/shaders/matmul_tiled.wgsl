@@ -28,8 +28,12 @@ struct Params {
     x_off: u32,
     y_stride: u32,
     y_off: u32,
-    // The residual add's branch scale (fused products with ADD; 0 otherwise).
+    // Used by the fused products only (matmul.wgsl); 0 here.
     s: f32,
+    n_a: u32,
+    n_b: u32,
+    _p0: u32,
+    _p1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;

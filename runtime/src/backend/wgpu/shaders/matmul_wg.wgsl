@@ -24,7 +24,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         }
         workgroupBarrier();
     }
-    if row < p.n_rows && lane < nt {
-        store((t0 + lane) * p.y_stride + p.y_off + row, red[(rl * TT + lane) * LANES]);
+    if GLU {
+        // Rows 2i (gate_i) and 2i+1 (up_i) are rows rl, rl + 1 of this
+        // workgroup (w_unit; ROWS is even), both summed after the last barrier.
+        if rl % 2u == 0u && row < p.n_rows && lane < nt {
+            store_glu(t0 + lane, row / 2u, red[(rl * TT + lane) * LANES], red[((rl + 1u) * TT + lane) * LANES]);
+        }
+    } else if row < p.n_rows && lane < nt {
+        store(t0 + lane, row, red[(rl * TT + lane) * LANES]);
     }
 }

@@ -9,7 +9,7 @@
 //! Release builds honour it too (CI tests the release CLI); it costs one
 //! `Option` check per dispatch when unset.
 
-use crate::backend::wgpu::shaders::{MatFuse, ShaderKey};
+use crate::backend::wgpu::shaders::{MatFuse, MatGroup, ShaderKey};
 use crate::{Error, Result};
 
 /// What a faulty kernel's output is multiplied by: not a sign flip (RoPE on
@@ -64,7 +64,7 @@ impl Fault {
             "rms_norm" => matches!(key, K::RmsNorm | K::RmsNormQ),
             "rope" => matches!(key, K::Rope | K::RopeKv),
             "attention" => matches!(key, K::Attention(_)),
-            "glu" => matches!(key, K::Swiglu | K::GluQ),
+            "glu" => matches!(key, K::Swiglu | K::GluQ | K::MatmulFused(_, _, MatFuse { group: MatGroup::Glu(_), .. })),
             "add" => matches!(key, K::Add | K::MatmulFused(_, _, MatFuse { add: true, .. })),
             "get_rows" => matches!(key, K::GetRows(_)),
             "kv_store" => key == K::KvStore,
@@ -96,9 +96,15 @@ mod tests {
         use crate::backend::wgpu::layout::Layout;
         use crate::backend::wgpu::shaders::FusedKernel;
         let l = Layout::for_type(crate::quant::GgmlType::Q4_1).unwrap();
-        let fused = |round, add| ShaderKey::MatmulFused(l, FusedKernel::Reduce, MatFuse { round, add });
+        use crate::backend::wgpu::shaders::{GluOp, MatGroup};
+        let fused = |round, add| ShaderKey::MatmulFused(l, FusedKernel::Reduce, MatFuse { round, add, group: MatGroup::One });
         let hits = |n: &str, k| Fault::parse(n).unwrap().unwrap().hits(k);
         assert!(hits("matmul", fused(None, true)) && hits("add", fused(None, true)) && !hits("act_quant", fused(None, true)));
         assert!(hits("act_quant", fused(Some(0), false)) && !hits("add", fused(Some(0), false)));
+        // The gate/up group with its GLU: matmul and glu; the q/k/v group: matmul.
+        let group = |group| ShaderKey::MatmulFused(l, FusedKernel::Reduce, MatFuse { round: None, add: false, group });
+        let (glu, qkv) = (group(MatGroup::Glu(GluOp::Geglu)), group(MatGroup::Qkv));
+        assert!(hits("matmul", glu) && hits("glu", glu) && !hits("add", glu));
+        assert!(hits("matmul", qkv) && !hits("glu", qkv) && !hits("act_quant", qkv));
     }
 }
