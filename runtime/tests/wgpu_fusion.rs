@@ -102,5 +102,12 @@ fn gemma3_fused_logits_equal_unfused() {
     report("Gemma-3 fused", &c_on);
     report("Gemma-3 unfused", &c_off);
     assert!(c_on.per_layer < c_off.per_layer, "the fused tier should merge something in every Gemma-3 layer");
+    // Unfused: 29 per layer, head 4 (its logit soft-cap). Fused: gate/up and
+    // the GELU in one group everywhere (the Q6_K/Q4_K down product still
+    // rounds x in act_quant, 256-blocks); q/k/v in one group in the 9 layers
+    // whose v is Q5_0 like q and k (the Q8_0 ones keep three products). The
+    // most per layer: 18, from a layer with three q/k/v products.
+    assert_eq!((c_off.per_layer, c_off.head, c_off.per_token), (29, 4, 529));
+    assert_eq!((c_on.per_layer, c_on.head, c_on.per_token), (18, 3, 312));
     same_logits("Gemma-3", &on, &off);
 }

@@ -915,7 +915,8 @@ fn fused_qkv_and_gate_up_glu_groups_equal_the_unfused_kernels_bit_for_bit() {
     // 4-row workgroup; n_ff 70.
     let n_in = 256;
     let (n_q, n_kv, n_ff) = (70, 38, 70);
-    let cases = [(GgmlType::Q4_1, None), (GgmlType::Q4_1, Some(0u32)), (GgmlType::F16, None), (GgmlType::F32, None), (GgmlType::Q8_0, None)];
+    let cases =
+        [(GgmlType::Q4_1, None), (GgmlType::Q4_1, Some(0u32)), (GgmlType::F16, None), (GgmlType::F32, None), (GgmlType::Q8_0, None)];
     for (ty, round) in cases {
         let mut upload = |n_out: usize| GpuMatrix::upload(&ctx, "w", ty, &random_weights(ty, n_in, n_out, &mut rng), n_in, n_out).unwrap();
         let (wq, wk, wv, wg, wu) = (upload(n_q), upload(n_kv), upload(n_kv), upload(n_ff), upload(n_ff));

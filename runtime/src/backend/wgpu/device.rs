@@ -36,6 +36,8 @@ pub struct DeviceProfile {
     pub max_buffer_size: u64,
     pub max_compute_workgroups_per_dimension: u32,
     pub min_uniform_buffer_offset_alignment: u32,
+    /// Storage buffers one kernel may bind (the fused q/k/v product binds 7).
+    pub max_storage_buffers_per_shader_stage: u32,
 }
 
 /// Kernel tiers in use. A tier is on only when the device can run it (its
@@ -282,6 +284,7 @@ impl GpuContext {
             max_buffer_size: limits.max_buffer_size,
             max_compute_workgroups_per_dimension: limits.max_compute_workgroups_per_dimension,
             min_uniform_buffer_offset_alignment: limits.min_uniform_buffer_offset_alignment,
+            max_storage_buffers_per_shader_stage: limits.max_storage_buffers_per_shader_stage,
         };
         log::info!(
             "wgpu: {} ({}, {}, driver {} {}); max binding {} MiB, max buffer {} MiB, workgroups/dim {}; f16 {}, subgroups {} (decode products: {} tier)",
@@ -380,6 +383,7 @@ mod tests {
             max_buffer_size: 1 << 28,
             max_compute_workgroups_per_dimension: 65535,
             min_uniform_buffer_offset_alignment: 256,
+            max_storage_buffers_per_shader_stage: 8,
         }
     }
 

@@ -192,11 +192,7 @@ fn matmul_fuse(f: MatFuse, k: FusedKernel) -> String {
             s += "fn store(t: u32, row: u32, v: f32) {}\n";
             // swiglu.wgsl's arithmetic, step for step; up is stored as the
             // unfused product leaves it.
-            let gelu = if op == GluOp::Geglu {
-                "    a = 0.5 * g * (1.0 + tanh(0.7978846 * g * (1.0 + 0.044715 * g * g)));\n"
-            } else {
-                ""
-            };
+            let gelu = if op == GluOp::Geglu { "    a = 0.5 * g * (1.0 + tanh(0.7978846 * g * (1.0 + 0.044715 * g * g)));\n" } else { "" };
             s += &format!("fn store_glu(t: u32, row: u32, g: f32, u: f32) {{\n    let i = t * p.y_stride + p.y_off + row;\n    var a = g / (1.0 + exp(-g));\n{gelu}    y[i] = u;\n    gate[i] = a * u;\n}}\n");
         }
     }

@@ -740,7 +740,11 @@ fn group_fits(ws: &[&GpuMatrix]) -> bool {
 /// Whether [`matmul_group`] has a kernel for these weights on this device
 /// (one row part each, one layout and input width, not the tiled kernel).
 pub fn matmul_group_fits(profile: &DeviceProfile, ws: &[&GpuMatrix], n_tok: usize) -> bool {
-    group_fits(ws) && fused_kernel(matmul_kind(profile, ws[0], ws[0].n_in, 0, n_tok)).is_some()
+    // x, the weights and one output per weight (WebGPU guarantees 8).
+    let bindings = 1 + 2 * ws.len() as u32;
+    group_fits(ws)
+        && bindings <= profile.max_storage_buffers_per_shader_stage
+        && fused_kernel(matmul_kind(profile, ws[0], ws[0].n_in, 0, n_tok)).is_some()
 }
 
 /// The fused GLU op of an activation (`gelu`: GELU, else SiLU).

@@ -83,14 +83,19 @@ pub fn gguf_bytes() -> Vec<u8> {
         w.tensor_f32(&b("attn_norm"), &[N_EMBD as u64], &vec![1.0; N_EMBD]);
         matrix(&mut w, &b("attn_q"), GgmlType::Q4_0, N_EMBD, N_EMBD, next());
         matrix(&mut w, &b("attn_k"), GgmlType::Q4_0, N_EMBD, kv, next());
-        matrix(&mut w, &b("attn_v"), GgmlType::Q8_0, N_EMBD, kv, next());
+        // Layer 0: v (Q8_0) and up (Q8_0) of another layout than q, k and
+        // gate (Q4_0): the fused tier runs each product alone. Layer 1: one
+        // layout, so q/k/v is one group product and gate/up one with its GLU
+        // (`MatGroup`), the F16 down product then rounding x in its prologue.
+        let v_ty = if il == 0 { GgmlType::Q8_0 } else { GgmlType::Q4_0 };
+        matrix(&mut w, &b("attn_v"), v_ty, N_EMBD, kv, next());
         // F32 in layer 0, Q8_0 in layer 1: the fused tier's o product with
         // the residual add as its epilogue, then also with x's rounding as its prologue.
         let o_ty = if il == 0 { GgmlType::F32 } else { GgmlType::Q8_0 };
         matrix(&mut w, &b("attn_output"), o_ty, N_EMBD, N_EMBD, next());
         w.tensor_f32(&b("ffn_norm"), &[N_EMBD as u64], &vec![1.0; N_EMBD]);
         matrix(&mut w, &b("ffn_gate"), GgmlType::Q4_0, N_EMBD, N_FF, next());
-        matrix(&mut w, &b("ffn_up"), GgmlType::Q8_0, N_EMBD, N_FF, next());
+        matrix(&mut w, &b("ffn_up"), v_ty, N_EMBD, N_FF, next());
         matrix(&mut w, &b("ffn_down"), GgmlType::F16, N_FF, N_EMBD, next());
     }
     w.to_bytes()
