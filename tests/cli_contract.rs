@@ -71,6 +71,25 @@ fn logits_top_k_lines_sorted() {
 }
 
 #[test]
+fn logits_ids_file_evaluates_each_line_on_its_own() {
+    let file = std::env::temp_dir().join(format!("ember-ids-contract-{}.txt", std::process::id()));
+    std::fs::write(&file, "1,20,30\n\n1,40\n").unwrap();
+    let out = run_ok(&["logits", "-m", &tiny(), "--ids-file", file.to_str().unwrap(), "--top", "3", "--ctx", "64"]);
+    let _ = std::fs::remove_file(&file);
+    let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let seqs: Vec<u64> = lines.iter().map(|l| l["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, [0, 0, 0, 1, 1], "one line per position, the blank line skipped");
+    // Each sequence as if alone: the same rows as its own `--ids` run (a fresh session each).
+    for (seq, ids) in [(0, "1,20,30"), (1, "1,40")] {
+        let alone = run_ok(&["logits", "-m", &tiny(), "--ids", ids, "--top", "3", "--ctx", "64"]);
+        let alone: Vec<serde_json::Value> = alone.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let ours: Vec<serde_json::Value> =
+            lines.iter().filter(|l| l["seq"] == seq).map(|l| serde_json::json!({"pos": l["pos"], "top": l["top"]})).collect();
+        assert_eq!(ours, alone, "sequence {seq}");
+    }
+}
+
+#[test]
 fn perplexity_prints_json_last() {
     let dir = std::env::temp_dir().join(format!("ember-ppl-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -156,12 +156,13 @@ impl MemoryPlan {
     pub fn new(model: &PlanModel, req: PlanRequest) -> Option<MemoryPlan> {
         let kv_per_token = kv_cache::bytes_per_token(&model.kv, req.kv_types.0, req.kv_types.1)? as u64;
         let sessions = req.sessions.max(1) as u64;
-        let scratch = scratch_bytes(model, req.backend, req.n_ctx) * sessions;
+        let scratch = scratch_bytes(model, req.backend, req.n_ctx).saturating_mul(sessions);
         Some(MemoryPlan {
             request: req,
             weights: model.weight_bytes,
             kv_per_token,
-            kv: kv_per_token * req.n_ctx as u64 * sessions,
+            // Saturating: a context from the caller can be absurd (then it does not fit).
+            kv: kv_per_token.saturating_mul(req.n_ctx as u64).saturating_mul(sessions),
             scratch,
             // Token strings, the id map and the merge/score tables: ~100 bytes a token.
             tokenizer: model.n_vocab as u64 * 100,
@@ -169,7 +170,7 @@ impl MemoryPlan {
     }
 
     pub fn total(&self) -> u64 {
-        self.weights + self.kv + self.scratch + self.tokenizer
+        self.weights.saturating_add(self.kv).saturating_add(self.scratch).saturating_add(self.tokenizer)
     }
 
     /// Whether the plan fits `budget` (always, without one).
@@ -177,12 +178,12 @@ impl MemoryPlan {
         budget.is_none_or(|b| self.total() <= b.bytes)
     }
 
-    /// One line: `total (weights … + KV … for ctx N f16/f16 + scratch … + tokenizer …)`.
+    /// One line: `total on cpu (weights … + … of KV cache for ctx N f16/f16 + scratch … + tokenizer …)`.
     pub fn summary(&self) -> String {
         let r = &self.request;
         let sessions = if r.sessions > 1 { format!(" × {} sessions", r.sessions) } else { String::new() };
         format!(
-            "{} on {} (weights {} + KV {} for ctx {} {}/{}{sessions} + scratch {} + tokenizer {})",
+            "{} on {} (weights {} + {} of KV cache for ctx {} {}/{}{sessions} + scratch {} + tokenizer {})",
             mib(self.total()),
             r.backend,
             mib(self.weights),
@@ -229,7 +230,8 @@ fn scratch_bytes(m: &PlanModel, backend: PlanBackend, n_ctx: usize) -> u64 {
             let n = if software { SOFTWARE_UBATCH } else { PROMPT_BATCH };
             // `SessionBufs`: activations, xq, head norm, logits for the micro-batch,
             // cos/sin of every position; plus the host readback of the logits.
-            f(n * (m.act_width_sum + m.act_widest + m.n_embd + m.n_vocab)) + (n_ctx * m.rope_bytes_per_pos) as u64 + f(n * m.n_vocab)
+            let ropes = (n_ctx as u64).saturating_mul(m.rope_bytes_per_pos as u64);
+            f(n * (m.act_width_sum + m.act_widest + m.n_embd + m.n_vocab)).saturating_add(ropes) + f(n * m.n_vocab)
         }
     }
 }
@@ -422,6 +424,9 @@ mod tests {
         assert_eq!(p.total(), p.weights + p.kv + p.scratch + p.tokenizer);
         // Two sessions: twice the KV and scratch, the weights once.
         let two = MemoryPlan::new(&m, PlanRequest { sessions: 2, ..req(4096) }).unwrap();
+        // An absurd context saturates (and never fits) instead of wrapping around.
+        let huge = MemoryPlan::new(&m, req(usize::MAX)).unwrap();
+        assert_eq!(huge.total(), u64::MAX);
         assert_eq!(two.kv, 2 * p.kv);
         assert_eq!(two.weights, p.weights);
         // q8_0: 34 bytes per 32 values.
