@@ -71,6 +71,25 @@ fn logits_top_k_lines_sorted() {
 }
 
 #[test]
+fn logits_ids_file_evaluates_each_line_on_its_own() {
+    let file = std::env::temp_dir().join(format!("ember-ids-contract-{}.txt", std::process::id()));
+    std::fs::write(&file, "1,20,30\n\n1,40\n").unwrap();
+    let out = run_ok(&["logits", "-m", &tiny(), "--ids-file", file.to_str().unwrap(), "--top", "3", "--ctx", "64"]);
+    let _ = std::fs::remove_file(&file);
+    let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let seqs: Vec<u64> = lines.iter().map(|l| l["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, [0, 0, 0, 1, 1], "one line per position, the blank line skipped");
+    // Each sequence as if alone: the same rows as its own `--ids` run (a fresh session each).
+    for (seq, ids) in [(0, "1,20,30"), (1, "1,40")] {
+        let alone = run_ok(&["logits", "-m", &tiny(), "--ids", ids, "--top", "3", "--ctx", "64"]);
+        let alone: Vec<serde_json::Value> = alone.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let ours: Vec<serde_json::Value> =
+            lines.iter().filter(|l| l["seq"] == seq).map(|l| serde_json::json!({"pos": l["pos"], "top": l["top"]})).collect();
+        assert_eq!(ours, alone, "sequence {seq}");
+    }
+}
+
+#[test]
 fn perplexity_prints_json_last() {
     let dir = std::env::temp_dir().join(format!("ember-ppl-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -271,4 +290,78 @@ fn a_killed_pull_leaves_no_child_and_its_folder_is_swept() {
     assert!(!out.status.success());
     assert!(pulls().is_empty(), "left behind: {:?}", pulls());
     std::fs::remove_dir_all(&home).ok();
+}
+
+/// The CPU plan of SmolLM2 at `ctx` tokens, as `ember inspect --plan --json` shows it.
+fn smollm2_plan(ctx: usize) -> serde_json::Value {
+    let smol = smollm2();
+    let out = run_ok(&["inspect", smol.to_str().unwrap(), "--plan", "--ctx", &ctx.to_string(), "--json"]);
+    let j: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"));
+    let cpu = j["backends"].as_array().unwrap().iter().find(|b| b["plan"]["backend"] == "cpu").expect("a cpu plan").clone();
+    cpu["plan"].clone()
+}
+
+#[test]
+fn inspect_plan_adds_weights_kv_and_scratch() {
+    let p = smollm2_plan(2048);
+    let n = |k: &str| p[k].as_u64().unwrap_or_else(|| panic!("{k} missing in {p}"));
+    // SmolLM2-135M: 30 layers × K and V × 3 KV heads × 64 × 2 bytes (f16), as llama.cpp sizes it.
+    assert_eq!(n("kv_bytes_per_token"), 30 * 2 * 3 * 64 * 2);
+    assert_eq!(n("kv_bytes"), n("kv_bytes_per_token") * 2048);
+    assert_eq!(n("total_bytes"), n("weights_bytes") + n("kv_bytes") + n("scratch_bytes") + n("tokenizer_bytes"));
+    // The weights are the file's tensors: a little under the file's size.
+    let file = std::fs::metadata(smollm2()).unwrap().len();
+    assert!(n("weights_bytes") < file && n("weights_bytes") > file * 9 / 10, "{p} vs file {file}");
+    let text = run_ok(&["inspect", smollm2().to_str().unwrap(), "--plan", "--ctx", "2048", "--memory-budget", "140M"]);
+    for needle in ["cpu plan: ctx 2048", "wgpu plan", "KV cache", "refused: needs", "--fit: ctx"] {
+        assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+    }
+}
+
+#[test]
+fn memory_budget_refuses_just_below_the_plan_and_runs_just_above() {
+    let smol = smollm2();
+    let m = smol.to_str().unwrap();
+    let total = smollm2_plan(2048)["total_bytes"].as_u64().unwrap();
+    let args = |budget: u64, extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> =
+            ["run", "-m", m, "--backend", "cpu", "--ctx", "2048", "-n", "8", "--temp", "0", "-p", "The capital of France is"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+        v.extend(["--memory-budget".to_string(), budget.to_string()]);
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let call = |a: Vec<String>| run(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let above = call(args(total, &[]));
+    assert!(above.status.success(), "a budget equal to the plan runs: {}", String::from_utf8_lossy(&above.stderr));
+    let text = String::from_utf8_lossy(&above.stdout).into_owned();
+    assert!(!text.is_empty());
+
+    let below = call(args(total - 1, &[]));
+    assert!(!below.status.success(), "one byte under the plan is refused");
+    let err = String::from_utf8_lossy(&below.stderr);
+    assert!(err.contains("memory plan") && err.contains("would fit: --ctx"), "{err}");
+    assert!(err.contains("--cache-type-k q8_0"), "a quantized cache fits the same context: {err}");
+
+    // --fit: a little less context, the same greedy text for a short prompt.
+    let fitted = call(args(total - 1, &["--fit"]));
+    assert!(fitted.status.success(), "--fit runs: {}", String::from_utf8_lossy(&fitted.stderr));
+    let note = String::from_utf8_lossy(&fitted.stderr);
+    assert!(note.contains("[memory plan: ctx 1792 with a f16/f16 KV cache"), "{note}");
+    assert_eq!(String::from_utf8_lossy(&fitted.stdout), text);
+
+    // A budget of a third of the KV: --fit quantizes the cache rather than cut the context below 1024.
+    let kv = smollm2_plan(2048)["kv_bytes"].as_u64().unwrap();
+    let tight = call(args(total - kv * 2 / 3, &["--fit"]));
+    let note = String::from_utf8_lossy(&tight.stderr);
+    assert!(tight.status.success(), "{note}");
+    assert!(note.contains("q8_0/q8_0 KV cache") || note.contains("q4_0/q4_0 KV cache"), "{note}");
+
+    // Under the weights, nothing fits.
+    let e = stderr_of(&args(20 << 20, &["--fit"]).iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(e.contains("weights alone"), "{e}");
+    let e = stderr_of(&["run", "-m", m, "--memory-budget", "1.5X", "-p", "hi"]);
+    assert!(e.contains("--memory-budget") && e.contains("unknown size unit"), "{e}");
 }

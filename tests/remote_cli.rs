@@ -324,6 +324,43 @@ fn local_first_routes_by_prompt_length_and_survives_the_server_down() {
 }
 
 #[test]
+fn local_first_routes_by_memory_when_the_budget_lowers_the_context() {
+    use ember::memory_plan::{MemoryPlan, PlanBackend, PlanModel, PlanRequest};
+    let server = serve(&[]);
+    // A budget that holds SmolLM2 with a 256-token context, not the 2048 asked for.
+    let file = Arc::new(ember::gguf::GgufFile::open(smollm2()).unwrap());
+    let pm = PlanModel::of(&ember::model::Model::from_gguf(file).unwrap());
+    let f16 = (ember::kv_cache::KvType::F16, ember::kv_cache::KvType::F16);
+    let req = PlanRequest { backend: PlanBackend::Cpu, n_ctx: 256, kv_types: f16, sessions: 1 };
+    let budget = MemoryPlan::new(&pm, req).unwrap().total();
+    let config = |remote: bool| EngineConfig {
+        backend: ember::BackendKind::Cpu,
+        n_threads: 2,
+        n_ctx: Some(2048),
+        memory_budget: Some(budget),
+        remote: remote.then(|| fast(&server.url)),
+        route: remote.then_some(RoutePolicy::LocalFirst),
+        ..Default::default()
+    };
+    // Without a remote engine the same budget is refused, saying what fits.
+    let err = ember::Engine::load(smollm2(), config(false)).err().expect("over the budget").to_string();
+    assert!(err.contains("memory plan") && err.contains("--ctx 256"), "{err}");
+    let e = ember::Engine::load(smollm2(), config(true)).unwrap();
+    assert_eq!(e.n_ctx(), 256, "local-first lowers the context to the budget");
+    assert_eq!(e.memory_limit().map(|m| m.wanted_ctx), Some(2048));
+    let mut s = e.new_session();
+    let r = s.complete(PROMPT, &greedy(4), &mut |_| true).unwrap().route.unwrap();
+    assert_eq!((r.target, r.reason.code()), (Target::Local, "fits"));
+    // ~400 tokens: within the 2048 asked for, over the 256 the memory allows.
+    let long = format!("{} {PROMPT}", "Once upon a time there was a small robot who loved to read books.".repeat(28));
+    let st = s.complete(&long, &greedy(4), &mut |_| true).unwrap();
+    let r = st.route.unwrap();
+    assert_eq!((r.target, r.reason.code()), (Target::Remote, "exceeds_memory"), "{r}");
+    assert!(r.prompt_tokens > 256 && r.prompt_tokens < 2048, "{}", r.prompt_tokens);
+    assert!(r.to_string().contains("would not fit the local memory plan (memory"), "{r}");
+}
+
+#[test]
 fn serve_routes_each_request_and_logs_the_choice() {
     let upstream = serve(&[]);
     // A server with a 64-token context, local first, the upstream one behind it.

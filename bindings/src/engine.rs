@@ -10,15 +10,13 @@ use crate::session::Session;
 #[derive(uniffi::Object)]
 pub struct Engine {
     pub(crate) inner: Arc<ember::Engine>,
-    /// Context size of new sessions (after `context_size` and `memory_budget_mb`).
+    /// Context size of new sessions (after `context_size` and the memory plan).
     n_ctx: usize,
     /// How new sessions draft (`draft_model` / `lookup`).
     speculation: Option<ember::speculative::Speculation>,
 }
 
 const MIB: u64 = 1024 * 1024;
-/// Smallest context the memory budget may shrink a session to.
-const MIN_BUDGET_CTX: u64 = 256;
 
 impl Engine {
     /// The runtime's config (checked before any file is touched).
@@ -35,6 +33,11 @@ impl Engine {
                 r
             }),
             route: config.route.as_deref().map(str::parse).transpose().map_err(EmberError::from)?,
+            cache_type_k: config.cache_type_k.parse().map_err(EmberError::from)?,
+            cache_type_v: config.cache_type_v.parse().map_err(EmberError::from)?,
+            memory_budget: (config.memory_budget_mb > 0).then(|| config.memory_budget_mb.saturating_mul(MIB)),
+            // Without a context size, a budget lowers the context to fit (as before `fit`).
+            fit: config.fit || (config.context_size == 0 && config.memory_budget_mb > 0),
             ..Default::default()
         })
     }
@@ -43,7 +46,8 @@ impl Engine {
         let rt = Self::runtime_config(config)?;
         let rt_draft = rt.clone();
         let inner = ember::Engine::from_file(Arc::new(file), rt)?;
-        let n_ctx = budget_ctx(&inner, config)?;
+        // The memory plan settled the context at load (`ember::memory_plan`).
+        let n_ctx = inner.n_ctx();
         let speculation = speculation(&inner, config, rt_draft)?;
         Ok(Arc::new(Engine { inner, n_ctx, speculation }))
     }
@@ -69,32 +73,6 @@ fn speculation(
         return Ok(Some(Speculation::DraftModel { engine, max: config.draft_max as usize }));
     }
     Ok((config.lookup > 0).then_some(Speculation::Lookup { max: config.lookup as usize }))
-}
-
-/// The session context under the memory budget: weights + KV(n_ctx) ≤ budget.
-fn budget_ctx(e: &ember::Engine, config: &EngineConfig) -> Result<usize, EmberError> {
-    let n_ctx = e.n_ctx() as u64;
-    if config.memory_budget_mb == 0 {
-        return Ok(n_ctx as usize);
-    }
-    let budget = config.memory_budget_mb.saturating_mul(MIB);
-    let info = e.info();
-    let kv = info.kv_bytes_per_token.max(1);
-    let need = info.weight_bytes.saturating_add(kv.saturating_mul(n_ctx));
-    if need <= budget {
-        return Ok(n_ctx as usize);
-    }
-    let fits = budget.saturating_sub(info.weight_bytes) / kv;
-    if config.context_size == 0 && fits >= MIN_BUDGET_CTX.min(n_ctx) {
-        return Ok(fits as usize);
-    }
-    Err(EmberError::InvalidParams(format!(
-        "memory_budget_mb = {} is too small: weights take {} MiB and a {}-token context {} MiB",
-        config.memory_budget_mb,
-        info.weight_bytes.div_ceil(MIB),
-        n_ctx,
-        (kv * n_ctx).div_ceil(MIB)
-    )))
 }
 
 #[uniffi::export]
@@ -157,7 +135,9 @@ impl Engine {
             layers: i.n_layer as u32,
             embedding_size: i.n_embd as u32,
             weight_bytes: i.weight_bytes,
-            kv_bytes_per_token: i.kv_bytes_per_token,
+            kv_bytes_per_token: self.inner.kv_bytes_per_token() as u64,
+            memory_plan_bytes: self.inner.memory_plan().map_or(0, |p| p.total()),
+            kv_cache_type: format!("{}/{}", self.inner.kv_types().0, self.inner.kv_types().1),
             backend: r.backend.to_string(),
             gpu_tiers: r.tiers,
             backend_reason: r.reason,

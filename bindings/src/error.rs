@@ -63,7 +63,7 @@ impl From<ember::Error> for EmberError {
             E::Io { .. } => EmberError::Io(msg),
             E::Gguf(_) | E::MissingTensor(_) | E::TensorShape { .. } | E::Model(_) | E::Tokenizer(_) => EmberError::InvalidModel(msg),
             E::UnsupportedType { .. } | E::UnknownArchitecture { .. } => EmberError::UnsupportedModel(msg),
-            E::TokenOutOfVocab { .. } | E::InvalidParam(_) | E::ChatTemplate(_) => EmberError::InvalidParams(msg),
+            E::TokenOutOfVocab { .. } | E::InvalidParam(_) | E::MemoryPlan(_) | E::ChatTemplate(_) => EmberError::InvalidParams(msg),
             E::InvalidConstraint(_) => EmberError::InvalidConstraint(msg),
             E::ContextFull { .. } => EmberError::ContextFull(msg),
             E::Cancelled => EmberError::Cancelled(msg),

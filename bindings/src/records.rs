@@ -20,10 +20,23 @@ pub struct EngineConfig {
     /// context, capped at 4096, and lowered to fit `memory_budget_mb`.
     #[uniffi(default = 0)]
     pub context_size: u32,
-    /// Upper bound on weights + one session's KV cache, in MiB; 0 = no bound.
-    /// Loading fails with `InvalidParams` when the weights alone exceed it.
+    /// The memory plan's bound — weights + a session's KV cache + scratch —
+    /// in MiB; 0 = the memory the device has available. A plan over it fails
+    /// with `InvalidParams` saying what would fit (a smaller context, a KV
+    /// type), unless `fit` (or `context_size` is 0) lets the engine choose.
     #[uniffi(default = 0)]
     pub memory_budget_mb: u64,
+    /// Fit the memory budget: a smaller context and, when the KV types are
+    /// f16, a q8_0 or q4_0 cache (like `ember --fit`).
+    #[uniffi(default = false)]
+    pub fit: bool,
+    /// KV cache type of keys: "f16", "q8_0" (half the bytes) or "q4_0" (a
+    /// quarter); quantized caches run on the CPU.
+    #[uniffi(default = "f16")]
+    pub cache_type_k: String,
+    /// KV cache type of values: "f16", "q8_0" or "q4_0".
+    #[uniffi(default = "f16")]
+    pub cache_type_v: String,
     /// An OpenAI-compatible server (`ember serve`, llama.cpp's server, vLLM):
     /// `https://host[:port]`, or `http://` on loopback (see docs/REMOTE.md).
     /// With `Engine.load`, the local model is loaded too: it tokenizes and answers
@@ -63,6 +76,9 @@ impl Default for EngineConfig {
             threads: 0,
             context_size: 0,
             memory_budget_mb: 0,
+            fit: false,
+            cache_type_k: "f16".into(),
+            cache_type_v: "f16".into(),
             remote_url: None,
             remote_api_key: None,
             remote_model: None,
@@ -97,8 +113,13 @@ pub struct ModelInfo {
     pub embedding_size: u32,
     /// Bytes of weight data (memory-mapped, shared by all sessions).
     pub weight_bytes: u64,
-    /// KV-cache bytes per token of context (per session).
+    /// KV-cache bytes per token of context (per session, in `kv_cache_type`).
     pub kv_bytes_per_token: u64,
+    /// The KV cache's types, keys/values ("f16/f16", "q8_0/q8_0" …).
+    pub kv_cache_type: String,
+    /// What the engine holds by its memory plan: weights, a session's KV
+    /// cache, scratch (0 on a remote-only engine).
+    pub memory_plan_bytes: u64,
     /// Where the forward pass runs: "cpu" or "wgpu" (after any fallback).
     pub backend: String,
     /// The GPU kernel tiers in use ("f16,subgroup", "none" = baseline); absent on the CPU.

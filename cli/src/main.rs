@@ -48,6 +48,15 @@ pub struct EvalOpts {
     /// KV cache type of values: f16 (default), q8_0, q4_0, like llama.cpp's -ctv.
     #[arg(long = "cache-type-v", visible_alias = "ctv", default_value = "f16")]
     pub cache_type_v: String,
+    /// Memory the engine may hold — weights + KV cache + scratch, see `ember inspect --plan`:
+    /// 1.5G, 800M, or bytes. A plan over it is refused with what would fit (default: the
+    /// memory available).
+    #[arg(long = "memory-budget", value_name = "SIZE")]
+    pub memory_budget: Option<String>,
+    /// Fit the memory budget instead of refusing: a smaller context and, when the KV types
+    /// were left f16, a q8_0 or q4_0 cache.
+    #[arg(long)]
+    pub fit: bool,
 }
 
 #[derive(Subcommand)]

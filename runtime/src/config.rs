@@ -127,6 +127,15 @@ pub struct EngineConfig {
     pub remote: Option<crate::remote::RemoteConfig>,
     /// Where requests go; `None`: `Remote` when `remote` is set, else `Local`.
     pub route: Option<crate::remote::RoutePolicy>,
+    /// Bytes the engine may hold (weights, every session's KV cache, scratch:
+    /// [`crate::memory_plan`]); `None` = the memory the machine has available.
+    /// A plan over it is an error that says what would fit, unless `fit`.
+    pub memory_budget: Option<u64>,
+    /// Lower the context (and, when the KV types were left f16, quantize the
+    /// cache) until the memory plan fits, instead of refusing (`--fit`).
+    pub fit: bool,
+    /// Sessions the memory plan provides for at once (the server's slots); 0 = 1.
+    pub parallel: usize,
 }
 
 impl EngineConfig {

@@ -14,6 +14,7 @@ use crate::constrain::{Constraint, Grammars, TokenMask};
 use crate::gguf::GgufFile;
 use crate::graph::Runner;
 use crate::kv_cache::KvType;
+use crate::memory_plan::{self, Budget, FitOptions, MemoryLimit, MemoryPlan, PlanBackend, PlanModel, PlanRequest};
 use crate::model::{Model, ModelInfo};
 use crate::session::Session;
 use crate::tokenizer::Tokenizer;
@@ -41,6 +42,10 @@ pub struct Engine {
     /// The remote engine, when the config names one.
     #[cfg(feature = "remote")]
     remote: Option<Arc<crate::remote::RemoteClient>>,
+    /// What the engine holds, as planned before loading (`None` remote-only).
+    plan: Option<MemoryPlan>,
+    /// Set when the memory plan lowered the context below the one asked for.
+    memory_limit: Option<MemoryLimit>,
     config: EngineConfig,
 }
 
@@ -78,12 +83,19 @@ impl BackendReport {
 /// Why a GPU was not used, with its report when it got as far as a self-test.
 type GpuRefusal = (Error, Option<Box<GpuReport>>);
 
-/// Opens the best adapter under `policy` and decides how far to trust it
-/// (self-test, quirks, verdict cache), then uploads the model.
-fn open_gpu(policy: AdapterPolicy, opts: &TrustOptions, model: &Model) -> std::result::Result<(WgpuBackend, GpuReport), GpuRefusal> {
+/// Opens the best adapter under `policy`, holds the GPU's memory plan to the
+/// budget (`plan_check`, told whether the adapter is a software one), decides
+/// how far to trust it (self-test, quirks, verdict cache), then uploads the model.
+fn open_gpu(
+    policy: AdapterPolicy,
+    opts: &TrustOptions,
+    model: &Model,
+    plan_check: &mut dyn FnMut(bool) -> Result<()>,
+) -> std::result::Result<(WgpuBackend, GpuReport), GpuRefusal> {
     let ctx = GpuContext::new(policy)
         .map_err(|e| (e, None))?
         .ok_or_else(|| (Error::Backend("no wgpu adapter found (for software Vulkan install mesa-vulkan-drivers)".into()), None))?;
+    plan_check(ctx.profile.software).map_err(|e| (e, None))?;
     let t = trust::establish(ctx, opts).map_err(|(e, r)| (e, Some(r)))?;
     let be = WgpuBackend::with_kernels(t.ctx, model.forward().clone(), t.kernels).map_err(|e| (e, Some(Box::new(t.report.clone()))))?;
     Ok((be, t.report))
@@ -108,13 +120,20 @@ impl Engine {
             return Err(Error::InvalidParam(format!("route {} needs a remote engine", config.route_policy())));
         }
         let mut model = Model::from_gguf(file.clone())?;
-        let kv_types = (config.cache_type_k, config.cache_type_v);
-        crate::kv_cache::check_types(&model.forward().graph().kv, kv_types.0, kv_types.1)?;
-        let quantized_kv = kv_types != (KvType::F16, KvType::F16);
-        if let Some(n) = config.n_ctx {
-            let per_token = crate::kv_cache::bytes_per_token(&model.forward().graph().kv, kv_types.0, kv_types.1).unwrap_or(0);
-            check_ctx(n, model.info().n_ctx_train, per_token as u64)?;
+        let mut config = config;
+        crate::kv_cache::check_types(&model.forward().graph().kv, config.cache_type_k, config.cache_type_v)?;
+        if config.n_ctx == Some(0) {
+            return Err(Error::InvalidParam("context size must be at least 1".into()));
         }
+        // The memory plan, before anything big is allocated: on the CPU now (the
+        // floor of every backend), on the GPU once its adapter is known.
+        let plan_model = PlanModel::of(&model);
+        let mut settled = match config.backend {
+            BackendKind::Wgpu => None,
+            _ => Some(settle_plan(&mut config, &plan_model, PlanBackend::Cpu)?),
+        };
+        let kv_types = (config.cache_type_k, config.cache_type_v);
+        let quantized_kv = kv_types != (KvType::F16, KvType::F16);
         let tokenizer = Tokenizer::from_gguf(&file)?;
         if tokenizer.n_vocab() < model.info().n_vocab {
             log::warn!("tokenizer has {} tokens, the model's head {}", tokenizer.n_vocab(), model.info().n_vocab);
@@ -155,13 +174,40 @@ impl Engine {
             }
             BackendKind::Wgpu => {
                 let opts = TrustOptions::from_config(&config)?;
-                let (be, r) = open_gpu(AdapterPolicy::AllowSoftware, &opts, &model).map_err(|(e, _)| e)?;
-                (Some(be), gpu_report(r))
+                let mut gpu_config = config.clone();
+                let mut check = |software| {
+                    settled = Some(settle_plan(&mut gpu_config, &plan_model, PlanBackend::Gpu { software })?);
+                    Ok(())
+                };
+                let (be, r) = open_gpu(AdapterPolicy::AllowSoftware, &opts, &model, &mut check).map_err(|(e, _)| e)?;
+                let report = gpu_report(r);
+                config = gpu_config;
+                (Some(be), report)
             }
             BackendKind::Auto => {
                 let opts = TrustOptions::from_config(&config)?;
                 let policy = if opts.allow_software { AdapterPolicy::AllowSoftware } else { AdapterPolicy::HardwareOnly };
-                match open_gpu(policy, &opts, &model) {
+                // The CPU's plan fits (settled above); the GPU's, bigger by its
+                // micro-batch buffers, must fit the same budget or the CPU runs.
+                let cpu_plan = settled.clone();
+                let mut gpu_plan = None;
+                let mut check = |software| {
+                    let Some((p, _)) = &cpu_plan else { return Ok(()) };
+                    let req = PlanRequest { backend: PlanBackend::Gpu { software }, ..p.request };
+                    let plan = MemoryPlan::new(&plan_model, req).ok_or_else(|| Error::MemoryPlan("no GPU plan".into()))?;
+                    match Budget::resolve(config.memory_budget) {
+                        Some(b) if !plan.fits(Some(b)) => Err(Error::MemoryPlan(format!("the GPU needs {}, over {b}", plan.summary()))),
+                        _ => {
+                            gpu_plan = Some(plan);
+                            Ok(())
+                        }
+                    }
+                };
+                let opened = open_gpu(policy, &opts, &model, &mut check);
+                if let (Ok(_), Some(p), Some((_, limit))) = (&opened, gpu_plan, &cpu_plan) {
+                    settled = Some((p, *limit));
+                }
+                match opened {
                     Ok((be, r)) => (Some(be), gpu_report(r)),
                     Err((e, r)) => {
                         // No adapter at all is the normal case on many machines: not a warning.
@@ -177,6 +223,10 @@ impl Engine {
         };
         log::info!("backend: {} ({})", report.backend, report.reason);
         let gpu = gpu.map(Arc::new);
+        let (plan, memory_limit) = settled.map_or((None, None), |(p, l)| (Some(p), l));
+        if let Some(p) = &plan {
+            log::info!("memory plan: {}", p.summary());
+        }
         let mut file = file;
         if gpu.is_none() && file.is_mapped() && config.weights.copies() {
             let t = std::time::Instant::now();
@@ -214,6 +264,8 @@ impl Engine {
             report: Mutex::new(report),
             #[cfg(feature = "remote")]
             remote,
+            plan,
+            memory_limit,
             config,
         }))
     }
@@ -257,6 +309,8 @@ impl Engine {
                 gpu_failed: AtomicBool::new(false),
                 report: Mutex::new(report),
                 remote: Some(remote),
+                plan: None,
+                memory_limit: None,
                 config,
             }))
         }
@@ -371,7 +425,7 @@ impl Engine {
 
     /// The context size sessions get.
     pub fn n_ctx(&self) -> usize {
-        self.config.n_ctx.unwrap_or_else(|| self.info().n_ctx_train.clamp(1, DEFAULT_MAX_CTX))
+        self.config.n_ctx.unwrap_or_else(|| default_ctx(self.info().n_ctx_train))
     }
 
     /// A new conversation with its own KV cache.
@@ -385,11 +439,39 @@ impl Engine {
         Ok(Session::new(self.clone(), n_ctx))
     }
 
-    /// A context size is at least 1 and its KV cache fits in the memory this
-    /// machine has available (checked before anything is allocated); past the
-    /// model's training context it is allowed, with a warning.
+    /// A context size is at least 1 and the memory plan of a session of it
+    /// fits the budget (the configured one, else the memory available), checked
+    /// before anything is allocated; past the model's training context it is
+    /// allowed, with a warning.
     pub fn check_ctx(&self, n_ctx: usize) -> Result<()> {
-        check_ctx(n_ctx, self.info().n_ctx_train, self.kv_bytes_per_token() as u64)
+        if n_ctx == 0 {
+            return Err(Error::InvalidParam("context size must be at least 1".into()));
+        }
+        let (Some(model), Some(plan)) = (&self.model, &self.plan) else { return Ok(()) };
+        let pm = PlanModel::of(model);
+        let req = PlanRequest { n_ctx, sessions: 1, ..plan.request };
+        if let (Some(p), Some(budget)) = (MemoryPlan::new(&pm, req), Budget::resolve(self.config.memory_budget)) {
+            if !p.fits(Some(budget)) {
+                return Err(Error::MemoryPlan(memory_plan::refusal(&pm, &p, budget, FitOptions { kv_fixed: true })));
+            }
+        }
+        let n_ctx_train = self.info().n_ctx_train;
+        if n_ctx > n_ctx_train {
+            log::warn!("context {n_ctx} is beyond the model's training context {n_ctx_train}");
+        }
+        Ok(())
+    }
+
+    /// What this engine holds, as planned before it was loaded (`None` on a
+    /// remote-only engine): `ember inspect --plan`, the log, the SDKs.
+    pub fn memory_plan(&self) -> Option<&MemoryPlan> {
+        self.plan.as_ref()
+    }
+
+    /// Set when the memory plan lowered the context below the one asked for
+    /// (`--fit`, or local-first routing): a longer request goes remote.
+    pub fn memory_limit(&self) -> Option<&MemoryLimit> {
+        self.memory_limit.as_ref()
     }
 
     /// The stored types of the KV cache's K and V (`--cache-type-k/-v`).
@@ -410,46 +492,37 @@ fn no_local_model(what: &str) -> Error {
     Error::NoLocalModel(format!("{what} needs a local model file; this engine is remote-only"))
 }
 
-fn check_ctx(n_ctx: usize, n_ctx_train: usize, kv_bytes_per_token: u64) -> Result<()> {
-    if n_ctx == 0 {
-        return Err(Error::InvalidParam("context size must be at least 1".into()));
-    }
-    let kv = (n_ctx as u64).saturating_mul(kv_bytes_per_token);
-    if let Some(avail) = mem_available() {
-        if kv > avail {
-            return Err(Error::InvalidParam(format!(
-                "context {n_ctx} needs {} MiB of KV cache; {} MiB of memory is available (the model was trained for {})",
-                kv >> 20,
-                avail >> 20,
-                n_ctx_train
-            )));
-        }
-    }
-    if n_ctx > n_ctx_train {
-        log::warn!("context {n_ctx} is beyond the model's training context {n_ctx_train} ({} MiB of KV cache)", kv >> 20);
-    }
-    Ok(())
+/// Holds `config`'s plan on `backend` to its budget: unchanged when it fits;
+/// refit when `--fit` (context and, unless the types were chosen or the
+/// backend stores f16 only, the KV types) or under local-first routing
+/// (context only: a longer request then goes remote), writing the choice back
+/// into `config`; else the refusal, which says what would fit.
+fn settle_plan(config: &mut EngineConfig, pm: &PlanModel, backend: PlanBackend) -> Result<(MemoryPlan, Option<MemoryLimit>)> {
+    let n_ctx = config.n_ctx.unwrap_or_else(|| default_ctx(pm.n_ctx_train));
+    let kv_types = (config.cache_type_k, config.cache_type_v);
+    let req = PlanRequest { backend, n_ctx, kv_types, sessions: config.parallel.max(1) };
+    let budget = Budget::resolve(config.memory_budget);
+    let local_first = config.remote.is_some() && config.route_policy() == crate::remote::RoutePolicy::LocalFirst;
+    // Local-first lowers only the context: what does not fit goes remote.
+    let kv_fixed = !config.fit || matches!(backend, PlanBackend::Gpu { .. }) || kv_types != (KvType::F16, KvType::F16);
+    let plan = memory_plan::settle(pm, req, budget, config.fit || local_first, kv_fixed).map_err(Error::MemoryPlan)?;
+    let (got_ctx, got_types) = (plan.request.n_ctx, plan.request.kv_types);
+    // Only a budget changes a plan.
+    let Some(budget) = budget.filter(|_| (got_ctx, got_types) != (n_ctx, kv_types)) else { return Ok((plan, None)) };
+    log::info!(
+        "memory plan: ctx {got_ctx} {}/{} fits {budget} (asked: ctx {n_ctx} {}/{})",
+        got_types.0,
+        got_types.1,
+        kv_types.0,
+        kv_types.1
+    );
+    config.n_ctx = Some(got_ctx);
+    (config.cache_type_k, config.cache_type_v) = got_types;
+    Ok((plan, (got_ctx < n_ctx).then_some(MemoryLimit { wanted_ctx: n_ctx, budget })))
 }
 
-/// MemAvailable of /proc/meminfo in bytes (Linux; None elsewhere).
-fn mem_available() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
-}
-
-#[cfg(test)]
-mod ctx_tests {
-    use super::*;
-
-    #[test]
-    fn context_sizes_are_checked_against_memory() {
-        let mib = 1 << 20;
-        assert!(check_ctx(0, 8192, mib).is_err());
-        assert!(check_ctx(16, 8192, mib).is_ok());
-        // 2^40 tokens × 1 MiB: more than any machine has.
-        let err = check_ctx(1 << 40, 8192, mib).unwrap_err().to_string();
-        assert!(err.contains("MiB of KV cache"), "{err}");
-    }
+/// The context a session gets when none is asked for: the model's training
+/// context, capped at [`DEFAULT_MAX_CTX`].
+fn default_ctx(n_ctx_train: usize) -> usize {
+    n_ctx_train.clamp(1, DEFAULT_MAX_CTX)
 }

@@ -33,6 +33,10 @@ pub enum Error {
     ContextFull { needed: usize, n_ctx: usize },
     #[error("invalid parameter: {0}")]
     InvalidParam(String),
+    /// The memory plan (weights + KV cache + scratch) is over the budget; the
+    /// message says what would fit (see [`crate::memory_plan`]).
+    #[error("memory plan: {0}")]
+    MemoryPlan(String),
     #[error("chat template: {0}")]
     ChatTemplate(String),
     #[error("gpu backend: {0}")]

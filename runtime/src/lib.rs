@@ -17,6 +17,7 @@ pub mod gguf;
 pub mod graph;
 pub mod kv_cache;
 pub mod kv_state;
+pub mod memory_plan;
 pub mod model;
 pub mod ops;
 pub mod quant;

@@ -339,7 +339,7 @@ fn prepare(st: &AppState, ids: Vec<u32>, f: &api::SamplingFields, remote: Remote
         let params = api::generate_params(f, ids.len(), &st.config.limits)?;
         return Ok(Job { ids, params, remote: None });
     }
-    let limits = match decide(policy, ids.len(), st.config.limits.n_ctx).target {
+    let limits = match decide(policy, ids.len(), st.config.limits.n_ctx, st.engine.memory_limit()).target {
         Target::Local => st.config.limits.clone(),
         Target::Remote => Limits { max_prompt_tokens: usize::MAX - 1, n_ctx: usize::MAX, ..st.config.limits.clone() },
     };

@@ -183,17 +183,39 @@ impl Reference {
         }
     }
 
+    /// `ember logits` over every sequence in one process (`--ids-file`: the
+    /// model loaded and, on wgpu, its pipelines compiled once), with `extra`
+    /// flags; the output lines grouped by sequence.
+    fn logits_of(&self, seqs: &[Vec<u32>], extra: &[&str]) -> Vec<Vec<serde_json::Value>> {
+        // One file per call: a binary's tests run in parallel in one process.
+        static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let file = std::env::temp_dir().join(format!("ember-ids-{}-{n}.txt", std::process::id()));
+        let text: Vec<String> = seqs.iter().map(|s| s.iter().map(u32::to_string).collect::<Vec<_>>().join(",")).collect();
+        std::fs::write(&file, text.join("\n")).unwrap();
+        let model = self.model_arg();
+        let mut args = vec!["logits", "-m", &model, "--ids-file", file.to_str().unwrap(), "-t", "2"];
+        args.extend_from_slice(extra);
+        let out = run_ok_on(self.backend, &args);
+        let _ = std::fs::remove_file(&file);
+        let mut per_seq = vec![Vec::new(); seqs.len()];
+        for l in out.lines() {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let s = v["seq"].as_u64().expect("a seq field") as usize;
+            per_seq[s].push(v);
+        }
+        per_seq
+    }
+
     /// Along prompt + greedy continuation fed as one batch, our top-1 equals
     /// llama.cpp's at ≥ 99% of the positions where its top-1/top-2 margin ≥ 0.3.
     pub fn top1_agrees(&self) {
         let (mut confident, mut agree, mut sum_abs, mut n_abs) = (0usize, 0usize, 0f64, 0usize);
         let mut misses = Vec::new();
-        for (r, row) in self.reference_rows().iter().enumerate() {
-            let mut ids = ids_of(&row["ids"]);
-            ids.extend(ids_of(&row["greedy"]));
-            let ids_arg: Vec<String> = ids.iter().map(u32::to_string).collect();
-            let out = run_ok_on(self.backend, &["logits", "-m", &self.model_arg(), "--ids", &ids_arg.join(","), "--top", "10", "-t", "2"]);
-            let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let rows = self.reference_rows();
+        let seqs: Vec<Vec<u32>> = rows.iter().map(|row| [ids_of(&row["ids"]), ids_of(&row["greedy"])].concat()).collect();
+        let per_seq = self.logits_of(&seqs, &["--top", "10"]);
+        for (r, (row, lines)) in rows.iter().zip(&per_seq).enumerate() {
             let want = row["top"].as_array().unwrap();
             assert_eq!(lines.len(), want.len(), "one line per position");
             for (pos, (got, exp)) in lines.iter().zip(want).enumerate() {
@@ -228,12 +250,14 @@ impl Reference {
     /// we compare the distributions: same argmax, KL(llama.cpp ‖ ember) small, and
     /// the mean-centred logit differences small.
     pub fn last_prompt_logits_close(&self) {
-        for (i, row) in self.reference_rows().iter().enumerate() {
+        let rows = self.reference_rows();
+        let seqs: Vec<Vec<u32>> = rows.iter().map(|row| ids_of(&row["ids"])).collect();
+        // Only the last position's row (--last): a full row per position is huge for big vocabularies.
+        let per_seq = self.logits_of(&seqs, &["--last"]);
+        for (i, lines) in per_seq.iter().enumerate() {
             let want = read_f32(&fixtures().join(self.dir).join(format!("last_logits_{i}.f32")));
-            let ids: Vec<String> = ids_of(&row["ids"]).iter().map(u32::to_string).collect();
-            // Only the last position's row (--last): a full row per position is huge for big vocabularies.
-            let out = run_ok_on(self.backend, &["logits", "-m", &self.model_arg(), "--ids", &ids.join(","), "--last", "-t", "2"]);
-            let last: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+            assert_eq!(lines.len(), 1, "--last prints one line per sequence");
+            let last = &lines[0];
             let got: Vec<f64> = last["logits"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
             let want: Vec<f64> = want.iter().map(|&v| v as f64).collect();
             assert_eq!(got.len(), want.len(), "n_vocab logits");
@@ -281,16 +305,21 @@ impl Reference {
 /// `CI` is set or `EMBER_REQUIRE_GPU=1` (a GPU test must not pass silently
 /// there) and prints a skip message otherwise.
 pub fn wgpu_available() -> bool {
-    let out = run(&["run", "-m", smollm2().to_str().unwrap(), "-p", "a", "-n", "1", "--backend", "wgpu"]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    if out.status.success() {
-        return true;
-    }
-    let required = std::env::var_os("CI").is_some() || std::env::var("EMBER_REQUIRE_GPU").as_deref() == Ok("1");
-    assert!(!required, "wgpu backend unavailable and CI / EMBER_REQUIRE_GPU=1 requires it: {err}");
-    assert!(err.contains("no wgpu adapter"), "ember --backend wgpu failed: {err}");
-    eprintln!("SKIPPED: no wgpu adapter (install mesa-vulkan-drivers for lavapipe; EMBER_REQUIRE_GPU=1 makes this fail)");
-    false
+    // Asked once per test binary: each probe is a process that compiles the
+    // GPU pipelines (seconds on lavapipe), and a binary's wgpu tests all ask.
+    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AVAILABLE.get_or_init(|| {
+        let out = run(&["run", "-m", smollm2().to_str().unwrap(), "-p", "a", "-n", "1", "--backend", "wgpu"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        if out.status.success() {
+            return true;
+        }
+        let required = std::env::var_os("CI").is_some() || std::env::var("EMBER_REQUIRE_GPU").as_deref() == Ok("1");
+        assert!(!required, "wgpu backend unavailable and CI / EMBER_REQUIRE_GPU=1 requires it: {err}");
+        assert!(err.contains("no wgpu adapter"), "ember --backend wgpu failed: {err}");
+        eprintln!("SKIPPED: no wgpu adapter (install mesa-vulkan-drivers for lavapipe; EMBER_REQUIRE_GPU=1 makes this fail)");
+        false
+    })
 }
 
 /// One test per backend for a `Reference` check: `$cpu` runs

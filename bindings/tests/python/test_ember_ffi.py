@@ -312,9 +312,25 @@ def test_memory_budget(model_path):
     e = Engine.load(model_path, EngineConfig(memory_budget_mb=120))
     info = e.info()
     assert info.session_context < 8192
-    assert info.weight_bytes + info.kv_bytes_per_token * info.session_context <= 120 * 1024 * 1024
+    assert 0 < info.memory_plan_bytes <= 120 * 1024 * 1024
+    assert info.weight_bytes + info.kv_bytes_per_token * info.session_context <= info.memory_plan_bytes
     with pytest.raises(EmberError.InvalidParams):
         Engine.load(model_path, EngineConfig(memory_budget_mb=10))
+    # An explicit context over the budget is refused, saying what would fit; `fit` lowers it.
+    with pytest.raises(EmberError.InvalidParams, match="would fit"):
+        Engine.load(model_path, EngineConfig(context_size=8192, memory_budget_mb=120))
+    fitted = Engine.load(model_path, EngineConfig(context_size=8192, memory_budget_mb=120, fit=True)).info()
+    assert fitted.session_context < 8192 and fitted.memory_plan_bytes <= 120 * 1024 * 1024
+
+
+def test_quantized_kv_cache(model_path):
+    e = Engine.load(model_path, EngineConfig(backend="cpu", cache_type_k="q8_0", cache_type_v="q8_0", context_size=512))
+    info = e.info()
+    assert info.kv_cache_type == "q8_0/q8_0"
+    # SmolLM2: 30 layers × K and V × 192 values, q8_0 = 34 bytes per 32 values.
+    assert info.kv_bytes_per_token == 30 * 2 * 192 // 32 * 34
+    with pytest.raises(EmberError.InvalidParams):
+        Engine.load(model_path, EngineConfig(cache_type_k="q5_9"))
 
 
 def test_callback_exception_is_an_error_not_a_crash(engine):

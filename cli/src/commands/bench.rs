@@ -310,6 +310,8 @@ pub fn run(a: BenchArgs) -> Result<()> {
             "cache_type_k": engine.kv_types().0.as_str(),
             "cache_type_v": engine.kv_types().1.as_str(),
             "kv_bytes_per_token": engine.kv_bytes_per_token(),
+            "memory_plan_bytes": engine.memory_plan().map(|p| p.total()),
+            "n_ctx": engine.n_ctx(),
         });
         if let Some(g) = engine.gpu() {
             if gen_tokens > 0 {

@@ -48,7 +48,7 @@ const HELP: &str =
     "commands: /reset (forget the conversation), /system TEXT (new system message, resets), /save FILE, /load FILE (a saved conversation), /exit";
 
 pub fn run(a: ChatArgs) -> Result<()> {
-    let engine = load_engine_routed(&a.opts, a.ctx, &a.remote)?;
+    let engine = load_engine_routed(&a.opts, a.ctx, &a.remote, 1)?;
     let template = if engine.is_remote_only() {
         // Never rendered: the remote server renders its own model's template.
         ChatTemplate::builtin("chatml", "", "")?

@@ -12,11 +12,16 @@ pub struct LogitsArgs {
     #[command(flatten)]
     opts: EvalOpts,
     /// Prompt text (tokenized like `run`: special tokens added and parsed).
-    #[arg(short = 'p', long = "prompt", conflicts_with = "ids", required_unless_present = "ids")]
+    #[arg(short = 'p', long = "prompt", conflicts_with_all = ["ids", "ids_file"], required_unless_present_any = ["ids", "ids_file"])]
     prompt: Option<String>,
     /// Token ids, comma-separated.
-    #[arg(long = "ids")]
+    #[arg(long = "ids", conflicts_with = "ids_file")]
     ids: Option<String>,
+    /// Several sequences, one per line of FILE (comma-separated ids), each evaluated on its own
+    /// (a fresh session) with the model loaded once; every output line gets `"seq": N` (the
+    /// line's index among the non-empty lines).
+    #[arg(long = "ids-file", value_name = "FILE", conflicts_with = "dump_layers")]
+    ids_file: Option<std::path::PathBuf>,
     /// Print only the K highest logits per position (default: all logits).
     #[arg(long = "top")]
     top: Option<usize>,
@@ -43,31 +48,44 @@ fn parse_ids(s: &str) -> Result<Vec<u32>> {
 
 pub fn run(a: LogitsArgs) -> Result<()> {
     let engine = load_engine(&a.opts, a.ctx)?;
-    let ids = match (&a.prompt, &a.ids) {
-        (Some(p), _) => engine.tokenizer()?.encode(p, true, true)?,
-        (None, Some(s)) => parse_ids(s)?,
-        (None, None) => bail!("give -p PROMPT or --ids"),
+    let seqs: Vec<Vec<u32>> = match (&a.prompt, &a.ids, &a.ids_file) {
+        (Some(p), _, _) => vec![engine.tokenizer()?.encode(p, true, true)?],
+        (None, Some(s), _) => vec![parse_ids(s)?],
+        (None, None, Some(f)) => {
+            let text = std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
+            text.lines().filter(|l| !l.trim().is_empty()).map(parse_ids).collect::<Result<_>>()?
+        }
+        (None, None, None) => bail!("give -p PROMPT, --ids or --ids-file"),
     };
-    if ids.is_empty() {
+    if seqs.is_empty() || seqs.iter().any(Vec::is_empty) {
         bail!("no tokens to evaluate");
     }
-    let n_vocab = engine.info().n_vocab;
-    let mut session = engine.new_session();
-    let (wanted, first) = if a.last { (LogitsWanted::Last, ids.len() - 1) } else { (LogitsWanted::All, 0) };
-    if a.dump_layers.is_some() {
-        session.set_dump(true)?;
-    }
-    session.eval(&ids, wanted)?;
-    if let Some(dir) = &a.dump_layers {
-        let dumped = session.take_dump();
-        super::dumps::write(dir, &dumped, engine.backend_name(), ids.len())?;
-        eprintln!("ember: {} intermediates written to {}", dumped.len(), dir.display());
-    }
-    let logits = session.logits();
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for (seq, ids) in seqs.iter().enumerate() {
+        let mut session = engine.new_session();
+        let (wanted, first) = if a.last { (LogitsWanted::Last, ids.len() - 1) } else { (LogitsWanted::All, 0) };
+        if a.dump_layers.is_some() {
+            session.set_dump(true)?;
+        }
+        session.eval(ids, wanted)?;
+        if let Some(dir) = &a.dump_layers {
+            let dumped = session.take_dump();
+            super::dumps::write(dir, &dumped, engine.backend_name(), ids.len())?;
+            eprintln!("ember: {} intermediates written to {}", dumped.len(), dir.display());
+        }
+        let seq = a.ids_file.is_some().then_some(seq);
+        write_rows(&mut out, session.logits(), engine.info().n_vocab, first, a.top, seq)?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// One JSON line per row of `logits` (positions from `first`): the top `k`
+/// (id, logit) pairs, or the whole row; `"seq"` when several sequences run.
+fn write_rows(out: &mut impl Write, logits: &[f32], n_vocab: usize, first: usize, top: Option<usize>, seq: Option<usize>) -> Result<()> {
     for (i, row) in logits.chunks(n_vocab).enumerate() {
         let pos = first + i;
-        let line = match a.top {
+        let mut line = match top {
             Some(k) => {
                 let mut order: Vec<u32> = (0..n_vocab as u32).collect();
                 let k = k.min(n_vocab);
@@ -82,8 +100,10 @@ pub fn run(a: LogitsArgs) -> Result<()> {
             }
             None => serde_json::json!({ "pos": pos, "logits": row }),
         };
+        if let Some(s) = seq {
+            line["seq"] = s.into();
+        }
         writeln!(out, "{line}")?;
     }
-    out.flush()?;
     Ok(())
 }

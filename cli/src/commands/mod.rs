@@ -28,13 +28,14 @@ use crate::EvalOpts;
 
 /// Loads the engine the options name, with a session context of `n_ctx`.
 pub fn load_engine(opts: &EvalOpts, n_ctx: Option<usize>) -> Result<Arc<Engine>> {
-    load_engine_routed(opts, n_ctx, &RemoteArgs::default())
+    load_engine_routed(opts, n_ctx, &RemoteArgs::default(), 1)
 }
 
 /// [`load_engine`] with a remote engine and route policy (`run`, `chat`,
-/// `serve`). With `--remote` and no `-m`, no local model is loaded (nor the
-/// default one fetched): a remote-only engine (see docs/REMOTE.md).
-pub fn load_engine_routed(opts: &EvalOpts, n_ctx: Option<usize>, remote: &RemoteArgs) -> Result<Arc<Engine>> {
+/// `serve`, whose `parallel` sessions the memory plan provides for). With
+/// `--remote` and no `-m`, no local model is loaded (nor the default one
+/// fetched): a remote-only engine (see docs/REMOTE.md).
+pub fn load_engine_routed(opts: &EvalOpts, n_ctx: Option<usize>, remote: &RemoteArgs, parallel: usize) -> Result<Arc<Engine>> {
     let backend: BackendKind = opts.backend.parse()?;
     let weights: WeightMemory = opts.weights.parse()?;
     let (remote, route) = remote.to_config()?;
@@ -49,13 +50,30 @@ pub fn load_engine_routed(opts: &EvalOpts, n_ctx: Option<usize>, remote: &Remote
         cache_type_v: opts.cache_type_v.parse()?,
         remote,
         route,
+        memory_budget: opts
+            .memory_budget
+            .as_deref()
+            .map(ember::memory_plan::parse_size)
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("--memory-budget: {e}"))?,
+        fit: opts.fit,
+        parallel,
         ..Default::default()
     };
     if remote_only {
         return Ok(Engine::remote_only(config)?);
     }
     let path = catalog::resolve(opts.model.as_deref())?;
-    Engine::load(&path, config).with_context(|| format!("cannot load {}", path.display()))
+    let asked = (config.n_ctx, config.cache_type_k, config.cache_type_v);
+    let engine = Engine::load(&path, config).with_context(|| format!("cannot load {}", path.display()))?;
+    // Say so when the memory plan chose other than what was asked (--fit, local-first).
+    if let Some(p) = engine.memory_plan() {
+        let r = p.request;
+        if asked.0.is_some_and(|n| n != r.n_ctx) || (asked.1, asked.2) != r.kv_types || engine.memory_limit().is_some() {
+            eprintln!("[memory plan: ctx {} with a {}/{} KV cache, {}]", r.n_ctx, r.kv_types.0, r.kv_types.1, p.summary());
+        }
+    }
+    Ok(engine)
 }
 
 /// A remote engine for `run` and `chat` (see docs/REMOTE.md). With `-m`, the

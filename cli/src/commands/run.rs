@@ -136,7 +136,7 @@ pub fn run(a: RunArgs) -> Result<()> {
         bail!("no prompt: use -p PROMPT or give the prompt as an argument");
     };
     let constraint = a.constraint.to_constraint()?;
-    let engine = load_engine_routed(&a.opts, a.ctx, &a.remote)?;
+    let engine = load_engine_routed(&a.opts, a.ctx, &a.remote, 1)?;
     let mut session = engine.new_session();
     session.set_speculation(a.speculation.load(&a.opts, a.ctx)?.as_ref())?;
     if engine.config().route_policy() == ember::remote::RoutePolicy::Local {

@@ -120,7 +120,7 @@ pub fn run(a: ServeArgs) -> Result<()> {
     // tokenizes every request, and routes by its length.
     let mut opts = a.opts.clone();
     opts.model.get_or_insert_with(|| crate::catalog::DEFAULT_MODEL.to_owned());
-    let engine = load_engine_routed(&opts, a.ctx, &RemoteArgs::from(&a.remote))?;
+    let engine = load_engine_routed(&opts, a.ctx, &RemoteArgs::from(&a.remote), a.parallel)?;
     let n_ctx = engine.n_ctx();
     let path = crate::catalog::resolve(a.opts.model.as_deref())?;
     let model_id = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());

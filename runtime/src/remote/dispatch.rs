@@ -93,7 +93,7 @@ impl Session {
         let config = self.engine().config();
         let policy = config.route_policy();
         let has_remote = config.remote.is_some();
-        let mut choice = decide(policy, req.ids.as_ref().map_or(0, Vec::len), self.n_ctx());
+        let mut choice = decide(policy, req.ids.as_ref().map_or(0, Vec::len), self.n_ctx(), self.engine().memory_limit());
         // A remote-only engine's policy is `remote` (checked when it was made).
         if let (Target::Local, Some(ids)) = (choice.target, &req.ids) {
             let mut emitted = false;

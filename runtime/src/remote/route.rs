@@ -3,6 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::memory_plan::MemoryLimit;
 use crate::Error;
 
 /// Where requests go (`EngineConfig::route`; `ember --route`).
@@ -65,17 +66,21 @@ pub enum RouteReason {
     Fits,
     /// local-first, and the prompt (plus one token to generate) does not fit the local context.
     ExceedsContext { prompt_tokens: usize, n_ctx: usize },
+    /// local-first, and the prompt does not fit the context the local memory
+    /// plan allows (`n_ctx`, lowered from the one asked for to fit `budget` bytes).
+    ExceedsMemory { prompt_tokens: usize, n_ctx: usize, budget: u64 },
     /// local-first, and the local engine failed before any text (its error).
     LocalFailed(String),
 }
 
 impl RouteReason {
-    /// A short stable code: `policy`, `fits`, `exceeds_context`, `local_failed`.
+    /// A short stable code: `policy`, `fits`, `exceeds_context`, `exceeds_memory`, `local_failed`.
     pub fn code(&self) -> &'static str {
         match self {
             RouteReason::Policy => "policy",
             RouteReason::Fits => "fits",
             RouteReason::ExceedsContext { .. } => "exceeds_context",
+            RouteReason::ExceedsMemory { .. } => "exceeds_memory",
             RouteReason::LocalFailed(_) => "local_failed",
         }
     }
@@ -89,6 +94,11 @@ impl fmt::Display for RouteReason {
             RouteReason::ExceedsContext { prompt_tokens, n_ctx } => {
                 write!(f, "the prompt ({prompt_tokens} tokens) does not fit the local context ({n_ctx})")
             }
+            RouteReason::ExceedsMemory { prompt_tokens, n_ctx, budget } => write!(
+                f,
+                "the prompt ({prompt_tokens} tokens) would not fit the local memory plan (memory: context {n_ctx} fits the budget of {})",
+                crate::memory_plan::mib(*budget)
+            ),
             RouteReason::LocalFailed(e) => write!(f, "the local engine failed: {e}"),
         }
     }
@@ -112,13 +122,19 @@ impl fmt::Display for RouteChoice {
 }
 
 /// The first choice for a prompt of `prompt_tokens` with a local context of
-/// `n_ctx` (before the local engine has had a chance to fail).
-pub fn decide(policy: RoutePolicy, prompt_tokens: usize, n_ctx: usize) -> RouteChoice {
+/// `n_ctx` (before the local engine has had a chance to fail); `memory` when
+/// the memory plan lowered that context from a larger one asked for.
+pub fn decide(policy: RoutePolicy, prompt_tokens: usize, n_ctx: usize, memory: Option<&MemoryLimit>) -> RouteChoice {
     let (target, reason) = match policy {
         RoutePolicy::Local => (Target::Local, RouteReason::Policy),
         RoutePolicy::Remote => (Target::Remote, RouteReason::Policy),
         RoutePolicy::LocalFirst if prompt_tokens < n_ctx => (Target::Local, RouteReason::Fits),
-        RoutePolicy::LocalFirst => (Target::Remote, RouteReason::ExceedsContext { prompt_tokens, n_ctx }),
+        RoutePolicy::LocalFirst => match memory {
+            Some(m) if prompt_tokens < m.wanted_ctx => {
+                (Target::Remote, RouteReason::ExceedsMemory { prompt_tokens, n_ctx, budget: m.budget.bytes })
+            }
+            _ => (Target::Remote, RouteReason::ExceedsContext { prompt_tokens, n_ctx }),
+        },
     };
     RouteChoice { target, reason, prompt_tokens }
 }
@@ -135,15 +151,28 @@ mod tests {
 
     #[test]
     fn local_first_goes_remote_only_past_the_context() {
-        let c = decide(RoutePolicy::LocalFirst, 100, 2048);
+        let c = decide(RoutePolicy::LocalFirst, 100, 2048, None);
         assert_eq!((c.target, c.reason), (Target::Local, RouteReason::Fits));
-        assert_eq!(decide(RoutePolicy::LocalFirst, 2047, 2048).target, Target::Local);
-        let c = decide(RoutePolicy::LocalFirst, 2048, 2048);
+        assert_eq!(decide(RoutePolicy::LocalFirst, 2047, 2048, None).target, Target::Local);
+        let c = decide(RoutePolicy::LocalFirst, 2048, 2048, None);
         assert_eq!(c.target, Target::Remote);
         assert_eq!(c.reason, RouteReason::ExceedsContext { prompt_tokens: 2048, n_ctx: 2048 });
         assert_eq!(c.to_string(), "remote (the prompt (2048 tokens) does not fit the local context (2048))");
-        assert_eq!(decide(RoutePolicy::Remote, 1, 2048).target, Target::Remote);
-        assert_eq!(decide(RoutePolicy::Local, 1 << 20, 2048).target, Target::Local);
+        assert_eq!(decide(RoutePolicy::Remote, 1, 2048, None).target, Target::Remote);
+        assert_eq!(decide(RoutePolicy::Local, 1 << 20, 2048, None).target, Target::Local);
+    }
+
+    #[test]
+    fn local_first_goes_remote_for_memory_when_the_plan_lowered_the_context() {
+        use crate::memory_plan::{Budget, BudgetSource};
+        let m = MemoryLimit { wanted_ctx: 4096, budget: Budget { bytes: 150 << 20, source: BudgetSource::Configured } };
+        assert_eq!(decide(RoutePolicy::LocalFirst, 1000, 1024, Some(&m)).reason, RouteReason::Fits);
+        let c = decide(RoutePolicy::LocalFirst, 2000, 1024, Some(&m));
+        assert_eq!((c.target, c.reason.code()), (Target::Remote, "exceeds_memory"));
+        assert!(c.to_string().contains("memory"), "{c}");
+        // Past the context asked for, it is the context's fault, not memory's.
+        let c = decide(RoutePolicy::LocalFirst, 5000, 1024, Some(&m));
+        assert_eq!(c.reason.code(), "exceeds_context");
     }
 
     #[test]
