@@ -4,9 +4,15 @@
 # Already-cached models are not fetched again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release -q -p ember-cli
+# EMBER_BIN: an ember binary already built (scripts/test.sh passes the test build's, so the CLI
+# is not built a second time with another feature set); else it is built here.
+bin="${EMBER_BIN:-}"
+if [ -z "$bin" ]; then
+  cargo build --release -q -p ember-cli
+  bin="${CARGO_TARGET_DIR:-target}/release/ember"
+fi
 for m in "${@:-smollm2-135m gemma3-270m qwen2.5-coder-0.5b qwen2.5-coder-1.5b}"; do
   for name in $m; do
-    ./target/release/ember pull "$name"
+    "$bin" pull "$name"
   done
 done

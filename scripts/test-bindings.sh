@@ -16,6 +16,23 @@ step() { echo "== bindings: $1 ($((SECONDS - t0))s)"; }
 step "build + generate"
 scripts/gen-bindings.sh
 
+# The Android/iOS type-check shares nothing with the host build and leaves cores idle while the
+# suites below start JVMs and processes: it runs alongside them, its output printed at the end.
+step "type-check for mobile targets (in the background)"
+rustup target add aarch64-linux-android aarch64-apple-ios >/dev/null 2>&1
+mobile_log="$(mktemp)"
+# One cargo run for both targets: it interleaves their crates on the cores. Without the
+# `remote` feature: its TLS (rustls on ring) compiles C for the target in its build script,
+# which needs the NDK's / Xcode's compiler (scripts/build-android.sh, build-ios.sh have them);
+# the remote code itself is target-independent Rust, checked by the host build above.
+(
+  t=$SECONDS
+  env -u RUSTC_WORKSPACE_WRAPPER -u CLIPPY_ARGS cargo check -q -p ember-ffi --no-default-features --target aarch64-linux-android --target aarch64-apple-ios
+  echo "cargo check (android + ios): $((SECONDS - t))s"
+) >"$mobile_log" 2>&1 &
+mobile_pid=$!
+trap 'kill "$mobile_pid" 2>/dev/null || true; rm -f "$mobile_log"' EXIT
+
 step "python (pytest)"
 if [ ! -x "$VENV/bin/pytest" ]; then
   python3 -m venv "$VENV"
@@ -30,14 +47,13 @@ t=$SECONDS
 (cd bindings/tests/kotlin && mvn -q -B test -Dember.target="$CARGO_TARGET_DIR")
 echo "mvn: $((SECONDS - t))s"
 
-step "type-check for mobile targets"
-t=$SECONDS
-rustup target add aarch64-linux-android aarch64-apple-ios >/dev/null 2>&1
-# One cargo run for both targets: it interleaves their crates on the cores. Without the
-# `remote` feature: its TLS (rustls on ring) compiles C for the target in its build script,
-# which needs the NDK's / Xcode's compiler (scripts/build-android.sh, build-ios.sh have them);
-# the remote code itself is target-independent Rust, checked by the host build above.
-env -u RUSTC_WORKSPACE_WRAPPER -u CLIPPY_ARGS cargo check -q -p ember-ffi --no-default-features --target aarch64-linux-android --target aarch64-apple-ios
-echo "cargo check (android + ios): $((SECONDS - t))s"
+step "type-check for mobile targets (waiting for it)"
+if wait "$mobile_pid"; then
+  cat "$mobile_log"
+else
+  cat "$mobile_log"
+  echo "test-bindings: the Android/iOS type-check failed" >&2
+  exit 1
+fi
 
 step "done"

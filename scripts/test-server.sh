@@ -13,9 +13,13 @@ fi
 if ! "$venv/bin/python" -c 'import openai, pytest, requests, jsonschema' 2>/dev/null; then
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check openai pytest requests jsonschema
 fi
-cargo build --release -p ember-cli
-target="${CARGO_TARGET_DIR:-target}"
-export EMBER_BIN="$(cd "$target/release" && pwd)/ember"
+# EMBER_BIN: the binary to test (scripts/test.sh passes the test build's); else built here.
+if [ -z "${EMBER_BIN:-}" ]; then
+  cargo build --release -p ember-cli
+  target="${CARGO_TARGET_DIR:-target}"
+  EMBER_BIN="$(cd "$target/release" && pwd)/ember"
+fi
+export EMBER_BIN
 start=$(date +%s)
 "$venv/bin/python" -m pytest -q tests/server "$@"
 echo "server tests took $(( $(date +%s) - start ))s"

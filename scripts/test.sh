@@ -28,12 +28,25 @@ if clippy_driver=$(rustup which clippy-driver 2>/dev/null) && [ -x "$clippy_driv
 else
   echo "test.sh: clippy missing, lints not checked" >&2
 fi
+# Built once: the test build also makes target/release/ember, which fetches the models and
+# serves the server's tests (a separate `cargo build -p ember-cli` would compile the runtime,
+# server and CLI again with another feature set).
+phase "build"
+cargo test --workspace --release --no-run
+ember_bin="$(cd "${CARGO_TARGET_DIR:-target}/release" && pwd)/ember"
 phase "models"
-scripts/fetch-models.sh
+EMBER_BIN="$ember_bin" scripts/fetch-models.sh
+# The synthetic MiniCPM-2B Q4_K model (1.5 GB of seeded random weights, ~30 s), whose GPU
+# weight plan tests/gpu_weight_bytes.rs holds to 1.02× its file size; the binary comes from
+# the test build too.
+phase "synthetic 2B model"
+bench_dir="${EMBER_BENCH_DIR:-$HOME/.cache/ember/bench}"
+[ -f "$bench_dir/minicpm2b-q4_k.gguf" ] || "$(dirname "$ember_bin")/gen-bench-models" "$bench_dir" minicpm2b-q4_k
+export EMBER_REQUIRE_BENCH_MODELS=1
 phase "cargo test"
 cargo test --workspace --release --no-fail-fast "$@"
 phase "server"
-scripts/test-server.sh
+EMBER_BIN="$ember_bin" scripts/test-server.sh
 phase "aarch64"
 # CPU kernels for phones: the runtime's parity tests built for aarch64, run under qemu.
 env -u RUSTC_WORKSPACE_WRAPPER -u CLIPPY_ARGS scripts/test-aarch64.sh
