@@ -14,6 +14,7 @@ pub mod error;
 pub mod memory;
 pub mod pool;
 pub mod prefix_cache;
+mod slots;
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -65,6 +66,9 @@ pub struct ServerConfig {
     pub idle_timeout: Duration,
     /// Connections open at once; more wait in the listen backlog.
     pub max_connections: usize,
+    /// Where `POST /slots/{id}?action=save|restore` keep their files (`--slot-save-path`);
+    /// `None`: those actions are refused (see [`slots`]).
+    pub slot_save_path: Option<std::path::PathBuf>,
 }
 
 impl ServerConfig {
@@ -129,6 +133,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/completions", post(completions))
         .route("/v1/models", get(models))
+        .route("/slots", get(slots::list))
+        .route("/slots/{id}", post(slots::action))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
         .route("/health", get(health))

@@ -52,6 +52,7 @@ fn start(idle_timeout: Duration, max_connections: usize) -> Running {
         limits: Limits { max_body_bytes: 1024, max_prompt_tokens: 100, max_tokens: 16, n_ctx: 128 },
         idle_timeout,
         max_connections,
+        slot_save_path: None,
     };
     let template = ChatTemplate::from_tokenizer(engine.tokenizer().unwrap());
     let state = AppState::new(engine, template, config);

@@ -30,6 +30,7 @@ fn app(api_key: Option<&str>, template: Option<&str>) -> Router {
         limits: Limits { max_body_bytes: 1024, max_prompt_tokens: 100, max_tokens: 16, n_ctx: 128 },
         idle_timeout: ServerConfig::DEFAULT_IDLE_TIMEOUT,
         max_connections: ServerConfig::DEFAULT_MAX_CONNECTIONS,
+        slot_save_path: None,
     };
     router(AppState::new(engine, tmpl, config))
 }

@@ -30,6 +30,7 @@ fn app() -> Router {
         limits: Limits { max_body_bytes: 1 << 16, max_prompt_tokens: 900, max_tokens: 120, n_ctx: 1024 },
         idle_timeout: ServerConfig::DEFAULT_IDLE_TIMEOUT,
         max_connections: ServerConfig::DEFAULT_MAX_CONNECTIONS,
+        slot_save_path: None,
     };
     router(AppState::new(engine, tmpl, config))
 }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 use ember::chat::ChatTemplate;
 use ember_server::api::Limits;
@@ -50,6 +50,10 @@ pub struct ServeArgs {
     /// Connections open at once; more wait until one closes.
     #[arg(long = "max-connections", default_value_t = ServerConfig::DEFAULT_MAX_CONNECTIONS)]
     max_connections: usize,
+    /// Directory for `POST /slots/{id}?action=save|restore` (llama-server's slot files: a
+    /// slot's tokens and KV cache); made when missing. Without it those actions answer 501.
+    #[arg(long = "slot-save-path", value_name = "DIR")]
+    slot_save_path: Option<std::path::PathBuf>,
     #[command(flatten)]
     speculation: super::speculation::SpecArgs,
     #[command(flatten)]
@@ -148,6 +152,13 @@ pub fn run(a: ServeArgs) -> Result<()> {
         limits,
         idle_timeout: Duration::from_secs(a.idle_timeout),
         max_connections: a.max_connections,
+        slot_save_path: match &a.slot_save_path {
+            Some(dir) => {
+                std::fs::create_dir_all(dir).with_context(|| format!("--slot-save-path {}", dir.display()))?;
+                Some(dir.clone())
+            }
+            None => None,
+        },
     };
     let speculation = a.speculation.load(&a.opts, a.ctx)?;
     if let Some(ember::speculative::Speculation::DraftModel { engine: draft, .. }) = &speculation {
