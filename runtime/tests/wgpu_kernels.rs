@@ -830,16 +830,23 @@ fn fused_rope_and_kv_store_equal_the_unfused_kernels_bit_for_bit() {
     }
 }
 
-#[test]
-fn fused_products_with_rounding_and_residual_add_equal_the_unfused_kernels_bit_for_bit() {
-    let Some(ctx) = gpu() else { return };
-    let mut rng = Rng(29);
-    let mut run = Run::new(&ctx);
+/// Every row and decode product kernel the device can run (the subgroup
+/// reduction where it has subgroups): what the fused products must match.
+fn row_and_decode_kinds(ctx: &GpuContext) -> Vec<ops::MatmulKind> {
     let mut kinds = vec![ops::MatmulKind::Reduce];
     kinds.extend(RowsTile::ALL.map(ops::MatmulKind::Rows));
     if ctx.profile.tiers.subgroup {
         kinds.push(ops::MatmulKind::ReduceSg);
     }
+    kinds
+}
+
+#[test]
+fn fused_products_with_rounding_and_residual_add_equal_the_unfused_kernels_bit_for_bit() {
+    let Some(ctx) = gpu() else { return };
+    let mut rng = Rng(29);
+    let mut run = Run::new(&ctx);
+    let kinds = row_and_decode_kinds(&ctx);
     let (rows_1, rows_4) = (ops::MatmulKind::Rows(RowsTile::SOFTWARE_DECODE), ops::MatmulKind::Rows(RowsTile::SOFTWARE));
     // (type, kernels, rounding, add): Q4_1 rounds x like Q8_1 (mode 0) in
     // every kernel, with the add and a branch scale ≠ 1; F16 rounds to f16
@@ -903,11 +910,7 @@ fn fused_qkv_and_gate_up_glu_groups_equal_the_unfused_kernels_bit_for_bit() {
     let Some(ctx) = gpu() else { return };
     let mut rng = Rng(31);
     let mut run = Run::new(&ctx);
-    let mut kinds = vec![ops::MatmulKind::Reduce];
-    kinds.extend(RowsTile::ALL.map(ops::MatmulKind::Rows));
-    if ctx.profile.tiers.subgroup {
-        kinds.push(ops::MatmulKind::ReduceSg);
-    }
+    let kinds = row_and_decode_kinds(&ctx);
     // Every row/decode kernel on Q4_1 (SmolLM2's type), with x already
     // rounded (what the executor runs: the norm wrote xq) and with the
     // rounding prologue (Q8_1, mode 0); F16, F32 and Q8_0 on the decode
