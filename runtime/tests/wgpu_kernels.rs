@@ -830,6 +830,18 @@ fn fused_rope_and_kv_store_equal_the_unfused_kernels_bit_for_bit() {
     }
 }
 
+/// x as the unfused path feeds a product: rounded by act_quant (mode `m`)
+/// into `xq`, or as it is.
+fn rounded<'a>(r: &mut Recorder, xb: &'a GBuf, xq: &'a GBuf, n: usize, round: Option<u32>) -> &'a GBuf {
+    match round {
+        Some(m) => {
+            ops::act_quant(r, xb, xq, n, m).unwrap();
+            xq
+        }
+        None => xb,
+    }
+}
+
 /// Every row and decode product kernel the device can run (the subgroup
 /// reduction where it has subgroups): what the fused products must match.
 fn row_and_decode_kinds(ctx: &GpuContext) -> Vec<ops::MatmulKind> {
@@ -872,13 +884,7 @@ fn fused_products_with_rounding_and_residual_add_equal_the_unfused_kernels_bit_f
             let (xq, y1, r1) = (run.zeros(n_in * n_tok), run.zeros(n_out * n_tok), GBuf::from_f32(&ctx, "r1", &res));
             let (y2, r2) = (run.zeros(n_out * n_tok), GBuf::from_f32(&ctx, "r2", &res));
             run.go(|r| {
-                let src = match round {
-                    Some(m) => {
-                        ops::act_quant(r, &xb, &xq, n_in * n_tok, m).unwrap();
-                        &xq
-                    }
-                    None => &xb,
-                };
+                let src = rounded(r, &xb, &xq, n_in * n_tok, round);
                 ops::matmul_with(r, kind, &gm, src, n_in, 0, n_tok, &y1, n_out).unwrap();
                 if add {
                     ops::add_scaled(r, &y1, &r1, n_out * n_tok, s).unwrap();
@@ -938,13 +944,7 @@ fn fused_qkv_and_gate_up_glu_groups_equal_the_unfused_kernels_bit_for_bit() {
                 let ys2 = [n_q, n_kv, n_kv].map(|n| run.zeros(n * n_tok));
                 let xq = run.zeros(n_in * n_tok);
                 run.go(|r| {
-                    let src = match round {
-                        Some(m) => {
-                            ops::act_quant(r, &xb, &xq, n_in * n_tok, m).unwrap();
-                            &xq
-                        }
-                        None => &xb,
-                    };
+                    let src = rounded(r, &xb, &xq, n_in * n_tok, round);
                     for (w, y) in [&wq, &wk, &wv].into_iter().zip(&ys1) {
                         ops::matmul_with(r, kind, w, src, n_in, 0, n_tok, y, w.n_out).unwrap();
                     }
@@ -964,13 +964,7 @@ fn fused_qkv_and_gate_up_glu_groups_equal_the_unfused_kernels_bit_for_bit() {
                     let n = n_ff * n_tok;
                     let (g1, u1, g2, u2) = (run.zeros(n), run.zeros(n), run.zeros(n), run.zeros(n));
                     run.go(|r| {
-                        let src = match round {
-                            Some(m) => {
-                                ops::act_quant(r, &xb, &xq, n_in * n_tok, m).unwrap();
-                                &xq
-                            }
-                            None => &xb,
-                        };
+                        let src = rounded(r, &xb, &xq, n_in * n_tok, round);
                         ops::matmul_with(r, kind, &wg, src, n_in, 0, n_tok, &g1, n_ff).unwrap();
                         ops::matmul_with(r, kind, &wu, src, n_in, 0, n_tok, &u1, n_ff).unwrap();
                         ops::glu(r, &u1, &g1, n, gelu).unwrap();
