@@ -6,6 +6,7 @@ use std::str::FromStr;
 
 use half::f16;
 
+use crate::kv_rotation::{hadamard, KvRotation};
 use crate::Error;
 
 /// How the KV cache stores its rows, like llama.cpp's `-ctk`/`-ctv`: f16
@@ -118,6 +119,10 @@ pub struct KvRows<'a> {
     /// Values per row (`n_head_kv · head_dim`).
     pub width: usize,
     pub bytes: &'a [u8],
+    /// The rows are stored rotated in pieces of this many values
+    /// ([`crate::kv_rotation`]): attention rotates the queries (K) or its
+    /// output (V) to match.
+    pub rot: Option<usize>,
 }
 
 impl KvRows<'_> {
@@ -142,6 +147,10 @@ pub struct KvCache {
     /// bytes, ggml's q8_0/q4_0 blocks 34/18).
     k: Vec<Vec<u16>>,
     v: Vec<Vec<u16>>,
+    /// llama.cpp's Hadamard rotation of quantized rows ([`KvCache::rotated`]).
+    rot: KvRotation,
+    /// The rows being rotated before they are stored.
+    scratch: Vec<f32>,
 }
 
 impl KvCache {
@@ -152,7 +161,20 @@ impl KvCache {
         let words = |ty: KvType, n: usize| vec![0u16; n_ctx * ty.row_bytes(n).unwrap_or(0) / 2];
         let k = dims.iter().map(|&(kr, _)| words(k_type, kr)).collect();
         let v = dims.iter().map(|&(_, vr)| words(v_type, vr)).collect();
-        Ok(KvCache { n_ctx, dims, types: (k_type, v_type), k, v })
+        Ok(KvCache { n_ctx, dims, types: (k_type, v_type), k, v, rot: KvRotation::default(), scratch: Vec::new() })
+    }
+
+    /// The same cache storing its rows rotated as `rot` says (llama.cpp's
+    /// attention rotation, [`crate::kv_rotation`]; the backends' caches use
+    /// [`KvRotation::new`] for the model's heads).
+    pub fn rotated(mut self, rot: KvRotation) -> KvCache {
+        self.rot = rot;
+        self
+    }
+
+    /// How the rows are rotated.
+    pub fn rotation(&self) -> KvRotation {
+        self.rot
     }
 
     /// The stored types of K and V.
@@ -172,20 +194,31 @@ impl KvCache {
 
     /// Writes `n` consecutive rows of K and V (f32) at `pos`, rounded to f16
     /// or quantized with ggml's reference quantizers (`quantize_row_q8_0_ref`,
-    /// `quantize_row_q4_0_ref`), as llama.cpp stores them.
+    /// `quantize_row_q4_0_ref`), rotated first where the cache rotates, as
+    /// llama.cpp stores them.
     pub fn write(&mut self, il: usize, pos: usize, k: &[f32], v: &[f32]) {
         let (kr, vr) = self.dims[il];
         let (kt, vt) = self.types;
-        store_rows(kt, kr, pos, k, bytemuck::cast_slice_mut(&mut self.k[il]));
-        store_rows(vt, vr, pos, v, bytemuck::cast_slice_mut(&mut self.v[il]));
+        for (ty, width, x, rot, dst) in [(kt, kr, k, self.rot.k, &mut self.k[il]), (vt, vr, v, self.rot.v, &mut self.v[il])] {
+            let x = match rot {
+                Some(n) => {
+                    self.scratch.clear();
+                    self.scratch.extend_from_slice(x);
+                    hadamard(&mut self.scratch, n);
+                    &self.scratch[..]
+                }
+                None => x,
+            };
+            store_rows(ty, width, pos, x, bytemuck::cast_slice_mut(dst));
+        }
     }
 
     /// Layer `il`'s K and V rows.
     pub fn layer(&self, il: usize) -> (KvRows<'_>, KvRows<'_>) {
         let (kr, vr) = self.dims[il];
         (
-            KvRows { ty: self.types.0, width: kr, bytes: bytemuck::cast_slice(&self.k[il]) },
-            KvRows { ty: self.types.1, width: vr, bytes: bytemuck::cast_slice(&self.v[il]) },
+            KvRows { ty: self.types.0, width: kr, bytes: bytemuck::cast_slice(&self.k[il]), rot: self.rot.k },
+            KvRows { ty: self.types.1, width: vr, bytes: bytemuck::cast_slice(&self.v[il]), rot: self.rot.v },
         )
     }
 

@@ -16,6 +16,7 @@ pub mod fuzzing;
 pub mod gguf;
 pub mod graph;
 pub mod kv_cache;
+pub mod kv_rotation;
 pub mod kv_state;
 pub mod memory_plan;
 pub mod model;

@@ -28,7 +28,10 @@ use crate::kv_state::{rows_len, KvState, LayerKv};
 use crate::{Error, Result};
 
 pub const MAGIC: &[u8; 8] = b"EMBERSES";
-pub const VERSION: u32 = 1;
+/// 2: quantized rows are stored rotated as llama.cpp stores them
+/// ([`crate::kv_rotation`]); a version-1 file is read only when its cache is
+/// f16 (its quantized rows were stored unrotated: they would give wrong answers).
+pub const VERSION: u32 = 2;
 /// Bytes before the body: magic, version, body length, checksum.
 pub const PREFIX_LEN: usize = 8 + 4 + 8 + 32;
 
@@ -237,7 +240,7 @@ fn decode(prefix: &[u8; PREFIX_LEN], body: &[u8], expect: &SessionHeader, n_voca
         return Err(E::NotASessionFile);
     }
     let version = u32::from_le_bytes([prefix[8], prefix[9], prefix[10], prefix[11]]);
-    if version != VERSION {
+    if version != VERSION && version != 1 {
         return Err(E::UnsupportedVersion(version));
     }
     if Sha256::digest(body).as_slice() != &prefix[20..52] {
@@ -263,6 +266,9 @@ fn decode(prefix: &[u8; PREFIX_LEN], body: &[u8], expect: &SessionHeader, n_voca
             saved: format!("{}/{}", name(tk), name(tv)),
             this: format!("{}/{}", expect.type_k, expect.type_v),
         });
+    }
+    if version == 1 && (expect.type_k, expect.type_v) != (KvType::F16, KvType::F16) {
+        return Err(E::UnsupportedVersion(version));
     }
     let n_layer = c.u32()? as usize;
     if n_layer != expect.dims.len() {
@@ -380,6 +386,30 @@ mod tests {
         assert!(matches!(other(&|e| e.type_k = KvType::Q8_0), SessionFileError::CacheTypeMismatch { .. }));
         assert_eq!(other(&|e| e.dims[1].1 = 4), SessionFileError::LayoutMismatch);
         assert!(matches!(decode_bytes(&bytes, &h, 3), Err(SessionFileError::Malformed(_))), "token 3 outside a vocabulary of 3");
+    }
+
+    #[test]
+    fn version_1_files_are_read_only_with_an_f16_cache() {
+        // Version 1 stored quantized rows unrotated: reading them into a
+        // rotating cache would answer wrongly, so only f16 ones are taken.
+        let as_v1 = |mut b: Vec<u8>| {
+            b[8..12].copy_from_slice(&1u32.to_le_bytes());
+            b
+        };
+        let h = header();
+        let v1 = as_v1(encode(&h, &[1, 2], &state(2)).unwrap());
+        assert_eq!(decode_bytes(&v1, &h, 10).unwrap().tokens, vec![1, 2]);
+        // The same layout with q8_0 K: rows of 4 values are not blocks, so a
+        // one-block layout (32 values, 34 bytes a row).
+        let q = SessionHeader { type_k: KvType::Q8_0, dims: vec![(32, 4)], ..header() };
+        let kv =
+            KvState { type_k: KvType::Q8_0, type_v: KvType::F16, n_tokens: 1, layers: vec![LayerKv { k: vec![0; 34], v: vec![0; 8] }] };
+        let v2 = encode(&q, &[1], &kv).unwrap();
+        assert!(decode_bytes(&v2, &q, 10).is_ok());
+        assert_eq!(decode_bytes(&as_v1(v2), &q, 10), Err(SessionFileError::UnsupportedVersion(1)));
+        let mut v3 = encode(&h, &[1], &state(1)).unwrap();
+        v3[8..12].copy_from_slice(&3u32.to_le_bytes());
+        assert_eq!(decode_bytes(&v3, &h, 10), Err(SessionFileError::UnsupportedVersion(3)));
     }
 
     #[test]

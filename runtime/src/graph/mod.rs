@@ -223,6 +223,11 @@ pub struct Graph {
     pub bufs: Vec<(&'static str, usize)>,
     /// Per layer: f16 values cached per position for K and for V (0 = none).
     pub kv: Vec<(usize, usize)>,
+    /// The attention heads' K and V widths shared by every layer (llama.cpp's
+    /// `n_embd_head_k/v`; 0 when the cache holds something else, MLA's
+    /// latent rows): what the rotation of a quantized cache is sized by
+    /// ([`crate::kv_rotation::KvRotation::new`]).
+    pub kv_head_dims: (usize, usize),
     pub ropes: Vec<RopeTable>,
     /// The buffer holding the final hidden state `[n, n_embd]` the head reads.
     pub hidden: Buf,
@@ -254,8 +259,8 @@ impl GraphBuilder {
         RopeId(self.ropes.len() as u8 - 1)
     }
 
-    pub fn finish(self, kv: Vec<(usize, usize)>, hidden: Buf, head: Head, n_vocab: usize) -> Graph {
-        Graph { weights: self.weights, bufs: self.bufs, kv, ropes: self.ropes, hidden, head, n_vocab }
+    pub fn finish(self, kv: Vec<(usize, usize)>, kv_head_dims: (usize, usize), hidden: Buf, head: Head, n_vocab: usize) -> Graph {
+        Graph { weights: self.weights, bufs: self.bufs, kv, kv_head_dims, ropes: self.ropes, hidden, head, n_vocab }
     }
 }
 

@@ -81,7 +81,7 @@ impl Decoder {
         let rope = g.rope(hp.rope, factors);
         // logits = logit_mul · output(rms_norm(x) · output_norm)     [rows, n_vocab]
         let head = Head { norm, output, eps: hp.rms_eps, logit_mul: spec.logit_mul, softcap: None };
-        let graph = g.finish(vec![(hp.k_dim(), hp.v_dim()); hp.n_layer], b.x, head, hp.n_vocab);
+        let graph = g.finish(vec![(hp.k_dim(), hp.v_dim()); hp.n_layer], (hp.head_dim_k, hp.head_dim_v), b.x, head, hp.n_vocab);
         Ok(Decoder { hp, info, spec, graph, tok_embd, rope, b, layers })
     }
 }

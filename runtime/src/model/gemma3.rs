@@ -105,7 +105,7 @@ impl Gemma3 {
         let rope = g.rope(b.rope, RopeFactors::default());
         let rope_swa = g.rope(hp.rope_swa, RopeFactors::default());
         let head = Head { norm, output, eps: b.rms_eps, logit_mul: 1.0, softcap: hp.final_softcap };
-        let graph = g.finish(vec![(b.k_dim(), b.v_dim()); b.n_layer], lb.x, head, b.n_vocab);
+        let graph = g.finish(vec![(b.k_dim(), b.v_dim()); b.n_layer], (b.head_dim_k, b.head_dim_v), lb.x, head, b.n_vocab);
         Ok(Gemma3 { hp, info, graph, tok_embd, rope, rope_swa, b: lb, layers })
     }
 }

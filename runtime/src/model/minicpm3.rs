@@ -152,7 +152,7 @@ impl MiniCpm3 {
         // logits = output(rms_norm(x) · output_norm · 256/n_embd), as llama.cpp's graph.
         let head = Head { norm, output, eps: b.rms_eps, logit_mul: 256.0 / b.n_embd as f32, softcap: None };
         // Per layer: K rows `[latent | k_pe]`, no separate V (V is the latent).
-        let graph = g.finish(vec![(row, 0); b.n_layer], bufs.x, head, b.n_vocab);
+        let graph = g.finish(vec![(row, 0); b.n_layer], (0, 0), bufs.x, head, b.n_vocab);
         Ok(MiniCpm3 { hp, info, graph, tok_embd, rope, b: bufs, layers })
     }
 

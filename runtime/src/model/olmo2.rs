@@ -69,7 +69,7 @@ impl Olmo2 {
         let b = LayerBufs::declare(&mut g, &hp, true);
         let rope = g.rope(hp.rope, factors);
         let head = Head { norm, output, eps: hp.rms_eps, logit_mul: 1.0, softcap: None };
-        let graph = g.finish(vec![(hp.k_dim(), hp.v_dim()); hp.n_layer], b.x, head, hp.n_vocab);
+        let graph = g.finish(vec![(hp.k_dim(), hp.v_dim()); hp.n_layer], (hp.head_dim_k, hp.head_dim_v), b.x, head, hp.n_vocab);
         let kq_scale = 1.0 / (hp.head_dim_k as f32).sqrt();
         let call = AttnCall { mode: RopeMode::Neox, q_scale: 1.0, kq_scale, window: None, softcap: None };
         Ok(Olmo2 { hp, info, graph, tok_embd, rope, call, b, layers })

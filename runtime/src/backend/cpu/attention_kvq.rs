@@ -12,6 +12,10 @@
 //!   ggml keeps a running maximum and rescales (online softmax); we take the
 //!   maximum first: the same quantities in exact arithmetic, ulps apart in f32.
 //!
+//! - Rows stored rotated (llama.cpp's Hadamard rotation of quantized caches,
+//!   [`crate::kv_rotation`]): the query head is rotated like the K rows
+//!   before it is quantized, and the output head rotated back like the V rows.
+//!
 //! The f16-only cache keeps [`super::attention`] (llama.cpp's non-flash path,
 //! which rounds the probabilities to f16): the default stays bit-for-bit as it was.
 
@@ -22,6 +26,7 @@ use half::f16;
 use super::simd::CpuKernels;
 use super::{team, AttnShape, SharedMut};
 use crate::kv_cache::{KvRows, KvType};
+use crate::kv_rotation::hadamard;
 use crate::quant::{self, GgmlType};
 use crate::{Error, Result};
 
@@ -58,7 +63,14 @@ pub fn attention_kvq(kern: &CpuKernels, s: &AttnShape, q: &[f32], k: KvRows, v: 
             let p = s.pos0 + t;
             let hk = h / group;
             let first = s.first_key(p);
-            let qh = &q[t * q_dim + h * s.head_dim_k..][..s.head_dim_k];
+            let mut qh = &q[t * q_dim + h * s.head_dim_k..][..s.head_dim_k];
+            // K stored rotated: rotate the query the same way ((H·q)·(H·k) = q·k).
+            if let Some(n) = k.rot {
+                b.qrot.clear();
+                b.qrot.extend_from_slice(qh);
+                hadamard(&mut b.qrot, n);
+                qh = &b.qrot;
+            }
             // scores[i]: key first + i.
             b.scores.clear();
             b.scores.resize(p + 1 - first, 0.0);
@@ -106,6 +118,10 @@ pub fn attention_kvq(kern: &CpuKernels, s: &AttnShape, q: &[f32], k: KvRows, v: 
             for (d, &a) in dst.iter_mut().zip(&b.acc) {
                 *d = a * inv;
             }
+            // V stored rotated: the output is H·(Σ p·v); rotate it back (H·H = I).
+            if let Some(n) = v.rot {
+                hadamard(dst, n);
+            }
         })
     });
     Ok(())
@@ -128,6 +144,7 @@ fn dequantize_head(ty: KvType, src: &[u8], dst: &mut [f32]) {
 #[derive(Default)]
 struct Bufs {
     scores: Vec<f32>,
+    qrot: Vec<f32>,
     q16: Vec<f16>,
     q8: Vec<u8>,
     vrow: Vec<f32>,
@@ -148,7 +165,17 @@ mod tests {
     use super::super::simd::CpuKernels;
     use super::{attention_kvq, AttnShape};
     use crate::kv_cache::{KvCache, KvType};
+    use crate::kv_rotation::KvRotation;
     use crate::quant::{self, GgmlType};
+
+    /// The sign of the Sylvester–Hadamard matrix's entry (i, j): (−1)^popcount(i & j).
+    fn sylvester_sign(i: usize, j: usize) -> f64 {
+        if (i & j).count_ones().is_multiple_of(2) {
+            1.0
+        } else {
+            -1.0
+        }
+    }
 
     fn rng(seed: &mut u64) -> f32 {
         *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
@@ -166,18 +193,23 @@ mod tests {
 
     #[test]
     fn quantized_cache_attention_matches_its_definition() {
-        // (k type, v type, n_head, n_head_kv, hd_k, hd_v, n_tok, pos0, window, softcap)
+        // (k type, v type, n_head, n_head_kv, hd_k, hd_v, n_tok, pos0, window, softcap, rotated)
         let cases = [
-            (KvType::Q8_0, KvType::Q8_0, 4, 2, 64, 64, 3, 6, None, None),
-            (KvType::Q4_0, KvType::Q4_0, 2, 1, 32, 32, 1, 12, Some(5), None),
-            (KvType::Q8_0, KvType::F16, 4, 4, 32, 64, 2, 4, None, Some(30.0)),
-            (KvType::F16, KvType::Q4_0, 2, 2, 64, 32, 4, 0, None, None),
+            (KvType::Q8_0, KvType::Q8_0, 4, 2, 64, 64, 3, 6, None, None, false),
+            (KvType::Q8_0, KvType::Q8_0, 4, 2, 64, 64, 3, 6, None, None, true),
+            (KvType::Q4_0, KvType::Q4_0, 2, 1, 32, 32, 1, 12, Some(5), None, false),
+            (KvType::Q8_0, KvType::F16, 4, 4, 32, 64, 2, 4, None, Some(30.0), false),
+            (KvType::F16, KvType::Q4_0, 2, 2, 64, 32, 4, 0, None, None, false),
+            // Rotated in pieces of 128 (K) and 64 (V).
+            (KvType::Q4_0, KvType::Q8_0, 4, 1, 128, 128, 2, 3, Some(4), None, true),
         ];
         let mut seed = 11u64;
-        for (kt, vt, n_head, n_head_kv, hk, hv, n_tok, pos0, window, softcap) in cases {
+        for (kt, vt, n_head, n_head_kv, hk, hv, n_tok, pos0, window, softcap, rotated) in cases {
             let n_pos = pos0 + n_tok;
             let (kr, vr) = (n_head_kv * hk, n_head_kv * hv);
-            let mut cache = KvCache::new(n_pos, vec![(kr, vr)], kt, vt).unwrap();
+            let rot = if rotated { KvRotation::new(hk, hv, (kt, vt)) } else { KvRotation::default() };
+            assert_eq!(rotated, !rot.is_none());
+            let mut cache = KvCache::new(n_pos, vec![(kr, vr)], kt, vt).unwrap().rotated(rot);
             let k: Vec<f32> = (0..n_pos * kr).map(|_| rng(&mut seed) * 2.0).collect();
             let v: Vec<f32> = (0..n_pos * vr).map(|_| rng(&mut seed)).collect();
             cache.write(0, 0, &k, &v);
@@ -195,7 +227,11 @@ mod tests {
                 for h in 0..n_head {
                     let hkv = h / (n_head / n_head_kv);
                     // The query as the kernel sees it: q8_0-rounded for a quantized K, f16 for f16.
-                    let qh = &q[(t * n_head + h) * hk..][..hk];
+                    let mut qh = q[(t * n_head + h) * hk..][..hk].to_vec();
+                    if let Some(n) = rot.k {
+                        crate::kv_rotation::hadamard(&mut qh, n);
+                    }
+                    let qh = &qh[..];
                     let qr: Vec<f32> = if kt == KvType::F16 {
                         qh.iter().map(|&x| half::f16::from_f32(x).to_f32()).collect()
                     } else {
@@ -212,10 +248,19 @@ mod tests {
                         .collect();
                     let m = sc.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
                     let z: f64 = sc.iter().map(|s| (s - m).exp()).sum();
+                    let o = &mut want[(t * n_head + h) * hv..][..hv];
                     for (jj, s) in sc.iter().enumerate() {
                         let w = (s - m).exp() / z;
                         for i in 0..hv {
-                            want[(t * n_head + h) * hv + i] += w * vf[(first + jj) * vr + hkv * hv + i] as f64;
+                            o[i] += w * vf[(first + jj) * vr + hkv * hv + i] as f64;
+                        }
+                    }
+                    // Rotated V: the output is rotated back, here by the f64 Sylvester matrix.
+                    if let Some(n) = rot.v {
+                        for piece in o.chunks_mut(n) {
+                            let y: Vec<f64> =
+                                (0..n).map(|i| (0..n).map(|j| sylvester_sign(i, j) * piece[j]).sum::<f64>() / (n as f64).sqrt()).collect();
+                            piece.copy_from_slice(&y);
                         }
                     }
                 }
