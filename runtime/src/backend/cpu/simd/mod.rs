@@ -190,6 +190,7 @@ impl CpuKernels {
     }
 
     /// Every table this CPU can run (scalar first); for parity tests and benchmarks.
+    #[cfg_attr(target_arch = "wasm32", allow(unused_mut))]
     pub fn available() -> Vec<&'static CpuKernels> {
         let mut v = vec![&SCALAR];
         #[cfg(target_arch = "x86_64")]
