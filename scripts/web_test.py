@@ -201,6 +201,13 @@ def main():
     browser = Browser(a.chromium)
     failed = 0
     try:
+        kind, r = browser.run_page(f"{base}?parity=1", a.timeout)
+        if kind != "EMBER_DONE":
+            failed += 1
+            print(f"FAIL kernel parity: {kind} {r.get('error')} {json.dumps(r.get('parity', {}).get('failures', [])[:3])}")
+        else:
+            p = r["parity"]
+            print(f"ok   kernel parity: {'/'.join(p['tables'])}, {p['cases']} cases bit-identical")
         for backend in a.backends.split(","):
             for prompt in a.prompts:
                 want = native(a.ember, a.model, prompt, a.n)
@@ -219,7 +226,7 @@ def main():
                           f"generation {r['gen_tps']:.1f} tok/s; page {secs:.1f} s)")
         if a.screenshot:
             q = urllib.parse.urlencode({"autorun": 1, "chat": 1, "model": model_url, "backend": "auto",
-                                        "prompt": "What is the capital of France?", "n": 48, "temp": 0})
+                                        "prompt": "Hello! Who are you?", "n": 40, "temp": 0})
             kind, r = browser.run_page(f"{base}?{q}", a.timeout)
             if kind != "EMBER_DONE":
                 failed += 1

@@ -227,3 +227,49 @@ impl Session {
         self.inner.reset();
     }
 }
+
+/// The in-browser kernel parity check: every CPU kernel table this build has (SIMD128)
+/// against the scalar references, on random rows of each weight format with a WebAssembly
+/// kernel. Returns JSON `{tables, cases, failures: [...]}`; the kernels must match bit for bit.
+#[wasm_bindgen(js_name = kernelParity)]
+pub fn kernel_parity() -> String {
+    use ember::backend::cpu::simd::SCALAR;
+    use ember::backend::cpu::CpuKernels;
+    use ember::quant::{self, GgmlType};
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut rnd = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut cases = 0;
+    let mut failures = Vec::new();
+    let tables: Vec<&str> = CpuKernels::available().iter().map(|k| k.isa).collect();
+    for (ty, block, scales) in [(GgmlType::Q4_1, 20usize, 2usize), (GgmlType::Q8_0, 34, 1)] {
+        for n in [32usize, 64, 576, 1536] {
+            for _ in 0..8 {
+                let mut w: Vec<u8> = (0..n / 32 * block).map(|_| rnd() as u8).collect();
+                for b in w.chunks_exact_mut(block) {
+                    for s in 0..scales {
+                        let v = half::f16::from_f32(((rnd() % 2000) as f32 - 1000.0) * 1e-5);
+                        b[2 * s..2 * s + 2].copy_from_slice(&v.to_le_bytes());
+                    }
+                }
+                let x: Vec<f32> = (0..n).map(|_| ((rnd() % 20001) as f32 - 10000.0) * 1e-4).collect();
+                let act_ty = quant::vec_dot_type(ty);
+                let mut act = vec![0u8; act_ty.row_size(n).unwrap()];
+                quant::quantize_row_act(act_ty, &x, &mut act);
+                let want = SCALAR.vec_dot(ty, n, &w, &act);
+                for k in CpuKernels::available() {
+                    cases += 1;
+                    let got = k.vec_dot(ty, n, &w, &act);
+                    if got.to_bits() != want.to_bits() {
+                        failures.push(json!({"table": k.isa, "format": format!("{ty:?}"), "n": n, "got": got, "want": want}));
+                    }
+                }
+            }
+        }
+    }
+    json!({"tables": tables, "cases": cases, "failures": failures}).to_string()
+}

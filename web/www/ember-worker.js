@@ -1,7 +1,7 @@
 // Ember's Web Worker: owns the WebAssembly module, the engine and its sessions. ember.js talks
 // to it with messages {id, op, ...}; it answers {id, ok, value | error} and streams
 // {id, token} while generating. Generation blocks this worker, never the page.
-import init, { Engine, ModelBuffer } from './pkg/ember_web.js';
+import init, { Engine, ModelBuffer, kernelParity } from './pkg/ember_web.js';
 
 let ready = null;
 let engine = null;
@@ -74,6 +74,11 @@ const ops = {
     const info = JSON.parse(engine.info());
     info.load_ms = performance.now() - t;
     return info;
+  },
+  async parity() {
+    ready ??= init();
+    await ready;
+    return JSON.parse(kernelParity());
   },
   newSession() {
     if (!engine) throw new Error('no model loaded');

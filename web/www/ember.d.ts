@@ -93,3 +93,13 @@ export declare class Session {
   reset(): Promise<void>;
   free(): Promise<void>;
 }
+
+export interface ParityReport {
+  /** The kernel tables checked ("scalar", "simd128"). */
+  tables: string[];
+  cases: number;
+  failures: { table: string; format: string; n: number; got: number; want: number }[];
+}
+
+/** The in-browser kernel parity check: the WebAssembly SIMD128 kernels against the scalar ones. */
+export declare function kernelParity(options?: { workerUrl?: string | URL }): Promise<ParityReport>;

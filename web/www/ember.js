@@ -134,3 +134,13 @@ export class Session {
     await this._w.call('freeSession', { session: await this._id });
   }
 }
+
+/** The in-browser kernel parity check: the WebAssembly SIMD128 kernels against the scalar ones. */
+export async function kernelParity(options = {}) {
+  const w = new Worker_(options.workerUrl ?? new URL('./ember-worker.js', import.meta.url));
+  try {
+    return await w.call('parity');
+  } finally {
+    w.worker.terminate();
+  }
+}
