@@ -229,7 +229,7 @@ impl Engine {
         }
         let mut file = file;
         if gpu.is_none() && file.is_mapped() && config.weights.copies() {
-            let t = std::time::Instant::now();
+            let t = crate::time::Instant::now();
             match file.copy_to_memory(true) {
                 Ok(copy) => {
                     file = Arc::new(copy);

@@ -28,6 +28,7 @@ pub mod session;
 pub mod session_file;
 pub mod speculative;
 pub mod stop;
+pub mod time;
 pub mod tokenizer;
 
 pub use config::{BackendKind, EngineConfig, WeightMemory};

@@ -1,10 +1,10 @@
 //! `Session`: one conversation on an [`Engine`]: its KV cache, the tokens it
 //! holds, and generation (prompt → sampled tokens → streamed text).
 
+use crate::time::Instant;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
 
 use crate::constrain::{Constraint, TokenMask};
 use crate::engine::Engine;

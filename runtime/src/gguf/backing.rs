@@ -93,6 +93,8 @@ impl Backing {
         use rayon::prelude::*;
         dst.par_chunks_mut(PIECE).zip(src.par_chunks(PIECE)).enumerate().for_each(|(i, (d, s))| {
             d.copy_from_slice(s);
+            #[cfg(not(unix))]
+            let _ = i;
             #[cfg(unix)]
             if let Backing::Mmap(m) = self {
                 // SAFETY: a read-only file mapping: after MADV_DONTNEED its

@@ -4,7 +4,7 @@
 //! then each product (and attention) is timed by the wall clock of its
 //! parallel region, which is what the token waits for.
 
-use std::time::Instant;
+use crate::time::Instant;
 
 use crate::quant::GgmlType;
 

@@ -20,9 +20,10 @@ use crate::{Error, Result};
 /// Threads for the CPU kernels. Created once per engine; `install` runs a
 /// whole forward pass inside the pool so nested `par_iter`s use its threads.
 pub struct CpuBackend {
-    pool: rayon::ThreadPool,
+    pool: Pool,
     /// One team at a time on the pool: two concurrent teams could each hold
     /// some of the threads and wait for the others forever.
+    #[cfg(not(target_arch = "wasm32"))]
     team: std::sync::Mutex<()>,
     n_threads: usize,
     kernels: &'static CpuKernels,
@@ -49,12 +50,21 @@ impl CpuBackend {
             return Err(Error::InvalidParam(format!("{n_threads} threads requested; this machine runs {cores} at once (0 = default)")));
         }
         let n_threads = if n_threads == 0 { default_threads() } else { n_threads };
+        #[cfg(not(target_arch = "wasm32"))]
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(n_threads)
             .thread_name(|i| format!("ember-cpu-{i}"))
             .build()
             .map_err(|e| Error::InvalidParam(format!("cannot start {n_threads} threads: {e}")))?;
-        Ok(CpuBackend { pool, team: std::sync::Mutex::new(()), n_threads, kernels })
+        #[cfg(target_arch = "wasm32")]
+        let pool = Pool;
+        Ok(CpuBackend {
+            pool,
+            #[cfg(not(target_arch = "wasm32"))]
+            team: std::sync::Mutex::new(()),
+            n_threads,
+            kernels,
+        })
     }
 
     pub fn n_threads(&self) -> usize {
@@ -74,17 +84,36 @@ impl CpuBackend {
     /// step (a few tokens: many short parallel loops) on a spinning
     /// [`team`], a prompt batch (long loops) through rayon.
     pub fn install_forward<R: Send>(&self, n_tok: usize, f: impl FnOnce() -> R + Send) -> R {
+        #[cfg(target_arch = "wasm32")]
+        let _ = n_tok;
+        #[cfg(not(target_arch = "wasm32"))]
         if n_tok < TEAM_MAX_TOK {
             let _one = self.team.lock().unwrap_or_else(|e| e.into_inner());
-            team::run(&self.pool, f)
-        } else {
-            self.pool.install(f)
+            return team::run(&self.pool, f);
         }
+        self.pool.install(f)
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+type Pool = rayon::ThreadPool;
+
+/// In the browser (wasm32 without threads) the pool is the calling thread: rayon cannot spawn
+/// workers there, and its global pool falls back to running every parallel loop on the current
+/// thread, which is what the kernels' `par_iter`s then do.
+#[cfg(target_arch = "wasm32")]
+struct Pool;
+
+#[cfg(target_arch = "wasm32")]
+impl Pool {
+    fn install<R>(&self, f: impl FnOnce() -> R) -> R {
+        f()
     }
 }
 
 /// Forward passes over fewer tokens than this run on a spinning team: the
 /// token-at-a-time case, whose matmuls take the generation path.
+#[cfg(not(target_arch = "wasm32"))]
 const TEAM_MAX_TOK: usize = 4;
 
 /// The number of physical-ish cores to use by default.

@@ -255,7 +255,7 @@ mod tests {
                         by_helper.fetch_add(1, Relaxed);
                     }
                     // Slow enough (5 µs) that the helper gets tasks.
-                    let t0 = std::time::Instant::now();
+                    let t0 = crate::time::Instant::now();
                     while t0.elapsed().as_micros() < 5 {
                         std::hint::spin_loop();
                     }

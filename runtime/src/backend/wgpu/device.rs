@@ -201,7 +201,20 @@ fn type_name(t: wgpu::DeviceType) -> &'static str {
 pub fn list_adapters() -> Vec<wgpu::AdapterInfo> {
     let _quiet = (!log::log_enabled!(log::Level::Info)).then(QuietStderr::new);
     let instance = wgpu::Instance::new(&wgpu::InstanceDescriptor { backends: wgpu::Backends::PRIMARY, ..Default::default() });
-    instance.enumerate_adapters(wgpu::Backends::PRIMARY).into_iter().map(|a| a.get_info()).collect()
+    enumerate_adapters(&instance).into_iter().map(|a| a.get_info()).collect()
+}
+
+/// The adapters wgpu can enumerate synchronously: every one on native; none in the browser,
+/// where WebGPU only hands out an adapter through an awaited `requestAdapter` (not done here
+/// yet: the browser build runs on the CPU backend).
+fn enumerate_adapters(instance: &wgpu::Instance) -> Vec<wgpu::Adapter> {
+    #[cfg(not(target_arch = "wasm32"))]
+    return instance.enumerate_adapters(wgpu::Backends::PRIMARY);
+    #[cfg(target_arch = "wasm32")]
+    {
+        let _ = instance;
+        Vec::new()
+    }
 }
 
 /// "discrete", "integrated", "cpu (software)", …
@@ -231,8 +244,7 @@ impl GpuContext {
             wgpu::DeviceType::Other => 3,
             wgpu::DeviceType::Cpu => 4,
         };
-        let mut adapters: Vec<wgpu::Adapter> = instance
-            .enumerate_adapters(wgpu::Backends::PRIMARY)
+        let mut adapters: Vec<wgpu::Adapter> = enumerate_adapters(&instance)
             .into_iter()
             .filter(|a| policy == AdapterPolicy::AllowSoftware || a.get_info().device_type != wgpu::DeviceType::Cpu)
             .collect();

@@ -18,6 +18,8 @@ use crate::quant::{self, GgmlType};
 
 #[cfg(target_arch = "aarch64")]
 mod aarch64;
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod wasm32;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
@@ -186,16 +188,23 @@ impl CpuKernels {
         if let Some(k) = aarch64::detect() {
             return k;
         }
-        &SCALAR
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        let best = &wasm32::SIMD128;
+        #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+        let best = &SCALAR;
+        best
     }
 
     /// Every table this CPU can run (scalar first); for parity tests and benchmarks.
+    #[cfg_attr(all(target_arch = "wasm32", not(target_feature = "simd128")), allow(unused_mut))]
     pub fn available() -> Vec<&'static CpuKernels> {
         let mut v = vec![&SCALAR];
         #[cfg(target_arch = "x86_64")]
         v.extend(x86::available());
         #[cfg(target_arch = "aarch64")]
         v.extend(aarch64::available());
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        v.push(&wasm32::SIMD128);
         v
     }
 

@@ -326,7 +326,7 @@ impl Readback {
 /// waiting, up to the context's watchdog: past it, or when the device was
 /// lost, [`Error::DeviceLost`] (`backend auto` then continues on the CPU).
 pub fn wait(ctx: &GpuContext) -> Result<()> {
-    let start = std::time::Instant::now();
+    let start = crate::time::Instant::now();
     let step = ctx.watchdog.min(std::time::Duration::from_secs(60));
     loop {
         if ctx.lost.load(Ordering::Relaxed) {

@@ -2,8 +2,8 @@
 //! given set of tiers, its logits (every position of the prompt, then each
 //! decode step) compared with the CPU backend's on the same model.
 
+use crate::time::Instant;
 use std::sync::Arc;
-use std::time::Instant;
 
 use super::golden;
 use super::verdict::Outcome;

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The browser test: the demo page (web/dist, from scripts/build-web.sh) in headless Chromium on
+# SmolLM2-135M; the greedy text of each prompt must equal the native CPU's (`ember run
+# --backend cpu --temp 0`). Installs Chromium (Debian's package) when missing; fetches the model
+# (scripts/fetch-models.sh) when missing. Every page has a hard timeout (EMBER_WEB_TIMEOUT, s).
+#   EMBER_WEB_SCREENSHOT=docs/web-chat.png  also runs a chat turn and keeps a screenshot.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v chromium >/dev/null; then
+  echo "test-web: installing chromium"
+  sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
+  $sudo apt-get update -qq && $sudo apt-get install -y -qq chromium >/dev/null
+fi
+[ -f web/dist/index.html ] && [ -f web/dist/pkg/ember_web_bg.wasm ] || { echo "test-web: run scripts/build-web.sh first" >&2; exit 1; }
+ember="${EMBER_BIN:-${CARGO_TARGET_DIR:-target}/release/ember}"
+[ -x "$ember" ] || (unset RUSTC_WORKSPACE_WRAPPER; cargo build --release -q -p ember-cli)
+model="${EMBER_HOME:-$HOME/.cache/ember}/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+[ -f "$model" ] || EMBER_BIN="$ember" scripts/fetch-models.sh smollm2-135m
+
+# Whole-run cap on top of the per-page one: never hang CI.
+exec timeout -k 10 "${EMBER_WEB_TOTAL_TIMEOUT:-600}" python3 scripts/web_test.py \
+  --ember "$ember" --model "$model" --backends "${EMBER_WEB_BACKENDS:-cpu}" --n 16 --timeout "${EMBER_WEB_TIMEOUT:-180}" \
+  ${EMBER_WEB_SCREENSHOT:+--screenshot "$EMBER_WEB_SCREENSHOT"} \
+  "The capital of France is" "Once upon a time, a little robot"

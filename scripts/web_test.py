@@ -1,0 +1,243 @@
+#!/usr/bin/env python3
+"""The browser test (scripts/test-web.sh runs it): serves web/dist and the model, opens the
+demo page in headless Chromium with ?autorun=1, reads the page's `EMBER_DONE {json}` console
+line over the DevTools protocol and compares the text with the native CLI's greedy output.
+
+Standard library only: a small HTTP server (with the cross-origin isolation headers, so the
+page has SharedArrayBuffer) and a minimal WebSocket client for the DevTools protocol.
+"""
+import argparse
+import base64
+import functools
+import http.server
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+import urllib.request
+
+
+class Handler(http.server.SimpleHTTPRequestHandler):
+    models = "."
+
+    def translate_path(self, path):
+        p = urllib.parse.unquote(urllib.parse.urlsplit(path).path)
+        if p.startswith("/models/"):
+            return os.path.join(self.models, os.path.basename(p))
+        return super().translate_path(path)
+
+    def end_headers(self):
+        self.send_header("Cross-Origin-Opener-Policy", "same-origin")
+        self.send_header("Cross-Origin-Embedder-Policy", "require-corp")
+        self.send_header("Cache-Control", "no-store")
+        super().end_headers()
+
+    def log_message(self, *a):
+        pass
+
+
+Handler.extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map, ".js": "text/javascript", ".wasm": "application/wasm"}
+
+
+def serve(root, models):
+    Handler.models = models
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=root))
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv.server_address[1]
+
+
+class WebSocket:
+    """Just enough of RFC 6455 for the DevTools protocol (text frames, client-masked)."""
+
+    def __init__(self, url):
+        u = urllib.parse.urlsplit(url)
+        self.sock = socket.create_connection((u.hostname, u.port))
+        key = base64.b64encode(os.urandom(16)).decode()
+        req = f"GET {u.path} HTTP/1.1\r\nHost: {u.netloc}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        self.sock.sendall(req.encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = self.sock.recv(4096)
+            if not chunk:
+                raise ConnectionError("DevTools closed the WebSocket handshake")
+            head += chunk
+        head, self.buf = head.split(b"\r\n\r\n", 1)
+        if b" 101 " not in head.split(b"\r\n")[0]:
+            raise ConnectionError(f"WebSocket handshake refused: {head[:200]!r}")
+
+    def send(self, text):
+        data = text.encode()
+        n = len(data)
+        hdr = bytes([0x81]) + (bytes([0x80 | n]) if n < 126 else bytes([0x80 | 126]) + n.to_bytes(2, "big") if n < 65536 else bytes([0x80 | 127]) + n.to_bytes(8, "big"))
+        mask = os.urandom(4)
+        self.sock.sendall(hdr + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data)))
+
+    def _read(self, n):
+        while len(self.buf) < n:
+            chunk = self.sock.recv(1 << 16)
+            if not chunk:
+                raise ConnectionError("DevTools closed the connection")
+            self.buf += chunk
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def recv(self):
+        msg = b""
+        while True:
+            b0, b1 = self._read(2)
+            n = b1 & 0x7F
+            if n == 126:
+                n = int.from_bytes(self._read(2), "big")
+            elif n == 127:
+                n = int.from_bytes(self._read(8), "big")
+            payload = self._read(n)
+            op = b0 & 0x0F
+            if op == 8:
+                raise ConnectionError("DevTools closed the connection")
+            if op in (0, 1, 2):
+                msg += payload
+                if b0 & 0x80:
+                    return msg.decode()
+
+
+class Browser:
+    def __init__(self, chromium, size=(820, 640)):
+        self.dir = tempfile.mkdtemp(prefix="ember-chromium-")
+        args = [chromium, "--headless=new", "--no-sandbox", "--enable-unsafe-webgpu", "--no-first-run", "--disable-gpu-sandbox",
+                "--remote-debugging-port=0", f"--user-data-dir={self.dir}", f"--window-size={size[0]},{size[1]}", "about:blank"]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        port_file = os.path.join(self.dir, "DevToolsActivePort")
+        for _ in range(300):
+            if os.path.exists(port_file) and open(port_file).read().strip():
+                break
+            time.sleep(0.1)
+        else:
+            raise RuntimeError("chromium did not start (no DevToolsActivePort after 30 s)")
+        port = int(open(port_file).read().split()[0])
+        pages = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list"))
+        self.ws = WebSocket(next(p for p in pages if p["type"] == "page")["webSocketDebuggerUrl"])
+        self.next = 0
+        self.call("Runtime.enable")
+        self.call("Page.enable")
+
+    def call(self, method, **params):
+        self.next += 1
+        me = self.next
+        self.ws.send(json.dumps({"id": me, "method": method, "params": params}))
+        while True:
+            m = json.loads(self.ws.recv())
+            if m.get("id") == me:
+                if "error" in m:
+                    raise RuntimeError(f"{method}: {m['error']}")
+                return m.get("result", {})
+            self.event(m)
+
+    def event(self, m):
+        if m.get("method") == "Runtime.consoleAPICalled":
+            text = " ".join(str(a.get("value", a.get("description", ""))) for a in m["params"]["args"])
+            self.console.append(text)
+            if not text.startswith("EMBER_"):
+                print(f"  console: {text[:300]}", file=sys.stderr)
+        elif m.get("method") == "Runtime.exceptionThrown":
+            d = m["params"]["exceptionDetails"]
+            text = d.get("exception", {}).get("description") or d.get("text")
+            self.console.append(f"EMBER_ERROR {json.dumps({'error': 'uncaught: ' + str(text)})}")
+
+    def run_page(self, url, timeout):
+        """Loads `url` and waits for its EMBER_DONE / EMBER_ERROR line; returns (kind, json)."""
+        self.console = []
+        self.call("Page.navigate", url=url)
+        deadline = time.time() + timeout
+        self.ws.sock.settimeout(5)
+        while time.time() < deadline:
+            for line in self.console:
+                if line.startswith("EMBER_DONE ") or line.startswith("EMBER_ERROR "):
+                    kind, _, body = line.partition(" ")
+                    return kind, json.loads(body)
+            try:
+                self.event(json.loads(self.ws.recv()))
+            except socket.timeout:
+                pass
+        return "TIMEOUT", {"error": f"no EMBER_DONE within {timeout} s"}
+
+    def screenshot(self, path):
+        data = self.call("Page.captureScreenshot", format="png")["data"]
+        with open(path, "wb") as f:
+            f.write(base64.b64decode(data))
+
+    def close(self):
+        self.proc.kill()
+        self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def native(ember, model, prompt, n):
+    out = subprocess.run([ember, "run", "-m", model, "--backend", "cpu", "--temp", "0", "-n", str(n), "-p", prompt],
+                         capture_output=True, text=True, timeout=300, check=True).stdout
+    return out[:-1] if out.endswith("\n") else out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--chromium", default=shutil.which("chromium") or "chromium")
+    ap.add_argument("--ember", default="target/release/ember")
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--backends", default="cpu")
+    ap.add_argument("--n", type=int, default=16)
+    ap.add_argument("--timeout", type=int, default=180)
+    ap.add_argument("--screenshot")
+    ap.add_argument("prompts", nargs="+")
+    a = ap.parse_args()
+
+    port = serve("web/dist", os.path.dirname(os.path.abspath(a.model)))
+    model_url = f"/models/{os.path.basename(a.model)}"
+    base = f"http://127.0.0.1:{port}/index.html"
+    browser = Browser(a.chromium)
+    failed = 0
+    try:
+        kind, r = browser.run_page(f"{base}?parity=1", a.timeout)
+        if kind != "EMBER_DONE":
+            failed += 1
+            print(f"FAIL kernel parity: {kind} {r.get('error')} {json.dumps(r.get('parity', {}).get('failures', [])[:3])}")
+        else:
+            p = r["parity"]
+            print(f"ok   kernel parity: {'/'.join(p['tables'])}, {p['cases']} cases bit-identical")
+        for backend in a.backends.split(","):
+            for prompt in a.prompts:
+                want = native(a.ember, a.model, prompt, a.n)
+                q = urllib.parse.urlencode({"autorun": 1, "model": model_url, "backend": backend, "prompt": prompt, "n": a.n, "temp": 0})
+                t = time.time()
+                kind, r = browser.run_page(f"{base}?{q}", a.timeout)
+                secs = time.time() - t
+                if kind != "EMBER_DONE":
+                    failed += 1
+                    print(f"FAIL [{backend}] {prompt!r}: {kind} {r.get('error')}")
+                elif r["text"] != want:
+                    failed += 1
+                    print(f"FAIL [{backend}] {prompt!r}: the browser's text differs from the native CPU's\n  web:    {r['text']!r}\n  native: {want!r}")
+                else:
+                    print(f"ok   [{backend}] {prompt!r} = native ({r['backend']} on {r['adapter']}; prompt {r['prompt_tps']:.1f} tok/s, "
+                          f"generation {r['gen_tps']:.1f} tok/s; page {secs:.1f} s)")
+        if a.screenshot:
+            q = urllib.parse.urlencode({"autorun": 1, "chat": 1, "model": model_url, "backend": "auto",
+                                        "prompt": "Hello! Who are you?", "n": 40, "temp": 0})
+            kind, r = browser.run_page(f"{base}?{q}", a.timeout)
+            if kind != "EMBER_DONE":
+                failed += 1
+                print(f"FAIL screenshot page: {kind} {r.get('error')}")
+            else:
+                browser.screenshot(a.screenshot)
+                print(f"screenshot: {a.screenshot} (chat reply {r['text'][:60]!r}, {r['gen_tps']:.1f} tok/s)")
+    finally:
+        browser.close()
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()

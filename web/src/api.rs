@@ -1,0 +1,275 @@
+use std::sync::Arc;
+
+use ember::chat::{ChatMessage, ChatTemplate};
+use ember::gguf::GgufFile;
+use ember::sampling::SamplingParams;
+use ember::{BackendKind, EngineConfig, GenerateParams, GenerationStats};
+use serde_json::{json, Value};
+use wasm_bindgen::prelude::*;
+
+/// The most bytes a model may have here. A wasm32 instance addresses 4 GiB at most (browsers
+/// allow that much or less), and the KV cache, scratch and the code need room next to it.
+const MAX_MODEL_BYTES: u64 = 3 << 30;
+
+#[wasm_bindgen(start)]
+fn start() {
+    // A Rust panic would otherwise surface only as "RuntimeError: unreachable".
+    std::panic::set_hook(Box::new(|info| web_sys::console::error_1(&format!("ember panicked: {info}").into())));
+}
+
+fn err(e: impl std::fmt::Display) -> JsError {
+    JsError::new(&e.to_string())
+}
+
+fn mib(n: u64) -> String {
+    format!("{:.0} MiB", n as f64 / (1u64 << 20) as f64)
+}
+
+fn check_size(n: u64) -> Result<(), JsError> {
+    if n > MAX_MODEL_BYTES {
+        return Err(err(format!(
+            "the model is {}; a WebAssembly page can hold at most {} of weights (wasm32 addresses 4 GiB, shared with the KV cache): use a smaller or more quantized model",
+            mib(n),
+            mib(MAX_MODEL_BYTES)
+        )));
+    }
+    Ok(())
+}
+
+/// The model's bytes, streamed in chunk by chunk (from `fetch` or Cache Storage) straight
+/// into WebAssembly memory: JavaScript never holds the whole file, so the page holds one copy.
+#[wasm_bindgen]
+pub struct ModelBuffer {
+    bytes: Vec<u8>,
+}
+
+#[wasm_bindgen]
+impl ModelBuffer {
+    /// `expected_len`: the size when known (Content-Length), reserved at once, so a model that
+    /// cannot fit fails here with a clear message before any byte is downloaded.
+    #[wasm_bindgen(constructor)]
+    pub fn new(expected_len: Option<f64>) -> Result<ModelBuffer, JsError> {
+        let mut bytes = Vec::new();
+        if let Some(n) = expected_len {
+            let n = n as u64;
+            check_size(n)?;
+            bytes
+                .try_reserve_exact(n as usize)
+                .map_err(|_| err(format!("cannot allocate {} of WebAssembly memory for the model (the browser refused it)", mib(n))))?;
+        }
+        Ok(ModelBuffer { bytes })
+    }
+
+    /// Appends one chunk.
+    pub fn push(&mut self, chunk: &[u8]) -> Result<(), JsError> {
+        let n = (self.bytes.len() + chunk.len()) as u64;
+        check_size(n)?;
+        self.bytes
+            .try_reserve(chunk.len())
+            .map_err(|_| err(format!("cannot grow the model buffer to {} of WebAssembly memory", mib(n))))?;
+        self.bytes.extend_from_slice(chunk);
+        Ok(())
+    }
+
+    /// Bytes received so far.
+    #[wasm_bindgen(getter)]
+    pub fn length(&self) -> f64 {
+        self.bytes.len() as f64
+    }
+}
+
+/// A loaded model.
+#[wasm_bindgen]
+pub struct Engine {
+    inner: Arc<ember::Engine>,
+    /// The model's chat template (`None`, with the reason, when it has none that compiles).
+    template: std::result::Result<Arc<ChatTemplate>, String>,
+}
+
+#[wasm_bindgen]
+impl Engine {
+    /// Loads the model from `buffer` (consumed: its memory becomes the model's).
+    /// `options`: JSON `{"backend": "cpu" | "auto", "n_ctx": N, "scalar": bool}`.
+    pub fn load(buffer: ModelBuffer, options: &str) -> Result<Engine, JsError> {
+        let opts: Value = if options.is_empty() { json!({}) } else { serde_json::from_str(options).map_err(err)? };
+        let backend = match opts["backend"].as_str().unwrap_or("auto") {
+            "cpu" | "auto" => BackendKind::Cpu,
+            "webgpu" => {
+                return Err(err("the WebGPU backend is not in this build yet (the browser build runs on the CPU, WebAssembly SIMD128): use backend \"cpu\" or \"auto\""))
+            }
+            other => return Err(err(format!("unknown backend {other:?} (cpu, webgpu, auto)"))),
+        };
+        let config = EngineConfig {
+            backend,
+            n_threads: 1,
+            force_scalar: opts["scalar"].as_bool().unwrap_or(false),
+            n_ctx: Some(opts["n_ctx"].as_u64().unwrap_or(2048) as usize),
+            ..Default::default()
+        };
+        let file = GgufFile::from_bytes(buffer.bytes).map_err(err)?;
+        let inner = ember::Engine::from_file(Arc::new(file), config).map_err(err)?;
+        let template = inner.tokenizer().and_then(ChatTemplate::from_tokenizer).map(Arc::new).map_err(|e| e.to_string());
+        Ok(Engine { inner, template })
+    }
+
+    /// JSON: the backend in use, the CPU kernels, the model.
+    pub fn info(&self) -> String {
+        let e = &self.inner;
+        let i = e.info();
+        json!({
+            "backend": e.backend_name(),
+            "adapter": format!("wasm32 {}", e.cpu().kernels().isa),
+            "kernels": e.cpu().kernels().isa,
+            "model": i.name,
+            "arch": i.arch,
+            "quant": i.quant.to_string(),
+            "n_params": i.n_params,
+            "n_ctx": e.n_ctx(),
+            "chat_template": self.template.as_ref().map(|t| t.name().to_string()).ok(),
+        })
+        .to_string()
+    }
+
+    #[wasm_bindgen(js_name = newSession)]
+    pub fn new_session(&self) -> Session {
+        Session { inner: self.inner.new_session(), template: self.template.clone() }
+    }
+}
+
+/// One conversation's context (its KV cache).
+#[wasm_bindgen]
+pub struct Session {
+    inner: ember::Session,
+    template: std::result::Result<Arc<ChatTemplate>, String>,
+}
+
+/// `params` JSON: `n` (max tokens), `temp`, `top_k`, `top_p`, `min_p`, `repeat_penalty`,
+/// `repeat_last_n`, `seed`, `stop` (strings). Unset ones take the runtime's defaults.
+fn params(json: &str) -> Result<GenerateParams, JsError> {
+    let p: Value = if json.is_empty() { json!({}) } else { serde_json::from_str(json).map_err(err)? };
+    let d = SamplingParams::default();
+    let f = |k: &str, d: f32| p[k].as_f64().map_or(d, |v| v as f32);
+    let u = |k: &str, d: usize| p[k].as_u64().map_or(d, |v| v as usize);
+    let sampling = SamplingParams {
+        temperature: f("temp", d.temperature),
+        top_k: u("top_k", d.top_k),
+        top_p: f("top_p", d.top_p),
+        min_p: f("min_p", d.min_p),
+        repeat_penalty: f("repeat_penalty", d.repeat_penalty),
+        repeat_last_n: u("repeat_last_n", d.repeat_last_n),
+        frequency_penalty: f("frequency_penalty", d.frequency_penalty),
+        presence_penalty: f("presence_penalty", d.presence_penalty),
+        seed: p["seed"].as_u64().unwrap_or_else(|| js_sys::Date::now() as u64),
+    };
+    let stop = p["stop"].as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect()).unwrap_or_default();
+    Ok(GenerateParams { sampling, max_tokens: u("n", 256), stop, constraint: None })
+}
+
+fn result(text: String, s: &GenerationStats) -> String {
+    json!({
+        "text": text,
+        "prompt_tokens": s.prompt_tokens,
+        "generated_tokens": s.generated_tokens,
+        "prompt_ms": s.prompt_ms,
+        "generation_ms": s.generation_ms,
+        "prompt_tps": s.prompt_tps(),
+        "gen_tps": s.generation_tps(),
+        "stop_reason": s.stop_reason.as_str(),
+    })
+    .to_string()
+}
+
+/// Calls `on_token(piece)` for each piece of text; a `false` back stops generation.
+fn streamer<'a>(on_token: &'a js_sys::Function, text: &'a mut String) -> impl FnMut(&str) -> bool + 'a {
+    move |piece: &str| {
+        text.push_str(piece);
+        match on_token.call1(&JsValue::NULL, &JsValue::from_str(piece)) {
+            Ok(v) => v != JsValue::FALSE,
+            Err(e) => {
+                web_sys::console::error_2(&"ember: onToken threw; stopping".into(), &e);
+                false
+            }
+        }
+    }
+}
+
+#[wasm_bindgen]
+impl Session {
+    /// Continues the context with `prompt` (raw text, like `ember run -p`) and generates;
+    /// returns JSON `{text, prompt_tps, gen_tps, stop_reason, …}`.
+    pub fn generate(&mut self, prompt: &str, params_json: &str, on_token: &js_sys::Function) -> Result<String, JsError> {
+        let p = params(params_json)?;
+        let mut text = String::new();
+        let stats = self.inner.complete(prompt, &p, &mut streamer(on_token, &mut text)).map_err(err)?;
+        Ok(result(text, &stats))
+    }
+
+    /// The assistant's reply to `messages_json` (`[{role, content}, …]`, the whole
+    /// conversation), rendered with the model's chat template; the cached prefix of earlier
+    /// turns is reused. Returns the same JSON as `generate`.
+    pub fn chat(&mut self, messages_json: &str, params_json: &str, on_token: &js_sys::Function) -> Result<String, JsError> {
+        let template = self.template.clone().map_err(|e| err(format!("this model has no usable chat template: {e}")))?;
+        let v: Value = serde_json::from_str(messages_json).map_err(err)?;
+        let messages: Vec<ChatMessage> = v
+            .as_array()
+            .ok_or_else(|| err("messages: an array of {role, content}"))?
+            .iter()
+            .map(|m| ChatMessage::new(m["role"].as_str().unwrap_or("user"), m["content"].as_str().unwrap_or("")))
+            .collect();
+        let p = params(params_json)?;
+        let mut text = String::new();
+        let stats = self.inner.chat(&template, &messages, &p, &mut streamer(on_token, &mut text)).map_err(err)?;
+        Ok(result(text, &stats))
+    }
+
+    /// Forgets the context.
+    pub fn reset(&mut self) {
+        self.inner.reset();
+    }
+}
+
+/// The in-browser kernel parity check: every CPU kernel table this build has (SIMD128)
+/// against the scalar references, on random rows of each weight format with a WebAssembly
+/// kernel. Returns JSON `{tables, cases, failures: [...]}`; the kernels must match bit for bit.
+#[wasm_bindgen(js_name = kernelParity)]
+pub fn kernel_parity() -> String {
+    use ember::backend::cpu::simd::SCALAR;
+    use ember::backend::cpu::CpuKernels;
+    use ember::quant::{self, GgmlType};
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut rnd = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut cases = 0;
+    let mut failures = Vec::new();
+    let tables: Vec<&str> = CpuKernels::available().iter().map(|k| k.isa).collect();
+    for (ty, block, scales) in [(GgmlType::Q4_1, 20usize, 2usize), (GgmlType::Q8_0, 34, 1)] {
+        for n in [32usize, 64, 576, 1536] {
+            for _ in 0..8 {
+                let mut w: Vec<u8> = (0..n / 32 * block).map(|_| rnd() as u8).collect();
+                for b in w.chunks_exact_mut(block) {
+                    for s in 0..scales {
+                        let v = half::f16::from_f32(((rnd() % 2000) as f32 - 1000.0) * 1e-5);
+                        b[2 * s..2 * s + 2].copy_from_slice(&v.to_le_bytes());
+                    }
+                }
+                let x: Vec<f32> = (0..n).map(|_| ((rnd() % 20001) as f32 - 10000.0) * 1e-4).collect();
+                let act_ty = quant::vec_dot_type(ty);
+                let mut act = vec![0u8; act_ty.row_size(n).unwrap()];
+                quant::quantize_row_act(act_ty, &x, &mut act);
+                let want = SCALAR.vec_dot(ty, n, &w, &act);
+                for k in CpuKernels::available() {
+                    cases += 1;
+                    let got = k.vec_dot(ty, n, &w, &act);
+                    if got.to_bits() != want.to_bits() {
+                        failures.push(json!({"table": k.isa, "format": format!("{ty:?}"), "n": n, "got": got, "want": want}));
+                    }
+                }
+            }
+        }
+    }
+    json!({"tables": tables, "cases": cases, "failures": failures}).to_string()
+}
