@@ -15,8 +15,9 @@ fn reference(backend: &'static str) -> Reference {
 }
 
 on_every_backend!(perplexity_within_one_percent: perplexity_within_one_percent_of_llama_cpp, wgpu_perplexity_within_one_percent_of_llama_cpp);
-// With a quantized KV cache (`--ctk/--ctv`, CPU: the wgpu cache is f16 only),
-// against llama.cpp's flash-attention perplexity with the same cache type.
+// With a quantized KV cache (`--ctk/--ctv`), against llama.cpp's default
+// (flash attention, Hadamard rotation of the quantized cache) with the same
+// cache type.
 #[test]
 fn kv_q8_0_perplexity_within_one_percent_of_llama_cpp() {
     reference("cpu").perplexity_within("q8_0", 0.01);
