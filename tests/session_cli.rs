@@ -1,7 +1,8 @@
 //! Saved sessions end to end (runtime/src/session_file.rs): `ember run
 //! --session FILE` restored in a new process continues exactly as a run
-//! without it, on the CPU and on wgpu; a damaged file is an error; `ember
-//! chat`'s `/save` and `/load` restore a conversation.
+//! without it, on the CPU and on wgpu (there with a q8_0 cache too); a
+//! damaged file is an error; `ember chat`'s `/save` and `/load` restore a
+//! conversation.
 
 mod common;
 
@@ -17,13 +18,17 @@ fn tmp(name: &str) -> PathBuf {
 
 /// Three runs of one prompt: without a session, then twice with `--session`
 /// (the first saves, the second restores and evaluates one prompt token):
-/// the same greedy text each time.
-fn run_twice_with_a_session(backend: &str) {
-    let (smol, file) = (smollm2(), tmp(&format!("{backend}.session")));
+/// the same greedy text each time. With `cache` (`--ctk/--ctv`, the rows
+/// saved and restored as q8_0/q4_0 bytes) the plain run is left out: the
+/// first run with `--session` is one.
+fn run_twice_with_a_session(backend: &str, cache: Option<&str>) {
+    let (smol, file) = (smollm2(), tmp(&format!("{backend}-{}.session", cache.unwrap_or("f16"))));
     let _ = std::fs::remove_file(&file);
-    let base = ["run", "-m", smol.to_str().unwrap(), "-p", "The capital of France is", "-n", "8", "--temp", "0", "--ctx", "128"];
+    let mut base = vec!["run", "-m", smol.to_str().unwrap(), "-p", "The capital of France is", "-n", "8", "--temp", "0", "--ctx", "128"];
+    if let Some(c) = cache {
+        base.extend(["--ctk", c, "--ctv", c]);
+    }
     let args = [&base[..], &["--session", file.to_str().unwrap()][..]].concat();
-    let plain = run_ok_on(backend, &base);
     let first = run_on(backend, &args);
     let second = run_on(backend, &args);
     let err = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).into_owned();
@@ -32,10 +37,11 @@ fn run_twice_with_a_session(backend: &str) {
     assert!(err(&second).contains("5 of the prompt's 5 tokens restored"), "{}", err(&second));
     assert!(err(&second).contains("ember: prompt 1 tokens"), "only the last prompt token is evaluated again: {}", err(&second));
     let text = |o: &std::process::Output| String::from_utf8_lossy(&o.stdout).into_owned();
+    let plain = if cache.is_some() { text(&first) } else { run_ok_on(backend, &base) };
     assert_eq!(text(&first), plain);
     assert_eq!(text(&second), plain, "the restored session continues as the uninterrupted run");
 
-    if backend != "cpu" {
+    if backend != "cpu" || cache.is_some() {
         // The file checks do not depend on the backend: once is enough.
         let _ = std::fs::remove_file(&file);
         return;
@@ -54,13 +60,20 @@ fn run_twice_with_a_session(backend: &str) {
 
 #[test]
 fn run_session_restores_on_the_cpu() {
-    run_twice_with_a_session("cpu");
+    run_twice_with_a_session("cpu", None);
 }
 
 #[test]
 fn run_session_restores_on_wgpu() {
     if wgpu_available() {
-        run_twice_with_a_session("wgpu");
+        run_twice_with_a_session("wgpu", None);
+    }
+}
+
+#[test]
+fn run_session_with_a_q8_0_cache_restores_on_wgpu() {
+    if wgpu_available() {
+        run_twice_with_a_session("wgpu", Some("q8_0"));
     }
 }
 

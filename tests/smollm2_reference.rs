@@ -17,7 +17,7 @@ fn reference(backend: &'static str) -> Reference {
 on_every_backend!(perplexity_within_one_percent: perplexity_within_one_percent_of_llama_cpp, wgpu_perplexity_within_one_percent_of_llama_cpp);
 // With a quantized KV cache (`--ctk/--ctv`), against llama.cpp's default
 // (flash attention, Hadamard rotation of the quantized cache) with the same
-// cache type.
+// cache type (on the CPU; wgpu against the CPU below).
 #[test]
 fn kv_q8_0_perplexity_within_one_percent_of_llama_cpp() {
     reference("cpu").perplexity_within("q8_0", 0.01);
@@ -25,6 +25,16 @@ fn kv_q8_0_perplexity_within_one_percent_of_llama_cpp() {
 #[test]
 fn kv_q4_0_perplexity_within_three_percent_of_llama_cpp() {
     reference("cpu").perplexity_within("q4_0", 0.03);
+}
+// wgpu with a q8_0 cache agrees with the CPU with the same cache: logits
+// along 3 of the sequences, and the greedy text of `def fibonacci(n):` (the
+// prompt whose 16 greedy tokens all have a margin ≥ 0.3). The kernels against
+// the CPU's: runtime/tests/wgpu_kernels.rs.
+#[test]
+fn wgpu_kv_q8_0_agrees_with_the_cpu() {
+    if wgpu_available() {
+        reference("wgpu").cache_agrees_with_cpu("q8_0", 3, 3);
+    }
 }
 // Along prompt + greedy continuation fed as one batch, our top-1 equals
 // llama.cpp's at ≥ 99% of the positions where its top-1/top-2 margin ≥ 0.3.

@@ -31,7 +31,7 @@ pub struct EngineConfig {
     #[uniffi(default = false)]
     pub fit: bool,
     /// KV cache type of keys: "f16", "q8_0" (half the bytes) or "q4_0" (a
-    /// quarter); quantized caches run on the CPU.
+    /// quarter), on the CPU and the GPU alike.
     #[uniffi(default = "f16")]
     pub cache_type_k: String,
     /// KV cache type of values: "f16", "q8_0" or "q4_0".

@@ -132,8 +132,6 @@ impl Engine {
             BackendKind::Wgpu => None,
             _ => Some(settle_plan(&mut config, &plan_model, PlanBackend::Cpu)?),
         };
-        let kv_types = (config.cache_type_k, config.cache_type_v);
-        let quantized_kv = kv_types != (KvType::F16, KvType::F16);
         let tokenizer = Tokenizer::from_gguf(&file)?;
         if tokenizer.n_vocab() < model.info().n_vocab {
             log::warn!("tokenizer has {} tokens, the model's head {}", tokenizer.n_vocab(), model.info().n_vocab);
@@ -163,15 +161,6 @@ impl Engine {
         };
         let (gpu, report) = match config.backend {
             BackendKind::Cpu => (None, cpu_report("--backend cpu".into(), None)),
-            BackendKind::Wgpu if quantized_kv => {
-                return Err(Error::InvalidParam(format!(
-                    "KV cache types {}/{}: the wgpu backend stores its KV cache in f16 only (q8_0/q4_0 run with --backend cpu)",
-                    kv_types.0, kv_types.1
-                )))
-            }
-            BackendKind::Auto if quantized_kv => {
-                (None, cpu_report(format!("KV cache {}/{}: quantized caches run on the CPU", kv_types.0, kv_types.1), None))
-            }
             BackendKind::Wgpu => {
                 let opts = TrustOptions::from_config(&config)?;
                 let mut gpu_config = config.clone();
@@ -374,7 +363,7 @@ impl Engine {
     /// the executor (see [`crate::graph`]).
     pub fn new_runner(&self, n_ctx: usize) -> Result<Box<dyn Runner>> {
         Ok(match self.live_gpu() {
-            Some(g) => Box::new(g.new_runner(n_ctx)?),
+            Some(g) => Box::new(g.new_runner_with_kv_types(n_ctx, self.kv_types())?),
             None => Box::new(CpuRunner::with_kv_types(self.cpu.clone(), self.model()?.forward().clone(), n_ctx, self.kv_types())?),
         })
     }
@@ -493,8 +482,8 @@ fn no_local_model(what: &str) -> Error {
 }
 
 /// Holds `config`'s plan on `backend` to its budget: unchanged when it fits;
-/// refit when `--fit` (context and, unless the types were chosen or the
-/// backend stores f16 only, the KV types) or under local-first routing
+/// refit when `--fit` (context and, unless the types were chosen, the KV
+/// types: both backends store q8_0/q4_0) or under local-first routing
 /// (context only: a longer request then goes remote), writing the choice back
 /// into `config`; else the refusal, which says what would fit.
 fn settle_plan(config: &mut EngineConfig, pm: &PlanModel, backend: PlanBackend) -> Result<(MemoryPlan, Option<MemoryLimit>)> {
@@ -504,7 +493,7 @@ fn settle_plan(config: &mut EngineConfig, pm: &PlanModel, backend: PlanBackend) 
     let budget = Budget::resolve(config.memory_budget);
     let local_first = config.remote.is_some() && config.route_policy() == crate::remote::RoutePolicy::LocalFirst;
     // Local-first lowers only the context: what does not fit goes remote.
-    let kv_fixed = !config.fit || matches!(backend, PlanBackend::Gpu { .. }) || kv_types != (KvType::F16, KvType::F16);
+    let kv_fixed = !config.fit || kv_types != (KvType::F16, KvType::F16);
     let plan = memory_plan::settle(pm, req, budget, config.fit || local_first, kv_fixed).map_err(Error::MemoryPlan)?;
     let (got_ctx, got_types) = (plan.request.n_ctx, plan.request.kv_types);
     // Only a budget changes a plan.

@@ -12,7 +12,7 @@ use crate::Error;
 /// How the KV cache stores its rows, like llama.cpp's `-ctk`/`-ctv`: f16
 /// (the default), or ggml's q8_0/q4_0 blocks of 32 values (a row's width
 /// must then be a multiple of 32).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum KvType {
     #[default]
     F16,
@@ -21,6 +21,8 @@ pub enum KvType {
 }
 
 impl KvType {
+    pub const ALL: [KvType; 3] = [KvType::F16, KvType::Q8_0, KvType::Q4_0];
+
     /// Elements per block (1 for f16).
     pub fn block_len(self) -> usize {
         match self {

@@ -236,8 +236,7 @@ fn scratch_bytes(m: &PlanModel, backend: PlanBackend, n_ctx: usize) -> u64 {
     }
 }
 
-/// What `--fit` may change: the KV types stay when the caller named them, or
-/// when the backend stores f16 only.
+/// What `--fit` may change: the KV types stay when the caller named them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FitOptions {
     pub kv_fixed: bool,
@@ -277,8 +276,7 @@ pub fn fit(model: &PlanModel, req: PlanRequest, budget: Budget, opts: FitOptions
 
 /// What an engine does with `req` under `budget`: the plan itself when it
 /// fits (or there is no budget); the [`fit`] one when `fit`; else the
-/// [`refusal`]. `kv_fixed`: the KV types must stay (chosen by the caller, or
-/// a GPU, which stores f16 only).
+/// [`refusal`]. `kv_fixed`: the KV types must stay (chosen by the caller).
 pub fn settle(model: &PlanModel, req: PlanRequest, budget: Option<Budget>, fit_it: bool, kv_fixed: bool) -> Result<MemoryPlan, String> {
     let plan = MemoryPlan::new(model, req).ok_or_else(|| "the KV cache types do not divide the model's rows".to_string())?;
     let Some(budget) = budget else { return Ok(plan) };
@@ -330,8 +328,7 @@ pub fn refusal(model: &PlanModel, plan: &MemoryPlan, budget: Budget, opts: FitOp
                 continue;
             }
             if MemoryPlan::new(model, PlanRequest { kv_types: (q, q), ..req }).is_some_and(|p| p.fits(Some(budget))) {
-                let backend = if matches!(req.backend, PlanBackend::Gpu { .. }) { " --backend cpu" } else { "" };
-                would.push(format!("--cache-type-k {q} --cache-type-v {q}{backend} (ctx {})", req.n_ctx));
+                would.push(format!("--cache-type-k {q} --cache-type-v {q} (ctx {})", req.n_ctx));
                 break;
             }
         }

@@ -10,12 +10,13 @@
 use std::collections::HashMap;
 
 use ember::backend::cpu::simd::SCALAR;
-use ember::backend::cpu::{attention, AttnShape};
+use ember::backend::cpu::{attention, attention_kvq, AttnShape};
 use ember::backend::wgpu::kernels::{ops, params_buffer, GBuf, Kernels, Readback, Recorder};
 use ember::backend::wgpu::layout::GPU_TYPES;
 use ember::backend::wgpu::shaders::{AttnCache, MatFuse, MatGroup, RowsTile, TileType};
 use ember::backend::wgpu::weights::{self as gpu_weights, GpuDense, GpuMatrix};
 use ember::backend::wgpu::{AdapterPolicy, GpuContext};
+use ember::kv_cache::{KvCache, KvType};
 use ember::ops::rope::{self, RopeMode, RopeParams};
 use ember::quant::{self, GgmlType};
 use half::f16;
@@ -996,4 +997,149 @@ fn fused_qkv_and_gate_up_glu_groups_equal_the_unfused_kernels_bit_for_bit() {
         assert!(ops::matmul_group_with(r, k, MatGroup::Qkv, None, &[&a, &b, &a], &xb, 1, &[&y1, &y2, &y3]).is_err());
         assert!(ops::matmul_group_with(r, k, MatGroup::One, None, &[&a], &xb, 1, &[&y1]).is_err());
     });
+}
+
+/// Bytes of a GPU buffer.
+fn read_bytes(run: &Run, b: &GBuf, n: usize) -> Vec<u8> {
+    let words = run.read(b, n.div_ceil(4));
+    bytemuck::cast_slice::<f32, u8>(&words)[..n].to_vec()
+}
+
+/// A device KV cache of `n_ctx` rows of `width` values stored as `ty`,
+/// holding `bytes` (the rest of its pairs of blocks zero).
+fn kv_buf(ctx: &GpuContext, ty: KvType, width: usize, n_ctx: usize, bytes: &[u8]) -> GBuf {
+    let mut data = bytes.to_vec();
+    data.resize(ops::kv_cache_bytes(ty, width, n_ctx).unwrap() as usize, 0);
+    data.resize(data.len().next_multiple_of(4), 0);
+    GBuf::from_u32(ctx, "kv cache", bytemuck::cast_slice(&data))
+}
+
+/// The quantizing KV store writes what `KvCache::write` stores (ggml's
+/// reference quantizers), byte for byte, over a cache of random bytes: rows of
+/// 3 blocks (so the pairs of blocks an invocation owns straddle rows and the
+/// rows around the written ones must keep their bytes), two writes that
+/// start and end inside a pair, rounding ties (x/d = k + ½: half away from
+/// zero, not WGSL's half to even) and an all-zero block (d = 0).
+#[test]
+fn quantizing_kv_store_writes_the_cpu_cache_bytes() {
+    let Some(ctx) = gpu() else { return };
+    let mut rng = Rng(23);
+    let mut run = Run::new(&ctx);
+    let (width, n_ctx) = (96usize, 8usize);
+    for ty in [KvType::Q8_0, KvType::Q4_0] {
+        let rb = ty.row_bytes(width).unwrap();
+        let noise: Vec<u8> = (0..n_ctx * rb).map(|_| rng.byte()).collect();
+        let mut cpu = KvCache::new(n_ctx, vec![(width, width)], ty, ty).unwrap();
+        let (dk, dv) = cpu.layer_bytes_mut(0);
+        dk.copy_from_slice(&noise);
+        dv.copy_from_slice(&noise);
+        let (kc, vc) = (kv_buf(&ctx, ty, width, n_ctx, &noise), kv_buf(&ctx, ty, width, n_ctx, &noise));
+        // (pos0, n_tok): blocks 3..12 (from the middle of a pair), then 12..15 (to the middle of one).
+        for (pos0, n_tok) in [(1usize, 3usize), (4, 1)] {
+            let mut k: Vec<f32> = rng.vec(n_tok * width).iter().map(|x| x * 3.0).collect();
+            let v = rng.vec(n_tok * width);
+            // Ties: amax 127 (q8_0: d = 1) or max −8 (q4_0: d = 1, x/d + 8.5 on an integer).
+            let (top, ties) = if ty == KvType::Q8_0 { (127.0, [2.5f32, -3.5, 0.5, -0.5]) } else { (-8.0, [0.5, -0.5, 1.5, -2.5]) };
+            k[0] = top;
+            k[1..5].copy_from_slice(&ties);
+            k[32..64].fill(0.0);
+            cpu.write(0, pos0, &k, &v);
+            let (kb, vb) = (GBuf::from_f32(&ctx, "k", &k), GBuf::from_f32(&ctx, "v", &v));
+            run.go(|r| {
+                ops::kv_store_q(r, &kb, &kc, ty, n_tok, width, pos0).unwrap();
+                ops::kv_store_q(r, &vb, &vc, ty, n_tok, width, pos0).unwrap();
+            });
+        }
+        let (want_k, want_v) = cpu.layer(0);
+        for (what, got, want) in [("K", &kc, want_k.bytes), ("V", &vc, want_v.bytes)] {
+            let got = read_bytes(&run, got, want.len());
+            let first = got.iter().zip(want).position(|(a, b)| a != b);
+            assert!(
+                first.is_none(),
+                "kv_store {ty} {what}: byte {} differs (GPU {:?}, CPU {:?})",
+                first.unwrap(),
+                got[first.unwrap()],
+                want[first.unwrap()]
+            );
+        }
+        eprintln!("  kv_store {ty:<36} bytes equal the CPU cache's");
+    }
+}
+
+/// The rotation of a quantized cache (hadamard.wgsl) against the CPU's
+/// `kv_rotation::hadamard`, bit for bit (the same f32 operations in the same
+/// order), for every piece size the rotation uses (64 to 256) over several
+/// pieces; the unsupported sizes are errors, not wrong answers.
+#[test]
+fn hadamard_rotation_is_bit_for_bit_the_cpus() {
+    let Some(ctx) = gpu() else { return };
+    let mut rng = Rng(31);
+    let mut run = Run::new(&ctx);
+    for (piece, n_pieces) in [(64usize, 7usize), (128, 3), (256, 5)] {
+        let x: Vec<f32> = rng.vec(piece * n_pieces).iter().map(|v| v * 40.0).collect();
+        let mut want = x.clone();
+        ember::kv_rotation::hadamard(&mut want, piece);
+        let xb = GBuf::from_f32(&ctx, "x", &x);
+        run.go(|r| ops::hadamard(r, &xb, x.len(), piece).unwrap());
+        let got = run.read(&xb, x.len());
+        let first = got.iter().zip(&want).position(|(a, b)| a.to_bits() != b.to_bits());
+        assert!(
+            first.is_none(),
+            "hadamard {piece}: value {} differs ({} vs {})",
+            first.unwrap(),
+            got[first.unwrap()],
+            want[first.unwrap()]
+        );
+    }
+    let xb = GBuf::from_f32(&ctx, "x", &[0.0; 512]);
+    run.go(|r| {
+        assert!(ops::hadamard(r, &xb, 512, 512).is_err(), "pieces over 256");
+        assert!(ops::hadamard(r, &xb, 96, 64).is_err(), "not whole pieces");
+        assert!(ops::hadamard(r, &xb, 96, 48).is_err(), "not a power of two");
+    });
+}
+
+/// Attention over quantized caches against the CPU's `attention_kvq`
+/// (llama.cpp's flash-attention arithmetic: the query quantized to q8_0 for
+/// a quantized K, integer block dots, dequantized V summed in f32), the cache
+/// bytes written by `KvCache::write`: GQA, a sliding window with one token,
+/// several tokens, a head of one q4_0 block (rows of 18-byte heads: words at
+/// every byte offset), K q8_0 with an f16 V of another width and a softcap.
+/// Only the order of f32 sums (and exp's last ulps) differs: measured NMSE
+/// ≤ 1e-13; 1e-10 catches a query or key rounded otherwise (≈1e-5) or a
+/// wrong index (≥ 1e-2).
+#[test]
+fn attention_over_quantized_caches_matches_cpu_attention_kvq() {
+    let Some(ctx) = gpu() else { return };
+    let mut rng = Rng(29);
+    let mut run = Run::new(&ctx);
+    // (k type, v type, n_head, n_head_kv, hd_k, hd_v, n_tok, pos0, window, softcap)
+    let cases = [
+        (KvType::Q8_0, KvType::Q8_0, 4, 2, 64, 64, 5, 20, None, None),
+        (KvType::Q4_0, KvType::Q4_0, 4, 2, 32, 32, 1, 30, Some(7), None),
+        (KvType::Q8_0, KvType::F16, 4, 1, 32, 64, 3, 9, None, Some(30.0)),
+    ];
+    for (kt, vt, n_head, n_head_kv, hk, hv, n_tok, pos0, window, softcap) in cases {
+        let n_pos = pos0 + n_tok;
+        let (kr, vr) = (n_head_kv * hk, n_head_kv * hv);
+        let mut cache = KvCache::new(n_pos, vec![(kr, vr)], kt, vt).unwrap();
+        let k: Vec<f32> = rng.vec(n_pos * kr).iter().map(|x| x * 2.0).collect();
+        let v = rng.vec(n_pos * vr);
+        cache.write(0, 0, &k, &v);
+        let q: Vec<f32> = rng.vec(n_tok * n_head * hk).iter().map(|x| x * 2.0).collect();
+        let kq_scale = 1.0 / (hk as f32).sqrt();
+        let shape = AttnShape { n_head, n_head_kv, head_dim_k: hk, head_dim_v: hv, pos0, kq_scale, window, softcap };
+        let (kc, vc) = cache.layer(0);
+        let mut want = vec![0f32; n_tok * n_head * hv];
+        attention_kvq(&SCALAR, &shape, &q, kc, vc, &mut want).unwrap();
+        let (kb, vb) = (kv_buf(&ctx, kt, kr, n_pos, kc.bytes), kv_buf(&ctx, vt, vr, n_pos, vc.bytes));
+        let (qb, ob) = (GBuf::from_f32(&ctx, "q", &q), run.zeros(want.len()));
+        let args = ops::AttnArgs { window, softcap, ..ops::AttnArgs::standard(n_tok, n_head, n_head_kv, hk, hv, pos0, kq_scale) };
+        run.go(|r| ops::attention_typed(r, (kt, vt), &qb, &kb, &vb, &ob, &args).unwrap());
+        let got = run.read(&ob, want.len());
+        let name = format!("attention {kt}/{vt} heads {n_head}/{n_head_kv} hd {hk}/{hv} tok {n_tok} window {window:?}");
+        compare(&name, &got, &want, 1e-10);
+        let d = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(d <= 1e-5, "{name}: max |Δ| {d:e}");
+    }
 }

@@ -244,6 +244,55 @@ impl Reference {
         assert!(agree as f64 >= 0.99 * confident as f64, "top-1 agreement {agree}/{confident}: {misses:#?}");
     }
 
+    /// With the KV cache stored as `cache` (`--ctk/--ctv`) on this backend and
+    /// on the CPU, the logits along the first `n` sequences (prompt +
+    /// llama.cpp's greedy continuation, one batch each) agree: the same top-1
+    /// wherever the CPU's top-1/top-2 margin is ≥ 0.3, and the mean |Δlogit|
+    /// on the tokens both top-10s share ≤ 0.3 (SmolLM2, q8_0: measured 0.19 on
+    /// lavapipe; the f16 caches' CPU/GPU gap is 0.17: the products round alike
+    /// but sum in other orders). A cache written or read wrong flips top-1s.
+    /// Then `run --temp 0 -n 16` of row `greedy_row`'s prompt (token by token
+    /// after the prompt: the cache written one row at a time) prints the
+    /// CPU's text; pick a row whose 16 greedy tokens all have a margin ≥ 0.3.
+    pub fn cache_agrees_with_cpu(&self, cache: &str, n: usize, greedy_row: usize) {
+        let rows = self.reference_rows();
+        let seqs: Vec<Vec<u32>> = rows.iter().take(n).map(|row| [ids_of(&row["ids"]), ids_of(&row["greedy"])].concat()).collect();
+        let args = ["--top", "10", "--ctk", cache, "--ctv", cache];
+        let cpu = Reference { backend: "cpu", model: self.model.clone(), ..*self }.logits_of(&seqs, &args);
+        let ours = self.logits_of(&seqs, &args);
+        let (mut confident, mut sum_abs, mut n_abs) = (0usize, 0f64, 0usize);
+        let top = |v: &serde_json::Value| v["top"].as_array().unwrap().clone();
+        for (s, (want, got)) in cpu.iter().zip(&ours).enumerate() {
+            assert_eq!(want.len(), got.len(), "seq {s}: one line per position");
+            for (pos, (w, g)) in want.iter().zip(got).enumerate() {
+                let (w, g) = (top(w), top(g));
+                for gi in &g {
+                    if let Some(wi) = w.iter().find(|wi| wi[0] == gi[0]) {
+                        sum_abs += (gi[1].as_f64().unwrap() - wi[1].as_f64().unwrap()).abs();
+                        n_abs += 1;
+                    }
+                }
+                if w[0][1].as_f64().unwrap() - w[1][1].as_f64().unwrap() >= 0.3 {
+                    confident += 1;
+                    assert_eq!(g[0][0], w[0][0], "KV {cache}, seq {s} pos {pos}: top-1 on {} vs the CPU's", self.backend);
+                }
+            }
+        }
+        let mean = sum_abs / n_abs as f64;
+        eprintln!(
+            "KV {cache}: {} vs cpu, top-1 equal on {confident} confident positions, mean |Δlogit| on shared top-10 {mean:.4}",
+            self.backend
+        );
+        assert!(confident >= 50, "too few confident positions ({confident})");
+        assert!(mean <= 0.3, "KV {cache}: mean |Δlogit| {mean} between {} and the CPU", self.backend);
+        let prompt = rows[greedy_row]["prompt"].as_str().unwrap();
+        let model = self.model_arg();
+        let args = ["run", "-m", &model, "-p", prompt, "--temp", "0", "-n", "16", "-t", "2", "--ctk", cache, "--ctv", cache];
+        let (want, got) = (run_ok_on("cpu", &args), run_ok_on(self.backend, &args));
+        eprintln!("KV {cache}: {prompt:?} -> {got:?} on {} ({want:?} on cpu)", self.backend);
+        assert_eq!(got, want, "KV {cache}: greedy text of {prompt:?} on {} vs the CPU", self.backend);
+    }
+
     /// The full logits row at the last prompt position, against llama.cpp's.
     /// Logits are only defined up to a constant (softmax ignores a shift, and a
     /// shift is what small noise along the mean embedding direction produces), so

@@ -319,7 +319,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
                 j["submits_per_token"] = (gen_submits as f64 / gen_tokens as f64).into();
             }
             // The dry count of one decode token, split (see WgpuBackend::decode_dispatches).
-            let c = g.decode_dispatches()?;
+            let c = g.decode_dispatches_for(engine.kv_types())?;
             j["dispatches_per_layer"] = c.per_layer.into();
             j["dispatches_head"] = c.head.into();
             j["gpu_tiers"] = format!("{:?}", g.ctx.profile.tiers).into();

@@ -4,7 +4,7 @@
 //!
 //! [`GpuWeights`] holds every weight of the graph on the device (matrices
 //! and dense weights in their GGUF bytes, vectors as f32); a [`GpuRunner`] is one
-//! session: f16 KV caches per layer, the graph's buffers for a micro-batch,
+//! session: KV caches per layer (f16, or q8_0/q4_0 blocks), the graph's buffers for a micro-batch,
 //! RoPE tables for the whole context, the parameter slots and cached bind
 //! groups. Each graph op maps to one or a few kernels (`kernels::ops`);
 //! products first round their input as llama.cpp's CPU product would
@@ -21,6 +21,7 @@ use super::shaders::{MatFuse, MatGroup, ShaderKey};
 use super::weights::{self, GpuDense, GpuMatrix};
 use crate::graph::{Act, Attn, Buf, Dumped, Exec, Forward, Graph, HeadMatmul, Mat, Rope, Runner, Vector, View, Want, Weights};
 use crate::kv_cache::KvType;
+use crate::kv_rotation::KvRotation;
 use crate::kv_state::{rows_len, KvState, LayerKv};
 use crate::ops::rope::RopeMode;
 use crate::{Error, Result};
@@ -144,8 +145,14 @@ struct SessionBufs {
     ids: GBuf,
     /// The graph's buffers, `[ubatch, width]` each.
     bufs: Vec<GBuf>,
+    /// Per layer, the K and V caches: rows stored as `types` (f16 values or
+    /// ggml's q8_0/q4_0 blocks, `KvCache`'s byte layout).
     kc: Vec<GBuf>,
     vc: Vec<GBuf>,
+    types: (KvType, KvType),
+    /// llama.cpp's rotation of a quantized cache (`kv_rotation.rs`): rows
+    /// rotated before they are stored, queries before attention, its output after.
+    rot: KvRotation,
     /// cos/sin of every position of the context, per RoPE table.
     ropes: Vec<GBuf>,
     /// Activations rounded like llama.cpp's quantized products (act_quant).
@@ -160,13 +167,14 @@ struct SessionBufs {
 }
 
 impl SessionBufs {
-    fn new(ctx: &GpuContext, be: &WgpuBackend, ubatch: usize, n_ctx: usize) -> Result<SessionBufs> {
+    fn new(ctx: &GpuContext, be: &WgpuBackend, ubatch: usize, n_ctx: usize, types: (KvType, KvType)) -> Result<SessionBufs> {
         let g = be.arch.graph();
         let max = ctx.profile.max_binding();
         let e = wgpu::BufferUsages::empty();
         let act = |label: &str, n: usize| GBuf::new(ctx, label, (ubatch * n * 4) as u64, e);
-        let cache = |label: &str, width: usize| -> Result<GBuf> {
-            let bytes = (n_ctx * width * 2) as u64;
+        let cache = |label: &str, ty: KvType, width: usize| -> Result<GBuf> {
+            let bytes = ops::kv_cache_bytes(ty, width, n_ctx)
+                .ok_or_else(|| Error::InvalidParam(format!("KV cache type {ty}: a row of {width} values is not whole blocks")))?;
             if bytes > max {
                 return Err(Error::Backend(format!(
                     "a layer's KV cache ({bytes} bytes) exceeds the binding limit {max}; use a smaller context"
@@ -185,8 +193,10 @@ impl SessionBufs {
         Ok(SessionBufs {
             ids: act("ids", 1),
             bufs: g.bufs.iter().map(|&(name, w)| act(name, w)).collect(),
-            kc: g.kv.iter().map(|&(k, _)| cache("k cache", k)).collect::<Result<_>>()?,
-            vc: g.kv.iter().map(|&(_, v)| cache("v cache", v)).collect::<Result<_>>()?,
+            kc: g.kv.iter().map(|&(k, _)| cache("k cache", types.0, k)).collect::<Result<_>>()?,
+            vc: g.kv.iter().map(|&(_, v)| cache("v cache", types.1, v)).collect::<Result<_>>()?,
+            types,
+            rot: KvRotation::new(g.kv_head_dims.0, g.kv_head_dims.1, types),
             ropes: g.ropes.iter().map(rope).collect(),
             xq: act("xq", be.weights.widest_in().max(n_embd)),
             pads: be.weights.padded(&g.weights).into_iter().map(|w| (w, act("padded input", w))).collect(),
@@ -197,7 +207,7 @@ impl SessionBufs {
     }
 
     /// Stand-ins of every buffer for the dry run that counts dispatches.
-    fn placeholders(ctx: &GpuContext, be: &WgpuBackend) -> SessionBufs {
+    fn placeholders(ctx: &GpuContext, be: &WgpuBackend, types: (KvType, KvType)) -> SessionBufs {
         let g = be.arch.graph();
         let p = GBuf::new(ctx, "placeholder", 16, wgpu::BufferUsages::empty());
         SessionBufs {
@@ -205,6 +215,8 @@ impl SessionBufs {
             bufs: vec![p.clone(); g.bufs.len()],
             kc: vec![p.clone(); g.kv.len()],
             vc: vec![p.clone(); g.kv.len()],
+            types,
+            rot: KvRotation::new(g.kv_head_dims.0, g.kv_head_dims.1, types),
             ropes: vec![p.clone(); g.ropes.len()],
             xq: p.clone(),
             pads: be.weights.padded(&g.weights).into_iter().map(|w| (w, p.clone())).collect(),
@@ -260,7 +272,7 @@ impl WgpuBackend {
         let weights = GpuWeights::upload(&ctx, &arch.graph().weights)?;
         scope.check("uploading the weights")?;
         let mut be = WgpuBackend { ctx, kernels, weights, arch, dispatches: 0, submits: AtomicU64::new(0), dispatched: AtomicU64::new(0) };
-        be.dispatches = be.count_dispatches(false)?;
+        be.dispatches = be.count_dispatches(false, F16_KV)?;
         be.save_pipelines();
         Ok(be)
     }
@@ -273,9 +285,9 @@ impl WgpuBackend {
     }
 
     /// Dispatches one micro-batch records (graph, head, and the copies of
-    /// named intermediates when dumping), counted by a dry run.
-    fn count_dispatches(&self, dump: bool) -> Result<usize> {
-        let b = SessionBufs::placeholders(&self.ctx, self);
+    /// named intermediates when dumping) with a cache of `types`, counted by a dry run.
+    fn count_dispatches(&self, dump: bool, types: (KvType, KvType)) -> Result<usize> {
+        let b = SessionBufs::placeholders(&self.ctx, self, types);
         let mut bg = HashMap::new();
         let mut rec = Recorder::counting(&self.ctx, &self.kernels, &b.ids, &mut bg);
         let mut dumps = Vec::new();
@@ -286,9 +298,15 @@ impl WgpuBackend {
         Ok(rec.n_dispatches())
     }
 
-    /// What one decode token records, counted dry (nothing runs).
+    /// What one decode token records with an f16 cache, counted dry (nothing runs).
     pub fn decode_dispatches(&self) -> Result<DispatchCounts> {
-        let b = SessionBufs::placeholders(&self.ctx, self);
+        self.decode_dispatches_for(F16_KV)
+    }
+
+    /// [`WgpuBackend::decode_dispatches`] with a cache of `types` (a
+    /// quantized cache takes the unfused RoPE and its own stores).
+    pub fn decode_dispatches_for(&self, types: (KvType, KvType)) -> Result<DispatchCounts> {
+        let b = SessionBufs::placeholders(&self.ctx, self, types);
         let mut bg = HashMap::new();
         let mut rec = Recorder::counting(&self.ctx, &self.kernels, &b.ids, &mut bg);
         let mut e = GpuExec::new(&mut rec, self, &b, 1, 0, None);
@@ -308,8 +326,16 @@ impl WgpuBackend {
         (self.submits.load(Ordering::Relaxed), self.dispatched.load(Ordering::Relaxed))
     }
 
+    /// A session of `n_ctx` positions with an f16 KV cache.
     pub fn new_runner(self: &Arc<Self>, n_ctx: usize) -> Result<GpuRunner> {
-        GpuRunner::new(self.clone(), n_ctx)
+        GpuRunner::new(self.clone(), n_ctx, F16_KV)
+    }
+
+    /// A session whose cache stores K and V as `types` (f16, q8_0, q4_0; an
+    /// error when a layer's rows are not whole blocks, or for MLA's latent
+    /// cache, which stays f16: [`crate::kv_cache::check_types`]).
+    pub fn new_runner_with_kv_types(self: &Arc<Self>, n_ctx: usize, types: (KvType, KvType)) -> Result<GpuRunner> {
+        GpuRunner::new(self.clone(), n_ctx, types)
     }
 
     /// Bytes of every weight buffer on the device, and of the same tensors in the file.
@@ -337,9 +363,10 @@ pub struct GpuRunner {
 }
 
 impl GpuRunner {
-    fn new(be: Arc<WgpuBackend>, n_ctx: usize) -> Result<GpuRunner> {
+    fn new(be: Arc<WgpuBackend>, n_ctx: usize, types: (KvType, KvType)) -> Result<GpuRunner> {
         let ctx = &be.ctx;
         let g = be.arch.graph();
+        crate::kv_cache::check_types(&g.kv, types.0, types.1)?;
         let max = ctx.profile.max_binding() as usize;
         let widest = g.bufs.iter().map(|b| b.1).chain([g.n_vocab, be.weights.widest_in()]).max().unwrap_or(1) * 4;
         if max / widest == 0 {
@@ -351,14 +378,16 @@ impl GpuRunner {
         let cap = if ctx.profile.software { 64 } else { 512 };
         let ubatch = (max / widest).clamp(1, cap);
         let scope = AllocScope::new(ctx);
-        let b = SessionBufs::new(ctx, &be, ubatch, n_ctx)?;
+        let b = SessionBufs::new(ctx, &be, ubatch, n_ctx, types)?;
         scope.check("allocating the session's buffers")?;
-        let kv_bytes: usize = g.kv.iter().map(|&(k, v)| n_ctx * (k + v) * 2).sum();
-        log::info!("wgpu session: ctx {n_ctx}, micro-batch {ubatch}, KV cache {} MiB on the GPU", kv_bytes >> 20);
+        let kv_bytes = crate::kv_cache::bytes_per_token(&g.kv, types.0, types.1).unwrap_or(0) * n_ctx;
+        // A quantized cache records more dispatches (unfused RoPE, its stores).
+        let dispatches = if types == F16_KV { be.dispatches } else { be.count_dispatches(false, types)? };
+        log::info!("wgpu session: ctx {n_ctx}, micro-batch {ubatch}, KV cache {}/{} {} MiB on the GPU", types.0, types.1, kv_bytes >> 20);
         Ok(GpuRunner {
             n_ctx,
             ubatch,
-            params: params_buffer(ctx, be.dispatches + 8),
+            params: params_buffer(ctx, dispatches + 8),
             bind_groups: HashMap::new(),
             readback: Readback::new(ctx, (ubatch * g.n_vocab * 4) as u64),
             bytes: Vec::new(),
@@ -391,7 +420,7 @@ impl Runner for GpuRunner {
     fn set_dump(&mut self, on: bool) -> Result<()> {
         if on {
             // The copies are dispatches too: make room for them.
-            let n = self.be.count_dispatches(true)? + 8;
+            let n = self.be.count_dispatches(true, self.b.types)? + 8;
             if n as u64 * super::kernels::SLOT > self.params.size {
                 self.params = params_buffer(&self.be.ctx, n);
                 self.bind_groups.clear();
@@ -409,8 +438,8 @@ impl Runner for GpuRunner {
         if n_tokens > self.n_ctx {
             return Err(Error::ContextFull { needed: n_tokens, n_ctx: self.n_ctx });
         }
-        // The cache buffers hold f16 rows (SessionBufs::new).
-        let (type_k, type_v) = (KvType::F16, KvType::F16);
+        // The cache buffers hold rows of the session's types (SessionBufs::new).
+        let (type_k, type_v) = self.b.types;
         let ctx = &self.be.ctx;
         let dims = &self.be.arch.graph().kv;
         // Every layer's K then V rows into one staging buffer, one submit;
@@ -442,7 +471,7 @@ impl Runner for GpuRunner {
     }
 
     fn kv_write(&mut self, state: &KvState) -> Result<()> {
-        state.check(&self.be.arch.graph().kv, self.n_ctx, KvType::F16, KvType::F16)?;
+        state.check(&self.be.arch.graph().kv, self.n_ctx, self.b.types.0, self.b.types.1)?;
         let ctx = &self.be.ctx;
         for (il, l) in state.layers.iter().enumerate() {
             for (buf, rows) in [(&self.b.kc[il], &l.k), (&self.b.vc[il], &l.v)] {
@@ -450,7 +479,8 @@ impl Runner for GpuRunner {
                     continue;
                 }
                 // A write is whole 4-byte words: the padding lands in the
-                // next (not yet valid) position, which its pass overwrites.
+                // next (not yet valid) position, which its pass overwrites
+                // (a quantized store writes whole blocks).
                 let mut data = rows.clone();
                 data.resize(rows.len().next_multiple_of(4), 0);
                 ctx.queue.write_buffer(&buf.buf, 0, &data);
@@ -576,6 +606,9 @@ impl Drop for AllocScope<'_> {
         let _ = pollster::block_on(self.device.pop_error_scope());
     }
 }
+
+/// The default cache types.
+const F16_KV: (KvType, KvType) = (KvType::F16, KvType::F16);
 
 /// rope.wgsl's mode word.
 fn rope_mode(m: RopeMode) -> u32 {
@@ -1024,7 +1057,10 @@ impl Exec for GpuExec<'_, '_> {
 
     fn kv_store(&mut self, il: usize, k: Buf, v: Option<Buf>) -> Result<()> {
         let (b, n, pos0) = (self.b, self.n, self.pos0);
-        if let (Some(Pending::Rope { q, k: Some(rk), q_scale }), Some(v)) = (&self.pending, v) {
+        // The fused store writes f16 caches only; a quantized cache takes the
+        // unfused RoPE (flush) and the quantizing stores below.
+        let fusable = b.types == F16_KV;
+        if let (true, Some(Pending::Rope { q, k: Some(rk), q_scale }), Some(v)) = (fusable, &self.pending, v) {
             let (q, rk, q_scale) = (*q, *rk, *q_scale);
             let (qw, kw, vw) = (self.width(q.0), self.width(k), self.width(v));
             let n_kv = rk.1.n_head;
@@ -1060,9 +1096,18 @@ impl Exec for GpuExec<'_, '_> {
             }
         }
         self.flush()?;
-        ops::kv_store(self.rec, &b.bufs[k.0 as usize], &b.kc[il], n, self.width(k), pos0)?;
+        let (kt, vt) = b.types;
+        // A rotating cache stores H·k and H·v: rotated in place (k and v are
+        // read by nothing else after the store).
+        if let Some(p) = b.rot.k {
+            ops::hadamard(self.rec, &b.bufs[k.0 as usize], n * self.width(k), p)?;
+        }
+        ops::kv_store_q(self.rec, &b.bufs[k.0 as usize], &b.kc[il], kt, n, self.width(k), pos0)?;
         if let Some(v) = v {
-            ops::kv_store(self.rec, &b.bufs[v.0 as usize], &b.vc[il], n, self.width(v), pos0)?;
+            if let Some(p) = b.rot.v {
+                ops::hadamard(self.rec, &b.bufs[v.0 as usize], n * self.width(v), p)?;
+            }
+            ops::kv_store_q(self.rec, &b.bufs[v.0 as usize], &b.vc[il], vt, n, self.width(v), pos0)?;
         }
         Ok(())
     }
@@ -1079,8 +1124,18 @@ impl Exec for GpuExec<'_, '_> {
             ..ops::AttnArgs::standard(self.n, a.n_head, a.n_head_kv, a.head_dim_k, a.head_dim_v, self.pos0, a.kq_scale)
         };
         let b = self.b;
-        let vc = if a.v_in_k { &b.kc[il] } else { &b.vc[il] };
-        ops::attention(self.rec, &b.bufs[q.0 as usize], &b.kc[il], vc, &b.bufs[out.0 as usize], &args)
+        let (vc, vt) = if a.v_in_k { (&b.kc[il], b.types.0) } else { (&b.vc[il], b.types.1) };
+        let (qb, ob) = (&b.bufs[q.0 as usize], &b.bufs[out.0 as usize]);
+        // Rotated K rows: rotate the queries alike ((H·q)·(H·k) = q·k); rotated
+        // V rows: the output is H·o, rotated back (H·H = I).
+        if let Some(p) = b.rot.k {
+            ops::hadamard(self.rec, qb, self.n * a.n_head * a.head_dim_k, p)?;
+        }
+        ops::attention_typed(self.rec, (b.types.0, vt), qb, &b.kc[il], vc, ob, &args)?;
+        if let Some(p) = b.rot.v {
+            ops::hadamard(self.rec, ob, self.n * a.n_head * a.head_dim_v, p)?;
+        }
+        Ok(())
     }
 
     fn name(&mut self, x: Buf, name: &str, il: Option<usize>) -> Result<()> {

@@ -6,6 +6,7 @@
 
 use super::kernels::params::{self as kp, KernelParams, ParamsLayout};
 use super::layout::{Layout, GPU_TYPES};
+use crate::kv_cache::KvType;
 
 const DEQUANT: &str = include_str!("shaders/dequant.wgsl");
 const MATMUL: &str = include_str!("shaders/matmul.wgsl");
@@ -31,6 +32,9 @@ const RMS_NORM_Q: &str = include_str!("shaders/rms_norm_q.wgsl");
 const RMS_SCALE: &str = include_str!("shaders/rms_scale.wgsl");
 const GLU_Q: &str = include_str!("shaders/glu_q.wgsl");
 const ROPE_KV: &str = include_str!("shaders/rope_kv.wgsl");
+const KV_STORE_Q: &str = include_str!("shaders/kv_store_q.wgsl");
+const ATTENTION_KVQ: &str = include_str!("shaders/attention_kvq.wgsl");
+const HADAMARD: &str = include_str!("shaders/hadamard.wgsl");
 /// dequant.wgsl's word reader for the kernels with one weight (`wa`).
 const WA_AT: &str = "fn wa_at(i: u32) -> u32 {\n    return wa[i];\n}\n";
 
@@ -51,8 +55,17 @@ pub enum ShaderKey {
     RmsNorm,
     Rope,
     KvStore,
+    /// Quantizing KV store into a q8_0 or q4_0 cache (never `KvType::F16`:
+    /// that is `KvStore`), ggml's reference quantizers.
+    KvStoreQ(KvType),
     /// Attention over the f16 KV cache, its cache reads per tier: see [`AttnCache`].
     Attention(AttnCache),
+    /// Attention over a quantized KV cache, K and V types (not both f16):
+    /// llama.cpp's CPU flash-attention arithmetic (attention_kvq.wgsl).
+    AttentionKvq(KvType, KvType),
+    /// In-place Walsh–Hadamard rotation of pieces of a buffer (the rotation
+    /// of a quantized cache's rows, queries and output: `kv_rotation.rs`).
+    Hadamard,
     Swiglu,
     Add,
     Scale,
@@ -351,6 +364,8 @@ impl ShaderKey {
             ShaderKey::GetRows(l) => format!("get_rows_{}", l.name()),
             ShaderKey::HeadMatmul(l) => format!("head_matmul_{}", l.name()),
             ShaderKey::Attention(c) => format!("attention_{}", format!("{c:?}").to_lowercase()),
+            ShaderKey::KvStoreQ(t) => format!("kv_store_{t}"),
+            ShaderKey::AttentionKvq(k, v) => format!("attention_kvq_{k}_{v}"),
             ShaderKey::MatmulFused(l, k, f) => {
                 let k = match k {
                     FusedKernel::Reduce => "wg".to_string(),
@@ -384,9 +399,18 @@ impl ShaderKey {
             ShaderKey::Rope => ROPE.into(),
             ShaderKey::KvStore => KV_STORE.into(),
             ShaderKey::Attention(c) => format!("{}{}", c.header(), ATTENTION),
+            ShaderKey::KvStoreQ(t) => {
+                let qt = kv_type_id(*t);
+                let bb = t.block_bytes();
+                format!("const QT: u32 = {qt}u;\nconst BB: u32 = {bb}u;\nconst PW: u32 = {}u;\n{KV_STORE_Q}", 2 * bb / 4)
+            }
+            ShaderKey::AttentionKvq(k, v) => {
+                format!("const KT: u32 = {}u;\nconst VT: u32 = {}u;\n{ATTENTION_KVQ}", kv_type_id(*k), kv_type_id(*v))
+            }
             ShaderKey::Swiglu => SWIGLU.into(),
             ShaderKey::Add => ADD.into(),
             ShaderKey::Scale => SCALE.into(),
+            ShaderKey::Hadamard => HADAMARD.into(),
             ShaderKey::AddBias => ADD_BIAS.into(),
             ShaderKey::Argmax => ARGMAX.into(),
             ShaderKey::ActQuant => ACT_QUANT.into(),
@@ -411,11 +435,12 @@ impl ShaderKey {
             ShaderKey::GetRows(_) => kp::GetRowsParams::LAYOUT,
             ShaderKey::RmsNorm => kp::RmsNormParams::LAYOUT,
             ShaderKey::Rope => kp::RopeParams::LAYOUT,
-            ShaderKey::KvStore => kp::KvStoreParams::LAYOUT,
-            ShaderKey::Attention(_) => kp::AttentionParams::LAYOUT,
+            ShaderKey::KvStore | ShaderKey::KvStoreQ(_) => kp::KvStoreParams::LAYOUT,
+            ShaderKey::Attention(_) | ShaderKey::AttentionKvq(..) => kp::AttentionParams::LAYOUT,
             ShaderKey::Swiglu => kp::SwigluParams::LAYOUT,
             ShaderKey::Add => kp::AddParams::LAYOUT,
             ShaderKey::Scale => kp::ScaleParams::LAYOUT,
+            ShaderKey::Hadamard => kp::HadamardParams::LAYOUT,
             ShaderKey::AddBias => kp::AddBiasParams::LAYOUT,
             ShaderKey::Argmax => kp::ArgmaxParams::LAYOUT,
             ShaderKey::ActQuant => kp::ActQuantParams::LAYOUT,
@@ -439,14 +464,15 @@ impl ShaderKey {
             ShaderKey::RmsNorm => s(2, 1),
             ShaderKey::Rope
             | ShaderKey::KvStore
+            | ShaderKey::KvStoreQ(_)
             | ShaderKey::Swiglu
             | ShaderKey::Add
             | ShaderKey::AddBias
             | ShaderKey::Argmax
             | ShaderKey::ActQuant
             | ShaderKey::Copy => s(1, 1),
-            ShaderKey::Scale => s(0, 1),
-            ShaderKey::Attention(_) => s(3, 1),
+            ShaderKey::Scale | ShaderKey::Hadamard => s(0, 1),
+            ShaderKey::Attention(_) | ShaderKey::AttentionKvq(..) => s(3, 1),
             ShaderKey::HeadMatmul(_) => s(2, 1),
             ShaderKey::RmsNormQ => s(2, 2),
             ShaderKey::GluQ => s(1, 2),
@@ -502,8 +528,27 @@ pub fn all_variants() -> Vec<ShaderKey> {
         ShaderKey::RmsNormQ,
         ShaderKey::GluQ,
         ShaderKey::RopeKv,
+        ShaderKey::KvStoreQ(KvType::Q8_0),
+        ShaderKey::KvStoreQ(KvType::Q4_0),
+        ShaderKey::Hadamard,
     ]);
+    for k in KvType::ALL {
+        for t in KvType::ALL {
+            if (k, t) != (KvType::F16, KvType::F16) {
+                v.push(ShaderKey::AttentionKvq(k, t));
+            }
+        }
+    }
     v
+}
+
+/// The shaders' id of a KV type (`QT`, `KT`, `VT`): 0 = f16, 1 = q8_0, 2 = q4_0.
+fn kv_type_id(t: KvType) -> u32 {
+    match t {
+        KvType::F16 => 0,
+        KvType::Q8_0 => 1,
+        KvType::Q4_0 => 2,
+    }
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use super::{GBuf, Recorder};
 use crate::backend::wgpu::device::DeviceProfile;
 use crate::backend::wgpu::shaders::{AttnCache, FusedKernel, GluOp, MatFuse, MatGroup, RowsTile, ShaderKey, TileType};
 use crate::backend::wgpu::weights::{GpuDense, GpuMatrix};
+use crate::kv_cache::KvType;
 use crate::quant::GgmlType;
 use crate::{Error, Result};
 
@@ -275,6 +276,40 @@ pub fn kv_store(rec: &mut Recorder, src: &GBuf, cache: &GBuf, n_tok: usize, widt
     rec.dispatch(ShaderKey::KvStore, &[src, cache], &p, [(width as u32 / 2).div_ceil(64), n_tok as u32, 1])
 }
 
+/// Bytes of a device KV cache of `n_ctx` rows of `width` values stored as
+/// `ty`: the rows ([`KvType::row_bytes`]), rounded up for q8_0/q4_0 to a
+/// whole number of pairs of blocks (68 or 36 bytes, whole u32 words), the
+/// unit [`kv_store_q`] writes. `None` when a row is not whole blocks.
+pub fn kv_cache_bytes(ty: KvType, width: usize, n_ctx: usize) -> Option<u64> {
+    let rows = ty.row_bytes(width)?.checked_mul(n_ctx)?;
+    Some(match ty {
+        KvType::F16 => rows as u64,
+        _ => (rows / ty.block_bytes()).next_multiple_of(2) as u64 * ty.block_bytes() as u64,
+    })
+}
+
+/// Writes `n_tok` rows of `width` f32 into a cache stored as `ty` at `pos0`:
+/// [`kv_store`] for f16, else quantized to q8_0/q4_0 blocks with ggml's
+/// reference quantizers, byte for byte as `KvCache::write` stores them (the
+/// cache sized by [`kv_cache_bytes`]).
+pub fn kv_store_q(rec: &mut Recorder, src: &GBuf, cache: &GBuf, ty: KvType, n_tok: usize, width: usize, pos0: usize) -> Result<()> {
+    if ty == KvType::F16 {
+        return kv_store(rec, src, cache, n_tok, width, pos0);
+    }
+    if !width.is_multiple_of(32) {
+        return Err(Error::Backend(format!("kv store: a row of {width} values is not whole {ty} blocks")));
+    }
+    if n_tok == 0 || width == 0 {
+        return Ok(());
+    }
+    let bpr = width / 32;
+    let (g0, g1) = (pos0 * bpr, (pos0 + n_tok) * bpr);
+    let pairs = (g1 - 1) / 2 - g0 / 2 + 1;
+    let p = KvStoreParams { n_tok: n_tok as u32, width: width as u32, pos0: pos0 as u32, ..Default::default() };
+    let [x, y] = split((pairs as u32).div_ceil(64));
+    rec.dispatch(ShaderKey::KvStoreQ(ty), &[src, cache], &p, [x, y, 1])
+}
+
 /// Attention over the f16 cache for `n_tok` queries at `pos0..`.
 #[derive(Debug, Clone, Copy)]
 pub struct AttnArgs {
@@ -359,6 +394,52 @@ pub fn attention_with(rec: &mut Recorder, cache: AttnCache, q: &GBuf, kc: &GBuf,
     rec.dispatch(ShaderKey::Attention(cache), &[q, kc, vc, out], &p, [a.n_head as u32, a.n_tok as u32, 1])
 }
 
+/// [`attention`] over a cache whose K and V rows are stored as `types`:
+/// the f16 cache as [`attention`] (bit for bit), a quantized side through
+/// attention_kvq.wgsl (llama.cpp's CPU flash-attention arithmetic, as
+/// `backend::cpu::attention_kvq`). `k_row`/`v_row` count values.
+pub fn attention_typed(
+    rec: &mut Recorder,
+    types: (KvType, KvType),
+    q: &GBuf,
+    kc: &GBuf,
+    vc: &GBuf,
+    out: &GBuf,
+    a: &AttnArgs,
+) -> Result<()> {
+    if types == (KvType::F16, KvType::F16) {
+        return attention(rec, q, kc, vc, out, a);
+    }
+    let whole = |ty: KvType, hd: usize, row: usize| hd.is_multiple_of(ty.block_len().max(2)) && row.is_multiple_of(ty.block_len().max(2));
+    if !whole(types.0, a.head_dim_k, a.k_row)
+        || !whole(types.1, a.head_dim_v, a.v_row)
+        || a.head_dim_k > ATTN_MAX_HDK
+        || a.head_dim_v > ATTN_MAX_HDV
+        || a.n_head_kv == 0
+        || !a.n_head.is_multiple_of(a.n_head_kv)
+    {
+        return Err(crate::Error::Backend(format!(
+            "attention over a {}/{} cache with K head {} / V head {} / {} heads over {} KV heads is not supported on wgpu",
+            types.0, types.1, a.head_dim_k, a.head_dim_v, a.n_head, a.n_head_kv
+        )));
+    }
+    let p = AttentionParams {
+        n_head: a.n_head as u32,
+        n_head_kv: a.n_head_kv as u32,
+        head_dim_k: a.head_dim_k as u32,
+        head_dim_v: a.head_dim_v as u32,
+        pos0: a.pos0 as u32,
+        kq_scale: a.kq_scale,
+        window: a.window.unwrap_or(0) as u32,
+        softcap: a.softcap.unwrap_or(0.0),
+        q_stride: (a.n_head * a.head_dim_k) as u32,
+        out_stride: (a.n_head * a.head_dim_v) as u32,
+        k_row: a.k_row as u32,
+        v_row: a.v_row as u32,
+    };
+    rec.dispatch(ShaderKey::AttentionKvq(types.0, types.1), &[q, kc, vc, out], &p, [a.n_head as u32, a.n_tok as u32, 1])
+}
+
 /// `gate = silu(gate) · up` (`gelu` = false) or `gelu(gate) · up`.
 pub fn glu(rec: &mut Recorder, up: &GBuf, gate: &GBuf, n: usize, gelu: bool) -> Result<()> {
     let [x, y] = split((n as u32).div_ceil(64));
@@ -380,6 +461,19 @@ pub fn add_scaled(rec: &mut Recorder, y: &GBuf, x: &GBuf, n: usize, s: f32) -> R
 pub fn scale(rec: &mut Recorder, x: &GBuf, off: usize, n: usize, s: f32) -> Result<()> {
     let [gx, gy] = split((n as u32).div_ceil(64));
     rec.dispatch(ShaderKey::Scale, &[x], &ScaleParams { n: n as u32, off: off as u32, op: 0, s }, [gx, gy, 1])
+}
+
+/// `x[..n]`, a whole number of `piece`-value pieces, each rotated in place by
+/// the `piece × piece` Walsh–Hadamard matrix (`piece` a power of two ≤ 256):
+/// the rotation of a quantized KV cache (`kv_rotation.rs`), bit for bit the CPU's.
+pub fn hadamard(rec: &mut Recorder, x: &GBuf, n: usize, piece: usize) -> Result<()> {
+    if !piece.is_power_of_two() || piece > 256 || !n.is_multiple_of(piece) {
+        return Err(Error::Backend(format!("hadamard: {n} values in pieces of {piece} are not supported on wgpu")));
+    }
+    let n_pieces = (n / piece) as u32;
+    let [gx, gy] = split(n_pieces);
+    let s = 1.0 / (piece as f32).sqrt();
+    rec.dispatch(ShaderKey::Hadamard, &[x], &HadamardParams { n: piece as u32, n_pieces, off: 0, s }, [gx, gy, 1])
 }
 
 /// `x[off..off + n] = cap · tanh(x / cap)` (final logit soft-capping).

@@ -212,6 +212,17 @@ kernel_params! {
 }
 
 kernel_params! {
+    /// `Params` of hadamard.wgsl: `n_pieces` pieces of `n` values from `off`,
+    /// each multiplied by the `n × n` Walsh–Hadamard matrix (`s = 1/√n`).
+    HadamardParams {
+        n: u32,
+        n_pieces: u32,
+        off: u32,
+        s: f32,
+    }
+}
+
+kernel_params! {
     /// `Params` of add_bias.wgsl: `x[t·stride + off + i] += b[i]`.
     AddBiasParams {
         n_tok: u32,

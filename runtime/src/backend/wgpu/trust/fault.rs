@@ -63,11 +63,11 @@ impl Fault {
             "matmul" => matches!(key, K::Matmul(_) | K::MatmulSg(_) | K::MatmulRows(..) | K::MatmulTiled(..) | K::MatmulFused(..)),
             "rms_norm" => matches!(key, K::RmsNorm | K::RmsNormQ),
             "rope" => matches!(key, K::Rope | K::RopeKv),
-            "attention" => matches!(key, K::Attention(_)),
+            "attention" => matches!(key, K::Attention(_) | K::AttentionKvq(..) | K::Hadamard),
             "glu" => matches!(key, K::Swiglu | K::GluQ | K::MatmulFused(_, _, MatFuse { group: MatGroup::Glu(_), .. })),
             "add" => matches!(key, K::Add | K::MatmulFused(_, _, MatFuse { add: true, .. })),
             "get_rows" => matches!(key, K::GetRows(_)),
-            "kv_store" => key == K::KvStore,
+            "kv_store" => matches!(key, K::KvStore | K::KvStoreQ(_)),
             "act_quant" => matches!(key, K::ActQuant | K::MatmulFused(_, _, MatFuse { round: Some(_), .. })),
             _ => false,
         }
