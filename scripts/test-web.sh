@@ -7,11 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v chromium >/dev/null; then
-  echo "test-web: installing chromium"
-  sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
-  $sudo apt-get update -qq && $sudo apt-get install -y -qq chromium >/dev/null
-fi
+scripts/setup-web-ci.sh
 [ -f web/dist/index.html ] && [ -f web/dist/pkg/ember_web_bg.wasm ] || { echo "test-web: run scripts/build-web.sh first" >&2; exit 1; }
 ember="${EMBER_BIN:-${CARGO_TARGET_DIR:-target}/release/ember}"
 [ -x "$ember" ] || (unset RUSTC_WORKSPACE_WRAPPER; cargo build --release -q -p ember-cli)

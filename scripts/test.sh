@@ -12,6 +12,11 @@ t_start=$SECONDS
 phase() { echo "== test.sh: $1 (at $((SECONDS - t_start)) s)"; }
 phase "gpu driver"
 scripts/setup-gpu-ci.sh
+# Chromium for the browser test, installed while the workspace builds (a network-bound
+# download); its log is printed when the web phase waits for it.
+chromium_log=$(mktemp)
+scripts/setup-web-ci.sh >"$chromium_log" 2>&1 &
+chromium_pid=$!
 # The format first (cheap, fails fast): rustfmt.toml's.
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 if cargo fmt --version >/dev/null 2>&1; then cargo fmt --all -- --check; else echo "test.sh: rustfmt missing, format not checked" >&2; fi
@@ -53,4 +58,11 @@ env -u RUSTC_WORKSPACE_WRAPPER -u CLIPPY_ARGS scripts/test-aarch64.sh
 # App SDKs: Python + Kotlin (JVM) suites against the real library; Android/iOS type-check.
 phase "bindings"
 scripts/test-bindings.sh
+# The browser build (wasm32 + wasm-bindgen) and its test: the demo page in headless Chromium
+# must write the native CPU's greedy text (scripts/test-web.sh, docs/WEB.md).
+phase "web"
+wait "$chromium_pid" || { cat "$chromium_log"; echo "test.sh: installing Chromium failed" >&2; exit 1; }
+cat "$chromium_log"
+env -u RUSTC_WORKSPACE_WRAPPER -u CLIPPY_ARGS scripts/build-web.sh
+EMBER_BIN="$ember_bin" scripts/test-web.sh
 phase "done"
