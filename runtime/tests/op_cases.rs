@@ -535,14 +535,17 @@ fn build(case: &Case, seed: u64) -> Built {
     let out_bufs: Vec<Buf> = outs.iter().map(|(n, width)| g.buf(n, *width)).collect();
     let hidden = g.buf("hidden", HEAD_W);
     let mut rope = None;
-    let mut kv = Vec::new();
+    let (mut kv, mut head_dims) = (Vec::new(), (0, 0));
     match &case.op {
         Op::Rope { n_rot, mode, .. } => rope = Some(g.rope(RopeParams::plain(*n_rot, *mode, 10000.0), RopeFactors::default())),
-        Op::Attention { n_head_kv, hd_k, hd_v, v_in_k, .. } => kv.push((n_head_kv * hd_k, if *v_in_k { 0 } else { n_head_kv * hd_v })),
+        Op::Attention { n_head_kv, hd_k, hd_v, v_in_k, .. } => {
+            kv.push((n_head_kv * hd_k, if *v_in_k { 0 } else { n_head_kv * hd_v }));
+            head_dims = if *v_in_k { (0, 0) } else { (*hd_k, *hd_v) };
+        }
         _ => {}
     }
     let head = Head { norm: head_norm, output: head_out, eps: 1e-5, logit_mul: 1.0, softcap: None };
-    let graph = g.finish(kv, hidden, head, HEAD_VOCAB);
+    let graph = g.finish(kv, head_dims, hidden, head, HEAD_VOCAB);
     let model = Arc::new(OpModel {
         graph,
         op: case.op.clone(),
