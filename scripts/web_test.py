@@ -24,13 +24,32 @@ import urllib.request
 
 
 class Handler(http.server.SimpleHTTPRequestHandler):
+    """web/dist, plus the model under /models/<anything>/<name> (the basename is looked up in
+    `models`). Counts the GETs of each path (`requests`). /models/too-big/<bytes>/<name>
+    answers 200 with that Content-Length and closes after the headers (no body)."""
     models = "."
+    requests = {}
+    lock = threading.Lock()
 
     def translate_path(self, path):
         p = urllib.parse.unquote(urllib.parse.urlsplit(path).path)
         if p.startswith("/models/"):
             return os.path.join(self.models, os.path.basename(p))
         return super().translate_path(path)
+
+    def do_GET(self):
+        p = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path)
+        with self.lock:
+            self.requests[p] = self.requests.get(p, 0) + 1
+        if p.startswith("/models/too-big/"):
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", p.split("/")[3])
+            self.end_headers()
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        super().do_GET()
 
     def end_headers(self):
         self.send_header("Cross-Origin-Opener-Policy", "same-origin")
@@ -183,6 +202,14 @@ def native(ember, model, prompt, n):
     return out[:-1] if out.endswith("\n") else out
 
 
+def native_chat(ember, model, message, n):
+    """`ember chat` with one user message on stdin: the model's chat template, as the page's
+    session.chat([{role: 'user', content: message}]) renders it; the reply and a newline on stdout."""
+    out = subprocess.run([ember, "chat", "-m", model, "--backend", "cpu", "--temp", "0", "-n", str(n)], input=message + "\n",
+                         capture_output=True, text=True, timeout=300, check=True).stdout
+    return out[:-1] if out.endswith("\n") else out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--chromium", default=shutil.which("chromium") or "chromium")
@@ -208,10 +235,11 @@ def main():
         else:
             p = r["parity"]
             print(f"ok   kernel parity: {'/'.join(p['tables'])}, {p['cases']} cases bit-identical")
+        wants = {}
         for backend in a.backends.split(","):
             for prompt in a.prompts:
-                want = native(a.ember, a.model, prompt, a.n)
-                q = urllib.parse.urlencode({"autorun": 1, "model": model_url, "backend": backend, "prompt": prompt, "n": a.n, "temp": 0})
+                want = wants.setdefault(prompt, native(a.ember, a.model, prompt, a.n))
+                q = urllib.parse.urlencode({"autorun": 1, "model": model_url, "backend": backend, "prompt": prompt, "n": a.n, "temp": 0, "cache": 0})
                 t = time.time()
                 kind, r = browser.run_page(f"{base}?{q}", a.timeout)
                 secs = time.time() - t
@@ -224,6 +252,53 @@ def main():
                 else:
                     print(f"ok   [{backend}] {prompt!r} = native ({r['backend']} on {r['adapter']}; prompt {r['prompt_tps']:.1f} tok/s, "
                           f"generation {r['gen_tps']:.1f} tok/s; page {secs:.1f} s)")
+
+        def check(name, ok, detail):
+            nonlocal failed
+            failed += 0 if ok else 1
+            print(f"{'ok  ' if ok else 'FAIL'} {name}: {detail}")
+
+        # Cache Storage: the same URL loaded by two pages of one profile; the second must read
+        # the cache (the server sees one GET) and generate the same text.
+        prompt = a.prompts[0]
+        want = wants.get(prompt) or native(a.ember, a.model, prompt, a.n)
+        url = f"/models/cached/{os.path.basename(a.model)}"
+        q = urllib.parse.urlencode({"autorun": 1, "model": url, "backend": "cpu", "prompt": prompt, "n": a.n, "temp": 0})
+        runs = [browser.run_page(f"{base}?{q}", a.timeout) for _ in range(2)]
+        gets = Handler.requests.get(url, 0)
+        if any(kind != "EMBER_DONE" for kind, _ in runs):
+            check("cache", False, " / ".join(f"{kind} {r.get('error')}" for kind, r in runs))
+        else:
+            (_, r1), (_, r2) = runs
+            sources = (r1.get("model_source"), r2.get("model_source"))
+            same = r1["text"] == r2["text"] == want
+            texts = "equal (= native)" if same else f"differ: {r1['text']!r} / {r2['text']!r} / native {want!r}"
+            check("cache", sources == ("network", "cache") and gets == 1 and same,
+                  f"model_source {sources[0]} then {sources[1]}, {gets} GET(s) of the model, texts {texts}")
+
+        # Load errors: EMBER_ERROR with the reason, quickly (no hang, no crash).
+        err_timeout = min(a.timeout, 60)
+        too_big = 5 << 30
+        for name, url, needles in [
+            ("error: model over the limit", f"/models/too-big/{too_big}/{os.path.basename(a.model)}", ["5120 MiB", "at most 3072 MiB"]),
+            ("error: HTTP 404", "/models/no-such-model.gguf", ["HTTP 404", "no-such-model.gguf"]),
+        ]:
+            q = urllib.parse.urlencode({"autorun": 1, "model": url, "backend": "cpu", "prompt": "Hi", "n": 4, "temp": 0})
+            t = time.time()
+            kind, r = browser.run_page(f"{base}?{q}", err_timeout)
+            msg = str(r.get("error"))
+            check(name, kind == "EMBER_ERROR" and all(s in msg for s in needles) and Handler.requests.get(url, 0) == 1,
+                  f"{kind} in {time.time() - t:.1f} s: {msg[:200]!r}")
+
+        # Chat: session.chat([{role: 'user', content}]) against `ember chat` (the same template).
+        message = "Hello! Who are you?"
+        want = native_chat(a.ember, a.model, message, a.n)
+        q = urllib.parse.urlencode({"autorun": 1, "chat": 1, "model": model_url, "backend": "cpu", "prompt": message, "n": a.n, "temp": 0, "cache": 0})
+        kind, r = browser.run_page(f"{base}?{q}", a.timeout)
+        if kind != "EMBER_DONE":
+            check("chat", False, f"{kind} {r.get('error')}")
+        else:
+            check("chat", r["text"] == want, f"{message!r} → {r['text']!r}" + ("" if r["text"] == want else f" but `ember chat` says {want!r}"))
         if a.screenshot:
             q = urllib.parse.urlencode({"autorun": 1, "chat": 1, "model": model_url, "backend": "auto",
                                         "prompt": "Hello! Who are you?", "n": 40, "temp": 0})

@@ -8,13 +8,15 @@ let engine = null;
 const sessions = new Map();
 let nextSession = 1;
 
+// Resolves to { buf, source }: the model's bytes in WebAssembly memory and where they came
+// from ('network' | 'cache' | 'bytes').
 async function openModel(src, cacheName, onProgress) {
   if (src instanceof ArrayBuffer || ArrayBuffer.isView(src)) {
     const bytes = src instanceof ArrayBuffer ? new Uint8Array(src) : new Uint8Array(src.buffer, src.byteOffset, src.byteLength);
     const buf = new ModelBuffer(bytes.byteLength);
     buf.push(bytes);
     onProgress(bytes.byteLength, bytes.byteLength, 'bytes');
-    return buf;
+    return { buf, source: 'bytes' };
   }
   const url = new URL(src, self.location.href).href;
   let response = null;
@@ -27,24 +29,38 @@ async function openModel(src, cacheName, onProgress) {
   if (!response) {
     response = await fetch(url);
     if (!response.ok) throw new Error(`fetching ${url}: HTTP ${response.status} ${response.statusText}`);
-    if (cache) {
-      // Stored while it streams in (the clone is written to disk, not kept in memory).
-      cache.put(url, response.clone()).catch((e) => console.warn(`ember: not cached: ${e}`));
-    }
   }
   const total = Number(response.headers.get('content-length')) || null;
-  // Reserved up front: a model too big for this page fails before the download.
-  const buf = new ModelBuffer(total ?? undefined);
+  // Reserved up front: a model too big for this page fails before the download (and before
+  // anything is written to the cache).
+  let buf;
+  try {
+    buf = new ModelBuffer(total ?? undefined);
+  } catch (e) {
+    response.body?.cancel().catch(() => {});
+    throw e;
+  }
+  // Stored while it streams in (the clone is written to disk, not kept in memory); awaited
+  // below, so the next load finds it.
+  const stored = cache && source === 'network'
+    ? cache.put(url, response.clone()).catch((e) => console.warn(`ember: not cached: ${e}`))
+    : null;
   const reader = response.body.getReader();
   let loaded = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    buf.push(value);
-    loaded += value.byteLength;
-    onProgress(loaded, total, source);
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      buf.push(value);
+      loaded += value.byteLength;
+      onProgress(loaded, total, source);
+    }
+  } catch (e) {
+    buf.free();
+    throw new Error(`reading ${url} (${source}) after ${loaded} bytes: ${e?.message ?? e}`);
   }
-  return buf;
+  await stored;
+  return { buf, source };
 }
 
 function session(id) {
@@ -66,13 +82,14 @@ const ops = {
     ready ??= init();
     await ready;
     const progress = (loaded, total, source) => self.postMessage({ id, progress: { loaded, total, source } });
-    const buf = await openModel(src, options.cache === false ? null : (options.cacheName ?? 'ember-models'), progress);
+    const { buf, source } = await openModel(src, options.cache === false ? null : (options.cacheName ?? 'ember-models'), progress);
     engine?.free();
     sessions.clear();
     const t = performance.now();
     engine = Engine.load(buf, JSON.stringify({ backend: options.backend ?? 'auto', n_ctx: options.nCtx, scalar: options.scalar }));
     const info = JSON.parse(engine.info());
     info.load_ms = performance.now() - t;
+    info.model_source = source;
     return info;
   },
   async parity() {

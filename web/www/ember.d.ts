@@ -36,6 +36,8 @@ export interface EngineInfo {
   n_ctx: number;
   chat_template: string | null;
   load_ms: number;
+  /** Where the model's bytes came from: 'network', 'cache' (Cache Storage) or 'bytes' (given). */
+  model_source: 'network' | 'cache' | 'bytes';
 }
 
 export interface GenerateParams {
