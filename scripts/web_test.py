@@ -280,7 +280,7 @@ def main():
         err_timeout = min(a.timeout, 60)
         too_big = 5 << 30
         for name, url, needles in [
-            ("error: model over the limit", f"/models/too-big/{too_big}/{os.path.basename(a.model)}", ["5120 MiB", "at most 3072 MiB"]),
+            ("error: model over the limit", f"/models/too-big/{too_big}/{os.path.basename(a.model)}", ["5120 MiB", "at most 2048 MiB"]),
             ("error: HTTP 404", "/models/no-such-model.gguf", ["HTTP 404", "no-such-model.gguf"]),
         ]:
             q = urllib.parse.urlencode({"autorun": 1, "model": url, "backend": "cpu", "prompt": "Hi", "n": 4, "temp": 0})

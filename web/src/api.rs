@@ -8,8 +8,9 @@ use serde_json::{json, Value};
 use wasm_bindgen::prelude::*;
 
 /// The most bytes a model may have here. A wasm32 instance addresses 4 GiB at most (browsers
-/// allow that much or less), and the KV cache, scratch and the code need room next to it.
-const MAX_MODEL_BYTES: u64 = 3 << 30;
+/// allow that much or less), and the KV cache, scratch and the code need room next to it; and
+/// one Rust allocation (the model's `Vec`) holds at most `isize::MAX` bytes, 2 GiB on wasm32.
+const MAX_MODEL_BYTES: u64 = if (isize::MAX as u64) < (3 << 30) { isize::MAX as u64 } else { 3 << 30 };
 
 #[wasm_bindgen(start)]
 fn start() {
@@ -28,7 +29,7 @@ fn mib(n: u64) -> String {
 fn check_size(n: u64) -> Result<(), JsError> {
     if n > MAX_MODEL_BYTES {
         return Err(err(format!(
-            "the model is {}; a WebAssembly page can hold at most {} of weights (wasm32 addresses 4 GiB, shared with the KV cache): use a smaller or more quantized model",
+            "the model is {}; a WebAssembly page can hold at most {} of weights (wasm32 addresses 4 GiB, shared with the KV cache, and one allocation holds 2 GiB): use a smaller or more quantized model",
             mib(n),
             mib(MAX_MODEL_BYTES)
         )));

@@ -328,6 +328,24 @@ pub struct AttnArgs {
 }
 
 impl AttnArgs {
+    /// The uniform block of attention.wgsl and attention_kvq.wgsl.
+    fn params(&self) -> AttentionParams {
+        AttentionParams {
+            n_head: self.n_head as u32,
+            n_head_kv: self.n_head_kv as u32,
+            head_dim_k: self.head_dim_k as u32,
+            head_dim_v: self.head_dim_v as u32,
+            pos0: self.pos0 as u32,
+            kq_scale: self.kq_scale,
+            window: self.window.unwrap_or(0) as u32,
+            softcap: self.softcap.unwrap_or(0.0),
+            q_stride: (self.n_head * self.head_dim_k) as u32,
+            out_stride: (self.n_head * self.head_dim_v) as u32,
+            k_row: self.k_row as u32,
+            v_row: self.v_row as u32,
+        }
+    }
+
     /// Standard attention: K and V rows hold `n_head_kv` heads each.
     pub fn standard(
         n_tok: usize,
@@ -377,21 +395,7 @@ pub fn attention_with(rec: &mut Recorder, cache: AttnCache, q: &GBuf, kc: &GBuf,
             a.head_dim_k, a.head_dim_v, a.n_head, a.n_head_kv
         )));
     }
-    let p = AttentionParams {
-        n_head: a.n_head as u32,
-        n_head_kv: a.n_head_kv as u32,
-        head_dim_k: a.head_dim_k as u32,
-        head_dim_v: a.head_dim_v as u32,
-        pos0: a.pos0 as u32,
-        kq_scale: a.kq_scale,
-        window: a.window.unwrap_or(0) as u32,
-        softcap: a.softcap.unwrap_or(0.0),
-        q_stride: (a.n_head * a.head_dim_k) as u32,
-        out_stride: (a.n_head * a.head_dim_v) as u32,
-        k_row: a.k_row as u32,
-        v_row: a.v_row as u32,
-    };
-    rec.dispatch(ShaderKey::Attention(cache), &[q, kc, vc, out], &p, [a.n_head as u32, a.n_tok as u32, 1])
+    rec.dispatch(ShaderKey::Attention(cache), &[q, kc, vc, out], &a.params(), [a.n_head as u32, a.n_tok as u32, 1])
 }
 
 /// [`attention`] over a cache whose K and V rows are stored as `types`:
@@ -423,21 +427,7 @@ pub fn attention_typed(
             types.0, types.1, a.head_dim_k, a.head_dim_v, a.n_head, a.n_head_kv
         )));
     }
-    let p = AttentionParams {
-        n_head: a.n_head as u32,
-        n_head_kv: a.n_head_kv as u32,
-        head_dim_k: a.head_dim_k as u32,
-        head_dim_v: a.head_dim_v as u32,
-        pos0: a.pos0 as u32,
-        kq_scale: a.kq_scale,
-        window: a.window.unwrap_or(0) as u32,
-        softcap: a.softcap.unwrap_or(0.0),
-        q_stride: (a.n_head * a.head_dim_k) as u32,
-        out_stride: (a.n_head * a.head_dim_v) as u32,
-        k_row: a.k_row as u32,
-        v_row: a.v_row as u32,
-    };
-    rec.dispatch(ShaderKey::AttentionKvq(types.0, types.1), &[q, kc, vc, out], &p, [a.n_head as u32, a.n_tok as u32, 1])
+    rec.dispatch(ShaderKey::AttentionKvq(types.0, types.1), &[q, kc, vc, out], &a.params(), [a.n_head as u32, a.n_tok as u32, 1])
 }
 
 /// `gate = silu(gate) · up` (`gelu` = false) or `gelu(gate) · up`.
