@@ -265,6 +265,13 @@ impl GraphBuilder {
 }
 
 impl Graph {
+    /// How a cache of `types` for this graph is rotated (llama.cpp's rule,
+    /// [`crate::kv_rotation::KvRotation::new`] on the graph's head widths):
+    /// what every backend's session stores and attends with.
+    pub fn kv_rotation(&self, types: (crate::kv_cache::KvType, crate::kv_cache::KvType)) -> crate::kv_rotation::KvRotation {
+        crate::kv_rotation::KvRotation::new(self.kv_head_dims.0, self.kv_head_dims.1, types)
+    }
+
     /// Width of a buffer.
     pub fn width(&self, b: Buf) -> usize {
         self.bufs[b.0 as usize].1

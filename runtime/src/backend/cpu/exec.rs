@@ -12,7 +12,6 @@ use super::profile::{timed, OpKind, OpProfile};
 use super::{attention_kvq, attention_strided, matmul_many, team, AttnShape, CpuBackend, MatJob, MatmulScratch};
 use crate::graph::{Act, Attn, Buf, Dumped, Exec, Forward, Graph, HeadMatmul, Mat, Rope, Runner, Vector, View, Want};
 use crate::kv_cache::{KvCache, KvType};
-use crate::kv_rotation::KvRotation;
 use crate::kv_state::{KvState, LayerKv};
 use crate::ops::activation::{geglu_ggml, swiglu};
 use crate::ops::rms_norm::rms_norm;
@@ -52,7 +51,7 @@ impl CpuRunner {
     pub fn with_kv_types(be: Arc<CpuBackend>, arch: Arc<dyn Forward>, n_ctx: usize, types: (KvType, KvType)) -> Result<CpuRunner> {
         let g = arch.graph();
         let s = State {
-            cache: KvCache::new(n_ctx, g.kv.clone(), types.0, types.1)?.rotated(KvRotation::new(g.kv_head_dims.0, g.kv_head_dims.1, types)),
+            cache: KvCache::new(n_ctx, g.kv.clone(), types.0, types.1)?.rotated(g.kv_rotation(types)),
             bufs: vec![Vec::new(); g.bufs.len()],
             ropes: vec![Vec::new(); g.ropes.len()],
             mm: MatmulScratch::default(),
