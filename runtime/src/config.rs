@@ -122,6 +122,9 @@ pub struct EngineConfig {
     /// How long one GPU submit may take before the device counts as lost;
     /// `None` = 120 s on GPUs, 600 s on software adapters.
     pub gpu_watchdog: Option<std::time::Duration>,
+    /// A GPU kernel made to write wrong values, for tests of the fallback (the names of
+    /// `EMBER_GPU_FAULT`, which wins when set; the browser has no environment).
+    pub gpu_fault: Option<String>,
     /// An OpenAI-compatible server that `Session::complete`/`Session::chat`
     /// may send requests to (see `docs/REMOTE.md`; needs the `remote` feature).
     pub remote: Option<crate::remote::RemoteConfig>,

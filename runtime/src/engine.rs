@@ -83,6 +83,12 @@ impl BackendReport {
 /// Why a GPU was not used, with its report when it got as far as a self-test.
 type GpuRefusal = (Error, Option<Box<GpuReport>>);
 
+#[cfg(not(target_arch = "wasm32"))]
+const NO_ADAPTER: &str = "no wgpu adapter found (for software Vulkan install mesa-vulkan-drivers)";
+#[cfg(target_arch = "wasm32")]
+const NO_ADAPTER: &str =
+    "no WebGPU adapter, or only a software one (SwiftShader: `allowSoftware` lets auto use it, backend webgpu always does)";
+
 /// Opens the best adapter under `policy`, holds the GPU's memory plan to the
 /// budget (`plan_check`, told whether the adapter is a software one), decides
 /// how far to trust it (self-test, quirks, verdict cache), then uploads the model.
@@ -92,9 +98,7 @@ fn open_gpu(
     model: &Model,
     plan_check: &mut dyn FnMut(bool) -> Result<()>,
 ) -> std::result::Result<(WgpuBackend, GpuReport), GpuRefusal> {
-    let ctx = GpuContext::new(policy)
-        .map_err(|e| (e, None))?
-        .ok_or_else(|| (Error::Backend("no wgpu adapter found (for software Vulkan install mesa-vulkan-drivers)".into()), None))?;
+    let ctx = GpuContext::new(policy).map_err(|e| (e, None))?.ok_or_else(|| (Error::Backend(NO_ADAPTER.into()), None))?;
     plan_check(ctx.profile.software).map_err(|e| (e, None))?;
     let t = trust::establish(ctx, opts).map_err(|(e, r)| (e, Some(r)))?;
     let be = WgpuBackend::with_kernels(t.ctx, model.forward().clone(), t.kernels).map_err(|e| (e, Some(Box::new(t.report.clone()))))?;

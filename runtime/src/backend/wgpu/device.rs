@@ -201,20 +201,61 @@ fn type_name(t: wgpu::DeviceType) -> &'static str {
 pub fn list_adapters() -> Vec<wgpu::AdapterInfo> {
     let _quiet = (!log::log_enabled!(log::Level::Info)).then(QuietStderr::new);
     let instance = wgpu::Instance::new(&wgpu::InstanceDescriptor { backends: wgpu::Backends::PRIMARY, ..Default::default() });
-    enumerate_adapters(&instance).into_iter().map(|a| a.get_info()).collect()
+    adapters(&instance, AdapterPolicy::AllowSoftware).unwrap_or_default().into_iter().map(|a| info_of(&a)).collect()
 }
 
-/// The adapters wgpu can enumerate synchronously: every one on native; none in the browser,
-/// where WebGPU only hands out an adapter through an awaited `requestAdapter` (not done here
-/// yet: the browser build runs on the CPU backend).
-fn enumerate_adapters(instance: &wgpu::Instance) -> Vec<wgpu::Adapter> {
+/// The adapters there are: natively every one wgpu enumerates. In the browser WebGPU hands
+/// out one per awaited `requestAdapter`: the browser's choice, else (`policy` allowing) its
+/// fallback adapter (a software one, e.g. SwiftShader).
+fn adapters(instance: &wgpu::Instance, policy: AdapterPolicy) -> Result<Vec<wgpu::Adapter>> {
     #[cfg(not(target_arch = "wasm32"))]
-    return instance.enumerate_adapters(wgpu::Backends::PRIMARY);
+    {
+        let _ = policy;
+        Ok(instance.enumerate_adapters(wgpu::Backends::PRIMARY))
+    }
     #[cfg(target_arch = "wasm32")]
     {
-        let _ = instance;
-        Vec::new()
+        let request = |fallback| {
+            super::wait::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference: wgpu::PowerPreference::HighPerformance,
+                force_fallback_adapter: fallback,
+                compatible_surface: None,
+            }))
+        };
+        let mut found = request(false)?.ok();
+        if found.is_none() && policy == AdapterPolicy::AllowSoftware {
+            found = request(true)?.ok();
+        }
+        Ok(found.into_iter().collect())
     }
+}
+
+/// What the browser says of its adapter (`GPUAdapter.info`, read by the embedder: wgpu's
+/// WebGPU backend reports an empty name and type "other"): its name and whether it is a
+/// software (fallback) one.
+#[cfg(target_arch = "wasm32")]
+static BROWSER_ADAPTER: std::sync::Mutex<Option<(String, bool)>> = std::sync::Mutex::new(None);
+
+/// Sets what [`info_of`] reports for the browser's adapter (see `BROWSER_ADAPTER`).
+#[cfg(target_arch = "wasm32")]
+pub fn set_browser_adapter_info(name: &str, software: bool) {
+    if let Ok(mut a) = BROWSER_ADAPTER.lock() {
+        *a = Some((name.to_string(), software));
+    }
+}
+
+/// The adapter's info; in the browser, with the name and type the page read.
+fn info_of(adapter: &wgpu::Adapter) -> wgpu::AdapterInfo {
+    #[allow(unused_mut)]
+    let mut info = adapter.get_info();
+    #[cfg(target_arch = "wasm32")]
+    if let Some((name, software)) = BROWSER_ADAPTER.lock().ok().and_then(|a| a.clone()) {
+        info.name = name;
+        if software {
+            info.device_type = wgpu::DeviceType::Cpu;
+        }
+    }
+    info
 }
 
 /// "discrete", "integrated", "cpu (software)", …
@@ -244,17 +285,19 @@ impl GpuContext {
             wgpu::DeviceType::Other => 3,
             wgpu::DeviceType::Cpu => 4,
         };
-        let mut adapters: Vec<wgpu::Adapter> = enumerate_adapters(&instance)
+        let mut adapters: Vec<(wgpu::Adapter, wgpu::AdapterInfo)> = adapters(&instance, policy)?
             .into_iter()
-            .filter(|a| policy == AdapterPolicy::AllowSoftware || a.get_info().device_type != wgpu::DeviceType::Cpu)
+            .map(|a| {
+                let i = info_of(&a);
+                (a, i)
+            })
+            .filter(|(_, i)| policy == AdapterPolicy::AllowSoftware || i.device_type != wgpu::DeviceType::Cpu)
             .collect();
-        for a in &adapters {
-            let i = a.get_info();
+        for (_, i) in &adapters {
             log::debug!("wgpu adapter: {} ({:?}, {})", i.name, i.backend, type_name(i.device_type));
         }
-        adapters.sort_by_key(|a| rank(a.get_info().device_type));
-        let Some(adapter) = adapters.into_iter().next() else { return Ok(None) };
-        let info = adapter.get_info();
+        adapters.sort_by_key(|(_, i)| rank(i.device_type));
+        let Some((adapter, info)) = adapters.into_iter().next() else { return Ok(None) };
         let limits = adapter.limits();
         let features = adapter.features();
         let f16 = features.contains(wgpu::Features::SHADER_F16);
@@ -271,14 +314,14 @@ impl GpuContext {
             wanted |= wgpu::Features::PIPELINE_CACHE;
         }
         // Ask for the adapter's real limits, not WebGPU's defaults (128 MiB bindings).
-        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+        let (device, queue) = super::wait::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("ember"),
             required_features: wanted,
             required_limits: limits.clone(),
             experimental_features: wgpu::ExperimentalFeatures::disabled(),
             memory_hints: wgpu::MemoryHints::Performance,
             trace: wgpu::Trace::Off,
-        }))
+        }))?
         .map_err(|e| Error::Backend(format!("cannot open {}: {e}", info.name)))?;
         let mut max_binding = limits.max_storage_buffer_binding_size as u64;
         if let Some(l) = limit {

@@ -18,6 +18,7 @@ use super::device::GpuContext;
 use super::kernels::{ops, params_buffer, GBuf, Kernels, Readback, Recorder};
 use super::layout;
 use super::shaders::{MatFuse, MatGroup, ShaderKey};
+use super::wait::block_on;
 use super::weights::{self, GpuDense, GpuMatrix};
 use crate::graph::{Act, Attn, Buf, Dumped, Exec, Forward, Graph, HeadMatmul, Mat, Rope, Runner, Vector, View, Want, Weights};
 use crate::kv_cache::KvType;
@@ -66,7 +67,7 @@ impl GpuWeights {
         }
         let vectors = w.vectors.iter().zip(&w.vector_names).map(|(v, name)| GBuf::from_f32(ctx, name, v)).collect();
         ctx.queue.submit(None);
-        super::kernels::wait(ctx)?;
+        super::wait::wait(ctx)?;
         Ok(GpuWeights { mats, vectors })
     }
 
@@ -588,8 +589,8 @@ impl<'a> AllocScope<'a> {
     }
 
     fn check(self, what: &str) -> Result<()> {
-        let oom = pollster::block_on(self.device.pop_error_scope());
-        let invalid = pollster::block_on(self.device.pop_error_scope());
+        let oom = block_on(self.device.pop_error_scope())?;
+        let invalid = block_on(self.device.pop_error_scope())?;
         std::mem::forget(self);
         match (oom, invalid) {
             (Some(e), _) => Err(Error::Backend(format!("out of GPU memory {what}: {e}"))),
@@ -602,8 +603,8 @@ impl<'a> AllocScope<'a> {
 impl Drop for AllocScope<'_> {
     /// An early return (`?`) between `new` and `check` still pops the scopes.
     fn drop(&mut self) {
-        let _ = pollster::block_on(self.device.pop_error_scope());
-        let _ = pollster::block_on(self.device.pop_error_scope());
+        let _ = block_on(self.device.pop_error_scope());
+        let _ = block_on(self.device.pop_error_scope());
     }
 }
 

@@ -4,7 +4,8 @@
 //! on the GPU (their GGUF bytes); `weights` uploads them split over binding limits;
 //! `shaders` lists every WGSL variant; `kernels` caches pipelines and bind
 //! groups and records one command encoder per micro-batch (`kernels::ops`:
-//! one function per kernel); `exec` runs a model's graph (`crate::graph`):
+//! one function per kernel); `wait` waits for the GPU (blocking
+//! natively, yielding to the event loop in the browser); `exec` runs a model's graph (`crate::graph`):
 //! every architecture the CPU runs, from the same definition.
 
 pub mod device;
@@ -13,6 +14,7 @@ pub mod kernels;
 pub mod layout;
 pub mod shaders;
 pub mod trust;
+pub mod wait;
 pub mod weights;
 
 pub use device::{AdapterPolicy, DeviceProfile, GpuContext, Tier, Tiers};

@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 
 use super::device::GpuContext;
 use super::shaders::{ShaderKey, Signature};
+use super::wait::{block_on, wait_for};
 use crate::{Error, Result};
 use params::KernelParams;
 
@@ -122,7 +123,7 @@ impl Kernels {
             compilation_options: Default::default(),
             cache: ctx.pipelines.as_ref().map(|p| &p.cache),
         });
-        if let Some(e) = pollster::block_on(dev.pop_error_scope()) {
+        if let Some(e) = block_on(dev.pop_error_scope())? {
             return Err(Error::Backend(format!("pipeline {label}: {e}")));
         }
         let p = Arc::new(Pipe { pipeline, layout, sig });
@@ -312,40 +313,10 @@ impl Readback {
         slice.map_async(wgpu::MapMode::Read, move |r| {
             let _ = tx.send(r);
         });
-        wait(ctx)?;
-        rx.recv().map_err(|_| Error::Backend("map callback dropped".into()))?.map_err(|e| Error::Backend(format!("map: {e}")))?;
+        wait_for(ctx, || rx.try_recv().ok())?.map_err(|e| Error::Backend(format!("map: {e}")))?;
         out.clear();
         out.extend_from_slice(&slice.get_mapped_range());
         self.staging.unmap();
         Ok(())
-    }
-}
-
-/// Blocks until the queue is idle. wgpu gives up waiting after 60 s; a big
-/// micro-batch on a software adapter under load can take longer, so keep
-/// waiting, up to the context's watchdog: past it, or when the device was
-/// lost, [`Error::DeviceLost`] (`backend auto` then continues on the CPU).
-pub fn wait(ctx: &GpuContext) -> Result<()> {
-    let start = crate::time::Instant::now();
-    let step = ctx.watchdog.min(std::time::Duration::from_secs(60));
-    loop {
-        if ctx.lost.load(Ordering::Relaxed) {
-            return Err(Error::DeviceLost(format!("{}: the device was lost", ctx.profile.adapter_name)));
-        }
-        let wait = wgpu::PollType::Wait { submission_index: None, timeout: Some(step) };
-        match ctx.device.poll(wait) {
-            Ok(_) if ctx.lost.load(Ordering::Relaxed) => {}
-            Ok(_) => return Ok(()),
-            Err(wgpu::PollError::Timeout) => {}
-            Err(e) => return Err(Error::Backend(format!("wgpu poll: {e:?}"))),
-        }
-        if start.elapsed() >= ctx.watchdog {
-            return Err(Error::DeviceLost(format!(
-                "{}: a submit did not finish within the {} s watchdog",
-                ctx.profile.adapter_name,
-                ctx.watchdog.as_secs()
-            )));
-        }
-        log::warn!("wgpu: still waiting for the GPU after {} s", start.elapsed().as_secs());
     }
 }

@@ -114,7 +114,10 @@ impl TrustOptions {
         Ok(TrustOptions {
             allow_software: config.gpu_allow_software || allow,
             disable,
-            fault: Fault::from_env()?,
+            fault: match Fault::from_env()? {
+                Some(f) => Some(f),
+                None => Fault::parse(config.gpu_fault.as_deref().unwrap_or_default())?,
+            },
             cache_dir: config.gpu_cache_dir.clone().or_else(|| ember_home().map(|h| h.join("gpu"))),
             watchdog: config.gpu_watchdog,
             retest: false,
