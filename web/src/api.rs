@@ -1,3 +1,5 @@
+use std::cell::RefCell;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use ember::chat::{ChatMessage, ChatTemplate};
@@ -79,6 +81,94 @@ impl ModelBuffer {
     }
 }
 
+// ---- Running work that may wait for the GPU -------------------------------------------------
+//
+// WebGPU's results arrive through promises, which resolve only while the event loop runs, but
+// the runtime is synchronous. With JavaScript Promise Integration the worker wraps one import,
+// `emberSuspend` (a promise for the next task), in `WebAssembly.Suspending`, and calls
+// [`run_job`] through `WebAssembly.promising`: the runtime's waits (`ember::backend::wgpu::wait`)
+// then suspend the WebAssembly stack while the browser runs, instead of blocking it. Work that
+// may wait (loading, generating) is therefore set up by one call (`prepare…`, which stores a
+// job and returns a `Pending…` handle), run by `runJob`, and collected with `finish()`.
+
+#[wasm_bindgen]
+extern "C" {
+    /// `emberSuspend(n)`: the worker's global; a promise resolved in a new task (the worker
+    /// wraps this import in `WebAssembly.Suspending`, so the call returns once it resolved).
+    /// `n`: the yields of this wait so far (early ones resolve at once, later ones sleep).
+    #[wasm_bindgen(js_name = emberSuspend)]
+    fn ember_suspend(n: u32) -> f64;
+}
+
+fn suspend(n: u32) {
+    ember_suspend(n);
+}
+
+/// Called by the worker once it has wrapped `emberSuspend` in `WebAssembly.Suspending` and
+/// will call [`run_job`] through `WebAssembly.promising`: the runtime may then wait for the
+/// GPU. Without it the WebGPU backend is refused with the reason (and `auto` uses the CPU).
+#[wasm_bindgen(js_name = enableJspi)]
+pub fn enable_jspi() {
+    ember::backend::wgpu::wait::set_browser_yield(suspend);
+}
+
+type Slot<T> = Rc<RefCell<Option<Result<T, String>>>>;
+
+thread_local! {
+    static JOB: RefCell<Option<Box<dyn FnOnce()>>> = const { RefCell::new(None) };
+}
+
+/// Stores `work` as the job the next [`run_job`] runs; its result lands in the slot returned.
+fn schedule<T: 'static>(work: impl FnOnce() -> Result<T, String> + 'static) -> Slot<T> {
+    let slot: Slot<T> = Rc::new(RefCell::new(None));
+    let out = slot.clone();
+    JOB.with(|j| *j.borrow_mut() = Some(Box::new(move || *out.borrow_mut() = Some(work()))));
+    slot
+}
+
+/// Runs the job the last `prepare…` call stored; 1 if there was one. A plain numeric export,
+/// so the worker can wrap the raw export in `WebAssembly.promising`.
+#[wasm_bindgen(js_name = runJob)]
+pub fn run_job() -> u32 {
+    match JOB.with(|j| j.borrow_mut().take()) {
+        Some(job) => {
+            job();
+            1
+        }
+        None => 0,
+    }
+}
+
+fn take<T>(slot: &Slot<T>) -> Result<T, JsError> {
+    slot.borrow_mut().take().ok_or_else(|| err("this job has not run (call runJob first)"))?.map_err(err)
+}
+
+/// An engine being loaded: `runJob()`, then `finish()`.
+#[wasm_bindgen]
+pub struct PendingEngine {
+    slot: Slot<Engine>,
+}
+
+#[wasm_bindgen]
+impl PendingEngine {
+    pub fn finish(self) -> Result<Engine, JsError> {
+        take(&self.slot)
+    }
+}
+
+/// A generation under way: `runJob()`, then `finish()` (the JSON of `Session.generate`).
+#[wasm_bindgen]
+pub struct PendingText {
+    slot: Slot<String>,
+}
+
+#[wasm_bindgen]
+impl PendingText {
+    pub fn finish(self) -> Result<String, JsError> {
+        take(&self.slot)
+    }
+}
+
 /// A loaded model.
 #[wasm_bindgen]
 pub struct Engine {
@@ -89,37 +179,52 @@ pub struct Engine {
 
 #[wasm_bindgen]
 impl Engine {
-    /// Loads the model from `buffer` (consumed: its memory becomes the model's).
-    /// `options`: JSON `{"backend": "cpu" | "auto", "n_ctx": N, "scalar": bool}`.
-    pub fn load(buffer: ModelBuffer, options: &str) -> Result<Engine, JsError> {
+    /// Sets up loading the model from `buffer` (consumed: its memory becomes the model's).
+    /// `options`: JSON `{"backend": "cpu" | "webgpu" | "auto", "n_ctx": N, "scalar": bool,
+    /// "allow_software": bool, "adapter": {"name": …, "software": bool}, "gpu_fault": kernel}`
+    /// (`adapter`: what the page read of `GPUAdapter.info`; `gpu_fault`: tests only, a kernel
+    /// made wrong so the self-test fails, like `EMBER_GPU_FAULT`). Bad options fail here; the load itself in `runJob`.
+    #[wasm_bindgen(js_name = prepareLoad)]
+    pub fn prepare_load(buffer: ModelBuffer, options: &str) -> Result<PendingEngine, JsError> {
         let opts: Value = if options.is_empty() { json!({}) } else { serde_json::from_str(options).map_err(err)? };
         let backend = match opts["backend"].as_str().unwrap_or("auto") {
-            "cpu" | "auto" => BackendKind::Cpu,
-            "webgpu" => {
-                return Err(err("the WebGPU backend is not in this build yet (the browser build runs on the CPU, WebAssembly SIMD128): use backend \"cpu\" or \"auto\""))
-            }
+            "cpu" => BackendKind::Cpu,
+            "webgpu" => BackendKind::Wgpu,
+            "auto" => BackendKind::Auto,
             other => return Err(err(format!("unknown backend {other:?} (cpu, webgpu, auto)"))),
         };
+        if let Some(name) = opts["adapter"]["name"].as_str() {
+            ember::backend::wgpu::device::set_browser_adapter_info(name, opts["adapter"]["software"].as_bool().unwrap_or(false));
+        }
         let config = EngineConfig {
             backend,
             n_threads: 1,
             force_scalar: opts["scalar"].as_bool().unwrap_or(false),
             n_ctx: Some(opts["n_ctx"].as_u64().unwrap_or(2048) as usize),
+            gpu_allow_software: opts["allow_software"].as_bool().unwrap_or(false),
+            gpu_fault: opts["gpu_fault"].as_str().map(String::from),
             ..Default::default()
         };
-        let file = GgufFile::from_bytes(buffer.bytes).map_err(err)?;
-        let inner = ember::Engine::from_file(Arc::new(file), config).map_err(err)?;
-        let template = inner.tokenizer().and_then(ChatTemplate::from_tokenizer).map(Arc::new).map_err(|e| e.to_string());
-        Ok(Engine { inner, template })
+        let slot = schedule(move || {
+            let file = GgufFile::from_bytes(buffer.bytes).map_err(|e| e.to_string())?;
+            let inner = ember::Engine::from_file(Arc::new(file), config).map_err(|e| e.to_string())?;
+            let template = inner.tokenizer().and_then(ChatTemplate::from_tokenizer).map(Arc::new).map_err(|e| e.to_string());
+            Ok(Engine { inner, template })
+        });
+        Ok(PendingEngine { slot })
     }
 
-    /// JSON: the backend in use, the CPU kernels, the model.
+    /// JSON: the backend in use (`webgpu` or `cpu`), the adapter, why, the CPU kernels, the model.
     pub fn info(&self) -> String {
         let e = &self.inner;
         let i = e.info();
+        let report = e.backend_report();
+        let gpu = e.gpu().is_some();
         json!({
-            "backend": e.backend_name(),
-            "adapter": format!("wasm32 {}", e.cpu().kernels().isa),
+            "backend": if gpu { "webgpu" } else { "cpu" },
+            "adapter": if gpu { report.adapter.clone().unwrap_or_default() } else { format!("wasm32 {}", e.cpu().kernels().isa) },
+            "backend_reason": report.reason,
+            "gpu_tiers": report.tiers,
             "kernels": e.cpu().kernels().isa,
             "model": i.name,
             "arch": i.arch,
@@ -133,15 +238,38 @@ impl Engine {
 
     #[wasm_bindgen(js_name = newSession)]
     pub fn new_session(&self) -> Session {
-        Session { inner: self.inner.new_session(), template: self.template.clone() }
+        Session { inner: Rc::new(RefCell::new(self.inner.new_session())), engine: self.inner.clone(), template: self.template.clone() }
     }
 }
 
 /// One conversation's context (its KV cache).
 #[wasm_bindgen]
 pub struct Session {
-    inner: ember::Session,
+    /// Shared with the job generating on it (the worker runs one request at a time).
+    inner: Rc<RefCell<ember::Session>>,
+    engine: Arc<ember::Engine>,
     template: std::result::Result<Arc<ChatTemplate>, String>,
+}
+
+/// The `k` highest (id, logit) pairs of each row of `logits`, best first (ties: lower id),
+/// as JSON `[{pos, top: [[id, logit], …]}, …]` — `ember logits --top K`'s rows.
+fn top_rows(logits: &[f32], n_vocab: usize, k: usize) -> Value {
+    let rows: Vec<Value> = logits
+        .chunks(n_vocab)
+        .enumerate()
+        .map(|(pos, row)| {
+            let by_logit = |x: &u32, y: &u32| row[*y as usize].total_cmp(&row[*x as usize]).then(x.cmp(y));
+            let mut order: Vec<u32> = (0..n_vocab as u32).collect();
+            let k = k.clamp(1, n_vocab);
+            if k < n_vocab {
+                order.select_nth_unstable_by(k, by_logit);
+            }
+            order.truncate(k);
+            order.sort_by(by_logit);
+            json!({"pos": pos, "top": order.iter().map(|&i| json!([i, row[i as usize]])).collect::<Vec<_>>()})
+        })
+        .collect();
+    Value::Array(rows)
 }
 
 /// `params` JSON: `n` (max tokens), `temp`, `top_k`, `top_p`, `min_p`, `repeat_penalty`,
@@ -194,21 +322,41 @@ fn streamer<'a>(on_token: &'a js_sys::Function, text: &'a mut String) -> impl Fn
     }
 }
 
+impl Session {
+    /// Schedules `run` on this session with a streamer to `on_token`; the JSON result.
+    fn schedule(
+        &self,
+        on_token: &js_sys::Function,
+        run: impl FnOnce(&mut ember::Session, &mut dyn FnMut(&str) -> bool) -> ember::Result<GenerationStats> + 'static,
+    ) -> PendingText {
+        let inner = self.inner.clone();
+        let on_token = on_token.clone();
+        let slot = schedule(move || {
+            let mut session = inner.try_borrow_mut().map_err(|_| "this session is busy".to_string())?;
+            let mut text = String::new();
+            let stats = run(&mut session, &mut streamer(&on_token, &mut text)).map_err(|e| e.to_string())?;
+            Ok(result(text, &stats))
+        });
+        PendingText { slot }
+    }
+}
+
 #[wasm_bindgen]
 impl Session {
-    /// Continues the context with `prompt` (raw text, like `ember run -p`) and generates;
-    /// returns JSON `{text, prompt_tps, gen_tps, stop_reason, …}`.
-    pub fn generate(&mut self, prompt: &str, params_json: &str, on_token: &js_sys::Function) -> Result<String, JsError> {
+    /// Sets up continuing the context with `prompt` (raw text, like `ember run -p`) and
+    /// generating; `runJob()` runs it, `finish()` gives JSON `{text, prompt_tps, gen_tps,
+    /// stop_reason, …}`.
+    #[wasm_bindgen(js_name = prepareGenerate)]
+    pub fn prepare_generate(&self, prompt: String, params_json: &str, on_token: &js_sys::Function) -> Result<PendingText, JsError> {
         let p = params(params_json)?;
-        let mut text = String::new();
-        let stats = self.inner.complete(prompt, &p, &mut streamer(on_token, &mut text)).map_err(err)?;
-        Ok(result(text, &stats))
+        Ok(self.schedule(on_token, move |s, stream| s.complete(&prompt, &p, stream)))
     }
 
-    /// The assistant's reply to `messages_json` (`[{role, content}, …]`, the whole
+    /// Sets up the assistant's reply to `messages_json` (`[{role, content}, …]`, the whole
     /// conversation), rendered with the model's chat template; the cached prefix of earlier
-    /// turns is reused. Returns the same JSON as `generate`.
-    pub fn chat(&mut self, messages_json: &str, params_json: &str, on_token: &js_sys::Function) -> Result<String, JsError> {
+    /// turns is reused. Run and collected as `prepareGenerate`'s.
+    #[wasm_bindgen(js_name = prepareChat)]
+    pub fn prepare_chat(&self, messages_json: &str, params_json: &str, on_token: &js_sys::Function) -> Result<PendingText, JsError> {
         let template = self.template.clone().map_err(|e| err(format!("this model has no usable chat template: {e}")))?;
         let v: Value = serde_json::from_str(messages_json).map_err(err)?;
         let messages: Vec<ChatMessage> = v
@@ -218,14 +366,35 @@ impl Session {
             .map(|m| ChatMessage::new(m["role"].as_str().unwrap_or("user"), m["content"].as_str().unwrap_or("")))
             .collect();
         let p = params(params_json)?;
-        let mut text = String::new();
-        let stats = self.inner.chat(&template, &messages, &p, &mut streamer(on_token, &mut text)).map_err(err)?;
-        Ok(result(text, &stats))
+        Ok(self.schedule(on_token, move |s, stream| s.chat(&template, &messages, &p, stream)))
+    }
+
+    /// Sets up `ember logits -p PROMPT --top K` on a fresh context: the prompt tokenized like
+    /// `generate`'s, the logits of every position; `finish()` gives JSON
+    /// `{tokens, rows: [{pos, top: [[id, logit], …]}, …]}` (for checking a backend's numbers
+    /// against the native ones). The session is reset before and after.
+    #[wasm_bindgen(js_name = prepareLogits)]
+    pub fn prepare_logits(&self, prompt: String, top: u32) -> PendingText {
+        let inner = self.inner.clone();
+        let engine = self.engine.clone();
+        let slot = schedule(move || {
+            let mut session = inner.try_borrow_mut().map_err(|_| "this session is busy".to_string())?;
+            let ids = engine.tokenizer().and_then(|t| t.encode(&prompt, true, true)).map_err(|e| e.to_string())?;
+            if ids.is_empty() {
+                return Err("no tokens to evaluate".into());
+            }
+            session.reset();
+            let rows = session.eval(&ids, ember::model::LogitsWanted::All).map(|l| top_rows(l, engine.info().n_vocab, top as usize));
+            session.reset();
+            Ok(json!({"tokens": ids, "rows": rows.map_err(|e| e.to_string())?}).to_string())
+        });
+        PendingText { slot }
     }
 
     /// Forgets the context.
-    pub fn reset(&mut self) {
-        self.inner.reset();
+    pub fn reset(&self) -> Result<(), JsError> {
+        self.inner.try_borrow_mut().map_err(|_| err("this session is busy"))?.reset();
+        Ok(())
     }
 }
 

@@ -11,8 +11,14 @@ export interface LoadProgress {
 
 export interface LoadOptions {
   onProgress?: (p: LoadProgress) => void;
-  /** 'auto' (default) and 'cpu' run on WebAssembly SIMD128; 'webgpu' is not in this build yet. */
+  /**
+   * 'webgpu': the GPU through WebGPU (needs JSPI, `WebAssembly.Suspending`: Chrome/Edge 137+);
+   * 'cpu': WebAssembly SIMD128; 'auto' (default): a hardware WebGPU adapter that passes the
+   * self-test, else the CPU (`EngineInfo.backend_reason` says why).
+   */
   backend?: 'auto' | 'cpu' | 'webgpu';
+  /** Let 'auto' use a software WebGPU adapter (SwiftShader; default false). */
+  allowSoftware?: boolean;
   /** Context size of each session (default 2048). */
   nCtx?: number;
   /** Keep the fetched model in Cache Storage (default true). */
@@ -26,8 +32,16 @@ export interface LoadOptions {
 }
 
 export interface EngineInfo {
-  backend: string;
+  /** The backend in use. */
+  backend: 'webgpu' | 'cpu';
+  /** The WebGPU adapter (from GPUAdapter.info) or "wasm32 simd128" / "wasm32 scalar". */
   adapter: string;
+  /** Why this backend (the self-test's verdict, or why the GPU was not used). */
+  backend_reason: string;
+  /** The GPU kernel tiers in use, on WebGPU. */
+  gpu_tiers: string | null;
+  /** Whether this browser has JavaScript Promise Integration (needed for WebGPU). */
+  jspi: boolean;
   kernels: string;
   model: string | null;
   arch: string;
@@ -68,13 +82,20 @@ export interface GenerateResult {
   stop_reason: 'eog' | 'length' | 'stop' | 'cancelled' | 'context_full';
 }
 
+export interface LogitsResult {
+  /** The prompt's token ids. */
+  tokens: number[];
+  /** Per position, the highest logits as [id, logit] pairs, best first. */
+  rows: { pos: number; top: [number, number][] }[];
+}
+
 export interface ChatMessage {
   role: 'system' | 'user' | 'assistant';
   content: string;
 }
 
 export interface RunOptions {
-  /** Stops generation between two tokens (the promise rejects when the page is not cross-origin isolated). */
+  /** Stops generation between two tokens (without cross-origin isolation, on the CPU path, the promise rejects at once and the worker finishes its run). */
   signal?: AbortSignal;
 }
 
@@ -92,6 +113,8 @@ export declare class Session {
   generateFull(prompt: string, params?: GenerateParams, onToken?: OnToken, options?: RunOptions): Promise<GenerateResult>;
   chat(messages: ChatMessage[], params?: GenerateParams, onToken?: OnToken, options?: RunOptions): Promise<string>;
   chatFull(messages: ChatMessage[], params?: GenerateParams, onToken?: OnToken, options?: RunOptions): Promise<GenerateResult>;
+  /** `ember logits -p PROMPT --top K` on a fresh context (the session is reset). */
+  logits(prompt: string, top?: number): Promise<LogitsResult>;
   reset(): Promise<void>;
   free(): Promise<void>;
 }

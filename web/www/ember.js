@@ -29,10 +29,17 @@ class Worker_ {
   }
   call(op, args = {}, hooks = {}, transfer = []) {
     const id = this.next++;
-    return new Promise((resolve, reject) => {
+    const p = new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject, ...hooks });
       this.worker.postMessage({ id, op, ...args }, transfer);
     });
+    p.id = id;
+    return p;
+  }
+  /** Asks the worker to stop request `id` at its next token (seen at once on WebGPU, whose
+   * waits let the worker's event loop run; on the CPU path only through `cancel` below). */
+  cancel(id) {
+    this.worker.postMessage({ op: 'cancel', target: id });
   }
 }
 
@@ -83,8 +90,9 @@ export class Session {
   async _run(op, args, onToken, signal) {
     if (signal?.aborted) throw abortError(signal);
     const session = await this._id;
-    // With cross-origin isolation the worker sees the abort between two tokens; without it
-    // (no SharedArrayBuffer) the promise rejects at once and the worker's run ends at `n`.
+    // With cross-origin isolation the worker sees the abort between two tokens (a shared flag);
+    // without it the promise rejects at once, and the worker stops at the next token when it
+    // sees the cancel message (on WebGPU, whose waits let its event loop run) or ends at `n`.
     const cancel = globalThis.crossOriginIsolated ? new SharedArrayBuffer(4) : null;
     let aborted = false;
     const run = this._w.call(op, { session, ...args, cancel }, { onToken: (t) => aborted || onToken?.(t) });
@@ -92,6 +100,7 @@ export class Session {
     return new Promise((resolve, reject) => {
       const onAbort = () => {
         aborted = true;
+        this._w.cancel(run.id);
         if (cancel) Atomics.store(new Int32Array(cancel), 0, 1);
         else reject(abortError(signal));
       };
@@ -122,6 +131,14 @@ export class Session {
   /** Like chatFull; resolves to the reply's text. */
   async chat(messages, params = {}, onToken, options = {}) {
     return (await this.chatFull(messages, params, onToken, options)).text;
+  }
+
+  /**
+   * The logits of every position of `prompt` on a fresh context (like `ember logits -p PROMPT
+   * --top K`): { tokens, rows: [{pos, top: [[id, logit], …]}] }. The session is reset.
+   */
+  async logits(prompt, top = 10) {
+    return this._w.call('logits', { session: await this._id, prompt, top });
   }
 
   /** Forgets the context. */
