@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The browser test: the demo page (web/dist, from scripts/build-web.sh) in headless Chromium on
-# SmolLM2-135M; the greedy text of each prompt must equal the native CPU's (`ember run
-# --backend cpu --temp 0`). Installs Chromium (Debian's package) when missing; fetches the model
+# SmolLM2-135M, on the wasm CPU path and on WebGPU (Chromium's SwiftShader here): the greedy
+# text must equal the native CPU's (`ember run --backend cpu --temp 0`; on WebGPU for the last
+# prompt), and WebGPU's logits must agree with `ember logits --backend cpu` (see web_test.py). Installs Chromium (Debian's package) when missing; fetches the model
 # (scripts/fetch-models.sh) when missing. Every page has a hard timeout (EMBER_WEB_TIMEOUT, s).
-#   EMBER_WEB_SCREENSHOT=docs/web-chat.png  also runs a chat turn and keeps a screenshot.
+#   EMBER_WEB_SCREENSHOT=docs/web-chat.png  also runs a chat turn and keeps a screenshot
+#   (on EMBER_WEB_SCREENSHOT_BACKEND: auto, cpu or webgpu).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +18,6 @@ model="${EMBER_HOME:-$HOME/.cache/ember}/models/SmolLM2-135M-Instruct.Q4_1.gguf"
 
 # Whole-run cap on top of the per-page one: never hang CI.
 exec timeout -k 10 "${EMBER_WEB_TOTAL_TIMEOUT:-600}" python3 scripts/web_test.py \
-  --ember "$ember" --model "$model" --backends "${EMBER_WEB_BACKENDS:-cpu}" --n 16 --timeout "${EMBER_WEB_TIMEOUT:-180}" \
-  ${EMBER_WEB_SCREENSHOT:+--screenshot "$EMBER_WEB_SCREENSHOT"} \
+  --ember "$ember" --model "$model" --backends "${EMBER_WEB_BACKENDS:-cpu,webgpu}" --n 16 --timeout "${EMBER_WEB_TIMEOUT:-180}" \
+  ${EMBER_WEB_SCREENSHOT:+--screenshot "$EMBER_WEB_SCREENSHOT" --screenshot-backend "${EMBER_WEB_SCREENSHOT_BACKEND:-auto}"} \
   "The capital of France is" "Once upon a time, a little robot"

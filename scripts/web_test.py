@@ -28,6 +28,7 @@ class Handler(http.server.SimpleHTTPRequestHandler):
     `models`). Counts the GETs of each path (`requests`). /models/too-big/<bytes>/<name>
     answers 200 with that Content-Length and closes after the headers (no body)."""
     models = "."
+    isolated = True
     requests = {}
     lock = threading.Lock()
 
@@ -52,8 +53,15 @@ class Handler(http.server.SimpleHTTPRequestHandler):
         super().do_GET()
 
     def end_headers(self):
-        self.send_header("Cross-Origin-Opener-Policy", "same-origin")
-        self.send_header("Cross-Origin-Embedder-Policy", "require-corp")
+        # Cross-origin isolated unless the page was asked for with coi=0 (and then so is
+        # everything it loads: its worker's requests carry no query, so the last page's choice).
+        if "coi=0" in self.path:
+            Handler.isolated = False
+        elif self.path.endswith(".html") or ".html?" in self.path:
+            Handler.isolated = True
+        if Handler.isolated:
+            self.send_header("Cross-Origin-Opener-Policy", "same-origin")
+            self.send_header("Cross-Origin-Embedder-Policy", "require-corp")
         self.send_header("Cache-Control", "no-store")
         super().end_headers()
 
@@ -202,6 +210,28 @@ def native(ember, model, prompt, n):
     return out[:-1] if out.endswith("\n") else out
 
 
+def native_logits(ember, model, text, top):
+    """`ember logits --backend cpu -p TEXT --top K`: one {pos, top} row per position."""
+    out = subprocess.run([ember, "logits", "-m", model, "--backend", "cpu", "-p", text, "--top", str(top)],
+                         capture_output=True, text=True, check=True).stdout
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def compare_logits(native, web, margin):
+    """WebGPU's rows against the native CPU's: (top-1 agreements, confident positions (native
+    top-1 ahead by `margin` or more), mean and max |Δ| over the native top 5 found in web's top)."""
+    agree = confident = 0
+    diffs = []
+    for rn, rw in zip(native, web):
+        top_n, top_w = rn["top"], rw["top"]
+        if top_n[0][1] - top_n[1][1] >= margin:
+            confident += 1
+            agree += top_w[0][0] == top_n[0][0]
+        theirs = {i: v for i, v in top_w}
+        diffs += [abs(v - theirs[i]) for i, v in top_n[:5] if i in theirs]
+    return agree, confident, sum(diffs) / max(len(diffs), 1), max(diffs, default=float("inf"))
+
+
 def native_chat(ember, model, message, n):
     """`ember chat` with one user message on stdin: the model's chat template, as the page's
     session.chat([{role: 'user', content: message}]) renders it; the reply and a newline on stdout."""
@@ -216,9 +246,13 @@ def main():
     ap.add_argument("--ember", default="target/release/ember")
     ap.add_argument("--model", required=True)
     ap.add_argument("--backends", default="cpu")
+    ap.add_argument("--webgpu-prompts", type=int, default=1,
+                    help="greedy text on WebGPU for the last N prompts only (a GPU's rounding may part from the "
+                         "CPU's at a near tie; every prompt gets the logits check)")
     ap.add_argument("--n", type=int, default=16)
     ap.add_argument("--timeout", type=int, default=180)
     ap.add_argument("--screenshot")
+    ap.add_argument("--screenshot-backend", default="auto")
     ap.add_argument("prompts", nargs="+")
     a = ap.parse_args()
 
@@ -237,7 +271,7 @@ def main():
             print(f"ok   kernel parity: {'/'.join(p['tables'])}, {p['cases']} cases bit-identical")
         wants = {}
         for backend in a.backends.split(","):
-            for prompt in a.prompts:
+            for prompt in (a.prompts[-a.webgpu_prompts:] if backend == "webgpu" else a.prompts):
                 want = wants.setdefault(prompt, native(a.ember, a.model, prompt, a.n))
                 q = urllib.parse.urlencode({"autorun": 1, "model": model_url, "backend": backend, "prompt": prompt, "n": a.n, "temp": 0, "cache": 0})
                 t = time.time()
@@ -257,6 +291,71 @@ def main():
             nonlocal failed
             failed += 0 if ok else 1
             print(f"{'ok  ' if ok else 'FAIL'} {name}: {detail}")
+
+        # WebGPU's numbers: session.logits over each prompt and its native greedy continuation
+        # (so the generation's positions are covered) against `ember logits --backend cpu`.
+        if "webgpu" in a.backends.split(","):
+            for prompt in a.prompts:
+                text = prompt + (wants.get(prompt) or native(a.ember, a.model, prompt, a.n))
+                want_rows = native_logits(a.ember, a.model, text, 10)
+                q = urllib.parse.urlencode({"logits": 1, "model": model_url, "backend": "webgpu", "prompt": text, "top": 10, "cache": 0})
+                t = time.time()
+                kind, r = browser.run_page(f"{base}?{q}", a.timeout)
+                if kind != "EMBER_DONE":
+                    check(f"[webgpu] logits {prompt!r}", False, f"{kind} {r.get('error')}")
+                    continue
+                rows = r["logits"]["rows"]
+                agree, confident, mean, worst = compare_logits(want_rows, rows, 0.5)
+                ok = len(rows) == len(want_rows) and r["backend"] == "webgpu" and agree == confident and mean <= 0.25 and worst <= 1.5
+                check(f"[webgpu] logits {prompt!r}", ok,
+                      f"{len(rows)} positions (native {len(want_rows)}) on {r['adapter']}: top-1 = native CPU at {agree}/{confident} "
+                      f"confident positions (margin ≥ 0.5), |Δ| over the native top 5 mean {mean:.3f} max {worst:.3f} "
+                      f"(bounds 0.25, 1.5); page {time.time() - t:.1f} s")
+
+        # `auto` falls back to the wasm CPU path: past a software adapter (SwiftShader) unless
+        # allowed, and past one whose self-test fails (a kernel broken on purpose, gpu_fault).
+        if "webgpu" in a.backends.split(","):
+            prompt = a.prompts[0]
+            want = wants.get(prompt) or native(a.ember, a.model, prompt, a.n)
+            for name, extra, needles in [
+                ("[auto] software adapter → cpu", {}, ["software"]),
+                ("[auto] failed self-test → cpu", {"allow_software": 1, "gpu_fault": "matmul"}, ["GPU not used", "baseline", "matmul"]),
+                ("[auto] no navigator.gpu → cpu", {"allow_software": 1, "webgpu": 0}, ["GPU not used", "no WebGPU adapter"]),
+                ("[auto] no JSPI → cpu", {"allow_software": 1, "jspi": 0}, ["GPU not used", "JavaScript Promise Integration"]),
+            ]:
+                q = urllib.parse.urlencode({"autorun": 1, "model": model_url, "backend": "auto", "prompt": prompt, "n": a.n, "temp": 0, "cache": 0, **extra})
+                kind, r = browser.run_page(f"{base}?{q}", a.timeout)
+                if kind != "EMBER_DONE":
+                    check(name, False, f"{kind} {r.get('error')}")
+                    continue
+                reason = r.get("backend_reason", "")
+                check(name, r["backend"] == "cpu" and all(n in reason for n in needles) and r["text"] == want,
+                      f"backend {r['backend']} ({reason[:160]!r}), text {'= native' if r['text'] == want else repr(r['text'])}")
+
+        # backend webgpu where it cannot run: a clear error, not a hang or a silent CPU run.
+        if "webgpu" in a.backends.split(","):
+            for name, extra, needles in [
+                ("error: webgpu without navigator.gpu", {"webgpu": 0}, ["no WebGPU", "navigator.gpu"]),
+                ("error: webgpu without JSPI", {"jspi": 0}, ["JavaScript Promise Integration"]),
+            ]:
+                q = urllib.parse.urlencode({"autorun": 1, "model": model_url, "backend": "webgpu", "prompt": "Hi", "n": 4, "temp": 0, "cache": 0, **extra})
+                kind, r = browser.run_page(f"{base}?{q}", min(a.timeout, 60))
+                msg = str(r.get("error"))
+                check(name, kind == "EMBER_ERROR" and all(n in msg for n in needles), f"{kind}: {msg[:200]!r}")
+
+        # Cancel on WebGPU without cross-origin isolation: the abort must reach the worker (a
+        # `cancel` message, handled while it waits for the GPU) and stop the run at the next
+        # token; the page then times one more token on the session, which waits for that run.
+        # Not stopped, it would take ~60 more tokens (minutes on SwiftShader).
+        if "webgpu" in a.backends.split(","):
+            q = urllib.parse.urlencode({"abort_after": 2, "model": model_url, "backend": "webgpu", "prompt": a.prompts[0], "n": 64, "cache": 0, "coi": 0})
+            kind, r = browser.run_page(f"{base}?{q}", a.timeout)
+            if kind != "EMBER_DONE":
+                check("[webgpu] cancel", False, f"{kind} {r.get('error')}")
+            else:
+                check("[webgpu] cancel", r["aborted"] and not r["crossOriginIsolated"] and r["after_ms"] < 30000,
+                      f"aborted after {r['tokens_seen']} tokens (cross-origin isolated: {r['crossOriginIsolated']}); "
+                      f"the next 1-token run finished {r['after_ms'] / 1000:.1f} s later (< 30 s: the 64-token run stopped)")
 
         # Cache Storage: the same URL loaded by two pages of one profile; the second must read
         # the cache (the server sees one GET) and generate the same text.
@@ -300,7 +399,7 @@ def main():
         else:
             check("chat", r["text"] == want, f"{message!r} → {r['text']!r}" + ("" if r["text"] == want else f" but `ember chat` says {want!r}"))
         if a.screenshot:
-            q = urllib.parse.urlencode({"autorun": 1, "chat": 1, "model": model_url, "backend": "auto",
+            q = urllib.parse.urlencode({"autorun": 1, "chat": 1, "model": model_url, "backend": a.screenshot_backend,
                                         "prompt": "Hello! Who are you?", "n": 40, "temp": 0})
             kind, r = browser.run_page(f"{base}?{q}", a.timeout)
             if kind != "EMBER_DONE":
