@@ -309,16 +309,26 @@ fn result(text: String, s: &GenerationStats) -> String {
 }
 
 /// Calls `on_token(piece)` for each piece of text; a `false` back stops generation.
+///
+/// With JSPI (the job runs under `WebAssembly.promising`) it then yields to the worker's event
+/// loop once: the CPU path never waits for anything, so without this a `cancel` message (the
+/// only way an `AbortSignal` reaches a worker that is not cross-origin isolated) would queue
+/// until the whole generation ended. One yield is a MessageChannel task (well under a
+/// millisecond; a token on the CPU path takes tens).
 fn streamer<'a>(on_token: &'a js_sys::Function, text: &'a mut String) -> impl FnMut(&str) -> bool + 'a {
     move |piece: &str| {
         text.push_str(piece);
-        match on_token.call1(&JsValue::NULL, &JsValue::from_str(piece)) {
+        let go_on = match on_token.call1(&JsValue::NULL, &JsValue::from_str(piece)) {
             Ok(v) => v != JsValue::FALSE,
             Err(e) => {
                 web_sys::console::error_2(&"ember: onToken threw; stopping".into(), &e);
                 false
             }
+        };
+        if go_on && ember::backend::wgpu::wait::can_wait() {
+            suspend(0);
         }
+        go_on
     }
 }
 
