@@ -72,6 +72,10 @@ class Handler(http.server.SimpleHTTPRequestHandler):
 Handler.extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map, ".js": "text/javascript", ".wasm": "application/wasm"}
 
 
+# The weight formats with a WebAssembly SIMD128 kernel (runtime/src/backend/cpu/simd/wasm32.rs).
+SIMD128_FORMATS = ["Q4_0", "Q4_1", "Q5_0", "Q8_0", "Q4_K", "Q5_K", "Q6_K"]
+
+
 def serve(root, models):
     Handler.models = models
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=root))
@@ -267,8 +271,15 @@ def main():
             failed += 1
             print(f"FAIL kernel parity: {kind} {r.get('error')} {json.dumps(r.get('parity', {}).get('failures', [])[:3])}")
         else:
+            # Every format of the real files (Q4_K_M mixes: Q4_K, Q5_K, Q6_K, with Q4_0, Q5_0,
+            # Q8_0 in some) must have its own SIMD128 kernel, checked against the scalar one.
             p = r["parity"]
-            print(f"ok   kernel parity: {'/'.join(p['tables'])}, {p['cases']} cases bit-identical")
+            missing = [f for f in SIMD128_FORMATS if f not in p.get("simd_formats", [])]
+            if "simd128" not in p["tables"] or missing:
+                failed += 1
+                print(f"FAIL kernel parity: tables {p['tables']}, formats without a SIMD128 kernel checked: {missing}")
+            else:
+                print(f"ok   kernel parity: {'/'.join(p['tables'])} on {', '.join(p['simd_formats'])}: {p['cases']} cases bit-identical")
         wants = {}
         for backend in a.backends.split(","):
             for prompt in (a.prompts[-a.webgpu_prompts:] if backend == "webgpu" else a.prompts):
