@@ -400,7 +400,7 @@ impl Session {
 
 /// The in-browser kernel parity check: every CPU kernel table this build has (SIMD128)
 /// against the scalar references, on random rows of each weight format with a WebAssembly
-/// kernel (Q4_0, Q4_1, Q5_0, Q8_0, Q4_K, Q5_K, Q6_K) at several lengths: quantized random
+/// kernel (Q4_0, Q4_1, Q5_0, Q8_0, Q4_K, Q5_K, Q6_K) at several lengths (640 cases): quantized random
 /// activations with modest fp16 scales, and two extreme kinds per length (every quant and
 /// sub-block scale at its maximum, the fp16 scales at 65504, activations all -128, which no
 /// quantizer writes; random bytes with random finite fp16 scales, subnormals included, and a
@@ -447,7 +447,9 @@ pub fn kernel_parity() -> String {
         }
         let (qk, block) = (ty.block_size(), ty.type_size());
         let act_ty = quant::vec_dot_type(ty);
-        let lengths: &[usize] = if qk == 32 { &[32, 64, 576, 1536] } else { &[256, 512, 1536, 2304] };
+        // 32-element blocks: 1, 3, 7, 18 and 48 of them (the SIMD128 kernels take four at a
+        // time: every remainder); super-blocks: 1, 2, 6, 9.
+        let lengths: &[usize] = if qk == 32 { &[32, 96, 224, 576, 1536] } else { &[256, 512, 1536, 2304] };
         for &n in lengths {
             for case in 0..CASES {
                 // Q8_0's largest quant is -128; the others' all-ones bytes are their largest.
