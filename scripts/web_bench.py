@@ -63,7 +63,7 @@ def main():
                 rows.append((name, kernels, statistics.median(p for p, _ in v), statistics.median(g for _, g in v), v))
     finally:
         browser.close()
-    print(f"\n| model | kernels | prompt tok/s | generation tok/s | runs (prompt / gen) |\n|---|---|---|---|---|")
+    print("\n| model | kernels | prompt tok/s | generation tok/s | runs (prompt / gen) |\n|---|---|---|---|---|")
     for name, kernels, p, g, v in rows:
         print(f"| {name} | {kernels} | {p:.1f} | {g:.1f} | {', '.join(f'{x:.1f}/{y:.1f}' for x, y in v)} |")
 
