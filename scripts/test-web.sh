@@ -2,7 +2,7 @@
 # The browser test: the demo page (web/dist, from scripts/build-web.sh) in headless Chromium on
 # SmolLM2-135M, on the wasm CPU path and on WebGPU (Chromium's SwiftShader here): the greedy
 # text must equal the native CPU's (`ember run --backend cpu --temp 0`; on WebGPU for the last
-# prompt), and WebGPU's logits must agree with `ember logits --backend cpu` (see web_test.py). Installs Chromium (Debian's package) when missing; fetches the model
+# prompt; on the CPU path once more with ?scalar=1, the portable kernels), and WebGPU's logits must agree with `ember logits --backend cpu` (see web_test.py). Installs Chromium (Debian's package) when missing; fetches the model
 # (scripts/fetch-models.sh) when missing. Every page has a hard timeout (EMBER_WEB_TIMEOUT, s).
 #   EMBER_WEB_SCREENSHOT=docs/web-chat.png  also runs a chat turn and keeps a screenshot
 #   (on EMBER_WEB_SCREENSHOT_BACKEND: auto, cpu or webgpu).

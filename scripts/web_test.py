@@ -72,6 +72,10 @@ class Handler(http.server.SimpleHTTPRequestHandler):
 Handler.extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map, ".js": "text/javascript", ".wasm": "application/wasm"}
 
 
+# The weight formats with a WebAssembly SIMD128 kernel (runtime/src/backend/cpu/simd/wasm32.rs).
+SIMD128_FORMATS = ["Q4_0", "Q4_1", "Q5_0", "Q8_0", "Q4_K", "Q5_K", "Q6_K"]
+
+
 def serve(root, models):
     Handler.models = models
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=root))
@@ -267,25 +271,43 @@ def main():
             failed += 1
             print(f"FAIL kernel parity: {kind} {r.get('error')} {json.dumps(r.get('parity', {}).get('failures', [])[:3])}")
         else:
+            # Every format of the real files (Q4_K_M mixes: Q4_K, Q5_K, Q6_K, with Q4_0, Q5_0,
+            # Q8_0 in some) must have its own SIMD128 kernel, checked against the scalar one.
             p = r["parity"]
-            print(f"ok   kernel parity: {'/'.join(p['tables'])}, {p['cases']} cases bit-identical")
+            missing = [f for f in SIMD128_FORMATS if f not in p.get("simd_formats", [])]
+            if "simd128" not in p["tables"] or missing:
+                failed += 1
+                print(f"FAIL kernel parity: tables {p['tables']}, formats without a SIMD128 kernel checked: {missing}")
+            else:
+                print(f"ok   kernel parity: {'/'.join(p['tables'])} on {', '.join(p['simd_formats'])}: {p['cases']} cases bit-identical")
         wants = {}
+        # The CPU path on SIMD128, and once on the scalar kernels (?scalar=1; bit-identical,
+        # so the same text): each run's kernels are the ones asked for.
+        runs = []
         for backend in a.backends.split(","):
-            for prompt in (a.prompts[-a.webgpu_prompts:] if backend == "webgpu" else a.prompts):
-                want = wants.setdefault(prompt, native(a.ember, a.model, prompt, a.n))
-                q = urllib.parse.urlencode({"autorun": 1, "model": model_url, "backend": backend, "prompt": prompt, "n": a.n, "temp": 0, "cache": 0})
-                t = time.time()
-                kind, r = browser.run_page(f"{base}?{q}", a.timeout)
-                secs = time.time() - t
-                if kind != "EMBER_DONE":
-                    failed += 1
-                    print(f"FAIL [{backend}] {prompt!r}: {kind} {r.get('error')}")
-                elif r["text"] != want:
-                    failed += 1
-                    print(f"FAIL [{backend}] {prompt!r}: the browser's text differs from the native CPU's\n  web:    {r['text']!r}\n  native: {want!r}")
-                else:
-                    print(f"ok   [{backend}] {prompt!r} = native ({r['backend']} on {r['adapter']}; prompt {r['prompt_tps']:.1f} tok/s, "
-                          f"generation {r['gen_tps']:.1f} tok/s; page {secs:.1f} s)")
+            runs += [(backend, prompt, {}) for prompt in (a.prompts[-a.webgpu_prompts:] if backend == "webgpu" else a.prompts)]
+            if backend == "cpu":
+                runs.append((backend, a.prompts[0], {"scalar": 1}))
+        for backend, prompt, extra in runs:
+            name = backend + (" scalar" if extra else "")
+            want = wants.setdefault(prompt, native(a.ember, a.model, prompt, a.n))
+            q = urllib.parse.urlencode({"autorun": 1, "model": model_url, "backend": backend, "prompt": prompt, "n": a.n, "temp": 0, "cache": 0, **extra})
+            t = time.time()
+            kind, r = browser.run_page(f"{base}?{q}", a.timeout)
+            secs = time.time() - t
+            kernels = "scalar" if extra else "simd128"
+            if kind != "EMBER_DONE":
+                failed += 1
+                print(f"FAIL [{name}] {prompt!r}: {kind} {r.get('error')}")
+            elif r["text"] != want:
+                failed += 1
+                print(f"FAIL [{name}] {prompt!r}: the browser's text differs from the native CPU's\n  web:    {r['text']!r}\n  native: {want!r}")
+            elif backend == "cpu" and r.get("kernels") != kernels:
+                failed += 1
+                print(f"FAIL [{name}] {prompt!r}: ran on the {r.get('kernels')} kernels, not {kernels}")
+            else:
+                print(f"ok   [{name}] {prompt!r} = native ({r['backend']} on {r['adapter']}; prompt {r['prompt_tps']:.1f} tok/s, "
+                      f"generation {r['gen_tps']:.1f} tok/s; page {secs:.1f} s)")
 
         def check(name, ok, detail):
             nonlocal failed

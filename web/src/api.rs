@@ -410,12 +410,19 @@ impl Session {
 
 /// The in-browser kernel parity check: every CPU kernel table this build has (SIMD128)
 /// against the scalar references, on random rows of each weight format with a WebAssembly
-/// kernel. Returns JSON `{tables, cases, failures: [...]}`; the kernels must match bit for bit.
+/// kernel (Q4_0, Q4_1, Q5_0, Q8_0, Q4_K, Q5_K, Q6_K) at several lengths (640 cases): quantized random
+/// activations with modest fp16 scales, and two extreme kinds per length (every quant and
+/// sub-block scale at its maximum, the fp16 scales at 65504, activations all -128, which no
+/// quantizer writes; random bytes with random finite fp16 scales, subnormals included, and a
+/// quarter of the activations -128). Returns JSON `{tables, formats, simd_formats, cases,
+/// failures: [...]}` (`simd_formats`: those whose kernel in a table is not the scalar one);
+/// the kernels must match bit for bit.
 #[wasm_bindgen(js_name = kernelParity)]
 pub fn kernel_parity() -> String {
     use ember::backend::cpu::simd::SCALAR;
     use ember::backend::cpu::CpuKernels;
     use ember::quant::{self, GgmlType};
+    use half::f16;
     let mut seed = 0x2545_f491_4f6c_dd1du64;
     let mut rnd = move || {
         seed ^= seed << 13;
@@ -423,33 +430,97 @@ pub fn kernel_parity() -> String {
         seed ^= seed << 17;
         seed
     };
+    /// Random rows per (format, length): the first `CASES - 2` ordinary, then the two extreme kinds.
+    const CASES: usize = 10;
+    let (max_case, random_case) = (CASES - 2, CASES - 1);
     let mut cases = 0;
     let mut failures = Vec::new();
     let tables: Vec<&str> = CpuKernels::available().iter().map(|k| k.isa).collect();
-    for (ty, block, scales) in [(GgmlType::Q4_1, 20usize, 2usize), (GgmlType::Q8_0, 34, 1)] {
-        for n in [32usize, 64, 576, 1536] {
-            for _ in 0..8 {
-                let mut w: Vec<u8> = (0..n / 32 * block).map(|_| rnd() as u8).collect();
+    let mut formats = Vec::new();
+    let mut simd_formats = Vec::new();
+    // Each format and the byte offsets of the fp16 scales in its block.
+    let checked: [(GgmlType, &[usize]); 7] = [
+        (GgmlType::Q4_0, &[0]),
+        (GgmlType::Q4_1, &[0, 2]),
+        (GgmlType::Q5_0, &[0]),
+        (GgmlType::Q8_0, &[0]),
+        (GgmlType::Q4_K, &[0, 2]),
+        (GgmlType::Q5_K, &[0, 2]),
+        (GgmlType::Q6_K, &[208]),
+    ];
+    for (ty, f16_at) in checked {
+        let name = ty.name().to_string();
+        formats.push(name.clone());
+        let scalar_dot = SCALAR.format(ty).unwrap().dot;
+        if CpuKernels::available().iter().any(|k| !std::ptr::fn_addr_eq(k.format(ty).unwrap().dot, scalar_dot)) {
+            simd_formats.push(name.clone());
+        }
+        let (qk, block) = (ty.block_size(), ty.type_size());
+        let act_ty = quant::vec_dot_type(ty);
+        // 32-element blocks: 1, 3, 7, 18 and 48 of them (the SIMD128 kernels take four at a
+        // time: every remainder); super-blocks: 1, 2, 6, 9.
+        let lengths: &[usize] = if qk == 32 { &[32, 96, 224, 576, 1536] } else { &[256, 512, 1536, 2304] };
+        for &n in lengths {
+            for case in 0..CASES {
+                // Q8_0's largest quant is -128; the others' all-ones bytes are their largest.
+                let max_byte = if ty == GgmlType::Q8_0 { 0x80 } else { 0xFF };
+                let mut w: Vec<u8> = (0..n / qk * block).map(|_| if case == max_case { max_byte } else { rnd() as u8 }).collect();
                 for b in w.chunks_exact_mut(block) {
-                    for s in 0..scales {
-                        let v = half::f16::from_f32(((rnd() % 2000) as f32 - 1000.0) * 1e-5);
-                        b[2 * s..2 * s + 2].copy_from_slice(&v.to_le_bytes());
+                    if ty == GgmlType::Q6_K && case == max_case {
+                        // Its sub-block scales are signed: the largest magnitudes, both signs.
+                        for (i, s) in b[192..208].iter_mut().enumerate() {
+                            *s = if i % 2 == 0 { 0x80 } else { 0x7F };
+                        }
+                    }
+                    for &at in f16_at {
+                        let v = match case {
+                            c if c == max_case => f16::MAX,
+                            c if c == random_case => f16::from_bits((rnd() as u16 % 0x7C00) | (rnd() as u16 & 0x8000)),
+                            _ => f16::from_f32(((rnd() % 2000) as f32 - 1000.0) * 1e-5),
+                        };
+                        b[at..at + 2].copy_from_slice(&v.to_le_bytes());
                     }
                 }
                 let x: Vec<f32> = (0..n).map(|_| ((rnd() % 20001) as f32 - 10000.0) * 1e-4).collect();
-                let act_ty = quant::vec_dot_type(ty);
                 let mut act = vec![0u8; act_ty.row_size(n).unwrap()];
                 quant::quantize_row_act(act_ty, &x, &mut act);
+                if case >= max_case {
+                    set_act_quants(act_ty, &mut act, |_| if case == max_case || rnd() % 4 == 0 { -128 } else { rnd() as i8 });
+                }
                 let want = SCALAR.vec_dot(ty, n, &w, &act);
                 for k in CpuKernels::available() {
                     cases += 1;
                     let got = k.vec_dot(ty, n, &w, &act);
                     if got.to_bits() != want.to_bits() {
-                        failures.push(json!({"table": k.isa, "format": format!("{ty:?}"), "n": n, "got": got, "want": want}));
+                        failures.push(json!({"table": k.isa, "format": name, "n": n, "case": case, "got": got, "want": want}));
                     }
                 }
             }
         }
     }
-    json!({"tables": tables, "cases": cases, "failures": failures}).to_string()
+    json!({"tables": tables, "formats": formats, "simd_formats": simd_formats, "cases": cases, "failures": failures}).to_string()
+}
+
+/// Overwrites the quants of an activation row (Q8_0, Q8_1 or Q8_K) with `q(i)`, keeping its
+/// scales; Q8_K's block sums are recomputed, as its weights' min terms read them.
+fn set_act_quants(act_ty: ember::quant::GgmlType, act: &mut [u8], mut q: impl FnMut(usize) -> i8) {
+    use ember::quant::GgmlType;
+    // (block bytes, offset of the quants, quants per block)
+    let (block, at, qk) = match act_ty {
+        GgmlType::Q8_0 => (34, 2, 32),
+        GgmlType::Q8_1 => (36, 4, 32),
+        GgmlType::Q8_K => (292, 4, 256),
+        other => unreachable!("{other:?} is not a Q8 activation format"),
+    };
+    for b in act.chunks_exact_mut(block) {
+        for (i, v) in b[at..at + qk].iter_mut().enumerate() {
+            *v = q(i) as u8;
+        }
+        if act_ty == GgmlType::Q8_K {
+            for j in 0..16 {
+                let s: i16 = b[at + 16 * j..at + 16 * j + 16].iter().map(|&v| v as i8 as i16).sum();
+                b[at + 256 + 2 * j..at + 256 + 2 * j + 2].copy_from_slice(&s.to_le_bytes());
+            }
+        }
+    }
 }

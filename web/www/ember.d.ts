@@ -122,8 +122,12 @@ export declare class Session {
 export interface ParityReport {
   /** The kernel tables checked ("scalar", "simd128"). */
   tables: string[];
+  /** The weight formats checked ("Q4_0", "Q4_K", …). */
+  formats: string[];
+  /** Those of `formats` with a kernel of their own in some table (not the scalar one). */
+  simd_formats: string[];
   cases: number;
-  failures: { table: string; format: string; n: number; got: number; want: number }[];
+  failures: { table: string; format: string; n: number; case: number; got: number; want: number }[];
 }
 
 /** The in-browser kernel parity check: the WebAssembly SIMD128 kernels against the scalar ones. */

@@ -58,7 +58,7 @@ export class Engine {
   /**
    * Loads a GGUF model from a URL (fetched with progress, kept in Cache Storage) or bytes.
    * options: { onProgress({loaded, total, source}), backend: 'auto' | 'cpu' | 'webgpu',
-   * nCtx, cache (default true), cacheName, workerUrl }.
+   * nCtx, cache (default true), cacheName, scalar (the portable kernels), workerUrl }.
    */
   static async load(src, options = {}) {
     const { onProgress, workerUrl, ...rest } = options;
