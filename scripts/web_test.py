@@ -208,8 +208,8 @@ class Browser:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def native(ember, model, prompt, n):
-    out = subprocess.run([ember, "run", "-m", model, "--backend", "cpu", "--temp", "0", "-n", str(n), "-p", prompt],
+def native(ember, model, prompt, n, *extra):
+    out = subprocess.run([ember, "run", "-m", model, "--backend", "cpu", "--temp", "0", "-n", str(n), "-p", prompt, *extra],
                          capture_output=True, text=True, timeout=300, check=True).stdout
     return out[:-1] if out.endswith("\n") else out
 
@@ -255,6 +255,8 @@ def main():
                          "CPU's at a near tie; every prompt gets the logits check)")
     ap.add_argument("--n", type=int, default=16)
     ap.add_argument("--timeout", type=int, default=180)
+    ap.add_argument("--kquant-model", help="a Q4_K_M file (Q4_K, Q5_K, Q6_K, Q5_0, Q8_0 tensors) for the CPU path's "
+                    "end-to-end check of those SIMD128 kernels; same directory as --model")
     ap.add_argument("--screenshot")
     ap.add_argument("--screenshot-backend", default="auto")
     ap.add_argument("prompts", nargs="+")
@@ -313,6 +315,25 @@ def main():
             nonlocal failed
             failed += 0 if ok else 1
             print(f"{'ok  ' if ok else 'FAIL'} {name}: {detail}")
+
+        # The K-quant kernels end to end: a Q4_K_M file's greedy text on the CPU path against
+        # the native *scalar* kernels (`ember run --scalar`). The SIMD128 kernels return the
+        # scalar ones' bits, so only the math library (Rust's libm on wasm32, glibc natively)
+        # may part them; the native SIMD kernels add in another f32 order and would tie-break
+        # differently from machine to machine.
+        if a.kquant_model and "cpu" in a.backends.split(","):
+            prompt = a.prompts[0]
+            want = native(a.ember, a.kquant_model, prompt, a.n, "--scalar")
+            q = urllib.parse.urlencode({"autorun": 1, "model": f"/models/{os.path.basename(a.kquant_model)}", "backend": "cpu",
+                                        "prompt": prompt, "n": a.n, "temp": 0, "cache": 0})
+            kind, r = browser.run_page(f"{base}?{q}", a.timeout)
+            name = f"[cpu] {os.path.basename(a.kquant_model)}"
+            if kind != "EMBER_DONE":
+                check(name, False, f"{kind} {r.get('error')}")
+            else:
+                check(name, r["text"] == want and r.get("kernels") == "simd128",
+                      f"{prompt!r} on {r.get('kernels')}: " + ("= native --scalar" if r["text"] == want else f"web {r['text']!r} != native --scalar {want!r}")
+                      + f" (prompt {r['prompt_tps']:.1f} tok/s, generation {r['gen_tps']:.1f} tok/s)")
 
         # WebGPU's numbers: session.logits over each prompt and its native greedy continuation
         # (so the generation's positions are covered) against `ember logits --backend cpu`.
