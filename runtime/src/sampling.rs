@@ -130,6 +130,21 @@ pub fn argmax(logits: &[f32]) -> u32 {
     best as u32
 }
 
+/// The `k` highest `(id, logit)` pairs of `row`, best first (in `f32::total_cmp`'s order), ties
+/// to the lower id: what `ember logits --top K` and the browser's `session.logits` report. `k`
+/// past the row's length: the whole row, sorted.
+pub fn top_logits(row: &[f32], k: usize) -> Vec<(u32, f32)> {
+    let by_logit = |x: &u32, y: &u32| row[*y as usize].total_cmp(&row[*x as usize]).then(x.cmp(y));
+    let mut order: Vec<u32> = (0..row.len() as u32).collect();
+    let k = k.min(row.len());
+    if k < row.len() {
+        order.select_nth_unstable_by(k, by_logit);
+    }
+    order.truncate(k);
+    order.sort_by(by_logit);
+    order.into_iter().map(|i| (i, row[i as usize])).collect()
+}
+
 /// Applies repetition, frequency and presence penalties (llama.cpp semantics)
 /// in place to `logits`, counting tokens in the last `params.repeat_last_n`
 /// entries of `history`. Ids outside the vocabulary are ignored.
@@ -468,6 +483,15 @@ mod tests {
             let got = draws(&mut s, &logits, 50);
             assert!(got.iter().all(|&t| t == argmax(&logits)), "{got:?}");
         }
+    }
+
+    #[test]
+    fn top_logits_best_first_ties_to_lower_id() {
+        let row = [0.5, 2.0, -1.0, 2.0, 7.0, 0.5];
+        assert_eq!(top_logits(&row, 3), vec![(4, 7.0), (1, 2.0), (3, 2.0)]);
+        assert_eq!(top_logits(&row, 0), vec![]);
+        let all = top_logits(&row, 99);
+        assert_eq!(all.iter().map(|p| p.0).collect::<Vec<_>>(), vec![4, 1, 3, 0, 5, 2]);
     }
 
     #[test]

@@ -251,25 +251,11 @@ pub struct Session {
     template: std::result::Result<Arc<ChatTemplate>, String>,
 }
 
-/// The `k` highest (id, logit) pairs of each row of `logits`, best first (ties: lower id),
-/// as JSON `[{pos, top: [[id, logit], …]}, …]` — `ember logits --top K`'s rows.
+/// The `k` highest (id, logit) pairs of each row of `logits` (at least one), as JSON
+/// `[{pos, top: [[id, logit], …]}, …]` — `ember logits --top K`'s rows.
 fn top_rows(logits: &[f32], n_vocab: usize, k: usize) -> Value {
-    let rows: Vec<Value> = logits
-        .chunks(n_vocab)
-        .enumerate()
-        .map(|(pos, row)| {
-            let by_logit = |x: &u32, y: &u32| row[*y as usize].total_cmp(&row[*x as usize]).then(x.cmp(y));
-            let mut order: Vec<u32> = (0..n_vocab as u32).collect();
-            let k = k.clamp(1, n_vocab);
-            if k < n_vocab {
-                order.select_nth_unstable_by(k, by_logit);
-            }
-            order.truncate(k);
-            order.sort_by(by_logit);
-            json!({"pos": pos, "top": order.iter().map(|&i| json!([i, row[i as usize]])).collect::<Vec<_>>()})
-        })
-        .collect();
-    Value::Array(rows)
+    let rows = logits.chunks(n_vocab).enumerate().map(|(pos, row)| json!({"pos": pos, "top": ember::sampling::top_logits(row, k.max(1))}));
+    Value::Array(rows.collect())
 }
 
 /// `params` JSON: `n` (max tokens), `temp`, `top_k`, `top_p`, `min_p`, `repeat_penalty`,

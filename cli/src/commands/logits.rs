@@ -86,18 +86,7 @@ fn write_rows(out: &mut impl Write, logits: &[f32], n_vocab: usize, first: usize
     for (i, row) in logits.chunks(n_vocab).enumerate() {
         let pos = first + i;
         let mut line = match top {
-            Some(k) => {
-                let mut order: Vec<u32> = (0..n_vocab as u32).collect();
-                let k = k.min(n_vocab);
-                let by_logit = |x: &u32, y: &u32| row[*y as usize].total_cmp(&row[*x as usize]).then(x.cmp(y));
-                if k < n_vocab {
-                    order.select_nth_unstable_by(k, by_logit);
-                }
-                order.truncate(k);
-                order.sort_by(by_logit);
-                let top: Vec<(u32, f32)> = order.iter().map(|&i| (i, row[i as usize])).collect();
-                serde_json::json!({ "pos": pos, "top": top })
-            }
+            Some(k) => serde_json::json!({ "pos": pos, "top": ember::sampling::top_logits(row, k) }),
             None => serde_json::json!({ "pos": pos, "logits": row }),
         };
         if let Some(s) = seq {
