@@ -282,33 +282,45 @@ def main():
                 print(f"FAIL kernel parity: tables {p['tables']}, formats without a SIMD128 kernel checked: {missing}")
             else:
                 print(f"ok   kernel parity: {'/'.join(p['tables'])} on {', '.join(p['simd_formats'])}: {p['cases']} cases bit-identical")
-        wants = {}
+        @functools.lru_cache(maxsize=None)
+        def want(prompt, model=a.model, n=a.n, flags=()):
+            """The native CPU's greedy text (`ember run`), run once per question."""
+            return native(a.ember, model, prompt, n, *flags)
+
         # The CPU path on SIMD128, and once on the scalar kernels (?scalar=1; bit-identical,
-        # so the same text): each run's kernels are the ones asked for.
-        runs = []
+        # so the same text): each run's kernels are the ones asked for. The K-quant kernels end
+        # to end: a Q4_K_M file's greedy text on the CPU path against the native *scalar*
+        # kernels (`ember run --scalar`). The SIMD128 kernels return the scalar ones' bits, so
+        # only the math library (Rust's libm on wasm32, glibc natively) may part them; the
+        # native SIMD kernels add in another f32 order and would tie-break differently from
+        # machine to machine.
+        runs = []  # (name, backend, model, prompt, the page's extra query, `ember run`'s extra flags)
         for backend in a.backends.split(","):
-            runs += [(backend, prompt, {}) for prompt in (a.prompts[-a.webgpu_prompts:] if backend == "webgpu" else a.prompts)]
+            runs += [(backend, backend, a.model, prompt, {}, ()) for prompt in (a.prompts[-a.webgpu_prompts:] if backend == "webgpu" else a.prompts)]
             if backend == "cpu":
-                runs.append((backend, a.prompts[0], {"scalar": 1}))
-        for backend, prompt, extra in runs:
-            name = backend + (" scalar" if extra else "")
-            want = wants.setdefault(prompt, native(a.ember, a.model, prompt, a.n))
-            q = urllib.parse.urlencode({"autorun": 1, "model": model_url, "backend": backend, "prompt": prompt, "n": a.n, "temp": 0, "cache": 0, **extra})
+                runs.append(("cpu scalar", backend, a.model, a.prompts[0], {"scalar": 1}, ()))
+                if a.kquant_model:
+                    runs.append((f"cpu {os.path.basename(a.kquant_model)}", backend, a.kquant_model, a.prompts[0], {}, ("--scalar",)))
+        for name, backend, model, prompt, extra, flags in runs:
+            expected = want(prompt, model, flags=flags)
+            native_name = " ".join(("native",) + flags)
+            q = urllib.parse.urlencode({"autorun": 1, "model": f"/models/{os.path.basename(model)}", "backend": backend, "prompt": prompt,
+                                        "n": a.n, "temp": 0, "cache": 0, **extra})
             t = time.time()
             kind, r = browser.run_page(f"{base}?{q}", a.timeout)
             secs = time.time() - t
-            kernels = "scalar" if extra else "simd128"
+            kernels = "scalar" if extra.get("scalar") else "simd128"
             if kind != "EMBER_DONE":
                 failed += 1
                 print(f"FAIL [{name}] {prompt!r}: {kind} {r.get('error')}")
-            elif r["text"] != want:
+            elif r["text"] != expected:
                 failed += 1
-                print(f"FAIL [{name}] {prompt!r}: the browser's text differs from the native CPU's\n  web:    {r['text']!r}\n  native: {want!r}")
+                print(f"FAIL [{name}] {prompt!r}: the browser's text differs from the native CPU's\n  web:    {r['text']!r}\n  {native_name}: {expected!r}")
             elif backend == "cpu" and r.get("kernels") != kernels:
                 failed += 1
                 print(f"FAIL [{name}] {prompt!r}: ran on the {r.get('kernels')} kernels, not {kernels}")
             else:
-                print(f"ok   [{name}] {prompt!r} = native ({r['backend']} on {r['adapter']}; prompt {r['prompt_tps']:.1f} tok/s, "
+                print(f"ok   [{name}] {prompt!r} = {native_name} ({r['backend']} on {r['adapter']}; prompt {r['prompt_tps']:.1f} tok/s, "
                       f"generation {r['gen_tps']:.1f} tok/s; page {secs:.1f} s)")
 
         def check(name, ok, detail):
@@ -316,30 +328,11 @@ def main():
             failed += 0 if ok else 1
             print(f"{'ok  ' if ok else 'FAIL'} {name}: {detail}")
 
-        # The K-quant kernels end to end: a Q4_K_M file's greedy text on the CPU path against
-        # the native *scalar* kernels (`ember run --scalar`). The SIMD128 kernels return the
-        # scalar ones' bits, so only the math library (Rust's libm on wasm32, glibc natively)
-        # may part them; the native SIMD kernels add in another f32 order and would tie-break
-        # differently from machine to machine.
-        if a.kquant_model and "cpu" in a.backends.split(","):
-            prompt = a.prompts[0]
-            want = native(a.ember, a.kquant_model, prompt, a.n, "--scalar")
-            q = urllib.parse.urlencode({"autorun": 1, "model": f"/models/{os.path.basename(a.kquant_model)}", "backend": "cpu",
-                                        "prompt": prompt, "n": a.n, "temp": 0, "cache": 0})
-            kind, r = browser.run_page(f"{base}?{q}", a.timeout)
-            name = f"[cpu] {os.path.basename(a.kquant_model)}"
-            if kind != "EMBER_DONE":
-                check(name, False, f"{kind} {r.get('error')}")
-            else:
-                check(name, r["text"] == want and r.get("kernels") == "simd128",
-                      f"{prompt!r} on {r.get('kernels')}: " + ("= native --scalar" if r["text"] == want else f"web {r['text']!r} != native --scalar {want!r}")
-                      + f" (prompt {r['prompt_tps']:.1f} tok/s, generation {r['gen_tps']:.1f} tok/s)")
-
         # WebGPU's numbers: session.logits over each prompt and its native greedy continuation
         # (so the generation's positions are covered) against `ember logits --backend cpu`.
         if "webgpu" in a.backends.split(","):
             for prompt in a.prompts:
-                text = prompt + (wants.get(prompt) or native(a.ember, a.model, prompt, a.n))
+                text = prompt + want(prompt)
                 want_rows = native_logits(a.ember, a.model, text, 10)
                 q = urllib.parse.urlencode({"logits": 1, "model": model_url, "backend": "webgpu", "prompt": text, "top": 10, "cache": 0})
                 t = time.time()
@@ -359,7 +352,7 @@ def main():
         # allowed, and past one whose self-test fails (a kernel broken on purpose, gpu_fault).
         if "webgpu" in a.backends.split(","):
             prompt = a.prompts[0]
-            want = wants.get(prompt) or native(a.ember, a.model, prompt, a.n)
+            want_text = want(prompt)
             for name, extra, needles in [
                 ("[auto] software adapter → cpu", {}, ["software"]),
                 ("[auto] failed self-test → cpu", {"allow_software": 1, "gpu_fault": "matmul"}, ["GPU not used", "baseline", "matmul"]),
@@ -372,8 +365,8 @@ def main():
                     check(name, False, f"{kind} {r.get('error')}")
                     continue
                 reason = r.get("backend_reason", "")
-                check(name, r["backend"] == "cpu" and all(n in reason for n in needles) and r["text"] == want,
-                      f"backend {r['backend']} ({reason[:160]!r}), text {'= native' if r['text'] == want else repr(r['text'])}")
+                check(name, r["backend"] == "cpu" and all(n in reason for n in needles) and r["text"] == want_text,
+                      f"backend {r['backend']} ({reason[:160]!r}), text {'= native' if r['text'] == want_text else repr(r['text'])}")
 
         # backend webgpu where it cannot run: a clear error, not a hang or a silent CPU run.
         if "webgpu" in a.backends.split(","):
@@ -402,7 +395,7 @@ def main():
                 check(name, False, f"{kind} {r.get('error')}")
                 continue
             limit = 30000 if backend == "webgpu" else 3000
-            full = native(a.ember, a.model, a.prompts[0], n) if backend == "cpu" else None
+            full = want(a.prompts[0], n=n) if backend == "cpu" else None
             if full is not None and len(full) < 2 * n:
                 check(name, False, f"the native greedy run ends early ({len(full)} chars): pick a longer prompt for this check")
                 continue
@@ -413,7 +406,7 @@ def main():
         # Cache Storage: the same URL loaded by two pages of one profile; the second must read
         # the cache (the server sees one GET) and generate the same text.
         prompt = a.prompts[0]
-        want = wants.get(prompt) or native(a.ember, a.model, prompt, a.n)
+        want_text = want(prompt)
         url = f"/models/cached/{os.path.basename(a.model)}"
         q = urllib.parse.urlencode({"autorun": 1, "model": url, "backend": "cpu", "prompt": prompt, "n": a.n, "temp": 0})
         runs = [browser.run_page(f"{base}?{q}", a.timeout) for _ in range(2)]
@@ -423,8 +416,8 @@ def main():
         else:
             (_, r1), (_, r2) = runs
             sources = (r1.get("model_source"), r2.get("model_source"))
-            same = r1["text"] == r2["text"] == want
-            texts = "equal (= native)" if same else f"differ: {r1['text']!r} / {r2['text']!r} / native {want!r}"
+            same = r1["text"] == r2["text"] == want_text
+            texts = "equal (= native)" if same else f"differ: {r1['text']!r} / {r2['text']!r} / native {want_text!r}"
             check("cache", sources == ("network", "cache") and gets == 1 and same,
                   f"model_source {sources[0]} then {sources[1]}, {gets} GET(s) of the model, texts {texts}")
 
@@ -444,13 +437,13 @@ def main():
 
         # Chat: session.chat([{role: 'user', content}]) against `ember chat` (the same template).
         message = "Hello! Who are you?"
-        want = native_chat(a.ember, a.model, message, a.n)
+        reply = native_chat(a.ember, a.model, message, a.n)
         q = urllib.parse.urlencode({"autorun": 1, "chat": 1, "model": model_url, "backend": "cpu", "prompt": message, "n": a.n, "temp": 0, "cache": 0})
         kind, r = browser.run_page(f"{base}?{q}", a.timeout)
         if kind != "EMBER_DONE":
             check("chat", False, f"{kind} {r.get('error')}")
         else:
-            check("chat", r["text"] == want, f"{message!r} → {r['text']!r}" + ("" if r["text"] == want else f" but `ember chat` says {want!r}"))
+            check("chat", r["text"] == reply, f"{message!r} → {r['text']!r}" + ("" if r["text"] == reply else f" but `ember chat` says {reply!r}"))
         if a.screenshot:
             q = urllib.parse.urlencode({"autorun": 1, "chat": 1, "model": model_url, "backend": a.screenshot_backend,
                                         "prompt": "Hello! Who are you?", "n": 40, "temp": 0})
