@@ -167,7 +167,8 @@ function session(id) {
 }
 
 // Requests cancelled by a {op: 'cancel', target} message. It is handled as it arrives, not
-// queued: while generation waits for the GPU (JSPI) the event loop runs and sees it.
+// queued: with JSPI generation yields to the event loop (while it waits for the GPU, and after
+// each token on the CPU path: api.rs's `streamer`), which sees it then.
 const cancelled = new Set();
 
 function streaming(id, cancel) {

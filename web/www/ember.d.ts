@@ -95,7 +95,7 @@ export interface ChatMessage {
 }
 
 export interface RunOptions {
-  /** Stops generation between two tokens (without cross-origin isolation, on the CPU path, the promise rejects at once and the worker finishes its run). */
+  /** Stops generation between two tokens (without cross-origin isolation and without JSPI, on the CPU path, the promise rejects at once and the worker finishes its run). */
   signal?: AbortSignal;
 }
 

@@ -36,8 +36,9 @@ class Worker_ {
     p.id = id;
     return p;
   }
-  /** Asks the worker to stop request `id` at its next token (seen at once on WebGPU, whose
-   * waits let the worker's event loop run; on the CPU path only through `cancel` below). */
+  /** Asks the worker to stop request `id` at its next token. The worker sees the message when
+   * its event loop runs: while it waits for the GPU, or at the yield after each token on the
+   * CPU path — both with JSPI; without JSPI only the shared flag below stops a CPU run. */
   cancel(id) {
     this.worker.postMessage({ op: 'cancel', target: id });
   }
@@ -92,7 +93,8 @@ export class Session {
     const session = await this._id;
     // With cross-origin isolation the worker sees the abort between two tokens (a shared flag);
     // without it the promise rejects at once, and the worker stops at the next token when it
-    // sees the cancel message (on WebGPU, whose waits let its event loop run) or ends at `n`.
+    // sees the cancel message (with JSPI: it yields while waiting for the GPU and after each
+    // CPU token) or, without JSPI, ends at `n`.
     const cancel = globalThis.crossOriginIsolated ? new SharedArrayBuffer(4) : null;
     let aborted = false;
     const run = this._w.call(op, { session, ...args, cancel }, { onToken: (t) => aborted || onToken?.(t) });
